@@ -1,0 +1,263 @@
+//! One configured MCP server as the rest of the proxy sees it.
+//!
+//! A [`Backend`] owns the current upstream [`Connection`] (if any), the last
+//! [`Listing`] the server gave, and the status the operations endpoints show.
+//! Its [`supervisor`] task keeps it connected: it starts the stdio child or
+//! reaches the HTTP server, re-lists on `list_changed`, and when the
+//! connection dies it respawns or reconnects with capped exponential backoff.
+//! Calls never wait for a reconnect: while there is no connection they fail
+//! fast with an error that names the backend.
+
+mod backoff;
+pub mod listing;
+mod supervisor;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BackendConfig;
+use crate::jsonrpc::{self, ErrorObject};
+use crate::upstream::{Connection, ConnectSettings, ProgressSink, UpstreamError};
+pub use listing::{ListKind, Listing};
+
+/// Something a backend tells the gateway.
+#[derive(Debug)]
+pub enum BackendEvent {
+    /// The listed items of these kinds may have changed (after a connect, or a
+    /// `list_changed` from the backend).
+    ListingChanged {
+        /// Index of the backend in the config.
+        backend: usize,
+        /// The kinds that were re-listed.
+        kinds: Vec<ListKind>,
+    },
+    /// A notification from the backend that belongs to no request
+    /// (`notifications/resources/updated`, `notifications/message`, ...).
+    Notification {
+        /// Index of the backend in the config.
+        backend: usize,
+        /// The JSON-RPC message as the backend sent it.
+        message: Value,
+    },
+}
+
+/// The connection state of a backend, for logs, `/readyz` and `/admin/backends`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Starting or reconnecting; not yet usable.
+    Connecting,
+    /// Initialized and listed; calls are forwarded.
+    Connected,
+    /// The last attempt failed or the connection died; retrying in the background.
+    Unavailable,
+    /// The proxy is shutting down.
+    Stopped,
+}
+
+/// What `/admin/backends` shows of one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Backend name.
+    pub name: String,
+    /// `stdio` or `http`.
+    pub transport: &'static str,
+    /// Connection state.
+    pub state: State,
+    /// The most recent failure, if any, even after recovery.
+    pub last_error: Option<String>,
+    /// How many times the backend was respawned or reconnected after its first connection.
+    pub restarts: u64,
+    /// Calls currently forwarded and not yet answered.
+    pub in_flight: u64,
+    /// Number of tools, resources, resource templates and prompts last listed.
+    pub tools: usize,
+    /// Resources last listed.
+    pub resources: usize,
+    /// Resource templates last listed.
+    pub resource_templates: usize,
+    /// Prompts last listed.
+    pub prompts: usize,
+}
+
+/// Why a call through a backend failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// There is no live connection; the call was not sent.
+    #[error("backend \"{backend}\" is unavailable: {reason}")]
+    Unavailable {
+        /// Backend name.
+        backend: String,
+        /// Why (the last connection error, or "starting").
+        reason: String,
+    },
+    /// The upstream request failed.
+    #[error("backend \"{backend}\": {error}")]
+    Upstream {
+        /// Backend name.
+        backend: String,
+        /// What went wrong.
+        error: UpstreamError,
+    },
+}
+
+impl CallError {
+    /// The JSON-RPC error the client receives. A backend's own JSON-RPC error
+    /// passes unchanged; the proxy's errors name the backend in the message and
+    /// in `data.backend`.
+    pub fn to_error_object(&self) -> ErrorObject {
+        match self {
+            CallError::Upstream { error: UpstreamError::JsonRpc(error), .. } => error.clone(),
+            CallError::Unavailable { backend, reason } => {
+                ErrorObject::new(jsonrpc::BACKEND_UNAVAILABLE, self.to_string())
+                    .with_data(json!({ "backend": backend, "reason": reason }))
+            }
+            CallError::Upstream { backend, error } => {
+                let code = match error {
+                    UpstreamError::Connect(_) => jsonrpc::BACKEND_UNAVAILABLE,
+                    _ => jsonrpc::BACKEND_TRANSPORT,
+                };
+                ErrorObject::new(code, self.to_string())
+                    .with_data(json!({ "backend": backend, "reason": error.to_string() }))
+            }
+        }
+    }
+}
+
+struct Health {
+    state: State,
+    last_error: Option<String>,
+    restarts: u64,
+}
+
+/// A configured backend: its connection, listing and status.
+pub struct Backend {
+    index: usize,
+    config: BackendConfig,
+    settings: ConnectSettings,
+    connection: RwLock<Option<Connection>>,
+    listing: RwLock<Arc<Listing>>,
+    health: Mutex<Health>,
+    in_flight: AtomicU64,
+}
+
+impl Backend {
+    /// A backend that has not connected yet. `index` is its place in the config.
+    pub fn new(index: usize, config: BackendConfig, client_name: &str) -> Self {
+        let settings = ConnectSettings {
+            backend: config.name.clone(),
+            client_name: client_name.to_owned(),
+            client_version: env!("CARGO_PKG_VERSION").to_owned(),
+            init_timeout: config.init_timeout,
+        };
+        Self {
+            index,
+            config,
+            settings,
+            connection: RwLock::new(None),
+            listing: RwLock::new(Arc::new(Listing::default())),
+            health: Mutex::new(Health { state: State::Connecting, last_error: None, restarts: 0 }),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Start the supervisor task that connects and keeps the backend connected
+    /// until `shutdown` is cancelled; then it shuts the connection down (for a
+    /// stdio child: close stdin, SIGTERM, SIGKILL) and the task ends.
+    pub fn spawn_supervisor(
+        self: &Arc<Self>,
+        events: mpsc::UnboundedSender<BackendEvent>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(supervisor::run(Arc::clone(self), events, shutdown))
+    }
+
+    /// The last listing (kept while the backend is down, so names stay stable).
+    pub fn listing(&self) -> Arc<Listing> {
+        Arc::clone(&self.listing.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Whether the backend is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.connection.read().unwrap_or_else(PoisonError::into_inner).is_some()
+    }
+
+    /// Forward one request. Fails fast when there is no connection.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, CallError> {
+        let connection = self.connection.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let Some(connection) = connection else {
+            return Err(CallError::Unavailable {
+                backend: self.config.name.clone(),
+                reason: self.unavailable_reason(),
+            });
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.in_flight);
+        connection
+            .request(method, params, progress)
+            .await
+            .map_err(|error| CallError::Upstream { backend: self.config.name.clone(), error })
+    }
+
+    /// Send a notification if connected; otherwise it is dropped (notifications
+    /// carry no answer to fail).
+    pub async fn notify(&self, method: &str, params: Option<Value>) {
+        let connection = self.connection.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(connection) = connection
+            && let Err(error) = connection.notify(method, params).await
+        {
+            tracing::debug!(backend = %self.config.name, %error, "notification not delivered");
+        }
+    }
+
+    /// The status `/admin/backends` reports.
+    pub fn status(&self) -> Status {
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let listing = self.listing();
+        Status {
+            name: self.config.name.clone(),
+            transport: self.config.transport.kind(),
+            state: health.state,
+            last_error: health.last_error.clone(),
+            restarts: health.restarts,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            tools: listing.tools.len(),
+            resources: listing.resources.len(),
+            resource_templates: listing.resource_templates.len(),
+            prompts: listing.prompts.len(),
+        }
+    }
+
+    fn unavailable_reason(&self) -> String {
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        match (&health.state, &health.last_error) {
+            (State::Stopped, _) => "the proxy is shutting down".to_owned(),
+            (_, Some(error)) => error.clone(),
+            (_, None) => "not connected yet".to_owned(),
+        }
+    }
+}
+
+/// Counts a call as in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,174 @@
+//! The task that keeps one backend connected.
+//!
+//! Loop: connect (spawn the child or reach the server, then `initialize`),
+//! list what it offers, serve until the connection dies, then wait a capped
+//! exponential backoff and start again. Every transition is logged with the
+//! backend's name, because "which backend flapped, when, and why" is the
+//! first thing an operator asks.
+
+use std::sync::{Arc, PoisonError};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::listing::{self, ListKind, Listing};
+use super::{Backend, BackendEvent, State};
+use crate::upstream::{Connection, UpstreamError};
+
+/// Run until `shutdown` is cancelled.
+pub(super) async fn run(
+    backend: Arc<Backend>,
+    events: mpsc::UnboundedSender<BackendEvent>,
+    shutdown: CancellationToken,
+) {
+    let name = backend.config.name.clone();
+    let mut backoff = Backoff::new(backend.config.reconnect);
+    let mut ever_connected = false;
+    loop {
+        backend.set_state(State::Connecting, None);
+        let (event_sink, mut upstream_events) = mpsc::unbounded_channel();
+        let connected = tokio::select! {
+            result = connect_and_list(&backend, event_sink) => result,
+            () = shutdown.cancelled() => break,
+        };
+        let failure = match connected {
+            Ok((connection, listing)) => {
+                backoff.reset();
+                if ever_connected {
+                    backend.count_restart();
+                    match backend.config.transport.kind() {
+                        "stdio" => tracing::info!(backend = %name, "backend respawned and re-initialized"),
+                        _ => tracing::info!(backend = %name, "backend reconnected with a new session"),
+                    }
+                } else {
+                    tracing::info!(backend = %name, tools = listing.tools.len(), "backend connected");
+                }
+                ever_connected = true;
+                backend.publish_listing(listing, ListKind::ALL.to_vec(), &events);
+                *backend.connection.write().unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
+                backend.set_state(State::Connected, None);
+
+                let stopping = serve(&backend, &connection, &mut upstream_events, &events, &shutdown).await;
+                *backend.connection.write().unwrap_or_else(PoisonError::into_inner) = None;
+                if stopping {
+                    connection.shutdown().await;
+                    break;
+                }
+                let reason = connection.close_reason().unwrap_or_else(|| "connection closed".to_owned());
+                match backend.config.transport.kind() {
+                    "stdio" => format!("process ended: {reason}"),
+                    _ => format!("connection lost: {reason}"),
+                }
+            }
+            Err(error) => error.to_string(),
+        };
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            backend = %name,
+            error = %failure,
+            retry_in = ?delay,
+            "backend marked unavailable; retrying in the background"
+        );
+        backend.set_state(State::Unavailable, Some(failure));
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    backend.set_state(State::Stopped, None);
+    tracing::debug!(backend = %name, "backend supervisor stopped");
+}
+
+/// Connect, initialize and fetch every list the backend offers.
+async fn connect_and_list(
+    backend: &Backend,
+    event_sink: mpsc::UnboundedSender<Value>,
+) -> Result<(Connection, Listing), UpstreamError> {
+    let (connection, init) =
+        Connection::connect(&backend.config.transport, &backend.settings, event_sink).await?;
+    let mut listing = Listing::from_initialize(&init);
+    for kind in ListKind::ALL {
+        if listing.offers(kind) {
+            match listing::fetch(&connection, kind).await {
+                Ok(items) => listing.set_items(kind, items),
+                Err(UpstreamError::JsonRpc(error)) => {
+                    // A server may advertise a capability yet not implement
+                    // every list of it (templates, typically): treat as empty.
+                    tracing::debug!(backend = %backend.config.name, kind = kind.method(), error = %error.message, "list not available");
+                }
+                Err(error) => {
+                    connection.shutdown().await;
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok((connection, listing))
+}
+
+/// Serve a live connection: relay its events and re-list on `list_changed`.
+/// Returns true when the proxy is stopping, false when the connection died.
+async fn serve(
+    backend: &Backend,
+    connection: &Connection,
+    upstream_events: &mut mpsc::UnboundedReceiver<Value>,
+    events: &mpsc::UnboundedSender<BackendEvent>,
+    shutdown: &CancellationToken,
+) -> bool {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return true,
+            () = connection.closed() => return false,
+            Some(message) = upstream_events.recv() => {
+                let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+                match ListKind::from_list_changed(method) {
+                    Some(kinds) => relist(backend, connection, kinds, events).await,
+                    None => {
+                        let _ = events.send(BackendEvent::Notification { backend: backend.index, message });
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn relist(
+    backend: &Backend,
+    connection: &Connection,
+    kinds: &[ListKind],
+    events: &mpsc::UnboundedSender<BackendEvent>,
+) {
+    let mut listing = (*backend.listing()).clone();
+    for &kind in kinds {
+        match listing::fetch(connection, kind).await {
+            Ok(items) => listing.set_items(kind, items),
+            Err(error) => {
+                tracing::warn!(backend = %backend.config.name, kind = kind.method(), %error, "re-listing failed; keeping the previous list");
+                return;
+            }
+        }
+    }
+    tracing::info!(backend = %backend.config.name, kinds = ?kinds, "backend lists changed; re-listed");
+    backend.publish_listing(listing, kinds.to_vec(), events);
+}
+
+impl Backend {
+    fn set_state(&self, state: State, error: Option<String>) {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        health.state = state;
+        if error.is_some() {
+            health.last_error = error;
+        }
+    }
+
+    fn count_restart(&self) {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner).restarts += 1;
+    }
+
+    fn publish_listing(&self, listing: Listing, kinds: Vec<ListKind>, events: &mpsc::UnboundedSender<BackendEvent>) {
+        *self.listing.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(listing);
+        let _ = events.send(BackendEvent::ListingChanged { backend: self.index, kinds });
+    }
+}

@@ -1,0 +1,298 @@
+//! `/mcp`: the streamable-HTTP transport, as the MCP specification has it.
+//!
+//! POST carries one JSON-RPC message. `initialize` creates a session and
+//! returns its `Mcp-Session-Id`; every later message must name it (400 when
+//! missing, 404 when unknown). Notifications and responses get 202. A
+//! request is answered with JSON, or with an event stream when it asked for
+//! progress and the client accepts `text/event-stream`, so that progress
+//! notifications reach it before the result. GET opens the session's stream
+//! of server notifications; DELETE ends the session.
+//!
+//! Forwarded calls run as tasks of their own: a client that drops its HTTP
+//! connection does not cancel the call (the spec says only
+//! `notifications/cancelled` does), and shutdown can wait for them.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::abortable;
+use futures_util::stream::{self, Stream, StreamExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{App, origin};
+use crate::jsonrpc::{self, ErrorObject, Kind};
+use crate::session::{Session, SessionError};
+use crate::upstream::SUPPORTED_PROTOCOL_VERSIONS;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// An HTTP-level refusal of a `/mcp` request, with a JSON-RPC error body.
+struct Rejection {
+    status: StatusCode,
+    id: Value,
+    error: ErrorObject,
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        (self.status, Json(jsonrpc::error_response(self.id, &self.error))).into_response()
+    }
+}
+
+fn reject(status: StatusCode, id: Value, code: i64, message: impl Into<String>) -> Rejection {
+    Rejection { status, id, error: ErrorObject::new(code, message) }
+}
+
+/// Checks every `/mcp` request shares: Origin, and for non-initialize
+/// requests the session and protocol version.
+fn check_origin(app: &App, headers: &HeaderMap) -> Result<(), Rejection> {
+    match headers.get(header::ORIGIN) {
+        None => Ok(()),
+        Some(value) => match value.to_str() {
+            Ok(origin) if origin::is_allowed(origin, &app.allowed_origins) => Ok(()),
+            _ => Err(reject(StatusCode::FORBIDDEN, Value::Null, jsonrpc::INVALID_REQUEST, "origin not allowed")),
+        },
+    }
+}
+
+fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Rejection> {
+    let id = headers.get(SESSION_HEADER).and_then(|value| value.to_str().ok());
+    let session = app.sessions.get(id).map_err(|error| match error {
+        SessionError::Missing => reject(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            "missing Mcp-Session-Id header; send initialize first",
+        ),
+        SessionError::Unknown => {
+            reject(StatusCode::NOT_FOUND, Value::Null, jsonrpc::INVALID_REQUEST, "unknown or expired session")
+        }
+    })?;
+    if let Some(version) = headers.get(VERSION_HEADER) {
+        let supported = version.to_str().is_ok_and(|version| SUPPORTED_PROTOCOL_VERSIONS.contains(&version));
+        if !supported {
+            let message = format!("unsupported MCP-Protocol-Version {version:?}; supported: {SUPPORTED_PROTOCOL_VERSIONS:?}");
+            return Err(reject(StatusCode::BAD_REQUEST, Value::Null, jsonrpc::INVALID_REQUEST, message));
+        }
+    }
+    Ok(session)
+}
+
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("text/event-stream"))
+}
+
+/// POST /mcp
+pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    if let Err(response) = check_origin(&app, &headers) {
+        return response.into_response();
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let message = format!("request body larger than {} bytes", app.max_body_size);
+            return reject(StatusCode::PAYLOAD_TOO_LARGE, Value::Null, jsonrpc::INVALID_REQUEST, message).into_response();
+        }
+        Err(rejection) => {
+            return reject(rejection.status(), Value::Null, jsonrpc::INVALID_REQUEST, rejection.body_text()).into_response();
+        }
+    };
+    if app.draining.is_cancelled() {
+        return reject(StatusCode::SERVICE_UNAVAILABLE, Value::Null, jsonrpc::SHUTTING_DOWN, "the proxy is shutting down").into_response();
+    }
+    let message: Value = match serde_json::from_slice(&body) {
+        Ok(message) => message,
+        Err(error) => {
+            return reject(StatusCode::BAD_REQUEST, Value::Null, jsonrpc::PARSE_ERROR, format!("parse error: {error}")).into_response();
+        }
+    };
+    if message.is_array() {
+        return reject(StatusCode::BAD_REQUEST, Value::Null, jsonrpc::INVALID_REQUEST, "JSON-RPC batches are not supported").into_response();
+    }
+    let kind = jsonrpc::kind(&message);
+    if kind == Kind::Invalid {
+        let id = message.get("id").filter(|id| jsonrpc::is_valid_id(id)).cloned().unwrap_or(Value::Null);
+        return reject(StatusCode::BAD_REQUEST, id, jsonrpc::INVALID_REQUEST, "not a valid JSON-RPC 2.0 message").into_response();
+    }
+    if kind == Kind::Request && message["method"] == "initialize" {
+        return initialize(&app, message);
+    }
+    let session = match session_of(&app, &headers) {
+        Ok(session) => session,
+        Err(response) => return response.into_response(),
+    };
+    match kind {
+        Kind::Notification => {
+            client_notification(&session, &message);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Kind::Request => request(app, session, message, accepts_event_stream(&headers)).await,
+        // Responses to server requests: the proxy sends clients none, so there is nothing to match.
+        Kind::Response | Kind::Invalid => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+fn initialize(app: &App, message: Value) -> Response {
+    let (version, result) = app.gateway.initialize(message.get("params"));
+    let session = app.sessions.create(&version);
+    let body = jsonrpc::response(message["id"].clone(), result);
+    let mut response = Json(body).into_response();
+    if let Ok(value) = HeaderValue::from_str(session.id()) {
+        response.headers_mut().insert(SESSION_HEADER, value);
+    }
+    response
+}
+
+fn client_notification(session: &Session, message: &Value) {
+    if message["method"] == "notifications/cancelled"
+        && let Some(request_id) = message.pointer("/params/requestId")
+        && session.cancel(request_id)
+    {
+        tracing::debug!(session = %session.id(), %request_id, "client cancelled a request");
+    }
+}
+
+/// Answer a request: run it as its own task, then reply as JSON or as an
+/// event stream carrying its progress first.
+async fn request(app: Arc<App>, session: Arc<Session>, message: Value, accepts_stream: bool) -> Response {
+    let Value::Object(mut message) = message else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let id = message.remove("id").unwrap_or(Value::Null);
+    let method = match message.remove("method") {
+        Some(Value::String(method)) => method,
+        _ => String::new(),
+    };
+    let params = message.remove("params");
+    let wants_progress = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).is_some();
+    let (progress, progress_rx) = if wants_progress && accepts_stream {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (Some(sender), Some(receiver))
+    } else {
+        (None, None)
+    };
+
+    let gateway = Arc::clone(&app.gateway);
+    let call_session = Arc::clone(&session);
+    let call_method = method.clone();
+    let (call, abort) = abortable(async move {
+        gateway.handle(&call_session, &call_method, params, progress).await
+    });
+    session.track(&id, abort);
+    let cancel_calls = app.cancel_calls.clone();
+    let gateway = Arc::clone(&app.gateway);
+    let task_id = id.clone();
+    let task = app.calls.spawn(async move {
+        let outcome = tokio::select! {
+            outcome = call => outcome,
+            () = cancel_calls.cancelled() => {
+                Ok(Err(ErrorObject::new(jsonrpc::SHUTTING_DOWN, "the proxy is shutting down; request cancelled")))
+            }
+        };
+        session.untrack(&task_id);
+        match outcome {
+            Ok(Ok(result)) => jsonrpc::response(task_id, result),
+            Ok(Err(error)) => jsonrpc::error_response(task_id, &error),
+            Err(_aborted) => {
+                gateway.record_cancelled(&method);
+                let error = ErrorObject::new(jsonrpc::REQUEST_CANCELLED, "request cancelled by the client");
+                jsonrpc::error_response(task_id, &error)
+            }
+        }
+    });
+
+    match progress_rx {
+        None => match task.await {
+            Ok(response) => Json(response).into_response(),
+            Err(error) => {
+                tracing::error!(%error, "request task failed");
+                reject(StatusCode::INTERNAL_SERVER_ERROR, id, jsonrpc::INTERNAL_ERROR, "internal error").into_response()
+            }
+        },
+        Some(progress_rx) => event_stream(progress_rx, task).into_response(),
+    }
+}
+
+/// Progress notifications as they come, then the response, then the end.
+fn event_stream(
+    progress: mpsc::UnboundedReceiver<Value>,
+    task: tokio::task::JoinHandle<Value>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    enum Step {
+        Progress(mpsc::UnboundedReceiver<Value>, tokio::task::JoinHandle<Value>),
+        Done,
+    }
+    let events = stream::unfold(Step::Progress(progress, task), |step| async move {
+        let Step::Progress(mut progress, mut task) = step else { return None };
+        let outcome = tokio::select! {
+            biased;
+            Some(notification) = progress.recv() => {
+                return Some((vec![sse_event(&notification)], Step::Progress(progress, task)));
+            }
+            outcome = &mut task => outcome,
+        };
+        // The answer is in; flush progress that raced it, in order, first.
+        let mut batch = Vec::new();
+        while let Ok(notification) = progress.try_recv() {
+            batch.push(sse_event(&notification));
+        }
+        let response = outcome.unwrap_or_else(|_| {
+            jsonrpc::error_response(Value::Null, &ErrorObject::new(jsonrpc::INTERNAL_ERROR, "internal error"))
+        });
+        batch.push(sse_event(&response));
+        Some((batch, Step::Done))
+    });
+    Sse::new(events.map(stream::iter).flatten())
+}
+
+fn sse_event(message: &Value) -> Result<Event, Infallible> {
+    Ok(Event::default().data(message.to_string()))
+}
+
+/// GET /mcp: the session's stream of server notifications.
+pub async fn get_stream(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(response) = check_origin(&app, &headers) {
+        return response.into_response();
+    }
+    let session = match session_of(&app, &headers) {
+        Ok(session) => session,
+        Err(response) => return response.into_response(),
+    };
+    if !accepts_event_stream(&headers) {
+        return reject(StatusCode::NOT_ACCEPTABLE, Value::Null, jsonrpc::INVALID_REQUEST, "GET /mcp needs Accept: text/event-stream").into_response();
+    }
+    let receiver = session.open_stream();
+    let events = stream::unfold(receiver, |mut receiver| async move {
+        let message = receiver.recv().await?;
+        Some((sse_event(&message), receiver))
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+}
+
+/// DELETE /mcp: end the session.
+pub async fn delete(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(response) = check_origin(&app, &headers) {
+        return response.into_response();
+    }
+    match session_of(&app, &headers) {
+        Ok(session) => {
+            app.sessions.remove(session.id());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(response) => response.into_response(),
+    }
+}

@@ -1,0 +1,55 @@
+//! Operations endpoints: liveness, readiness, backend status and metrics.
+//!
+//! They live on the same listener as `/mcp` and answer without touching any
+//! backend, so they stay fast while backends misbehave.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::App;
+use crate::backend::State as BackendState;
+
+/// `GET /livez`: the process is up and serving HTTP.
+pub async fn livez() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// `GET /readyz`: 200 when every backend is connected, else 503 with the reasons.
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let mut not_ready = Map::new();
+    for backend in app.gateway.backends() {
+        let status = backend.status();
+        if status.state != BackendState::Connected {
+            let reason = status.last_error.unwrap_or_else(|| "not connected yet".to_owned());
+            not_ready.insert(status.name, json!({ "state": status.state, "reason": reason }));
+        }
+    }
+    if not_ready.is_empty() {
+        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
+    } else {
+        let body = json!({ "status": "not ready", "backends": not_ready });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// `GET /admin/backends`: state, last error, restarts and in-flight calls per backend.
+pub async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
+    let backends: Vec<Value> = app
+        .gateway
+        .backends()
+        .iter()
+        .map(|backend| serde_json::to_value(backend.status()).unwrap_or(Value::Null))
+        .collect();
+    Json(json!({ "backends": backends, "sessions": app.sessions.len() }))
+}
+
+/// `GET /admin/metrics`: Prometheus text exposition.
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], app.gateway.metrics().render()).into_response()
+}

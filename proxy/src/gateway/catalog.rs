@@ -1,0 +1,168 @@
+//! The aggregated namespace the proxy shows its clients.
+//!
+//! Built from every backend's last [`Listing`]: tool and prompt names become
+//! `backend<separator>name`, resources and resource templates keep their URIs
+//! (URIs are identities that clients receive from other places too, such as
+//! `resource_link` content, so rewriting them would break links) and get the
+//! prefix on their `name`. A read is routed by exact URI first, then by the
+//! longest literal prefix of a resource template. Rebuilt whole whenever a
+//! backend's listing changes; readers hold an `Arc` snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::backend::{Backend, ListKind, Listing};
+
+/// One snapshot of everything the proxy lists.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    tools: Vec<Value>,
+    resources: Vec<Value>,
+    resource_templates: Vec<Value>,
+    prompts: Vec<Value>,
+    resource_routes: HashMap<String, usize>,
+    template_routes: Vec<TemplateRoute>,
+    capabilities: Map<String, Value>,
+}
+
+#[derive(Debug)]
+struct TemplateRoute {
+    template: String,
+    literal_prefix: String,
+    backend: usize,
+}
+
+impl Catalog {
+    /// Aggregate the listings of all backends, in config order.
+    pub fn build(backends: &[Arc<Backend>], separator: &str) -> Self {
+        let mut catalog = Catalog::default();
+        for (index, backend) in backends.iter().enumerate() {
+            let listing = backend.listing();
+            catalog.add(index, backend.name(), &listing, separator);
+        }
+        catalog
+    }
+
+    fn add(&mut self, index: usize, backend: &str, listing: &Listing, separator: &str) {
+        let prefixed = |item: &Value| -> Option<Value> {
+            let mut item = item.as_object()?.clone();
+            let name = item.get("name")?.as_str()?;
+            let name = format!("{backend}{separator}{name}");
+            item.insert("name".into(), Value::String(name));
+            Some(Value::Object(item))
+        };
+        self.tools.extend(listing.tools.iter().filter_map(prefixed));
+        self.prompts.extend(listing.prompts.iter().filter_map(prefixed));
+        for resource in &listing.resources {
+            let Some(uri) = resource.get("uri").and_then(Value::as_str) else { continue };
+            if let Some(&owner) = self.resource_routes.get(uri) {
+                tracing::warn!(uri, backend, owner, "resource URI listed by two backends; the first keeps it");
+                continue;
+            }
+            self.resource_routes.insert(uri.to_owned(), index);
+            self.resources.extend(prefixed(resource));
+        }
+        for template in &listing.resource_templates {
+            let Some(uri_template) = template.get("uriTemplate").and_then(Value::as_str) else { continue };
+            let literal_prefix = uri_template.split('{').next().unwrap_or_default().to_owned();
+            self.template_routes.push(TemplateRoute {
+                template: uri_template.to_owned(),
+                literal_prefix,
+                backend: index,
+            });
+            self.resource_templates.extend(prefixed(template));
+        }
+        self.merge_capabilities(&listing.capabilities);
+    }
+
+    /// The union of what backends offer. `listChanged` is always on for the
+    /// lists because the proxy re-lists and notifies whenever a backend's
+    /// lists change or it comes back.
+    fn merge_capabilities(&mut self, offered: &Map<String, Value>) {
+        for (name, value) in offered {
+            match name.as_str() {
+                "tools" | "prompts" => {
+                    self.capabilities.insert(name.clone(), json!({ "listChanged": true }));
+                }
+                "resources" => {
+                    let subscribe = value.get("subscribe").and_then(Value::as_bool).unwrap_or(false);
+                    let entry = self.capabilities.entry("resources").or_insert_with(|| json!({ "listChanged": true }));
+                    if subscribe {
+                        entry["subscribe"] = Value::Bool(true);
+                    }
+                }
+                "completions" | "logging" => {
+                    self.capabilities.insert(name.clone(), json!({}));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The namespaced items of one kind.
+    pub fn items(&self, kind: ListKind) -> &[Value] {
+        match kind {
+            ListKind::Tools => &self.tools,
+            ListKind::Resources => &self.resources,
+            ListKind::ResourceTemplates => &self.resource_templates,
+            ListKind::Prompts => &self.prompts,
+        }
+    }
+
+    /// The capabilities the proxy advertises in `initialize`.
+    pub fn capabilities(&self) -> &Map<String, Value> {
+        &self.capabilities
+    }
+
+    /// Which backend serves a resource URI: an exact listed URI, else the
+    /// template with the longest matching literal prefix.
+    pub fn route_uri(&self, uri: &str) -> Option<usize> {
+        if let Some(&backend) = self.resource_routes.get(uri) {
+            return Some(backend);
+        }
+        self.template_routes
+            .iter()
+            .filter(|route| uri.starts_with(&route.literal_prefix))
+            .max_by_key(|route| route.literal_prefix.len())
+            .map(|route| route.backend)
+    }
+
+    /// Which backend owns a resource template (for `completion/complete`).
+    pub fn route_template(&self, uri_template: &str) -> Option<usize> {
+        self.template_routes.iter().find(|route| route.template == uri_template).map(|route| route.backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(tools: &[&str], resources: &[&str], templates: &[&str]) -> Listing {
+        Listing {
+            capabilities: json!({"tools": {}, "resources": {"subscribe": true}}).as_object().cloned().unwrap_or_default(),
+            tools: tools.iter().map(|name| json!({"name": name, "inputSchema": {"type": "object"}})).collect(),
+            resources: resources.iter().map(|uri| json!({"name": "r", "uri": uri})).collect(),
+            resource_templates: templates.iter().map(|t| json!({"name": "t", "uriTemplate": t})).collect(),
+            prompts: vec![],
+        }
+    }
+
+    #[test]
+    fn names_are_prefixed_and_uris_routed() {
+        let mut catalog = Catalog::default();
+        catalog.add(0, "a", &listing(&["echo"], &["file:///x"], &["db://{table}"]), "/");
+        catalog.add(1, "b", &listing(&["echo"], &["file:///x", "file:///y"], &["db://users/{id}"]), "/");
+        let names: Vec<&str> = catalog.items(ListKind::Tools).iter().filter_map(|t| t["name"].as_str()).collect();
+        assert_eq!(names, ["a/echo", "b/echo"]);
+        assert_eq!(catalog.items(ListKind::Resources).len(), 2, "a duplicate URI is listed once");
+        assert_eq!(catalog.route_uri("file:///x"), Some(0));
+        assert_eq!(catalog.route_uri("file:///y"), Some(1));
+        assert_eq!(catalog.route_uri("db://orders"), Some(0));
+        assert_eq!(catalog.route_uri("db://users/7"), Some(1), "longest template prefix wins");
+        assert_eq!(catalog.route_uri("http://elsewhere"), None);
+        assert_eq!(catalog.capabilities()["resources"], json!({"listChanged": true, "subscribe": true}));
+        assert!(!catalog.capabilities().contains_key("prompts"));
+    }
+}

@@ -1,0 +1,291 @@
+//! The gateway: answers a client's MCP request from the aggregated catalog,
+//! or routes it to the backend that owns the name or URI it addresses.
+//!
+//! Routing is by name prefix (`backend<separator>tool`), so a call for a
+//! tool the backend does not list still reaches that backend and gets the
+//! backend's own error, exactly as a direct client would. The request's
+//! params pass through unchanged apart from the stripped prefix; `_meta` and
+//! progress tokens included. Backend events (list changes, resource updates,
+//! log messages) are turned into notifications for the connected sessions.
+
+pub mod catalog;
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::backend::{Backend, BackendEvent, CallError, ListKind};
+use crate::config::Config;
+use crate::jsonrpc::{self, ErrorObject};
+use crate::metrics::{Metrics, Outcome};
+use crate::session::{Session, SessionStore};
+use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSIONS, UpstreamError};
+use catalog::Catalog;
+
+/// Routes client requests over the configured backends.
+pub struct Gateway {
+    backends: Vec<Arc<Backend>>,
+    by_name: HashMap<String, usize>,
+    separator: String,
+    server_name: String,
+    catalog: RwLock<Arc<Catalog>>,
+    sessions: Arc<SessionStore>,
+    metrics: Metrics,
+}
+
+impl Gateway {
+    /// A gateway over the config's backends (not yet connected).
+    pub fn new(config: &Config, sessions: Arc<SessionStore>) -> Self {
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(index, backend)| Arc::new(Backend::new(index, backend.clone(), &config.proxy.name)))
+            .collect();
+        let by_name = backends.iter().enumerate().map(|(index, backend)| (backend.name().to_owned(), index)).collect();
+        Self {
+            backends,
+            by_name,
+            separator: config.proxy.separator.clone(),
+            server_name: config.proxy.name.clone(),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            sessions,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The backends, in config order.
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Answer `initialize`: the negotiated version and the result to send.
+    pub fn initialize(&self, params: Option<&Value>) -> (String, Value) {
+        let requested = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+        let version = match requested {
+            Some(version) if SUPPORTED_PROTOCOL_VERSIONS.contains(&version) => version,
+            _ => PROTOCOL_VERSION,
+        };
+        let result = json!({
+            "protocolVersion": version,
+            "capabilities": self.catalog().capabilities(),
+            "serverInfo": { "name": self.server_name, "version": env!("CARGO_PKG_VERSION") },
+        });
+        (version.to_owned(), result)
+    }
+
+    /// Answer one request of a session (anything but `initialize`).
+    pub async fn handle(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, ErrorObject> {
+        match method {
+            "ping" => Ok(json!({})),
+            "tools/list" => Ok(self.list(ListKind::Tools)),
+            "resources/list" => Ok(self.list(ListKind::Resources)),
+            "resources/templates/list" => Ok(self.list(ListKind::ResourceTemplates)),
+            "prompts/list" => Ok(self.list(ListKind::Prompts)),
+            "tools/call" => self.call_by_name(method, "name", "tool", params, progress).await,
+            "prompts/get" => self.call_by_name(method, "name", "prompt", params, progress).await,
+            "resources/read" => self.call_by_uri(method, params, progress).await,
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str).map(str::to_owned);
+                let result = self.call_by_uri(method, params, None).await?;
+                if let Some(uri) = uri {
+                    session.set_subscribed(&uri, method == "resources/subscribe");
+                }
+                Ok(result)
+            }
+            "completion/complete" => self.complete(params).await,
+            "logging/setLevel" => self.set_log_level(params).await,
+            "initialize" => Err(ErrorObject::new(jsonrpc::INVALID_REQUEST, "the session is already initialized")),
+            _ => Err(ErrorObject::new(jsonrpc::METHOD_NOT_FOUND, format!("method not found: {method}"))),
+        }
+    }
+
+    fn list(&self, kind: ListKind) -> Value {
+        let catalog = self.catalog();
+        let mut result = Map::new();
+        result.insert(kind.field().into(), Value::Array(catalog.items(kind).to_vec()));
+        Value::Object(result)
+    }
+
+    /// Split `backend<separator>name` into the backend's index and the backend's own name.
+    fn split_name<'a>(&self, name: &'a str) -> Option<(usize, &'a str)> {
+        let (backend, rest) = name.split_once(self.separator.as_str())?;
+        self.by_name.get(backend).map(|&index| (index, rest))
+    }
+
+    async fn call_by_name(
+        &self,
+        method: &str,
+        field: &str,
+        what: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, ErrorObject> {
+        let Some(mut params) = params.filter(Value::is_object) else {
+            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("{method} needs params with a {what} name")));
+        };
+        let Some(name) = params.get(field).and_then(Value::as_str) else {
+            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("{method} needs a \"{field}\" string")));
+        };
+        let Some((backend, own_name)) = self.split_name(name) else {
+            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("unknown {what}: {name}")));
+        };
+        params[field] = Value::String(own_name.to_owned());
+        self.forward(backend, method, Some(params), progress).await
+    }
+
+    async fn call_by_uri(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, ErrorObject> {
+        let Some(uri) = params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str) else {
+            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("{method} needs a \"uri\" string")));
+        };
+        let Some(backend) = self.catalog().route_uri(uri) else {
+            return Err(ErrorObject::new(jsonrpc::RESOURCE_NOT_FOUND, format!("resource not found: {uri}"))
+                .with_data(json!({ "uri": uri })));
+        };
+        self.forward(backend, method, params, progress).await
+    }
+
+    async fn complete(&self, params: Option<Value>) -> Result<Value, ErrorObject> {
+        let method = "completion/complete";
+        let Some(mut params) = params.filter(Value::is_object) else {
+            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, "completion/complete needs params"));
+        };
+        let reference = &params["ref"];
+        match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = reference.get("name").and_then(Value::as_str).unwrap_or_default();
+                let Some((backend, own_name)) = self.split_name(name) else {
+                    return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("unknown prompt: {name}")));
+                };
+                params["ref"]["name"] = Value::String(own_name.to_owned());
+                self.forward(backend, method, Some(params), None).await
+            }
+            Some("ref/resource") => {
+                let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
+                let catalog = self.catalog();
+                let Some(backend) = catalog.route_template(uri).or_else(|| catalog.route_uri(uri)) else {
+                    return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("unknown resource template: {uri}")));
+                };
+                self.forward(backend, method, Some(params), None).await
+            }
+            _ => Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, "ref.type must be ref/prompt or ref/resource")),
+        }
+    }
+
+    /// `logging/setLevel` applies to every connected backend that offers logging.
+    async fn set_log_level(&self, params: Option<Value>) -> Result<Value, ErrorObject> {
+        for (index, backend) in self.backends.iter().enumerate() {
+            if backend.is_connected() && backend.listing().capabilities.contains_key("logging") {
+                // One backend refusing a level must not fail the others.
+                let _ = self.forward(index, "logging/setLevel", params.clone(), None).await;
+            }
+        }
+        Ok(json!({}))
+    }
+
+    /// Forward to one backend and record the outcome.
+    async fn forward(
+        &self,
+        backend: usize,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, ErrorObject> {
+        let target = &self.backends[backend];
+        let started = Instant::now();
+        let result = target.call(method, params, progress).await;
+        let outcome = match &result {
+            Ok(value) if value.get("isError").and_then(Value::as_bool) == Some(true) => Outcome::ToolError,
+            Ok(_) => Outcome::Ok,
+            Err(CallError::Unavailable { .. }) => Outcome::Unavailable,
+            Err(CallError::Upstream { error: UpstreamError::JsonRpc(_), .. }) => Outcome::Error,
+            Err(CallError::Upstream { .. }) => Outcome::Transport,
+        };
+        self.metrics.record(target.name(), method, outcome, started.elapsed());
+        result.map_err(|error| error.to_error_object())
+    }
+
+    /// Record a request that ended because it was cancelled.
+    pub fn record_cancelled(&self, method: &str) {
+        self.metrics.record("-", method, Outcome::Cancelled, std::time::Duration::ZERO);
+    }
+
+    /// Consume backend events until every sender is gone: rebuild the catalog
+    /// on listing changes and tell the sessions what changed.
+    pub async fn run_events(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<BackendEvent>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                BackendEvent::ListingChanged { kinds, .. } => self.rebuild(&kinds),
+                BackendEvent::Notification { backend, message } => self.relay(backend, message),
+            }
+        }
+    }
+
+    fn rebuild(&self, kinds: &[ListKind]) {
+        let fresh = Arc::new(Catalog::build(&self.backends, &self.separator));
+        let previous = std::mem::replace(
+            &mut *self.catalog.write().unwrap_or_else(PoisonError::into_inner),
+            Arc::clone(&fresh),
+        );
+        let mut announced: Vec<&str> = Vec::new();
+        for &kind in kinds {
+            let notification = kind.list_changed();
+            if previous.items(kind) != fresh.items(kind) && !announced.contains(&notification) {
+                announced.push(notification);
+            }
+        }
+        for notification in announced {
+            let message = jsonrpc::notification(notification, None);
+            for session in self.sessions.all() {
+                session.push(&message);
+            }
+        }
+    }
+
+    fn relay(&self, backend: usize, message: Value) {
+        let name = self.backends[backend].name();
+        let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+        match method {
+            "notifications/resources/updated" => {
+                let uri = message.pointer("/params/uri").and_then(Value::as_str).unwrap_or_default();
+                for session in self.sessions.all().iter().filter(|s| s.is_subscribed(uri)) {
+                    session.push(&message);
+                }
+            }
+            "notifications/message" => {
+                let mut message = message;
+                if let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) {
+                    let logger = params.get("logger").and_then(Value::as_str).map(|l| format!("{name}{}{l}", self.separator));
+                    params.insert("logger".into(), Value::String(logger.unwrap_or_else(|| name.to_owned())));
+                }
+                for session in self.sessions.all() {
+                    session.push(&message);
+                }
+            }
+            _ => tracing::debug!(backend = name, method, "backend notification not relayed"),
+        }
+    }
+}

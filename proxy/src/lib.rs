@@ -1,0 +1,33 @@
+//! mcp-proxy: a resilient MCP gateway.
+//!
+//! Many MCP servers (stdio child processes and streamable-HTTP servers)
+//! behind one streamable-HTTP endpoint, their tools, resources and prompts
+//! namespaced per backend. The modules follow the path of one request:
+//!
+//! - [`front`]: the HTTP front door (`/mcp`, Origin check, body limit, ops endpoints)
+//! - [`session`]: client sessions (ids, in-flight requests, event streams)
+//! - [`gateway`]: the aggregated catalog and routing by name or URI
+//! - [`backend`]: one configured server: supervision, reconnects, status
+//! - [`upstream`]: transports to servers (stdio child, HTTP client)
+//!
+//! plus [`config`] (strict loading with file:line:key errors), [`server`]
+//! (start and graceful shutdown), [`metrics`] and [`jsonrpc`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = mcp_proxy::config::load(std::path::Path::new("proxy.yaml"))?;
+//! let proxy = mcp_proxy::server::start(config).await?;
+//! println!("serving on {}", proxy.url());
+//! proxy.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod backend;
+pub mod config;
+pub mod front;
+pub mod gateway;
+pub mod jsonrpc;
+pub mod metrics;
+pub mod server;
+pub mod session;
+pub mod upstream;

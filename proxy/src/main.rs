@@ -1,0 +1,130 @@
+//! The `mcp-proxy` command line: `serve` and `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mcp_proxy::config::{self, Config, TransportConfig};
+use tracing_subscriber::EnvFilter;
+
+/// A resilient MCP gateway: many MCP servers behind one streamable-HTTP endpoint.
+#[derive(Parser)]
+#[command(name = "mcp-proxy", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy until SIGTERM or SIGINT, then drain and stop gracefully.
+    Serve {
+        /// The config file: YAML (.yaml, .yml) or TOML (.toml), one schema.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Log filter, in RUST_LOG syntax (e.g. `info`, `mcp_proxy=debug`).
+        /// RUST_LOG, when set, wins.
+        #[arg(long, default_value = "info", value_name = "FILTER")]
+        log: String,
+    },
+    /// Validate a config file and print a summary; exit 0 if valid, 1 if not.
+    Check {
+        /// The config file: YAML (.yaml, .yml) or TOML (.toml), one schema.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config, log } => serve(&config, &log),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(config) => {
+            print!("{}", summary(path, &config));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn summary(path: &std::path::Path, config: &Config) -> String {
+    let mut text = format!(
+        "{}: valid\nproxy {:?} listening on http://{}/mcp, separator {:?}, {} backend(s):\n",
+        path.display(),
+        config.proxy.name,
+        config.proxy.listen,
+        config.proxy.separator,
+        config.backends.len()
+    );
+    for backend in &config.backends {
+        let target = match &backend.transport {
+            TransportConfig::Stdio { command, args, .. } => format!("{command} {}", args.join(" ")),
+            TransportConfig::Http { url, .. } => url.clone(),
+        };
+        text.push_str(&format!("  {:<20} {:<5} {}\n", backend.name, backend.transport.kind(), target.trim_end()));
+    }
+    text
+}
+
+fn serve(path: &std::path::Path, log: &str) -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(log));
+    let filter = match filter {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("error: invalid --log filter {log:?}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let proxy = match mcp_proxy::server::start(config).await {
+            Ok(proxy) => proxy,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        proxy.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the proxy");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Starting and stopping the proxy.
+//!
+//! [`start`] binds the listener, starts one supervisor per backend (a
+//! backend that is down does not stop the proxy: it is retried in the
+//! background) and serves the HTTP app. [`RunningProxy::shutdown`] is the
+//! graceful stop: refuse new requests, let in-flight calls drain for up to
+//! `shutdown_timeout`, cancel what is left, then stop every backend (stdio
+//! children: close stdin, SIGTERM, SIGKILL).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::Status;
+use crate::config::Config;
+use crate::front::{self, App};
+use crate::gateway::Gateway;
+use crate::session::SessionStore;
+
+/// How long cancelled calls get to send their answers before the HTTP server is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// True when every in-flight call finished within `shutdown_timeout`.
+    pub drained: bool,
+}
+
+/// A proxy that is serving.
+pub struct RunningProxy {
+    addr: SocketAddr,
+    app: Arc<App>,
+    shutdown_timeout: Duration,
+    stop_backends: CancellationToken,
+    server: JoinHandle<()>,
+    supervisors: Vec<JoinHandle<()>>,
+    housekeeping: JoinHandle<()>,
+}
+
+/// Bind, start the backends' supervisors, and serve.
+pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
+    let addr = config.proxy.listen;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+
+    let sessions = Arc::new(SessionStore::default());
+    let gateway = Arc::new(Gateway::new(&config, Arc::clone(&sessions)));
+    let (events, event_receiver) = mpsc::unbounded_channel();
+    tokio::spawn(Arc::clone(&gateway).run_events(event_receiver));
+
+    let stop_backends = CancellationToken::new();
+    let supervisors = gateway
+        .backends()
+        .iter()
+        .map(|backend| backend.spawn_supervisor(events.clone(), stop_backends.clone()))
+        .collect();
+
+    let app = Arc::new(App {
+        gateway,
+        sessions: Arc::clone(&sessions),
+        calls: TaskTracker::new(),
+        draining: CancellationToken::new(),
+        cancel_calls: CancellationToken::new(),
+        allowed_origins: config.proxy.allowed_origins.clone(),
+        max_body_size: config.proxy.max_body_size,
+    });
+    let housekeeping = tokio::spawn(expire_sessions(sessions, config.proxy.session_idle_timeout));
+    let router = front::router(Arc::clone(&app));
+    let draining = app.draining.clone();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(draining.cancelled_owned());
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+    tracing::info!(%addr, backends = config.backends.len(), "mcp-proxy listening on http://{addr}/mcp");
+    Ok(RunningProxy {
+        addr,
+        app,
+        shutdown_timeout: config.proxy.shutdown_timeout,
+        stop_backends,
+        server,
+        supervisors,
+        housekeeping,
+    })
+}
+
+async fn expire_sessions(sessions: Arc<SessionStore>, idle: Duration) {
+    let period = (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        let expired = sessions.expire_idle(idle);
+        if expired > 0 {
+            tracing::debug!(expired, "idle client sessions expired");
+        }
+    }
+}
+
+impl RunningProxy {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The MCP endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    /// The status of every backend, in config order.
+    pub fn backend_status(&self) -> Vec<Status> {
+        self.app.gateway.backends().iter().map(|backend| backend.status()).collect()
+    }
+
+    /// Stop gracefully: refuse new requests, drain in-flight calls up to
+    /// `shutdown_timeout`, cancel the rest, stop every backend.
+    pub async fn shutdown(self) -> ShutdownReport {
+        tracing::info!(timeout = ?self.shutdown_timeout, in_flight = self.app.calls.len(), "shutting down: draining in-flight calls");
+        self.app.draining.cancel();
+        self.app.sessions.close_streams();
+        self.app.calls.close();
+        let drained = tokio::time::timeout(self.shutdown_timeout, self.app.calls.wait()).await.is_ok();
+        if !drained {
+            tracing::warn!(remaining = self.app.calls.len(), "drain time over; cancelling in-flight calls");
+            self.app.cancel_calls.cancel();
+            let _ = tokio::time::timeout(CANCEL_GRACE, self.app.calls.wait()).await;
+        }
+        let mut server = self.server;
+        if tokio::time::timeout(CANCEL_GRACE, &mut server).await.is_err() {
+            server.abort();
+        }
+        self.housekeeping.abort();
+        self.stop_backends.cancel();
+        for supervisor in self.supervisors {
+            let _ = supervisor.await;
+        }
+        tracing::info!(drained, "mcp-proxy stopped");
+        ShutdownReport { drained }
+    }
+}

@@ -1,0 +1,239 @@
+//! Client sessions of the streamable-HTTP endpoint.
+//!
+//! A session is created by `initialize` and named by the `Mcp-Session-Id`
+//! header after it. It remembers the negotiated protocol version, the
+//! client's in-flight requests (so `notifications/cancelled` can stop the
+//! right one), its resource subscriptions, and the sender of its optional
+//! GET event stream, through which the proxy pushes `list_changed` and other
+//! server notifications. Sessions idle for longer than the configured time
+//! are forgotten.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use futures_util::future::AbortHandle;
+use tokio::time::Instant;
+
+/// How many undelivered notifications a session's event stream may queue
+/// before further ones are dropped (a stalled client must not grow memory).
+const STREAM_QUEUE: usize = 256;
+
+/// One client session.
+pub struct Session {
+    id: String,
+    protocol_version: String,
+    last_seen: Mutex<Instant>,
+    in_flight: Mutex<HashMap<String, AbortHandle>>,
+    subscriptions: Mutex<HashSet<String>>,
+    stream: Mutex<Option<mpsc::Sender<Value>>>,
+}
+
+impl Session {
+    /// The `Mcp-Session-Id`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The protocol version agreed at `initialize`.
+    pub fn protocol_version(&self) -> &str {
+        &self.protocol_version
+    }
+
+    fn touch(&self) {
+        *self.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    /// Remember a request in flight under the client's own id, so that a later
+    /// `notifications/cancelled` can abort it.
+    pub fn track(&self, request_id: &Value, handle: AbortHandle) {
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(request_id.to_string(), handle);
+    }
+
+    /// Forget a finished request.
+    pub fn untrack(&self, request_id: &Value) {
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id.to_string());
+    }
+
+    /// Abort the request the client cancelled; true if it was still running.
+    pub fn cancel(&self, request_id: &Value) -> bool {
+        let handle = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id.to_string());
+        handle.map(|handle| handle.abort()).is_some()
+    }
+
+    /// Add or remove a resource subscription.
+    pub fn set_subscribed(&self, uri: &str, subscribed: bool) {
+        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(PoisonError::into_inner);
+        if subscribed {
+            subscriptions.insert(uri.to_owned());
+        } else {
+            subscriptions.remove(uri);
+        }
+    }
+
+    /// Whether the session subscribed to a resource.
+    pub fn is_subscribed(&self, uri: &str) -> bool {
+        self.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).contains(uri)
+    }
+
+    /// Open the session's event stream (replacing an older one) and return its receiver.
+    pub fn open_stream(&self) -> mpsc::Receiver<Value> {
+        let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
+        *self.stream.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        receiver
+    }
+
+    /// Push a notification to the session's event stream, if it has one open.
+    /// Dropped (and logged) when the client does not keep up.
+    pub fn push(&self, message: &Value) {
+        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = stream.as_ref()
+            && sender.try_send(message.clone()).is_err()
+        {
+            tracing::debug!(session = %self.id, "event stream closed or full; notification dropped");
+        }
+    }
+
+    /// Close the event stream (shutdown, session deleted).
+    pub fn close_stream(&self) {
+        self.stream.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+/// Why a request's session could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// No `Mcp-Session-Id` header (HTTP 400).
+    Missing,
+    /// An id the proxy does not know or has expired (HTTP 404).
+    Unknown,
+}
+
+/// All live sessions.
+#[derive(Default)]
+pub struct SessionStore {
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
+}
+
+impl SessionStore {
+    /// Create a session for a client that just initialized.
+    pub fn create(&self, protocol_version: &str) -> Arc<Session> {
+        let session = Arc::new(Session {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            protocol_version: protocol_version.to_owned(),
+            last_seen: Mutex::new(Instant::now()),
+            in_flight: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashSet::new()),
+            stream: Mutex::new(None),
+        });
+        self.sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session.id.clone(), Arc::clone(&session));
+        session
+    }
+
+    /// Look a session up by the header value, and mark it used.
+    pub fn get(&self, id: Option<&str>) -> Result<Arc<Session>, SessionError> {
+        let id = id.ok_or(SessionError::Missing)?;
+        let session = self
+            .sessions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+            .ok_or(SessionError::Unknown)?;
+        session.touch();
+        Ok(session)
+    }
+
+    /// End a session (DELETE): its in-flight requests are aborted.
+    pub fn remove(&self, id: &str) -> bool {
+        let removed = self.sessions.write().unwrap_or_else(PoisonError::into_inner).remove(id);
+        if let Some(session) = &removed {
+            session.close_stream();
+            for (_, handle) in session.in_flight.lock().unwrap_or_else(PoisonError::into_inner).drain() {
+                handle.abort();
+            }
+        }
+        removed.is_some()
+    }
+
+    /// Every live session, for broadcasting notifications.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.sessions.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.sessions.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forget sessions idle for longer than `idle` with nothing in flight.
+    pub fn expire_idle(&self, idle: Duration) -> usize {
+        let now = Instant::now();
+        let mut sessions = self.sessions.write().unwrap_or_else(PoisonError::into_inner);
+        let before = sessions.len();
+        sessions.retain(|_, session| {
+            let last_seen = *session.last_seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let busy = !session.in_flight.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+            busy || now.duration_since(last_seen) < idle
+        });
+        before - sessions.len()
+    }
+
+    /// Close every event stream, so that a graceful HTTP shutdown is not held
+    /// open by long-lived GET streams.
+    pub fn close_streams(&self) {
+        for session in self.all() {
+            session.close_stream();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_unknown_ids_are_told_apart() {
+        let store = SessionStore::default();
+        let session = store.create("2025-06-18");
+        assert_eq!(store.get(None).err(), Some(SessionError::Missing));
+        assert_eq!(store.get(Some("nope")).err(), Some(SessionError::Unknown));
+        assert_eq!(store.get(Some(session.id())).map(|s| s.protocol_version().to_owned()), Ok("2025-06-18".to_owned()));
+        assert!(store.remove(session.id()));
+        assert_eq!(store.get(Some(session.id())).err(), Some(SessionError::Unknown));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_expire_and_busy_ones_stay() {
+        let store = SessionStore::default();
+        let idle = store.create("2025-06-18");
+        let busy = store.create("2025-06-18");
+        let (_pending, handle) = futures_util::future::abortable(std::future::pending::<()>());
+        busy.track(&Value::from(1), handle);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(store.expire_idle(Duration::from_secs(60)), 1);
+        assert!(store.get(Some(idle.id())).is_err());
+        assert!(store.get(Some(busy.id())).is_ok());
+    }
+
+    #[tokio::test]
+    async fn cancel_aborts_the_tracked_request() {
+        let store = SessionStore::default();
+        let session = store.create("2025-06-18");
+        let (pending, handle) = futures_util::future::abortable(std::future::pending::<()>());
+        session.track(&Value::from("a"), handle);
+        assert!(session.cancel(&Value::from("a")));
+        assert!(pending.await.is_err(), "the request was aborted");
+        assert!(!session.cancel(&Value::from("a")));
+    }
+}

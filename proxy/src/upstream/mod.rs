@@ -1,0 +1,156 @@
+//! Upstream transports: how the proxy talks to one MCP server.
+//!
+//! A [`Connection`] is one live, initialized MCP session with a backend, over
+//! a stdio child ([`stdio`]) or streamable HTTP ([`http`]). It multiplexes
+//! concurrent requests, assigns its own request ids (so ids from different
+//! clients never collide upstream) and remaps progress tokens ([`pending`]).
+//! It does not reconnect: when it dies, [`Connection::closed`] resolves and
+//! the backend supervisor makes a new one.
+
+pub mod http;
+pub mod pending;
+mod sse;
+pub mod stdio;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::config::TransportConfig;
+use crate::jsonrpc::ErrorObject;
+
+/// Why an upstream request failed, by whose fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The backend answered with a JSON-RPC error; relayed to the client unchanged.
+    #[error("backend returned error {}: {}", .0.code, .0.message)]
+    JsonRpc(ErrorObject),
+    /// No connection could be made: the request never reached the backend.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The connection failed while the request was in flight (reset, child
+    /// exited, stream closed): the request may have reached the backend.
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// The backend answered with something that is not a valid MCP answer
+    /// (HTTP error status, wrong content type, malformed body).
+    #[error("invalid answer from backend: {0}")]
+    Protocol(String),
+    /// The `initialize` handshake did not finish within `init_timeout`.
+    #[error("initialize timed out after {0:?}")]
+    InitTimeout(Duration),
+}
+
+/// Receives the progress notifications of one request, as complete JSON-RPC
+/// notification messages whose `progressToken` is already the caller's own.
+pub type ProgressSink = mpsc::UnboundedSender<Value>;
+
+/// Receives the backend's notifications that belong to no request of ours
+/// (`notifications/tools/list_changed`, `notifications/resources/updated`,
+/// `notifications/message`, ...), as complete JSON-RPC messages.
+pub type EventSink = mpsc::UnboundedSender<Value>;
+
+/// What a connection needs besides the transport's own config.
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    /// Backend name, for logs and error messages.
+    pub backend: String,
+    /// `clientInfo.name` sent in `initialize`.
+    pub client_name: String,
+    /// `clientInfo.version` sent in `initialize`.
+    pub client_version: String,
+    /// Deadline for connecting plus the `initialize` handshake.
+    pub init_timeout: Duration,
+}
+
+/// The protocol revision the proxy asks backends for.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// Protocol revisions the proxy understands, oldest first.
+pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
+    &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// A live, initialized session with one backend. Cheap to clone.
+#[derive(Clone)]
+pub enum Connection {
+    /// A stdio child process.
+    Stdio(stdio::StdioConnection),
+    /// A streamable-HTTP server.
+    Http(http::HttpConnection),
+}
+
+impl Connection {
+    /// Start or reach the backend and run the `initialize` handshake
+    /// (request, then `notifications/initialized`). Returns the connection and
+    /// the backend's `initialize` result.
+    pub async fn connect(
+        transport: &TransportConfig,
+        settings: &ConnectSettings,
+        events: EventSink,
+    ) -> Result<(Connection, Value), UpstreamError> {
+        match transport {
+            TransportConfig::Stdio { .. } => {
+                let (connection, init) = stdio::StdioConnection::connect(transport, settings, events).await?;
+                Ok((Connection::Stdio(connection), init))
+            }
+            TransportConfig::Http { .. } => {
+                let (connection, init) = http::HttpConnection::connect(transport, settings, events).await?;
+                Ok((Connection::Http(connection), init))
+            }
+        }
+    }
+
+    /// Send a request and wait for its answer: the `result` member, or the
+    /// error. Dropping the future before it resolves sends
+    /// `notifications/cancelled` for it to the backend (without delaying the
+    /// caller). If `params._meta.progressToken` is set, progress for this
+    /// request is delivered to `progress` with the caller's token restored.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, UpstreamError> {
+        match self {
+            Connection::Stdio(connection) => connection.request(method, params, progress).await,
+            Connection::Http(connection) => connection.request(method, params, progress).await,
+        }
+    }
+
+    /// Send a notification.
+    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), UpstreamError> {
+        match self {
+            Connection::Stdio(connection) => connection.notify(method, params).await,
+            Connection::Http(connection) => connection.notify(method, params).await,
+        }
+    }
+
+    /// Resolves once the connection is dead and will not carry more requests
+    /// (child exited or its stdout closed; an HTTP request failed at the
+    /// transport level or the server forgot our session).
+    pub async fn closed(&self) {
+        match self {
+            Connection::Stdio(connection) => connection.closed().await,
+            Connection::Http(connection) => connection.closed().await,
+        }
+    }
+
+    /// Why the connection died, once it has.
+    pub fn close_reason(&self) -> Option<String> {
+        match self {
+            Connection::Stdio(connection) => connection.close_reason(),
+            Connection::Http(connection) => connection.close_reason(),
+        }
+    }
+
+    /// End the session politely. stdio: close stdin, wait, SIGTERM the
+    /// child's process group, wait, SIGKILL. HTTP: DELETE the session.
+    /// Requests still in flight fail with [`UpstreamError::Lost`].
+    pub async fn shutdown(&self) {
+        match self {
+            Connection::Stdio(connection) => connection.shutdown().await,
+            Connection::Http(connection) => connection.shutdown().await,
+        }
+    }
+}
