@@ -43,7 +43,11 @@ pub struct ErrorObject {
 impl ErrorObject {
     /// An error with no data.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: None }
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
 
     /// Attach structured data.
@@ -63,7 +67,10 @@ impl ErrorObject {
                 message: message.to_owned(),
                 data: value.get("data").cloned(),
             },
-            _ => Self::new(INTERNAL_ERROR, format!("malformed error object from backend: {value}")),
+            _ => Self::new(
+                INTERNAL_ERROR,
+                format!("malformed error object from backend: {value}"),
+            ),
         }
     }
 
@@ -147,12 +154,30 @@ mod tests {
 
     #[test]
     fn classifies_messages() {
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})), Kind::Request);
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","id":"a","method":"ping"})), Kind::Request);
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","method":"x"})), Kind::Notification);
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","id":1,"result":{}})), Kind::Response);
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","id":null,"method":"x"})), Kind::Invalid);
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","id":1.5,"method":"x"})), Kind::Invalid);
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})),
+            Kind::Request
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":"a","method":"ping"})),
+            Kind::Request
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","method":"x"})),
+            Kind::Notification
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":1,"result":{}})),
+            Kind::Response
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":null,"method":"x"})),
+            Kind::Invalid
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":1.5,"method":"x"})),
+            Kind::Invalid
+        );
         assert_eq!(kind(&json!([1])), Kind::Invalid);
     }
 

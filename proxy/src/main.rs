@@ -70,7 +70,12 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
             TransportConfig::Stdio { command, args, .. } => format!("{command} {}", args.join(" ")),
             TransportConfig::Http { url, .. } => url.clone(),
         };
-        text.push_str(&format!("  {:<20} {:<5} {}\n", backend.name, backend.transport.kind(), target.trim_end()));
+        text.push_str(&format!(
+            "  {:<20} {:<5} {}\n",
+            backend.name,
+            backend.transport.kind(),
+            target.trim_end()
+        ));
     }
     text
 }
@@ -84,7 +89,10 @@ fn serve(path: &std::path::Path, log: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let config = match config::load(path) {
         Ok(config) => config,
         Err(error) => {

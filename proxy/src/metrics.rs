@@ -85,7 +85,11 @@ impl Default for Metrics {
             "Time from receiving a forwarded request to answering it, by backend and method",
             latency.clone(),
         );
-        Self { registry, requests, latency }
+        Self {
+            registry,
+            requests,
+            latency,
+        }
     }
 }
 
@@ -100,7 +104,10 @@ impl Metrics {
             })
             .inc();
         self.latency
-            .get_or_create(&LatencyLabels { backend: backend.to_owned(), method: method.to_owned() })
+            .get_or_create(&LatencyLabels {
+                backend: backend.to_owned(),
+                method: method.to_owned(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -120,11 +127,26 @@ mod tests {
     #[test]
     fn renders_counts_and_histograms() {
         let metrics = Metrics::default();
-        metrics.record("search", "tools/call", Outcome::Ok, Duration::from_millis(3));
-        metrics.record("search", "tools/call", Outcome::Ok, Duration::from_millis(5));
+        metrics.record(
+            "search",
+            "tools/call",
+            Outcome::Ok,
+            Duration::from_millis(3),
+        );
+        metrics.record(
+            "search",
+            "tools/call",
+            Outcome::Ok,
+            Duration::from_millis(5),
+        );
         metrics.record("search", "tools/call", Outcome::Unavailable, Duration::ZERO);
         let text = metrics.render();
-        assert!(text.contains(r#"mcp_proxy_requests_total{backend="search",method="tools/call",outcome="ok"} 2"#), "{text}");
+        assert!(
+            text.contains(
+                r#"mcp_proxy_requests_total{backend="search",method="tools/call",outcome="ok"} 2"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"outcome="unavailable"} 1"#), "{text}");
         assert!(text.contains(r#"mcp_proxy_request_duration_seconds_count{backend="search",method="tools/call"} 3"#), "{text}");
     }

@@ -60,8 +60,12 @@ pub struct RunningProxy {
 /// Bind, start the backends' supervisors, and serve.
 pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let addr = config.proxy.listen;
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
 
     let sessions = Arc::new(SessionStore::default());
     let gateway = Arc::new(Gateway::new(&config, Arc::clone(&sessions)));
@@ -88,7 +92,8 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let router = front::router(Arc::clone(&app));
     let draining = app.draining.clone();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(draining.cancelled_owned());
+        let serve =
+            axum::serve(listener, router).with_graceful_shutdown(draining.cancelled_owned());
         if let Err(error) = serve.await {
             tracing::error!(%error, "HTTP server failed");
         }
@@ -130,7 +135,12 @@ impl RunningProxy {
 
     /// The status of every backend, in config order.
     pub fn backend_status(&self) -> Vec<Status> {
-        self.app.gateway.backends().iter().map(|backend| backend.status()).collect()
+        self.app
+            .gateway
+            .backends()
+            .iter()
+            .map(|backend| backend.status())
+            .collect()
     }
 
     /// Stop gracefully: refuse new requests, drain in-flight calls up to
@@ -140,14 +150,22 @@ impl RunningProxy {
         self.app.draining.cancel();
         self.app.sessions.close_streams();
         self.app.calls.close();
-        let drained = tokio::time::timeout(self.shutdown_timeout, self.app.calls.wait()).await.is_ok();
+        let drained = tokio::time::timeout(self.shutdown_timeout, self.app.calls.wait())
+            .await
+            .is_ok();
         if !drained {
-            tracing::warn!(remaining = self.app.calls.len(), "drain time over; cancelling in-flight calls");
+            tracing::warn!(
+                remaining = self.app.calls.len(),
+                "drain time over; cancelling in-flight calls"
+            );
             self.app.cancel_calls.cancel();
             let _ = tokio::time::timeout(CANCEL_GRACE, self.app.calls.wait()).await;
         }
         let mut server = self.server;
-        if tokio::time::timeout(CANCEL_GRACE, &mut server).await.is_err() {
+        if tokio::time::timeout(CANCEL_GRACE, &mut server)
+            .await
+            .is_err()
+        {
             server.abort();
         }
         self.housekeeping.abort();

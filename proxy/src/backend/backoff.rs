@@ -18,7 +18,10 @@ pub struct Backoff {
 impl Backoff {
     /// Start at `policy.initial`.
     pub fn new(policy: ReconnectPolicy) -> Self {
-        Self { policy, next: policy.initial }
+        Self {
+            policy,
+            next: policy.initial,
+        }
     }
 
     /// The delay before the next attempt; each call doubles the following one, up to the cap.
@@ -40,9 +43,14 @@ mod tests {
 
     #[test]
     fn doubles_up_to_the_cap_and_resets() {
-        let policy = ReconnectPolicy { initial: Duration::from_millis(100), max: Duration::from_millis(500) };
+        let policy = ReconnectPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(500),
+        };
         let mut backoff = Backoff::new(policy);
-        let delays: Vec<u64> = (0..5).map(|_| backoff.next_delay().as_millis() as u64).collect();
+        let delays: Vec<u64> = (0..5)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
         assert_eq!(delays, vec![100, 200, 400, 500, 500]);
         backoff.reset();
         assert_eq!(backoff.next_delay(), Duration::from_millis(100));

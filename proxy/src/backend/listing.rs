@@ -27,8 +27,12 @@ pub enum ListKind {
 
 impl ListKind {
     /// All four, in listing order.
-    pub const ALL: [ListKind; 4] =
-        [ListKind::Tools, ListKind::Resources, ListKind::ResourceTemplates, ListKind::Prompts];
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Resources,
+        ListKind::ResourceTemplates,
+        ListKind::Prompts,
+    ];
 
     /// The list method.
     pub fn method(self) -> &'static str {
@@ -106,7 +110,10 @@ impl Listing {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        Self { capabilities, ..Self::default() }
+        Self {
+            capabilities,
+            ..Self::default()
+        }
     }
 
     /// Whether the backend advertises the capability a kind needs.
@@ -150,7 +157,10 @@ pub async fn fetch(connection: &Connection, kind: ListKind) -> Result<Vec<Value>
             _ => return Ok(items),
         }
     }
-    tracing::warn!(kind = kind.method(), "backend kept paginating; stopped after {MAX_PAGES} pages");
+    tracing::warn!(
+        kind = kind.method(),
+        "backend kept paginating; stopped after {MAX_PAGES} pages"
+    );
     Ok(items)
 }
 
@@ -160,7 +170,9 @@ mod tests {
 
     #[test]
     fn capabilities_decide_what_is_offered() {
-        let listing = Listing::from_initialize(&json!({"capabilities": {"tools": {}, "resources": {"subscribe": true}}}));
+        let listing = Listing::from_initialize(
+            &json!({"capabilities": {"tools": {}, "resources": {"subscribe": true}}}),
+        );
         assert!(listing.offers(ListKind::Tools));
         assert!(listing.offers(ListKind::ResourceTemplates));
         assert!(!listing.offers(ListKind::Prompts));

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BackendConfig;
 use crate::jsonrpc::{self, ErrorObject};
-use crate::upstream::{Connection, ConnectSettings, ProgressSink, UpstreamError};
+use crate::upstream::{ConnectSettings, Connection, ProgressSink, UpstreamError};
 pub use listing::{ListKind, Listing};
 
 /// Something a backend tells the gateway.
@@ -112,7 +112,10 @@ impl CallError {
     /// in `data.backend`.
     pub fn to_error_object(&self) -> ErrorObject {
         match self {
-            CallError::Upstream { error: UpstreamError::JsonRpc(error), .. } => error.clone(),
+            CallError::Upstream {
+                error: UpstreamError::JsonRpc(error),
+                ..
+            } => error.clone(),
             CallError::Unavailable { backend, reason } => {
                 ErrorObject::new(jsonrpc::BACKEND_UNAVAILABLE, self.to_string())
                     .with_data(json!({ "backend": backend, "reason": reason }))
@@ -161,7 +164,11 @@ impl Backend {
             settings,
             connection: RwLock::new(None),
             listing: RwLock::new(Arc::new(Listing::default())),
-            health: Mutex::new(Health { state: State::Connecting, last_error: None, restarts: 0 }),
+            health: Mutex::new(Health {
+                state: State::Connecting,
+                last_error: None,
+                restarts: 0,
+            }),
             in_flight: AtomicU64::new(0),
         }
     }
@@ -189,7 +196,10 @@ impl Backend {
 
     /// Whether the backend is connected now.
     pub fn is_connected(&self) -> bool {
-        self.connection.read().unwrap_or_else(PoisonError::into_inner).is_some()
+        self.connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Forward one request. Fails fast when there is no connection.
@@ -199,7 +209,11 @@ impl Backend {
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, CallError> {
-        let connection = self.connection.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let connection = self
+            .connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let Some(connection) = connection else {
             return Err(CallError::Unavailable {
                 backend: self.config.name.clone(),
@@ -211,13 +225,20 @@ impl Backend {
         connection
             .request(method, params, progress)
             .await
-            .map_err(|error| CallError::Upstream { backend: self.config.name.clone(), error })
+            .map_err(|error| CallError::Upstream {
+                backend: self.config.name.clone(),
+                error,
+            })
     }
 
     /// Send a notification if connected; otherwise it is dropped (notifications
     /// carry no answer to fail).
     pub async fn notify(&self, method: &str, params: Option<Value>) {
-        let connection = self.connection.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let connection = self
+            .connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         if let Some(connection) = connection
             && let Err(error) = connection.notify(method, params).await
         {

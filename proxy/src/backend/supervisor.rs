@@ -39,24 +39,43 @@ pub(super) async fn run(
                 if ever_connected {
                     backend.count_restart();
                     match backend.config.transport.kind() {
-                        "stdio" => tracing::info!(backend = %name, "backend respawned and re-initialized"),
-                        _ => tracing::info!(backend = %name, "backend reconnected with a new session"),
+                        "stdio" => {
+                            tracing::info!(backend = %name, "backend respawned and re-initialized")
+                        }
+                        _ => {
+                            tracing::info!(backend = %name, "backend reconnected with a new session")
+                        }
                     }
                 } else {
                     tracing::info!(backend = %name, tools = listing.tools.len(), "backend connected");
                 }
                 ever_connected = true;
                 backend.publish_listing(listing, ListKind::ALL.to_vec(), &events);
-                *backend.connection.write().unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
+                *backend
+                    .connection
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
                 backend.set_state(State::Connected, None);
 
-                let stopping = serve(&backend, &connection, &mut upstream_events, &events, &shutdown).await;
-                *backend.connection.write().unwrap_or_else(PoisonError::into_inner) = None;
+                let stopping = serve(
+                    &backend,
+                    &connection,
+                    &mut upstream_events,
+                    &events,
+                    &shutdown,
+                )
+                .await;
+                *backend
+                    .connection
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
                 if stopping {
                     connection.shutdown().await;
                     break;
                 }
-                let reason = connection.close_reason().unwrap_or_else(|| "connection closed".to_owned());
+                let reason = connection
+                    .close_reason()
+                    .unwrap_or_else(|| "connection closed".to_owned());
                 match backend.config.transport.kind() {
                     "stdio" => format!("process ended: {reason}"),
                     _ => format!("connection lost: {reason}"),
@@ -164,11 +183,22 @@ impl Backend {
     }
 
     fn count_restart(&self) {
-        self.health.lock().unwrap_or_else(PoisonError::into_inner).restarts += 1;
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .restarts += 1;
     }
 
-    fn publish_listing(&self, listing: Listing, kinds: Vec<ListKind>, events: &mpsc::UnboundedSender<BackendEvent>) {
+    fn publish_listing(
+        &self,
+        listing: Listing,
+        kinds: Vec<ListKind>,
+        events: &mpsc::UnboundedSender<BackendEvent>,
+    ) {
         *self.listing.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(listing);
-        let _ = events.send(BackendEvent::ListingChanged { backend: self.index, kinds });
+        let _ = events.send(BackendEvent::ListingChanged {
+            backend: self.index,
+            kinds,
+        });
     }
 }

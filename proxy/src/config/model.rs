@@ -96,7 +96,10 @@ pub struct ReconnectPolicy {
 
 impl Default for ReconnectPolicy {
     fn default() -> Self {
-        Self { initial: Duration::from_millis(250), max: Duration::from_secs(30) }
+        Self {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+        }
     }
 }
 

@@ -45,12 +45,20 @@ struct Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        (self.status, Json(jsonrpc::error_response(self.id, &self.error))).into_response()
+        (
+            self.status,
+            Json(jsonrpc::error_response(self.id, &self.error)),
+        )
+            .into_response()
     }
 }
 
 fn reject(status: StatusCode, id: Value, code: i64, message: impl Into<String>) -> Rejection {
-    Rejection { status, id, error: ErrorObject::new(code, message) }
+    Rejection {
+        status,
+        id,
+        error: ErrorObject::new(code, message),
+    }
 }
 
 /// Checks every `/mcp` request shares: Origin, and for non-initialize
@@ -60,13 +68,20 @@ fn check_origin(app: &App, headers: &HeaderMap) -> Result<(), Rejection> {
         None => Ok(()),
         Some(value) => match value.to_str() {
             Ok(origin) if origin::is_allowed(origin, &app.allowed_origins) => Ok(()),
-            _ => Err(reject(StatusCode::FORBIDDEN, Value::Null, jsonrpc::INVALID_REQUEST, "origin not allowed")),
+            _ => Err(reject(
+                StatusCode::FORBIDDEN,
+                Value::Null,
+                jsonrpc::INVALID_REQUEST,
+                "origin not allowed",
+            )),
         },
     }
 }
 
 fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Rejection> {
-    let id = headers.get(SESSION_HEADER).and_then(|value| value.to_str().ok());
+    let id = headers
+        .get(SESSION_HEADER)
+        .and_then(|value| value.to_str().ok());
     let session = app.sessions.get(id).map_err(|error| match error {
         SessionError::Missing => reject(
             StatusCode::BAD_REQUEST,
@@ -74,15 +89,27 @@ fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Rejection>
             jsonrpc::INVALID_REQUEST,
             "missing Mcp-Session-Id header; send initialize first",
         ),
-        SessionError::Unknown => {
-            reject(StatusCode::NOT_FOUND, Value::Null, jsonrpc::INVALID_REQUEST, "unknown or expired session")
-        }
+        SessionError::Unknown => reject(
+            StatusCode::NOT_FOUND,
+            Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            "unknown or expired session",
+        ),
     })?;
     if let Some(version) = headers.get(VERSION_HEADER) {
-        let supported = version.to_str().is_ok_and(|version| SUPPORTED_PROTOCOL_VERSIONS.contains(&version));
+        let supported = version
+            .to_str()
+            .is_ok_and(|version| SUPPORTED_PROTOCOL_VERSIONS.contains(&version));
         if !supported {
-            let message = format!("unsupported MCP-Protocol-Version {version:?}; supported: {SUPPORTED_PROTOCOL_VERSIONS:?}");
-            return Err(reject(StatusCode::BAD_REQUEST, Value::Null, jsonrpc::INVALID_REQUEST, message));
+            let message = format!(
+                "unsupported MCP-Protocol-Version {version:?}; supported: {SUPPORTED_PROTOCOL_VERSIONS:?}"
+            );
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                jsonrpc::INVALID_REQUEST,
+                message,
+            ));
         }
     }
     Ok(session)
@@ -97,7 +124,11 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 }
 
 /// POST /mcp
-pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn post(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     if let Err(response) = check_origin(&app, &headers) {
         return response.into_response();
     }
@@ -105,28 +136,68 @@ pub async fn post(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let message = format!("request body larger than {} bytes", app.max_body_size);
-            return reject(StatusCode::PAYLOAD_TOO_LARGE, Value::Null, jsonrpc::INVALID_REQUEST, message).into_response();
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Value::Null,
+                jsonrpc::INVALID_REQUEST,
+                message,
+            )
+            .into_response();
         }
         Err(rejection) => {
-            return reject(rejection.status(), Value::Null, jsonrpc::INVALID_REQUEST, rejection.body_text()).into_response();
+            return reject(
+                rejection.status(),
+                Value::Null,
+                jsonrpc::INVALID_REQUEST,
+                rejection.body_text(),
+            )
+            .into_response();
         }
     };
     if app.draining.is_cancelled() {
-        return reject(StatusCode::SERVICE_UNAVAILABLE, Value::Null, jsonrpc::SHUTTING_DOWN, "the proxy is shutting down").into_response();
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Value::Null,
+            jsonrpc::SHUTTING_DOWN,
+            "the proxy is shutting down",
+        )
+        .into_response();
     }
     let message: Value = match serde_json::from_slice(&body) {
         Ok(message) => message,
         Err(error) => {
-            return reject(StatusCode::BAD_REQUEST, Value::Null, jsonrpc::PARSE_ERROR, format!("parse error: {error}")).into_response();
+            return reject(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                jsonrpc::PARSE_ERROR,
+                format!("parse error: {error}"),
+            )
+            .into_response();
         }
     };
     if message.is_array() {
-        return reject(StatusCode::BAD_REQUEST, Value::Null, jsonrpc::INVALID_REQUEST, "JSON-RPC batches are not supported").into_response();
+        return reject(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            "JSON-RPC batches are not supported",
+        )
+        .into_response();
     }
     let kind = jsonrpc::kind(&message);
     if kind == Kind::Invalid {
-        let id = message.get("id").filter(|id| jsonrpc::is_valid_id(id)).cloned().unwrap_or(Value::Null);
-        return reject(StatusCode::BAD_REQUEST, id, jsonrpc::INVALID_REQUEST, "not a valid JSON-RPC 2.0 message").into_response();
+        let id = message
+            .get("id")
+            .filter(|id| jsonrpc::is_valid_id(id))
+            .cloned()
+            .unwrap_or(Value::Null);
+        return reject(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::INVALID_REQUEST,
+            "not a valid JSON-RPC 2.0 message",
+        )
+        .into_response();
     }
     if kind == Kind::Request && message["method"] == "initialize" {
         return initialize(&app, message);
@@ -168,7 +239,12 @@ fn client_notification(session: &Session, message: &Value) {
 
 /// Answer a request: run it as its own task, then reply as JSON or as an
 /// event stream carrying its progress first.
-async fn request(app: Arc<App>, session: Arc<Session>, message: Value, accepts_stream: bool) -> Response {
+async fn request(
+    app: Arc<App>,
+    session: Arc<Session>,
+    message: Value,
+    accepts_stream: bool,
+) -> Response {
     let Value::Object(mut message) = message else {
         return StatusCode::BAD_REQUEST.into_response();
     };
@@ -178,7 +254,10 @@ async fn request(app: Arc<App>, session: Arc<Session>, message: Value, accepts_s
         _ => String::new(),
     };
     let params = message.remove("params");
-    let wants_progress = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).is_some();
+    let wants_progress = params
+        .as_ref()
+        .and_then(|p| p.pointer("/_meta/progressToken"))
+        .is_some();
     let (progress, progress_rx) = if wants_progress && accepts_stream {
         let (sender, receiver) = mpsc::unbounded_channel();
         (Some(sender), Some(receiver))
@@ -190,7 +269,9 @@ async fn request(app: Arc<App>, session: Arc<Session>, message: Value, accepts_s
     let call_session = Arc::clone(&session);
     let call_method = method.clone();
     let (call, abort) = abortable(async move {
-        gateway.handle(&call_session, &call_method, params, progress).await
+        gateway
+            .handle(&call_session, &call_method, params, progress)
+            .await
     });
     session.track(&id, abort);
     let cancel_calls = app.cancel_calls.clone();
@@ -220,7 +301,13 @@ async fn request(app: Arc<App>, session: Arc<Session>, message: Value, accepts_s
             Ok(response) => Json(response).into_response(),
             Err(error) => {
                 tracing::error!(%error, "request task failed");
-                reject(StatusCode::INTERNAL_SERVER_ERROR, id, jsonrpc::INTERNAL_ERROR, "internal error").into_response()
+                reject(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    "internal error",
+                )
+                .into_response()
             }
         },
         Some(progress_rx) => event_stream(progress_rx, task).into_response(),
@@ -233,11 +320,16 @@ fn event_stream(
     task: tokio::task::JoinHandle<Value>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     enum Step {
-        Progress(mpsc::UnboundedReceiver<Value>, tokio::task::JoinHandle<Value>),
+        Progress(
+            mpsc::UnboundedReceiver<Value>,
+            tokio::task::JoinHandle<Value>,
+        ),
         Done,
     }
     let events = stream::unfold(Step::Progress(progress, task), |step| async move {
-        let Step::Progress(mut progress, mut task) = step else { return None };
+        let Step::Progress(mut progress, mut task) = step else {
+            return None;
+        };
         let outcome = tokio::select! {
             biased;
             Some(notification) = progress.recv() => {
@@ -251,7 +343,10 @@ fn event_stream(
             batch.push(sse_event(&notification));
         }
         let response = outcome.unwrap_or_else(|_| {
-            jsonrpc::error_response(Value::Null, &ErrorObject::new(jsonrpc::INTERNAL_ERROR, "internal error"))
+            jsonrpc::error_response(
+                Value::Null,
+                &ErrorObject::new(jsonrpc::INTERNAL_ERROR, "internal error"),
+            )
         });
         batch.push(sse_event(&response));
         Some((batch, Step::Done))
@@ -273,14 +368,22 @@ pub async fn get_stream(State(app): State<Arc<App>>, headers: HeaderMap) -> Resp
         Err(response) => return response.into_response(),
     };
     if !accepts_event_stream(&headers) {
-        return reject(StatusCode::NOT_ACCEPTABLE, Value::Null, jsonrpc::INVALID_REQUEST, "GET /mcp needs Accept: text/event-stream").into_response();
+        return reject(
+            StatusCode::NOT_ACCEPTABLE,
+            Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            "GET /mcp needs Accept: text/event-stream",
+        )
+        .into_response();
     }
     let receiver = session.open_stream();
     let events = stream::unfold(receiver, |mut receiver| async move {
         let message = receiver.recv().await?;
         Some((sse_event(&message), receiver))
     });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 /// DELETE /mcp: end the session.

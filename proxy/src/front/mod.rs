@@ -5,8 +5,8 @@
 //! without a socket and the server can serve it on one.
 
 mod mcp;
-pub mod origin;
 mod ops;
+pub mod origin;
 
 use std::sync::Arc;
 
@@ -41,7 +41,10 @@ pub struct App {
 pub fn router(app: Arc<App>) -> Router {
     let body_limit = app.max_body_size;
     Router::new()
-        .route("/mcp", get(mcp::get_stream).post(mcp::post).delete(mcp::delete))
+        .route(
+            "/mcp",
+            get(mcp::get_stream).post(mcp::post).delete(mcp::delete),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
         .route("/livez", get(ops::livez))
         .route("/readyz", get(ops::readyz))

@@ -25,8 +25,13 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     for backend in app.gateway.backends() {
         let status = backend.status();
         if status.state != BackendState::Connected {
-            let reason = status.last_error.unwrap_or_else(|| "not connected yet".to_owned());
-            not_ready.insert(status.name, json!({ "state": status.state, "reason": reason }));
+            let reason = status
+                .last_error
+                .unwrap_or_else(|| "not connected yet".to_owned());
+            not_ready.insert(
+                status.name,
+                json!({ "state": status.state, "reason": reason }),
+            );
         }
     }
     if not_ready.is_empty() {
@@ -51,5 +56,9 @@ pub async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
 /// `GET /admin/metrics`: Prometheus text exposition.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(header::CONTENT_TYPE, content_type)], app.gateway.metrics().render()).into_response()
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        app.gateway.metrics().render(),
+    )
+        .into_response()
 }

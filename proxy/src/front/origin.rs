@@ -10,7 +10,10 @@ pub fn is_allowed(origin: &str, allowed: &[String]) -> bool {
     if allowed.iter().any(|entry| entry == origin) {
         return true;
     }
-    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
         return false;
     };
     let host = if let Some(bracketed) = rest.strip_prefix('[') {
@@ -29,7 +32,10 @@ pub fn is_allowed(origin: &str, allowed: &[String]) -> bool {
 }
 
 fn is_port(text: &str) -> bool {
-    text.strip_prefix(':').unwrap_or(text).parse::<u16>().is_ok()
+    text.strip_prefix(':')
+        .unwrap_or(text)
+        .parse::<u16>()
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -38,12 +44,29 @@ mod tests {
 
     #[test]
     fn localhost_origins_pass_and_foreign_ones_do_not() {
-        for origin in ["http://localhost", "http://localhost:3000", "https://127.0.0.1:8443", "http://[::1]:80", "http://[::1]"] {
+        for origin in [
+            "http://localhost",
+            "http://localhost:3000",
+            "https://127.0.0.1:8443",
+            "http://[::1]:80",
+            "http://[::1]",
+        ] {
             assert!(is_allowed(origin, &[]), "{origin}");
         }
-        for origin in ["http://evil.example", "http://localhost.evil.example", "http://127.0.0.1.nip.io", "null", "file://", "http://localhost:x", "http://[::2]:80"] {
+        for origin in [
+            "http://evil.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "null",
+            "file://",
+            "http://localhost:x",
+            "http://[::2]:80",
+        ] {
             assert!(!is_allowed(origin, &[]), "{origin}");
         }
-        assert!(is_allowed("https://app.example.com", &["https://app.example.com".to_owned()]));
+        assert!(is_allowed(
+            "https://app.example.com",
+            &["https://app.example.com".to_owned()]
+        ));
     }
 }

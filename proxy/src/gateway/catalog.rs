@@ -54,19 +54,33 @@ impl Catalog {
             Some(Value::Object(item))
         };
         self.tools.extend(listing.tools.iter().filter_map(prefixed));
-        self.prompts.extend(listing.prompts.iter().filter_map(prefixed));
+        self.prompts
+            .extend(listing.prompts.iter().filter_map(prefixed));
         for resource in &listing.resources {
-            let Some(uri) = resource.get("uri").and_then(Value::as_str) else { continue };
+            let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
+                continue;
+            };
             if let Some(&owner) = self.resource_routes.get(uri) {
-                tracing::warn!(uri, backend, owner, "resource URI listed by two backends; the first keeps it");
+                tracing::warn!(
+                    uri,
+                    backend,
+                    owner,
+                    "resource URI listed by two backends; the first keeps it"
+                );
                 continue;
             }
             self.resource_routes.insert(uri.to_owned(), index);
             self.resources.extend(prefixed(resource));
         }
         for template in &listing.resource_templates {
-            let Some(uri_template) = template.get("uriTemplate").and_then(Value::as_str) else { continue };
-            let literal_prefix = uri_template.split('{').next().unwrap_or_default().to_owned();
+            let Some(uri_template) = template.get("uriTemplate").and_then(Value::as_str) else {
+                continue;
+            };
+            let literal_prefix = uri_template
+                .split('{')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             self.template_routes.push(TemplateRoute {
                 template: uri_template.to_owned(),
                 literal_prefix,
@@ -84,11 +98,18 @@ impl Catalog {
         for (name, value) in offered {
             match name.as_str() {
                 "tools" | "prompts" => {
-                    self.capabilities.insert(name.clone(), json!({ "listChanged": true }));
+                    self.capabilities
+                        .insert(name.clone(), json!({ "listChanged": true }));
                 }
                 "resources" => {
-                    let subscribe = value.get("subscribe").and_then(Value::as_bool).unwrap_or(false);
-                    let entry = self.capabilities.entry("resources").or_insert_with(|| json!({ "listChanged": true }));
+                    let subscribe = value
+                        .get("subscribe")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    let entry = self
+                        .capabilities
+                        .entry("resources")
+                        .or_insert_with(|| json!({ "listChanged": true }));
                     if subscribe {
                         entry["subscribe"] = Value::Bool(true);
                     }
@@ -131,7 +152,10 @@ impl Catalog {
 
     /// Which backend owns a resource template (for `completion/complete`).
     pub fn route_template(&self, uri_template: &str) -> Option<usize> {
-        self.template_routes.iter().find(|route| route.template == uri_template).map(|route| route.backend)
+        self.template_routes
+            .iter()
+            .find(|route| route.template == uri_template)
+            .map(|route| route.backend)
     }
 }
 
@@ -141,10 +165,22 @@ mod tests {
 
     fn listing(tools: &[&str], resources: &[&str], templates: &[&str]) -> Listing {
         Listing {
-            capabilities: json!({"tools": {}, "resources": {"subscribe": true}}).as_object().cloned().unwrap_or_default(),
-            tools: tools.iter().map(|name| json!({"name": name, "inputSchema": {"type": "object"}})).collect(),
-            resources: resources.iter().map(|uri| json!({"name": "r", "uri": uri})).collect(),
-            resource_templates: templates.iter().map(|t| json!({"name": "t", "uriTemplate": t})).collect(),
+            capabilities: json!({"tools": {}, "resources": {"subscribe": true}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            tools: tools
+                .iter()
+                .map(|name| json!({"name": name, "inputSchema": {"type": "object"}}))
+                .collect(),
+            resources: resources
+                .iter()
+                .map(|uri| json!({"name": "r", "uri": uri}))
+                .collect(),
+            resource_templates: templates
+                .iter()
+                .map(|t| json!({"name": "t", "uriTemplate": t}))
+                .collect(),
             prompts: vec![],
         }
     }
@@ -152,17 +188,42 @@ mod tests {
     #[test]
     fn names_are_prefixed_and_uris_routed() {
         let mut catalog = Catalog::default();
-        catalog.add(0, "a", &listing(&["echo"], &["file:///x"], &["db://{table}"]), "/");
-        catalog.add(1, "b", &listing(&["echo"], &["file:///x", "file:///y"], &["db://users/{id}"]), "/");
-        let names: Vec<&str> = catalog.items(ListKind::Tools).iter().filter_map(|t| t["name"].as_str()).collect();
+        catalog.add(
+            0,
+            "a",
+            &listing(&["echo"], &["file:///x"], &["db://{table}"]),
+            "/",
+        );
+        catalog.add(
+            1,
+            "b",
+            &listing(&["echo"], &["file:///x", "file:///y"], &["db://users/{id}"]),
+            "/",
+        );
+        let names: Vec<&str> = catalog
+            .items(ListKind::Tools)
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
         assert_eq!(names, ["a/echo", "b/echo"]);
-        assert_eq!(catalog.items(ListKind::Resources).len(), 2, "a duplicate URI is listed once");
+        assert_eq!(
+            catalog.items(ListKind::Resources).len(),
+            2,
+            "a duplicate URI is listed once"
+        );
         assert_eq!(catalog.route_uri("file:///x"), Some(0));
         assert_eq!(catalog.route_uri("file:///y"), Some(1));
         assert_eq!(catalog.route_uri("db://orders"), Some(0));
-        assert_eq!(catalog.route_uri("db://users/7"), Some(1), "longest template prefix wins");
+        assert_eq!(
+            catalog.route_uri("db://users/7"),
+            Some(1),
+            "longest template prefix wins"
+        );
         assert_eq!(catalog.route_uri("http://elsewhere"), None);
-        assert_eq!(catalog.capabilities()["resources"], json!({"listChanged": true, "subscribe": true}));
+        assert_eq!(
+            catalog.capabilities()["resources"],
+            json!({"listChanged": true, "subscribe": true})
+        );
         assert!(!catalog.capabilities().contains_key("prompts"));
     }
 }

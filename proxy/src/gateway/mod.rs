@@ -43,9 +43,15 @@ impl Gateway {
             .backends
             .iter()
             .enumerate()
-            .map(|(index, backend)| Arc::new(Backend::new(index, backend.clone(), &config.proxy.name)))
+            .map(|(index, backend)| {
+                Arc::new(Backend::new(index, backend.clone(), &config.proxy.name))
+            })
             .collect();
-        let by_name = backends.iter().enumerate().map(|(index, backend)| (backend.name().to_owned(), index)).collect();
+        let by_name = backends
+            .iter()
+            .enumerate()
+            .map(|(index, backend)| (backend.name().to_owned(), index))
+            .collect();
         Self {
             backends,
             by_name,
@@ -73,7 +79,9 @@ impl Gateway {
 
     /// Answer `initialize`: the negotiated version and the result to send.
     pub fn initialize(&self, params: Option<&Value>) -> (String, Value) {
-        let requested = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+        let requested = params
+            .and_then(|p| p.get("protocolVersion"))
+            .and_then(Value::as_str);
         let version = match requested {
             Some(version) if SUPPORTED_PROTOCOL_VERSIONS.contains(&version) => version,
             _ => PROTOCOL_VERSION,
@@ -100,11 +108,21 @@ impl Gateway {
             "resources/list" => Ok(self.list(ListKind::Resources)),
             "resources/templates/list" => Ok(self.list(ListKind::ResourceTemplates)),
             "prompts/list" => Ok(self.list(ListKind::Prompts)),
-            "tools/call" => self.call_by_name(method, "name", "tool", params, progress).await,
-            "prompts/get" => self.call_by_name(method, "name", "prompt", params, progress).await,
+            "tools/call" => {
+                self.call_by_name(method, "name", "tool", params, progress)
+                    .await
+            }
+            "prompts/get" => {
+                self.call_by_name(method, "name", "prompt", params, progress)
+                    .await
+            }
             "resources/read" => self.call_by_uri(method, params, progress).await,
             "resources/subscribe" | "resources/unsubscribe" => {
-                let uri = params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str).map(str::to_owned);
+                let uri = params
+                    .as_ref()
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 let result = self.call_by_uri(method, params, None).await?;
                 if let Some(uri) = uri {
                     session.set_subscribed(&uri, method == "resources/subscribe");
@@ -113,15 +131,24 @@ impl Gateway {
             }
             "completion/complete" => self.complete(params).await,
             "logging/setLevel" => self.set_log_level(params).await,
-            "initialize" => Err(ErrorObject::new(jsonrpc::INVALID_REQUEST, "the session is already initialized")),
-            _ => Err(ErrorObject::new(jsonrpc::METHOD_NOT_FOUND, format!("method not found: {method}"))),
+            "initialize" => Err(ErrorObject::new(
+                jsonrpc::INVALID_REQUEST,
+                "the session is already initialized",
+            )),
+            _ => Err(ErrorObject::new(
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("method not found: {method}"),
+            )),
         }
     }
 
     fn list(&self, kind: ListKind) -> Value {
         let catalog = self.catalog();
         let mut result = Map::new();
-        result.insert(kind.field().into(), Value::Array(catalog.items(kind).to_vec()));
+        result.insert(
+            kind.field().into(),
+            Value::Array(catalog.items(kind).to_vec()),
+        );
         Value::Object(result)
     }
 
@@ -140,13 +167,22 @@ impl Gateway {
         progress: Option<ProgressSink>,
     ) -> Result<Value, ErrorObject> {
         let Some(mut params) = params.filter(Value::is_object) else {
-            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("{method} needs params with a {what} name")));
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("{method} needs params with a {what} name"),
+            ));
         };
         let Some(name) = params.get(field).and_then(Value::as_str) else {
-            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("{method} needs a \"{field}\" string")));
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("{method} needs a \"{field}\" string"),
+            ));
         };
         let Some((backend, own_name)) = self.split_name(name) else {
-            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("unknown {what}: {name}")));
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("unknown {what}: {name}"),
+            ));
         };
         params[field] = Value::String(own_name.to_owned());
         self.forward(backend, method, Some(params), progress).await
@@ -158,12 +194,22 @@ impl Gateway {
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, ErrorObject> {
-        let Some(uri) = params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str) else {
-            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("{method} needs a \"uri\" string")));
+        let Some(uri) = params
+            .as_ref()
+            .and_then(|p| p.get("uri"))
+            .and_then(Value::as_str)
+        else {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("{method} needs a \"uri\" string"),
+            ));
         };
         let Some(backend) = self.catalog().route_uri(uri) else {
-            return Err(ErrorObject::new(jsonrpc::RESOURCE_NOT_FOUND, format!("resource not found: {uri}"))
-                .with_data(json!({ "uri": uri })));
+            return Err(ErrorObject::new(
+                jsonrpc::RESOURCE_NOT_FOUND,
+                format!("resource not found: {uri}"),
+            )
+            .with_data(json!({ "uri": uri })));
         };
         self.forward(backend, method, params, progress).await
     }
@@ -171,27 +217,48 @@ impl Gateway {
     async fn complete(&self, params: Option<Value>) -> Result<Value, ErrorObject> {
         let method = "completion/complete";
         let Some(mut params) = params.filter(Value::is_object) else {
-            return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, "completion/complete needs params"));
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                "completion/complete needs params",
+            ));
         };
         let reference = &params["ref"];
         match reference.get("type").and_then(Value::as_str) {
             Some("ref/prompt") => {
-                let name = reference.get("name").and_then(Value::as_str).unwrap_or_default();
+                let name = reference
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let Some((backend, own_name)) = self.split_name(name) else {
-                    return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("unknown prompt: {name}")));
+                    return Err(ErrorObject::new(
+                        jsonrpc::INVALID_PARAMS,
+                        format!("unknown prompt: {name}"),
+                    ));
                 };
                 params["ref"]["name"] = Value::String(own_name.to_owned());
                 self.forward(backend, method, Some(params), None).await
             }
             Some("ref/resource") => {
-                let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
+                let uri = reference
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let catalog = self.catalog();
-                let Some(backend) = catalog.route_template(uri).or_else(|| catalog.route_uri(uri)) else {
-                    return Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("unknown resource template: {uri}")));
+                let Some(backend) = catalog
+                    .route_template(uri)
+                    .or_else(|| catalog.route_uri(uri))
+                else {
+                    return Err(ErrorObject::new(
+                        jsonrpc::INVALID_PARAMS,
+                        format!("unknown resource template: {uri}"),
+                    ));
                 };
                 self.forward(backend, method, Some(params), None).await
             }
-            _ => Err(ErrorObject::new(jsonrpc::INVALID_PARAMS, "ref.type must be ref/prompt or ref/resource")),
+            _ => Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                "ref.type must be ref/prompt or ref/resource",
+            )),
         }
     }
 
@@ -200,7 +267,9 @@ impl Gateway {
         for (index, backend) in self.backends.iter().enumerate() {
             if backend.is_connected() && backend.listing().capabilities.contains_key("logging") {
                 // One backend refusing a level must not fail the others.
-                let _ = self.forward(index, "logging/setLevel", params.clone(), None).await;
+                let _ = self
+                    .forward(index, "logging/setLevel", params.clone(), None)
+                    .await;
             }
         }
         Ok(json!({}))
@@ -218,19 +287,26 @@ impl Gateway {
         let started = Instant::now();
         let result = target.call(method, params, progress).await;
         let outcome = match &result {
-            Ok(value) if value.get("isError").and_then(Value::as_bool) == Some(true) => Outcome::ToolError,
+            Ok(value) if value.get("isError").and_then(Value::as_bool) == Some(true) => {
+                Outcome::ToolError
+            }
             Ok(_) => Outcome::Ok,
             Err(CallError::Unavailable { .. }) => Outcome::Unavailable,
-            Err(CallError::Upstream { error: UpstreamError::JsonRpc(_), .. }) => Outcome::Error,
+            Err(CallError::Upstream {
+                error: UpstreamError::JsonRpc(_),
+                ..
+            }) => Outcome::Error,
             Err(CallError::Upstream { .. }) => Outcome::Transport,
         };
-        self.metrics.record(target.name(), method, outcome, started.elapsed());
+        self.metrics
+            .record(target.name(), method, outcome, started.elapsed());
         result.map_err(|error| error.to_error_object())
     }
 
     /// Record a request that ended because it was cancelled.
     pub fn record_cancelled(&self, method: &str) {
-        self.metrics.record("-", method, Outcome::Cancelled, std::time::Duration::ZERO);
+        self.metrics
+            .record("-", method, Outcome::Cancelled, std::time::Duration::ZERO);
     }
 
     /// Consume backend events until every sender is gone: rebuild the catalog
@@ -267,10 +343,16 @@ impl Gateway {
 
     fn relay(&self, backend: usize, message: Value) {
         let name = self.backends[backend].name();
-        let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match method {
             "notifications/resources/updated" => {
-                let uri = message.pointer("/params/uri").and_then(Value::as_str).unwrap_or_default();
+                let uri = message
+                    .pointer("/params/uri")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 for session in self.sessions.all().iter().filter(|s| s.is_subscribed(uri)) {
                     session.push(&message);
                 }
@@ -278,8 +360,14 @@ impl Gateway {
             "notifications/message" => {
                 let mut message = message;
                 if let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) {
-                    let logger = params.get("logger").and_then(Value::as_str).map(|l| format!("{name}{}{l}", self.separator));
-                    params.insert("logger".into(), Value::String(logger.unwrap_or_else(|| name.to_owned())));
+                    let logger = params
+                        .get("logger")
+                        .and_then(Value::as_str)
+                        .map(|l| format!("{name}{}{l}", self.separator));
+                    params.insert(
+                        "logger".into(),
+                        Value::String(logger.unwrap_or_else(|| name.to_owned())),
+                    );
                 }
                 for session in self.sessions.all() {
                     session.push(&message);

@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use futures_util::future::AbortHandle;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use futures_util::future::AbortHandle;
 use tokio::time::Instant;
 
 /// How many undelivered notifications a session's event stream may queue
@@ -43,29 +43,45 @@ impl Session {
     }
 
     fn touch(&self) {
-        *self.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        *self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
     /// Remember a request in flight under the client's own id, so that a later
     /// `notifications/cancelled` can abort it.
     pub fn track(&self, request_id: &Value, handle: AbortHandle) {
-        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).insert(request_id.to_string(), handle);
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(request_id.to_string(), handle);
     }
 
     /// Forget a finished request.
     pub fn untrack(&self, request_id: &Value) {
-        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id.to_string());
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&request_id.to_string());
     }
 
     /// Abort the request the client cancelled; true if it was still running.
     pub fn cancel(&self, request_id: &Value) -> bool {
-        let handle = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id.to_string());
+        let handle = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&request_id.to_string());
         handle.map(|handle| handle.abort()).is_some()
     }
 
     /// Add or remove a resource subscription.
     pub fn set_subscribed(&self, uri: &str, subscribed: bool) {
-        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut subscriptions = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if subscribed {
             subscriptions.insert(uri.to_owned());
         } else {
@@ -75,7 +91,10 @@ impl Session {
 
     /// Whether the session subscribed to a resource.
     pub fn is_subscribed(&self, uri: &str) -> bool {
-        self.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).contains(uri)
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(uri)
     }
 
     /// Open the session's event stream (replacing an older one) and return its receiver.
@@ -98,7 +117,10 @@ impl Session {
 
     /// Close the event stream (shutdown, session deleted).
     pub fn close_stream(&self) {
-        self.stream.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -151,10 +173,19 @@ impl SessionStore {
 
     /// End a session (DELETE): its in-flight requests are aborted.
     pub fn remove(&self, id: &str) -> bool {
-        let removed = self.sessions.write().unwrap_or_else(PoisonError::into_inner).remove(id);
+        let removed = self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
         if let Some(session) = &removed {
             session.close_stream();
-            for (_, handle) in session.in_flight.lock().unwrap_or_else(PoisonError::into_inner).drain() {
+            for (_, handle) in session
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain()
+            {
                 handle.abort();
             }
         }
@@ -163,12 +194,20 @@ impl SessionStore {
 
     /// Every live session, for broadcasting notifications.
     pub fn all(&self) -> Vec<Arc<Session>> {
-        self.sessions.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+        self.sessions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Number of live sessions.
     pub fn len(&self) -> usize {
-        self.sessions.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.sessions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether there are no sessions.
@@ -179,11 +218,21 @@ impl SessionStore {
     /// Forget sessions idle for longer than `idle` with nothing in flight.
     pub fn expire_idle(&self, idle: Duration) -> usize {
         let now = Instant::now();
-        let mut sessions = self.sessions.write().unwrap_or_else(PoisonError::into_inner);
+        let mut sessions = self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let before = sessions.len();
         sessions.retain(|_, session| {
-            let last_seen = *session.last_seen.lock().unwrap_or_else(PoisonError::into_inner);
-            let busy = !session.in_flight.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+            let last_seen = *session
+                .last_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let busy = !session
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty();
             busy || now.duration_since(last_seen) < idle
         });
         before - sessions.len()
@@ -208,9 +257,17 @@ mod tests {
         let session = store.create("2025-06-18");
         assert_eq!(store.get(None).err(), Some(SessionError::Missing));
         assert_eq!(store.get(Some("nope")).err(), Some(SessionError::Unknown));
-        assert_eq!(store.get(Some(session.id())).map(|s| s.protocol_version().to_owned()), Ok("2025-06-18".to_owned()));
+        assert_eq!(
+            store
+                .get(Some(session.id()))
+                .map(|s| s.protocol_version().to_owned()),
+            Ok("2025-06-18".to_owned())
+        );
         assert!(store.remove(session.id()));
-        assert_eq!(store.get(Some(session.id())).err(), Some(SessionError::Unknown));
+        assert_eq!(
+            store.get(Some(session.id())).err(),
+            Some(SessionError::Unknown)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,786 @@
+//! Tests of the whole loader (`load_str` and `load`): every rule's message,
+//! line and path, YAML and TOML agreeing, the example configs, and
+//! robustness against arbitrary input. Each stage's own tests sit at the
+//! foot of its module.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const BASE: &str = "/etc/mcp";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "LOG_LEVEL" => Some("debug".into()),
+        "SEARCH_TOKEN" => Some("s3cret".into()),
+        _ => None,
+    }
+}
+
+fn yaml(text: &str) -> Result<Config, ConfigError> {
+    load_str(text, Format::Yaml, "proxy.yaml", Path::new(BASE), &env)
+}
+
+fn toml(text: &str) -> Result<Config, ConfigError> {
+    load_str(text, Format::Toml, "proxy.toml", Path::new(BASE), &env)
+}
+
+/// The error as the user sees it.
+fn yaml_err(text: &str) -> String {
+    yaml(text).expect_err("should be rejected").to_string()
+}
+
+fn toml_err(text: &str) -> String {
+    toml(text).expect_err("should be rejected").to_string()
+}
+
+const FULL_YAML: &str = r#"proxy:
+  name: my-proxy
+  listen: 0.0.0.0:9090
+  separator: "__"
+  shutdown_timeout: 5s
+  max_body_size: 1MiB
+  allowed_origins: ["https://app.example.com"]
+  session_idle_timeout: 1h
+backends:
+  - name: everything
+    transport: stdio
+    command: npx
+    args: ["-y", "@modelcontextprotocol/server-everything", "stdio"]
+    env: { LOG_LEVEL: "${LOG_LEVEL}" }
+    cwd: ./servers
+    init_timeout: 1.5s
+    reconnect: { initial: 100ms, max: 2m }
+  - name: search
+    transport: http
+    url: http://127.0.0.1:9001/mcp
+    headers: { Authorization: "Bearer ${SEARCH_TOKEN}" }
+"#;
+
+const FULL_TOML: &str = r#"[proxy]
+name = "my-proxy"
+listen = "0.0.0.0:9090"
+separator = "__"
+shutdown_timeout = "5s"
+max_body_size = 1048576
+allowed_origins = ["https://app.example.com"]
+session_idle_timeout = "1h"
+
+[[backends]]
+name = "everything"
+transport = "stdio"
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-everything", "stdio"]
+env = { LOG_LEVEL = "${LOG_LEVEL}" }
+cwd = "./servers"
+init_timeout = "1.5s"
+reconnect.initial = "100ms"
+reconnect.max = "2m"
+
+[[backends]]
+name = "search"
+transport = "http"
+url = "http://127.0.0.1:9001/mcp"
+
+[backends.headers]
+Authorization = "Bearer ${SEARCH_TOKEN}"
+"#;
+
+fn full_config() -> Config {
+    Config {
+        proxy: ProxySettings {
+            name: "my-proxy".into(),
+            listen: "0.0.0.0:9090".parse().unwrap(),
+            separator: "__".into(),
+            shutdown_timeout: Duration::from_secs(5),
+            max_body_size: 1 << 20,
+            allowed_origins: vec!["https://app.example.com".into()],
+            session_idle_timeout: Duration::from_secs(3600),
+        },
+        backends: vec![
+            BackendConfig {
+                name: "everything".into(),
+                transport: TransportConfig::Stdio {
+                    command: "npx".into(),
+                    args: vec![
+                        "-y".into(),
+                        "@modelcontextprotocol/server-everything".into(),
+                        "stdio".into(),
+                    ],
+                    env: BTreeMap::from([("LOG_LEVEL".into(), "debug".into())]),
+                    cwd: Some(PathBuf::from(BASE).join("./servers")),
+                },
+                init_timeout: Duration::from_millis(1500),
+                reconnect: ReconnectPolicy {
+                    initial: Duration::from_millis(100),
+                    max: Duration::from_secs(120),
+                },
+            },
+            BackendConfig {
+                name: "search".into(),
+                transport: TransportConfig::Http {
+                    url: "http://127.0.0.1:9001/mcp".into(),
+                    headers: BTreeMap::from([("Authorization".into(), "Bearer s3cret".into())]),
+                },
+                init_timeout: Duration::from_secs(10),
+                reconnect: ReconnectPolicy::default(),
+            },
+        ],
+    }
+}
+
+// ------------------------------------------------------------- success ----
+
+#[test]
+fn loads_every_key_from_yaml() {
+    assert_eq!(yaml(FULL_YAML).unwrap(), full_config());
+}
+
+#[test]
+fn yaml_and_toml_of_the_same_config_are_equal() {
+    assert_eq!(toml(FULL_TOML).unwrap(), yaml(FULL_YAML).unwrap());
+}
+
+#[test]
+fn defaults_fill_everything_optional() {
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n";
+    let config = yaml(text).unwrap();
+    assert_eq!(config.proxy, ProxySettings::default());
+    assert_eq!(
+        config.proxy.listen,
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    );
+    let backend = &config.backends[0];
+    assert_eq!(backend.init_timeout, Duration::from_secs(10));
+    assert_eq!(backend.reconnect, ReconnectPolicy::default());
+    assert_eq!(
+        backend.transport,
+        TransportConfig::Stdio {
+            command: "srv".into(),
+            args: vec![],
+            env: BTreeMap::new(),
+            cwd: None,
+        }
+    );
+    // An empty `proxy:` or `reconnect:` is the same as leaving it out.
+    let text =
+        "proxy:\nbackends:\n  - name: a\n    transport: stdio\n    command: srv\n    reconnect:\n";
+    assert_eq!(yaml(text).unwrap(), config);
+}
+
+#[test]
+fn absolute_cwd_is_kept() {
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    cwd: /srv/a\n";
+    let TransportConfig::Stdio { cwd, .. } = &yaml(text).unwrap().backends[0].transport else {
+        panic!("not stdio")
+    };
+    assert_eq!(cwd.as_deref(), Some(Path::new("/srv/a")));
+}
+
+#[test]
+fn env_expansion_reaches_every_string() {
+    let text = "proxy:\n  listen: \"127.0.0.1:${PORT}\"\nbackends:\n  - name: a\n    transport: stdio\n    command: ${CMD}\n    args: [\"$${HOME}\", \"${CMD}\"]\n";
+    let env = |name: &str| match name {
+        "PORT" => Some("7000".to_owned()),
+        "CMD" => Some("srv".to_owned()),
+        _ => None,
+    };
+    let config = load_str(text, Format::Yaml, "p.yaml", Path::new("."), &env).unwrap();
+    assert_eq!(config.proxy.listen.port(), 7000);
+    let TransportConfig::Stdio { command, args, .. } = &config.backends[0].transport else {
+        panic!("not stdio")
+    };
+    assert_eq!(command, "srv");
+    assert_eq!(args, &["${HOME}", "srv"]);
+}
+
+// ---------------------------------------------------------- unknown keys ----
+
+#[test]
+fn unknown_key_at_top_level() {
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\nbakends: []\n";
+    assert_eq!(yaml_err(text), "proxy.yaml:5: unknown key \"bakends\"");
+}
+
+#[test]
+fn unknown_key_in_proxy() {
+    let text = "proxy:\n  name: p\n  listen_addr: 127.0.0.1:1\nbackends: []\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:3: proxy: unknown key \"listen_addr\""
+    );
+}
+
+#[test]
+fn unknown_key_in_a_backend() {
+    let text = r#"backends:
+  - name: a
+    transport: stdio
+    command: srv
+  - name: b
+    transport: stdio
+
+    comand: srv
+"#;
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:8: backends[1]: unknown key \"comand\""
+    );
+}
+
+#[test]
+fn unknown_key_in_reconnect() {
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    reconnect:\n      initial: 1s\n      maximum: 5s\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:7: backends[0].reconnect: unknown key \"maximum\""
+    );
+}
+
+// ------------------------------------------------------- backend rules ----
+
+#[test]
+fn missing_name() {
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n  - transport: stdio\n    command: srv\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:5: backends[1]: missing key \"name\""
+    );
+}
+
+#[test]
+fn missing_backends() {
+    assert_eq!(
+        yaml_err("proxy:\n  name: p\n"),
+        "proxy.yaml:1: missing key \"backends\""
+    );
+    assert_eq!(yaml_err(""), "proxy.yaml:1: missing key \"backends\"");
+}
+
+#[test]
+fn empty_backends() {
+    assert_eq!(
+        yaml_err("proxy:\n  name: p\nbackends: []\n"),
+        "proxy.yaml:3: backends: at least one backend is required"
+    );
+}
+
+#[test]
+fn bad_transport() {
+    let text = "backends:\n  - name: a\n    transport: grpc\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:3: backends[0].transport: unknown transport \"grpc\"; expected \"stdio\" or \"http\""
+    );
+}
+
+#[test]
+fn missing_transport() {
+    let text = "backends:\n  - name: a\n    command: srv\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:2: backends[0]: missing key \"transport\""
+    );
+}
+
+#[test]
+fn key_of_the_other_transport() {
+    let text =
+        "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    url: http://x/\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:5: backends[0]: key \"url\" is not valid for transport \"stdio\""
+    );
+    let text = "backends:\n  - name: a\n    transport: http\n    url: http://x/\n    env: {}\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:5: backends[0]: key \"env\" is not valid for transport \"http\""
+    );
+}
+
+#[test]
+fn each_transport_needs_its_target() {
+    let text = "backends:\n  - name: a\n    transport: stdio\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:2: backends[0]: missing key \"command\" (required for transport \"stdio\")"
+    );
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: \" \"\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:4: backends[0].command: must not be empty"
+    );
+    let text = "backends:\n  - name: a\n    transport: http\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:2: backends[0]: missing key \"url\" (required for transport \"http\")"
+    );
+}
+
+#[test]
+fn duplicate_name() {
+    let text = r#"backends:
+  - name: files
+    transport: stdio
+    command: srv
+  - name: search
+    transport: http
+    url: http://127.0.0.1:9001/mcp
+  - name: search
+    transport: http
+    url: http://127.0.0.1:9002/mcp
+"#;
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:8: backends[2].name: duplicate backend name \"search\" (first at line 5)"
+    );
+}
+
+#[test]
+fn bad_names() {
+    let text = "backends:\n  - name: \"\"\n    transport: stdio\n    command: srv\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:2: backends[0].name: backend name must not be empty"
+    );
+    let text = "backends:\n  - name: my server\n    transport: stdio\n    command: srv\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:2: backends[0].name: backend name \"my server\" may only contain letters, digits, \"_\", \".\" and \"-\""
+    );
+    let text = "proxy:\n  separator: \".\"\nbackends:\n  - name: a.b\n    transport: stdio\n    command: srv\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:4: backends[0].name: backend name \"a.b\" contains the separator \".\" (proxy.separator)"
+    );
+}
+
+#[test]
+fn bad_url() {
+    let text = "backends:\n  - name: a\n    transport: http\n    url: ftp://example.com/mcp\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:4: backends[0].url: URL must start with http:// or https://"
+    );
+    let text = "backends:\n  - name: a\n    transport: http\n    url: \"http://:80/mcp\"\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:4: backends[0].url: invalid URL: empty host"
+    );
+}
+
+#[test]
+fn bad_headers() {
+    let text = "backends:\n  - name: a\n    transport: http\n    url: http://x/\n    headers:\n      \"X Key\": v\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:6: backends[0].headers: invalid header name \"X Key\": use letters, digits and !#$%&'*+-.^_`|~ only"
+    );
+    let text = "backends:\n  - name: a\n    transport: http\n    url: http://x/\n    headers:\n      X-Key: \"a\\r\\nb\"\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:6: backends[0].headers.X-Key: header value must not contain control characters (such as CR or LF)"
+    );
+}
+
+#[test]
+fn reconnect_rules() {
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    reconnect:\n      initial: 5s\n      max: 1s\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:7: backends[0].reconnect.max: max (1s) must not be less than initial (5s)"
+    );
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    reconnect: { initial: 0s }\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:5: backends[0].reconnect.initial: must be greater than zero"
+    );
+    let text =
+        "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    init_timeout: 0ms\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:5: backends[0].init_timeout: must be greater than zero"
+    );
+}
+
+// --------------------------------------------------- values and proxy ----
+
+#[test]
+fn unset_env_var() {
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    env:\n      LOG_LEVEL: \"${LOG_LVL}\"\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:6: backends[0].env.LOG_LEVEL: environment variable \"LOG_LVL\" is not set"
+    );
+}
+
+#[test]
+fn bad_durations() {
+    let text = "proxy:\n  shutdown_timeout: 10\nbackends: []\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:2: proxy.shutdown_timeout: duration 10 has no unit: write e.g. \"10s\" (units: ms, s, m, h)"
+    );
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    init_timeout: 10 seconds\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:5: backends[0].init_timeout: invalid duration \"10 seconds\": write a number and a unit, e.g. \"250ms\" or \"10s\" (units: ms, s, m, h)"
+    );
+}
+
+#[test]
+fn bad_listen() {
+    let text = "proxy:\n  listen: localhost:8080\nbackends: []\n";
+    assert_eq!(
+        yaml_err(text),
+        "proxy.yaml:2: proxy.listen: invalid listen address \"localhost:8080\": expected IP:PORT such as \"127.0.0.1:8080\" or \"[::1]:8080\" (host names are not resolved)"
+    );
+}
+
+#[test]
+fn proxy_rules() {
+    let backend = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n";
+    let err = |proxy: &str| yaml_err(&format!("proxy:\n  {proxy}\n{backend}"));
+    assert_eq!(
+        err("separator: \"\""),
+        "proxy.yaml:2: proxy.separator: must not be empty"
+    );
+    assert_eq!(
+        err("name: \"\""),
+        "proxy.yaml:2: proxy.name: must not be empty"
+    );
+    assert_eq!(
+        err("max_body_size: 0"),
+        "proxy.yaml:2: proxy.max_body_size: must be greater than zero"
+    );
+    assert_eq!(
+        err("session_idle_timeout: 0s"),
+        "proxy.yaml:2: proxy.session_idle_timeout: must be greater than zero"
+    );
+    assert_eq!(
+        err("max_body_size: 4MB"),
+        "proxy.yaml:2: proxy.max_body_size: invalid size \"4MB\": write a number of bytes, or an integer with KiB, MiB or GiB, e.g. \"4MiB\""
+    );
+    assert_eq!(
+        err("allowed_origins: [\"https://a.example\", \"https://b.example/\"]"),
+        "proxy.yaml:2: proxy.allowed_origins[1]: invalid origin \"https://b.example/\": an origin is scheme://host[:port] with no path or trailing slash; write \"https://b.example\""
+    );
+}
+
+#[test]
+fn wrong_types() {
+    assert_eq!(
+        yaml_err("proxy: []\nbackends: []\n"),
+        "proxy.yaml:1: proxy: expected a table, found a list"
+    );
+    assert_eq!(
+        yaml_err("backends:\n  - name: a\n    transport: stdio\n    command: srv\n    args: -y\n"),
+        "proxy.yaml:5: backends[0].args: expected a list, found a string (\"-y\")"
+    );
+    assert_eq!(
+        yaml_err(
+            "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    args: [-p, 8080]\n"
+        ),
+        "proxy.yaml:5: backends[0].args[1]: expected a string, found an integer (8080) (quote it to make it a string)"
+    );
+}
+
+#[test]
+fn yaml_format_errors() {
+    let err = yaml("backends:\n  - name: a\n    name: b\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "proxy.yaml:3: backends[0]: duplicate key \"name\" (first at line 2)"
+    );
+    let err = yaml("backends:\n  - &x { name: a }\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "proxy.yaml:2: backends[0]: YAML anchors (&name) are not supported"
+    );
+    let err = yaml("backends: [\n").unwrap_err();
+    assert!(
+        err.to_string().starts_with("proxy.yaml:2: invalid YAML: "),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- TOML ----
+
+#[test]
+fn toml_unknown_key_in_a_backend() {
+    let text = "[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"srv\"\n\n[[backends]]\nname = \"b\"\ntransport = \"stdio\"\ncomand = \"srv\"\n";
+    assert_eq!(
+        toml_err(text),
+        "proxy.toml:9: backends[1]: unknown key \"comand\""
+    );
+}
+
+#[test]
+fn toml_unknown_key_in_proxy_and_reconnect() {
+    let text = "[proxy]\nname = \"p\"\nport = 1\n";
+    assert_eq!(toml_err(text), "proxy.toml:3: proxy: unknown key \"port\"");
+    let text = "[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"srv\"\n\n[backends.reconnect]\ninitial = \"1s\"\nmaximum = \"2s\"\n";
+    assert_eq!(
+        toml_err(text),
+        "proxy.toml:8: backends[0].reconnect: unknown key \"maximum\""
+    );
+}
+
+#[test]
+fn toml_missing_name() {
+    let text = "[proxy]\nname = \"p\"\n\n[[backends]]\ntransport = \"stdio\"\ncommand = \"srv\"\n";
+    assert_eq!(
+        toml_err(text),
+        "proxy.toml:4: backends[0]: missing key \"name\""
+    );
+}
+
+#[test]
+fn toml_duplicate_name() {
+    let text = "[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"srv\"\n\n[[backends]]\nname = \"a\"\ntransport = \"stdio\"\ncommand = \"srv\"\n";
+    assert_eq!(
+        toml_err(text),
+        "proxy.toml:7: backends[1].name: duplicate backend name \"a\" (first at line 2)"
+    );
+}
+
+#[test]
+fn toml_key_of_the_other_transport() {
+    let text = "[[backends]]\nname = \"a\"\ntransport = \"http\"\nurl = \"http://x/\"\ncommand = \"srv\"\n";
+    assert_eq!(
+        toml_err(text),
+        "proxy.toml:5: backends[0]: key \"command\" is not valid for transport \"http\""
+    );
+}
+
+#[test]
+fn toml_bad_duration_and_env() {
+    let text = "[proxy]\nshutdown_timeout = 10\n";
+    assert_eq!(
+        toml_err(text),
+        "proxy.toml:2: proxy.shutdown_timeout: duration 10 has no unit: write e.g. \"10s\" (units: ms, s, m, h)"
+    );
+    let text = "[[backends]]\nname = \"a\"\ntransport = \"http\"\nurl = \"http://x/\"\n\n[backends.headers]\nAuthorization = \"Bearer ${TOKEN}\"\n";
+    assert_eq!(
+        toml_err(text),
+        "proxy.toml:7: backends[0].headers.Authorization: environment variable \"TOKEN\" is not set"
+    );
+}
+
+#[test]
+fn toml_wrong_types() {
+    let text = "[proxy]\nlisten = 8080\n";
+    assert_eq!(
+        toml_err(text),
+        "proxy.toml:2: proxy.listen: expected a string, found an integer (8080) (quote it to make it a string)"
+    );
+    let text = "[proxy]\nname = 1979-05-27\n";
+    assert_eq!(
+        toml_err(text),
+        "proxy.toml:2: proxy.name: expected a string, found a date-time (1979-05-27)"
+    );
+}
+
+#[test]
+fn toml_format_errors() {
+    let err = toml("[proxy]\nname = \"p\"\nname = \"q\"\n").unwrap_err();
+    assert_eq!((err.file.as_str(), err.line), ("proxy.toml", Some(3)));
+    assert!(err.message.starts_with("invalid TOML: "), "{err}");
+}
+
+// ------------------------------------------------------- API and files ----
+
+#[test]
+fn format_from_extension() {
+    assert_eq!(
+        Format::from_path(Path::new("a/proxy.yaml")),
+        Ok(Format::Yaml)
+    );
+    assert_eq!(Format::from_path(Path::new("proxy.yml")), Ok(Format::Yaml));
+    assert_eq!(Format::from_path(Path::new("proxy.TOML")), Ok(Format::Toml));
+    let err = Format::from_path(Path::new("conf/proxy.json")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "conf/proxy.json: unknown config file extension; expected .yaml, .yml or .toml"
+    );
+    assert!(Format::from_path(Path::new("proxy")).is_err());
+}
+
+#[test]
+fn display_leaves_out_missing_parts() {
+    let mut err = ConfigError {
+        file: "p.yaml".into(),
+        line: Some(7),
+        path: "backends[1]".into(),
+        message: "unknown key \"comand\"".into(),
+    };
+    assert_eq!(
+        err.to_string(),
+        "p.yaml:7: backends[1]: unknown key \"comand\""
+    );
+    err.path.clear();
+    assert_eq!(err.to_string(), "p.yaml:7: unknown key \"comand\"");
+    err.line = None;
+    assert_eq!(err.to_string(), "p.yaml: unknown key \"comand\"");
+}
+
+#[test]
+fn load_reads_the_file_and_anchors_cwd_to_its_folder() {
+    let dir = std::env::temp_dir().join(format!("mcp-proxy-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxy.yaml");
+    std::fs::write(
+        &file,
+        "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    cwd: sub\n",
+    )
+    .unwrap();
+    let config = load(&file);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let TransportConfig::Stdio { cwd, .. } = &config.unwrap().backends[0].transport else {
+        panic!("not stdio")
+    };
+    assert_eq!(cwd.as_deref(), Some(dir.join("sub").as_path()));
+
+    let missing = Path::new("/nonexistent/proxy.toml");
+    let err = load(missing).unwrap_err();
+    assert_eq!(
+        (err.file.as_str(), err.line),
+        ("/nonexistent/proxy.toml", None)
+    );
+    assert!(
+        err.message.starts_with("cannot read the config file: "),
+        "{err}"
+    );
+}
+
+/// Every config in `proxy/examples/` loads (any `${VAR}` gets a placeholder).
+#[test]
+fn every_example_config_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let placeholder = |_: &str| Some("placeholder".to_owned());
+    let mut loaded = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(format) = Format::from_path(&path) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.display().to_string();
+        let config =
+            load_str(&text, format, &name, &dir, &placeholder).unwrap_or_else(|e| panic!("{e}"));
+        loaded.insert(path.file_name().unwrap().to_owned(), config);
+    }
+    assert!(
+        loaded.len() >= 2,
+        "expected proxy.yaml and proxy.toml in {}",
+        dir.display()
+    );
+    // The two documented examples describe the same configuration.
+    assert_eq!(
+        loaded.get(std::ffi::OsStr::new("proxy.yaml")),
+        loaded.get(std::ffi::OsStr::new("proxy.toml"))
+    );
+}
+
+// ----------------------------------------------------------- robustness ----
+
+/// One edit of a valid config: the kinds of damage a hand edit does.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Delete { at: usize, len: usize },
+    Duplicate { at: usize, len: usize },
+    Insert { at: usize, text: String },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1usize..20).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (any::<usize>(), 1usize..40).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+        (
+            any::<usize>(),
+            prop_oneof![
+                Just("\n".to_owned()),
+                Just(" ".to_owned()),
+                Just("- ".to_owned()),
+                Just("[".to_owned()),
+                Just("{".to_owned()),
+                Just("\"".to_owned()),
+                Just("${".to_owned()),
+                Just(": ".to_owned()),
+                Just("&a ".to_owned()),
+                Just("*a".to_owned()),
+                Just("!!str ".to_owned()),
+                Just("---\n".to_owned()),
+                Just("[[backends]]\n".to_owned()),
+                ".{0,8}",
+            ]
+        )
+            .prop_map(|(at, text)| Mutation::Insert { at, text }),
+    ]
+}
+
+/// Applies `m` at char boundaries (positions are taken modulo the length).
+fn apply(text: &str, m: &Mutation) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let n = chars.len();
+    let mut out = chars.clone();
+    match m {
+        Mutation::Delete { at, len } if n > 0 => {
+            let start = at % n;
+            out.drain(start..(start + len).min(n));
+        }
+        Mutation::Duplicate { at, len } if n > 0 => {
+            let start = at % n;
+            let slice: Vec<char> = chars[start..(start + len).min(n)].to_vec();
+            out.splice(start..start, slice);
+        }
+        Mutation::Insert { at, text } => {
+            let start = at % (n + 1);
+            out.splice(start..start, text.chars());
+        }
+        _ => {}
+    }
+    out.into_iter().collect()
+}
+
+fn never_panics(text: &str) {
+    for format in [Format::Yaml, Format::Toml] {
+        let _ = load_str(text, format, "fuzz", Path::new("."), &env);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+        never_panics(&text);
+    }
+
+    #[test]
+    fn arbitrary_bytes_as_text_never_panic(text in any::<String>()) {
+        never_panics(&text);
+    }
+
+    #[test]
+    fn mutated_configs_never_panic(
+        yaml_edits in prop::collection::vec(mutation(), 1..6),
+        toml_edits in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let mut text = FULL_YAML.to_owned();
+        for m in &yaml_edits {
+            text = apply(&text, m);
+        }
+        let _ = yaml(&text);
+        let mut text = FULL_TOML.to_owned();
+        for m in &toml_edits {
+            text = apply(&text, m);
+        }
+        let _ = toml(&text);
+    }
+}

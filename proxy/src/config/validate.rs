@@ -1,0 +1,417 @@
+//! The last loading stage: [`RawConfig`] → [`Config`], applying defaults
+//! and the rules that relate several values.
+//!
+//! The raw structs carry no positions; an error finds its line by looking
+//! its key path up in the [`Node`] tree (the tree and the raw structs have
+//! the same shape, because one was deserialized from the other). A value
+//! that was defaulted has no line of its own, so the lookup falls back to
+//! the table that would have held it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use super::ConfigError;
+use super::raw::{RawBackend, RawConfig, RawProxy, RawReconnect, TransportKind};
+use super::source::{Node, Seg, path_string};
+use super::{BackendConfig, Config, ProxySettings, ReconnectPolicy, TransportConfig};
+
+/// Default `init_timeout` of a backend.
+const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Turns the deserialized file into a [`Config`]; `tree` supplies lines,
+/// `base_dir` anchors relative `cwd`s.
+pub(crate) fn validate(
+    raw: RawConfig,
+    tree: &Node,
+    base_dir: &Path,
+) -> Result<Config, ConfigError> {
+    let v = Validator { tree };
+    let proxy = v.proxy(raw.proxy)?;
+    let backends_path = [key("backends")];
+    if raw.backends.is_empty() {
+        return Err(v.error(&backends_path, "at least one backend is required"));
+    }
+    let mut backends: Vec<BackendConfig> = Vec::with_capacity(raw.backends.len());
+    let mut first_index: HashMap<String, usize> = HashMap::new();
+    for (i, raw_backend) in raw.backends.into_iter().enumerate() {
+        let path = [key("backends"), Seg::Index(i)];
+        let backend = v.backend(raw_backend, &path, &proxy.separator, base_dir)?;
+        if let Some(&first) = first_index.get(&backend.name) {
+            let first_line = tree.line_near(&[key("backends"), Seg::Index(first), key("name")]);
+            return Err(v.error(
+                &child(&path, "name"),
+                format!(
+                    "duplicate backend name {:?} (first at line {first_line})",
+                    backend.name
+                ),
+            ));
+        }
+        first_index.insert(backend.name.clone(), i);
+        backends.push(backend);
+    }
+    Ok(Config { proxy, backends })
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_owned())
+}
+
+fn child(path: &[Seg], k: &str) -> Vec<Seg> {
+    let mut p = path.to_vec();
+    p.push(key(k));
+    p
+}
+
+struct Validator<'a> {
+    tree: &'a Node,
+}
+
+impl Validator<'_> {
+    /// An error at the value `path` names (or the nearest table that exists).
+    fn error(&self, path: &[Seg], message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: String::new(),
+            line: Some(self.tree.line_near(path)),
+            path: path_string(path),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the key `k` of the table at `path`, at the key's line.
+    fn key_error(&self, path: &[Seg], k: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: String::new(),
+            line: Some(self.tree.key_line(&child(path, k))),
+            path: path_string(path),
+            message: message.into(),
+        }
+    }
+
+    fn proxy(&self, raw: Option<RawProxy>) -> Result<ProxySettings, ConfigError> {
+        let defaults = ProxySettings::default();
+        let Some(raw) = raw else {
+            return Ok(defaults);
+        };
+        let path = [key("proxy")];
+        let name = raw.name.unwrap_or(defaults.name);
+        if name.is_empty() {
+            return Err(self.error(&child(&path, "name"), "must not be empty"));
+        }
+        let separator = raw.separator.unwrap_or(defaults.separator);
+        if separator.is_empty() {
+            return Err(self.error(&child(&path, "separator"), "must not be empty"));
+        }
+        let max_body_size = raw.max_body_size.map_or(defaults.max_body_size, |s| s.0);
+        if max_body_size == 0 {
+            return Err(self.error(&child(&path, "max_body_size"), "must be greater than zero"));
+        }
+        let session_idle_timeout = raw
+            .session_idle_timeout
+            .map_or(defaults.session_idle_timeout, |d| d.0);
+        if session_idle_timeout.is_zero() {
+            return Err(self.error(
+                &child(&path, "session_idle_timeout"),
+                "must be greater than zero",
+            ));
+        }
+        let allowed_origins = raw.allowed_origins.unwrap_or(defaults.allowed_origins);
+        for (i, origin) in allowed_origins.iter().enumerate() {
+            let mut p = child(&path, "allowed_origins");
+            p.push(Seg::Index(i));
+            check_origin(origin).map_err(|m| self.error(&p, m))?;
+        }
+        Ok(ProxySettings {
+            name,
+            listen: raw.listen.map_or(defaults.listen, |l| l.0),
+            separator,
+            // Zero is allowed: it means "do not wait for in-flight calls".
+            shutdown_timeout: raw
+                .shutdown_timeout
+                .map_or(defaults.shutdown_timeout, |d| d.0),
+            max_body_size,
+            allowed_origins,
+            session_idle_timeout,
+        })
+    }
+
+    fn backend(
+        &self,
+        raw: RawBackend,
+        path: &[Seg],
+        separator: &str,
+        base_dir: &Path,
+    ) -> Result<BackendConfig, ConfigError> {
+        self.backend_name(&raw.name, path, separator)?;
+        if let Some(foreign) = raw.foreign_keys().first() {
+            return Err(self.key_error(
+                path,
+                foreign,
+                format!(
+                    "key {foreign:?} is not valid for transport {:?}",
+                    raw.transport.as_str()
+                ),
+            ));
+        }
+        let transport = match raw.transport {
+            TransportKind::Stdio => self.stdio(&raw, path, base_dir)?,
+            TransportKind::Http => self.http(&raw, path)?,
+        };
+        let init_timeout = raw.init_timeout.map_or(DEFAULT_INIT_TIMEOUT, |d| d.0);
+        if init_timeout.is_zero() {
+            return Err(self.error(&child(path, "init_timeout"), "must be greater than zero"));
+        }
+        let reconnect = self.reconnect(raw.reconnect.as_ref(), &child(path, "reconnect"))?;
+        Ok(BackendConfig {
+            name: raw.name,
+            transport,
+            init_timeout,
+            reconnect,
+        })
+    }
+
+    fn backend_name(&self, name: &str, path: &[Seg], separator: &str) -> Result<(), ConfigError> {
+        let name_path = child(path, "name");
+        if name.is_empty() {
+            return Err(self.error(&name_path, "backend name must not be empty"));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(self.error(
+                &name_path,
+                format!(
+                    "backend name {name:?} may only contain letters, digits, \"_\", \".\" and \"-\""
+                ),
+            ));
+        }
+        if name.contains(separator) {
+            return Err(self.error(
+                &name_path,
+                format!(
+                    "backend name {name:?} contains the separator {separator:?} (proxy.separator)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn stdio(
+        &self,
+        raw: &RawBackend,
+        path: &[Seg],
+        base_dir: &Path,
+    ) -> Result<TransportConfig, ConfigError> {
+        let Some(command) = raw.command.clone() else {
+            return Err(self.error(
+                path,
+                "missing key \"command\" (required for transport \"stdio\")",
+            ));
+        };
+        if command.trim().is_empty() {
+            return Err(self.error(&child(path, "command"), "must not be empty"));
+        }
+        no_nul(&command).map_err(|m| self.error(&child(path, "command"), m))?;
+        let args = raw.args.clone().unwrap_or_default();
+        for (i, arg) in args.iter().enumerate() {
+            let mut p = child(path, "args");
+            p.push(Seg::Index(i));
+            no_nul(arg).map_err(|m| self.error(&p, m))?;
+        }
+        let env = raw.env.clone().unwrap_or_default();
+        for (name, value) in &env {
+            let p = child(&child(path, "env"), name);
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(self.key_error(
+                    &child(path, "env"),
+                    name,
+                    format!("invalid environment variable name {name:?}: it must be non-empty, without \"=\" or NUL"),
+                ));
+            }
+            no_nul(value).map_err(|m| self.error(&p, m))?;
+        }
+        let cwd = match &raw.cwd {
+            None => None,
+            Some(dir) if dir.is_empty() => {
+                return Err(self.error(&child(path, "cwd"), "must not be empty"));
+            }
+            Some(dir) => Some(base_dir.join(dir)),
+        };
+        Ok(TransportConfig::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        })
+    }
+
+    fn http(&self, raw: &RawBackend, path: &[Seg]) -> Result<TransportConfig, ConfigError> {
+        let Some(url) = raw.url.clone() else {
+            return Err(self.error(
+                path,
+                "missing key \"url\" (required for transport \"http\")",
+            ));
+        };
+        check_url(&url).map_err(|m| self.error(&child(path, "url"), m))?;
+        let headers: BTreeMap<String, String> = raw.headers.clone().unwrap_or_default();
+        let headers_path = child(path, "headers");
+        let mut seen: HashMap<String, &str> = HashMap::new();
+        for (name, value) in &headers {
+            if !is_header_name(name) {
+                return Err(self.key_error(
+                    &headers_path,
+                    name,
+                    format!(
+                        "invalid header name {name:?}: use letters, digits and !#$%&'*+-.^_`|~ only"
+                    ),
+                ));
+            }
+            if let Some(other) = seen.insert(name.to_ascii_lowercase(), name) {
+                return Err(self.key_error(
+                    &headers_path,
+                    name,
+                    format!("header {name:?} is also set as {other:?} (header names ignore case)"),
+                ));
+            }
+            // The value is not echoed: it is often a secret.
+            if value
+                .chars()
+                .any(|c| (c.is_ascii_control() && c != '\t') || c == '\u{7f}')
+            {
+                return Err(self.error(
+                    &child(&headers_path, name),
+                    "header value must not contain control characters (such as CR or LF)",
+                ));
+            }
+        }
+        Ok(TransportConfig::Http { url, headers })
+    }
+
+    fn reconnect(
+        &self,
+        raw: Option<&RawReconnect>,
+        path: &[Seg],
+    ) -> Result<ReconnectPolicy, ConfigError> {
+        let defaults = ReconnectPolicy::default();
+        let initial = raw
+            .and_then(|r| r.initial)
+            .map_or(defaults.initial, |d| d.0);
+        let max = raw.and_then(|r| r.max).map_or(defaults.max, |d| d.0);
+        if initial.is_zero() {
+            return Err(self.error(&child(path, "initial"), "must be greater than zero"));
+        }
+        if max < initial {
+            let written = raw.is_some_and(|r| r.max.is_some());
+            let (at, default) = if written {
+                ("max", "")
+            } else {
+                ("initial", ", the default")
+            };
+            return Err(self.error(
+                &child(path, at),
+                format!("max ({max:?}{default}) must not be less than initial ({initial:?})"),
+            ));
+        }
+        Ok(ReconnectPolicy { initial, max })
+    }
+}
+
+fn no_nul(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        Err("must not contain a NUL character".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// `http://` or `https://`, parseable, with a host. The URL is not echoed
+/// in messages: it may carry credentials.
+fn check_url(url: &str) -> Result<(), String> {
+    let has_scheme = |scheme: &str| {
+        url.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    };
+    if !has_scheme("http://") && !has_scheme("https://") {
+        return Err("URL must start with http:// or https://".into());
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("URL has no host".into());
+    }
+    Ok(())
+}
+
+/// Exactly what a browser sends in `Origin`, so that comparing strings works.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(origin).map_err(|e| format!("invalid origin {origin:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "invalid origin {origin:?}: it must start with http:// or https://"
+        ));
+    }
+    let canonical = url.origin().ascii_serialization();
+    if canonical != origin {
+        return Err(format!(
+            "invalid origin {origin:?}: an origin is scheme://host[:port] with no path or trailing \
+             slash; write {canonical:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 9110 `token`.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(check_url("http://127.0.0.1:9001/mcp").is_ok());
+        assert!(check_url("HTTPS://example.com").is_ok());
+        assert_eq!(
+            check_url("ftp://x").unwrap_err(),
+            "URL must start with http:// or https://"
+        );
+        assert_eq!(
+            check_url("127.0.0.1:9001").unwrap_err(),
+            "URL must start with http:// or https://"
+        );
+        assert_eq!(check_url("http://").unwrap_err(), "invalid URL: empty host");
+        assert_eq!(
+            check_url("http://[::1").unwrap_err(),
+            "invalid URL: invalid IPv6 address"
+        );
+    }
+
+    #[test]
+    fn origins() {
+        assert!(check_origin("https://app.example.com").is_ok());
+        assert!(check_origin("http://localhost:3000").is_ok());
+        assert_eq!(
+            check_origin("https://app.example.com/").unwrap_err(),
+            "invalid origin \"https://app.example.com/\": an origin is scheme://host[:port] with no \
+             path or trailing slash; write \"https://app.example.com\""
+        );
+        assert!(check_origin("https://App.example.com:443").is_err());
+        assert!(check_origin("file:///x").is_err());
+        assert!(check_origin("*").is_err());
+    }
+
+    #[test]
+    fn header_names() {
+        assert!(is_header_name("Authorization"));
+        assert!(is_header_name("X-Api-Key"));
+        assert!(!is_header_name(""));
+        assert!(!is_header_name("X Key"));
+        assert!(!is_header_name("X:Key"));
+        assert!(!is_header_name("Ключ"));
+    }
+}
