@@ -7,7 +7,10 @@
 //! It does not reconnect: when it dies, [`Connection::closed`] resolves and
 //! the backend supervisor makes a new one.
 
+mod child;
+mod handshake;
 pub mod http;
+mod inbound;
 pub mod pending;
 mod sse;
 pub mod stdio;
@@ -91,11 +94,13 @@ impl Connection {
     ) -> Result<(Connection, Value), UpstreamError> {
         match transport {
             TransportConfig::Stdio { .. } => {
-                let (connection, init) = stdio::StdioConnection::connect(transport, settings, events).await?;
+                let (connection, init) =
+                    stdio::StdioConnection::connect(transport, settings, events).await?;
                 Ok((Connection::Stdio(connection), init))
             }
             TransportConfig::Http { .. } => {
-                let (connection, init) = http::HttpConnection::connect(transport, settings, events).await?;
+                let (connection, init) =
+                    http::HttpConnection::connect(transport, settings, events).await?;
                 Ok((Connection::Http(connection), init))
             }
         }

@@ -1,0 +1,166 @@
+//! The process group of a stdio backend, and how it is killed.
+//!
+//! A stdio backend is often a launcher (`npx` → `node`, `uvx` → `python`):
+//! killing only the process we started would leave its children running.
+//! Every child is therefore started as the leader of its own process group,
+//! and signals go to the whole group. Once the leader has been reaped the
+//! group is swept with SIGKILL a last time and then never signalled again,
+//! so a later process that happens to reuse the number is never hit.
+
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// The process group of one child (its id is the child's pid).
+#[derive(Debug)]
+pub struct ProcessGroup {
+    backend: String,
+    pgid: Option<Pid>,
+    /// Set once the group has been swept after the leader was reaped.
+    swept: AtomicBool,
+}
+
+impl ProcessGroup {
+    /// The group led by `pid` (`None` if the pid is unknown, which makes
+    /// every signal a no-op).
+    pub fn new(backend: impl Into<String>, pid: Option<u32>) -> Self {
+        let pgid = pid
+            .and_then(|pid| i32::try_from(pid).ok())
+            .filter(|&pid| pid > 0)
+            .map(Pid::from_raw);
+        Self {
+            backend: backend.into(),
+            pgid,
+            swept: AtomicBool::new(false),
+        }
+    }
+
+    /// The group id (the leader's pid).
+    pub fn id(&self) -> Option<u32> {
+        self.pgid.and_then(|pgid| u32::try_from(pgid.as_raw()).ok())
+    }
+
+    /// Send `signal` to every process of the group, unless it has been swept.
+    /// Returns whether some process received it.
+    pub fn signal(&self, signal: Signal) -> bool {
+        if self.swept.load(Ordering::Acquire) {
+            return false;
+        }
+        self.send(signal)
+    }
+
+    fn send(&self, signal: Signal) -> bool {
+        let Some(pgid) = self.pgid else {
+            return false;
+        };
+        match killpg(pgid, signal) {
+            Ok(()) => {
+                tracing::debug!(
+                    backend = %self.backend,
+                    pgid = pgid.as_raw(),
+                    %signal,
+                    "signalled process group"
+                );
+                true
+            }
+            Err(Errno::ESRCH) => false,
+            Err(error) => {
+                tracing::warn!(
+                    backend = %self.backend,
+                    pgid = pgid.as_raw(),
+                    %signal,
+                    %error,
+                    "could not signal process group"
+                );
+                false
+            }
+        }
+    }
+
+    /// The leader has been reaped: SIGKILL whatever is left of the group
+    /// (orphaned grandchildren), then never signal it again.
+    pub fn sweep(&self) {
+        if !self.swept.swap(true, Ordering::AcqRel) && self.send(Signal::SIGKILL) {
+            tracing::debug!(backend = %self.backend, "killed processes the backend left behind");
+        }
+    }
+}
+
+/// Kills the group with SIGKILL when dropped, unless it was swept already:
+/// held by the connection so that no child outlives its last handle.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::sync::Arc<ProcessGroup>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.signal(Signal::SIGKILL);
+    }
+}
+
+/// Say how a process ended, for close reasons: `process exited with status
+/// 1`, `process killed by signal 9 (SIGKILL)`.
+pub fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("process exited with status {code}");
+    }
+    match status.signal() {
+        Some(number) => match Signal::try_from(number) {
+            Ok(signal) => format!("process killed by signal {number} ({signal})"),
+            Err(_) => format!("process killed by signal {number}"),
+        },
+        None => format!("process ended: {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn describes_exits() {
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(1 << 8)),
+            "process exited with status 1"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(9)),
+            "process killed by signal 9 (SIGKILL)"
+        );
+    }
+
+    #[test]
+    fn an_unknown_group_is_never_signalled() {
+        let group = ProcessGroup::new("b", None);
+        assert!(!group.signal(Signal::SIGKILL));
+        assert_eq!(group.id(), None);
+        // pid 0 would mean "my own group": never.
+        assert_eq!(ProcessGroup::new("b", Some(0)).id(), None);
+        assert_eq!(ProcessGroup::new("b", Some(u32::MAX)).id(), None);
+    }
+
+    #[tokio::test]
+    async fn kills_the_whole_group_and_stops_after_the_sweep() {
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let group = std::sync::Arc::new(ProcessGroup::new("b", child.id()));
+        assert!(group.signal(Signal::SIGTERM));
+        let status = child.wait().await.unwrap();
+        assert_eq!(
+            describe_exit(status),
+            "process killed by signal 15 (SIGTERM)"
+        );
+        group.sweep();
+        assert!(!group.signal(Signal::SIGKILL));
+        drop(KillOnDrop(group));
+    }
+}

@@ -1,0 +1,1434 @@
+//! A backend reached over streamable HTTP (MCP 2025-03-26 .. 2025-11-25).
+//!
+//! Every message is its own POST. A request's answer comes back as a JSON
+//! body or as a Server-Sent-Events stream (`sse.rs`) that may carry
+//! progress and server requests before the response itself; everything on
+//! it is routed like stdout of a stdio child (`inbound.rs`). After
+//! `initialize`, a background task keeps the optional GET event stream open
+//! for notifications that belong to no request (`list_changed`).
+//!
+//! This is our own client rather than tower-mcp's: that one relays every
+//! backend error as a generic one (the proxy must keep code, message and
+//! data) and, once a POST fails, stays broken without saying so. Here the
+//! failure modes are told apart, because the caller decides differently:
+//!
+//! - an HTTP error status, a wrong content type or a malformed body is a
+//!   [`UpstreamError::Protocol`] error for that request only; the
+//!   connection stays usable;
+//! - a transport failure (refused, reset, body cut off) closes the
+//!   connection — [`HttpConnection::closed`] resolves and the backend
+//!   supervisor connects anew — and is [`UpstreamError::Connect`] if the
+//!   request provably never left, [`UpstreamError::Lost`] otherwise;
+//! - a 404 while we hold a session id means the server forgot the session:
+//!   the connection is closed as "session expired".
+//!
+//! There is no overall request timeout here; callers bound their calls, and
+//! dropping a call cancels it upstream without waiting for the POST.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Response, StatusCode, Url};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::pending::Pending;
+use super::sse::{SseEvent, SseParser};
+use super::{ConnectSettings, EventSink, ProgressSink, UpstreamError, handshake, inbound};
+use crate::config::TransportConfig;
+use crate::jsonrpc;
+
+/// The session header the server issues on the `initialize` response.
+const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+/// The negotiated protocol revision, sent on every request after `initialize`.
+const PROTOCOL_VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+/// Resuming the GET stream where it broke off.
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+
+/// The largest JSON response body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// How much of an error response's body is read to quote from it.
+const ERROR_BODY_BYTES: usize = 16 * 1024;
+/// How many characters of a bad body go into an error message.
+const QUOTE_CHARS: usize = 200;
+
+/// Bound on the POSTs nobody waits for: cancellations, replies to server
+/// requests.
+const SIDE_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on the DELETE that ends the session.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Backoff between attempts to reopen the GET event stream.
+const STREAM_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const STREAM_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A GET stream that stayed open this long counts as healthy: the backoff
+/// starts over.
+const STREAM_HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// A live MCP session with a streamable-HTTP server. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpConnection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    link: Link,
+    /// Stops the GET stream task.
+    stop: CancellationToken,
+    shut_down: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The fixed parts of every HTTP message to one session.
+struct Poster {
+    backend: String,
+    client: reqwest::Client,
+    url: Url,
+    /// Configured headers, content type, accept, and (after initialize)
+    /// session id and protocol version.
+    post_headers: HeaderMap,
+    /// The same for the GET stream and DELETE.
+    get_headers: HeaderMap,
+    /// Whether the server issued a session id.
+    has_session: bool,
+}
+
+impl Poster {
+    fn new(backend: &str, client: reqwest::Client, url: Url, configured: HeaderMap) -> Self {
+        let mut post_headers = configured.clone();
+        post_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        post_headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        let mut get_headers = configured;
+        get_headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        Self {
+            backend: backend.to_owned(),
+            client,
+            url,
+            post_headers,
+            get_headers,
+            has_session: false,
+        }
+    }
+
+    /// The same, for the session `initialize` set up.
+    fn for_session(&self, session: Option<HeaderValue>, version: &str) -> Self {
+        let mut post_headers = self.post_headers.clone();
+        let mut get_headers = self.get_headers.clone();
+        if let Ok(version) = HeaderValue::from_str(version) {
+            post_headers.insert(PROTOCOL_VERSION_HEADER, version.clone());
+            get_headers.insert(PROTOCOL_VERSION_HEADER, version);
+        }
+        let has_session = session.is_some();
+        if let Some(session) = session {
+            post_headers.insert(SESSION_ID, session.clone());
+            get_headers.insert(SESSION_ID, session);
+        }
+        Self {
+            backend: self.backend.clone(),
+            client: self.client.clone(),
+            url: self.url.clone(),
+            post_headers,
+            get_headers,
+            has_session,
+        }
+    }
+
+    async fn post(&self, message: &Value) -> reqwest::Result<Response> {
+        let body = serde_json::to_vec(message).unwrap_or_default();
+        self.client
+            .post(self.url.clone())
+            .headers(self.post_headers.clone())
+            .body(body)
+            .send()
+            .await
+    }
+
+    /// POST a message nobody waits for, with a short bound; failures are
+    /// only logged.
+    async fn post_quietly(&self, message: Value) {
+        match tokio::time::timeout(SIDE_MESSAGE_TIMEOUT, self.post(&message)).await {
+            Ok(Ok(response)) if response.status().is_success() => {}
+            Ok(Ok(response)) => {
+                let status = response.status();
+                tracing::debug!(backend = %self.backend, %status, "side message refused")
+            }
+            Ok(Err(error)) => {
+                let error = describe(error);
+                tracing::debug!(backend = %self.backend, error, "side message not delivered")
+            }
+            Err(_) => tracing::debug!(backend = %self.backend, "side message timed out"),
+        }
+    }
+}
+
+/// A poster with the request table and event sink of one connection: what
+/// sending a message and reading its answer takes.
+#[derive(Clone)]
+struct Link {
+    poster: Arc<Poster>,
+    pending: Arc<Pending>,
+    events: EventSink,
+}
+
+impl HttpConnection {
+    /// Reach the server and run the `initialize` handshake within
+    /// `settings.init_timeout`; returns the connection and the server's
+    /// `initialize` result.
+    pub async fn connect(
+        transport: &TransportConfig,
+        settings: &ConnectSettings,
+        events: EventSink,
+    ) -> Result<(Self, Value), UpstreamError> {
+        let TransportConfig::Http { url, headers } = transport else {
+            return Err(UpstreamError::Connect(format!(
+                "`{}` is not an http transport",
+                transport.kind()
+            )));
+        };
+        let url = Url::parse(url)
+            .map_err(|error| UpstreamError::Connect(format!("invalid url `{url}`: {error}")))?;
+        let configured = header_map(headers)?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.init_timeout)
+            .build()
+            .map_err(|error| {
+                UpstreamError::Connect(format!("cannot build an HTTP client: {}", describe(error)))
+            })?;
+        let (cancels, cancelled) = mpsc::unbounded_channel();
+        let pending = Pending::new(&settings.backend, cancels);
+        let link = Link {
+            poster: Arc::new(Poster::new(&settings.backend, client, url, configured)),
+            pending,
+            events,
+        };
+        let handshake = initialize(link, settings);
+        let (link, result) = match tokio::time::timeout(settings.init_timeout, handshake).await {
+            Ok(Ok(established)) => established,
+            Ok(Err(error)) => return Err(handshake::as_connect_failure(error)),
+            Err(_) => return Err(UpstreamError::InitTimeout(settings.init_timeout)),
+        };
+        let stop = CancellationToken::new();
+        tokio::spawn(deliver_cancellations(Arc::clone(&link.poster), cancelled));
+        tokio::spawn(listen(link.clone(), stop.clone()));
+        let inner = Arc::new(Inner {
+            link,
+            stop,
+            shut_down: AtomicBool::new(false),
+        });
+        Ok((Self { inner }, result))
+    }
+
+    /// Send a request and wait for its answer. See [`super::Connection::request`].
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, UpstreamError> {
+        let link = &self.inner.link;
+        let (message, in_flight) = link.pending.start(method, params, progress)?;
+        let id = in_flight.id();
+        let exchange = async {
+            let response = link.send(&message).await?;
+            link.read_answer(response, id).await
+        };
+        let answered = tokio::select! {
+            biased;
+            answered = exchange => answered,
+            // Closed under us (another request's transport failure, an
+            // expired session, shutdown): the table has already failed this
+            // request; stop reading its answer.
+            _ = link.pending.closed() => Ok(()),
+        };
+        match answered {
+            Ok(()) => in_flight.wait().await,
+            Err(error) => {
+                in_flight.abandon();
+                Err(error)
+            }
+        }
+    }
+
+    /// POST a notification; the server must accept it (202, or 200).
+    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), UpstreamError> {
+        self.inner.link.notify(method, params).await
+    }
+
+    /// Resolves once the connection is dead: a transport failure, an expired
+    /// session, or shutdown.
+    pub async fn closed(&self) {
+        self.inner.link.pending.closed().await;
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<String> {
+        self.inner.link.pending.close_reason()
+    }
+
+    /// Stop the GET stream, fail requests in flight with
+    /// [`UpstreamError::Lost`], and DELETE the session (briefly, ignoring
+    /// failures). Calling it again does nothing.
+    pub async fn shutdown(&self) {
+        if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.stop.cancel();
+        let link = &self.inner.link;
+        link.pending.close("connection shut down");
+        let poster = &link.poster;
+        if !poster.has_session {
+            return;
+        }
+        let delete = poster
+            .client
+            .delete(poster.url.clone())
+            .headers(poster.get_headers.clone())
+            .send();
+        match tokio::time::timeout(DELETE_TIMEOUT, delete).await {
+            Ok(Ok(response)) => {
+                let status = response.status();
+                tracing::debug!(backend = %poster.backend, %status, "session deleted")
+            }
+            Ok(Err(error)) => {
+                let error = describe(error);
+                tracing::debug!(backend = %poster.backend, error, "deleting the session failed")
+            }
+            Err(_) => tracing::debug!(backend = %poster.backend, "deleting the session timed out"),
+        }
+    }
+}
+
+/// `initialize`, then `notifications/initialized`; returns the link for the
+/// new session and the server's `initialize` result.
+async fn initialize(
+    link: Link,
+    settings: &ConnectSettings,
+) -> Result<(Link, Value), UpstreamError> {
+    let params = handshake::initialize_params(settings);
+    let (message, in_flight) = link.pending.start("initialize", Some(params), None)?;
+    let in_flight = in_flight.without_cancel();
+    let response = link.send(&message).await?;
+    let session = response.headers().get(SESSION_ID).cloned();
+    link.read_answer(response, in_flight.id()).await?;
+    let result = in_flight.wait().await?;
+    let version = handshake::negotiated_version(&result)?;
+    let link = Link {
+        poster: Arc::new(link.poster.for_session(session, &version)),
+        pending: link.pending,
+        events: link.events,
+    };
+    link.notify("notifications/initialized", None).await?;
+    Ok((link, result))
+}
+
+impl Link {
+    fn backend(&self) -> &str {
+        &self.poster.backend
+    }
+
+    /// POST one message. A transport failure closes the connection.
+    async fn send(&self, message: &Value) -> Result<Response, UpstreamError> {
+        self.poster
+            .post(message)
+            .await
+            .map_err(|error| self.transport_failure("sending to the backend failed", error))
+    }
+
+    async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), UpstreamError> {
+        if self.pending.is_closed() {
+            return Err(self.pending.lost());
+        }
+        let response = self.send(&jsonrpc::notification(method, params)).await?;
+        self.check_status(response).await.map(drop)
+    }
+
+    /// The connection is unusable: close it, and tell the caller whether its
+    /// message provably never left.
+    fn transport_failure(&self, context: &str, error: reqwest::Error) -> UpstreamError {
+        let is_connect = error.is_connect();
+        let reason = format!("{context}: {}", describe(error));
+        self.pending.close(reason.clone());
+        if is_connect {
+            UpstreamError::Connect(reason)
+        } else {
+            UpstreamError::Lost(reason)
+        }
+    }
+
+    /// Turn HTTP-level failures into errors; pass a 2xx response on.
+    async fn check_status(&self, response: Response) -> Result<Response, UpstreamError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status == StatusCode::NOT_FOUND && self.poster.has_session {
+            let reason = "session expired";
+            tracing::warn!(
+                backend = self.backend(),
+                "server no longer knows our session"
+            );
+            self.pending.close(reason);
+            return Err(UpstreamError::Lost(reason.into()));
+        }
+        let body = read_capped(response, ERROR_BODY_BYTES)
+            .await
+            .unwrap_or_default();
+        let body = quote(&String::from_utf8_lossy(&body));
+        Err(UpstreamError::Protocol(format!("HTTP {status}: {body}")))
+    }
+
+    /// Read the answer to request `id` from its POST response, routing
+    /// everything else on it. On `Ok` the request has been resolved (or the
+    /// connection closed, which also resolves it).
+    async fn read_answer(&self, response: Response, id: u64) -> Result<(), UpstreamError> {
+        let response = self.check_status(response).await?;
+        if response.status() == StatusCode::ACCEPTED {
+            return Err(UpstreamError::Protocol(
+                "HTTP 202 Accepted in answer to a request".into(),
+            ));
+        }
+        match media_type(&response).as_str() {
+            "application/json" => {
+                let body = match read_capped(response, MAX_BODY_BYTES).await {
+                    Ok(body) => body,
+                    Err(ReadError::Transport(error)) => {
+                        return Err(self.transport_failure("reading the response failed", error));
+                    }
+                    Err(ReadError::TooLarge) => {
+                        return Err(UpstreamError::Protocol(format!(
+                            "response body larger than {MAX_BODY_BYTES} bytes"
+                        )));
+                    }
+                };
+                let message: Value = serde_json::from_slice(&body).map_err(|error| {
+                    let body = quote(&String::from_utf8_lossy(&body));
+                    UpstreamError::Protocol(format!("response body is not JSON ({error}): {body}"))
+                })?;
+                let quoted = quote(&message.to_string());
+                self.route(message);
+                if self.pending.contains(id) {
+                    return Err(UpstreamError::Protocol(format!(
+                        "response body does not answer request {id}: {quoted}"
+                    )));
+                }
+                Ok(())
+            }
+            "text/event-stream" => {
+                let mut response = response;
+                let mut parser = SseParser::new();
+                loop {
+                    let chunk = match response.chunk().await {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => break,
+                        Err(error) => {
+                            return Err(
+                                self.transport_failure("reading the event stream failed", error)
+                            );
+                        }
+                    };
+                    for event in parser.feed(&chunk) {
+                        self.route_event(event);
+                    }
+                    if !self.pending.contains(id) {
+                        return Ok(());
+                    }
+                }
+                Err(UpstreamError::Lost(
+                    "event stream ended before the response".into(),
+                ))
+            }
+            "" => Err(UpstreamError::Protocol(
+                "response has no content type".into(),
+            )),
+            other => Err(UpstreamError::Protocol(format!(
+                "unexpected content type `{other}`"
+            ))),
+        }
+    }
+
+    fn route_event(&self, event: SseEvent) {
+        if !event.is_message() {
+            tracing::debug!(
+                backend = self.backend(),
+                event = ?event.event,
+                "ignored an event that is not a message"
+            );
+            return;
+        }
+        if event.data.trim().is_empty() {
+            return;
+        }
+        match serde_json::from_str(&event.data) {
+            Ok(message) => self.route(message),
+            Err(error) => tracing::warn!(
+                backend = self.backend(),
+                %error,
+                data = %inbound::preview(&event.data),
+                "event stream carried something that is not JSON; skipped"
+            ),
+        }
+    }
+
+    /// Route a message; replies to server requests are POSTed in the
+    /// background.
+    fn route(&self, message: Value) {
+        for reply in inbound::route(message, &self.pending, &self.events) {
+            let poster = Arc::clone(&self.poster);
+            tokio::spawn(async move { poster.post_quietly(reply).await });
+        }
+    }
+}
+
+/// POST the cancellations of abandoned requests, each in its own task so a
+/// slow server delays no one.
+async fn deliver_cancellations(poster: Arc<Poster>, mut cancelled: mpsc::UnboundedReceiver<Value>) {
+    while let Some(message) = cancelled.recv().await {
+        let poster = Arc::clone(&poster);
+        tokio::spawn(async move { poster.post_quietly(message).await });
+    }
+}
+
+/// Keep the GET event stream open while the connection lives. A server that
+/// offers none (405, or any status but 200) is left alone; a stream that
+/// breaks is reopened with capped backoff.
+async fn listen(link: Link, stop: CancellationToken) {
+    let backend = link.backend().to_owned();
+    let mut backoff = STREAM_BACKOFF_INITIAL;
+    let mut last_event_id: Option<HeaderValue> = None;
+    loop {
+        let poster = &link.poster;
+        let mut request = poster
+            .client
+            .get(poster.url.clone())
+            .headers(poster.get_headers.clone());
+        if let Some(id) = &last_event_id {
+            request = request.header(LAST_EVENT_ID, id.clone());
+        }
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = link.pending.closed() => return,
+            opened = request.send() => opened,
+        };
+        match opened {
+            Err(error) => {
+                tracing::debug!(backend, error = %describe(error), "opening the event stream failed")
+            }
+            Ok(response) if response.status() != StatusCode::OK => {
+                let status = response.status();
+                tracing::debug!(backend, %status, "server offers no event stream");
+                return;
+            }
+            Ok(response) if media_type(&response) != "text/event-stream" => {
+                tracing::debug!(
+                    backend,
+                    content_type = media_type(&response),
+                    "GET did not answer an event stream"
+                );
+                return;
+            }
+            Ok(response) => {
+                tracing::debug!(backend, "event stream open");
+                let since = tokio::time::Instant::now();
+                let mut parser = SseParser::new();
+                let ended = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = link.pending.closed() => return,
+                    ended = read_stream(&link, response, &mut parser) => ended,
+                };
+                if let Some(id) = parser
+                    .last_event_id()
+                    .and_then(|id| HeaderValue::from_str(id).ok())
+                {
+                    last_event_id = Some(id);
+                }
+                if since.elapsed() >= STREAM_HEALTHY_AFTER {
+                    backoff = STREAM_BACKOFF_INITIAL;
+                }
+                tracing::debug!(backend, how = %ended, "event stream ended; reopening");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = link.pending.closed() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(STREAM_BACKOFF_MAX);
+    }
+}
+
+/// Route every event of the GET stream until it ends; says how it ended.
+async fn read_stream(link: &Link, mut response: Response, parser: &mut SseParser) -> String {
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                for event in parser.feed(&chunk) {
+                    link.route_event(event);
+                }
+            }
+            Ok(None) => return "closed by the server".into(),
+            Err(error) => return describe(error),
+        }
+    }
+}
+
+/// Why a body could not be read.
+enum ReadError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// Read a body of at most `limit` bytes.
+async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The media type of a response, lowercase, without parameters.
+fn media_type(response: &Response) -> String {
+    let value = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The configured headers, checked.
+fn header_map(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<HeaderMap, UpstreamError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| UpstreamError::Connect(format!("invalid header name `{name}`")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| UpstreamError::Connect(format!("invalid value for header `{name}`")))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// The first [`QUOTE_CHARS`] characters of a body, for error messages.
+fn quote(text: &str) -> String {
+    text.chars().take(QUOTE_CHARS).collect()
+}
+
+/// A reqwest error with all its causes, without the url (which may carry
+/// credentials): reqwest's own message rarely says what actually happened
+/// ("connection refused" is three sources down).
+fn describe(error: reqwest::Error) -> String {
+    chain(&error.without_url())
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc::UnboundedReceiver;
+    use tower_mcp::extract::{Context, RawArgs};
+    use tower_mcp::{CallToolResult, HttpTransport, McpRouter, ToolBuilder};
+    use wiremock::matchers::{body_partial_json, header, method};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+    use super::*;
+    use crate::upstream::{Connection, PROTOCOL_VERSION};
+
+    /// Generous bound on anything a test waits for: tests assert outcomes,
+    /// not speed.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    async fn within<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(PATIENCE, future)
+            .await
+            .expect("test timed out")
+    }
+
+    fn transport(url: &str) -> TransportConfig {
+        let headers = BTreeMap::from([("x-api-key".to_owned(), "secret".to_owned())]);
+        TransportConfig::Http {
+            url: url.to_owned(),
+            headers,
+        }
+    }
+
+    fn settings() -> ConnectSettings {
+        ConnectSettings {
+            backend: "remote".into(),
+            client_name: "mcp-proxy-test".into(),
+            client_version: "9.9.9".into(),
+            init_timeout: Duration::from_secs(20),
+        }
+    }
+
+    async fn connect(url: &str) -> (HttpConnection, Value, UnboundedReceiver<Value>) {
+        let (events, received) = mpsc::unbounded_channel();
+        let (connection, init) = within(HttpConnection::connect(
+            &transport(url),
+            &settings(),
+            events,
+        ))
+        .await
+        .unwrap();
+        (connection, init, received)
+    }
+
+    fn text_of(result: &Value) -> &str {
+        result["content"][0]["text"].as_str().unwrap_or_default()
+    }
+
+    // ---- a real MCP server: tower-mcp over axum on 127.0.0.1 ----
+
+    async fn tower_server(sse_responses: bool) -> String {
+        let echo = ToolBuilder::new("echo")
+            .description("Echo the arguments")
+            .extractor_handler((), |RawArgs(args): RawArgs| async move {
+                Ok(CallToolResult::text(args.to_string()))
+            })
+            .build();
+        let slow = ToolBuilder::new("slow")
+            .description("Report progress, announce a list change, then answer")
+            .extractor_handler((), |ctx: Context, RawArgs(_args): RawArgs| async move {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                ctx.report_progress(0.5, Some(1.0), Some("half")).await;
+                ctx.notify_tools_list_changed();
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                Ok(CallToolResult::text("done"))
+            })
+            .build();
+        let router = McpRouter::new()
+            .server_info("tower-backend", "0.0.1")
+            .tool(echo)
+            .tool(slow);
+        let app = HttpTransport::new(router)
+            .sse_responses(sse_responses)
+            .into_router();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}/")
+    }
+
+    #[tokio::test]
+    async fn initializes_and_calls_tools_on_a_real_server() {
+        let url = tower_server(false).await;
+        let (connection, init, _events) = connect(&url).await;
+        assert_eq!(init["serverInfo"]["name"], json!("tower-backend"));
+        assert_eq!(init["protocolVersion"], json!(PROTOCOL_VERSION));
+        assert!(connection.inner.link.poster.has_session);
+
+        let result = within(connection.request(
+            "tools/call",
+            Some(json!({"name": "echo", "arguments": {"x": 1}})),
+            None,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(text_of(&result), r#"{"x":1}"#);
+        let tools = within(connection.request("tools/list", None, None))
+            .await
+            .unwrap();
+        assert_eq!(tools["tools"].as_array().map(Vec::len), Some(2));
+        within(connection.request("ping", None, None))
+            .await
+            .unwrap();
+        within(connection.notify("notifications/roots/list_changed", None))
+            .await
+            .unwrap();
+
+        within(connection.shutdown()).await;
+        assert_eq!(
+            connection.close_reason().as_deref(),
+            Some("connection shut down")
+        );
+        assert_eq!(
+            within(connection.request("ping", None, None)).await,
+            Err(UpstreamError::Lost("connection shut down".into()))
+        );
+        within(connection.shutdown()).await;
+    }
+
+    #[tokio::test]
+    async fn relays_json_rpc_errors_from_a_real_server() {
+        let url = tower_server(false).await;
+        let (connection, _, _events) = connect(&url).await;
+        let params = json!({"name": "no-such-tool", "arguments": {}});
+        let error = within(connection.request("tools/call", Some(params), None))
+            .await
+            .unwrap_err();
+        let UpstreamError::JsonRpc(error) = error else {
+            panic!("expected a JSON-RPC error, got {error:?}")
+        };
+        assert_eq!(error.code, jsonrpc::INVALID_PARAMS);
+        assert!(error.message.contains("no-such-tool"), "{}", error.message);
+        let error = within(connection.request("no/such/method", None, None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, UpstreamError::JsonRpc(ref error) if error.code == jsonrpc::METHOD_NOT_FOUND),
+            "{error:?}"
+        );
+        // Still usable.
+        within(connection.request("ping", None, None))
+            .await
+            .unwrap();
+        assert_eq!(connection.close_reason(), None);
+    }
+
+    #[tokio::test]
+    async fn reads_answers_sent_as_event_streams() {
+        let url = tower_server(true).await;
+        let (connection, init, _events) = connect(&url).await;
+        assert_eq!(init["serverInfo"]["name"], json!("tower-backend"));
+        let call = |n: i64| {
+            let connection = connection.clone();
+            async move {
+                connection
+                    .request(
+                        "tools/call",
+                        Some(json!({"name": "echo", "arguments": {"n": n}})),
+                        None,
+                    )
+                    .await
+            }
+        };
+        let (a, b) = within(async { tokio::join!(call(1), call(2)) }).await;
+        assert_eq!(text_of(&a.unwrap()), r#"{"n":1}"#);
+        assert_eq!(text_of(&b.unwrap()), r#"{"n":2}"#);
+        let error = within(connection.request("tools/call", Some(json!({"name": "nope"})), None))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, UpstreamError::JsonRpc(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn progress_and_notifications_arrive_on_the_get_stream() {
+        let url = tower_server(false).await;
+        let (connection, _, mut events) = connect(&url).await;
+        let (sink, mut progress) = mpsc::unbounded_channel();
+        let params =
+            json!({"name": "slow", "arguments": {}, "_meta": {"progressToken": "caller-token"}});
+        let result = within(connection.request("tools/call", Some(params), Some(sink)))
+            .await
+            .unwrap();
+        assert_eq!(text_of(&result), "done");
+        let notification = progress
+            .try_recv()
+            .expect("progress arrived before the answer");
+        assert_eq!(notification["method"], json!("notifications/progress"));
+        assert_eq!(
+            notification["params"]["progressToken"],
+            json!("caller-token")
+        );
+        assert_eq!(notification["params"]["progress"], json!(0.5));
+        let event = within(events.recv()).await.unwrap();
+        assert_eq!(event["method"], json!("notifications/tools/list_changed"));
+    }
+
+    // ---- raw faults from a server that is not an MCP server: wiremock ----
+
+    /// Answer with a JSON-RPC response carrying the request's own id.
+    fn answer(result: Value) -> impl Fn(&Request) -> ResponseTemplate {
+        move |request: &Request| {
+            let id = serde_json::from_slice::<Value>(&request.body)
+                .ok()
+                .map(|body| body["id"].clone());
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"jsonrpc": "2.0", "id": id, "result": result.clone()}))
+        }
+    }
+
+    /// A wiremock server that completes the handshake with session `sess-1`
+    /// and offers no GET stream.
+    async fn mock_backend() -> MockServer {
+        mock_backend_with_stream(ResponseTemplate::new(405)).await
+    }
+
+    /// The same, answering GET with `stream`.
+    async fn mock_backend_with_stream(stream: ResponseTemplate) -> MockServer {
+        let server = MockServer::start().await;
+        let init = json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                          "serverInfo": {"name": "mock", "version": "1"}});
+        let init_answer = answer(init);
+        Mock::given(method("POST"))
+            .and(body_partial_json(json!({"method": "initialize"})))
+            .and(header("x-api-key", "secret"))
+            .respond_with(move |request: &Request| {
+                init_answer(request).insert_header("Mcp-Session-Id", "sess-1")
+            })
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(body_partial_json(
+                json!({"method": "notifications/initialized"}),
+            ))
+            .and(header("mcp-session-id", "sess-1"))
+            .and(header("mcp-protocol-version", "2025-06-18"))
+            .respond_with(ResponseTemplate::new(202))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(stream)
+            .mount(&server)
+            .await;
+        Mock::given(method("DELETE"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        server
+    }
+
+    async fn on_tool(server: &MockServer, name: &str, response: impl wiremock::Respond + 'static) {
+        Mock::given(method("POST"))
+            .and(body_partial_json(
+                json!({"method": "tools/call", "params": {"name": name}}),
+            ))
+            .and(header("mcp-session-id", "sess-1"))
+            .respond_with(response)
+            .mount(server)
+            .await;
+    }
+
+    async fn call(connection: &HttpConnection, name: &str) -> Result<Value, UpstreamError> {
+        within(connection.request("tools/call", Some(json!({"name": name})), None)).await
+    }
+
+    #[tokio::test]
+    async fn sends_the_expected_headers_and_deletes_the_session() {
+        let server = mock_backend().await;
+        on_tool(&server, "ok", answer(json!({"content": []}))).await;
+        let (connection, init, _events) = connect(&server.uri()).await;
+        assert_eq!(init["protocolVersion"], json!("2025-06-18"));
+        call(&connection, "ok").await.unwrap();
+        within(connection.shutdown()).await;
+        let requests = server.received_requests().await.unwrap();
+        let posts: Vec<&Request> = requests
+            .iter()
+            .filter(|request| request.method == "POST")
+            .collect();
+        for post in &posts {
+            assert_eq!(post.headers["content-type"], "application/json");
+            assert_eq!(
+                post.headers["accept"],
+                "application/json, text/event-stream"
+            );
+            assert_eq!(post.headers["x-api-key"], "secret");
+        }
+        assert!(
+            posts[0].headers.get("mcp-session-id").is_none(),
+            "initialize has no session yet"
+        );
+        assert_eq!(posts.last().unwrap().headers["mcp-session-id"], "sess-1");
+        let delete = requests
+            .iter()
+            .find(|request| request.method == "DELETE")
+            .expect("session deleted");
+        assert_eq!(delete.headers["mcp-session-id"], "sess-1");
+    }
+
+    #[tokio::test]
+    async fn http_errors_are_protocol_errors_and_the_connection_survives() {
+        let server = mock_backend().await;
+        on_tool(
+            &server,
+            "boom",
+            ResponseTemplate::new(500).set_body_string("kaput ".repeat(100)),
+        )
+        .await;
+        on_tool(&server, "ok", answer(json!({"fine": true}))).await;
+        let (connection, _, _events) = connect(&server.uri()).await;
+        let error = call(&connection, "boom").await.unwrap_err();
+        let UpstreamError::Protocol(message) = error else {
+            panic!("expected Protocol, got {error:?}")
+        };
+        assert!(
+            message.starts_with("HTTP 500 Internal Server Error: kaput kaput"),
+            "{message}"
+        );
+        assert!(message.len() < 300, "body quoted briefly: {message}");
+        assert_eq!(
+            call(&connection, "ok").await.unwrap(),
+            json!({"fine": true})
+        );
+        assert_eq!(connection.close_reason(), None);
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_are_protocol_errors_and_the_connection_survives() {
+        let server = mock_backend().await;
+        on_tool(
+            &server,
+            "html",
+            ResponseTemplate::new(200).set_body_raw("<html>", "text/html; charset=utf-8"),
+        )
+        .await;
+        on_tool(
+            &server,
+            "broken",
+            ResponseTemplate::new(200).set_body_raw("{\"jsonrpc\": ", "application/json"),
+        )
+        .await;
+        on_tool(
+            &server,
+            "other-id",
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"jsonrpc": "2.0", "id": 999, "result": {}})),
+        )
+        .await;
+        on_tool(&server, "accepted", ResponseTemplate::new(202)).await;
+        on_tool(&server, "ok", answer(json!({"fine": true}))).await;
+        let (connection, _, _events) = connect(&server.uri()).await;
+        for (tool, expected) in [
+            ("html", "unexpected content type `text/html`"),
+            ("broken", "response body is not JSON"),
+            ("other-id", "does not answer request"),
+            ("accepted", "202"),
+        ] {
+            let error = call(&connection, tool).await.unwrap_err();
+            assert!(
+                matches!(&error, UpstreamError::Protocol(message) if message.contains(expected)),
+                "{tool}: {error:?}"
+            );
+        }
+        assert_eq!(
+            call(&connection, "ok").await.unwrap(),
+            json!({"fine": true})
+        );
+        assert_eq!(connection.close_reason(), None);
+    }
+
+    #[tokio::test]
+    async fn event_stream_answers_carry_progress_and_server_requests() {
+        let server = mock_backend().await;
+        // The proxy's answer to the server's ping.
+        Mock::given(method("POST"))
+            .and(body_partial_json(json!({"id": "srv-1", "result": {}})))
+            .respond_with(ResponseTemplate::new(202))
+            .mount(&server)
+            .await;
+        let stream = |request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let token = body["params"]["_meta"]["progressToken"].clone();
+            let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                                  "params": {"progressToken": token, "progress": 1}});
+            let ping = json!({"jsonrpc": "2.0", "id": "srv-1", "method": "ping"});
+            let log = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "hi"}});
+            let done = json!({"jsonrpc": "2.0", "id": body["id"], "result": {"streamed": true}});
+            let sse = format!(
+                ": comment\r\nid: 1\r\ndata: {progress}\r\n\r\nevent: message\ndata: {ping}\n\ndata: {log}\n\ndata: {done}\n\n"
+            );
+            ResponseTemplate::new(200).set_body_raw(sse, "text/event-stream")
+        };
+        on_tool(&server, "stream", stream).await;
+        let cut = ResponseTemplate::new(200).set_body_raw(
+            "data: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n",
+            "text/event-stream",
+        );
+        on_tool(&server, "cut", cut).await;
+        let (connection, _, mut events) = connect(&server.uri()).await;
+
+        let (sink, mut progress) = mpsc::unbounded_channel();
+        let params = json!({"name": "stream", "_meta": {"progressToken": 77}});
+        let result = within(connection.request("tools/call", Some(params), Some(sink)))
+            .await
+            .unwrap();
+        assert_eq!(result, json!({"streamed": true}));
+        assert_eq!(
+            progress.try_recv().unwrap()["params"]["progressToken"],
+            json!(77)
+        );
+        assert_eq!(
+            events.try_recv().unwrap()["method"],
+            json!("notifications/message")
+        );
+        within(async {
+            loop {
+                let requests = server.received_requests().await.unwrap();
+                if requests.iter().any(|request| {
+                    serde_json::from_slice::<Value>(&request.body)
+                        .is_ok_and(|body| body["id"] == json!("srv-1"))
+                }) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+
+        // A stream that ends without our answer.
+        let error = call(&connection, "cut").await.unwrap_err();
+        assert_eq!(
+            error,
+            UpstreamError::Lost("event stream ended before the response".into())
+        );
+        assert_eq!(events.try_recv().unwrap()["method"], json!("x"));
+        assert_eq!(connection.close_reason(), None);
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_closes_the_connection() {
+        let server = mock_backend().await;
+        on_tool(&server, "gone", ResponseTemplate::new(404)).await;
+        let (connection, _, _events) = connect(&server.uri()).await;
+        let error = call(&connection, "gone").await.unwrap_err();
+        assert_eq!(error, UpstreamError::Lost("session expired".into()));
+        within(connection.closed()).await;
+        assert_eq!(
+            connection.close_reason().as_deref(),
+            Some("session expired")
+        );
+        assert_eq!(
+            call(&connection, "gone").await,
+            Err(UpstreamError::Lost("session expired".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn slow_headers_leave_the_request_pending_until_they_come() {
+        let server = mock_backend().await;
+        let late = answer(json!({"late": true}));
+        let slow = move |request: &Request| late(request).set_delay(Duration::from_millis(1500));
+        on_tool(&server, "slow", slow).await;
+        let (connection, _, _events) = connect(&server.uri()).await;
+        let in_flight = {
+            let connection = connection.clone();
+            tokio::spawn(async move { call(&connection, "slow").await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!in_flight.is_finished());
+        assert_eq!(connection.inner.link.pending.len(), 1);
+        assert_eq!(
+            within(in_flight).await.unwrap().unwrap(),
+            json!({"late": true})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_request_posts_a_cancellation() {
+        let server = mock_backend().await;
+        on_tool(
+            &server,
+            "never",
+            ResponseTemplate::new(200).set_delay(Duration::from_secs(60)),
+        )
+        .await;
+        Mock::given(method("POST"))
+            .and(body_partial_json(
+                json!({"method": "notifications/cancelled"}),
+            ))
+            .respond_with(ResponseTemplate::new(202))
+            .mount(&server)
+            .await;
+        let (connection, _, _events) = connect(&server.uri()).await;
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(300), call(&connection, "never")).await;
+        assert!(dropped.is_err());
+        let cancellation = within(async {
+            loop {
+                let requests = server.received_requests().await.unwrap();
+                let found = requests.iter().find_map(|request| {
+                    let body: Value = serde_json::from_slice(&request.body).ok()?;
+                    (body["method"] == json!("notifications/cancelled"))
+                        .then_some((body, request.headers.clone()))
+                });
+                if let Some(found) = found {
+                    break found;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let (body, headers) = cancellation;
+        assert_eq!(body["params"]["requestId"], json!(2));
+        assert_eq!(headers["mcp-session-id"], "sess-1");
+        assert!(connection.inner.link.pending.is_empty());
+    }
+
+    async fn gets(server: &MockServer) -> Vec<Request> {
+        let requests = server.received_requests().await.unwrap();
+        requests
+            .into_iter()
+            .filter(|request| request.method == "GET")
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_server_without_an_event_stream_is_left_alone() {
+        let server = mock_backend().await;
+        let (connection, _, _events) = connect(&server.uri()).await;
+        within(async {
+            while gets(&server).await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        // Well past the first reopen delay: a 405 is not retried.
+        tokio::time::sleep(STREAM_BACKOFF_INITIAL * 3).await;
+        let gets = gets(&server).await;
+        assert_eq!(gets.len(), 1);
+        assert_eq!(gets[0].headers["accept"], "text/event-stream");
+        assert_eq!(gets[0].headers["mcp-session-id"], "sess-1");
+        assert_eq!(connection.close_reason(), None);
+    }
+
+    #[tokio::test]
+    async fn a_broken_event_stream_is_reopened_until_shutdown() {
+        let event = "id: 5\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+        let server = mock_backend_with_stream(
+            ResponseTemplate::new(200).set_body_raw(event, "text/event-stream"),
+        )
+        .await;
+        let (connection, _, mut events) = connect(&server.uri()).await;
+        for _ in 0..2 {
+            let event = within(events.recv()).await.unwrap();
+            assert_eq!(event["method"], json!("notifications/tools/list_changed"));
+        }
+        let gets_before = gets(&server).await;
+        assert!(gets_before.len() >= 2);
+        assert!(gets_before[0].headers.get("last-event-id").is_none());
+        assert_eq!(gets_before[1].headers["last-event-id"], "5");
+        within(connection.shutdown()).await;
+        let count = gets(&server).await.len();
+        tokio::time::sleep(STREAM_BACKOFF_INITIAL * 3).await;
+        assert_eq!(
+            gets(&server).await.len(),
+            count,
+            "no reopening after shutdown"
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_fails_requests_in_flight() {
+        let server = mock_backend().await;
+        on_tool(
+            &server,
+            "never",
+            ResponseTemplate::new(200).set_delay(Duration::from_secs(60)),
+        )
+        .await;
+        let (connection, _, _events) = connect(&server.uri()).await;
+        let in_flight = {
+            let connection = connection.clone();
+            tokio::spawn(async move { call(&connection, "never").await })
+        };
+        within(async {
+            while connection.inner.link.pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        within(connection.shutdown()).await;
+        assert_eq!(
+            within(in_flight).await.unwrap(),
+            Err(UpstreamError::Lost("connection shut down".into()))
+        );
+        within(connection.closed()).await;
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let (events, _received) = mpsc::unbounded_channel();
+        let url = format!("http://{address}/mcp");
+        let error = within(HttpConnection::connect(
+            &transport(&url),
+            &settings(),
+            events,
+        ))
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&error, UpstreamError::Connect(message) if message.contains("refused")),
+            "{error:?}"
+        );
+        let (events, _received) = mpsc::unbounded_channel();
+        let error = within(Connection::connect(
+            &transport("not a url"),
+            &settings(),
+            events,
+        ))
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(error, UpstreamError::Connect(_)));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_initialize_times_out() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))
+            .mount(&server)
+            .await;
+        let settings = ConnectSettings {
+            init_timeout: Duration::from_millis(500),
+            ..settings()
+        };
+        let (events, _received) = mpsc::unbounded_channel();
+        let error = within(HttpConnection::connect(
+            &transport(&server.uri()),
+            &settings,
+            events,
+        ))
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(
+            error,
+            UpstreamError::InitTimeout(Duration::from_millis(500))
+        );
+    }
+
+    // ---- transport faults: a hand-written HTTP/1.1 server ----
+
+    /// Serves the handshake properly, then cuts `tools/call` answers off in
+    /// the middle of the body. Every response closes its connection.
+    async fn cutting_server() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Some((request_line, body)) = read_request(&mut socket).await else {
+                        return;
+                    };
+                    let message: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let response = if request_line.starts_with("GET") {
+                        "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+                    } else if message["method"] == json!("initialize") {
+                        let body = json!({"jsonrpc": "2.0", "id": message["id"],
+                                          "result": {"protocolVersion": "2025-03-26", "capabilities": {},
+                                                     "serverInfo": {"name": "raw", "version": "1"}}})
+                        .to_string();
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: raw-1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    } else if message.get("id").is_none() {
+                        "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            .to_owned()
+                    } else {
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n{\"jsonrpc\":".to_owned()
+                    };
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        (format!("http://{address}/"), server)
+    }
+
+    /// Read one request: its request line and its body.
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let header_end = loop {
+            let read = socket.read(&mut chunk).await.ok()?;
+            if read == 0 {
+                return None;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+            if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+                break end + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0);
+        while buffer.len() < header_end + length {
+            let read = socket.read(&mut chunk).await.ok()?;
+            if read == 0 {
+                return None;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+        }
+        let request_line = head.lines().next().unwrap_or_default().to_owned();
+        Some((
+            request_line,
+            buffer[header_end..header_end + length].to_vec(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_off_closes_the_connection_as_lost() {
+        let (url, _server) = cutting_server().await;
+        let (connection, init, _events) = connect(&url).await;
+        assert_eq!(init["serverInfo"]["name"], json!("raw"));
+        let error = call(&connection, "anything").await.unwrap_err();
+        assert!(
+            matches!(&error, UpstreamError::Lost(message) if message.starts_with("reading the response failed")),
+            "{error:?}"
+        );
+        within(connection.closed()).await;
+        assert!(
+            connection
+                .close_reason()
+                .unwrap()
+                .starts_with("reading the response failed")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_closes_the_connection_as_connect() {
+        let (url, server) = cutting_server().await;
+        let (connection, _, _events) = connect(&url).await;
+        server.abort();
+        let _ = server.await;
+        let error = call(&connection, "anything").await.unwrap_err();
+        assert!(
+            matches!(&error, UpstreamError::Connect(message) if message.contains("refused")),
+            "{error:?}"
+        );
+        within(connection.closed()).await;
+        let reason = connection.close_reason().unwrap();
+        assert!(reason.contains("refused"), "{reason}");
+    }
+}

@@ -1,0 +1,155 @@
+//! What to do with a message a backend sends, whatever the transport.
+//!
+//! Both transports receive the same four kinds of message — responses,
+//! progress, other notifications, and requests from the server — and must
+//! treat them alike, so the decision lives here once. The transport only
+//! delivers the replies this module returns.
+//!
+//! The proxy offers its backends no client capabilities (`initialize` sends
+//! `"capabilities": {}`): it answers `ping` and refuses every other server
+//! request (sampling, roots, elicitation) with "method not found".
+
+use serde_json::{Value, json};
+
+use super::EventSink;
+use super::pending::Pending;
+use crate::jsonrpc::{self, ErrorObject, Kind};
+
+/// The message in the JSON-RPC error the proxy answers server requests with.
+pub const UNSUPPORTED_METHOD: &str = "method not supported by mcp-proxy";
+
+/// How many characters of a bad message go into a log line.
+pub const PREVIEW_CHARS: usize = 200;
+
+/// Route one message (or a batch) from the backend: responses and progress
+/// to the [`Pending`] table, other notifications to `events`. Returns the
+/// replies the transport must send back, one per server request.
+pub fn route(message: Value, pending: &Pending, events: &EventSink) -> Vec<Value> {
+    let mut replies = Vec::new();
+    match message {
+        Value::Array(batch) => {
+            for message in batch {
+                route_one(message, pending, events, &mut replies);
+            }
+        }
+        message => route_one(message, pending, events, &mut replies),
+    }
+    replies
+}
+
+fn route_one(message: Value, pending: &Pending, events: &EventSink, replies: &mut Vec<Value>) {
+    match jsonrpc::kind(&message) {
+        Kind::Response => {
+            pending.resolve(message);
+        }
+        Kind::Notification => match message.get("method").and_then(Value::as_str) {
+            Some("notifications/progress") => {
+                pending.progress(message);
+            }
+            Some("notifications/cancelled") => {
+                // We never let the server run anything for us, so there is
+                // nothing of ours it could cancel.
+                tracing::debug!(
+                    backend = pending.backend(),
+                    "server sent notifications/cancelled; ignored"
+                );
+            }
+            _ => {
+                // The receiver may be gone while the backend is being replaced.
+                let _ = events.send(message);
+            }
+        },
+        Kind::Request => {
+            let id = message.get("id").cloned().unwrap_or(Value::Null);
+            let method = message
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if method == "ping" {
+                replies.push(jsonrpc::response(id, json!({})));
+            } else {
+                tracing::debug!(
+                    backend = pending.backend(),
+                    method,
+                    "refused a server request"
+                );
+                let error = ErrorObject::new(jsonrpc::METHOD_NOT_FOUND, UNSUPPORTED_METHOD);
+                replies.push(jsonrpc::error_response(id, &error));
+            }
+        }
+        Kind::Invalid => {
+            tracing::warn!(
+                backend = pending.backend(),
+                message = %preview(&message.to_string()),
+                "backend sent something that is not a JSON-RPC message; dropped"
+            );
+        }
+    }
+}
+
+/// The first [`PREVIEW_CHARS`] characters of `text`, for logs.
+pub fn preview(text: &str) -> String {
+    match text.char_indices().nth(PREVIEW_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn routes_every_kind_of_message() {
+        let (cancels, _cancelled) = mpsc::unbounded_channel();
+        let pending = Pending::new("b", cancels);
+        let (events, mut received) = mpsc::unbounded_channel();
+        let (sink, mut progress) = mpsc::unbounded_channel();
+        let (_, flight) = pending
+            .start(
+                "x",
+                Some(json!({"_meta": {"progressToken": "mine"}})),
+                Some(sink),
+            )
+            .unwrap();
+
+        let batch = json!([
+            {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}},
+            {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"},
+            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}},
+            {"jsonrpc": "2.0", "id": "s1", "method": "ping"},
+            {"jsonrpc": "2.0", "id": 7, "method": "sampling/createMessage", "params": {}},
+            {"jsonrpc": "2.0", "id": 1, "result": {"ok": true}},
+            42,
+        ]);
+        let replies = route(batch, &pending, &events);
+        assert_eq!(
+            replies,
+            vec![
+                json!({"jsonrpc": "2.0", "id": "s1", "result": {}}),
+                json!({"jsonrpc": "2.0", "id": 7,
+                       "error": {"code": -32601, "message": UNSUPPORTED_METHOD}}),
+            ]
+        );
+        assert_eq!(
+            progress.try_recv().unwrap()["params"]["progressToken"],
+            json!("mine")
+        );
+        assert_eq!(
+            received.try_recv().unwrap(),
+            json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+        );
+        assert!(received.try_recv().is_err());
+        assert_eq!(flight.wait().await.unwrap(), json!({"ok": true}));
+    }
+
+    #[test]
+    fn previews_are_short_and_cut_on_char_boundaries() {
+        assert_eq!(preview("short"), "short");
+        let long = "é".repeat(500);
+        let cut = preview(&long);
+        assert_eq!(cut.chars().count(), PREVIEW_CHARS + 1);
+    }
+}

@@ -1,0 +1,625 @@
+//! The request table of one upstream connection, shared by both transports.
+//!
+//! Many clients of the proxy send requests through one backend connection,
+//! each with ids and progress tokens of its own choosing, which may collide.
+//! This table is where the connection gives every request an id of its own
+//! (a counter from 1), swaps the caller's progress token for one unique on
+//! the connection, and routes what comes back — the response, progress
+//! notifications — to the caller that is waiting for it.
+//!
+//! The table also knows whether the connection is alive: [`Pending::close`]
+//! fails every request in flight, refuses new ones and records why, so a
+//! transport only has to say *that* its connection died, once.
+//!
+//! A caller that stops waiting (its future is dropped) must tell the backend
+//! with `notifications/cancelled`, but a `Drop` cannot do I/O. [`InFlight`]
+//! therefore pushes the notification onto an unbounded channel that the
+//! transport drains, so the dropper is never delayed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{ProgressSink, UpstreamError};
+use crate::jsonrpc::{self, ErrorObject};
+
+/// The `reason` sent in `notifications/cancelled` when a caller stops waiting.
+pub const CANCEL_REASON: &str = "the client of mcp-proxy stopped waiting for the answer";
+
+/// Where [`InFlight`] sends the `notifications/cancelled` messages of
+/// abandoned requests; the transport delivers them.
+pub type CancelSink = mpsc::UnboundedSender<Value>;
+
+/// The answer a waiting request receives: the `result` member, or the error.
+type Answer = Result<Value, UpstreamError>;
+
+/// The request table of one connection. See the module docs.
+pub struct Pending {
+    backend: String,
+    next_id: AtomicU64,
+    cancels: CancelSink,
+    state: Mutex<State>,
+    closed: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    requests: HashMap<u64, Entry>,
+    /// Set once, by [`Pending::close`].
+    close_reason: Option<String>,
+}
+
+struct Entry {
+    answer: oneshot::Sender<Answer>,
+    /// The caller's own progress token and where its progress goes. The
+    /// upstream token is the request's upstream id.
+    progress: Option<(Value, Option<ProgressSink>)>,
+}
+
+impl Pending {
+    /// A table for the connection to `backend`; abandoned requests are
+    /// announced on `cancels`.
+    pub fn new(backend: impl Into<String>, cancels: CancelSink) -> Arc<Self> {
+        Arc::new(Self {
+            backend: backend.into(),
+            next_id: AtomicU64::new(1),
+            cancels,
+            state: Mutex::new(State::default()),
+            closed: CancellationToken::new(),
+        })
+    }
+
+    /// The backend name, for logs.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across code that can panic; if it were
+        // poisoned the map is still consistent, so keep going.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Register a new request: allocate its upstream id, swap its progress
+    /// token (if any) for one unique on this connection, and build the
+    /// message to send. Fails at once if the connection is closed.
+    pub fn start(
+        self: &Arc<Self>,
+        method: &str,
+        mut params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<(Value, InFlight), UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let original_token = params
+            .as_mut()
+            .and_then(|params| swap_progress_token(params, id));
+        let (answer, receiver) = oneshot::channel();
+        {
+            let mut state = self.state();
+            if let Some(reason) = &state.close_reason {
+                return Err(UpstreamError::Lost(reason.clone()));
+            }
+            let progress = original_token.map(|token| (token, progress));
+            state.requests.insert(id, Entry { answer, progress });
+        }
+        let message = jsonrpc::request(Value::from(id), method, params);
+        let in_flight = InFlight {
+            pending: Arc::clone(self),
+            id,
+            answer: Some(receiver),
+            cancel_on_drop: true,
+        };
+        Ok((message, in_flight))
+    }
+
+    /// Hand a response to the request it answers. A response for an id this
+    /// table does not know (never issued, already answered, or abandoned) is
+    /// logged and dropped. Returns whether it reached a waiting request.
+    pub fn resolve(&self, response: Value) -> bool {
+        let Some(id) = response.get("id").and_then(upstream_id) else {
+            let id = response.get("id").map(Value::to_string).unwrap_or_default();
+            tracing::warn!(
+                backend = %self.backend,
+                id,
+                "response with an id mcp-proxy never issued; dropped"
+            );
+            return false;
+        };
+        let Some(entry) = self.state().requests.remove(&id) else {
+            if id == 0 || id >= self.next_id.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    backend = %self.backend,
+                    id,
+                    "response with an id mcp-proxy never issued; dropped"
+                );
+            } else {
+                tracing::warn!(
+                    backend = %self.backend,
+                    id,
+                    "response to a request that is no longer pending; dropped"
+                );
+            }
+            return false;
+        };
+        let answer = match response.get("error") {
+            Some(error) => Err(UpstreamError::JsonRpc(ErrorObject::from_value(error))),
+            None => Ok(match response {
+                Value::Object(mut object) => object.remove("result").unwrap_or(Value::Null),
+                _ => Value::Null,
+            }),
+        };
+        // The caller may have stopped waiting a moment ago; nothing to do then.
+        let _ = entry.answer.send(answer);
+        true
+    }
+
+    /// Route a `notifications/progress` from the backend to the request it
+    /// belongs to, with the caller's own token restored. Progress for a token
+    /// this table does not know is logged and dropped. Returns whether it
+    /// reached a sink.
+    pub fn progress(&self, mut notification: Value) -> bool {
+        let token = notification
+            .get("params")
+            .and_then(|params| params.get("progressToken"));
+        let Some(id) = token.and_then(upstream_id) else {
+            let token = token.map(Value::to_string).unwrap_or_default();
+            tracing::warn!(
+                backend = %self.backend,
+                token,
+                "progress for a token mcp-proxy never issued; dropped"
+            );
+            return false;
+        };
+        let target = {
+            let state = self.state();
+            state
+                .requests
+                .get(&id)
+                .and_then(|entry| entry.progress.clone())
+        };
+        let Some((original, sink)) = target else {
+            // Usually progress that lost the race with its own response.
+            tracing::debug!(backend = %self.backend, id, "progress for a finished request");
+            return false;
+        };
+        let Some(sink) = sink else {
+            tracing::debug!(backend = %self.backend, id, "progress nobody asked for");
+            return false;
+        };
+        if let Some(params) = notification
+            .get_mut("params")
+            .and_then(Value::as_object_mut)
+        {
+            params.insert("progressToken".into(), original);
+        }
+        sink.send(notification).is_ok()
+    }
+
+    /// Fail every request in flight with `error`. The table stays open.
+    pub fn fail_all(&self, error: UpstreamError) {
+        let entries: Vec<Entry> = self
+            .state()
+            .requests
+            .drain()
+            .map(|(_, entry)| entry)
+            .collect();
+        for entry in entries {
+            let _ = entry.answer.send(Err(error.clone()));
+        }
+    }
+
+    /// The connection is dead: record why, fail every request in flight and
+    /// every later one with [`UpstreamError::Lost`], and wake
+    /// [`Pending::closed`]. Only the first reason counts; returns whether
+    /// this call was the one that closed the table.
+    pub fn close(&self, reason: impl Into<String>) -> bool {
+        let reason = reason.into();
+        let entries: Vec<Entry> = {
+            let mut state = self.state();
+            if state.close_reason.is_some() {
+                return false;
+            }
+            state.close_reason = Some(reason.clone());
+            state.requests.drain().map(|(_, entry)| entry).collect()
+        };
+        tracing::info!(backend = %self.backend, %reason, "upstream connection closed");
+        for entry in entries {
+            let _ = entry.answer.send(Err(UpstreamError::Lost(reason.clone())));
+        }
+        self.closed.cancel();
+        true
+    }
+
+    /// Resolves once [`Pending::close`] has been called.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+
+    /// Whether [`Pending::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Why the connection was closed, once it has been.
+    pub fn close_reason(&self) -> Option<String> {
+        self.state().close_reason.clone()
+    }
+
+    /// The error for a request that cannot be sent because the connection
+    /// is closed (or closing).
+    pub fn lost(&self) -> UpstreamError {
+        UpstreamError::Lost(
+            self.close_reason()
+                .unwrap_or_else(|| "connection closed".into()),
+        )
+    }
+
+    /// Whether the request with this upstream id still waits for an answer.
+    pub fn contains(&self, id: u64) -> bool {
+        self.state().requests.contains_key(&id)
+    }
+
+    /// How many requests wait for an answer.
+    pub fn len(&self) -> usize {
+        self.state().requests.len()
+    }
+
+    /// Whether no request waits for an answer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn remove(&self, id: u64) -> bool {
+        self.state().requests.remove(&id).is_some()
+    }
+}
+
+/// Replace `params._meta.progressToken` (a string or an integer) with the
+/// upstream id; returns the caller's token if there was one.
+fn swap_progress_token(params: &mut Value, id: u64) -> Option<Value> {
+    let token = params.get_mut("_meta")?.get_mut("progressToken")?;
+    if !jsonrpc::is_valid_id(token) {
+        return None;
+    }
+    Some(std::mem::replace(token, Value::from(id)))
+}
+
+/// Read an upstream id (or progress token, which is the same number) as the
+/// backend echoes it: the integer itself, or, leniently, its decimal string.
+fn upstream_id(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(number) => number.as_u64(),
+        Value::String(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+/// One request waiting for its answer, and the guard that cancels it
+/// upstream if the waiter goes away first.
+///
+/// Dropping an `InFlight` whose answer has not arrived removes it from the
+/// table (with its progress mapping) and queues `notifications/cancelled`
+/// with its upstream id on the transport's [`CancelSink`].
+pub struct InFlight {
+    pending: Arc<Pending>,
+    id: u64,
+    /// Taken once the answer has been received.
+    answer: Option<oneshot::Receiver<Answer>>,
+    cancel_on_drop: bool,
+}
+
+impl InFlight {
+    /// The upstream id of this request.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Do not send `notifications/cancelled` if this request is dropped
+    /// unanswered (MCP forbids cancelling `initialize`).
+    pub fn without_cancel(mut self) -> Self {
+        self.cancel_on_drop = false;
+        self
+    }
+
+    /// Wait for the answer: the `result` member or the error.
+    pub async fn wait(mut self) -> Result<Value, UpstreamError> {
+        let Some(receiver) = self.answer.as_mut() else {
+            return Err(self.pending.lost());
+        };
+        let answer = receiver.await;
+        self.answer = None;
+        match answer {
+            Ok(answer) => answer,
+            // The table let go of the sender without answering: it is gone.
+            Err(_) => Err(self.pending.lost()),
+        }
+    }
+
+    /// Forget this request without telling the backend: it failed before
+    /// reaching it, or the failure has already been reported.
+    pub fn abandon(mut self) {
+        self.pending.remove(self.id);
+        self.answer = None;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.answer.is_none() {
+            return;
+        }
+        // Only a request that was still waiting is cancelled: if the table no
+        // longer holds it, its answer already arrived or the connection died.
+        if self.pending.remove(self.id) && self.cancel_on_drop {
+            let params = json!({ "requestId": self.id, "reason": CANCEL_REASON });
+            let message = jsonrpc::notification("notifications/cancelled", Some(params));
+            if self.pending.cancels.send(message).is_err() {
+                tracing::debug!(
+                    backend = %self.pending.backend,
+                    id = self.id,
+                    "transport gone; cancellation not sent"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn table() -> (Arc<Pending>, mpsc::UnboundedReceiver<Value>) {
+        let (cancels, cancelled) = mpsc::unbounded_channel();
+        (Pending::new("test-backend", cancels), cancelled)
+    }
+
+    #[tokio::test]
+    async fn ids_count_from_one_and_responses_reach_their_callers() {
+        let (pending, _cancelled) = table();
+        let (first, first_flight) = pending.start("tools/list", None, None).unwrap();
+        let (second, second_flight) = pending
+            .start("tools/call", Some(json!({"name": "x"})), None)
+            .unwrap();
+        assert_eq!(
+            first,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        );
+        assert_eq!(second["id"], json!(2));
+        assert_eq!(second["params"], json!({"name": "x"}));
+        assert_eq!(pending.len(), 2);
+
+        // Answered out of order.
+        assert!(pending.resolve(json!({"jsonrpc": "2.0", "id": 2, "result": {"n": 2}})));
+        assert!(pending.resolve(json!({"jsonrpc": "2.0", "id": 1, "result": {"n": 1}})));
+        assert_eq!(first_flight.wait().await.unwrap(), json!({"n": 1}));
+        assert_eq!(second_flight.wait().await.unwrap(), json!({"n": 2}));
+        assert!(pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn json_rpc_errors_keep_code_message_and_data() {
+        let (pending, _cancelled) = table();
+        let (_, flight) = pending.start("tools/call", None, None).unwrap();
+        let error = json!({"code": -32602, "message": "bad params", "data": {"field": "x"}});
+        pending.resolve(json!({"jsonrpc": "2.0", "id": 1, "error": error.clone()}));
+        let Err(UpstreamError::JsonRpc(object)) = flight.wait().await else {
+            panic!("expected a JSON-RPC error");
+        };
+        assert_eq!(object.to_value(), error);
+    }
+
+    #[tokio::test]
+    async fn a_missing_result_is_null() {
+        let (pending, _cancelled) = table();
+        let (_, flight) = pending.start("ping", None, None).unwrap();
+        pending.resolve(json!({"jsonrpc": "2.0", "id": "1", "result": null}));
+        assert_eq!(flight.wait().await.unwrap(), Value::Null);
+    }
+
+    #[tokio::test]
+    async fn unknown_and_malformed_ids_are_dropped() {
+        let (pending, _cancelled) = table();
+        let (_, flight) = pending.start("ping", None, None).unwrap();
+        assert!(!pending.resolve(json!({"jsonrpc": "2.0", "id": 99, "result": {}})));
+        assert!(!pending.resolve(json!({"jsonrpc": "2.0", "id": "abc", "result": {}})));
+        assert!(!pending.resolve(json!({"jsonrpc": "2.0", "id": -1, "result": {}})));
+        assert!(!pending.resolve(json!({"jsonrpc": "2.0", "result": {}})));
+        assert!(!pending.resolve(json!("not even an object")));
+        assert!(pending.contains(1));
+        assert!(pending.resolve(json!({"jsonrpc": "2.0", "id": 1, "result": {}})));
+        // A second answer for the same id is a duplicate.
+        assert!(!pending.resolve(json!({"jsonrpc": "2.0", "id": 1, "result": {}})));
+        assert_eq!(flight.wait().await.unwrap(), json!({}));
+    }
+
+    #[tokio::test]
+    async fn progress_tokens_are_remapped_both_ways() {
+        let (pending, _cancelled) = table();
+        let (sink_a, mut progress_a) = mpsc::unbounded_channel();
+        let (sink_b, mut progress_b) = mpsc::unbounded_channel();
+        // Two callers chose the same token: upstream they must differ.
+        let params = json!({"name": "t", "_meta": {"progressToken": "same", "other": 1}});
+        let (message_a, flight_a) = pending
+            .start("tools/call", Some(params.clone()), Some(sink_a))
+            .unwrap();
+        let params_b = json!({"_meta": {"progressToken": 7}});
+        let (message_b, flight_b) = pending
+            .start("tools/call", Some(params_b), Some(sink_b))
+            .unwrap();
+        let token_a = message_a["params"]["_meta"]["progressToken"].clone();
+        let token_b = message_b["params"]["_meta"]["progressToken"].clone();
+        assert_ne!(token_a, json!("same"));
+        assert_ne!(token_a, token_b);
+        assert_eq!(message_a["params"]["_meta"]["other"], json!(1));
+        assert_eq!(message_a["params"]["name"], json!("t"));
+
+        let upstream = |token: &Value, progress: u64| {
+            json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                   "params": {"progressToken": token, "progress": progress, "total": 10}})
+        };
+        assert!(pending.progress(upstream(&token_b, 3)));
+        assert!(pending.progress(upstream(&token_a, 5)));
+        let got_a = progress_a.try_recv().unwrap();
+        assert_eq!(
+            got_a["params"],
+            json!({"progressToken": "same", "progress": 5, "total": 10})
+        );
+        assert_eq!(got_a["method"], json!("notifications/progress"));
+        let got_b = progress_b.try_recv().unwrap();
+        assert_eq!(got_b["params"]["progressToken"], json!(7));
+
+        // Completing a request removes its mapping.
+        pending.resolve(json!({"jsonrpc": "2.0", "id": flight_a.id(), "result": {}}));
+        flight_a.wait().await.unwrap();
+        assert!(!pending.progress(upstream(&token_a, 6)));
+        assert!(progress_a.try_recv().is_err());
+        drop(flight_b);
+        assert!(!pending.progress(upstream(&token_b, 4)));
+    }
+
+    #[tokio::test]
+    async fn unknown_or_malformed_progress_is_dropped() {
+        let (pending, _cancelled) = table();
+        let (sink, mut progress) = mpsc::unbounded_channel();
+        let (_, _flight) = pending
+            .start(
+                "x",
+                Some(json!({"_meta": {"progressToken": "t"}})),
+                Some(sink),
+            )
+            .unwrap();
+        for notification in [
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t"}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 42}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/progress"}),
+        ] {
+            assert!(!pending.progress(notification));
+        }
+        assert!(progress.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn tokens_that_are_not_ids_and_requests_without_sinks_are_left_alone() {
+        let (pending, _cancelled) = table();
+        let (message, flight) = pending
+            .start("x", Some(json!({"_meta": {"progressToken": 1.5}})), None)
+            .unwrap();
+        assert_eq!(message["params"]["_meta"]["progressToken"], json!(1.5));
+        drop(flight);
+        // A token without a sink is still remapped (ids must not collide),
+        // and its progress goes nowhere.
+        let (message, flight) = pending
+            .start("x", Some(json!({"_meta": {"progressToken": "a"}})), None)
+            .unwrap();
+        let token = message["params"]["_meta"]["progressToken"].clone();
+        assert_eq!(token, json!(flight.id()));
+        let notification = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                                  "params": {"progressToken": token}});
+        assert!(!pending.progress(notification));
+    }
+
+    #[tokio::test]
+    async fn fail_all_fails_every_waiter_and_keeps_the_table_open() {
+        let (pending, _cancelled) = table();
+        let (_, first) = pending.start("a", None, None).unwrap();
+        let (_, second) = pending.start("b", None, None).unwrap();
+        pending.fail_all(UpstreamError::Lost("gone".into()));
+        assert_eq!(first.wait().await, Err(UpstreamError::Lost("gone".into())));
+        assert_eq!(second.wait().await, Err(UpstreamError::Lost("gone".into())));
+        assert!(pending.is_empty());
+        assert!(!pending.is_closed());
+        assert!(pending.start("c", None, None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn close_fails_waiters_refuses_new_requests_and_wakes_closed() {
+        let (pending, mut cancelled) = table();
+        let (_, flight) = pending.start("a", None, None).unwrap();
+        let waiter = {
+            let pending = Arc::clone(&pending);
+            tokio::spawn(async move { pending.closed().await })
+        };
+        assert!(pending.close("process exited with status 1"));
+        assert!(!pending.close("a later reason"));
+        let lost = UpstreamError::Lost("process exited with status 1".into());
+        assert_eq!(flight.wait().await, Err(lost.clone()));
+        assert_eq!(pending.start("b", None, None).err(), Some(lost));
+        assert_eq!(
+            pending.close_reason().as_deref(),
+            Some("process exited with status 1")
+        );
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        // Requests failed by the connection's death are not cancelled upstream.
+        assert!(cancelled.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn dropping_a_waiting_request_cancels_it_upstream() {
+        let (pending, mut cancelled) = table();
+        let (sink, _progress) = mpsc::unbounded_channel();
+        let (_, flight) = pending
+            .start(
+                "slow",
+                Some(json!({"_meta": {"progressToken": 1}})),
+                Some(sink),
+            )
+            .unwrap();
+        let id = flight.id();
+        // The caller's future is dropped mid-wait, e.g. by a timeout.
+        let waited = tokio::time::timeout(Duration::from_millis(10), flight.wait()).await;
+        assert!(waited.is_err());
+        assert!(!pending.contains(id));
+        let message = cancelled.try_recv().unwrap();
+        assert_eq!(
+            message,
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                   "params": {"requestId": id, "reason": CANCEL_REASON}})
+        );
+        // Its progress mapping went with it, and a late answer is dropped.
+        let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                              "params": {"progressToken": id}});
+        assert!(!pending.progress(progress));
+        assert!(!pending.resolve(json!({"jsonrpc": "2.0", "id": id, "result": {}})));
+    }
+
+    #[tokio::test]
+    async fn finished_abandoned_and_quiet_requests_are_not_cancelled() {
+        let (pending, mut cancelled) = table();
+        // Answered, but the waiter was dropped before it looked.
+        let (_, answered) = pending.start("a", None, None).unwrap();
+        pending.resolve(json!({"jsonrpc": "2.0", "id": 1, "result": {}}));
+        drop(answered);
+        // Failed before it reached the backend.
+        let (_, abandoned) = pending.start("b", None, None).unwrap();
+        abandoned.abandon();
+        assert!(pending.is_empty());
+        // initialize may not be cancelled.
+        let (_, quiet) = pending.start("initialize", None, None).unwrap();
+        drop(quiet.without_cancel());
+        assert!(pending.is_empty());
+        // Completed normally.
+        let (_, done) = pending.start("c", None, None).unwrap();
+        pending.resolve(json!({"jsonrpc": "2.0", "id": 4, "result": {}}));
+        done.wait().await.unwrap();
+        assert!(cancelled.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn dropping_after_the_transport_is_gone_does_not_panic() {
+        let (pending, cancelled) = table();
+        drop(cancelled);
+        let (_, flight) = pending.start("a", None, None).unwrap();
+        drop(flight);
+        assert!(pending.is_empty());
+    }
+}
