@@ -40,16 +40,14 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 struct Rejection {
     status: StatusCode,
     id: Value,
-    error: ErrorObject,
+    code: i64,
+    message: String,
 }
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(jsonrpc::error_response(self.id, &self.error)),
-        )
-            .into_response()
+        let error = ErrorObject::new(self.code, self.message);
+        (self.status, Json(jsonrpc::error_response(self.id, &error))).into_response()
     }
 }
 
@@ -57,7 +55,8 @@ fn reject(status: StatusCode, id: Value, code: i64, message: impl Into<String>) 
     Rejection {
         status,
         id,
-        error: ErrorObject::new(code, message),
+        code,
+        message: message.into(),
     }
 }
 
