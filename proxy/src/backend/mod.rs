@@ -11,6 +11,8 @@
 mod backoff;
 pub mod listing;
 mod supervisor;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -19,6 +21,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::BackendConfig;
 use crate::jsonrpc::{self, ErrorObject};
@@ -75,7 +78,9 @@ pub struct Status {
     pub restarts: u64,
     /// Calls currently forwarded and not yet answered.
     pub in_flight: u64,
-    /// Number of tools, resources, resource templates and prompts last listed.
+    /// The process id of the current stdio child, when there is one.
+    pub pid: Option<u32>,
+    /// Tools last listed.
     pub tools: usize,
     /// Resources last listed.
     pub resources: usize,
@@ -186,7 +191,10 @@ impl Backend {
         events: mpsc::UnboundedSender<BackendEvent>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(supervisor::run(Arc::clone(self), events, shutdown))
+        // Every log line of the supervisor (and of the transport it drives)
+        // carries the backend's name through this span.
+        let span = tracing::info_span!("backend", name = %self.config.name);
+        tokio::spawn(supervisor::run(Arc::clone(self), events, shutdown).instrument(span))
     }
 
     /// The last listing (kept while the backend is down, so names stay stable).
@@ -257,6 +265,12 @@ impl Backend {
             last_error: health.last_error.clone(),
             restarts: health.restarts,
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            pid: self
+                .connection
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .and_then(Connection::pid),
             tools: listing.tools.len(),
             resources: listing.resources.len(),
             resource_templates: listing.resource_templates.len(),

@@ -149,6 +149,14 @@ impl Connection {
         }
     }
 
+    /// The process id of a stdio child; `None` for HTTP.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Connection::Stdio(connection) => connection.pid(),
+            Connection::Http(_) => None,
+        }
+    }
+
     /// End the session politely. stdio: close stdin, wait, SIGTERM the
     /// child's process group, wait, SIGKILL. HTTP: DELETE the session.
     /// Requests still in flight fail with [`UpstreamError::Lost`].

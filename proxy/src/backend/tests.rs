@@ -1,0 +1,281 @@
+//! The supervisor against real backends: a stdio child that dies is
+//! respawned, an HTTP backend that is down at start-up is retried until it
+//! comes, a session the server forgot is replaced, and each of these events
+//! is logged with the backend's name.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing_test::traced_test;
+use wiremock::matchers::{body_partial_json, method};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use super::{Backend, CallError, State};
+use crate::config::{BackendConfig, ReconnectPolicy, TransportConfig};
+use crate::jsonrpc;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn config(name: &str, transport: TransportConfig) -> BackendConfig {
+    BackendConfig {
+        name: name.into(),
+        transport,
+        init_timeout: Duration::from_secs(20),
+        reconnect: ReconnectPolicy {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        },
+    }
+}
+
+fn scripted(name: &str) -> BackendConfig {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/scripted_server.py");
+    let args = vec![script.display().to_string()];
+    config(
+        name,
+        TransportConfig::Stdio {
+            command: "python3".into(),
+            args,
+            env: BTreeMap::new(),
+            cwd: None,
+        },
+    )
+}
+
+fn http(name: &str, url: String) -> BackendConfig {
+    config(
+        name,
+        TransportConfig::Http {
+            url,
+            headers: BTreeMap::new(),
+        },
+    )
+}
+
+/// Start a backend's supervisor; the token stops it.
+fn supervise(config: BackendConfig) -> (Arc<Backend>, CancellationToken) {
+    let backend = Arc::new(Backend::new(0, config, "test-proxy"));
+    let (events, mut received) = mpsc::unbounded_channel();
+    tokio::spawn(async move { while received.recv().await.is_some() {} });
+    let stop = CancellationToken::new();
+    backend.spawn_supervisor(events, stop.clone());
+    (backend, stop)
+}
+
+async fn wait_for(what: &str, backend: &Backend, condition: impl Fn(&super::Status) -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition(&backend.status()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            backend.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn call_tool(backend: &Backend, name: &str, arguments: Value) -> Result<Value, CallError> {
+    backend
+        .call(
+            "tools/call",
+            Some(json!({ "name": name, "arguments": arguments })),
+            None,
+        )
+        .await
+}
+
+#[tokio::test]
+#[traced_test]
+async fn a_stdio_child_that_exits_is_respawned_and_the_respawn_is_logged() {
+    let (backend, stop) = supervise(scripted("scripted-one"));
+    wait_for("connected", &backend, |s| s.state == State::Connected).await;
+    let first_pid = backend.status().pid.expect("a stdio child has a pid");
+    assert_eq!(
+        backend.listing().tools.len(),
+        6,
+        "the child's tools were listed"
+    );
+
+    let error = call_tool(&backend, "exit", json!({ "code": 7 }))
+        .await
+        .expect_err("the child exits");
+    assert_eq!(
+        error.to_error_object().code,
+        jsonrpc::BACKEND_TRANSPORT,
+        "{error}"
+    );
+    assert!(error.to_string().contains("scripted-one"), "{error}");
+
+    wait_for("respawned", &backend, |s| {
+        s.state == State::Connected && s.restarts == 1
+    })
+    .await;
+    let answer = call_tool(&backend, "echo", json!({ "message": "again" }))
+        .await
+        .expect("calls work again");
+    assert_eq!(answer["content"][0]["text"], "again");
+    assert_ne!(backend.status().pid, Some(first_pid), "a new process");
+    assert!(
+        backend
+            .status()
+            .last_error
+            .is_some_and(|e| e.contains("status 7")),
+        "{:?}",
+        backend.status()
+    );
+    assert!(logs_contain("scripted-one"));
+    assert!(logs_contain("backend marked unavailable"));
+    assert!(logs_contain("backend respawned and re-initialized"));
+
+    stop.cancel();
+    wait_for("stopped", &backend, |s| s.state == State::Stopped).await;
+}
+
+/// A tower-mcp streamable-HTTP server on a given address.
+async fn serve_mcp_on(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+    use tower_mcp::{CallToolResult, HttpTransport, McpRouter, ToolBuilder};
+    let echo = ToolBuilder::new("echo")
+        .description("echo")
+        .handler(|args: Value| async move { Ok(CallToolResult::text(args.to_string())) })
+        .build();
+    let router = McpRouter::new().server_info("late", "1").tool(echo);
+    let app = HttpTransport::new(router).into_router();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("the port is free again");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+#[tokio::test]
+#[traced_test]
+async fn an_http_backend_down_at_start_fails_fast_then_connects_when_it_comes() {
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("its address")
+    };
+    // tower-mcp's router serves MCP at its root.
+    let (backend, stop) = supervise(http("late-search", format!("http://{addr}/")));
+    wait_for("unavailable", &backend, |s| s.state == State::Unavailable).await;
+
+    let error = call_tool(&backend, "echo", json!({}))
+        .await
+        .expect_err("no connection yet");
+    assert!(matches!(error, CallError::Unavailable { .. }), "{error:?}");
+    let object = error.to_error_object();
+    assert_eq!(object.code, jsonrpc::BACKEND_UNAVAILABLE);
+    assert!(object.message.contains("late-search"), "{}", object.message);
+    assert_eq!(
+        object.data.as_ref().map(|d| &d["backend"]),
+        Some(&json!("late-search"))
+    );
+    assert!(logs_contain("late-search"));
+    assert!(logs_contain("backend marked unavailable"));
+
+    let server = serve_mcp_on(addr).await;
+    wait_for("connected", &backend, |s| s.state == State::Connected).await;
+    assert!(call_tool(&backend, "echo", json!({ "x": 1 })).await.is_ok());
+    assert!(logs_contain("backend connected"));
+    stop.cancel();
+    server.abort();
+}
+
+/// Answers JSON-RPC `initialize` with a session id, echoing the request id.
+fn initialize_answer(session: &'static str) -> impl Fn(&Request) -> ResponseTemplate {
+    move |request: &Request| {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let result = json!({
+            "protocolVersion": "2025-06-18",
+            "capabilities": { "tools": {} },
+            "serverInfo": { "name": "mock", "version": "1" }
+        });
+        ResponseTemplate::new(200)
+            .insert_header("mcp-session-id", session)
+            .set_body_json(jsonrpc::response(body["id"].clone(), result))
+    }
+}
+
+fn empty_tool_list(request: &Request) -> ResponseTemplate {
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+    ResponseTemplate::new(200).set_body_json(jsonrpc::response(
+        body["id"].clone(),
+        json!({ "tools": [] }),
+    ))
+}
+
+#[tokio::test]
+#[traced_test]
+async fn a_forgotten_http_session_is_replaced_by_a_new_one_and_logged() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({ "method": "initialize" })))
+        .respond_with(initialize_answer("session-1"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({ "method": "tools/list" })))
+        .respond_with(empty_tool_list)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(405))
+        .mount(&server)
+        .await;
+
+    let (backend, stop) = supervise(http("forgetful", format!("{}/mcp", server.uri())));
+    wait_for("connected", &backend, |s| s.state == State::Connected).await;
+
+    // The server restarts and forgets every session: 404 for the old id.
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({ "method": "initialize" })))
+        .respond_with(initialize_answer("session-2"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({ "method": "tools/list" })))
+        .respond_with(empty_tool_list)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::header("mcp-session-id", "session-1"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(405))
+        .mount(&server)
+        .await;
+
+    let error = call_tool(&backend, "anything", json!({}))
+        .await
+        .expect_err("the old session is gone");
+    assert_eq!(
+        error.to_error_object().code,
+        jsonrpc::BACKEND_TRANSPORT,
+        "{error}"
+    );
+    wait_for("reconnected", &backend, |s| {
+        s.state == State::Connected && s.restarts == 1
+    })
+    .await;
+    assert!(logs_contain("forgetful"));
+    assert!(logs_contain("backend reconnected with a new session"));
+    stop.cancel();
+}

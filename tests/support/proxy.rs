@@ -1,0 +1,89 @@
+//! Running `mcp-proxy` in-process for a test: config builders for the three
+//! kinds of backend the tests use, and a start that waits until every
+//! backend that should be up is connected.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcp_proxy::backend::State;
+use mcp_proxy::config::{BackendConfig, Config, ProxySettings, ReconnectPolicy, TransportConfig};
+use mcp_proxy::server::RunningProxy;
+
+use super::{server_everything, wait_until};
+
+/// Reconnect quickly in tests: failures are provoked on purpose.
+pub const FAST_RECONNECT: ReconnectPolicy =
+    ReconnectPolicy { initial: Duration::from_millis(50), max: Duration::from_millis(500) };
+
+/// A backend entry with test defaults.
+pub fn backend(name: &str, transport: TransportConfig) -> BackendConfig {
+    BackendConfig {
+        name: name.to_owned(),
+        transport,
+        init_timeout: Duration::from_secs(20),
+        reconnect: FAST_RECONNECT,
+    }
+}
+
+/// A streamable-HTTP backend at `url`.
+pub fn http_backend(name: &str, url: &str) -> BackendConfig {
+    backend(name, TransportConfig::Http { url: url.to_owned(), headers: BTreeMap::new() })
+}
+
+/// The third-party `server-everything` over stdio.
+pub fn everything_backend(name: &str) -> BackendConfig {
+    let command = server_everything();
+    backend(
+        name,
+        TransportConfig::Stdio { command: command.program, args: command.args, env: BTreeMap::new(), cwd: None },
+    )
+}
+
+/// The scripted Python stdio server in `tests/fixtures`, with extra arguments.
+pub fn scripted_backend(name: &str, extra_args: &[&str]) -> BackendConfig {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripted_server.py");
+    let mut args = vec![script.display().to_string()];
+    args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
+    backend(
+        name,
+        TransportConfig::Stdio { command: "python3".into(), args, env: BTreeMap::new(), cwd: None },
+    )
+}
+
+/// A config on an ephemeral loopback port.
+pub fn config(backends: Vec<BackendConfig>) -> Config {
+    Config {
+        proxy: ProxySettings { listen: "127.0.0.1:0".parse().expect("literal address"), ..ProxySettings::default() },
+        backends,
+    }
+}
+
+/// Start the proxy and wait until every backend is connected.
+pub async fn start(backends: Vec<BackendConfig>) -> RunningProxy {
+    start_config(config(backends)).await
+}
+
+/// Start the proxy from a whole config and wait until every backend is connected.
+pub async fn start_config(config: Config) -> RunningProxy {
+    let proxy = mcp_proxy::server::start(config).await.expect("the proxy starts");
+    wait_connected(&proxy).await;
+    proxy
+}
+
+/// Wait until every backend of the proxy is connected.
+pub async fn wait_connected(proxy: &RunningProxy) {
+    wait_until("every backend connected", || async {
+        proxy.backend_status().iter().all(|status| status.state == State::Connected)
+    })
+    .await;
+}
+
+/// The status of the named backend.
+pub fn status(proxy: &RunningProxy, name: &str) -> mcp_proxy::backend::Status {
+    proxy
+        .backend_status()
+        .into_iter()
+        .find(|status| status.name == name)
+        .unwrap_or_else(|| panic!("no backend named {name}"))
+}

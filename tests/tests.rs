@@ -1,0 +1,14 @@
+//! The workspace's one integration-test binary: the proxy end to end, against
+//! real MCP peers (a third-party stdio server and tower-mcp HTTP backends) on
+//! 127.0.0.1, and the harness against the proxy.
+//!
+//! Run with `npm ci --prefix tests/interop && cargo test`; the npm step
+//! installs the third-party server the tests spawn.
+
+// Shared by modules that each use a part of it; an unused helper is not a
+// reason to fail a build.
+#[allow(dead_code, unused_imports)]
+mod support;
+
+// Baselines: the real peers talked to directly, without the proxy.
+mod direct;
