@@ -12,3 +12,5 @@ mod support;
 
 // Baselines: the real peers talked to directly, without the proxy.
 mod direct;
+// The proxy forwards faithfully: same answers, errors and progress as direct.
+mod forwarding;

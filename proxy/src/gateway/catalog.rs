@@ -146,6 +146,9 @@ impl Catalog {
         self.template_routes
             .iter()
             .filter(|route| uri.starts_with(&route.literal_prefix))
+            // `max_by_key` keeps the last of equals; reversing makes the
+            // first backend in config order win a tie.
+            .rev()
             .max_by_key(|route| route.literal_prefix.len())
             .map(|route| route.backend)
     }
@@ -220,6 +223,12 @@ mod tests {
             "longest template prefix wins"
         );
         assert_eq!(catalog.route_uri("http://elsewhere"), None);
+        catalog.add(2, "c", &listing(&[], &[], &["db://users/{name}"]), "/");
+        assert_eq!(
+            catalog.route_uri("db://users/ann"),
+            Some(1),
+            "a tie goes to the first backend"
+        );
         assert_eq!(
             catalog.capabilities()["resources"],
             json!({"listChanged": true, "subscribe": true})
