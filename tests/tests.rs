@@ -14,3 +14,5 @@ mod support;
 mod direct;
 // The proxy forwards faithfully: same answers, errors and progress as direct.
 mod forwarding;
+// /mcp keeps the streamable-HTTP rules and survives malformed input.
+mod endpoint;
