@@ -1,5 +1,6 @@
 //! The `mcp-proxy` command line: `serve` and `check`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

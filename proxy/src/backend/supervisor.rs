@@ -3,8 +3,9 @@
 //! Loop: connect (spawn the child or reach the server, then `initialize`),
 //! list what it offers, serve until the connection dies, then wait a capped
 //! exponential backoff and start again. Every transition is logged with the
-//! backend's name, because "which backend flapped, when, and why" is the
-//! first thing an operator asks.
+//! backend's name (the task runs in a `backend{name=..}` span), because
+//! "which backend flapped, when, and why" is the first thing an operator
+//! asks.
 
 use std::sync::{Arc, PoisonError};
 
@@ -23,7 +24,6 @@ pub(super) async fn run(
     events: mpsc::UnboundedSender<BackendEvent>,
     shutdown: CancellationToken,
 ) {
-    let name = backend.config.name.clone();
     let mut backoff = Backoff::new(backend.config.reconnect);
     let mut ever_connected = false;
     loop {
@@ -40,14 +40,14 @@ pub(super) async fn run(
                     backend.count_restart();
                     match backend.config.transport.kind() {
                         "stdio" => {
-                            tracing::info!(backend = %name, "backend respawned and re-initialized")
+                            tracing::info!("backend respawned and re-initialized")
                         }
                         _ => {
-                            tracing::info!(backend = %name, "backend reconnected with a new session")
+                            tracing::info!("backend reconnected with a new session")
                         }
                     }
                 } else {
-                    tracing::info!(backend = %name, tools = listing.tools.len(), "backend connected");
+                    tracing::info!(tools = listing.tools.len(), "backend connected");
                 }
                 ever_connected = true;
                 backend.publish_listing(listing, ListKind::ALL.to_vec(), &events);
@@ -85,7 +85,6 @@ pub(super) async fn run(
         };
         let delay = backoff.next_delay();
         tracing::warn!(
-            backend = %name,
             error = %failure,
             retry_in = ?delay,
             "backend marked unavailable; retrying in the background"
@@ -97,7 +96,7 @@ pub(super) async fn run(
         }
     }
     backend.set_state(State::Stopped, None);
-    tracing::debug!(backend = %name, "backend supervisor stopped");
+    tracing::debug!("backend supervisor stopped");
 }
 
 /// Connect, initialize and fetch every list the backend offers.
@@ -115,7 +114,7 @@ async fn connect_and_list(
                 Err(UpstreamError::JsonRpc(error)) => {
                     // A server may advertise a capability yet not implement
                     // every list of it (templates, typically): treat as empty.
-                    tracing::debug!(backend = %backend.config.name, kind = kind.method(), error = %error.message, "list not available");
+                    tracing::debug!(kind = kind.method(), error = %error.message, "list not available");
                 }
                 Err(error) => {
                     connection.shutdown().await;
@@ -164,12 +163,12 @@ async fn relist(
         match listing::fetch(connection, kind).await {
             Ok(items) => listing.set_items(kind, items),
             Err(error) => {
-                tracing::warn!(backend = %backend.config.name, kind = kind.method(), %error, "re-listing failed; keeping the previous list");
+                tracing::warn!(kind = kind.method(), %error, "re-listing failed; keeping the previous list");
                 return;
             }
         }
     }
-    tracing::info!(backend = %backend.config.name, kinds = ?kinds, "backend lists changed; re-listed");
+    tracing::info!(kinds = ?kinds, "backend lists changed; re-listed");
     backend.publish_listing(listing, kinds.to_vec(), events);
 }
 

@@ -39,7 +39,7 @@ use super::pending::Pending;
 use super::sse::{SseEvent, SseParser};
 use super::{ConnectSettings, EventSink, ProgressSink, UpstreamError, handshake, inbound};
 use crate::config::TransportConfig;
-use crate::jsonrpc;
+use crate::jsonrpc::{self, ErrorObject};
 
 /// The session header the server issues on the `initialize` response.
 const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -350,7 +350,7 @@ impl Link {
             return Err(self.pending.lost());
         }
         let response = self.send(&jsonrpc::notification(method, params)).await?;
-        self.check_status(response).await.map(drop)
+        self.check_status(response, None).await.map(drop)
     }
 
     /// The connection is unusable: close it, and tell the caller whether its
@@ -366,8 +366,15 @@ impl Link {
         }
     }
 
-    /// Turn HTTP-level failures into errors; pass a 2xx response on.
-    async fn check_status(&self, response: Response) -> Result<Response, UpstreamError> {
+    /// Turn HTTP-level failures into errors; pass a 2xx response on. When
+    /// the failure answers request `answering` with a JSON-RPC error body
+    /// (some servers pair 4xx/5xx with one), that error is the answer and is
+    /// relayed unchanged.
+    async fn check_status(
+        &self,
+        response: Response,
+        answering: Option<u64>,
+    ) -> Result<Response, UpstreamError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -384,6 +391,13 @@ impl Link {
         let body = read_capped(response, ERROR_BODY_BYTES)
             .await
             .unwrap_or_default();
+        if let Some(id) = answering
+            && let Ok(message) = serde_json::from_slice::<Value>(&body)
+            && message.get("id").and_then(Value::as_u64) == Some(id)
+            && let Some(error) = message.get("error")
+        {
+            return Err(UpstreamError::JsonRpc(ErrorObject::from_value(error)));
+        }
         let body = quote(&String::from_utf8_lossy(&body));
         Err(UpstreamError::Protocol(format!("HTTP {status}: {body}")))
     }
@@ -392,7 +406,7 @@ impl Link {
     /// everything else on it. On `Ok` the request has been resolved (or the
     /// connection closed, which also resolves it).
     async fn read_answer(&self, response: Response, id: u64) -> Result<(), UpstreamError> {
-        let response = self.check_status(response).await?;
+        let response = self.check_status(response, Some(id)).await?;
         if response.status() == StatusCode::ACCEPTED {
             return Err(UpstreamError::Protocol(
                 "HTTP 202 Accepted in answer to a request".into(),
@@ -988,6 +1002,27 @@ mod tests {
             call(&connection, "ok").await.unwrap(),
             json!({"fine": true})
         );
+        assert_eq!(connection.close_reason(), None);
+    }
+
+    #[tokio::test]
+    async fn a_json_rpc_error_sent_with_an_error_status_is_relayed_unchanged() {
+        let server = mock_backend().await;
+        let refuse = |request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let error = json!({"code": -32602, "message": "bad input", "data": {"field": "q"}});
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"jsonrpc": "2.0", "id": body["id"], "error": error}))
+        };
+        on_tool(&server, "strict", refuse).await;
+        let (connection, _, _events) = connect(&server.uri()).await;
+        let error = call(&connection, "strict").await.unwrap_err();
+        let UpstreamError::JsonRpc(error) = error else {
+            panic!("expected the backend's JSON-RPC error, got {error:?}")
+        };
+        assert_eq!(error.code, -32602);
+        assert_eq!(error.message, "bad input");
+        assert_eq!(error.data, Some(json!({"field": "q"})));
         assert_eq!(connection.close_reason(), None);
     }
 
