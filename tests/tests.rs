@@ -16,3 +16,9 @@ mod direct;
 mod forwarding;
 // /mcp keeps the streamable-HTTP rules and survives malformed input.
 mod endpoint;
+// Backends come and go (killed, stopped, late, garbage); the proxy stays.
+mod recovery;
+// Graceful shutdown (drain, cancel, 503, children stopped) and ops endpoints.
+mod lifecycle;
+// The mcp-proxy binary: check, --help, serve until SIGTERM.
+mod cli;

@@ -93,6 +93,7 @@ fn serve(path: &std::path::Path, log: &str) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = match config::load(path) {
         Ok(config) => config,

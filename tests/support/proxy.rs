@@ -13,8 +13,10 @@ use mcp_proxy::server::RunningProxy;
 use super::{server_everything, wait_until};
 
 /// Reconnect quickly in tests: failures are provoked on purpose.
-pub const FAST_RECONNECT: ReconnectPolicy =
-    ReconnectPolicy { initial: Duration::from_millis(50), max: Duration::from_millis(500) };
+pub const FAST_RECONNECT: ReconnectPolicy = ReconnectPolicy {
+    initial: Duration::from_millis(50),
+    max: Duration::from_millis(500),
+};
 
 /// A backend entry with test defaults.
 pub fn backend(name: &str, transport: TransportConfig) -> BackendConfig {
@@ -28,7 +30,13 @@ pub fn backend(name: &str, transport: TransportConfig) -> BackendConfig {
 
 /// A streamable-HTTP backend at `url`.
 pub fn http_backend(name: &str, url: &str) -> BackendConfig {
-    backend(name, TransportConfig::Http { url: url.to_owned(), headers: BTreeMap::new() })
+    backend(
+        name,
+        TransportConfig::Http {
+            url: url.to_owned(),
+            headers: BTreeMap::new(),
+        },
+    )
 }
 
 /// The third-party `server-everything` over stdio.
@@ -36,25 +44,39 @@ pub fn everything_backend(name: &str) -> BackendConfig {
     let command = server_everything();
     backend(
         name,
-        TransportConfig::Stdio { command: command.program, args: command.args, env: BTreeMap::new(), cwd: None },
+        TransportConfig::Stdio {
+            command: command.program,
+            args: command.args,
+            env: BTreeMap::new(),
+            cwd: None,
+        },
     )
 }
 
 /// The scripted Python stdio server in `tests/fixtures`, with extra arguments.
 pub fn scripted_backend(name: &str, extra_args: &[&str]) -> BackendConfig {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripted_server.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripted_server.py");
     let mut args = vec![script.display().to_string()];
     args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
     backend(
         name,
-        TransportConfig::Stdio { command: "python3".into(), args, env: BTreeMap::new(), cwd: None },
+        TransportConfig::Stdio {
+            command: "python3".into(),
+            args,
+            env: BTreeMap::new(),
+            cwd: None,
+        },
     )
 }
 
 /// A config on an ephemeral loopback port.
 pub fn config(backends: Vec<BackendConfig>) -> Config {
     Config {
-        proxy: ProxySettings { listen: "127.0.0.1:0".parse().expect("literal address"), ..ProxySettings::default() },
+        proxy: ProxySettings {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            ..ProxySettings::default()
+        },
         backends,
     }
 }
@@ -66,7 +88,9 @@ pub async fn start(backends: Vec<BackendConfig>) -> RunningProxy {
 
 /// Start the proxy from a whole config and wait until every backend is connected.
 pub async fn start_config(config: Config) -> RunningProxy {
-    let proxy = mcp_proxy::server::start(config).await.expect("the proxy starts");
+    let proxy = mcp_proxy::server::start(config)
+        .await
+        .expect("the proxy starts");
     wait_connected(&proxy).await;
     proxy
 }
@@ -74,7 +98,10 @@ pub async fn start_config(config: Config) -> RunningProxy {
 /// Wait until every backend of the proxy is connected.
 pub async fn wait_connected(proxy: &RunningProxy) {
     wait_until("every backend connected", || async {
-        proxy.backend_status().iter().all(|status| status.state == State::Connected)
+        proxy
+            .backend_status()
+            .iter()
+            .all(|status| status.state == State::Connected)
     })
     .await;
 }
@@ -86,4 +113,83 @@ pub fn status(proxy: &RunningProxy, name: &str) -> mcp_proxy::backend::Status {
         .into_iter()
         .find(|status| status.name == name)
         .unwrap_or_else(|| panic!("no backend named {name}"))
+}
+
+// ---- Helpers for the recovery, lifecycle and CLI tests (appended). ----
+
+/// `GET http://<addr><path>` on the proxy's operations endpoints: the HTTP
+/// status and the body as JSON (`Value::Null` when it is not JSON).
+///
+/// # Panics
+///
+/// When the HTTP exchange fails.
+pub async fn ops_get_json(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let (status, body) = ops_get_text(addr, path).await;
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+/// `GET http://<addr><path>`: the HTTP status and the body as text.
+///
+/// # Panics
+///
+/// When the HTTP exchange fails.
+pub async fn ops_get_text(addr: std::net::SocketAddr, path: &str) -> (reqwest::StatusCode, String) {
+    let url = format!("http://{addr}{path}");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client builds");
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"));
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: reading the body: {error}"));
+    (status, body)
+}
+
+/// The entry of `/admin/backends` for the backend `name`, as JSON.
+///
+/// # Panics
+///
+/// When there is no such entry.
+pub async fn admin_backend(addr: std::net::SocketAddr, name: &str) -> serde_json::Value {
+    let (status, body) = ops_get_json(addr, "/admin/backends").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "/admin/backends: {body}");
+    body["backends"]
+        .as_array()
+        .and_then(|backends| backends.iter().find(|b| b["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no backend {name:?} in /admin/backends: {body}"))
+}
+
+/// Whether the process `pid` is gone: no `/proc/<pid>` at all, or only a
+/// zombie waiting to be reaped (it runs no code any more).
+pub fn pid_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the parenthesised command name, which may itself
+        // contain spaces or parentheses: take the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+/// A loopback address that was free a moment ago (bound to port 0, then
+/// released), for a server that is to be started later.
+pub fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
 }
