@@ -87,12 +87,11 @@ impl ListKind {
     }
 }
 
-/// A backend's capabilities and lists, as last fetched.
+/// The items of the four listable kinds: a backend's own (in [`Listing`])
+/// or the proxy's aggregate (in the gateway's catalog).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Listing {
-    /// `capabilities` from the backend's `initialize` result.
-    pub capabilities: Map<String, Value>,
-    /// Items of each kind, in the backend's order.
+pub struct Lists {
+    /// Tools.
     pub tools: Vec<Value>,
     /// Resources.
     pub resources: Vec<Value>,
@@ -100,6 +99,37 @@ pub struct Listing {
     pub resource_templates: Vec<Value>,
     /// Prompts.
     pub prompts: Vec<Value>,
+}
+
+impl Lists {
+    /// The items of one kind.
+    pub fn items(&self, kind: ListKind) -> &[Value] {
+        match kind {
+            ListKind::Tools => &self.tools,
+            ListKind::Resources => &self.resources,
+            ListKind::ResourceTemplates => &self.resource_templates,
+            ListKind::Prompts => &self.prompts,
+        }
+    }
+
+    /// The items of one kind, to replace or extend.
+    pub fn items_mut(&mut self, kind: ListKind) -> &mut Vec<Value> {
+        match kind {
+            ListKind::Tools => &mut self.tools,
+            ListKind::Resources => &mut self.resources,
+            ListKind::ResourceTemplates => &mut self.resource_templates,
+            ListKind::Prompts => &mut self.prompts,
+        }
+    }
+}
+
+/// A backend's capabilities and lists, as last fetched.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    /// `capabilities` from the backend's `initialize` result.
+    pub capabilities: Map<String, Value>,
+    /// Items of each kind, in the backend's order.
+    pub lists: Lists,
 }
 
 impl Listing {
@@ -119,26 +149,6 @@ impl Listing {
     /// Whether the backend advertises the capability a kind needs.
     pub fn offers(&self, kind: ListKind) -> bool {
         self.capabilities.contains_key(kind.capability())
-    }
-
-    /// The items of one kind.
-    pub fn items(&self, kind: ListKind) -> &[Value] {
-        match kind {
-            ListKind::Tools => &self.tools,
-            ListKind::Resources => &self.resources,
-            ListKind::ResourceTemplates => &self.resource_templates,
-            ListKind::Prompts => &self.prompts,
-        }
-    }
-
-    /// Replace the items of one kind.
-    pub fn set_items(&mut self, kind: ListKind, items: Vec<Value>) {
-        match kind {
-            ListKind::Tools => self.tools = items,
-            ListKind::Resources => self.resources = items,
-            ListKind::ResourceTemplates => self.resource_templates = items,
-            ListKind::Prompts => self.prompts = items,
-        }
     }
 }
 

@@ -26,7 +26,7 @@ use tracing::Instrument;
 use crate::config::BackendConfig;
 use crate::jsonrpc::{self, ErrorObject};
 use crate::upstream::{ConnectSettings, Connection, ProgressSink, UpstreamError};
-pub use listing::{ListKind, Listing};
+pub use listing::{ListKind, Listing, Lists};
 
 /// Something a backend tells the gateway.
 #[derive(Debug)]
@@ -271,10 +271,10 @@ impl Backend {
                 .unwrap_or_else(PoisonError::into_inner)
                 .as_ref()
                 .and_then(Connection::pid),
-            tools: listing.tools.len(),
-            resources: listing.resources.len(),
-            resource_templates: listing.resource_templates.len(),
-            prompts: listing.prompts.len(),
+            tools: listing.lists.tools.len(),
+            resources: listing.lists.resources.len(),
+            resource_templates: listing.lists.resource_templates.len(),
+            prompts: listing.lists.prompts.len(),
         }
     }
 

@@ -47,7 +47,7 @@ pub(super) async fn run(
                         }
                     }
                 } else {
-                    tracing::info!(tools = listing.tools.len(), "backend connected");
+                    tracing::info!(tools = listing.lists.tools.len(), "backend connected");
                 }
                 ever_connected = true;
                 backend.publish_listing(listing, ListKind::ALL.to_vec(), &events);
@@ -110,7 +110,7 @@ async fn connect_and_list(
     for kind in ListKind::ALL {
         if listing.offers(kind) {
             match listing::fetch(&connection, kind).await {
-                Ok(items) => listing.set_items(kind, items),
+                Ok(items) => *listing.lists.items_mut(kind) = items,
                 Err(UpstreamError::JsonRpc(error)) => {
                     // A server may advertise a capability yet not implement
                     // every list of it (templates, typically): treat as empty.
@@ -161,7 +161,7 @@ async fn relist(
     let mut listing = (*backend.listing()).clone();
     for &kind in kinds {
         match listing::fetch(connection, kind).await {
-            Ok(items) => listing.set_items(kind, items),
+            Ok(items) => *listing.lists.items_mut(kind) = items,
             Err(error) => {
                 tracing::warn!(kind = kind.method(), %error, "re-listing failed; keeping the previous list");
                 return;

@@ -98,7 +98,7 @@ async fn a_stdio_child_that_exits_is_respawned_and_the_respawn_is_logged() {
     wait_for("connected", &backend, |s| s.state == State::Connected).await;
     let first_pid = backend.status().pid.expect("a stdio child has a pid");
     assert_eq!(
-        backend.listing().tools.len(),
+        backend.listing().lists.tools.len(),
         6,
         "the child's tools were listed"
     );
@@ -211,57 +211,46 @@ fn empty_tool_list(request: &Request) -> ResponseTemplate {
     ))
 }
 
-#[tokio::test]
-#[traced_test]
-async fn a_forgotten_http_session_is_replaced_by_a_new_one_and_logged() {
-    let server = MockServer::start().await;
+/// Mount a well-behaved MCP server that issues `session`, with an optional
+/// extra mock placed before the catch-all ones.
+async fn mount_mcp_server(server: &MockServer, session: &'static str, first: Option<Mock>) {
     Mock::given(method("POST"))
         .and(body_partial_json(json!({ "method": "initialize" })))
-        .respond_with(initialize_answer("session-1"))
-        .mount(&server)
+        .respond_with(initialize_answer(session))
+        .mount(server)
         .await;
     Mock::given(method("POST"))
         .and(body_partial_json(json!({ "method": "tools/list" })))
         .respond_with(empty_tool_list)
-        .mount(&server)
+        .mount(server)
         .await;
+    if let Some(mock) = first {
+        mock.mount(server).await;
+    }
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(202))
-        .mount(&server)
+        .mount(server)
         .await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(405))
-        .mount(&server)
+        .mount(server)
         .await;
+}
 
+#[tokio::test]
+#[traced_test]
+async fn a_forgotten_http_session_is_replaced_by_a_new_one_and_logged() {
+    let server = MockServer::start().await;
+    mount_mcp_server(&server, "session-1", None).await;
     let (backend, stop) = supervise(http("forgetful", format!("{}/mcp", server.uri())));
     wait_for("connected", &backend, |s| s.state == State::Connected).await;
 
     // The server restarts and forgets every session: 404 for the old id.
     server.reset().await;
-    Mock::given(method("POST"))
-        .and(body_partial_json(json!({ "method": "initialize" })))
-        .respond_with(initialize_answer("session-2"))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_partial_json(json!({ "method": "tools/list" })))
-        .respond_with(empty_tool_list)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
+    let forgotten = Mock::given(method("POST"))
         .and(wiremock::matchers::header("mcp-session-id", "session-1"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(405))
-        .mount(&server)
-        .await;
+        .respond_with(ResponseTemplate::new(404));
+    mount_mcp_server(&server, "session-2", Some(forgotten)).await;
 
     let error = call_tool(&backend, "anything", json!({}))
         .await

@@ -13,15 +13,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::backend::{Backend, ListKind, Listing};
+use crate::backend::{Backend, ListKind, Listing, Lists};
 
 /// One snapshot of everything the proxy lists.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    tools: Vec<Value>,
-    resources: Vec<Value>,
-    resource_templates: Vec<Value>,
-    prompts: Vec<Value>,
+    lists: Lists,
     resource_routes: HashMap<String, usize>,
     template_routes: Vec<TemplateRoute>,
     capabilities: Map<String, Value>,
@@ -53,10 +50,13 @@ impl Catalog {
             item.insert("name".into(), Value::String(name));
             Some(Value::Object(item))
         };
-        self.tools.extend(listing.tools.iter().filter_map(prefixed));
-        self.prompts
-            .extend(listing.prompts.iter().filter_map(prefixed));
-        for resource in &listing.resources {
+        self.lists
+            .tools
+            .extend(listing.lists.tools.iter().filter_map(prefixed));
+        self.lists
+            .prompts
+            .extend(listing.lists.prompts.iter().filter_map(prefixed));
+        for resource in &listing.lists.resources {
             let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
                 continue;
             };
@@ -70,9 +70,9 @@ impl Catalog {
                 continue;
             }
             self.resource_routes.insert(uri.to_owned(), index);
-            self.resources.extend(prefixed(resource));
+            self.lists.resources.extend(prefixed(resource));
         }
-        for template in &listing.resource_templates {
+        for template in &listing.lists.resource_templates {
             let Some(uri_template) = template.get("uriTemplate").and_then(Value::as_str) else {
                 continue;
             };
@@ -86,7 +86,7 @@ impl Catalog {
                 literal_prefix,
                 backend: index,
             });
-            self.resource_templates.extend(prefixed(template));
+            self.lists.resource_templates.extend(prefixed(template));
         }
         self.merge_capabilities(&listing.capabilities);
     }
@@ -124,12 +124,7 @@ impl Catalog {
 
     /// The namespaced items of one kind.
     pub fn items(&self, kind: ListKind) -> &[Value] {
-        match kind {
-            ListKind::Tools => &self.tools,
-            ListKind::Resources => &self.resources,
-            ListKind::ResourceTemplates => &self.resource_templates,
-            ListKind::Prompts => &self.prompts,
-        }
+        self.lists.items(kind)
     }
 
     /// The capabilities the proxy advertises in `initialize`.
@@ -172,19 +167,21 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
-            tools: tools
-                .iter()
-                .map(|name| json!({"name": name, "inputSchema": {"type": "object"}}))
-                .collect(),
-            resources: resources
-                .iter()
-                .map(|uri| json!({"name": "r", "uri": uri}))
-                .collect(),
-            resource_templates: templates
-                .iter()
-                .map(|t| json!({"name": "t", "uriTemplate": t}))
-                .collect(),
-            prompts: vec![],
+            lists: Lists {
+                tools: tools
+                    .iter()
+                    .map(|name| json!({"name": name, "inputSchema": {"type": "object"}}))
+                    .collect(),
+                resources: resources
+                    .iter()
+                    .map(|uri| json!({"name": "r", "uri": uri}))
+                    .collect(),
+                resource_templates: templates
+                    .iter()
+                    .map(|t| json!({"name": "t", "uriTemplate": t}))
+                    .collect(),
+                prompts: vec![],
+            },
         }
     }
 
