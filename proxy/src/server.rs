@@ -93,6 +93,12 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let router = front::router(Arc::clone(&app));
     let draining = app.draining.clone();
     let server = tokio::spawn(async move {
+        // Event streams write small frames: don't let Nagle hold them back.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
         let serve =
             axum::serve(listener, router).with_graceful_shutdown(draining.cancelled_owned());
         if let Err(error) = serve.await {
