@@ -138,6 +138,27 @@ async fn shutdown_stops_stdio_children() {
     );
 }
 
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_a_backend_stuck_in_a_re_listing() {
+    // The backend announces a list change, then never answers tools/list:
+    // the re-listing waits on it, yet SIGTERM must still stop the proxy.
+    let proxy = proxy::start(vec![proxy::scripted_backend("scripted", &[])]).await;
+    let pid = proxy::status(&proxy, "scripted").pid.expect("a child pid");
+    let client = RawClient::new(proxy.url());
+    client.initialize().await;
+    let stalled = client.call_tool("scripted/stall_lists", json!({})).await;
+    assert_eq!(text(&stalled), "stalled");
+
+    let report = tokio::time::timeout(SHUTDOWN_BOUND, proxy.shutdown())
+        .await
+        .expect("shutdown returns although a re-listing never finishes");
+    assert!(report.drained);
+    assert!(
+        pid_gone(pid),
+        "the child {pid} is gone once shutdown returns"
+    );
+}
+
 /// Read from `stream` until the end of an HTTP head (`\r\n\r\n`); return it.
 async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();

@@ -27,6 +27,10 @@ use crate::session::SessionStore;
 /// How long cancelled calls get to send their answers before the HTTP server is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
+/// How long all backends together get to stop (stdio: close stdin, SIGTERM,
+/// SIGKILL take up to about 6 s).
+const BACKEND_STOP: Duration = Duration::from_secs(10);
+
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -152,7 +156,7 @@ impl RunningProxy {
 
     /// Stop gracefully: refuse new requests, drain in-flight calls up to
     /// `shutdown_timeout`, cancel the rest, stop every backend.
-    pub async fn shutdown(self) -> ShutdownReport {
+    pub async fn shutdown(mut self) -> ShutdownReport {
         tracing::info!(timeout = ?self.shutdown_timeout, in_flight = self.app.calls.len(), "shutting down: draining in-flight calls");
         self.app.draining.cancel();
         self.app.sessions.close_streams();
@@ -177,8 +181,15 @@ impl RunningProxy {
         }
         self.housekeeping.abort();
         self.stop_backends.cancel();
-        for supervisor in self.supervisors {
-            let _ = supervisor.await;
+        // Each supervisor stops its backend (a stdio child gets up to a few
+        // seconds to exit); one that still hangs is aborted, which drops its
+        // connection and with it SIGKILLs a child's process group.
+        let stopping = futures_util::future::join_all(self.supervisors.iter_mut());
+        if tokio::time::timeout(BACKEND_STOP, stopping).await.is_err() {
+            tracing::warn!("backends did not stop in {BACKEND_STOP:?}; aborting them");
+            for supervisor in &self.supervisors {
+                supervisor.abort();
+            }
         }
         tracing::info!(drained, "mcp-proxy stopped");
         ShutdownReport { drained }

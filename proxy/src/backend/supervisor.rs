@@ -107,23 +107,41 @@ async fn connect_and_list(
     let (connection, init) =
         Connection::connect(&backend.config.transport, &backend.settings, event_sink).await?;
     let mut listing = Listing::from_initialize(&init);
-    for kind in ListKind::ALL {
-        if listing.offers(kind) {
-            match listing::fetch(&connection, kind).await {
-                Ok(items) => *listing.lists.items_mut(kind) = items,
-                Err(UpstreamError::JsonRpc(error)) => {
-                    // A server may advertise a capability yet not implement
-                    // every list of it (templates, typically): treat as empty.
-                    tracing::debug!(kind = kind.method(), error = %error.message, "list not available");
-                }
-                Err(error) => {
-                    connection.shutdown().await;
-                    return Err(error);
-                }
-            }
-        }
+    let offered: Vec<ListKind> = ListKind::ALL
+        .into_iter()
+        .filter(|&kind| listing.offers(kind))
+        .collect();
+    if let Err(error) = fetch_lists(backend, &connection, &mut listing, &offered).await {
+        connection.shutdown().await;
+        return Err(error);
     }
     Ok((connection, listing))
+}
+
+/// Fetch the given kinds into `listing`, each within the backend's
+/// `init_timeout`. A JSON-RPC error means the server advertises a capability
+/// without implementing every list of it (templates, typically): that list
+/// is empty. Any other failure (transport, timeout) is returned.
+async fn fetch_lists(
+    backend: &Backend,
+    connection: &Connection,
+    listing: &mut Listing,
+    kinds: &[ListKind],
+) -> Result<(), UpstreamError> {
+    let within = backend.config.init_timeout;
+    for &kind in kinds {
+        let items = match tokio::time::timeout(within, listing::fetch(connection, kind)).await {
+            Ok(Ok(items)) => items,
+            Ok(Err(UpstreamError::JsonRpc(error))) => {
+                tracing::debug!(kind = kind.method(), error = %error.message, "list not available");
+                Vec::new()
+            }
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return Err(UpstreamError::ListTimeout(kind.method(), within)),
+        };
+        *listing.lists.items_mut(kind) = items;
+    }
+    Ok(())
 }
 
 /// Serve a live connection: relay its events and re-list on `list_changed`.
@@ -136,18 +154,28 @@ async fn serve(
     shutdown: &CancellationToken,
 ) -> bool {
     loop {
-        tokio::select! {
+        let message = tokio::select! {
             () = shutdown.cancelled() => return true,
             () = connection.closed() => return false,
-            Some(message) = upstream_events.recv() => {
-                let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
-                match ListKind::from_list_changed(method) {
-                    Some(kinds) => relist(backend, connection, kinds, events).await,
-                    None => {
-                        let _ = events.send(BackendEvent::Notification { backend: backend.index, message });
-                    }
-                }
-            }
+            Some(message) = upstream_events.recv() => message,
+        };
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(kinds) = ListKind::from_list_changed(method) else {
+            let _ = events.send(BackendEvent::Notification {
+                backend: backend.index,
+                message,
+            });
+            continue;
+        };
+        // Re-listing waits on the backend: keep watching for shutdown and
+        // for the connection dying meanwhile.
+        tokio::select! {
+            () = relist(backend, connection, kinds, events) => {}
+            () = shutdown.cancelled() => return true,
+            () = connection.closed() => return false,
         }
     }
 }
@@ -159,14 +187,9 @@ async fn relist(
     events: &mpsc::UnboundedSender<BackendEvent>,
 ) {
     let mut listing = (*backend.listing()).clone();
-    for &kind in kinds {
-        match listing::fetch(connection, kind).await {
-            Ok(items) => *listing.lists.items_mut(kind) = items,
-            Err(error) => {
-                tracing::warn!(kind = kind.method(), %error, "re-listing failed; keeping the previous list");
-                return;
-            }
-        }
+    if let Err(error) = fetch_lists(backend, connection, &mut listing, kinds).await {
+        tracing::warn!(kinds = ?kinds, %error, "re-listing failed; keeping the previous lists");
+        return;
     }
     tracing::info!(kinds = ?kinds, "backend lists changed; re-listed");
     backend.publish_listing(listing, kinds.to_vec(), events);

@@ -43,6 +43,9 @@ pub enum UpstreamError {
     /// The `initialize` handshake did not finish within `init_timeout`.
     #[error("initialize timed out after {0:?}")]
     InitTimeout(Duration),
+    /// A list method (`tools/list`, ...) was not answered within `init_timeout`.
+    #[error("{0} not answered within {1:?}")]
+    ListTimeout(&'static str, Duration),
 }
 
 /// Receives the progress notifications of one request, as complete JSON-RPC
