@@ -9,14 +9,20 @@
 
 use std::sync::{Arc, PoisonError};
 
+use std::time::Duration;
+
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::listing::{self, ListKind, Listing};
 use super::{Backend, BackendEvent, State};
 use crate::upstream::{Connection, UpstreamError};
+
+/// A connection that stayed up this long resets the reconnect backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// Run until `shutdown` is cancelled.
 pub(super) async fn run(
@@ -35,7 +41,7 @@ pub(super) async fn run(
         };
         let failure = match connected {
             Ok((connection, listing)) => {
-                backoff.reset();
+                let connected_at = Instant::now();
                 if ever_connected {
                     backend.count_restart();
                     match backend.config.transport.kind() {
@@ -72,6 +78,11 @@ pub(super) async fn run(
                 if stopping {
                     connection.shutdown().await;
                     break;
+                }
+                // Only a connection that lasted counts as recovery: a child
+                // that dies right after starting keeps backing off.
+                if connected_at.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
                 }
                 let reason = connection
                     .close_reason()

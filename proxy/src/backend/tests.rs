@@ -35,9 +35,14 @@ fn config(name: &str, transport: TransportConfig) -> BackendConfig {
 }
 
 fn scripted(name: &str) -> BackendConfig {
+    scripted_with(name, &[])
+}
+
+fn scripted_with(name: &str, extra_args: &[&str]) -> BackendConfig {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/scripted_server.py");
-    let args = vec![script.display().to_string()];
+    let mut args = vec![script.display().to_string()];
+    args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
     config(
         name,
         TransportConfig::Stdio {
@@ -99,7 +104,7 @@ async fn a_stdio_child_that_exits_is_respawned_and_the_respawn_is_logged() {
     let first_pid = backend.status().pid.expect("a stdio child has a pid");
     assert_eq!(
         backend.listing().lists.tools.len(),
-        6,
+        7,
         "the child's tools were listed"
     );
 
@@ -136,6 +141,22 @@ async fn a_stdio_child_that_exits_is_respawned_and_the_respawn_is_logged() {
 
     stop.cancel();
     wait_for("stopped", &backend, |s| s.state == State::Stopped).await;
+}
+
+#[tokio::test]
+#[traced_test]
+async fn a_child_that_crashes_right_after_starting_keeps_backing_off() {
+    // Each start connects and lists, then the child exits at once: the
+    // delays must keep doubling (20, 40, 80, 160 ms), not start over.
+    let (backend, stop) = supervise(scripted_with("crashy", &["--exit-after-list"]));
+    wait_for("four restarts", &backend, |s| s.restarts >= 4).await;
+    stop.cancel();
+    for delay in ["20ms", "40ms", "80ms", "160ms"] {
+        assert!(
+            logs_contain(&format!("retry_in={delay}")),
+            "a retry after {delay}"
+        );
+    }
 }
 
 /// A tower-mcp streamable-HTTP server on a given address.
