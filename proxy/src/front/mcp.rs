@@ -272,7 +272,16 @@ async fn request(
             .handle(&call_session, &call_method, params, progress)
             .await
     });
-    session.track(&id, abort);
+    if !session.track(&id, abort) {
+        let message = format!("request id {id} is already in flight in this session");
+        return reject(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::INVALID_REQUEST,
+            message,
+        )
+        .into_response();
+    }
     let cancel_calls = app.cancel_calls.clone();
     let gateway = Arc::clone(&app.gateway);
     let task_id = id.clone();

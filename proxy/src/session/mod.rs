@@ -8,6 +8,7 @@
 //! server notifications. Sessions idle for longer than the configured time
 //! are forgotten.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -50,12 +51,21 @@ impl Session {
     }
 
     /// Remember a request in flight under the client's own id, so that a later
-    /// `notifications/cancelled` can abort it.
-    pub fn track(&self, request_id: &Value, handle: AbortHandle) {
-        self.in_flight
+    /// `notifications/cancelled` can abort it. False (and nothing tracked)
+    /// when a request with that id is already in flight: ids must not be
+    /// reused within a session.
+    pub fn track(&self, request_id: &Value, handle: AbortHandle) -> bool {
+        let mut in_flight = self
+            .in_flight
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(request_id.to_string(), handle);
+            .unwrap_or_else(PoisonError::into_inner);
+        match in_flight.entry(request_id.to_string()) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(handle);
+                true
+            }
+        }
     }
 
     /// Forget a finished request.
@@ -113,6 +123,15 @@ impl Session {
         {
             tracing::debug!(session = %self.id, "event stream closed or full; notification dropped");
         }
+    }
+
+    /// Whether the client holds the session's event stream open.
+    fn is_listening(&self) -> bool {
+        self.stream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|sender| !sender.is_closed())
     }
 
     /// Close the event stream (shutdown, session deleted).
@@ -232,7 +251,8 @@ impl SessionStore {
                 .in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .is_empty();
+                .is_empty()
+                || session.is_listening();
             busy || now.duration_since(last_seen) < idle
         });
         before - sessions.len()
@@ -275,12 +295,18 @@ mod tests {
         let store = SessionStore::default();
         let idle = store.create("2025-06-18");
         let busy = store.create("2025-06-18");
+        let listening = store.create("2025-06-18");
         let (_pending, handle) = futures_util::future::abortable(std::future::pending::<()>());
-        busy.track(&Value::from(1), handle);
+        assert!(busy.track(&Value::from(1), handle));
+        let _stream = listening.open_stream();
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(store.expire_idle(Duration::from_secs(60)), 1);
         assert!(store.get(Some(idle.id())).is_err());
         assert!(store.get(Some(busy.id())).is_ok());
+        assert!(
+            store.get(Some(listening.id())).is_ok(),
+            "an open event stream keeps a session"
+        );
     }
 
     #[tokio::test]
@@ -288,7 +314,12 @@ mod tests {
         let store = SessionStore::default();
         let session = store.create("2025-06-18");
         let (pending, handle) = futures_util::future::abortable(std::future::pending::<()>());
-        session.track(&Value::from("a"), handle);
+        assert!(session.track(&Value::from("a"), handle));
+        let (_other, duplicate) = futures_util::future::abortable(std::future::pending::<()>());
+        assert!(
+            !session.track(&Value::from("a"), duplicate),
+            "an id in flight is not reused"
+        );
         assert!(session.cancel(&Value::from("a")));
         assert!(pending.await.is_err(), "the request was aborted");
         assert!(!session.cancel(&Value::from("a")));
