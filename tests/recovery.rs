@@ -241,6 +241,37 @@ async fn http_backend_stopped_and_restarted_on_the_same_port_is_reconnected() {
 }
 
 #[tokio::test]
+async fn an_http_backend_going_away_is_noticed_without_a_call_and_rejoined_after_restart() {
+    // The proxy holds the backend's GET event stream open: when the backend
+    // stops, the proxy must see it (readiness drops) although no client has
+    // called anything, and after a restart the very first call must work.
+    let mut backend = TestBackend::start_named("alpha").await;
+    let proxy = proxy::start(vec![proxy::http_backend("alpha", &backend.url())]).await;
+    let addr = proxy.local_addr();
+
+    backend.stop().await;
+    wait_until("alpha marked unavailable without any call", || async {
+        proxy::status(&proxy, "alpha").state == State::Unavailable
+    })
+    .await;
+    let (status, _) = ops_get_json(addr, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    backend.restart().await;
+    wait_until("alpha reconnected", || async {
+        let status = proxy::status(&proxy, "alpha");
+        status.state == State::Connected && status.restarts >= 1
+    })
+    .await;
+    let client = client_of(&proxy).await;
+    let first = client
+        .call_tool("alpha/echo", json!({ "message": "first try" }))
+        .await;
+    assert_eq!(text(&first), "first try", "{first}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn backend_down_at_start_up_is_picked_up_when_it_appears() {
     let late_addr = free_addr();
     let beta = TestBackend::start_named("beta").await;

@@ -514,12 +514,18 @@ async fn deliver_cancellations(poster: Arc<Poster>, mut cancelled: mpsc::Unbound
 }
 
 /// Keep the GET event stream open while the connection lives. A server that
-/// offers none (405, or any status but 200) is left alone; a stream that
-/// breaks is reopened with capped backoff.
+/// offers none (405, or any status but 200 at the first try) is left alone;
+/// a stream that breaks is reopened with capped backoff.
+///
+/// The stream is also how a restarted or vanished server is noticed without
+/// waiting for a client's call to fail: when reopening it is refused at the
+/// TCP level, or answered 404/400 for the session it carried, the connection
+/// is closed so the supervisor reconnects with a new session.
 async fn listen(link: Link, stop: CancellationToken) {
     let backend = link.backend().to_owned();
     let mut backoff = STREAM_BACKOFF_INITIAL;
     let mut last_event_id: Option<HeaderValue> = None;
+    let mut was_open = false;
     loop {
         let poster = &link.poster;
         let mut request = poster
@@ -535,8 +541,27 @@ async fn listen(link: Link, stop: CancellationToken) {
             opened = request.send() => opened,
         };
         match opened {
+            Err(error) if was_open && error.is_connect() => {
+                let reason = format!("server gone: {}", describe(error));
+                tracing::warn!(backend, %reason, "reopening the event stream was refused");
+                link.pending.close(reason);
+                return;
+            }
             Err(error) => {
                 tracing::debug!(backend, error = %describe(error), "opening the event stream failed")
+            }
+            Ok(response)
+                if was_open
+                    && poster.has_session
+                    && matches!(
+                        response.status(),
+                        StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST
+                    ) =>
+            {
+                let reason = format!("session no longer valid (HTTP {})", response.status());
+                tracing::warn!(backend, %reason, "server no longer knows our session");
+                link.pending.close(reason);
+                return;
             }
             Ok(response) if response.status() != StatusCode::OK => {
                 let status = response.status();
@@ -552,6 +577,7 @@ async fn listen(link: Link, stop: CancellationToken) {
                 return;
             }
             Ok(response) => {
+                was_open = true;
                 tracing::debug!(backend, "event stream open");
                 let since = tokio::time::Instant::now();
                 let mut parser = SseParser::new();
