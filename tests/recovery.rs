@@ -355,6 +355,26 @@ async fn garbage_from_a_backend_is_skipped_and_the_call_still_answers() {
 }
 
 #[tokio::test]
+async fn an_answer_over_the_line_limit_fails_its_call_instead_of_hanging_it() {
+    let proxy = proxy::start(vec![proxy::scripted_backend("scripted", &[])]).await;
+    let client = client_of(&proxy).await;
+    let huge = client.call_tool("scripted/huge", json!({})).await;
+    assert_proxy_error(&huge, &[BACKEND_TRANSPORT], "scripted");
+    assert!(
+        error(&huge)["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line limit")),
+        "{huge}"
+    );
+    assert_eq!(proxy::status(&proxy, "scripted").in_flight, 0);
+    let echo = client
+        .call_tool("scripted/echo", json!({ "message": "fine" }))
+        .await;
+    assert_eq!(text(&echo), "fine");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn garbage_before_the_initialize_answer_does_not_stop_the_connect() {
     let proxy = proxy::start(vec![scripted_backend("g", &["--garbage-at-start"])]).await;
     let client = client_of(&proxy).await;

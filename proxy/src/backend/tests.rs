@@ -104,7 +104,7 @@ async fn a_stdio_child_that_exits_is_respawned_and_the_respawn_is_logged() {
     let first_pid = backend.status().pid.expect("a stdio child has a pid");
     assert_eq!(
         backend.listing().lists.tools.len(),
-        7,
+        8,
         "the child's tools were listed"
     );
 

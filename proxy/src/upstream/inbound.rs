@@ -95,6 +95,62 @@ pub fn preview(text: &str) -> String {
     }
 }
 
+/// The top-level integer `"id"` of a JSON object of which only the start is
+/// known (a message cut off at the line limit), if it appears in that start.
+/// Only a key of the outermost object counts, never an `"id"` nested in the
+/// result, so a cut-off message can only ever be blamed on its own request.
+pub fn top_level_id(prefix: &[u8]) -> Option<u64> {
+    let mut depth = 0usize;
+    let mut index = 0;
+    while index < prefix.len() {
+        match prefix[index] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let end = string_end(prefix, index + 1)?;
+                if depth == 1 && &prefix[index + 1..end] == b"id" {
+                    let rest = skip_space(prefix, end + 1);
+                    if prefix.get(rest) == Some(&b':') {
+                        let start = skip_space(prefix, rest + 1);
+                        let digits = prefix[start..]
+                            .iter()
+                            .take_while(|b| b.is_ascii_digit())
+                            .count();
+                        return std::str::from_utf8(&prefix[start..start + digits])
+                            .ok()?
+                            .parse()
+                            .ok();
+                    }
+                }
+                index = end;
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    None
+}
+
+/// The index of the quote that closes a JSON string whose body starts at `from`.
+fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut index = from;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 2,
+            b'"' => return Some(index),
+            _ => index += 1,
+        }
+    }
+    None
+}
+
+fn skip_space(bytes: &[u8], from: usize) -> usize {
+    from + bytes[from.min(bytes.len())..]
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::sync::mpsc;
@@ -151,5 +207,25 @@ mod tests {
         let long = "é".repeat(500);
         let cut = preview(&long);
         assert_eq!(cut.chars().count(), PREVIEW_CHARS + 1);
+    }
+
+    #[test]
+    fn the_top_level_id_of_a_cut_off_message_is_found_and_nested_ones_ignored() {
+        assert_eq!(
+            top_level_id(br#"{"jsonrpc":"2.0","id": 42,"result":{"x":"#),
+            Some(42)
+        );
+        assert_eq!(
+            top_level_id(br#"{"result":{"items":[{"id":5}],"note":"\"id\":7"},"id":9"#),
+            Some(9),
+            "nested and quoted ids are not the message's id"
+        );
+        assert_eq!(top_level_id(br#"{"result":{"items":[{"id":5},"#), None);
+        assert_eq!(
+            top_level_id(br#"{"id":"text""#),
+            None,
+            "our ids are integers"
+        );
+        assert_eq!(top_level_id(b""), None);
     }
 }

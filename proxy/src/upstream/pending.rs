@@ -199,6 +199,15 @@ impl Pending {
         sink.send(notification).is_ok()
     }
 
+    /// Fail one request in flight with `error`; false if it is not pending.
+    pub fn fail(&self, id: u64, error: UpstreamError) -> bool {
+        let Some(entry) = self.state().requests.remove(&id) else {
+            return false;
+        };
+        let _ = entry.answer.send(Err(error));
+        true
+    }
+
     /// Fail every request in flight with `error`. The table stays open.
     pub fn fail_all(&self, error: UpstreamError) {
         let entries: Vec<Entry> = self

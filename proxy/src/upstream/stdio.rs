@@ -486,6 +486,14 @@ async fn read_stdout<R: AsyncRead + Unpin>(
                     start = %inbound::preview(&String::from_utf8_lossy(&line)),
                     "backend wrote an over-long line to stdout; skipped"
                 );
+                // If it was the answer to a request, that request must not
+                // wait forever: fail it, naming the limit.
+                if let Some(id) = inbound::top_level_id(&line) {
+                    let error = UpstreamError::Protocol(format!(
+                        "the answer is {length} bytes, over the {MAX_LINE_BYTES}-byte line limit"
+                    ));
+                    pending.fail(id, error);
+                }
             }
             Ok(LineRead::Eof) => return,
             Err(error) => {
