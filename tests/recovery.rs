@@ -375,6 +375,51 @@ async fn an_answer_over_the_line_limit_fails_its_call_instead_of_hanging_it() {
 }
 
 #[tokio::test]
+async fn subscriptions_are_shared_between_sessions_and_renewed_after_a_respawn() {
+    let proxy = proxy::start(vec![proxy::scripted_backend("scripted", &[])]).await;
+    let a = client_of(&proxy).await;
+    let b = client_of(&proxy).await;
+    let held = |client: RawClient| async move {
+        let answer = client.call_tool("scripted/subscriptions", json!({})).await;
+        text(&answer).to_owned()
+    };
+    let uri = json!({ "uri": "mem://x" });
+    for client in [&a, &b] {
+        let subscribed = client.request("resources/subscribe", uri.clone()).await;
+        assert!(subscribed.get("result").is_some(), "{subscribed}");
+    }
+    assert_eq!(held(a.clone()).await, r#"["mem://x"]"#);
+
+    // One session leaving must not cancel the other's subscription.
+    let left = a.request("resources/unsubscribe", uri.clone()).await;
+    assert!(left.get("result").is_some(), "{left}");
+    assert_eq!(
+        held(a.clone()).await,
+        r#"["mem://x"]"#,
+        "b still subscribes"
+    );
+
+    // A respawned child starts with no subscriptions: the proxy renews b's.
+    let pid = proxy::status(&proxy, "scripted").pid.expect("a child pid");
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill the child");
+    wait_until("the child respawned", || async {
+        let status = proxy::status(&proxy, "scripted");
+        status.state == State::Connected && status.restarts == 1
+    })
+    .await;
+    assert_eq!(
+        held(b.clone()).await,
+        r#"["mem://x"]"#,
+        "renewed after the respawn"
+    );
+
+    // The last session leaving ends it at the backend.
+    b.request("resources/unsubscribe", uri).await;
+    assert_eq!(held(b.clone()).await, "[]");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn garbage_before_the_initialize_answer_does_not_stop_the_connect() {
     let proxy = proxy::start(vec![scripted_backend("g", &["--garbage-at-start"])]).await;
     let client = client_of(&proxy).await;

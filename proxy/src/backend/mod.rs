@@ -14,6 +14,7 @@ mod supervisor;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -152,6 +153,9 @@ pub struct Backend {
     listing: RwLock<Arc<Listing>>,
     health: Mutex<Health>,
     in_flight: AtomicU64,
+    /// Resource URIs subscribed through this backend, replayed after a
+    /// respawn or reconnect (a new session knows none of them).
+    subscriptions: Mutex<BTreeSet<String>>,
 }
 
 impl Backend {
@@ -175,6 +179,7 @@ impl Backend {
                 restarts: 0,
             }),
             in_flight: AtomicU64::new(0),
+            subscriptions: Mutex::default(),
         }
     }
 
@@ -251,6 +256,19 @@ impl Backend {
             && let Err(error) = connection.notify(method, params).await
         {
             tracing::debug!(backend = %self.config.name, %error, "notification not delivered");
+        }
+    }
+
+    /// Remember that clients are (or no longer are) subscribed to `uri`.
+    pub fn record_subscription(&self, uri: &str, subscribed: bool) {
+        let mut subscriptions = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if subscribed {
+            subscriptions.insert(uri.to_owned());
+        } else {
+            subscriptions.remove(uri);
         }
     }
 

@@ -126,7 +126,31 @@ async fn connect_and_list(
         connection.shutdown().await;
         return Err(error);
     }
+    resubscribe(backend, &connection).await;
     Ok((connection, listing))
+}
+
+/// A new session with the backend knows no subscriptions: renew the ones
+/// clients hold. A failure is logged; the URI stays recorded for next time.
+async fn resubscribe(backend: &Backend, connection: &Connection) {
+    let uris: Vec<String> = backend
+        .subscriptions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect();
+    for uri in uris {
+        let params = Some(serde_json::json!({ "uri": uri }));
+        let renewed = tokio::time::timeout(
+            backend.config.init_timeout,
+            connection.request("resources/subscribe", params, None),
+        )
+        .await;
+        if !matches!(renewed, Ok(Ok(_))) {
+            tracing::warn!(uri, "renewing a resource subscription failed");
+        }
+    }
 }
 
 /// Fetch the given kinds into `listing`, each within the backend's

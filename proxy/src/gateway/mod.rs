@@ -10,8 +10,8 @@
 
 pub mod catalog;
 
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -34,6 +34,8 @@ pub struct Gateway {
     catalog: RwLock<Arc<Catalog>>,
     sessions: Arc<SessionStore>,
     metrics: Metrics,
+    /// Resource URI → the sessions subscribed to it.
+    subscribers: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl Gateway {
@@ -60,6 +62,7 @@ impl Gateway {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             sessions,
             metrics: Metrics::default(),
+            subscribers: Mutex::default(),
         }
     }
 
@@ -117,18 +120,8 @@ impl Gateway {
                     .await
             }
             "resources/read" => self.call_by_uri(method, params, progress).await,
-            "resources/subscribe" | "resources/unsubscribe" => {
-                let uri = params
-                    .as_ref()
-                    .and_then(|p| p.get("uri"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                let result = self.call_by_uri(method, params, None).await?;
-                if let Some(uri) = uri {
-                    session.set_subscribed(&uri, method == "resources/subscribe");
-                }
-                Ok(result)
-            }
+            "resources/subscribe" => self.subscribe(session, params).await,
+            "resources/unsubscribe" => self.unsubscribe(session, params).await,
             "completion/complete" => self.complete(params).await,
             "logging/setLevel" => self.set_log_level(params).await,
             "initialize" => Err(ErrorObject::new(
@@ -212,6 +205,100 @@ impl Gateway {
             .with_data(json!({ "uri": uri })));
         };
         self.forward(backend, method, params, progress).await
+    }
+
+    /// The URI of a subscription request and the backend that serves it.
+    fn subscription_target(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+    ) -> Result<(String, usize), ErrorObject> {
+        let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) else {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("{method} needs a \"uri\" string"),
+            ));
+        };
+        let Some(backend) = self.catalog().route_uri(uri) else {
+            return Err(ErrorObject::new(
+                jsonrpc::RESOURCE_NOT_FOUND,
+                format!("resource not found: {uri}"),
+            )
+            .with_data(json!({ "uri": uri })));
+        };
+        Ok((uri.to_owned(), backend))
+    }
+
+    /// Subscriptions are shared: the backend hears `resources/subscribe` from
+    /// the first session that subscribes to a URI only, and its
+    /// `resources/updated` notifications go to every subscribed session.
+    async fn subscribe(
+        &self,
+        session: &Session,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let method = "resources/subscribe";
+        let (uri, backend) = self.subscription_target(method, params.as_ref())?;
+        let first = {
+            let mut subscribers = self
+                .subscribers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let sessions = subscribers.entry(uri.clone()).or_default();
+            let first = sessions.is_empty();
+            sessions.insert(session.id().to_owned());
+            first
+        };
+        let result = if first {
+            match self.forward(backend, method, params, None).await {
+                Ok(result) => {
+                    self.backends[backend].record_subscription(&uri, true);
+                    result
+                }
+                Err(error) => {
+                    self.drop_subscriber(&uri, session.id());
+                    return Err(error);
+                }
+            }
+        } else {
+            json!({})
+        };
+        session.set_subscribed(&uri, true);
+        Ok(result)
+    }
+
+    /// The backend hears `resources/unsubscribe` when the last subscribed
+    /// session leaves, never while another still listens.
+    async fn unsubscribe(
+        &self,
+        session: &Session,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let method = "resources/unsubscribe";
+        let (uri, backend) = self.subscription_target(method, params.as_ref())?;
+        session.set_subscribed(&uri, false);
+        if !self.drop_subscriber(&uri, session.id()) {
+            return Ok(json!({}));
+        }
+        self.backends[backend].record_subscription(&uri, false);
+        self.forward(backend, method, params, None).await
+    }
+
+    /// Remove one session from a URI's subscribers; true if it was the last.
+    fn drop_subscriber(&self, uri: &str, session: &str) -> bool {
+        let mut subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(sessions) = subscribers.get_mut(uri) else {
+            return false;
+        };
+        sessions.remove(session);
+        let last = sessions.is_empty();
+        if last {
+            subscribers.remove(uri);
+        }
+        last
     }
 
     async fn complete(&self, params: Option<Value>) -> Result<Value, ErrorObject> {
