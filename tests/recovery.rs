@@ -475,3 +475,51 @@ async fn backend_list_changed_reaches_the_get_stream_and_tools_list() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn backend_log_messages_reach_only_sessions_that_asked_at_their_level() {
+    let proxy = proxy::start(vec![scripted_backend("scripted", &[])]).await;
+    let listener = client_of(&proxy).await;
+    let bystander = client_of(&proxy).await;
+    let set = listener
+        .request("logging/setLevel", json!({ "level": "warning" }))
+        .await;
+    assert!(set.get("result").is_some(), "{set}");
+    let bad = listener
+        .request("logging/setLevel", json!({ "level": "loud" }))
+        .await;
+    assert_eq!(error(&bad)["code"], json!(-32602), "{bad}");
+    let mut heard = listener.open_get_stream().await;
+    let mut overheard = bystander.open_get_stream().await;
+
+    for level in ["info", "error"] {
+        let logged = listener
+            .call_tool("scripted/log", json!({ "level": level, "text": level }))
+            .await;
+        assert_eq!(text(&logged), "logged");
+    }
+    // A list change goes to every session: it marks the end of the logs.
+    listener
+        .call_tool("scripted/add_tool", json!({ "name": "marker" }))
+        .await;
+
+    let next = |event: StreamEvent| match event {
+        StreamEvent::Message(message) => message,
+        other => panic!("expected a message, got {other:?}"),
+    };
+    let first = next(heard.next(crate::support::WAIT_TIMEOUT).await);
+    assert_eq!(first["method"], "notifications/message", "{first}");
+    assert_eq!(
+        first["params"]["level"], "error",
+        "info is below warning: {first}"
+    );
+    assert_eq!(first["params"]["logger"], "scripted/app", "{first}");
+    let then = next(heard.next(crate::support::WAIT_TIMEOUT).await);
+    assert_eq!(then["method"], "notifications/tools/list_changed", "{then}");
+    let only = next(overheard.next(crate::support::WAIT_TIMEOUT).await);
+    assert_eq!(
+        only["method"], "notifications/tools/list_changed",
+        "a session that never set a level hears no logs: {only}"
+    );
+    proxy.shutdown().await;
+}

@@ -25,6 +25,26 @@ use crate::session::{Session, SessionStore};
 use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSIONS, UpstreamError};
 use catalog::Catalog;
 
+/// MCP log levels, least severe first (RFC 5424 severities).
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// A log level's rank in [`LOG_LEVELS`].
+fn log_severity(level: &str) -> Option<u8> {
+    LOG_LEVELS
+        .iter()
+        .position(|&known| known == level)
+        .and_then(|rank| u8::try_from(rank).ok())
+}
+
 /// Routes client requests over the configured backends.
 pub struct Gateway {
     backends: Vec<Arc<Backend>>,
@@ -123,7 +143,7 @@ impl Gateway {
             "resources/subscribe" => self.subscribe(session, params).await,
             "resources/unsubscribe" => self.unsubscribe(session, params).await,
             "completion/complete" => self.complete(params).await,
-            "logging/setLevel" => self.set_log_level(params).await,
+            "logging/setLevel" => self.set_log_level(session, params).await,
             "initialize" => Err(ErrorObject::new(
                 jsonrpc::INVALID_REQUEST,
                 "the session is already initialized",
@@ -350,7 +370,26 @@ impl Gateway {
     }
 
     /// `logging/setLevel` applies to every connected backend that offers logging.
-    async fn set_log_level(&self, params: Option<Value>) -> Result<Value, ErrorObject> {
+    ///
+    /// The session receives backend log messages from then on, at that
+    /// level and above. Backends have one level for all clients: the last
+    /// level set is the one they use.
+    async fn set_log_level(
+        &self,
+        session: &Session,
+        params: Option<Value>,
+    ) -> Result<Value, ErrorObject> {
+        let level = params
+            .as_ref()
+            .and_then(|p| p.get("level"))
+            .and_then(Value::as_str);
+        let Some(severity) = level.and_then(log_severity) else {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("logging/setLevel needs a \"level\", one of {LOG_LEVELS:?}"),
+            ));
+        };
+        session.set_log_severity(severity);
         for (index, backend) in self.backends.iter().enumerate() {
             if backend.is_connected() && backend.listing().capabilities.contains_key("logging") {
                 // One backend refusing a level must not fail the others.
@@ -456,7 +495,12 @@ impl Gateway {
                         Value::String(logger.unwrap_or_else(|| name.to_owned())),
                     );
                 }
-                for session in self.sessions.all() {
+                let severity = message
+                    .pointer("/params/level")
+                    .and_then(Value::as_str)
+                    .and_then(log_severity)
+                    .unwrap_or(0);
+                for session in self.sessions.all().iter().filter(|s| s.wants_log(severity)) {
                     session.push(&message);
                 }
             }

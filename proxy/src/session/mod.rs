@@ -30,6 +30,9 @@ pub struct Session {
     in_flight: Mutex<HashMap<String, AbortHandle>>,
     subscriptions: Mutex<HashSet<String>>,
     stream: Mutex<Option<mpsc::Sender<Value>>>,
+    /// The least severe log level the client asked for (`logging/setLevel`);
+    /// `None` until it asks, and then it gets no backend log messages.
+    log_severity: Mutex<Option<u8>>,
 }
 
 impl Session {
@@ -107,6 +110,22 @@ impl Session {
             .contains(uri)
     }
 
+    /// Receive backend log messages of this severity rank and above.
+    pub fn set_log_severity(&self, severity: u8) {
+        *self
+            .log_severity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(severity);
+    }
+
+    /// Whether a log message of this severity rank is for this session.
+    pub fn wants_log(&self, severity: u8) -> bool {
+        self.log_severity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|least| severity >= least)
+    }
+
     /// Open the session's event stream (replacing an older one) and return its receiver.
     pub fn open_stream(&self) -> mpsc::Receiver<Value> {
         let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
@@ -168,6 +187,7 @@ impl SessionStore {
             in_flight: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashSet::new()),
             stream: Mutex::new(None),
+            log_severity: Mutex::new(None),
         });
         self.sessions
             .write()
