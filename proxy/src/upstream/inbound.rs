@@ -228,4 +228,19 @@ mod tests {
         );
         assert_eq!(top_level_id(b""), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn the_id_scanner_never_panics_on_any_prefix(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = top_level_id(&bytes);
+        }
+
+        #[test]
+        fn the_id_scanner_finds_the_id_of_any_cut_message(id in 0u64..u64::MAX, cut in 0usize..64) {
+            let message = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"id":1,"text":"a\\\"b"}}}}"#);
+            let head = format!(r#"{{"jsonrpc":"2.0","id":{id},"#);
+            let kept = &message.as_bytes()[..(head.len() + cut).min(message.len())];
+            proptest::prop_assert_eq!(top_level_id(kept), Some(id));
+        }
+    }
 }
