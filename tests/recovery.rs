@@ -420,6 +420,44 @@ async fn subscriptions_are_shared_between_sessions_and_renewed_after_a_respawn()
 }
 
 #[tokio::test]
+async fn a_cancelled_first_subscribe_leaves_no_phantom_subscriber() {
+    let proxy = proxy::start(vec![proxy::scripted_backend("scripted", &[])]).await;
+    let first = client_of(&proxy).await;
+    let second = client_of(&proxy).await;
+    // The first subscribe hangs at the backend; its client gives up on it.
+    let body = json!({
+        "jsonrpc": "2.0", "id": 900, "method": "resources/subscribe",
+        "params": { "uri": "mem://slow" }
+    });
+    let pending = {
+        let first = first.clone();
+        tokio::spawn(async move {
+            first
+                .post_raw(body.to_string(), &first.standard_headers())
+                .await
+        })
+    };
+    wait_until("the subscribe in flight", || async {
+        proxy::status(&proxy, "scripted").in_flight == 1
+    })
+    .await;
+    first
+        .notify("notifications/cancelled", json!({ "requestId": 900 }))
+        .await;
+    let cancelled = pending.await.expect("the task");
+    assert_eq!(cancelled.json()["error"]["code"], json!(-32800));
+
+    // Another session's subscribe must really reach the backend.
+    let subscribed = second
+        .request("resources/subscribe", json!({ "uri": "mem://slow" }))
+        .await;
+    assert!(subscribed.get("result").is_some(), "{subscribed}");
+    let held = second.call_tool("scripted/subscriptions", json!({})).await;
+    assert_eq!(text(&held), r#"["mem://slow"]"#);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn garbage_before_the_initialize_answer_does_not_stop_the_connect() {
     let proxy = proxy::start(vec![scripted_backend("g", &["--garbage-at-start"])]).await;
     let client = client_of(&proxy).await;

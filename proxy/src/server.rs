@@ -190,6 +190,11 @@ impl RunningProxy {
             for supervisor in &self.supervisors {
                 supervisor.abort();
             }
+            // An aborted task drops its connection (killing a child's process
+            // group) only once it is reaped: wait for that.
+            for supervisor in &mut self.supervisors {
+                let _ = supervisor.await;
+            }
         }
         tracing::info!(drained, "mcp-proxy stopped");
         ShutdownReport { drained }

@@ -131,7 +131,8 @@ async fn connect_and_list(
 }
 
 /// A new session with the backend knows no subscriptions: renew the ones
-/// clients hold. A failure is logged; the URI stays recorded for next time.
+/// clients hold, all at once and within one `init_timeout`. A failure is
+/// logged; the URIs stay recorded for the next connection.
 async fn resubscribe(backend: &Backend, connection: &Connection) {
     let uris: Vec<String> = backend
         .subscriptions
@@ -140,16 +141,27 @@ async fn resubscribe(backend: &Backend, connection: &Connection) {
         .iter()
         .cloned()
         .collect();
-    for uri in uris {
+    if uris.is_empty() {
+        return;
+    }
+    let renewals = uris.iter().map(|uri| async move {
         let params = Some(serde_json::json!({ "uri": uri }));
-        let renewed = tokio::time::timeout(
-            backend.config.init_timeout,
-            connection.request("resources/subscribe", params, None),
-        )
-        .await;
-        if !matches!(renewed, Ok(Ok(_))) {
-            tracing::warn!(uri, "renewing a resource subscription failed");
+        let renewed = connection
+            .request("resources/subscribe", params, None)
+            .await;
+        if let Err(error) = renewed {
+            tracing::warn!(uri, %error, "renewing a resource subscription failed");
         }
+    });
+    let all = futures_util::future::join_all(renewals);
+    if tokio::time::timeout(backend.config.init_timeout, all)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            count = uris.len(),
+            "renewing resource subscriptions timed out"
+        );
     }
 }
 

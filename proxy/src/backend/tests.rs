@@ -113,7 +113,7 @@ async fn a_stdio_child_that_exits_is_respawned_and_the_respawn_is_logged() {
         tools.contains(&"echo") && tools.contains(&"exit"),
         "the child's tools were listed: {tools:?}"
     );
-    assert_eq!(listing.lists.resources.len(), 2, "and its resources");
+    assert_eq!(listing.lists.resources.len(), 3, "and its resources");
 
     let error = call_tool(&backend, "exit", json!({ "code": 7 }))
         .await

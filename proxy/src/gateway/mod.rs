@@ -11,7 +11,7 @@
 pub mod catalog;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -54,8 +54,8 @@ pub struct Gateway {
     catalog: RwLock<Arc<Catalog>>,
     sessions: Arc<SessionStore>,
     metrics: Metrics,
-    /// Resource URI → the sessions subscribed to it.
-    subscribers: Mutex<HashMap<String, HashSet<String>>>,
+    /// Resource URI → the sessions subscribed to it (see [`Gateway::subscribe`]).
+    subscribers: tokio::sync::Mutex<HashMap<String, HashSet<String>>>,
 }
 
 impl Gateway {
@@ -82,7 +82,7 @@ impl Gateway {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             sessions,
             metrics: Metrics::default(),
-            subscribers: Mutex::default(),
+            subscribers: tokio::sync::Mutex::default(),
         }
     }
 
@@ -252,6 +252,11 @@ impl Gateway {
     /// Subscriptions are shared: the backend hears `resources/subscribe` from
     /// the first session that subscribes to a URI only, and its
     /// `resources/updated` notifications go to every subscribed session.
+    ///
+    /// Subscription changes are serialized under one async lock held across
+    /// the backend call, and a subscriber is recorded only once the backend
+    /// confirmed: a later session never answers `{}` for a subscription that
+    /// is still pending or failed, and a cancelled call leaves nothing behind.
     async fn subscribe(
         &self,
         session: &Session,
@@ -259,30 +264,19 @@ impl Gateway {
     ) -> Result<Value, ErrorObject> {
         let method = "resources/subscribe";
         let (uri, backend) = self.subscription_target(method, params.as_ref())?;
-        let first = {
-            let mut subscribers = self
-                .subscribers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let sessions = subscribers.entry(uri.clone()).or_default();
-            let first = sessions.is_empty();
-            sessions.insert(session.id().to_owned());
-            first
-        };
-        let result = if first {
-            match self.forward(backend, method, params, None).await {
-                Ok(result) => {
-                    self.backends[backend].record_subscription(&uri, true);
-                    result
-                }
-                Err(error) => {
-                    self.drop_subscriber(&uri, session.id());
-                    return Err(error);
-                }
+        let mut subscribers = self.subscribers.lock().await;
+        let result = match subscribers.get(&uri) {
+            Some(sessions) if !sessions.is_empty() => json!({}),
+            _ => {
+                let result = self.forward(backend, method, params, None).await?;
+                self.backends[backend].record_subscription(&uri, true);
+                result
             }
-        } else {
-            json!({})
         };
+        subscribers
+            .entry(uri.clone())
+            .or_default()
+            .insert(session.id().to_owned());
         session.set_subscribed(&uri, true);
         Ok(result)
     }
@@ -297,28 +291,17 @@ impl Gateway {
         let method = "resources/unsubscribe";
         let (uri, backend) = self.subscription_target(method, params.as_ref())?;
         session.set_subscribed(&uri, false);
-        if !self.drop_subscriber(&uri, session.id()) {
+        let mut subscribers = self.subscribers.lock().await;
+        let Some(sessions) = subscribers.get_mut(&uri) else {
+            return Ok(json!({}));
+        };
+        sessions.remove(session.id());
+        if !sessions.is_empty() {
             return Ok(json!({}));
         }
+        subscribers.remove(&uri);
         self.backends[backend].record_subscription(&uri, false);
         self.forward(backend, method, params, None).await
-    }
-
-    /// Remove one session from a URI's subscribers; true if it was the last.
-    fn drop_subscriber(&self, uri: &str, session: &str) -> bool {
-        let mut subscribers = self
-            .subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let Some(sessions) = subscribers.get_mut(uri) else {
-            return false;
-        };
-        sessions.remove(session);
-        let last = sessions.is_empty();
-        if last {
-            subscribers.remove(uri);
-        }
-        last
     }
 
     async fn complete(&self, params: Option<Value>) -> Result<Value, ErrorObject> {

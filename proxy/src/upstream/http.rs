@@ -61,6 +61,9 @@ const SIDE_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the DELETE that ends the session.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Consecutive refused reconnects of a GET stream that mean the server is gone.
+const REFUSALS_BEFORE_GONE: u32 = 2;
+
 /// Backoff between attempts to reopen the GET event stream.
 const STREAM_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const STREAM_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -526,6 +529,7 @@ async fn listen(link: Link, stop: CancellationToken) {
     let mut backoff = STREAM_BACKOFF_INITIAL;
     let mut last_event_id: Option<HeaderValue> = None;
     let mut was_open = false;
+    let mut refused = 0;
     loop {
         let poster = &link.poster;
         let mut request = poster
@@ -542,10 +546,16 @@ async fn listen(link: Link, stop: CancellationToken) {
         };
         match opened {
             Err(error) if was_open && error.is_connect() => {
+                refused += 1;
                 let reason = format!("server gone: {}", describe(error));
-                tracing::warn!(backend, %reason, "reopening the event stream was refused");
-                link.pending.close(reason);
-                return;
+                // Twice in a row, so one transient failure while a server
+                // recycles its streams does not end a healthy session.
+                if refused >= REFUSALS_BEFORE_GONE {
+                    tracing::warn!(backend, %reason, "reopening the event stream was refused");
+                    link.pending.close(reason);
+                    return;
+                }
+                tracing::debug!(backend, %reason, "reopening the event stream was refused; retrying");
             }
             Err(error) => {
                 tracing::debug!(backend, error = %describe(error), "opening the event stream failed")
@@ -563,6 +573,12 @@ async fn listen(link: Link, stop: CancellationToken) {
                 link.pending.close(reason);
                 return;
             }
+            Ok(response) if response.status() != StatusCode::OK && was_open => {
+                // The server had a stream for us: a 409, 429 or 5xx now is
+                // passing trouble, not a refusal; try again after the backoff.
+                let status = response.status();
+                tracing::debug!(backend, %status, "reopening the event stream failed; retrying");
+            }
             Ok(response) if response.status() != StatusCode::OK => {
                 let status = response.status();
                 tracing::debug!(backend, %status, "server offers no event stream");
@@ -578,6 +594,7 @@ async fn listen(link: Link, stop: CancellationToken) {
             }
             Ok(response) => {
                 was_open = true;
+                refused = 0;
                 tracing::debug!(backend, "event stream open");
                 let since = tokio::time::Instant::now();
                 let mut parser = SseParser::new();

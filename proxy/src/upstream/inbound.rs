@@ -95,31 +95,33 @@ pub fn preview(text: &str) -> String {
     }
 }
 
-/// The top-level integer `"id"` of a JSON object of which only the start is
-/// known (a message cut off at the line limit), if it appears in that start.
-/// Only a key of the outermost object counts, never an `"id"` nested in the
-/// result, so a cut-off message can only ever be blamed on its own request.
+/// The top-level integer `"id"` of a JSON-RPC response of which only the
+/// start is known (a message cut off at the line limit), if it appears whole
+/// in that start. Only a key of the outermost object counts, never an `"id"`
+/// nested in the result, and a message with a top-level `"method"` (a request
+/// from the server, numbered by the server) has none of ours: so a cut-off
+/// message can only ever be blamed on its own request.
 pub fn top_level_id(prefix: &[u8]) -> Option<u64> {
     let mut depth = 0usize;
     let mut index = 0;
+    let mut id = None;
     while index < prefix.len() {
         match prefix[index] {
             b'{' | b'[' => depth += 1,
             b'}' | b']' => depth = depth.saturating_sub(1),
             b'"' => {
-                let end = string_end(prefix, index + 1)?;
-                if depth == 1 && &prefix[index + 1..end] == b"id" {
-                    let rest = skip_space(prefix, end + 1);
-                    if prefix.get(rest) == Some(&b':') {
-                        let start = skip_space(prefix, rest + 1);
-                        let digits = prefix[start..]
-                            .iter()
-                            .take_while(|b| b.is_ascii_digit())
-                            .count();
-                        return std::str::from_utf8(&prefix[start..start + digits])
-                            .ok()?
-                            .parse()
-                            .ok();
+                // A string cut by the end of the prefix ends the scan.
+                let Some(end) = string_end(prefix, index + 1) else {
+                    break;
+                };
+                let key = &prefix[index + 1..end];
+                let after = skip_space(prefix, end + 1);
+                if depth == 1 && prefix.get(after) == Some(&b':') {
+                    if key == b"method" {
+                        return None;
+                    }
+                    if key == b"id" && id.is_none() {
+                        id = integer_at(prefix, skip_space(prefix, after + 1));
                     }
                 }
                 index = end;
@@ -128,7 +130,26 @@ pub fn top_level_id(prefix: &[u8]) -> Option<u64> {
         }
         index += 1;
     }
-    None
+    id
+}
+
+/// An unsigned integer starting at `from` and visibly complete: followed by
+/// `,`, `}` or whitespace (a number cut by the end of the prefix is not).
+fn integer_at(bytes: &[u8], from: usize) -> Option<u64> {
+    let digits = bytes
+        .get(from..)?
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    match bytes.get(from + digits) {
+        Some(b',' | b'}') => {}
+        Some(byte) if byte.is_ascii_whitespace() => {}
+        _ => return None,
+    }
+    std::str::from_utf8(&bytes[from..from + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The index of the quote that closes a JSON string whose body starts at `from`.
@@ -216,7 +237,7 @@ mod tests {
             Some(42)
         );
         assert_eq!(
-            top_level_id(br#"{"result":{"items":[{"id":5}],"note":"\"id\":7"},"id":9"#),
+            top_level_id(br#"{"result":{"items":[{"id":5}],"note":"\"id\":7"},"id":9}"#),
             Some(9),
             "nested and quoted ids are not the message's id"
         );
