@@ -244,21 +244,6 @@ impl Backend {
             })
     }
 
-    /// Send a notification if connected; otherwise it is dropped (notifications
-    /// carry no answer to fail).
-    pub async fn notify(&self, method: &str, params: Option<Value>) {
-        let connection = self
-            .connection
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(connection) = connection
-            && let Err(error) = connection.notify(method, params).await
-        {
-            tracing::debug!(backend = %self.config.name, %error, "notification not delivered");
-        }
-    }
-
     /// Remember that clients are (or no longer are) subscribed to `uri`.
     pub fn record_subscription(&self, uri: &str, subscribed: bool) {
         let mut subscriptions = self

@@ -50,7 +50,7 @@ pub async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
         .iter()
         .map(|backend| serde_json::to_value(backend.status()).unwrap_or(Value::Null))
         .collect();
-    Json(json!({ "backends": backends, "sessions": app.sessions.len() }))
+    Json(json!({ "backends": backends, "sessions": app.sessions.count() }))
 }
 
 /// `GET /admin/metrics`: Prometheus text exposition.

@@ -207,28 +207,12 @@ impl Gateway {
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, ErrorObject> {
-        let Some(uri) = params
-            .as_ref()
-            .and_then(|p| p.get("uri"))
-            .and_then(Value::as_str)
-        else {
-            return Err(ErrorObject::new(
-                jsonrpc::INVALID_PARAMS,
-                format!("{method} needs a \"uri\" string"),
-            ));
-        };
-        let Some(backend) = self.catalog().route_uri(uri) else {
-            return Err(ErrorObject::new(
-                jsonrpc::RESOURCE_NOT_FOUND,
-                format!("resource not found: {uri}"),
-            )
-            .with_data(json!({ "uri": uri })));
-        };
+        let (_, backend) = self.uri_target(method, params.as_ref())?;
         self.forward(backend, method, params, progress).await
     }
 
-    /// The URI of a subscription request and the backend that serves it.
-    fn subscription_target(
+    /// The URI a request names and the backend that serves it.
+    fn uri_target(
         &self,
         method: &str,
         params: Option<&Value>,
@@ -263,15 +247,15 @@ impl Gateway {
         params: Option<Value>,
     ) -> Result<Value, ErrorObject> {
         let method = "resources/subscribe";
-        let (uri, backend) = self.subscription_target(method, params.as_ref())?;
+        let (uri, backend) = self.uri_target(method, params.as_ref())?;
         let mut subscribers = self.subscribers.lock().await;
-        let result = match subscribers.get(&uri) {
-            Some(sessions) if !sessions.is_empty() => json!({}),
-            _ => {
-                let result = self.forward(backend, method, params, None).await?;
-                self.backends[backend].record_subscription(&uri, true);
-                result
-            }
+        // The map holds only URIs with at least one subscriber.
+        let result = if subscribers.contains_key(&uri) {
+            json!({})
+        } else {
+            let result = self.forward(backend, method, params, None).await?;
+            self.backends[backend].record_subscription(&uri, true);
+            result
         };
         subscribers
             .entry(uri.clone())
@@ -289,7 +273,7 @@ impl Gateway {
         params: Option<Value>,
     ) -> Result<Value, ErrorObject> {
         let method = "resources/unsubscribe";
-        let (uri, backend) = self.subscription_target(method, params.as_ref())?;
+        let (uri, backend) = self.uri_target(method, params.as_ref())?;
         session.set_subscribed(&uri, false);
         let mut subscribers = self.subscribers.lock().await;
         let Some(sessions) = subscribers.get_mut(&uri) else {

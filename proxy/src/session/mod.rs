@@ -242,16 +242,11 @@ impl SessionStore {
     }
 
     /// Number of live sessions.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.sessions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
-    }
-
-    /// Whether there are no sessions.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Forget sessions idle for longer than `idle` with nothing in flight.

@@ -208,19 +208,6 @@ impl Pending {
         true
     }
 
-    /// Fail every request in flight with `error`. The table stays open.
-    pub fn fail_all(&self, error: UpstreamError) {
-        let entries: Vec<Entry> = self
-            .state()
-            .requests
-            .drain()
-            .map(|(_, entry)| entry)
-            .collect();
-        for entry in entries {
-            let _ = entry.answer.send(Err(error.clone()));
-        }
-    }
-
     /// The connection is dead: record why, fail every request in flight and
     /// every later one with [`UpstreamError::Lost`], and wake
     /// [`Pending::closed`]. Only the first reason counts; returns whether
@@ -532,19 +519,6 @@ mod tests {
         let notification = json!({"jsonrpc": "2.0", "method": "notifications/progress",
                                   "params": {"progressToken": token}});
         assert!(!pending.progress(notification));
-    }
-
-    #[tokio::test]
-    async fn fail_all_fails_every_waiter_and_keeps_the_table_open() {
-        let (pending, _cancelled) = table();
-        let (_, first) = pending.start("a", None, None).unwrap();
-        let (_, second) = pending.start("b", None, None).unwrap();
-        pending.fail_all(UpstreamError::Lost("gone".into()));
-        assert_eq!(first.wait().await, Err(UpstreamError::Lost("gone".into())));
-        assert_eq!(second.wait().await, Err(UpstreamError::Lost("gone".into())));
-        assert!(pending.is_empty());
-        assert!(!pending.is_closed());
-        assert!(pending.start("c", None, None).is_ok());
     }
 
     #[tokio::test]
