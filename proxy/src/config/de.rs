@@ -114,7 +114,7 @@ impl de::Error for DeError {
 }
 
 /// Deserializes `T` from `node`.
-pub(crate) fn from_node<'de, T: de::Deserialize<'de>>(node: &Node) -> Result<T, ConfigError> {
+pub fn from_node<'de, T: de::Deserialize<'de>>(node: &Node) -> Result<T, ConfigError> {
     T::deserialize(NodeDeserializer(node)).map_err(DeError::into_config_error)
 }
 

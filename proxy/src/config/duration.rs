@@ -76,7 +76,7 @@ fn too_large(text: &str) -> String {
 
 /// A [`Duration`] read from the config (a string like `"10s"`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct ConfigDuration(pub(crate) Duration);
+pub struct ConfigDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -16,6 +16,7 @@
 //! stops at the first error.
 
 mod de;
+pub mod document;
 mod duration;
 mod expand;
 mod model;
@@ -119,16 +120,11 @@ pub fn load_str(
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let stages = || {
-        let mut tree = source::parse(text, format)?;
-        expand::expand_tree(&mut tree, env)?;
-        let raw: raw::RawConfig = de::from_node(&tree)?;
-        validate::validate(raw, &tree, base_dir)
-    };
-    stages().map_err(|e| ConfigError {
+    let tree = source::parse(text, format).map_err(|e| ConfigError {
         file: file_name.to_owned(),
         ..e
-    })
+    })?;
+    document::load_tree(tree, file_name, base_dir, env)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ const MAX_DEPTH: usize = 64;
 
 /// One step of a key path: a table key or a list index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Seg {
+pub enum Seg {
     /// `.key` (or the first key of the path).
     Key(String),
     /// `[index]`, 0-based.
@@ -61,22 +61,22 @@ impl fmt::Display for PathDisplay<'_> {
 }
 
 /// Renders a path as a string (see [`PathDisplay`]).
-pub(crate) fn path_string(path: &[Seg]) -> String {
+pub fn path_string(path: &[Seg]) -> String {
     PathDisplay(path).to_string()
 }
 
 /// A value with the line it starts on.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
+pub struct Node {
     /// 1-based line of the value.
-    pub(crate) line: usize,
+    pub line: usize,
     /// The value itself.
-    pub(crate) value: Value,
+    pub value: Value,
 }
 
 /// The values both formats share.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+pub enum Value {
     /// YAML `~`, `null` or an empty value (TOML has none).
     Null,
     /// `true` / `false`.
@@ -97,18 +97,18 @@ pub(crate) enum Value {
 
 /// One key of a map, with the line of the key itself.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Entry {
+pub struct Entry {
     /// The key.
-    pub(crate) key: String,
+    pub key: String,
     /// 1-based line of the key.
-    pub(crate) key_line: usize,
+    pub key_line: usize,
     /// The value under the key.
-    pub(crate) value: Node,
+    pub value: Node,
 }
 
 impl Value {
     /// What the value is, for "expected X, found Y" messages.
-    pub(crate) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Value::Null => "nothing (null)".into(),
             Value::Bool(b) => format!("a boolean ({b})"),
@@ -124,7 +124,7 @@ impl Value {
 
 impl Node {
     /// The node at `path`, if every step exists.
-    pub(crate) fn get(&self, path: &[Seg]) -> Option<&Node> {
+    pub fn get(&self, path: &[Seg]) -> Option<&Node> {
         let mut node = self;
         for seg in path {
             node = node.child(seg)?;
@@ -144,7 +144,7 @@ impl Node {
 
     /// The line of the value at `path`, or of the deepest part of `path`
     /// that exists (a defaulted key has no line of its own; its table does).
-    pub(crate) fn line_near(&self, path: &[Seg]) -> usize {
+    pub fn line_near(&self, path: &[Seg]) -> usize {
         let mut node = self;
         for seg in path {
             match node.child(seg) {
@@ -157,7 +157,7 @@ impl Node {
 
     /// The line of the key that ends `path` (`backends[0].url` → the line of
     /// `url:`), falling back to [`Node::line_near`].
-    pub(crate) fn key_line(&self, path: &[Seg]) -> usize {
+    pub fn key_line(&self, path: &[Seg]) -> usize {
         if let Some((Seg::Key(k), parent)) = path.split_last()
             && let Some(Node {
                 value: Value::Map(entries),
@@ -172,7 +172,7 @@ impl Node {
 }
 
 /// Parses `text` in `format` into a tree. An empty document is an empty table.
-pub(crate) fn parse(text: &str, format: Format) -> Result<Node, ConfigError> {
+pub fn parse(text: &str, format: Format) -> Result<Node, ConfigError> {
     match format {
         Format::Yaml => parse_yaml(text),
         Format::Toml => parse_toml(text),
