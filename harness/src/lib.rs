@@ -1,5 +1,30 @@
 //! mcp-harness: the chaos-testing toolkit for MCP gateways.
 //!
-//! This crate is a skeleton for now: fake backends, scenarios, load, checks
-//! and reports arrive with their own issue. Its command line already exists so
-//! that the binary name and `--help` are stable.
+//! A run reads a scenario (one YAML file), starts the fake backends it
+//! declares, puts an MCP proxy in front of them (in-process, a spawned
+//! `mcp-proxy` binary, or an external one at a URL), drives real MCP client
+//! load through it while the fault timeline breaks the fakes on cue, and then
+//! *checks* what happened: client-side results, what each fake's journal
+//! recorded, and statistics where a ratio is judged. The modules follow that
+//! path:
+//!
+//! - [`scenario`]: reading and validating scenario files (file:line:key errors)
+//! - [`fake`]: the fake MCP backend (HTTP and stdio faces, scripted faults)
+//! - [`journal`]: what the fakes received
+//! - [`load`]: MCP clients, closed and open loop, call records
+//! - [`stats`]: latency histograms and the statistical tests
+//! - [`checks`]: one module per kind of check, plus the always-on accounting
+//! - [`report`]: terminal table, JSON and JUnit
+//! - [`run`]: one scenario from start to verdict
+//!
+//! plus [`clock`] (scenario time, read from tokio).
+
+pub mod checks;
+pub mod clock;
+pub mod fake;
+pub mod journal;
+pub mod load;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod stats;

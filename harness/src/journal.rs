@@ -1,0 +1,169 @@
+//! The journal: every request a fake backend receives, in order.
+//!
+//! Checks read journals to learn what reached the backends (how many calls,
+//! which endpoint, which outcome was scripted). HTTP fakes run inside the
+//! harness and append to a shared in-memory [`Journal`]; stdio fakes are child
+//! processes of the proxy and append JSON lines to a file named on their
+//! command line, which the harness reads back with [`read_file`].
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One request a fake received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Time since scenario start, in microseconds.
+    #[serde(rename = "at_us", with = "crate::clock::micros")]
+    pub at: Duration,
+    /// The fake's name.
+    pub fake: String,
+    /// Which endpoint: `http://127.0.0.1:PORT/mcp`, or `stdio:PID`.
+    pub endpoint: String,
+    /// The JSON-RPC method (`tools/call`, `initialize`, ...).
+    pub method: String,
+    /// For `tools/call`: the tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// For `tools/call`: the arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    /// The JSON-RPC id as received (`None` for notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// The `harness_call` argument the load generator adds to every call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<u64>,
+    /// What the fake did: an outcome label (`success`, `hang`, ...), `outage`
+    /// (refused while down) or `ok` for protocol requests.
+    pub outcome: String,
+}
+
+impl JournalEntry {
+    /// The `harness_call` number in a call's arguments, if any.
+    pub fn call_number(arguments: Option<&Value>) -> Option<u64> {
+        arguments?.get("harness_call")?.as_u64()
+    }
+}
+
+/// Where entries go: memory (in-process fakes), or a file (stdio fakes).
+#[derive(Clone, Default)]
+pub struct Journal {
+    entries: Arc<Mutex<Vec<JournalEntry>>>,
+    file: Option<Arc<Mutex<File>>>,
+}
+
+impl Journal {
+    /// An in-memory journal.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// A journal that appends each entry as one JSON line to `path` (created
+    /// if missing; several processes may append to one file).
+    pub fn to_file(path: &Path) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self {
+            entries: Arc::default(),
+            file: Some(Arc::new(Mutex::new(file))),
+        })
+    }
+
+    /// Records one entry. A file journal writes and flushes it at once, so
+    /// an entry survives the fake exiting right after.
+    pub fn record(&self, entry: JournalEntry) {
+        if let Some(file) = &self.file {
+            let mut line = serde_json::to_string(&entry).unwrap_or_default();
+            line.push('\n');
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+            // One write call per line: with O_APPEND, lines of several
+            // processes never interleave.
+            let _ = file.write_all(line.as_bytes());
+            let _ = file.flush();
+        }
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(entry);
+    }
+
+    /// A copy of the entries recorded in this process so far.
+    pub fn snapshot(&self) -> Vec<JournalEntry> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Reads a file journal. A line that does not parse (the last one, cut
+/// short when a fake was killed mid-write) is skipped; a missing file is an
+/// empty journal (the fake never started).
+pub fn read_file(path: &Path) -> std::io::Result<Vec<JournalEntry>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut entries = Vec::new();
+    for line in BufReader::new(file).lines() {
+        if let Ok(entry) = serde_json::from_str::<JournalEntry>(&line?) {
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u64) -> JournalEntry {
+        JournalEntry {
+            at: Duration::from_micros(1500 + n),
+            fake: "files".into(),
+            endpoint: "stdio:42".into(),
+            method: "tools/call".into(),
+            tool: Some("read".into()),
+            arguments: Some(serde_json::json!({"harness_call": n})),
+            id: Some(serde_json::json!(n)),
+            call: Some(n),
+            outcome: "success".into(),
+        }
+    }
+
+    #[test]
+    fn a_file_journal_reads_back_what_two_writers_appended() {
+        let dir = std::env::temp_dir().join(format!("journal-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let a = Journal::to_file(&path).unwrap();
+        let b = Journal::to_file(&path).unwrap();
+        a.record(entry(1));
+        b.record(entry(2));
+        a.record(entry(3));
+        // A torn last line (a fake killed mid-write) is skipped.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"at_us\":1,\"fa")
+            .unwrap();
+        let read = read_file(&path).unwrap();
+        assert_eq!(read, vec![entry(1), entry(2), entry(3)]);
+        assert_eq!(a.snapshot(), vec![entry(1), entry(3)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_is_an_empty_journal() {
+        let path = std::env::temp_dir().join("no-such-journal-file.jsonl");
+        assert!(read_file(&path).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,4 @@
+//! (in progress)
+
+pub mod model;
+pub use model::*;

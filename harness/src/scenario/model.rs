@@ -1,0 +1,494 @@
+//! The validated scenario: what a run is built from.
+//!
+//! These types hold only values that passed validation (durations parsed,
+//! probabilities in range, names resolved, windows turned into absolute time
+//! ranges). Reading and validating the YAML lives in the sibling modules; the
+//! format is documented key by key in `docs/scenarios.md`.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcp_proxy::config::document::Node;
+use serde_json::Value;
+
+/// One scenario file.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The file it was read from, as named on the command line.
+    pub file: PathBuf,
+    /// `name`: short identifier, shown in reports.
+    pub name: String,
+    /// `description`: one line, shown by `mcp-harness list`.
+    pub description: String,
+    /// `seed`: seeds every random choice of the harness (latency, outcomes, call mix).
+    pub seed: u64,
+    /// `duration`: how long load runs.
+    pub duration: Duration,
+    /// `grace`: how long calls still in flight at the end may take to be answered. Default 5s.
+    pub grace: Duration,
+    /// `proxy`: the inline `mcp-proxy` config, as a tree; backends name fakes with `fake:`.
+    pub proxy: ProxySection,
+    /// `fakes`: the fake backends.
+    pub fakes: Vec<FakeSpec>,
+    /// `faults`: the fault timeline, in file order (later entries override earlier ones).
+    pub faults: Vec<Fault>,
+    /// `workload`: the client load.
+    pub workload: Workload,
+    /// `expect`: the checks, in file order.
+    pub expect: Vec<CheckSpec>,
+}
+
+/// The `proxy:` section: validated against the proxy's schema with the fakes
+/// filled in, and kept as a tree so a run can fill in real addresses.
+#[derive(Debug, Clone)]
+pub struct ProxySection {
+    /// The tree of the section, `fake:` keys still in place.
+    pub tree: Node,
+    /// For each backend, in order: the fake it names, if any.
+    pub backend_fakes: Vec<Option<String>>,
+}
+
+/// One entry of `fakes:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeSpec {
+    /// `name`: unique among fakes.
+    pub name: String,
+    /// `transport` (and `port` for http).
+    pub transport: FakeTransport,
+    /// `tools`: at least one.
+    pub tools: Vec<ToolSpec>,
+}
+
+/// How a fake is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeTransport {
+    /// A child process the proxy runs (`mcp-harness fake-backend --transport stdio`).
+    Stdio,
+    /// An HTTP server on 127.0.0.1; `port` 0 (the default) means an ephemeral one.
+    Http {
+        /// `port`: fixed port, required for `--target` runs.
+        port: u16,
+    },
+}
+
+/// One tool of a fake.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    /// `name`: unique within the fake.
+    pub name: String,
+    /// `read_only`: advertised as the MCP `readOnlyHint` annotation.
+    pub read_only: Option<bool>,
+    /// `idempotent`: advertised as the MCP `idempotentHint` annotation.
+    pub idempotent: Option<bool>,
+    /// `latency` and `outcomes`: the behaviour outside any fault.
+    pub behaviour: Behaviour,
+}
+
+/// How a tool answers: a latency distribution and an outcome mix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behaviour {
+    /// `latency`: default `{ fixed: 0ms }`.
+    pub latency: Latency,
+    /// `outcomes`: each with a probability; whatever probability is left is success.
+    pub outcomes: Vec<WeightedOutcome>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            latency: Latency::Fixed(Duration::ZERO),
+            outcomes: Vec::new(),
+        }
+    }
+}
+
+/// A latency distribution, sampled with the seeded generator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Latency {
+    /// `{ fixed: 10ms }`
+    Fixed(Duration),
+    /// `{ uniform: { min: 5ms, max: 20ms } }`
+    Uniform {
+        /// Lower bound.
+        min: Duration,
+        /// Upper bound (≥ min).
+        max: Duration,
+    },
+    /// `{ normal: { mean: 20ms, stddev: 5ms } }` (negative samples become 0).
+    Normal {
+        /// Mean.
+        mean: Duration,
+        /// Standard deviation.
+        stddev: Duration,
+    },
+    /// `{ lognormal: { median: 20ms, sigma: 0.5 } }`
+    LogNormal {
+        /// Median (e^μ).
+        median: Duration,
+        /// σ of the underlying normal.
+        sigma: f64,
+    },
+    /// `{ pareto: { scale: 5ms, shape: 1.5 } }`: heavy tail, never below `scale`.
+    Pareto {
+        /// Minimum value (x_m).
+        scale: Duration,
+        /// Tail index α (> 0; smaller is heavier).
+        shape: f64,
+    },
+}
+
+/// An outcome with its probability (0..=1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedOutcome {
+    /// What happens.
+    pub outcome: Outcome,
+    /// `probability`: chance of this outcome per call.
+    pub probability: f64,
+}
+
+/// What a fake does with one call, after its latency.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A normal result: the tool echoes its arguments as text.
+    Success,
+    /// `tool_error`: a result with `isError: true` and this text.
+    ToolError {
+        /// The error text.
+        message: String,
+    },
+    /// `jsonrpc_error`: a JSON-RPC error response.
+    JsonRpcError {
+        /// The code.
+        code: i64,
+        /// The message.
+        message: String,
+    },
+    /// `http_status` (http fakes): the POST is answered with this status and no JSON-RPC body.
+    HttpStatus {
+        /// 4xx or 5xx.
+        status: u16,
+        /// `retry_after`: sent as a `Retry-After` header (whole seconds, rounded up).
+        retry_after: Option<Duration>,
+    },
+    /// `reset`: http — the connection is reset (RST); stdio — stdout is closed and the process exits 1.
+    Reset,
+    /// `hang`: never answered.
+    Hang,
+    /// `malformed`: an invalid frame (a non-JSON line on stdio, a non-JSON body on http).
+    Malformed,
+    /// `exit` (stdio fakes): the process exits with this code.
+    Exit {
+        /// The exit code.
+        code: i32,
+    },
+}
+
+impl Outcome {
+    /// The outcome's key in the scenario file, also used in journals.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ToolError { .. } => "tool_error",
+            Outcome::JsonRpcError { .. } => "jsonrpc_error",
+            Outcome::HttpStatus { .. } => "http_status",
+            Outcome::Reset => "reset",
+            Outcome::Hang => "hang",
+            Outcome::Malformed => "malformed",
+            Outcome::Exit { .. } => "exit",
+        }
+    }
+}
+
+/// One entry of `faults:`: a change of behaviour of one fake while its trigger holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// `name`: names the phase for windows and reports (time triggers only).
+    pub name: Option<String>,
+    /// `fake`: the fake it applies to.
+    pub fake: String,
+    /// `tool`: only this tool (default: every tool of the fake). Not with `outage`.
+    pub tool: Option<String>,
+    /// When it applies.
+    pub trigger: Trigger,
+    /// What it does.
+    pub action: FaultAction,
+}
+
+/// When a fault applies.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    /// `at` (default 0s), `for` (default: to the end), `every` (repeat period).
+    Time {
+        /// Start, from scenario start.
+        at: Duration,
+        /// Length; `None` lasts until the end.
+        length: Option<Duration>,
+        /// Repeat period (≥ `for`); `None` happens once.
+        every: Option<Duration>,
+    },
+    /// `calls: { first: N }` or `calls: { every: N }`, counted per tool per fake process.
+    Calls(CallTrigger),
+}
+
+/// A call-count trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallTrigger {
+    /// Calls 1..=N.
+    First(u64),
+    /// Calls N, 2N, 3N, ...
+    Every(u64),
+}
+
+impl Trigger {
+    /// Whether a time trigger holds at `t`; call triggers never hold by time.
+    pub fn holds_at(&self, t: Duration) -> bool {
+        match *self {
+            Trigger::Time { at, length, every } => {
+                if t < at {
+                    return false;
+                }
+                let since = t - at;
+                let since = match every {
+                    Some(period) if !period.is_zero() => {
+                        Duration::from_nanos((since.as_nanos() % period.as_nanos()) as u64)
+                    }
+                    _ => since,
+                };
+                length.is_none_or(|len| since < len)
+            }
+            Trigger::Calls(_) => false,
+        }
+    }
+
+    /// Whether a call trigger holds for the `n`th call (1-based); time triggers never do.
+    pub fn holds_for_call(&self, n: u64) -> bool {
+        match *self {
+            Trigger::Calls(CallTrigger::First(first)) => n <= first,
+            Trigger::Calls(CallTrigger::Every(every)) => every > 0 && n % every == 0,
+            Trigger::Time { .. } => false,
+        }
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultAction {
+    /// `outage: true` or `outage: { exit_code: N }`: http — refuse connections and
+    /// reset open ones; stdio — exit (with `exit_code`, default 1), and exit again
+    /// at once if respawned while the outage lasts.
+    Outage {
+        /// Exit code of a stdio fake.
+        exit_code: i32,
+    },
+    /// `latency` and/or `outcomes` replace the tool's own while the fault holds.
+    Behave {
+        /// Replacement latency.
+        latency: Option<Latency>,
+        /// Replacement outcome mix.
+        outcomes: Option<Vec<WeightedOutcome>>,
+    },
+}
+
+/// The `workload:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    /// `clients`: MCP sessions opened through the proxy. Default 1.
+    pub clients: usize,
+    /// `closed` or `open` loop.
+    pub mode: LoadMode,
+    /// `calls`: the mix of tool calls.
+    pub calls: Vec<CallMix>,
+    /// `call_timeout`: a call unanswered this long is given up and counted as hung. Default 30s.
+    pub call_timeout: Duration,
+}
+
+/// How calls are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoadMode {
+    /// `closed: { concurrency: N }`: N calls always in flight, spread over the clients.
+    Closed {
+        /// Calls in flight.
+        concurrency: usize,
+    },
+    /// `open: { rate: 200, max_in_flight: 1000 }`: calls start at a constant rate
+    /// (per second) whatever the answers do; a slot that finds `max_in_flight`
+    /// calls outstanding, or comes too late to send, is counted as missed.
+    Open {
+        /// Calls per second.
+        rate: f64,
+        /// Cap on outstanding calls.
+        max_in_flight: usize,
+    },
+}
+
+/// One entry of `workload.calls`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallMix {
+    /// `tool`: the name as the proxy lists it (`files/read`).
+    pub tool: String,
+    /// `arguments`: sent with every call (the harness adds `harness_call`).
+    pub arguments: serde_json::Map<String, Value>,
+    /// `weight`: relative share of the mix. Default 1.
+    pub weight: f64,
+}
+
+/// One entry of `expect:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSpec {
+    /// `name`: shown in reports; defaults to a description of the check.
+    pub name: String,
+    /// The line of the entry, for reports.
+    pub line: usize,
+    /// What is checked.
+    pub kind: CheckKind,
+}
+
+/// The kinds of check (one module each under `checks/`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// `threshold`: error rate and latency percentiles of client calls.
+    Threshold(ThresholdCheck),
+    /// `errors`: what failed calls looked like.
+    Errors(ErrorsCheck),
+    /// `count`: how many requests a fake saw.
+    Count(CountCheck),
+    /// `ratio`: how calls split between fakes, judged statistically.
+    Ratio(RatioCheck),
+    /// `timing`: how soon a kind of answer first came after a phase boundary.
+    Timing(TimingCheck),
+}
+
+/// Which client calls a check looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSelector {
+    /// `calls`: a tool name pattern (`*` matches any run of characters). Default `*`.
+    pub tool: String,
+    /// `window`: calls *started* inside it.
+    pub window: Window,
+    /// `outcome`: only calls that ended this way. Default any.
+    pub outcome: Option<OutcomeFilter>,
+}
+
+/// A filter on how a client call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeFilter {
+    /// A result without `isError`.
+    Success,
+    /// Anything else (tool error, JSON-RPC error, HTTP error, transport error, hung).
+    Error,
+}
+
+/// A time window, resolved to absolute ranges from scenario start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// How the scenario wrote it (`during files-down`), for reports.
+    pub label: String,
+    /// The ranges, sorted and disjoint.
+    pub ranges: Vec<Range<Duration>>,
+}
+
+impl Window {
+    /// Whether `t` falls in the window.
+    pub fn contains(&self, t: Duration) -> bool {
+        self.ranges.iter().any(|r| r.contains(&t))
+    }
+
+    /// The start of the first range.
+    pub fn start(&self) -> Option<Duration> {
+        self.ranges.first().map(|r| r.start)
+    }
+}
+
+/// `threshold`: bounds on client-side results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdCheck {
+    /// The calls looked at.
+    pub select: CallSelector,
+    /// `error_rate: { max: 0.01 }`
+    pub max_error_rate: Option<f64>,
+    /// `latency: { p50: 10ms, p99: 100ms, max: 1s }`: each an upper bound.
+    pub latency: Vec<(Percentile, Duration)>,
+    /// `min_calls`: fewer selected calls than this fails the check. Default 1.
+    pub min_calls: u64,
+}
+
+/// A latency percentile named in a check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percentile {
+    /// The key as written (`p99`, `p99.9`, `max`).
+    pub label: &'static str,
+    /// The quantile in 0..=1 (`max` is 1).
+    pub quantile: f64,
+}
+
+/// `errors`: failed calls must look like this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorsCheck {
+    /// The calls looked at (the outcome filter is ignored: failures are looked at).
+    pub select: CallSelector,
+    /// `code`: every failure must be a JSON-RPC error with this code.
+    pub code: Option<i64>,
+    /// `message_contains`: every failure's message must contain this text.
+    pub message_contains: Option<String>,
+    /// `min_rate`: at least this share of the selected calls must have failed.
+    pub min_rate: Option<f64>,
+}
+
+/// Which journal entries a check counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalSelector {
+    /// `fake`: the fake (required).
+    pub fake: String,
+    /// `tool`: only calls of this tool. Default: every `tools/call`.
+    pub tool: Option<String>,
+    /// `method`: the JSON-RPC method. Default `tools/call`.
+    pub method: String,
+    /// `window`: entries received inside it.
+    pub window: Window,
+}
+
+/// `count`: bounds on how many requests a fake saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountCheck {
+    /// What is counted.
+    pub select: JournalSelector,
+    /// `min`: inclusive.
+    pub min: Option<u64>,
+    /// `max`: inclusive.
+    pub max: Option<u64>,
+}
+
+/// `ratio`: how calls split over several fakes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatioCheck {
+    /// `ways`: each fake with its expected share (shares sum to 1).
+    pub ways: Vec<(String, f64)>,
+    /// `tool`: only calls of this tool.
+    pub tool: Option<String>,
+    /// `window`: entries received inside it.
+    pub window: Window,
+    /// `confidence`: e.g. 0.9999. Two ways: Wilson score interval; more: chi-square test.
+    pub confidence: f64,
+    /// `min_calls`: fewer calls in total fails the check. Default 30.
+    pub min_calls: u64,
+}
+
+/// `timing`: after a phase boundary, the first call of a kind ends within a bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimingCheck {
+    /// `after`: the reference instant (`{ start: phase }` or `{ end: phase }`).
+    pub after: Duration,
+    /// How the reference was written, for reports.
+    pub after_label: String,
+    /// `first.calls`: tool pattern.
+    pub tool: String,
+    /// `first.outcome`: the kind of answer awaited.
+    pub outcome: OutcomeFilter,
+    /// `first.code`: for errors, only this JSON-RPC code counts.
+    pub code: Option<i64>,
+    /// `first.faster_than`: only answers that took less than this count (a *fast* rejection).
+    pub faster_than: Option<Duration>,
+    /// `within`: the bound on (first such answer's end − reference).
+    pub within: Duration,
+}
