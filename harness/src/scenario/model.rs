@@ -265,7 +265,7 @@ impl Trigger {
     pub fn holds_for_call(&self, n: u64) -> bool {
         match *self {
             Trigger::Calls(CallTrigger::First(first)) => n <= first,
-            Trigger::Calls(CallTrigger::Every(every)) => every > 0 && n % every == 0,
+            Trigger::Calls(CallTrigger::Every(every)) => every > 0 && n.is_multiple_of(every),
             Trigger::Time { .. } => false,
         }
     }

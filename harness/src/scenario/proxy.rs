@@ -1,0 +1,264 @@
+//! The scenario's `proxy:` section: an `mcp-proxy` config in the proxy's own
+//! schema, where a backend may say `fake: NAME` instead of its transport
+//! keys.
+//!
+//! The section is kept as a tree. At load time it is validated by the
+//! proxy's own loader with placeholder addresses (so a typo in it is reported
+//! exactly as `mcp-proxy check` would, with this file's line numbers); at run
+//! time [`ProxySection::config_tree`] fills in the real addresses of the
+//! fakes and the listen address.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use mcp_proxy::config::document::{Entry, Node, Seg, Value, load_tree};
+use mcp_proxy::config::{Config, ConfigError};
+
+use super::model::{FakeSpec, FakeTransport, ProxySection};
+use super::validate::{KeyPath, Validator};
+
+/// Transport keys a backend with `fake:` must not have: the fake decides them.
+const TRANSPORT_KEYS: [&str; 7] = [
+    "transport",
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "url",
+    "headers",
+];
+
+/// How the proxy reaches one fake in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FakeAddress {
+    /// Run this command (the harness binary in `fake-backend` mode).
+    Stdio {
+        /// The program.
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+    },
+    /// POST to this URL.
+    Http {
+        /// `http://127.0.0.1:PORT/mcp`.
+        url: String,
+    },
+}
+
+impl ProxySection {
+    /// The proxy config tree for a run: each `fake:` replaced by the
+    /// transport keys of `address(fake)`, and `proxy.listen` set to `listen`.
+    pub fn config_tree(&self, address: &dyn Fn(&str) -> FakeAddress, listen: SocketAddr) -> Node {
+        let mut tree = self.tree.clone();
+        if let Value::Map(top) = &mut tree.value {
+            if let Some(backends) = top.iter_mut().find(|e| e.key == "backends")
+                && let Value::Seq(items) = &mut backends.value.value
+            {
+                for backend in items {
+                    fill_in_fake(backend, address);
+                }
+            }
+            set_listen(top, tree.line, listen);
+        }
+        tree
+    }
+
+    /// The validated proxy config for a run (see [`ProxySection::config_tree`]).
+    pub fn config(
+        &self,
+        file: &str,
+        base_dir: &Path,
+        address: &dyn Fn(&str) -> FakeAddress,
+        listen: SocketAddr,
+    ) -> Result<Config, ConfigError> {
+        load_tree(self.config_tree(address, listen), file, base_dir, &|name| {
+            std::env::var(name).ok()
+        })
+        .map_err(under_proxy)
+    }
+}
+
+/// The config tree as JSON, which `mcp-proxy` reads as YAML (for `--proxy-bin`).
+pub fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(n) => J::from(*n),
+        Value::Float(x) => J::from(*x),
+        Value::Str(s) | Value::Datetime(s) => J::String(s.clone()),
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|e| (e.key.clone(), to_json(&e.value)))
+                .collect(),
+        ),
+    }
+}
+
+/// Reads and validates the `proxy:` section of `root`.
+pub(crate) fn read_section(
+    v: &Validator<'_>,
+    root: &Node,
+    base_dir: &Path,
+    fakes: &[FakeSpec],
+) -> Result<ProxySection, ConfigError> {
+    let path = KeyPath::default().key("proxy");
+    let Some(tree) = root.get(&[Seg::Key("proxy".into())]) else {
+        return Err(v.error(&path, "missing key \"proxy\""));
+    };
+    let mut backend_fakes = Vec::new();
+    if let Value::Map(top) = &tree.value
+        && let Some(backends) = top.iter().find(|e| e.key == "backends")
+        && let Value::Seq(items) = &backends.value.value
+    {
+        for (i, backend) in items.iter().enumerate() {
+            let bp = path.key("backends").index(i);
+            let Value::Map(entries) = &backend.value else {
+                backend_fakes.push(None);
+                continue;
+            };
+            let Some(fake) = entries.iter().find(|e| e.key == "fake") else {
+                backend_fakes.push(None);
+                continue;
+            };
+            let Value::Str(name) = &fake.value.value else {
+                return Err(v.error(&bp.key("fake"), "expected the name of a fake"));
+            };
+            if !fakes.iter().any(|f| &f.name == name) {
+                return Err(v.error(&bp.key("fake"), format!("no fake named {name:?}")));
+            }
+            if let Some(extra) = entries
+                .iter()
+                .find(|e| TRANSPORT_KEYS.contains(&e.key.as_str()))
+            {
+                return Err(v.error(
+                    &bp.key(&extra.key),
+                    "a backend with `fake` gets its transport from the fake; remove this key",
+                ));
+            }
+            backend_fakes.push(Some(name.clone()));
+        }
+    }
+    for (i, fake) in fakes.iter().enumerate() {
+        if !backend_fakes.iter().flatten().any(|n| n == &fake.name) {
+            return Err(v.error(
+                &KeyPath::default().key("fakes").index(i).key("name"),
+                format!("fake {:?} is not used by any proxy backend", fake.name),
+            ));
+        }
+    }
+    let section = ProxySection {
+        tree: tree.clone(),
+        backend_fakes,
+    };
+    // Validate with placeholder addresses: what is checked is the section's
+    // own keys; the real addresses only exist once a run starts.
+    let placeholder = |name: &str| match fakes.iter().find(|f| f.name == name).map(|f| f.transport)
+    {
+        Some(FakeTransport::Http { .. }) => FakeAddress::Http {
+            url: "http://127.0.0.1:1/mcp".into(),
+        },
+        _ => FakeAddress::Stdio {
+            command: "mcp-harness".into(),
+            args: Vec::new(),
+        },
+    };
+    section.config(
+        v.file,
+        base_dir,
+        &placeholder,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )?;
+    Ok(section)
+}
+
+/// Prefixes an error from the proxy's loader with the section's own path.
+fn under_proxy(e: ConfigError) -> ConfigError {
+    let path = if e.path.is_empty() {
+        "proxy".to_owned()
+    } else if e.path.starts_with('[') {
+        format!("proxy{}", e.path)
+    } else {
+        format!("proxy.{}", e.path)
+    };
+    ConfigError { path, ..e }
+}
+
+fn fill_in_fake(backend: &mut Node, address: &dyn Fn(&str) -> FakeAddress) {
+    let Value::Map(entries) = &mut backend.value else {
+        return;
+    };
+    let Some(pos) = entries.iter().position(|e| e.key == "fake") else {
+        return;
+    };
+    let fake = entries.remove(pos);
+    let Value::Str(name) = &fake.value.value else {
+        return;
+    };
+    let line = fake.key_line;
+    let str_node = |s: &str| Node {
+        line,
+        value: Value::Str(s.to_owned()),
+    };
+    let entry = |key: &str, value: Node| Entry {
+        key: key.to_owned(),
+        key_line: line,
+        value,
+    };
+    let filled = match address(name) {
+        FakeAddress::Stdio { command, args } => vec![
+            entry("transport", str_node("stdio")),
+            entry("command", str_node(&command)),
+            entry(
+                "args",
+                Node {
+                    line,
+                    value: Value::Seq(args.iter().map(|a| str_node(a)).collect()),
+                },
+            ),
+        ],
+        FakeAddress::Http { url } => vec![
+            entry("transport", str_node("http")),
+            entry("url", str_node(&url)),
+        ],
+    };
+    for (i, e) in filled.into_iter().enumerate() {
+        entries.insert(pos + i, e);
+    }
+}
+
+fn set_listen(top: &mut Vec<Entry>, line: usize, listen: SocketAddr) {
+    let listen_node = Node {
+        line,
+        value: Value::Str(listen.to_string()),
+    };
+    let settings = match top.iter_mut().find(|e| e.key == "proxy") {
+        Some(e) => e,
+        None => {
+            top.insert(
+                0,
+                Entry {
+                    key: "proxy".into(),
+                    key_line: line,
+                    value: Node {
+                        line,
+                        value: Value::Map(Vec::new()),
+                    },
+                },
+            );
+            &mut top[0]
+        }
+    };
+    if let Value::Map(keys) = &mut settings.value.value {
+        match keys.iter_mut().find(|e| e.key == "listen") {
+            Some(e) => e.value = listen_node,
+            None => keys.push(Entry {
+                key: "listen".into(),
+                key_line: line,
+                value: listen_node,
+            }),
+        }
+    }
+}

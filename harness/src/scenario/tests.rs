@@ -1,0 +1,260 @@
+//! Scenario loading: the shipped scenarios parse, and bad files are rejected
+//! with the file, line and key path the error promises.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+/// A minimal valid scenario; tests splice one mistake into it.
+const BASE: &str = "\
+name: t
+description: a test
+duration: 10s
+proxy:
+  backends:
+    - name: a
+      fake: a
+fakes:
+  - name: a
+    transport: http
+    tools:
+      - name: echo
+faults:
+  - name: down
+    fake: a
+    at: 2s
+    for: 3s
+    outage: true
+workload:
+  closed: { concurrency: 2 }
+  calls:
+    - tool: a/echo
+expect:
+  - threshold: { calls: a/*, window: { after: down }, error_rate: { max: 0 } }
+";
+
+fn err(text: &str) -> String {
+    match load_str(text, Path::new("s.yaml")) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn every_shipped_scenario_parses() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(scenarios_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no scenarios found");
+}
+
+#[test]
+fn the_base_scenario_resolves_windows_and_defaults() {
+    let s = load_str(BASE, Path::new("s.yaml")).unwrap();
+    assert_eq!(s.seed, 0);
+    assert_eq!(s.grace, Duration::from_secs(5));
+    assert_eq!(s.workload.clients, 1);
+    assert_eq!(s.proxy.backend_fakes, vec![Some("a".to_owned())]);
+    let CheckKind::Threshold(t) = &s.expect[0].kind else {
+        panic!("not a threshold")
+    };
+    assert_eq!(
+        t.select.window.ranges,
+        vec![Duration::from_secs(5)..Duration::from_secs(10)]
+    );
+    assert_eq!(s.expect[0].line, 24);
+}
+
+#[test]
+fn outage_scenario_has_its_phases() {
+    let s = load(&scenarios_dir().join("outage.yaml")).unwrap();
+    assert_eq!(s.fakes.len(), 2);
+    assert_eq!(s.faults.len(), 2);
+    assert!(
+        s.faults
+            .iter()
+            .all(|f| matches!(f.action, FaultAction::Outage { .. }))
+    );
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line() {
+    let text = BASE.replace("duration: 10s", "duration: 10s\ndurration: 5s");
+    assert_eq!(err(&text), "s.yaml:4: unknown key \"durration\"");
+    let text = BASE.replace(
+        "      - name: echo",
+        "      - name: echo\n        latncy: { fixed: 1ms }",
+    );
+    assert_eq!(
+        err(&text),
+        "s.yaml:13: fakes[0].tools[0]: unknown key \"latncy\""
+    );
+}
+
+#[test]
+fn the_inline_proxy_config_is_checked_by_the_proxy_loader() {
+    let text = BASE.replace("      fake: a", "      fake: a\n      init_timout: 1s");
+    assert_eq!(
+        err(&text),
+        "s.yaml:8: proxy.backends[0]: unknown key \"init_timout\""
+    );
+    let text = BASE.replace(
+        "      fake: a",
+        "      fake: a\n      reconnect: { initial: 2s, max: 1s }",
+    );
+    assert!(
+        err(&text).starts_with("s.yaml:8: proxy.backends[0].reconnect"),
+        "{}",
+        err(&text)
+    );
+}
+
+#[test]
+fn fake_references_must_resolve() {
+    let text = BASE.replace("      fake: a", "      fake: b");
+    assert_eq!(
+        err(&text),
+        "s.yaml:7: proxy.backends[0].fake: no fake named \"b\""
+    );
+    let text = BASE.replace("      fake: a", "      fake: a\n      url: http://x");
+    assert!(err(&text).contains("proxy.backends[0].url: a backend with `fake`"));
+    let text = BASE.replace("    fake: a\n    at", "    fake: z\n    at");
+    assert_eq!(err(&text), "s.yaml:15: faults[0].fake: no fake named \"z\"");
+}
+
+#[test]
+fn outcomes_must_fit_the_transport_and_add_up() {
+    let stdio = BASE.replace("transport: http", "transport: stdio");
+    let text = stdio.replace(
+        "      - name: echo",
+        "      - name: echo\n        outcomes: [{ probability: 0.5, http_status: { status: 503 } }]",
+    );
+    assert_eq!(
+        err(&text),
+        "s.yaml:13: fakes[0].tools[0].outcomes[0].http_status: only http fakes answer with an HTTP status"
+    );
+    let text = BASE.replace(
+        "      - name: echo",
+        "      - name: echo\n        outcomes: [{ probability: 0.7, hang: true }, { probability: 0.5, reset: true }]",
+    );
+    assert!(
+        err(&text).contains("probabilities add up to 1.2"),
+        "{}",
+        err(&text)
+    );
+    let text = BASE.replace(
+        "      - name: echo",
+        "      - name: echo\n        outcomes: [{ probability: 0.5, hang: true, reset: true }]",
+    );
+    assert!(
+        err(&text).contains("has reset and hang; an entry is one outcome"),
+        "{}",
+        err(&text)
+    );
+}
+
+#[test]
+fn windows_name_existing_phases() {
+    let text = BASE.replace("after: down", "after: dwn");
+    assert_eq!(
+        err(&text),
+        "s.yaml:24: expect[0].threshold.window.after: no phase named \"dwn\"; phases: down"
+    );
+    let text = BASE.replace(
+        "window: { after: down }",
+        "window: { during: down, from: 1s }",
+    );
+    assert!(err(&text).contains("use one of during, before, after, or from/to"));
+}
+
+#[test]
+fn a_check_is_exactly_one_kind() {
+    let text = BASE.replace(
+        "  - threshold:",
+        "  - count: { fake: a, max: 1 }\n    threshold:",
+    );
+    assert!(
+        err(&text).contains("has threshold and count; an entry is one check"),
+        "{}",
+        err(&text)
+    );
+    let text = BASE.replace(
+        "  - threshold: { calls: a/*, window: { after: down }, error_rate: { max: 0 } }",
+        "  - name: nothing",
+    );
+    assert!(err(&text).contains("needs one of threshold, errors, count, ratio, timing"));
+}
+
+#[test]
+fn ratio_shares_must_add_up_and_confidence_be_a_probability() {
+    let text = BASE.replace(
+        "  - threshold: { calls: a/*, window: { after: down }, error_rate: { max: 0 } }",
+        "  - ratio: { ways: [{ fake: a, share: 0.5 }, { fake: a, share: 0.4 }], confidence: 0.99 }",
+    );
+    assert!(err(&text).contains("is listed twice"), "{}", err(&text));
+}
+
+#[test]
+fn repeating_faults_need_a_period_longer_than_their_length() {
+    let text = BASE.replace("    for: 3s\n", "    for: 3s\n    every: 2s\n");
+    assert_eq!(
+        err(&text),
+        "s.yaml:18: faults[0].every: must be longer than `for`"
+    );
+}
+
+#[test]
+fn occurrences_repeat_and_stop_at_the_end() {
+    let s = Duration::from_secs;
+    assert_eq!(
+        occurrences(s(1), Some(s(2)), Some(s(4)), s(10)),
+        vec![s(1)..s(3), s(5)..s(7), s(9)..s(10)]
+    );
+    assert_eq!(occurrences(s(1), None, None, s(10)), vec![s(1)..s(10)]);
+}
+
+#[test]
+fn the_run_config_fills_in_fakes_and_the_listen_address() {
+    let s = load_str(BASE, Path::new("s.yaml")).unwrap();
+    let listen = "127.0.0.1:4567".parse().unwrap();
+    let config = s
+        .proxy
+        .config(
+            "s.yaml",
+            Path::new("."),
+            &|_| FakeAddress::Http {
+                url: "http://127.0.0.1:9999/mcp".into(),
+            },
+            listen,
+        )
+        .unwrap();
+    assert_eq!(config.proxy.listen, listen);
+    assert_eq!(
+        config.backends[0].transport,
+        mcp_proxy::config::TransportConfig::Http {
+            url: "http://127.0.0.1:9999/mcp".into(),
+            headers: Default::default()
+        }
+    );
+    let json = to_json(&s.proxy.config_tree(
+        &|_| FakeAddress::Stdio {
+            command: "h".into(),
+            args: vec!["fake-backend".into()],
+        },
+        listen,
+    ));
+    assert_eq!(json["backends"][0]["command"], "h");
+    assert_eq!(json["backends"][0]["args"][0], "fake-backend");
+    assert_eq!(json["proxy"]["listen"], "127.0.0.1:4567");
+    assert!(json["backends"][0].get("fake").is_none());
+}
