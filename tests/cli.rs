@@ -6,181 +6,24 @@
 //! serves MCP and the ops endpoints, and on SIGTERM exits 0 having stopped its
 //! stdio children; `serve` with a bad config exits 1 without serving.
 //!
-//! The root package cannot use `CARGO_BIN_EXE_mcp-proxy` (the binary belongs
-//! to another package), and `cargo test` does not build another package's
-//! binary unless that package has integration tests of its own. So the first
-//! test that needs the binary runs `cargo build -p mcp-proxy --bin mcp-proxy`
-//! (a no-op when it is fresh) and uses the executable cargo reports — never a
-//! stale one left over from an older build.
+//! The binary is built by `support::bins` (a no-op when it is fresh).
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::AsyncReadExt;
 
+use crate::support::bins::{TempDir, proxy_binary as binary, root};
 use crate::support::proxy::{admin_backend, free_addr, ops_get_json, pid_gone};
 use crate::support::{RawClient, wait_until};
 
 /// How long the binary may take to exit after SIGTERM (or after failing).
 const EXIT_BOUND: Duration = Duration::from_secs(30);
-
-/// How long building the binary may take (a cold build of the proxy, maybe
-/// waiting for another cargo to release the build directory).
-const BUILD_BOUND: Duration = Duration::from_secs(20 * 60);
-
-/// The workspace root.
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The `mcp-proxy` executable, built (or found fresh) once per test run.
-///
-/// # Panics
-///
-/// When cargo cannot build it, with cargo's output.
-fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(build_binary)
-}
-
-fn build_binary() -> PathBuf {
-    // Cargo tells the processes it runs which cargo it is.
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(&cargo);
-    command
-        .current_dir(root())
-        .args([
-            "build",
-            "-p",
-            "mcp-proxy",
-            "--bin",
-            "mcp-proxy",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // The test binary lives in <target>/<profile>/deps; build the same profile
-    // (`dev` and `test` share the `debug` folder; other profiles are named
-    // after their folder).
-    if let Some(profile) = test_profile_dir().as_deref().and_then(Path::file_name)
-        && profile != "debug"
-    {
-        command.arg("--profile").arg(profile);
-    }
-    let output = run_bounded(command, BUILD_BOUND);
-    assert!(
-        output.status.success(),
-        "`cargo build -p mcp-proxy --bin mcp-proxy` failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let executable = output
-        .stdout
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-        .filter(|message| {
-            message["reason"] == "compiler-artifact" && message["target"]["name"] == "mcp-proxy"
-        })
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from));
-    let executable = executable
-        .or_else(|| test_profile_dir().map(|dir| dir.join("mcp-proxy")))
-        .unwrap_or_else(|| panic!("cargo built mcp-proxy but did not say where"));
-    assert!(
-        executable.is_file(),
-        "the mcp-proxy binary is missing at {}; build it with `cargo build -p mcp-proxy`",
-        executable.display()
-    );
-    executable
-}
-
-/// Run `command` (stdout and stderr piped) to completion, killing it and
-/// panicking if it takes longer than `bound` (a cargo waiting forever on a
-/// lock held elsewhere must not hang the test run).
-fn run_bounded(mut command: Command, bound: Duration) -> Output {
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    // Read both pipes on threads of their own, so a full pipe never stalls it.
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut out, &mut bytes);
-        bytes
-    });
-    let err = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut err, &mut bytes);
-        bytes
-    });
-    let poll = Duration::from_millis(100);
-    let mut status = None;
-    for _ in 0..=bound.as_millis() / poll.as_millis() {
-        status = child.try_wait().expect("wait for the child");
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(poll);
-    }
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{command:?} did not finish within {bound:?}");
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
-}
-
-/// `<target>/<profile>`: the parent of the `deps` folder this test runs from.
-fn test_profile_dir() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let deps = exe.parent()?;
-    (deps.file_name()? == "deps").then(|| deps.parent().map(Path::to_path_buf))?
-}
-
-/// A folder of its own under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "mcp-proxy-cli-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
-        Self(path)
-    }
-
-    /// Write `contents` to `name` in the folder; return the file's path.
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents)
-            .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Run the binary to completion with `args` and extra environment.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {

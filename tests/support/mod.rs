@@ -5,11 +5,13 @@
 //! - [`backend`]: [`TestBackend`], a tower-mcp HTTP server on 127.0.0.1 that can
 //!   be stopped and restarted on the same port.
 //! - [`client`]: [`RawClient`], streamable HTTP by hand.
+//! - [`bins`]: the workspace's binaries (`mcp-proxy`, `mcp-harness`), built fresh.
 //!
 //! Nothing here is a mock of MCP: every peer is a real process or a real
 //! socket, and every child or server is gone when its owner is dropped.
 
 pub mod backend;
+pub mod bins;
 pub mod client;
 pub mod everything;
 pub mod proxy;
