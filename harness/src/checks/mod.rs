@@ -1,1 +1,383 @@
-//! (in progress)
+//! Checks: what a run is judged by.
+//!
+//! Each kind of `expect:` entry has its own module with a `check` function
+//! that turns the spec and what was observed (client call records, fake
+//! journals) into a [`Verdict`]; [`evaluate`] runs the scenario's checks in
+//! file order and then the always-on [`accounting`] checks, and dresses
+//! each verdict with its name, kind and line as a [`CheckResult`]. The one
+//! list of kinds is the `match` in `run_check`.
+//!
+//! Expected and observed values are short human text (`p99 ≤ 250ms` /
+//! `p99 = 12.3ms`), written with [`crate::report::format`].
+
+pub mod accounting;
+pub mod count;
+pub mod errors;
+pub mod ratio;
+pub mod threshold;
+pub mod timing;
+
+use serde::Serialize;
+
+use crate::journal::JournalEntry;
+use crate::load::record::{CallRecord, LoadResult};
+use crate::scenario::{CallSelector, CheckKind, CheckSpec, OutcomeFilter, Scenario, Window};
+
+/// The outcome of one check, as reports show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    /// The check's name (from the scenario, or the accounting check's own).
+    pub name: String,
+    /// Its kind: `threshold`, `errors`, `count`, `ratio`, `timing` or `accounting`.
+    pub kind: &'static str,
+    /// The line of its `expect:` entry; `None` for accounting checks.
+    pub line: Option<usize>,
+    /// What was required, as short text.
+    pub expected: String,
+    /// What was found, as short text.
+    pub observed: String,
+    /// Whether the requirement held.
+    pub passed: bool,
+    /// More about a failure (which bound broke, an example call), if anything.
+    pub detail: Option<String>,
+}
+
+/// What one check concluded, before it is named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// What was required.
+    pub expected: String,
+    /// What was found.
+    pub observed: String,
+    /// Whether the requirement held.
+    pub passed: bool,
+    /// More about a failure, if anything.
+    pub detail: Option<String>,
+}
+
+impl Verdict {
+    fn named(self, name: String, kind: &'static str, line: Option<usize>) -> CheckResult {
+        CheckResult {
+            name,
+            kind,
+            line,
+            expected: self.expected,
+            observed: self.observed,
+            passed: self.passed,
+            detail: self.detail,
+        }
+    }
+}
+
+/// Judges a run: every `expect:` entry of `scenario` in order, then the
+/// accounting checks, against the load generator's `load` and the fakes'
+/// merged `journal`.
+pub fn evaluate(
+    scenario: &Scenario,
+    load: &LoadResult,
+    journal: &[JournalEntry],
+) -> Vec<CheckResult> {
+    let mut results: Vec<CheckResult> = scenario
+        .expect
+        .iter()
+        .map(|spec| run_check(spec, load, journal))
+        .collect();
+    results.extend(accounting::checks(load));
+    results
+}
+
+fn run_check(spec: &CheckSpec, load: &LoadResult, journal: &[JournalEntry]) -> CheckResult {
+    let calls = &load.calls;
+    let (kind, verdict) = match &spec.kind {
+        CheckKind::Threshold(c) => (threshold::KIND, threshold::check(c, calls)),
+        CheckKind::Errors(c) => (errors::KIND, errors::check(c, calls)),
+        CheckKind::Count(c) => (count::KIND, count::check(c, journal)),
+        CheckKind::Ratio(c) => (ratio::KIND, ratio::check(c, journal)),
+        CheckKind::Timing(c) => (timing::KIND, timing::check(c, calls)),
+    };
+    verdict.named(spec.name.clone(), kind, Some(spec.line))
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of
+/// characters (also none) and every other character only itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    // Where the last `*` was, and the text position it has been stretched to:
+    // on a mismatch, that star swallows one more character. Retrying only the
+    // last star is enough (an earlier star could only take what the later
+    // one can), so the work is at most pattern × text, never exponential.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
+/// Whether a call ended the way `filter` asks.
+fn outcome_matches(call: &CallRecord, filter: OutcomeFilter) -> bool {
+    match filter {
+        OutcomeFilter::Success => call.is_success(),
+        OutcomeFilter::Error => !call.is_success(),
+    }
+}
+
+/// The calls a selector picks: tool matches its pattern, due inside its
+/// window (the intended start: a call held back by the generator still
+/// belongs to the moment it was meant for), ended the way it asks.
+fn select_calls<'a>(
+    selector: &'a CallSelector,
+    calls: &'a [CallRecord],
+) -> impl Iterator<Item = &'a CallRecord> + 'a {
+    calls.iter().filter(move |c| {
+        glob_match(&selector.tool, &c.tool)
+            && selector.window.contains(c.intended)
+            && selector.outcome.is_none_or(|f| outcome_matches(c, f))
+    })
+}
+
+/// "calls `files/*` during files-down": what a selector picked, for details.
+fn describe_selection(tool: &str, window: &Window) -> String {
+    format!("calls `{tool}` due {}", window.label)
+}
+
+/// "call 17 (files/read, due 1.2s): HTTP 502", for details.
+fn describe_call(call: &CallRecord) -> String {
+    format!(
+        "call {} ({}, due {}): {}",
+        call.call,
+        call.tool,
+        crate::report::format::duration(call.intended),
+        call.outcome.describe()
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Hand-built records, journal entries and windows for the checks' tests.
+
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use mcp_proxy::config::document::{Node, Value};
+
+    use crate::journal::JournalEntry;
+    use crate::load::record::{CallOutcome, CallRecord};
+    use crate::scenario::{CheckSpec, LoadMode, ProxySection, Scenario, Window, Workload};
+
+    pub fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A call of `tool` due at `due_ms` that took `took_ms`.
+    pub fn call(n: u64, tool: &str, due_ms: u64, took_ms: u64, outcome: CallOutcome) -> CallRecord {
+        CallRecord {
+            call: n,
+            client: 0,
+            tool: tool.into(),
+            intended: ms(due_ms),
+            sent: ms(due_ms),
+            ended: ms(due_ms + took_ms),
+            outcome,
+        }
+    }
+
+    pub fn ok(n: u64, tool: &str, due_ms: u64, took_ms: u64) -> CallRecord {
+        call(n, tool, due_ms, took_ms, CallOutcome::Success)
+    }
+
+    pub fn rpc_error(code: i64, message: &str) -> CallOutcome {
+        CallOutcome::RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// One journal entry of `fake`.
+    pub fn entry(fake: &str, method: &str, tool: Option<&str>, at_ms: u64) -> JournalEntry {
+        JournalEntry {
+            at: ms(at_ms),
+            fake: fake.into(),
+            endpoint: "http://127.0.0.1:1/mcp".into(),
+            method: method.into(),
+            tool: tool.map(Into::into),
+            arguments: None,
+            id: None,
+            call: None,
+            outcome: "success".into(),
+        }
+    }
+
+    /// A window of `(from_ms, to_ms)` ranges.
+    pub fn window(label: &str, ranges: &[(u64, u64)]) -> Window {
+        Window {
+            label: label.into(),
+            ranges: ranges.iter().map(|&(from, to)| ms(from)..ms(to)).collect(),
+        }
+    }
+
+    /// A ten-second scenario `outage` (seed 7) with these checks and no faults.
+    pub fn scenario(expect: Vec<CheckSpec>) -> Scenario {
+        Scenario {
+            file: PathBuf::from("scenarios/outage.yaml"),
+            name: "outage".into(),
+            description: String::new(),
+            seed: 7,
+            duration: Duration::from_secs(10),
+            grace: Duration::from_secs(5),
+            proxy: ProxySection {
+                tree: Node {
+                    line: 1,
+                    value: Value::Null,
+                },
+                backend_fakes: Vec::new(),
+            },
+            fakes: Vec::new(),
+            faults: Vec::new(),
+            workload: Workload {
+                clients: 1,
+                mode: LoadMode::Closed { concurrency: 1 },
+                calls: Vec::new(),
+                call_timeout: Duration::from_secs(30),
+            },
+            expect,
+        }
+    }
+
+    /// The whole of any test run.
+    pub fn always() -> Window {
+        Window {
+            label: "whole run".into(),
+            ranges: vec![Duration::ZERO..Duration::MAX],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+    use crate::scenario::{CountCheck, JournalSelector, ThresholdCheck};
+
+    #[test]
+    fn glob_matches_runs_of_characters() {
+        assert!(glob_match("*", ""));
+        assert!(glob_match("*", "files/read"));
+        assert!(glob_match("files/*", "files/read"));
+        assert!(glob_match("files/read", "files/read"));
+        assert!(glob_match("*/read", "files/read"));
+        assert!(glob_match("f*s/*d", "files/read"));
+        assert!(glob_match("a*b*c", "abbbc"));
+        assert!(glob_match("a*a*a", "aaaa"));
+        assert!(glob_match("**", "x"));
+        assert!(glob_match("é*", "éa"));
+        assert!(!glob_match("files/*", "db/read"));
+        assert!(!glob_match("files/read", "files/reads"));
+        assert!(!glob_match("files/read", "files/rea"));
+        assert!(!glob_match("a*b", "aXbY"));
+        assert!(!glob_match("", "x"));
+        assert!(!glob_match("?", "x"), "only * is special");
+    }
+
+    #[test]
+    fn selection_uses_the_intended_start_window_and_outcome() {
+        let calls = [
+            ok(1, "files/read", 100, 5),
+            // Due before the window, sent inside it: not selected.
+            CallRecord {
+                sent: ms(1_100),
+                ..ok(2, "files/read", 900, 5)
+            },
+            call(3, "files/read", 1_200, 5, rpc_error(-32000, "down")),
+            ok(4, "db/query", 1_300, 5),
+            // In the second range of a repeating phase; then one just past it.
+            ok(5, "files/read", 3_000, 5),
+            ok(6, "files/read", 3_500, 5),
+        ];
+        let mut selector = CallSelector {
+            tool: "files/*".into(),
+            window: window("during x", &[(1_000, 2_000), (3_000, 3_500)]),
+            outcome: None,
+        };
+        let picked: Vec<u64> = select_calls(&selector, &calls).map(|c| c.call).collect();
+        assert_eq!(picked, vec![3, 5]);
+        selector.window = always();
+        selector.outcome = Some(OutcomeFilter::Success);
+        let picked: Vec<u64> = select_calls(&selector, &calls).map(|c| c.call).collect();
+        assert_eq!(picked, vec![1, 2, 5, 6]);
+    }
+
+    #[test]
+    fn evaluate_runs_the_checks_in_order_then_accounting() {
+        let expect = vec![
+            CheckSpec {
+                name: "no errors".into(),
+                line: 40,
+                kind: CheckKind::Threshold(ThresholdCheck {
+                    select: CallSelector {
+                        tool: "*".into(),
+                        window: always(),
+                        outcome: None,
+                    },
+                    max_error_rate: Some(0.0),
+                    latency: Vec::new(),
+                    min_calls: 1,
+                }),
+            },
+            CheckSpec {
+                name: "files saw two".into(),
+                line: 45,
+                kind: CheckKind::Count(CountCheck {
+                    select: JournalSelector {
+                        fake: "files".into(),
+                        tool: None,
+                        method: "tools/call".into(),
+                        window: always(),
+                    },
+                    min: Some(2),
+                    max: Some(2),
+                }),
+            },
+        ];
+        let load = LoadResult {
+            calls: vec![ok(1, "files/read", 0, 3), ok(2, "files/read", 5, 3)],
+            ..LoadResult::default()
+        };
+        let journal = [
+            entry("files", "tools/call", Some("read"), 1),
+            entry("files", "tools/call", Some("read"), 6),
+        ];
+        let results = evaluate(&scenario(expect), &load, &journal);
+        let heads: Vec<(&str, &str, Option<usize>)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.kind, r.line))
+            .collect();
+        assert_eq!(
+            &heads[..2],
+            &[
+                ("no errors", "threshold", Some(40)),
+                ("files saw two", "count", Some(45))
+            ]
+        );
+        assert!(
+            heads[2..]
+                .iter()
+                .all(|(_, kind, line)| *kind == "accounting" && line.is_none())
+        );
+        assert_eq!(results.len(), 2 + 4);
+        assert!(results.iter().all(|r| r.passed), "{results:#?}");
+    }
+}

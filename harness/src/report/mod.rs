@@ -1,1 +1,415 @@
-//! (in progress)
+//! Reports: what a run found, for people and for CI.
+//!
+//! A [`RunReport`] gathers one scenario's verdict: its checks, a table of
+//! phases (client results before, during and after each named fault) and
+//! the harness error that stopped it, if one did. It renders as a terminal
+//! table ([`terminal`]), JSON ([`json`]) or JUnit XML ([`junit`]);
+//! [`format`](mod@format) holds the number formatting shared with the checks.
+
+pub mod format;
+pub mod json;
+pub mod junit;
+pub mod terminal;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::checks::{self, CheckResult};
+use crate::journal::JournalEntry;
+use crate::load::record::{CallRecord, LoadResult};
+use crate::scenario::{Scenario, Trigger};
+use crate::stats::LatencySummary;
+
+/// The outcome of one scenario run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The file it was read from.
+    pub file: String,
+    /// The seed it ran with.
+    pub seed: u64,
+    /// How the proxy was run (`in-process`, `binary`, `target`).
+    pub mode: String,
+    /// How long the run took.
+    #[serde(rename = "duration_us", with = "crate::clock::micros")]
+    pub duration: Duration,
+    /// Every check, scenario checks first, then accounting.
+    pub checks: Vec<CheckResult>,
+    /// Client results per phase (see [`phase_rows`]).
+    pub phases: Vec<PhaseRow>,
+    /// Open loop: slots that could not be sent on time.
+    pub missed_slots: u64,
+    /// Client calls made.
+    pub calls: u64,
+    /// A harness error that stopped the run before it could be judged.
+    pub error: Option<String>,
+}
+
+impl RunReport {
+    /// Judges a finished run: evaluates `scenario`'s checks over `load` and
+    /// the fakes' `journal`, and summarises the phases.
+    pub fn from_run(
+        scenario: &Scenario,
+        mode: &str,
+        duration: Duration,
+        load: &LoadResult,
+        journal: &[JournalEntry],
+    ) -> Self {
+        Self {
+            checks: checks::evaluate(scenario, load, journal),
+            phases: phase_rows(scenario, load),
+            missed_slots: load.missed_slots,
+            calls: load.calls.len() as u64,
+            ..Self::empty(scenario, mode, duration)
+        }
+    }
+
+    /// A run that a harness error stopped (a fake that would not start, a
+    /// proxy that would not listen): no checks, the error instead.
+    pub fn stopped(scenario: &Scenario, mode: &str, duration: Duration, error: String) -> Self {
+        Self {
+            error: Some(error),
+            ..Self::empty(scenario, mode, duration)
+        }
+    }
+
+    fn empty(scenario: &Scenario, mode: &str, duration: Duration) -> Self {
+        Self {
+            scenario: scenario.name.clone(),
+            file: scenario.file.display().to_string(),
+            seed: scenario.seed,
+            mode: mode.to_owned(),
+            duration,
+            checks: Vec::new(),
+            phases: Vec::new(),
+            missed_slots: 0,
+            calls: 0,
+            error: None,
+        }
+    }
+
+    /// Whether the run passed: no harness error and every check held.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.checks.iter().all(|c| c.passed)
+    }
+
+    /// How many checks failed.
+    pub fn failed_checks(&self) -> usize {
+        self.checks.iter().filter(|c| !c.passed).count()
+    }
+}
+
+/// Client results for the calls due in one stretch of the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseRow {
+    /// `before NAME`, `during NAME`, `after NAME` or `whole run`.
+    pub label: String,
+    /// Start of the stretch, from scenario start.
+    #[serde(rename = "from_us", with = "crate::clock::micros")]
+    pub from: Duration,
+    /// End of the stretch (exclusive); a stretch ending with the load also
+    /// holds the calls due after it.
+    #[serde(rename = "to_us", with = "crate::clock::micros")]
+    pub to: Duration,
+    /// Calls due in the stretch.
+    pub calls: u64,
+    /// Of those, calls that did not succeed.
+    pub errors: u64,
+    /// `errors / calls` (0 without calls).
+    pub error_rate: f64,
+    /// Median latency.
+    #[serde(rename = "p50_us", with = "crate::clock::micros")]
+    pub p50: Duration,
+    /// 99th percentile latency.
+    #[serde(rename = "p99_us", with = "crate::clock::micros")]
+    pub p99: Duration,
+    /// Largest latency.
+    #[serde(rename = "max_us", with = "crate::clock::micros")]
+    pub max: Duration,
+}
+
+/// The phase table of a run: for each named fault with a time trigger
+/// (its first occurrence), the calls due before, during and after it, then
+/// the whole run. Stretches of no time (a fault from 0s has no "before")
+/// are left out. Calls are placed by when they were due.
+pub fn phase_rows(scenario: &Scenario, load: &LoadResult) -> Vec<PhaseRow> {
+    let end_of_load = scenario.duration;
+    let mut rows = Vec::new();
+    for fault in &scenario.faults {
+        let (Some(name), Trigger::Time { at, length, .. }) = (&fault.name, &fault.trigger) else {
+            continue;
+        };
+        let start = (*at).min(end_of_load);
+        let end = length.map_or(end_of_load, |len| at.saturating_add(len).min(end_of_load));
+        for (label, from, to) in [
+            (format!("before {name}"), Duration::ZERO, start),
+            (format!("during {name}"), start, end),
+            (format!("after {name}"), end, end_of_load),
+        ] {
+            if from < to {
+                rows.push(row(label, from, to, end_of_load, &load.calls));
+            }
+        }
+    }
+    rows.push(row(
+        "whole run".into(),
+        Duration::ZERO,
+        end_of_load,
+        end_of_load,
+        &load.calls,
+    ));
+    rows
+}
+
+fn row(
+    label: String,
+    from: Duration,
+    to: Duration,
+    end_of_load: Duration,
+    calls: &[CallRecord],
+) -> PhaseRow {
+    // Calls due after the end of load (the last slot of open loop, a
+    // closed-loop call sent just at the end) belong to the last stretch.
+    let upper = if to >= end_of_load { Duration::MAX } else { to };
+    let summary = LatencySummary::of(
+        calls
+            .iter()
+            .filter(|c| c.intended >= from && c.intended < upper),
+    );
+    PhaseRow {
+        label,
+        from,
+        to,
+        calls: summary.calls,
+        errors: summary.errors,
+        error_rate: summary.error_rate,
+        p50: summary.quantile(0.5),
+        p99: summary.quantile(0.99),
+        max: summary.max(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::checks::test_support::*;
+    use crate::load::record::CallOutcome;
+    use crate::scenario::{Fault, FaultAction};
+
+    fn check(name: &str, kind: &'static str, passed: bool) -> CheckResult {
+        CheckResult {
+            name: name.into(),
+            kind,
+            line: Some(30),
+            expected: "error rate ≤ 0.0%".into(),
+            observed: if passed {
+                "0.0% (0 of 100)"
+            } else {
+                "3.0% (3 of 100)"
+            }
+            .into(),
+            passed,
+            detail: (!passed).then(|| "error rate 3.0% > 0.0%".into()),
+        }
+    }
+
+    /// A report of scenario `outage`: one passing and one failing check,
+    /// one phase row.
+    pub(crate) fn sample() -> RunReport {
+        RunReport {
+            scenario: "outage".into(),
+            file: "scenarios/outage.yaml".into(),
+            seed: 7,
+            mode: "in-process".into(),
+            duration: Duration::from_millis(12_500),
+            checks: vec![
+                check("steady before", "threshold", true),
+                check("no errors during files-down", "threshold", false),
+            ],
+            phases: vec![PhaseRow {
+                label: "whole run".into(),
+                from: Duration::ZERO,
+                to: Duration::from_secs(10),
+                calls: 100,
+                errors: 3,
+                error_rate: 0.03,
+                p50: Duration::from_micros(1_200),
+                p99: Duration::from_micros(12_345),
+                max: Duration::from_millis(40),
+            }],
+            missed_slots: 0,
+            calls: 100,
+            error: None,
+        }
+    }
+
+    /// A call every 100 ms over 10 s; those due in 2..5 s fail after 1 ms,
+    /// the others succeed after 10 ms.
+    fn steady_load() -> LoadResult {
+        let calls = (0..100)
+            .map(|n| {
+                let due = n * 100;
+                if (2_000..5_000).contains(&due) {
+                    call(n + 1, "files/read", due, 1, rpc_error(-32000, "down"))
+                } else {
+                    ok(n + 1, "files/read", due, 10)
+                }
+            })
+            .collect();
+        LoadResult {
+            calls,
+            ..LoadResult::default()
+        }
+    }
+
+    fn fault(name: Option<&str>, trigger: Trigger) -> Fault {
+        Fault {
+            name: name.map(Into::into),
+            fake: "files".into(),
+            tool: None,
+            trigger,
+            action: FaultAction::Outage { exit_code: 1 },
+        }
+    }
+
+    #[test]
+    fn phases_split_at_each_named_time_fault() {
+        let mut scenario = scenario(Vec::new());
+        scenario.faults = vec![
+            fault(
+                Some("files-down"),
+                Trigger::Time {
+                    at: ms(2_000),
+                    length: Some(ms(3_000)),
+                    every: Some(ms(6_000)),
+                },
+            ),
+            // Unnamed, and call-triggered faults get no rows.
+            fault(
+                None,
+                Trigger::Time {
+                    at: ms(0),
+                    length: None,
+                    every: None,
+                },
+            ),
+            fault(
+                Some("flaky"),
+                Trigger::Calls(crate::scenario::CallTrigger::First(3)),
+            ),
+        ];
+        let rows = phase_rows(&scenario, &steady_load());
+        let summary: Vec<(&str, u64, u64, u64, u64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.label.as_str(),
+                    r.from.as_millis() as u64,
+                    r.to.as_millis() as u64,
+                    r.calls,
+                    r.errors,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("before files-down", 0, 2_000, 20, 0),
+                ("during files-down", 2_000, 5_000, 30, 30),
+                ("after files-down", 5_000, 10_000, 50, 0),
+                ("whole run", 0, 10_000, 100, 30),
+            ]
+        );
+        assert_eq!(rows[1].max, ms(1));
+        assert_eq!(rows[2].p99, ms(10));
+        assert!((rows[3].error_rate - 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_fault_lasting_to_the_end_has_no_after_and_one_from_zero_no_before() {
+        let mut scenario = scenario(Vec::new());
+        scenario.faults = vec![
+            fault(
+                Some("late"),
+                Trigger::Time {
+                    at: ms(8_000),
+                    length: None,
+                    every: None,
+                },
+            ),
+            fault(
+                Some("early"),
+                Trigger::Time {
+                    at: ms(0),
+                    length: Some(ms(1_000)),
+                    every: None,
+                },
+            ),
+        ];
+        let mut load = steady_load();
+        // A call due after the end of load still counts in the last stretch.
+        load.calls.push(ok(101, "files/read", 10_050, 5));
+        let rows = phase_rows(&scenario, &load);
+        let labels: Vec<(&str, u64)> = rows.iter().map(|r| (r.label.as_str(), r.calls)).collect();
+        assert_eq!(
+            labels,
+            [
+                ("before late", 80),
+                ("during late", 21),
+                ("during early", 10),
+                ("after early", 91),
+                ("whole run", 101),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_report_passes_only_without_failed_checks_or_harness_error() {
+        let mut report = sample();
+        assert!(!report.passed());
+        assert_eq!(report.failed_checks(), 1);
+        report.checks.pop();
+        assert!(report.passed());
+        report.error = Some("fake files did not start".into());
+        assert!(!report.passed());
+    }
+
+    #[test]
+    fn from_run_judges_and_summarises() {
+        let report = RunReport::from_run(
+            &scenario(Vec::new()),
+            "binary",
+            ms(10_000),
+            &steady_load(),
+            &[],
+        );
+        assert_eq!(report.scenario, "outage");
+        assert_eq!(report.mode, "binary");
+        assert_eq!(report.calls, 100);
+        assert_eq!(report.checks.len(), 4, "the accounting checks");
+        assert!(report.passed());
+        assert_eq!(
+            report.phases.last().map(|p| p.label.as_str()),
+            Some("whole run")
+        );
+
+        let stopped = RunReport::stopped(&scenario(Vec::new()), "binary", ms(3), "no port".into());
+        assert!(!stopped.passed());
+        assert!(stopped.checks.is_empty());
+    }
+
+    #[test]
+    fn hung_calls_show_in_the_phase_table_as_errors() {
+        let load = LoadResult {
+            calls: vec![call(1, "files/read", 0, 30_000, CallOutcome::Hung)],
+            ..LoadResult::default()
+        };
+        let rows = phase_rows(&scenario(Vec::new()), &load);
+        assert_eq!(
+            (rows[0].calls, rows[0].errors, rows[0].max),
+            (1, 1, ms(30_000))
+        );
+    }
+}

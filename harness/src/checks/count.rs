@@ -1,0 +1,103 @@
+//! `count` checks: how many requests of a kind a fake received in a window
+//! (a dead backend must see no calls; a retry policy must send exactly so
+//! many). Counted from the fakes' journals, not from what clients saw.
+
+use super::Verdict;
+use crate::journal::JournalEntry;
+use crate::scenario::{CountCheck, JournalSelector};
+
+/// The kind's name in reports.
+pub const KIND: &str = "count";
+
+/// Judges `spec` over `journal`: the count must lie in `min..=max`.
+pub fn check(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
+    let count = journal.iter().filter(|e| selects(&spec.select, e)).count() as u64;
+    let expected = match (spec.min, spec.max) {
+        (Some(min), Some(max)) if min == max => format!("exactly {min}"),
+        (Some(min), Some(max)) => format!("{min} to {max}"),
+        (Some(min), None) => format!("≥ {min}"),
+        (None, Some(max)) => format!("≤ {max}"),
+        (None, None) => "any number".to_owned(),
+    };
+    let passed = spec.min.is_none_or(|min| count >= min) && spec.max.is_none_or(|max| count <= max);
+    let s = &spec.select;
+    let what = match &s.tool {
+        Some(tool) => format!("{} of `{tool}`", s.method),
+        None => s.method.clone(),
+    };
+    Verdict {
+        expected,
+        observed: count.to_string(),
+        passed,
+        detail: (!passed)
+            .then(|| format!("{count} {what} received by {} {}", s.fake, s.window.label)),
+    }
+}
+
+/// Whether a journal entry is one the selector counts.
+fn selects(select: &JournalSelector, entry: &JournalEntry) -> bool {
+    entry.fake == select.fake
+        && entry.method == select.method
+        && select
+            .tool
+            .as_ref()
+            .is_none_or(|t| entry.tool.as_ref() == Some(t))
+        && select.window.contains(entry.at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::test_support::*;
+
+    fn spec(tool: Option<&str>, min: Option<u64>, max: Option<u64>) -> CountCheck {
+        CountCheck {
+            select: JournalSelector {
+                fake: "files".into(),
+                tool: tool.map(Into::into),
+                method: "tools/call".into(),
+                window: window("during files-down", &[(1_000, 2_000)]),
+            },
+            min,
+            max,
+        }
+    }
+
+    fn journal() -> Vec<JournalEntry> {
+        vec![
+            entry("files", "tools/call", Some("read"), 1_000),
+            entry("files", "tools/call", Some("write"), 1_500),
+            entry("files", "tools/call", Some("read"), 1_999),
+            // Not counted: window end is exclusive, other fake, other method.
+            entry("files", "tools/call", Some("read"), 2_000),
+            entry("db", "tools/call", Some("read"), 1_500),
+            entry("files", "tools/list", None, 1_500),
+        ]
+    }
+
+    #[test]
+    fn counts_inside_inclusive_bounds() {
+        let v = check(&spec(None, Some(3), Some(3)), &journal());
+        assert!(v.passed, "{v:?}");
+        assert_eq!(
+            (v.expected.as_str(), v.observed.as_str()),
+            ("exactly 3", "3")
+        );
+        assert!(check(&spec(Some("read"), Some(2), Some(5)), &journal()).passed);
+        assert!(check(&spec(Some("write"), None, Some(1)), &journal()).passed);
+    }
+
+    #[test]
+    fn fails_outside_the_bounds() {
+        let v = check(&spec(None, None, Some(0)), &journal());
+        assert!(!v.passed);
+        assert_eq!((v.expected.as_str(), v.observed.as_str()), ("≤ 0", "3"));
+        assert_eq!(
+            v.detail.as_deref(),
+            Some("3 tools/call received by files during files-down")
+        );
+        let v = check(&spec(Some("read"), Some(3), None), &journal());
+        assert!(!v.passed);
+        assert_eq!((v.expected.as_str(), v.observed.as_str()), ("≥ 3", "2"));
+    }
+}
