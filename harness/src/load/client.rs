@@ -380,6 +380,13 @@ impl McpSession {
     }
 }
 
+impl Drop for McpSession {
+    /// Background stream readers stop with the session, closed or not.
+    fn drop(&mut self) {
+        self.closing.cancel();
+    }
+}
+
 fn request_body(id: u64, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }

@@ -128,7 +128,8 @@ impl ProgressSnapshot {
 ///
 /// Opens `workload.clients` sessions first; those that fail are listed in
 /// [`LoadResult::session_errors`] and the load goes over the others (none
-/// open: no calls).
+/// open: no calls). A call mix without a positive weight (which scenario
+/// validation rules out) is reported there too, and nothing is sent.
 pub async fn run(
     target: &LoadTarget,
     workload: &Workload,
@@ -139,7 +140,7 @@ pub async fn run(
     progress: Arc<Progress>,
 ) -> LoadResult {
     let mut result = LoadResult::default();
-    let give_up_all = clock.at(duration + grace);
+    let give_up_all = clock.at(duration.saturating_add(grace));
     let mix = match Mix::new(&workload.calls, seed) {
         Ok(mix) => mix,
         Err(message) => {
@@ -221,13 +222,16 @@ impl Driver {
     }
 
     /// Sends `planned` on session `turn` (modulo the number of sessions),
-    /// waits for it to end and records it. `due` is when the call should
-    /// have been sent (open loop); `None` means when it is sent.
-    async fn perform(&self, planned: PlannedCall, turn: usize, due: Option<Duration>) {
+    /// waits for it to end and records it; returns when it was sent. `due`
+    /// is when the call should have been sent (open loop); `None` means when
+    /// it is sent.
+    async fn perform(&self, planned: PlannedCall, turn: usize, due: Option<Duration>) -> Duration {
         let (client, session) = &self.sessions[turn % self.sessions.len()];
         let sent = self.clock.elapsed();
         self.progress.call_sent();
-        let give_up = (Instant::now() + self.call_timeout).min(self.give_up_all);
+        let give_up = Instant::now()
+            .checked_add(self.call_timeout)
+            .map_or(self.give_up_all, |at| at.min(self.give_up_all));
         let outcome =
             tokio::time::timeout_at(give_up, session.call_tool(&planned.tool, planned.arguments))
                 .await
@@ -243,6 +247,7 @@ impl Driver {
             ended,
             outcome,
         });
+        sent
     }
 }
 

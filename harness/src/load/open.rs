@@ -9,9 +9,9 @@
 //!
 //! - it finds `max_in_flight` calls outstanding: it is not sent at all, so
 //!   that a stalled proxy cannot pile up unbounded work;
-//! - the scheduler reaches it more than [`lateness_allowance`] after it was
-//!   due (the harness itself fell behind, or the sessions took that long to
-//!   open): it is still sent, at once, so the proxy sees the offered load;
+//! - its call is sent more than [`lateness_allowance`] after it was due
+//!   (the harness itself fell behind, or its runtime was busy): it is still
+//!   sent, at once, so the proxy sees the offered load;
 //! - the load period is over before the scheduler reaches it: not sent (no
 //!   call starts after the period).
 //!
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::Driver;
 
-/// How late the scheduler may reach a slot and still count it as on time:
+/// How late a slot's call may be sent and still count as on time:
 /// one period, but at least the timer's granularity and some scheduling
 /// jitter.
 fn lateness_allowance(period: Duration) -> Duration {
@@ -71,19 +71,17 @@ pub(super) async fn drive(
             // Behind schedule: let the calls just spawned run before the next.
             tokio::task::yield_now().await;
         }
-        let now = Instant::now();
-        if now >= end {
+        if Instant::now() >= end {
             missed += slots - slot;
             break;
         }
         // Finished calls are reaped as we go, so memory follows what is in flight.
-        while calls.try_join_next().is_some() {}
+        while let Some(late) = calls.try_join_next() {
+            missed += u64::from(late.unwrap_or(false));
+        }
         if in_flight.load(Ordering::Acquire) >= max_in_flight {
             missed += 1;
             continue;
-        }
-        if now.saturating_duration_since(due_at) > allowance {
-            missed += 1;
         }
         in_flight.fetch_add(1, Ordering::AcqRel);
         let planned = driver.plan();
@@ -91,12 +89,17 @@ pub(super) async fn drive(
         sent += 1;
         let driver = Arc::clone(driver);
         let in_flight = Arc::clone(&in_flight);
+        // Lateness is judged when the call is really sent (the spawned task
+        // may start later than the scheduler reached the slot).
         calls.spawn(async move {
-            driver.perform(planned, turn, Some(due)).await;
+            let sent = driver.perform(planned, turn, Some(due)).await;
             in_flight.fetch_sub(1, Ordering::AcqRel);
+            sent.saturating_sub(due) > allowance
         });
     }
-    while calls.join_next().await.is_some() {}
+    while let Some(late) = calls.join_next().await {
+        missed += u64::from(late.unwrap_or(false));
+    }
     missed
 }
 
