@@ -1,3 +1,260 @@
-//! (in progress)
+//! The load generator: real MCP sessions through the proxy driving
+//! `tools/call` load, in closed loop (a fixed number of calls always in
+//! flight) or open loop (calls at a fixed rate whatever the answers do), with
+//! one [`CallRecord`] per call for the checks and reports.
+//!
+//! Rules every run keeps, so that the records can be trusted:
+//!
+//! - Every call that was sent is recorded exactly once, however it ended. A
+//!   call unanswered after `call_timeout` is given up as
+//!   [`CallOutcome::Hung`]; so is every call still outstanding at
+//!   `duration + grace`, which is why [`run`] always returns by then (plus
+//!   the moment it takes to close the sessions).
+//! - No call starts after `duration`.
+//! - Call N uses the same tool in every run with the same seed, and carries
+//!   `"harness_call": N` in its arguments so that the fakes' journals can be
+//!   matched to the records.
+//! - Times are scenario time ([`ScenarioClock`]), read from tokio.
+//!
+//! The open loop's rules for late and refused slots are in `open.rs`.
 
+pub mod client;
+mod closed;
+mod mix;
+mod open;
 pub mod record;
+mod sse;
+
+#[cfg(test)]
+mod test_server;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::time::Instant;
+
+use crate::clock::ScenarioClock;
+use crate::scenario::{LoadMode, Workload};
+pub use client::{McpSession, PROTOCOL_VERSION, http_client};
+use mix::{Mix, PlannedCall};
+pub use record::{CallOutcome, CallRecord, LoadResult};
+
+/// Where the load goes: the proxy's MCP endpoint, and the HTTP client that
+/// every session shares (cloning it shares its connection pool).
+#[derive(Debug, Clone)]
+pub struct LoadTarget {
+    /// The MCP endpoint, e.g. `http://127.0.0.1:8080/mcp`.
+    pub url: String,
+    /// The shared HTTP client (see [`http_client`]).
+    pub http: reqwest::Client,
+}
+
+impl LoadTarget {
+    /// A target at `url` with a fresh [`http_client`].
+    pub fn new(url: impl Into<String>) -> Result<Self, String> {
+        Ok(Self {
+            url: url.into(),
+            http: http_client()?,
+        })
+    }
+}
+
+/// Live counters of a run, for a progress line; updated as calls are sent
+/// and end.
+#[derive(Debug, Default)]
+pub struct Progress {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// The counters of [`Progress`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    /// Calls sent.
+    pub sent: u64,
+    /// Calls that ended, however (an answer, an error, or given up as hung).
+    pub answered: u64,
+    /// Calls among `answered` that did not succeed.
+    pub errors: u64,
+}
+
+impl Progress {
+    /// Counters at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        // Read the ends first: a call that ends between the reads is then
+        // counted as in flight rather than as answered but never sent.
+        let answered = self.answered.load(Ordering::Relaxed);
+        let errors = self.errors.load(Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
+        ProgressSnapshot {
+            sent,
+            answered,
+            errors,
+        }
+    }
+
+    fn call_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn call_ended(&self, outcome: &CallOutcome) {
+        if !matches!(outcome, CallOutcome::Success) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.answered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl ProgressSnapshot {
+    /// Calls sent and not yet ended.
+    pub fn in_flight(&self) -> u64 {
+        self.sent.saturating_sub(self.answered)
+    }
+}
+
+/// Runs the workload against `target` from now until `duration` after the
+/// scenario start (then waits up to `grace` for outstanding calls), and
+/// returns what the clients observed.
+///
+/// Opens `workload.clients` sessions first; those that fail are listed in
+/// [`LoadResult::session_errors`] and the load goes over the others (none
+/// open: no calls). A call mix without a positive weight (which scenario
+/// validation rules out) is reported there too, and nothing is sent.
+pub async fn run(
+    target: &LoadTarget,
+    workload: &Workload,
+    seed: u64,
+    clock: ScenarioClock,
+    duration: Duration,
+    grace: Duration,
+    progress: Arc<Progress>,
+) -> LoadResult {
+    let mut result = LoadResult::default();
+    let give_up_all = clock.at(duration.saturating_add(grace));
+    let mix = match Mix::new(&workload.calls, seed) {
+        Ok(mix) => mix,
+        Err(message) => {
+            result.session_errors.push(message);
+            return result;
+        }
+    };
+
+    let opened = join_all((0..workload.clients).map(|client| async move {
+        let opened =
+            tokio::time::timeout_at(give_up_all, McpSession::open(&target.http, &target.url))
+                .await
+                .unwrap_or_else(|_| Err("no answer before the end of the run".into()));
+        (client, opened)
+    }))
+    .await;
+    let mut sessions = Vec::new();
+    for (client, opened) in opened {
+        match opened {
+            Ok(session) => sessions.push((client, session)),
+            Err(message) => result
+                .session_errors
+                .push(format!("client {client}: {message}")),
+        }
+    }
+    if sessions.is_empty() {
+        return result;
+    }
+
+    let driver = Arc::new(Driver {
+        clock,
+        sessions,
+        mix: Mutex::new(mix),
+        call_timeout: workload.call_timeout,
+        give_up_all,
+        records: Mutex::new(Vec::new()),
+        progress,
+    });
+    match workload.mode {
+        LoadMode::Closed { concurrency } => {
+            closed::drive(&driver, concurrency, clock.at(duration)).await;
+        }
+        LoadMode::Open {
+            rate,
+            max_in_flight,
+        } => {
+            let start = clock.elapsed();
+            result.missed_slots = open::drive(&driver, rate, max_in_flight, start, duration).await;
+        }
+    }
+
+    let sessions = &driver.sessions;
+    join_all(sessions.iter().map(|(_, s)| s.settle(give_up_all))).await;
+    result.duplicate_answers = sessions.iter().map(|(_, s)| s.duplicate_answers()).sum();
+    join_all(sessions.iter().map(|(_, s)| s.close())).await;
+    result.calls = std::mem::take(&mut *lock(&driver.records));
+    result
+}
+
+/// What the closed and open loops share: the sessions, the mix, the clock
+/// and the records.
+struct Driver {
+    clock: ScenarioClock,
+    /// The open sessions, each with its client number.
+    sessions: Vec<(usize, McpSession)>,
+    mix: Mutex<Mix>,
+    call_timeout: Duration,
+    /// When every call still outstanding is given up.
+    give_up_all: Instant,
+    /// Every ended call, in the order they ended.
+    records: Mutex<Vec<CallRecord>>,
+    progress: Arc<Progress>,
+}
+
+impl Driver {
+    /// The next call number, with its tool and arguments.
+    fn plan(&self) -> PlannedCall {
+        lock(&self.mix).next_call()
+    }
+
+    /// Sends `planned` on session `turn` (modulo the number of sessions),
+    /// waits for it to end and records it; returns when it was sent. `due`
+    /// is when the call should have been sent (open loop); `None` means when
+    /// it is sent.
+    async fn perform(&self, planned: PlannedCall, turn: usize, due: Option<Duration>) -> Duration {
+        let (client, session) = &self.sessions[turn % self.sessions.len()];
+        let sent = self.clock.elapsed();
+        self.progress.call_sent();
+        let give_up = Instant::now()
+            .checked_add(self.call_timeout)
+            .map_or(self.give_up_all, |at| at.min(self.give_up_all));
+        let outcome =
+            tokio::time::timeout_at(give_up, session.call_tool(&planned.tool, planned.arguments))
+                .await
+                .unwrap_or(CallOutcome::Hung);
+        let ended = self.clock.elapsed();
+        self.progress.call_ended(&outcome);
+        lock(&self.records).push(CallRecord {
+            call: planned.call,
+            client: *client,
+            tool: planned.tool,
+            intended: due.unwrap_or(sent),
+            sent,
+            ended,
+            outcome,
+        });
+        sent
+    }
+}
+
+/// Locks a mutex that no holder can leave inconsistent (each critical
+/// section is one push or one draw), so a poisoned one is still good.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,662 @@
+//! A lean MCP client over streamable HTTP: just what load through a proxy
+//! needs (initialize, tools/list, tools/call, close), on one shared
+//! [`reqwest::Client`] so that connections are pooled across sessions.
+//!
+//! It is deliberately separate from the proxy's own client code: the harness
+//! judges the proxy, so it speaks the protocol from the spec, and it turns
+//! everything a server may send — including nonsense — into a
+//! [`CallOutcome`] instead of failing.
+//!
+//! An answer that arrives as an event stream is recorded as soon as the
+//! response to our request is seen; the rest of the stream is read in the
+//! background so that a second response for the same request (a proxy bug)
+//! can be counted, see [`McpSession::duplicate_answers`].
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::record::CallOutcome;
+use super::sse::{MAX_EVENT_BYTES, SseParser};
+
+/// The protocol version the harness asks for.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// Versions the harness accepts from a server's `initialize` answer.
+const KNOWN_VERSIONS: [&str; 3] = [PROTOCOL_VERSION, "2025-06-18", "2025-03-26"];
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// Closing a session is a courtesy to the server; it must not hold up the end of a run.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A server that never stops paginating `tools/list` is broken, not patient.
+const MAX_TOOL_PAGES: usize = 1000;
+
+/// An HTTP client for MCP traffic to a proxy on the loopback: pooled
+/// connections, no system proxy (an `HTTP_PROXY` setting must not divert
+/// loopback traffic), no Nagle delay on small JSON-RPC messages.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))
+}
+
+/// One MCP session through the proxy.
+#[derive(Debug)]
+pub struct McpSession {
+    http: reqwest::Client,
+    url: String,
+    /// `Mcp-Session-Id` from the `initialize` answer (a stateless server sends none).
+    session_id: Option<String>,
+    /// The negotiated version; `None` only while initializing.
+    protocol_version: Option<String>,
+    next_id: AtomicU64,
+    duplicates: Arc<AtomicU64>,
+    /// Background readers of event streams whose answer was already taken.
+    drains: TaskTracker,
+    closing: CancellationToken,
+}
+
+/// What came back for one request, before it is read as MCP.
+enum Answer {
+    /// The JSON-RPC response (a `result` or an `error`).
+    Response(Value),
+    /// A non-2xx status without a JSON-RPC error in the body.
+    HttpStatus(u16),
+    /// No usable answer.
+    Transport(String),
+}
+
+impl McpSession {
+    /// Opens a session at `url`: `initialize`, then `notifications/initialized`.
+    pub async fn open(http: &reqwest::Client, url: &str) -> Result<McpSession, String> {
+        let mut session = McpSession {
+            http: http.clone(),
+            url: url.to_string(),
+            session_id: None,
+            protocol_version: None,
+            next_id: AtomicU64::new(1),
+            duplicates: Arc::new(AtomicU64::new(0)),
+            drains: TaskTracker::new(),
+            closing: CancellationToken::new(),
+        };
+        let id = session.next_id();
+        let params = json!({
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "mcp-harness", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let response = session
+            .post(&request_body(id, "initialize", params))
+            .await
+            .map_err(|e| format!("initialize: {e}"))?;
+        let session_id = response
+            .headers()
+            .get(SESSION_HEADER)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_string)
+                    .map_err(|_| "initialize: Mcp-Session-Id is not visible ASCII".to_string())
+            })
+            .transpose()?;
+        let result = result_of(session.read_answer(response, id).await, "initialize")?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .ok_or("initialize: the result has no protocolVersion")?;
+        if !KNOWN_VERSIONS.contains(&version) {
+            return Err(format!(
+                "initialize: the server chose protocol version {version:?}, which the harness does not speak"
+            ));
+        }
+        session.session_id = session_id;
+        session.protocol_version = Some(version.to_string());
+
+        let notification = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let response = session
+            .post(&notification)
+            .await
+            .map_err(|e| format!("notifications/initialized: {e}"))?;
+        if response.status() != reqwest::StatusCode::ACCEPTED {
+            return Err(format!(
+                "notifications/initialized: expected 202, got {}",
+                response.status().as_u16()
+            ));
+        }
+        Ok(session)
+    }
+
+    /// The session id the server gave, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    /// The negotiated protocol version.
+    pub fn protocol_version(&self) -> &str {
+        self.protocol_version.as_deref().unwrap_or(PROTOCOL_VERSION)
+    }
+
+    /// Calls a tool. Every way the call can end is a [`CallOutcome`]; a call
+    /// that never ends is the caller's to give up (see `load::run`).
+    pub async fn call_tool(&self, name: &str, arguments: Value) -> CallOutcome {
+        let params = json!({"name": name, "arguments": arguments});
+        match self.request("tools/call", params).await {
+            Answer::Response(message) => call_outcome(&message),
+            Answer::HttpStatus(status) => CallOutcome::HttpStatus { status },
+            Answer::Transport(message) => CallOutcome::Transport { message },
+        }
+    }
+
+    /// The names of all tools the server lists, following `nextCursor`.
+    pub async fn list_tools(&self) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_TOOL_PAGES {
+            let params = match &cursor {
+                Some(cursor) => json!({"cursor": cursor}),
+                None => json!({}),
+            };
+            let result = result_of(self.request("tools/list", params).await, "tools/list")?;
+            let tools = result
+                .get("tools")
+                .and_then(Value::as_array)
+                .ok_or("tools/list: the result has no tools array")?;
+            for tool in tools {
+                let name = tool
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or("tools/list: a tool has no name")?;
+                names.push(name.to_string());
+            }
+            match result.get("nextCursor") {
+                None | Some(Value::Null) => return Ok(names),
+                Some(Value::String(next)) if cursor.as_ref() == Some(next) => {
+                    return Err(format!("tools/list: the server repeats cursor {next:?}"));
+                }
+                Some(Value::String(next)) => cursor = Some(next.clone()),
+                Some(_) => return Err("tools/list: nextCursor is not a string".into()),
+            }
+        }
+        Err(format!(
+            "tools/list: more than {MAX_TOOL_PAGES} pages; giving up"
+        ))
+    }
+
+    /// Answers that arrived for a request this session had already seen
+    /// answered. Streams still being read may add to it; see [`Self::settle`].
+    pub fn duplicate_answers(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every event stream still being read has ended, or until
+    /// `deadline`, so that [`Self::duplicate_answers`] is final.
+    pub async fn settle(&self, deadline: Instant) {
+        self.drains.close();
+        let _ = tokio::time::timeout_at(deadline, self.drains.wait()).await;
+    }
+
+    /// Ends the session: stops reading leftover streams and sends DELETE.
+    /// Errors are ignored, and it takes at most about a second.
+    pub async fn close(&self) {
+        self.closing.cancel();
+        self.drains.close();
+        let request = self.http.delete(&self.url).headers(self.session_headers());
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, request.send()).await;
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The headers that tie a request to this session.
+    fn session_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        // Both values came from the server or from us as valid header text;
+        // a value that is not is simply left out.
+        if let Some(id) = self.session_id.as_deref().and_then(|v| v.parse().ok()) {
+            headers.insert(SESSION_HEADER, id);
+        }
+        if let Some(version) = self
+            .protocol_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+        {
+            headers.insert(VERSION_HEADER, version);
+        }
+        headers
+    }
+
+    async fn post(&self, message: &Value) -> Result<reqwest::Response, String> {
+        let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+        self.http
+            .post(&self.url)
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .headers(self.session_headers())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| describe(&e))
+    }
+
+    async fn request(&self, method: &str, params: Value) -> Answer {
+        let id = self.next_id();
+        match self.post(&request_body(id, method, params)).await {
+            Ok(response) => self.read_answer(response, id).await,
+            Err(message) => Answer::Transport(message),
+        }
+    }
+
+    /// Reads the answer to request `id` from an HTTP response.
+    async fn read_answer(&self, mut response: reqwest::Response, id: u64) -> Answer {
+        let status = response.status();
+        if !status.is_success() {
+            // A JSON-RPC error in the body says more than the status does.
+            return match read_body(&mut response).await {
+                Ok(body) => match serde_json::from_slice::<Value>(&body) {
+                    Ok(message) if message.get("error").is_some() && is_response(&message) => {
+                        Answer::Response(message)
+                    }
+                    _ => Answer::HttpStatus(status.as_u16()),
+                },
+                Err(_) => Answer::HttpStatus(status.as_u16()),
+            };
+        }
+        let is_stream = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/event-stream")
+            });
+        if is_stream {
+            return self.read_stream(response, id).await;
+        }
+        let body = match read_body(&mut response).await {
+            Ok(body) => body,
+            Err(message) => return Answer::Transport(message),
+        };
+        let message: Value = match serde_json::from_slice(&body) {
+            Ok(message) => message,
+            Err(e) => {
+                return Answer::Transport(format!(
+                    "HTTP {} answer is not JSON: {e}",
+                    status.as_u16()
+                ));
+            }
+        };
+        let mut answers = answers_to(message, id);
+        match answers.len() {
+            0 => Answer::Transport(format!(
+                "HTTP {} answer holds no response to request {id}",
+                status.as_u16()
+            )),
+            1 => Answer::Response(answers.remove(0)),
+            n => {
+                self.duplicates.fetch_add(n as u64 - 1, Ordering::Relaxed);
+                Answer::Response(answers.remove(0))
+            }
+        }
+    }
+
+    /// Reads an event stream up to the response to `id`; what follows it is
+    /// read in the background, counting further responses to `id`.
+    async fn read_stream(&self, mut response: reqwest::Response, id: u64) -> Answer {
+        let mut parser = SseParser::default();
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => {
+                    return Answer::Transport(format!(
+                        "event stream ended without a response to request {id}"
+                    ));
+                }
+                Err(e) => return Answer::Transport(describe(&e)),
+            };
+            let events = match parser.feed(&chunk) {
+                Ok(events) => events,
+                Err(message) => return Answer::Transport(message),
+            };
+            let mut answers = Vec::new();
+            for event in events {
+                match serde_json::from_str::<Value>(&event) {
+                    Ok(message) => answers.extend(answers_to(message, id)),
+                    Err(e) if answers.is_empty() => {
+                        return Answer::Transport(format!("event stream data is not JSON: {e}"));
+                    }
+                    // After the answer, garbage is the drain's concern, not the call's.
+                    Err(_) => {}
+                }
+            }
+            if answers.is_empty() {
+                continue;
+            }
+            let first = answers.remove(0);
+            if !answers.is_empty() {
+                self.duplicates
+                    .fetch_add(answers.len() as u64, Ordering::Relaxed);
+            }
+            self.drain(response, parser, id);
+            return Answer::Response(first);
+        }
+    }
+
+    /// Reads the rest of a stream whose answer was taken, until it ends or
+    /// the session closes, counting further responses to `id`.
+    fn drain(&self, mut response: reqwest::Response, mut parser: SseParser, id: u64) {
+        let duplicates = Arc::clone(&self.duplicates);
+        let closing = self.closing.clone();
+        self.drains.spawn(async move {
+            loop {
+                let chunk = tokio::select! {
+                    _ = closing.cancelled() => return,
+                    chunk = response.chunk() => chunk,
+                };
+                let Ok(Some(chunk)) = chunk else { return };
+                let Ok(events) = parser.feed(&chunk) else {
+                    return;
+                };
+                for event in events {
+                    if let Ok(message) = serde_json::from_str::<Value>(&event) {
+                        let extra = answers_to(message, id).len() as u64;
+                        duplicates.fetch_add(extra, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Drop for McpSession {
+    /// Background stream readers stop with the session, closed or not.
+    fn drop(&mut self) {
+        self.closing.cancel();
+    }
+}
+
+fn request_body(id: u64, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// Reads a whole (non-stream) body, refusing one larger than any sane message.
+async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > MAX_EVENT_BYTES {
+            return Err(format!("answer larger than {MAX_EVENT_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Whether a message is a JSON-RPC response (not a request or notification).
+fn is_response(message: &Value) -> bool {
+    message.get("method").is_none()
+        && (message.get("result").is_some() || message.get("error").is_some())
+}
+
+/// The responses to request `id` in a message (or a batch of them). An error
+/// with a null id counts: the server could not tell which request failed,
+/// and ours is the only one on this exchange.
+fn answers_to(message: Value, id: u64) -> Vec<Value> {
+    let ours = |m: &Value| {
+        is_response(m)
+            && match m.get("id") {
+                Some(Value::Null) => m.get("error").is_some(),
+                Some(v) => v.as_u64() == Some(id),
+                None => false,
+            }
+    };
+    match message {
+        Value::Array(batch) => batch.into_iter().filter(|m| ours(m)).collect(),
+        message if ours(&message) => vec![message],
+        _ => Vec::new(),
+    }
+}
+
+/// How a `tools/call` response ended the call.
+fn call_outcome(message: &Value) -> CallOutcome {
+    if let Some(error) = message.get("error") {
+        let code = error.get("code").and_then(Value::as_i64);
+        let text = error.get("message").and_then(Value::as_str);
+        return match (code, text) {
+            (Some(code), Some(text)) => CallOutcome::RpcError {
+                code,
+                message: text.to_string(),
+            },
+            _ => CallOutcome::Transport {
+                message: format!("malformed JSON-RPC error: {error}"),
+            },
+        };
+    }
+    let Some(result) = message.get("result").and_then(Value::as_object) else {
+        return CallOutcome::Transport {
+            message: "tools/call result is not an object".into(),
+        };
+    };
+    match result.get("isError") {
+        None | Some(Value::Bool(false)) | Some(Value::Null) => CallOutcome::Success,
+        Some(Value::Bool(true)) => CallOutcome::ToolError {
+            message: text_content(result.get("content")),
+        },
+        Some(other) => CallOutcome::Transport {
+            message: format!("tools/call isError is not a boolean: {other}"),
+        },
+    }
+}
+
+/// The text items of a result's content, one per line.
+fn text_content(content: Option<&Value>) -> String {
+    let Some(items) = content.and_then(Value::as_array) else {
+        return String::new();
+    };
+    items
+        .iter()
+        .filter(|item| item.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|item| item.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The result of a response to a harness request (not a tool call), or why
+/// there is none.
+fn result_of(answer: Answer, what: &str) -> Result<Value, String> {
+    match answer {
+        Answer::Response(mut message) => {
+            if let Some(error) = message.get("error") {
+                return Err(format!("{what}: JSON-RPC error {error}"));
+            }
+            match message.get_mut("result").map(Value::take) {
+                Some(result @ Value::Object(_)) => Ok(result),
+                _ => Err(format!("{what}: the result is not an object")),
+            }
+        }
+        Answer::HttpStatus(status) => Err(format!("{what}: HTTP {status}")),
+        Answer::Transport(message) => Err(format!("{what}: {message}")),
+    }
+}
+
+/// An error with its causes: reqwest's own message rarely says what failed.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::test_server::TestServer;
+
+    async fn session(server: &TestServer) -> McpSession {
+        McpSession::open(&http_client().unwrap(), &server.url)
+            .await
+            .expect("session opens")
+    }
+
+    #[tokio::test]
+    async fn open_negotiates_a_session() {
+        let server = TestServer::start().await;
+        let session = session(&server).await;
+        assert_eq!(session.session_id(), Some("session-0"));
+        assert_eq!(session.protocol_version(), PROTOCOL_VERSION);
+    }
+
+    #[tokio::test]
+    async fn open_fails_when_the_server_refuses_initialize() {
+        let server = TestServer::start().await;
+        let url = server.url.replace("/mcp", "/elsewhere");
+        let error = McpSession::open(&http_client().unwrap(), &url)
+            .await
+            .unwrap_err();
+        assert_eq!(error, "initialize: HTTP 404");
+    }
+
+    #[tokio::test]
+    async fn each_kind_of_answer_maps_to_its_outcome() {
+        let server = TestServer::start().await;
+        let session = session(&server).await;
+        let transport = |outcome: CallOutcome| match outcome {
+            CallOutcome::Transport { message } => message,
+            other => panic!("expected a transport failure, got {other:?}"),
+        };
+        let call = |tool: &'static str| session.call_tool(tool, json!({}));
+        assert_eq!(call("ok").await, CallOutcome::Success);
+        assert_eq!(
+            call("tool_error").await,
+            CallOutcome::ToolError {
+                message: "first\nsecond".into()
+            }
+        );
+        assert_eq!(
+            call("rpc_error").await,
+            CallOutcome::RpcError {
+                code: -32000,
+                message: "boom".into()
+            }
+        );
+        assert_eq!(
+            call("http_rpc_error").await,
+            CallOutcome::RpcError {
+                code: -32600,
+                message: "bad request".into()
+            }
+        );
+        assert_eq!(
+            call("http_500").await,
+            CallOutcome::HttpStatus { status: 500 }
+        );
+        assert_eq!(call("sse_progress").await, CallOutcome::Success);
+        let no_answer = transport(call("sse_no_answer").await);
+        assert!(
+            no_answer.contains("ended without a response"),
+            "{no_answer}"
+        );
+        let bad = transport(call("bad_json").await);
+        assert!(bad.contains("not JSON"), "{bad}");
+        let wrong = transport(call("wrong_id").await);
+        assert!(wrong.contains("no response to request"), "{wrong}");
+        assert_eq!(session.duplicate_answers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_second_response_in_the_stream_is_counted_as_a_duplicate() {
+        let server = TestServer::start().await;
+        let session = session(&server).await;
+        let outcome = session.call_tool("sse_duplicate", json!({})).await;
+        assert_eq!(outcome, CallOutcome::Success);
+        session
+            .settle(Instant::now() + Duration::from_secs(5))
+            .await;
+        assert_eq!(session.duplicate_answers(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_is_a_transport_failure() {
+        let server = TestServer::start().await;
+        let session = session(&server).await;
+        server.stop();
+        let outcome = session.call_tool("ok", json!({})).await;
+        assert!(
+            matches!(outcome, CallOutcome::Transport { .. }),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn list_tools_follows_pagination() {
+        let server = TestServer::start().await;
+        let session = session(&server).await;
+        assert_eq!(session.list_tools().await.unwrap(), ["ok", "slow", "hang"]);
+    }
+
+    #[tokio::test]
+    async fn request_ids_are_unique_within_a_session() {
+        let server = TestServer::start().await;
+        let session = session(&server).await;
+        for _ in 0..5 {
+            session.call_tool("ok", json!({})).await;
+        }
+        session.list_tools().await.unwrap();
+        let ids = server.state.ids();
+        let unique: std::collections::HashSet<_> = ids.iter().map(Value::to_string).collect();
+        assert_eq!(ids.len(), 7);
+        assert_eq!(unique.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn close_ends_the_session_on_the_server() {
+        let server = TestServer::start().await;
+        let session = session(&server).await;
+        session.close().await;
+        assert_eq!(server.state.deleted(), 1);
+        assert_eq!(
+            session.call_tool("ok", json!({})).await,
+            CallOutcome::HttpStatus { status: 404 }
+        );
+    }
+
+    #[test]
+    fn a_malformed_error_or_result_is_a_transport_failure() {
+        let outcome = call_outcome(&json!({"id": 1, "error": {"code": "x"}}));
+        assert!(matches!(outcome, CallOutcome::Transport { .. }));
+        let outcome = call_outcome(&json!({"id": 1, "result": 3}));
+        assert!(matches!(outcome, CallOutcome::Transport { .. }));
+        let outcome = call_outcome(&json!({"id": 1, "result": {"isError": "yes"}}));
+        assert!(matches!(outcome, CallOutcome::Transport { .. }));
+    }
+
+    #[test]
+    fn only_responses_to_our_id_are_answers() {
+        let notification = json!({"jsonrpc": "2.0", "method": "notifications/progress"});
+        let request = json!({"jsonrpc": "2.0", "id": 3, "method": "sampling/createMessage"});
+        let other = json!({"jsonrpc": "2.0", "id": 4, "result": {}});
+        let ours = json!({"jsonrpc": "2.0", "id": 3, "result": {}});
+        let anonymous_error = json!({"jsonrpc": "2.0", "id": null, "error": {}});
+        assert!(answers_to(notification, 3).is_empty());
+        assert!(answers_to(request, 3).is_empty());
+        assert!(answers_to(other.clone(), 3).is_empty());
+        assert_eq!(answers_to(ours.clone(), 3).len(), 1);
+        assert_eq!(answers_to(anonymous_error, 3).len(), 1);
+        assert_eq!(answers_to(json!([other, ours]), 3).len(), 1);
+    }
+}
