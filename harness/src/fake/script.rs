@@ -233,3 +233,390 @@ fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Behaviour, CallTrigger, FakeTransport, Trigger};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn spec(tools: &[(&str, Behaviour)]) -> FakeSpec {
+        FakeSpec {
+            name: "files".into(),
+            transport: FakeTransport::Stdio,
+            tools: tools
+                .iter()
+                .map(|(name, behaviour)| ToolSpec {
+                    name: (*name).into(),
+                    read_only: None,
+                    idempotent: None,
+                    behaviour: behaviour.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn always(outcome: Outcome) -> Vec<WeightedOutcome> {
+        vec![WeightedOutcome {
+            outcome,
+            probability: 1.0,
+        }]
+    }
+
+    fn failing() -> Outcome {
+        Outcome::ToolError {
+            message: "scripted".into(),
+        }
+    }
+
+    fn behave(tool: Option<&str>, trigger: Trigger, outcome: Outcome) -> Fault {
+        Fault {
+            name: None,
+            fake: "files".into(),
+            tool: tool.map(str::to_owned),
+            trigger,
+            action: FaultAction::Behave {
+                latency: None,
+                outcomes: Some(always(outcome)),
+            },
+        }
+    }
+
+    fn outage(at: u64, length: Option<u64>, every: Option<u64>, exit_code: i32) -> Fault {
+        Fault {
+            name: Some("down".into()),
+            fake: "files".into(),
+            tool: None,
+            trigger: Trigger::Time {
+                at: ms(at),
+                length: length.map(|l| ms(l)),
+                every: every.map(|e| ms(e)),
+            },
+            action: FaultAction::Outage { exit_code },
+        }
+    }
+
+    fn outcomes_of(script: &mut Script, tool: &str, calls: usize) -> Vec<Outcome> {
+        (0..calls)
+            .map(|_| script.decide(tool, Duration::ZERO).unwrap().outcome)
+            .collect()
+    }
+
+    fn samples(latency: Latency, seed: u64, n: usize) -> Vec<Duration> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n).map(|_| sample_latency(&latency, &mut rng)).collect()
+    }
+
+    fn mean_ms(samples: &[Duration]) -> f64 {
+        samples.iter().map(|d| d.as_secs_f64() * 1e3).sum::<f64>() / samples.len() as f64
+    }
+
+    #[test]
+    fn seeded_sampling_repeats_for_a_seed_and_differs_across_seeds() {
+        let distributions = [
+            Latency::Uniform {
+                min: ms(5),
+                max: ms(20),
+            },
+            Latency::Normal {
+                mean: ms(20),
+                stddev: ms(5),
+            },
+            Latency::LogNormal {
+                median: ms(20),
+                sigma: 0.5,
+            },
+            Latency::Pareto {
+                scale: ms(5),
+                shape: 1.5,
+            },
+        ];
+        for latency in distributions {
+            assert_eq!(
+                samples(latency, 7, 200),
+                samples(latency, 7, 200),
+                "{latency:?}"
+            );
+            assert_ne!(
+                samples(latency, 7, 200),
+                samples(latency, 8, 200),
+                "{latency:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fixed_latency_is_exact_and_uniform_stays_within_bounds() {
+        assert!(
+            samples(Latency::Fixed(ms(7)), 1, 100)
+                .iter()
+                .all(|d| *d == ms(7))
+        );
+        let uniform = samples(
+            Latency::Uniform {
+                min: ms(5),
+                max: ms(20),
+            },
+            1,
+            10_000,
+        );
+        assert!(uniform.iter().all(|d| (ms(5)..=ms(20)).contains(d)));
+        // Both halves of the range are drawn from.
+        assert!(uniform.iter().any(|d| *d < ms(8)));
+        assert!(uniform.iter().any(|d| *d > ms(17)));
+        assert!((mean_ms(&uniform) - 12.5).abs() < 0.5);
+    }
+
+    #[test]
+    fn normal_centres_on_its_mean_and_never_goes_negative() {
+        let normal = samples(
+            Latency::Normal {
+                mean: ms(20),
+                stddev: ms(5),
+            },
+            3,
+            10_000,
+        );
+        // The standard error of the mean is 0.05 ms.
+        assert!(
+            (mean_ms(&normal) - 20.0).abs() < 0.5,
+            "{}",
+            mean_ms(&normal)
+        );
+        let wide = samples(
+            Latency::Normal {
+                mean: ms(1),
+                stddev: ms(10),
+            },
+            3,
+            1_000,
+        );
+        let zeros = wide.iter().filter(|d| d.is_zero()).count();
+        // About 46% of draws are negative and clamp to zero.
+        assert!((300..600).contains(&zeros), "{zeros}");
+    }
+
+    #[test]
+    fn lognormal_centres_on_its_median_and_pareto_never_drops_below_scale() {
+        let mut lognormal = samples(
+            Latency::LogNormal {
+                median: ms(20),
+                sigma: 0.5,
+            },
+            4,
+            10_001,
+        );
+        lognormal.sort();
+        let median = lognormal[5_000].as_secs_f64() * 1e3;
+        assert!((median - 20.0).abs() < 1.0, "{median}");
+
+        let pareto = samples(
+            Latency::Pareto {
+                scale: ms(5),
+                shape: 1.5,
+            },
+            4,
+            10_000,
+        );
+        assert!(pareto.iter().all(|d| *d >= ms(5)));
+        // P(X > 4·scale) = 4^-1.5 = 1/8: a heavy tail, not a constant.
+        let tail = pareto.iter().filter(|d| **d > ms(20)).count();
+        assert!((1_000..1_500).contains(&tail), "{tail}");
+    }
+
+    #[test]
+    fn outcomes_follow_their_probabilities_and_the_rest_is_success() {
+        let mix = vec![
+            WeightedOutcome {
+                outcome: failing(),
+                probability: 0.3,
+            },
+            WeightedOutcome {
+                outcome: Outcome::Hang,
+                probability: 0.2,
+            },
+        ];
+        let mut rng = StdRng::seed_from_u64(5);
+        let picks: Vec<Outcome> = (0..10_000).map(|_| pick_outcome(&mix, &mut rng)).collect();
+        let share = |o: &Outcome| picks.iter().filter(|p| *p == o).count() as f64 / 1e4;
+        assert!((share(&failing()) - 0.3).abs() < 0.03);
+        assert!((share(&Outcome::Hang) - 0.2).abs() < 0.03);
+        assert!((share(&Outcome::Success) - 0.5).abs() < 0.03);
+        assert_eq!(pick_outcome(&[], &mut rng), Outcome::Success);
+    }
+
+    #[test]
+    fn scripts_repeat_for_a_seed_and_generation_and_differ_otherwise() {
+        let behaviour = Behaviour {
+            latency: Latency::Uniform {
+                min: Duration::ZERO,
+                max: ms(100),
+            },
+            outcomes: vec![WeightedOutcome {
+                outcome: failing(),
+                probability: 0.5,
+            }],
+        };
+        let spec = spec(&[("read", behaviour)]);
+        let run = |seed, generation| {
+            let mut script = Script::new(&spec, &[], seed, generation);
+            (0..50)
+                .map(|_| script.decide("read", Duration::ZERO).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(1, 0), run(1, 0));
+        assert_ne!(run(1, 0), run(1, 1));
+        assert_ne!(run(1, 0), run(2, 0));
+    }
+
+    #[test]
+    fn first_n_calls_are_counted_per_tool() {
+        let spec = spec(&[
+            ("read", Behaviour::default()),
+            ("write", Behaviour::default()),
+        ]);
+        let faults = [behave(
+            None,
+            Trigger::Calls(CallTrigger::First(2)),
+            failing(),
+        )];
+        let mut script = Script::new(&spec, &faults, 0, 0);
+        assert_eq!(
+            outcomes_of(&mut script, "read", 3),
+            [failing(), failing(), Outcome::Success]
+        );
+        // `write` has its own count: its first two calls fail too.
+        assert_eq!(
+            outcomes_of(&mut script, "write", 3),
+            [failing(), failing(), Outcome::Success]
+        );
+    }
+
+    #[test]
+    fn every_nth_call_of_the_named_tool_only() {
+        let spec = spec(&[
+            ("read", Behaviour::default()),
+            ("write", Behaviour::default()),
+        ]);
+        let faults = [behave(
+            Some("read"),
+            Trigger::Calls(CallTrigger::Every(3)),
+            Outcome::Hang,
+        )];
+        let mut script = Script::new(&spec, &faults, 0, 0);
+        let read = outcomes_of(&mut script, "read", 7);
+        let hung: Vec<usize> = (0..7).filter(|i| read[*i] == Outcome::Hang).collect();
+        assert_eq!(hung, [2, 5]);
+        assert!(
+            outcomes_of(&mut script, "write", 6)
+                .iter()
+                .all(|o| *o == Outcome::Success)
+        );
+    }
+
+    #[test]
+    fn a_repeating_time_trigger_holds_in_each_period() {
+        let spec = spec(&[("read", Behaviour::default())]);
+        let trigger = Trigger::Time {
+            at: ms(10),
+            length: Some(ms(2)),
+            every: Some(ms(5)),
+        };
+        let mut script = Script::new(&spec, &[behave(None, trigger, failing())], 0, 0);
+        let mut at = |t: u64| script.decide("read", ms(t)).unwrap().outcome;
+        assert_eq!(at(9), Outcome::Success);
+        assert_eq!(at(10), failing());
+        assert_eq!(at(11), failing());
+        assert_eq!(at(12), Outcome::Success);
+        assert_eq!(at(15), failing());
+        assert_eq!(at(18), Outcome::Success);
+        assert_eq!(at(1_001), failing());
+    }
+
+    #[test]
+    fn later_faults_win_and_replace_only_what_they_set() {
+        let spec = spec(&[("read", Behaviour::default())]);
+        let slow = Fault {
+            action: FaultAction::Behave {
+                latency: Some(Latency::Fixed(ms(40))),
+                outcomes: Some(always(failing())),
+            },
+            ..behave(None, Trigger::Calls(CallTrigger::First(10)), failing())
+        };
+        let hang = behave(
+            Some("read"),
+            Trigger::Calls(CallTrigger::Every(2)),
+            Outcome::Hang,
+        );
+        let mut script = Script::new(&spec, &[slow, hang], 0, 0);
+        let first = script.decide("read", Duration::ZERO).unwrap();
+        assert_eq!(
+            first,
+            Decision {
+                latency: ms(40),
+                outcome: failing()
+            }
+        );
+        let second = script.decide("read", Duration::ZERO).unwrap();
+        assert_eq!(
+            second,
+            Decision {
+                latency: ms(40),
+                outcome: Outcome::Hang
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_tools_and_other_fakes_faults_are_ignored() {
+        let spec = spec(&[("read", Behaviour::default())]);
+        let mut elsewhere = behave(None, Trigger::Calls(CallTrigger::First(5)), failing());
+        elsewhere.fake = "other".into();
+        let mut script = Script::new(&spec, &[elsewhere, outage(0, None, None, 1)], 0, 0);
+        assert_eq!(script.decide("nope", Duration::ZERO), None);
+        // The unknown call was not counted, and the other fake's fault does not apply.
+        assert_eq!(outcomes_of(&mut script, "read", 1), [Outcome::Success]);
+        // Outages do not change call outcomes: the faces act on them.
+        assert_eq!(script.outage_at(Duration::ZERO), Some(1));
+    }
+
+    #[test]
+    fn outages_and_their_edges() {
+        let spec = spec(&[("read", Behaviour::default())]);
+        let once = Script::new(&spec, &[outage(100, Some(50), None, 3)], 0, 0);
+        assert_eq!(once.outage_at(ms(99)), None);
+        assert_eq!(once.outage_at(ms(100)), Some(3));
+        assert_eq!(once.outage_at(ms(150)), None);
+        assert_eq!(once.next_outage_change(Duration::ZERO), Some(ms(100)));
+        assert_eq!(once.next_outage_change(ms(100)), Some(ms(150)));
+        assert_eq!(once.next_outage_change(ms(150)), None);
+
+        let periodic = Script::new(&spec, &[outage(100, Some(20), Some(50), 1)], 0, 0);
+        assert_eq!(periodic.next_outage_change(ms(110)), Some(ms(120)));
+        assert_eq!(periodic.next_outage_change(ms(120)), Some(ms(150)));
+        assert_eq!(periodic.outage_at(ms(155)), Some(1));
+        assert_eq!(periodic.outage_at(ms(175)), None);
+
+        let forever = Script::new(&spec, &[outage(100, None, None, 1)], 0, 0);
+        assert_eq!(forever.next_outage_change(ms(100)), None);
+        assert_eq!(forever.outage_at(ms(10_000)), Some(1));
+
+        // Overlapping outages: the later one in file order names the code.
+        let both = Script::new(
+            &spec,
+            &[
+                outage(0, Some(100), None, 2),
+                outage(50, Some(100), None, 9),
+            ],
+            0,
+            0,
+        );
+        assert_eq!(both.outage_at(ms(10)), Some(2));
+        assert_eq!(both.outage_at(ms(60)), Some(9));
+        assert_eq!(both.outage_at(ms(120)), Some(9));
+        assert_eq!(both.next_outage_change(ms(60)), Some(ms(100)));
+    }
+}
