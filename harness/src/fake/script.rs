@@ -292,8 +292,8 @@ mod tests {
             tool: None,
             trigger: Trigger::Time {
                 at: ms(at),
-                length: length.map(|l| ms(l)),
-                every: every.map(|e| ms(e)),
+                length: length.map(ms),
+                every: every.map(ms),
             },
             action: FaultAction::Outage { exit_code },
         }
