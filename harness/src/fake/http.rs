@@ -48,9 +48,9 @@ use crate::scenario::FakeTransport;
 
 /// Largest POST body read; a fake has no use for more.
 const MAX_BODY: usize = 4 * 1024 * 1024;
-/// How long to wait before binding again when the port is briefly taken
-/// after an outage.
-const REBIND_PAUSE: Duration = Duration::from_millis(50);
+/// How long to wait before retrying a failed bind (the port briefly taken
+/// after an outage) or accept (out of descriptors).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 const SESSION_HEADER: &str = "mcp-session-id";
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -231,16 +231,19 @@ async fn sleep_until(clock: ScenarioClock, at: Option<Duration>) {
 /// Binds `addr` again after an outage, retrying while the port is taken
 /// (`None` if stopped meanwhile).
 async fn rebind(addr: SocketAddr, stop: &CancellationToken) -> Option<TcpListener> {
+    let mut reported = false;
     loop {
         match bind(addr) {
             Ok(listener) => return Some(listener),
-            Err(e) => {
-                eprintln!("fake at {addr}: cannot bind again after an outage ({e}); retrying")
+            Err(e) if !reported => {
+                eprintln!("fake at {addr}: cannot bind again after an outage ({e}); retrying");
+                reported = true;
             }
+            Err(_) => {}
         }
         tokio::select! {
             () = stop.cancelled() => return None,
-            () = tokio::time::sleep(REBIND_PAUSE) => {}
+            () = tokio::time::sleep(RETRY_PAUSE) => {}
         }
     }
 }
@@ -266,7 +269,7 @@ async fn accept(
                 ));
             }
             // Out of descriptors and the like: pause rather than spin.
-            Err(_) => tokio::time::sleep(REBIND_PAUSE).await,
+            Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
         }
     }
 }
