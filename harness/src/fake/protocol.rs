@@ -1,0 +1,333 @@
+//! The MCP server both faces share: one JSON-RPC message in, one [`Reply`]
+//! out, every request journalled.
+//!
+//! The faces own framing and transport (HTTP sessions, stdio lines); this
+//! module owns what an MCP server says. Scripted outcomes that are transport
+//! actions (reset, hang, malformed frame, HTTP status, exit) come back as
+//! [`Reply`] variants for the face to carry out. An outcome the face cannot
+//! perform (an exit over HTTP, a status over stdio; validation rejects both)
+//! is answered with a JSON-RPC internal error instead of being dropped.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::FakeConfig;
+use super::script::Script;
+use crate::clock::ScenarioClock;
+use crate::journal::{Journal, JournalEntry};
+use crate::scenario::{Outcome, ToolSpec};
+
+/// The protocol version answered when the client asks for one we do not know.
+const LATEST_VERSION: &str = "2025-11-25";
+const KNOWN_VERSIONS: [&str; 3] = [LATEST_VERSION, "2025-06-18", "2025-03-26"];
+
+/// The body of a malformed answer: a JSON-RPC response cut short.
+pub(crate) const MALFORMED: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
+
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+const INTERNAL_ERROR: i64 = -32603;
+
+/// Which face a server speaks through: decides how outages and the
+/// transport-only outcomes come out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Face {
+    /// Streamable HTTP: an outage resets the connection.
+    Http,
+    /// stdio: an outage exits the process.
+    Stdio,
+}
+
+/// What the face does with one message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reply {
+    /// Send this JSON-RPC message.
+    Json(Value),
+    /// Nothing to answer (a notification or a response).
+    Nothing,
+    /// Never answer.
+    Hang,
+    /// http: reset the connection.
+    Reset,
+    /// Send an invalid frame ([`MALFORMED`]).
+    Malformed,
+    /// http: answer with this status and no body.
+    HttpStatus {
+        /// The status code.
+        status: u16,
+        /// Sent as `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// stdio: close the output and end with this exit code.
+    Exit(i32),
+}
+
+/// One parsed JSON-RPC message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Message {
+    /// Has an id: wants an answer.
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
+    /// No id.
+    Notification { method: String, params: Value },
+    /// A response to something the server sent (it sends nothing, so these
+    /// are ignored).
+    Response,
+}
+
+impl Message {
+    /// Parses one message; `Err` carries the error response to send back.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Message, Value> {
+        let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+            return Err(error_response(&Value::Null, PARSE_ERROR, "parse error"));
+        };
+        let Value::Object(mut object) = value else {
+            return Err(error_response(
+                &Value::Null,
+                INVALID_REQUEST,
+                "expected one JSON-RPC message object",
+            ));
+        };
+        let params = object.remove("params").unwrap_or(Value::Null);
+        match (object.remove("method"), object.remove("id")) {
+            (Some(Value::String(method)), Some(id)) => Ok(Message::Request { id, method, params }),
+            (Some(Value::String(method)), None) => Ok(Message::Notification { method, params }),
+            (None, Some(_)) if object.contains_key("result") || object.contains_key("error") => {
+                Ok(Message::Response)
+            }
+            (_, id) => Err(error_response(
+                &id.unwrap_or(Value::Null),
+                INVALID_REQUEST,
+                "not a JSON-RPC request, notification or response",
+            )),
+        }
+    }
+
+    /// Whether this is an `initialize` request (which opens an HTTP session).
+    pub(crate) fn is_initialize(&self) -> bool {
+        matches!(self, Message::Request { method, .. } if method == "initialize")
+    }
+}
+
+/// The MCP server of one fake.
+pub(crate) struct Server {
+    name: String,
+    face: Face,
+    tools: Vec<ToolSpec>,
+    script: Mutex<Script>,
+    clock: ScenarioClock,
+    journal: Journal,
+}
+
+impl Server {
+    /// A server for `cfg`, speaking through `face`.
+    pub(crate) fn new(cfg: &FakeConfig, face: Face) -> Self {
+        Self {
+            name: cfg.spec.name.clone(),
+            face,
+            tools: cfg.spec.tools.clone(),
+            script: Mutex::new(Script::new(
+                &cfg.spec,
+                &cfg.faults,
+                cfg.seed,
+                cfg.generation,
+            )),
+            clock: cfg.clock,
+            journal: cfg.journal.clone(),
+        }
+    }
+
+    /// The clock of the scenario.
+    pub(crate) fn clock(&self) -> ScenarioClock {
+        self.clock
+    }
+
+    /// The exit code of the outage in force at `now`, if any.
+    pub(crate) fn outage_at(&self, now: Duration) -> Option<i32> {
+        self.script().outage_at(now)
+    }
+
+    /// When the outage state may next change after `now`.
+    pub(crate) fn next_outage_change(&self, now: Duration) -> Option<Duration> {
+        self.script().next_outage_change(now)
+    }
+
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Handles one message received on `endpoint`: journals it, waits the
+    /// scripted latency of a call, and says what to answer.
+    pub(crate) async fn handle(&self, endpoint: &str, message: Message) -> Reply {
+        let now = self.clock.elapsed();
+        let (id, method, params) = match message {
+            Message::Response => return Reply::Nothing,
+            Message::Notification { method, params } => (None, method, params),
+            Message::Request { id, method, params } => (Some(id), method, params),
+        };
+        let mut entry = JournalEntry {
+            at: now,
+            fake: self.name.clone(),
+            endpoint: endpoint.to_owned(),
+            method,
+            tool: None,
+            arguments: None,
+            id: id.clone(),
+            call: None,
+            outcome: "ok".to_owned(),
+        };
+        if entry.method == "tools/call" {
+            entry.tool = params
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            entry.arguments = params.get("arguments").cloned();
+            entry.call = JournalEntry::call_number(entry.arguments.as_ref());
+        }
+
+        if let Some(code) = self.outage_at(now) {
+            entry.outcome = "outage".to_owned();
+            self.journal.record(entry);
+            return match self.face {
+                Face::Http => Reply::Reset,
+                Face::Stdio => Reply::Exit(code),
+            };
+        }
+
+        let Some(id) = id else {
+            // Notifications (initialized, cancelled, ...) need no answer.
+            self.journal.record(entry);
+            return Reply::Nothing;
+        };
+        let result = match entry.method.as_str() {
+            "initialize" => self.initialize(&params),
+            "ping" => json!({}),
+            "tools/list" => self.list_tools(),
+            "tools/call" => return self.call_tool(entry, id).await,
+            _ => {
+                self.journal.record(entry);
+                return Reply::Json(error_response(&id, METHOD_NOT_FOUND, "method not found"));
+            }
+        };
+        self.journal.record(entry);
+        Reply::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+    }
+
+    fn initialize(&self, params: &Value) -> Value {
+        let asked = params.get("protocolVersion").and_then(Value::as_str);
+        let version = asked
+            .filter(|v| KNOWN_VERSIONS.contains(v))
+            .unwrap_or(LATEST_VERSION);
+        json!({
+            "protocolVersion": version,
+            "capabilities": {"tools": {"listChanged": false}},
+            "serverInfo": {"name": self.name, "version": env!("CARGO_PKG_VERSION")},
+        })
+    }
+
+    fn list_tools(&self) -> Value {
+        let tools: Vec<Value> = self
+            .tools
+            .iter()
+            .map(|tool| {
+                let mut listed = json!({
+                    "name": tool.name,
+                    "description": format!("Scripted tool {} of fake {}", tool.name, self.name),
+                    "inputSchema": {"type": "object"},
+                });
+                let mut annotations = serde_json::Map::new();
+                if let Some(read_only) = tool.read_only {
+                    annotations.insert("readOnlyHint".into(), read_only.into());
+                }
+                if let Some(idempotent) = tool.idempotent {
+                    annotations.insert("idempotentHint".into(), idempotent.into());
+                }
+                if !annotations.is_empty() {
+                    listed["annotations"] = Value::Object(annotations);
+                }
+                listed
+            })
+            .collect();
+        json!({ "tools": tools })
+    }
+
+    async fn call_tool(&self, mut entry: JournalEntry, id: Value) -> Reply {
+        let decision = entry
+            .tool
+            .as_deref()
+            .and_then(|tool| self.script().decide(tool, entry.at));
+        let Some(decision) = decision else {
+            let message = match &entry.tool {
+                Some(tool) => format!("unknown tool: {tool}"),
+                None => "tools/call without a tool name".to_owned(),
+            };
+            // What the fake did: answer with a JSON-RPC error.
+            entry.outcome = "jsonrpc_error".to_owned();
+            self.journal.record(entry);
+            return Reply::Json(error_response(&id, INVALID_PARAMS, &message));
+        };
+        entry.outcome = decision.outcome.label().to_owned();
+        let arguments = entry.arguments.clone();
+        self.journal.record(entry);
+
+        tokio::time::sleep(decision.latency).await;
+        match decision.outcome {
+            Outcome::Success => {
+                let echo = arguments.unwrap_or_else(|| json!({}));
+                Reply::Json(tool_result(&id, &echo.to_string(), false))
+            }
+            Outcome::ToolError { message } => Reply::Json(tool_result(&id, &message, true)),
+            Outcome::JsonRpcError { code, message } => {
+                Reply::Json(error_response(&id, code, &message))
+            }
+            Outcome::HttpStatus {
+                status,
+                retry_after,
+            } => match self.face {
+                Face::Http => Reply::HttpStatus {
+                    status,
+                    retry_after,
+                },
+                Face::Stdio => Reply::Json(error_response(
+                    &id,
+                    INTERNAL_ERROR,
+                    &format!("scripted HTTP status {status} on a stdio fake"),
+                )),
+            },
+            Outcome::Reset => match self.face {
+                Face::Http => Reply::Reset,
+                Face::Stdio => Reply::Exit(1),
+            },
+            Outcome::Hang => Reply::Hang,
+            Outcome::Malformed => Reply::Malformed,
+            Outcome::Exit { code } => match self.face {
+                Face::Http => Reply::Json(error_response(
+                    &id,
+                    INTERNAL_ERROR,
+                    &format!("scripted exit {code} on an http fake"),
+                )),
+                Face::Stdio => Reply::Exit(code),
+            },
+        }
+    }
+}
+
+fn tool_result(id: &Value, text: &str, is_error: bool) -> Value {
+    let mut result = json!({"content": [{"type": "text", "text": text}]});
+    if is_error {
+        result["isError"] = Value::Bool(true);
+    }
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// A JSON-RPC error response.
+pub(crate) fn error_response(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
