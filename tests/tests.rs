@@ -22,3 +22,5 @@ mod recovery;
 mod lifecycle;
 // The mcp-proxy binary: check, --help, serve until SIGTERM.
 mod cli;
+// mcp-harness as a user runs it: scenarios pass, weakened set-ups fail.
+mod harness;

@@ -1,14 +1,380 @@
-//! The `mcp-harness` command line (skeleton).
+//! The `mcp-harness` command line: `run`, `check`, `list` and
+//! `fake-backend`. Exit codes: 0 every check passed, 1 a check failed,
+//! 2 an invalid scenario or a harness error, 130 interrupted.
 
-use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-/// Chaos-testing toolkit for MCP gateways (skeleton: no commands yet).
+use clap::{Parser, Subcommand, ValueEnum};
+use mcp_harness::clock::ScenarioClock;
+use mcp_harness::fake::{self, FakeConfig, HttpFake, StdioEnd};
+use mcp_harness::journal::Journal;
+use mcp_harness::report::{self, RunReport};
+use mcp_harness::run::{self, ProxyMode, RunOptions};
+use mcp_harness::scenario::{self, FakeTransport, Scenario};
+use tokio_util::sync::CancellationToken;
+
+/// Chaos-testing toolkit for MCP gateways: fake backends with scripted
+/// faults, real MCP client load through a proxy, and checks of what the
+/// proxy did.
 #[derive(Parser)]
 #[command(name = "mcp-harness", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Cli::parse();
-    eprintln!("mcp-harness: no commands yet; scenarios arrive with the harness issue");
-    std::process::exit(2);
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios and judge them (exit 0 all checks pass, 1 a check failed,
+    /// 2 invalid scenario or harness error).
+    Run {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Override every scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Also write the reports as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Also write the reports as JUnit XML to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Spawn this mcp-proxy binary with a generated config instead of
+        /// running the proxy in-process.
+        #[arg(long, value_name = "PATH", conflicts_with = "target")]
+        proxy_bin: Option<PathBuf>,
+        /// Aim at an already running proxy's MCP endpoint; fakes listen on the
+        /// ports the scenario names (http fakes only).
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Do not draw the live progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Validate scenarios without running them.
+    Check {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the scenarios in a folder with their descriptions.
+    List {
+        /// The folder (default: scenarios).
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Run one fake backend of a scenario by itself (this is also how the
+    /// proxy runs stdio fakes).
+    FakeBackend {
+        /// The face to serve: stdio (stdin/stdout) or http (127.0.0.1).
+        #[arg(long, value_enum)]
+        transport: Transport,
+        /// The scenario that declares the fake.
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+        /// The fake's name in the scenario.
+        #[arg(long, value_name = "NAME")]
+        fake: String,
+        /// Seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Append every request received to this JSON-lines journal.
+        #[arg(long, value_name = "FILE")]
+        journal: Option<PathBuf>,
+        /// The scenario's start as Unix milliseconds (default: now).
+        #[arg(long, value_name = "MS")]
+        epoch_ms: Option<u64>,
+        /// http: the port (default: the scenario's, else an ephemeral one).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    Stdio,
+    Http,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-harness: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The runtime is dropped before the process exits, so tasks that own
+    // child processes are dropped too and their guards kill the children.
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Run {
+                files,
+                seed,
+                json,
+                junit,
+                proxy_bin,
+                target,
+                quiet,
+            } => {
+                let mode = match (proxy_bin, target) {
+                    (Some(bin), _) => ProxyMode::Binary(bin),
+                    (None, Some(url)) => ProxyMode::Target(url),
+                    (None, None) => ProxyMode::InProcess,
+                };
+                run_command(&files, seed, json, junit, mode, !quiet).await
+            }
+            Command::Check { files } => check_command(&files),
+            Command::List { dir } => list_command(&dir),
+            Command::FakeBackend {
+                transport,
+                scenario,
+                fake,
+                seed,
+                journal,
+                epoch_ms,
+                port,
+            } => fake_command(transport, &scenario, &fake, seed, journal, epoch_ms, port).await,
+        }
+    });
+    drop(runtime);
+    ExitCode::from(code)
+}
+
+/// Loads every file; prints each error; `None` if any was invalid.
+fn load_all(files: &[PathBuf]) -> Option<Vec<Scenario>> {
+    let mut scenarios = Vec::new();
+    let mut ok = true;
+    for file in files {
+        match scenario::load(file) {
+            Ok(s) => scenarios.push(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(scenarios)
+}
+
+async fn run_command(
+    files: &[PathBuf],
+    seed: Option<u64>,
+    json: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    mode: ProxyMode,
+    progress: bool,
+) -> u8 {
+    let Some(scenarios) = load_all(files) else {
+        return 2;
+    };
+    let harness_bin = match std::env::current_exe() {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("error: cannot find the mcp-harness binary for stdio fakes: {e}");
+            return 2;
+        }
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            if wait_for_stop_signal().await {
+                cancel.cancel();
+            }
+        }
+    });
+    let options = RunOptions {
+        mode,
+        seed,
+        harness_bin,
+        progress,
+        cancel: cancel.clone(),
+    };
+    let mut reports: Vec<RunReport> = Vec::new();
+    for scenario in &scenarios {
+        let report = run::run(scenario, &options).await;
+        println!("{}", report::terminal::render(&report));
+        reports.push(report);
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    if let Some(path) = json
+        && let Err(e) = report::json::write(&path, &reports)
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return 2;
+    }
+    if let Some(path) = junit
+        && let Err(e) = report::junit::write(&path, &reports)
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return 2;
+    }
+    if cancel.is_cancelled() {
+        130
+    } else if reports.iter().any(|r| r.error.is_some()) {
+        2
+    } else if reports.iter().all(RunReport::passed) {
+        0
+    } else {
+        1
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM (true), or never if neither can be watched.
+async fn wait_for_stop_signal() -> bool {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return tokio::signal::ctrl_c().await.is_ok();
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.is_ok(),
+        _ = term.recv() => true,
+    }
+}
+
+fn check_command(files: &[PathBuf]) -> u8 {
+    match load_all(files) {
+        Some(scenarios) => {
+            for s in scenarios {
+                println!(
+                    "ok  {}: {} ({} fakes, {} faults, {} checks)",
+                    s.file.display(),
+                    s.name,
+                    s.fakes.len(),
+                    s.faults.len(),
+                    s.expect.len()
+                );
+            }
+            0
+        }
+        None => 2,
+    }
+}
+
+fn list_command(dir: &Path) -> u8 {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", dir.display());
+            return 2;
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut code = 0;
+    for file in files {
+        match scenario::load(&file) {
+            Ok(s) => println!("{:<28} {}", file.display(), s.description),
+            Err(e) => {
+                println!("{:<28} INVALID: {e}", file.display());
+                code = 2;
+            }
+        }
+    }
+    code
+}
+
+async fn fake_command(
+    transport: Transport,
+    scenario_file: &Path,
+    name: &str,
+    seed: Option<u64>,
+    journal: Option<PathBuf>,
+    epoch_ms: Option<u64>,
+    port: Option<u16>,
+) -> u8 {
+    let scenario = match scenario::load(scenario_file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let Some(spec) = scenario.fakes.iter().find(|f| f.name == name).cloned() else {
+        eprintln!(
+            "error: {} declares no fake named {name:?}",
+            scenario_file.display()
+        );
+        return 2;
+    };
+    let mut spec = spec;
+    match (transport, spec.transport) {
+        (Transport::Stdio, FakeTransport::Stdio) => {}
+        (Transport::Http, FakeTransport::Http { port: declared }) => {
+            spec.transport = FakeTransport::Http {
+                port: port.unwrap_or(declared),
+            };
+        }
+        _ => {
+            eprintln!(
+                "error: fake {name:?} is declared with another transport in {}",
+                scenario_file.display()
+            );
+            return 2;
+        }
+    }
+    let (journal, generation) = match &journal {
+        Some(path) => {
+            // Each respawn of a stdio fake continues the random sequence
+            // deterministically: the generation is the number of entries its
+            // predecessors journalled.
+            let generation = mcp_harness::journal::read_file(path).map_or(0, |e| e.len() as u64);
+            match Journal::to_file(path) {
+                Ok(j) => (j, generation),
+                Err(e) => {
+                    eprintln!("error: cannot open the journal {}: {e}", path.display());
+                    return 2;
+                }
+            }
+        }
+        None => (Journal::in_memory(), 0),
+    };
+    let clock = epoch_ms.map_or_else(ScenarioClock::start_now, ScenarioClock::from_unix_ms);
+    let faults = scenario
+        .faults
+        .iter()
+        .filter(|f| f.fake == name)
+        .cloned()
+        .collect();
+    let config = FakeConfig {
+        spec,
+        faults,
+        seed: seed.unwrap_or(scenario.seed),
+        clock,
+        journal,
+        generation,
+    };
+    match transport {
+        Transport::Stdio => {
+            match fake::stdio::serve(config, tokio::io::stdin(), tokio::io::stdout()).await {
+                StdioEnd::InputClosed => 0,
+                StdioEnd::Exit(code) => {
+                    // Exit at once, like a crashing server: no orderly shutdown.
+                    std::process::exit(code)
+                }
+            }
+        }
+        Transport::Http => {
+            let fake = match HttpFake::start(config).await {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("error: cannot start the fake: {e}");
+                    return 2;
+                }
+            };
+            println!("{}", fake.url());
+            wait_for_stop_signal().await;
+            fake.shutdown().await;
+            0
+        }
+    }
 }

@@ -1,1 +1,305 @@
-//! (in progress)
+//! One scenario from start to verdict.
+//!
+//! The order matters and is kept in [`run`]: the scenario clock starts
+//! first (fakes schedule their faults on it, stdio fakes get it as Unix
+//! time), then the HTTP fakes (the proxy config needs their ports), then
+//! the proxy, then a wait until the proxy lists every tool the workload
+//! calls; then the load runs to the scenario's end and its grace period;
+//! then everything is stopped (the proxy first, which stops the stdio fakes
+//! it spawned), the journals are collected, and the checks judge.
+//!
+//! A failure of the harness itself (a fake cannot bind, the proxy never gets
+//! ready) ends the run with an error in the report rather than a verdict.
+
+mod progress;
+mod proxy;
+mod workdir;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use proxy::ProxyMode;
+
+use crate::clock::ScenarioClock;
+use crate::fake::{FakeConfig, HttpFake};
+use crate::journal::{self, Journal, JournalEntry};
+use crate::load::client::McpSession;
+use crate::load::{self, LoadResult, Progress};
+use crate::report::RunReport;
+use crate::scenario::{FakeAddress, FakeTransport, Scenario, Trigger};
+use progress::ProgressLine;
+use proxy::ProxyUnderTest;
+use workdir::WorkDir;
+
+/// How long the proxy may take to list every tool the workload calls.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often readiness is polled.
+const READY_POLL: Duration = Duration::from_millis(50);
+
+/// How to run scenarios.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Which proxy to aim at.
+    pub mode: ProxyMode,
+    /// Overrides each scenario's `seed`.
+    pub seed: Option<u64>,
+    /// The `mcp-harness` binary that stdio fakes are run with.
+    pub harness_bin: PathBuf,
+    /// Draw the live progress line (only ever drawn on a terminal).
+    pub progress: bool,
+    /// Cancelled on Ctrl-C: the run stops its load early and cleans up.
+    pub cancel: CancellationToken,
+}
+
+/// Runs one scenario and judges it.
+pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
+    let seed = options.seed.unwrap_or(scenario.seed);
+    let mode = options.mode.describe();
+    let started = tokio::time::Instant::now();
+    let outcome = execute(scenario, options, seed).await;
+    let took = started.elapsed();
+    let mut report = match outcome {
+        Ok((load, journal)) => {
+            let mut report = RunReport::from_run(scenario, &mode, took, &load, &journal);
+            if options.cancel.is_cancelled() {
+                report.error = Some("interrupted".into());
+            }
+            report
+        }
+        Err(e) => RunReport::stopped(scenario, &mode, took, e),
+    };
+    report.seed = seed;
+    report
+}
+
+/// Starts everything, runs the load, stops everything, collects journals.
+async fn execute(
+    scenario: &Scenario,
+    options: &RunOptions,
+    seed: u64,
+) -> Result<(LoadResult, Vec<JournalEntry>), String> {
+    let work_dir = WorkDir::create().map_err(|e| format!("cannot create a work folder: {e}"))?;
+    let target_mode = matches!(options.mode, ProxyMode::Target(_));
+    let clock = ScenarioClock::start_now();
+    let journal = Journal::in_memory();
+    let scenario_file = std::path::absolute(&scenario.file)
+        .map_err(|e| format!("cannot resolve {}: {e}", scenario.file.display()))?;
+
+    let mut http_fakes = Vec::new();
+    let mut addresses: HashMap<String, FakeAddress> = HashMap::new();
+    let mut journal_files = Vec::new();
+    for spec in &scenario.fakes {
+        let address = match spec.transport {
+            FakeTransport::Http { port } => {
+                if target_mode && port == 0 {
+                    return Err(format!(
+                        "fake {:?} needs a fixed `port` to run against --target",
+                        spec.name
+                    ));
+                }
+                let fake = HttpFake::start(FakeConfig {
+                    spec: spec.clone(),
+                    faults: faults_of(scenario, &spec.name),
+                    seed,
+                    clock,
+                    journal: journal.clone(),
+                    generation: 0,
+                })
+                .await
+                .map_err(|e| format!("cannot start fake {:?}: {e}", spec.name))?;
+                let url = fake.url();
+                http_fakes.push(fake);
+                FakeAddress::Http { url }
+            }
+            FakeTransport::Stdio => {
+                if target_mode {
+                    return Err(format!(
+                        "fake {:?} is a stdio fake; --target runs support http fakes only (the target proxy would have to spawn it)",
+                        spec.name
+                    ));
+                }
+                let journal_file = work_dir.path().join(format!("{}.jsonl", spec.name));
+                let args = stdio_fake_args(&scenario_file, &spec.name, &journal_file, clock, seed);
+                journal_files.push(journal_file);
+                FakeAddress::Stdio {
+                    command: options.harness_bin.display().to_string(),
+                    args,
+                }
+            }
+        };
+        addresses.insert(spec.name.clone(), address);
+    }
+
+    let address = |name: &str| {
+        addresses
+            .get(name)
+            .cloned()
+            .unwrap_or(FakeAddress::Http { url: String::new() })
+    };
+    let outcome = async {
+        let mut proxy =
+            ProxyUnderTest::start(&options.mode, scenario, &address, work_dir.path()).await?;
+        let result = drive(scenario, options, seed, clock, &mut proxy).await;
+        proxy.stop().await;
+        result
+    }
+    .await;
+    for fake in http_fakes {
+        fake.shutdown().await;
+    }
+    let load = outcome?;
+
+    let mut entries = journal.snapshot();
+    for file in &journal_files {
+        entries.extend(
+            journal::read_file(file)
+                .map_err(|e| format!("cannot read the journal {}: {e}", file.display()))?,
+        );
+    }
+    entries.sort_by_key(|e| e.at);
+    Ok((load, entries))
+}
+
+/// Waits for the proxy, then runs the load with the progress line.
+async fn drive(
+    scenario: &Scenario,
+    options: &RunOptions,
+    seed: u64,
+    clock: ScenarioClock,
+    proxy: &mut ProxyUnderTest,
+) -> Result<LoadResult, String> {
+    let url = proxy.url();
+    wait_ready(scenario, &url, proxy, &options.cancel).await?;
+    let ready_at = clock.elapsed();
+    if let Some(first_fault) = first_fault_start(scenario)
+        && ready_at > first_fault
+    {
+        return Err(format!(
+            "the proxy took {:.1}s to become ready, past the first fault at {:.1}s",
+            ready_at.as_secs_f64(),
+            first_fault.as_secs_f64()
+        ));
+    }
+    let progress = Arc::new(Progress::default());
+    let line = ProgressLine::start(options.progress, scenario, clock, progress.clone());
+    let target = load::LoadTarget::new(url.as_str())?;
+    let result = tokio::select! {
+        result = load::run(
+            &target,
+            &scenario.workload,
+            seed,
+            clock,
+            scenario.duration,
+            scenario.grace,
+            progress,
+        ) => result,
+        () = options.cancel.cancelled() => LoadResult::default(),
+    };
+    line.finish();
+    Ok(result)
+}
+
+/// Polls until one MCP session through the proxy lists every tool the
+/// workload calls.
+async fn wait_ready(
+    scenario: &Scenario,
+    url: &str,
+    proxy: &mut ProxyUnderTest,
+    cancel: &CancellationToken,
+) -> Result<(), String> {
+    let wanted: Vec<&str> = scenario
+        .workload
+        .calls
+        .iter()
+        .map(|c| c.tool.as_str())
+        .collect();
+    let http = load::http_client()?;
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        if cancel.is_cancelled() {
+            return Err("interrupted".into());
+        }
+        if let Some(status) = proxy.exited() {
+            return Err(format!("the proxy exited before it was ready ({status})"));
+        }
+        let problem = match McpSession::open(&http, url).await {
+            Ok(session) => {
+                let listed = session.list_tools().await;
+                session.close().await;
+                match listed {
+                    Ok(tools) => {
+                        let missing: Vec<&str> = wanted
+                            .iter()
+                            .copied()
+                            .filter(|w| !tools.iter().any(|t| t == w))
+                            .collect();
+                        if missing.is_empty() {
+                            return Ok(());
+                        }
+                        format!("tools not listed yet: {}", missing.join(", "))
+                    }
+                    Err(e) => format!("tools/list failed: {e}"),
+                }
+            }
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "the proxy at {url} was not ready within {}s ({problem})",
+                READY_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+/// The faults that apply to one fake.
+fn faults_of(scenario: &Scenario, fake: &str) -> Vec<crate::scenario::Fault> {
+    scenario
+        .faults
+        .iter()
+        .filter(|f| f.fake == fake)
+        .cloned()
+        .collect()
+}
+
+/// When the first time-triggered fault starts.
+fn first_fault_start(scenario: &Scenario) -> Option<Duration> {
+    scenario
+        .faults
+        .iter()
+        .filter_map(|f| match f.trigger {
+            Trigger::Time { at, .. } => Some(at),
+            Trigger::Calls(_) => None,
+        })
+        .min()
+}
+
+/// The command line of `mcp-harness fake-backend` for one stdio fake.
+fn stdio_fake_args(
+    scenario_file: &Path,
+    fake: &str,
+    journal_file: &Path,
+    clock: ScenarioClock,
+    seed: u64,
+) -> Vec<String> {
+    vec![
+        "fake-backend".into(),
+        "--transport".into(),
+        "stdio".into(),
+        "--scenario".into(),
+        scenario_file.display().to_string(),
+        "--fake".into(),
+        fake.into(),
+        "--journal".into(),
+        journal_file.display().to_string(),
+        "--epoch-ms".into(),
+        clock.unix_ms().to_string(),
+        "--seed".into(),
+        seed.to_string(),
+    ]
+}

@@ -1,0 +1,158 @@
+//! The proxy under test, in one of three modes:
+//!
+//! - in-process: the `mcp-proxy` library started on an ephemeral port (the
+//!   default; nothing to install);
+//! - binary: a spawned `mcp-proxy serve` with a generated config file, in
+//!   its own process group, stopped with SIGTERM (and killed if it lingers);
+//! - target: an already running proxy at a URL, a black box the harness
+//!   neither starts nor stops.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use crate::scenario::{FakeAddress, Scenario, to_json};
+
+/// How long a spawned proxy binary may take to exit after SIGTERM.
+const BINARY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which proxy a run aims at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// The proxy library, in this process.
+    InProcess,
+    /// `PATH serve --config <generated>`.
+    Binary(PathBuf),
+    /// An external proxy's MCP endpoint URL.
+    Target(String),
+}
+
+impl ProxyMode {
+    /// A short name for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            ProxyMode::InProcess => "in-process mcp-proxy".into(),
+            ProxyMode::Binary(path) => format!("binary {}", path.display()),
+            ProxyMode::Target(url) => format!("target {url}"),
+        }
+    }
+}
+
+/// A proxy started for a run.
+pub(crate) enum ProxyUnderTest {
+    InProcess(mcp_proxy::server::RunningProxy),
+    Binary { child: Child, url: String },
+    Target(String),
+}
+
+impl ProxyUnderTest {
+    /// Starts the proxy of `scenario` in `mode`, reaching fakes at `address`.
+    pub(crate) async fn start(
+        mode: &ProxyMode,
+        scenario: &Scenario,
+        address: &dyn Fn(&str) -> FakeAddress,
+        work_dir: &Path,
+    ) -> Result<ProxyUnderTest, String> {
+        let file = scenario.file.display().to_string();
+        let base_dir = match scenario.file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        match mode {
+            ProxyMode::InProcess => {
+                let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+                let config = scenario
+                    .proxy
+                    .config(&file, &base_dir, address, listen)
+                    .map_err(|e| e.to_string())?;
+                let proxy = mcp_proxy::server::start(config)
+                    .await
+                    .map_err(|e| format!("cannot start the proxy: {e}"))?;
+                Ok(ProxyUnderTest::InProcess(proxy))
+            }
+            ProxyMode::Binary(bin) => {
+                let listen = free_loopback_port()
+                    .map_err(|e| format!("cannot find a free port for the proxy: {e}"))?;
+                let tree = scenario.proxy.config_tree(address, listen);
+                let config_path = work_dir.join("proxy.yaml");
+                let text = serde_json::to_string_pretty(&to_json(&tree))
+                    .map_err(|e| format!("cannot write the proxy config: {e}"))?;
+                std::fs::write(&config_path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+                let log = std::fs::File::create(work_dir.join("proxy.log"))
+                    .map_err(|e| format!("cannot create the proxy log: {e}"))?;
+                let child = Command::new(bin)
+                    .arg("serve")
+                    .arg("--config")
+                    .arg(&config_path)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .process_group(0)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+                Ok(ProxyUnderTest::Binary {
+                    child,
+                    url: format!("http://{listen}/mcp"),
+                })
+            }
+            ProxyMode::Target(url) => Ok(ProxyUnderTest::Target(url.clone())),
+        }
+    }
+
+    /// The MCP endpoint.
+    pub(crate) fn url(&self) -> String {
+        match self {
+            ProxyUnderTest::InProcess(p) => p.url(),
+            ProxyUnderTest::Binary { url, .. } => url.clone(),
+            ProxyUnderTest::Target(url) => url.clone(),
+        }
+    }
+
+    /// Whether a spawned binary has already exited (with its status).
+    pub(crate) fn exited(&mut self) -> Option<String> {
+        match self {
+            ProxyUnderTest::Binary { child, .. } => match child.try_wait() {
+                Ok(Some(status)) => Some(status.to_string()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Stops what the run started: the in-process proxy shuts down
+    /// gracefully (stopping its stdio fakes); a binary gets SIGTERM, then
+    /// SIGKILL for its whole group if it lingers; a target is left alone.
+    pub(crate) async fn stop(self) {
+        match self {
+            ProxyUnderTest::InProcess(proxy) => {
+                proxy.shutdown().await;
+            }
+            ProxyUnderTest::Binary { mut child, .. } => {
+                if let Some(pid) = child.id() {
+                    let group = Pid::from_raw(pid as i32);
+                    let _ = killpg(group, Signal::SIGTERM);
+                    if tokio::time::timeout(BINARY_STOP_TIMEOUT, child.wait())
+                        .await
+                        .is_err()
+                    {
+                        let _ = killpg(group, Signal::SIGKILL);
+                        let _ = child.wait().await;
+                    }
+                }
+            }
+            ProxyUnderTest::Target(_) => {}
+        }
+    }
+}
+
+/// A loopback port that is free right now (bound, then released).
+fn free_loopback_port() -> std::io::Result<SocketAddr> {
+    TcpListener::bind(("127.0.0.1", 0))?.local_addr()
+}

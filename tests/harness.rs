@@ -1,0 +1,295 @@
+//! mcp-harness end to end, as a user runs it: `run` judges
+//! `scenarios/outage.yaml` against the proxy (in-process and as a spawned
+//! binary) and passes; the same scenario against a deliberately weakened proxy
+//! set-up (reconnects too slow to recover within the scenario) fails, on the
+//! recovery checks and only on those; `check`, `list` and bad files behave as
+//! promised; a stdio fake run by hand exits as scripted.
+//!
+//! Scenario runs take real time (about 20 s each) and load the machine, so
+//! they run one at a time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::bins::{TempDir, harness_binary, proxy_binary, root, run_bounded};
+
+/// A scenario run ends by itself (duration + grace + start-up); this bound
+/// only stops a broken run from hanging the test suite.
+const RUN_BOUND: Duration = Duration::from_secs(180);
+
+/// One scenario run at a time: parallel runs would compete for the two
+/// cores and blur each other's latency.
+static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn outage_scenario() -> PathBuf {
+    root().join("scenarios/outage.yaml")
+}
+
+fn harness(args: &[&str]) -> Output {
+    let mut command = Command::new(harness_binary());
+    command
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_bounded(command, RUN_BOUND)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `scenario` with `extra` flags, returning the exit code, the terminal
+/// report and the JSON report of the one scenario.
+fn run_scenario(scenario: &Path, extra: &[&str]) -> (Option<i32>, String, Value) {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new();
+    let json_path = dir.0.join("report.json");
+    let junit_path = dir.0.join("report.xml");
+    let mut args = vec![
+        "run".to_owned(),
+        scenario.display().to_string(),
+        "--json".into(),
+        json_path.display().to_string(),
+        "--junit".into(),
+        junit_path.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = harness(&args);
+    let stdout = text(&output.stdout);
+    let json = std::fs::read_to_string(&json_path).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{}",
+            text(&output.stderr)
+        )
+    });
+    let json: Value = serde_json::from_str(&json).expect("the JSON report parses");
+    let junit = std::fs::read_to_string(&junit_path).expect("a JUnit report");
+    assert!(junit.contains("<testsuite"), "{junit}");
+    (output.status.code(), stdout, json[0].clone())
+}
+
+/// The checks of a report that did not pass, by name.
+fn failed_checks(report: &Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .map(|c| c["name"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[test]
+fn outage_passes_against_the_in_process_proxy() {
+    let (code, stdout, report) = run_scenario(&outage_scenario(), &[]);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(failed_checks(&report), Vec::<String>::new(), "{stdout}");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("outage: PASS"), "{stdout}");
+    // The accounting checks are always there.
+    let kinds: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"accounting"), "{kinds:?}");
+}
+
+#[test]
+fn outage_passes_against_the_proxy_binary() {
+    let bin = proxy_binary().display().to_string();
+    let (code, stdout, report) = run_scenario(&outage_scenario(), &["--proxy-bin", &bin]);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(failed_checks(&report), Vec::<String>::new(), "{stdout}");
+    assert_eq!(code, Some(0), "{stdout}");
+}
+
+#[test]
+fn outage_fails_when_the_proxy_does_not_reconnect_in_time() {
+    // The weakened set-up: the same scenario, but the proxy waits a minute
+    // before reconnecting a backend, so neither recovers within the run.
+    let original = std::fs::read_to_string(outage_scenario()).unwrap();
+    let weakened = original.replace(
+        "reconnect: { initial: 100ms, max: 400ms }",
+        "reconnect: { initial: 60s, max: 60s }",
+    );
+    assert_ne!(weakened, original, "the scenario's reconnect policy moved");
+    let dir = TempDir::new();
+    let path = dir.write("outage-weakened.yaml", &weakened);
+    let (code, stdout, report) = run_scenario(&path, &[]);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("outage: FAIL"), "{stdout}");
+    let failed = failed_checks(&report);
+    for recovery in [
+        "files serves again within 2s of its return",
+        "files healthy after recovery",
+        "search serves again within 2s of its return",
+        "search healthy after recovery",
+    ] {
+        assert!(
+            failed.iter().any(|f| f == recovery),
+            "{recovery} did not fail: {stdout}"
+        );
+    }
+    // Isolation and fast failure still hold: only recovery is broken.
+    for held in [
+        "search unaffected while files is down",
+        "files fails fast as unavailable",
+    ] {
+        assert!(!failed.iter().any(|f| f == held), "{held} failed: {stdout}");
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_scenarios_and_rejects_a_bad_one_with_its_line() {
+    let output = harness(&["check", &outage_scenario().display().to_string()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("outage"));
+
+    let dir = TempDir::new();
+    let original = std::fs::read_to_string(outage_scenario()).unwrap();
+    let bad = original.replace("    at: 8s\n", "    at: 8s\n    four: 3s\n");
+    let path = dir.write("bad.yaml", &bad);
+    let output = harness(&["check", &path.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    let line = bad.lines().position(|l| l.contains("four:")).unwrap() + 1;
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("bad.yaml:{line}: faults[1]: unknown key \"four\"")),
+        "{stderr}"
+    );
+    // `run` refuses it the same way, before starting anything.
+    let output = harness(&["run", &path.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn list_shows_each_scenario_with_its_description() {
+    let output = harness(&["list", &root().join("scenarios").display().to_string()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("outage.yaml"), "{stdout}");
+    assert!(stdout.contains("the other is unaffected"), "{stdout}");
+}
+
+#[test]
+fn a_stdio_fake_run_by_hand_answers_and_exits_as_scripted() {
+    let dir = TempDir::new();
+    let scenario = dir.write(
+        "fake.yaml",
+        "\
+name: fake
+description: one stdio fake
+duration: 1s
+proxy:
+  backends:
+    - { name: f, fake: f }
+fakes:
+  - name: f
+    transport: stdio
+    tools:
+      - name: ok
+      - name: die
+        outcomes: [{ probability: 1, exit: { code: 7 } }]
+workload:
+  closed: { concurrency: 1 }
+  calls: [{ tool: f/ok }]
+expect:
+  - threshold: { error_rate: { max: 0 } }
+",
+    );
+    let journal = dir.0.join("journal.jsonl");
+    let input = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ok","arguments":{"harness_call":5}}}"#,
+    ]
+    .join("\n")
+        + "\n";
+    let mut child = Command::new(harness_binary())
+        .args([
+            "fake-backend",
+            "--transport",
+            "stdio",
+            "--fake",
+            "f",
+            "--scenario",
+        ])
+        .arg(&scenario)
+        .arg("--journal")
+        .arg(&journal)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        // Wait for the call's answer before asking the fake to die, so the
+        // answer is not lost to the exit.
+        std::thread::sleep(Duration::from_millis(500));
+        stdin
+            .write_all(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"die","arguments":{}}}"#)
+            .unwrap();
+        stdin.write_all(b"\n").unwrap();
+        // Keep stdin open: the fake must exit by itself, not on end of input.
+        let output = wait_with_bound(child, Duration::from_secs(30));
+        drop(stdin);
+        assert_eq!(output.status.code(), Some(7), "{}", text(&output.stderr));
+        let stdout = text(&output.stdout);
+        let answers: Vec<Value> = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(
+            answers
+                .iter()
+                .any(|a| a["id"] == 1 && a["result"]["serverInfo"].is_object()),
+            "{stdout}"
+        );
+        assert!(
+            answers
+                .iter()
+                .any(|a| a["id"] == 2 && a["result"]["isError"] != true),
+            "{stdout}"
+        );
+        assert!(!answers.iter().any(|a| a["id"] == 3), "{stdout}");
+    }
+    let entries: Vec<Value> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let calls: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["method"] == "tools/call")
+        .collect();
+    assert_eq!(calls.len(), 2, "{entries:?}");
+    assert_eq!(calls[0]["call"], 5);
+    assert_eq!(calls[0]["outcome"], "success");
+    assert_eq!(calls[1]["outcome"], "exit");
+}
+
+/// Waits for `child` to exit by itself, killing it after `bound`.
+fn wait_with_bound(mut child: std::process::Child, bound: Duration) -> Output {
+    let poll = Duration::from_millis(50);
+    for _ in 0..bound.as_millis() / poll.as_millis() {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(poll);
+    }
+    let _ = child.kill();
+    panic!("the fake did not exit within {bound:?}");
+}
