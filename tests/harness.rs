@@ -293,3 +293,153 @@ fn wait_with_bound(mut child: std::process::Child, bound: Duration) -> Output {
     let _ = child.kill();
     panic!("the fake did not exit within {bound:?}");
 }
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(marker))
+        })
+        .collect()
+}
+
+#[test]
+fn ctrl_c_stops_a_run_and_leaves_no_process_behind() {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let child = Command::new(harness_binary())
+        .args(["run", "--quiet"])
+        .arg(outage_scenario())
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The stdio fake's command line names the run's work folder, which
+    // carries the harness's pid.
+    let marker = format!("mcp-harness-{pid}-");
+    let poll = Duration::from_millis(50);
+    let mut fake_seen = false;
+    for _ in 0..600 {
+        if !processes_with(&marker).is_empty() {
+            fake_seen = true;
+            break;
+        }
+        std::thread::sleep(poll);
+    }
+    assert!(fake_seen, "the stdio fake never started");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = wait_with_bound(child, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("interrupted"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(
+        processes_with(&marker),
+        Vec::<u32>::new(),
+        "processes left behind"
+    );
+}
+
+/// A child process killed when dropped, so a failing test leaves none behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn target_mode_aims_at_a_running_proxy_with_fakes_on_fixed_ports() {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new();
+    let (fake_port, proxy_port) = (free_port(), free_port());
+    let scenario = dir.write(
+        "target.yaml",
+        &format!(
+            "\
+name: target
+description: a fixed-port fake behind an external proxy
+duration: 3s
+proxy:
+  backends:
+    - {{ name: search, fake: search }}
+fakes:
+  - name: search
+    transport: http
+    port: {fake_port}
+    tools: [{{ name: query }}]
+workload:
+  open: {{ rate: 50 }}
+  calls: [{{ tool: search/query }}]
+expect:
+  - threshold: {{ error_rate: {{ max: 0 }} }}
+  - count: {{ fake: search, min: 50 }}
+"
+        ),
+    );
+    let config = dir.write(
+        "proxy.yaml",
+        &format!(
+            "\
+proxy:
+  listen: 127.0.0.1:{proxy_port}
+backends:
+  - name: search
+    transport: http
+    url: http://127.0.0.1:{fake_port}/mcp
+    reconnect: {{ initial: 100ms, max: 200ms }}
+"
+        ),
+    );
+    // The proxy starts before the fake exists and connects once it is up.
+    let _proxy = KillOnDrop(
+        Command::new(proxy_binary())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{proxy_port}/mcp");
+    let output = harness(&["run", "--target", &url, &scenario.display().to_string()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains(&format!("target {url}")), "{stdout}");
+
+    // Stdio fakes cannot be reached through someone else's proxy.
+    let outage = outage_scenario().display().to_string();
+    let output = harness(&["run", "--target", &url, &outage]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stdout).contains("--target runs support http fakes only"));
+}
