@@ -2,7 +2,7 @@
 //! (a dead backend must see no calls; a retry policy must send exactly so
 //! many). Counted from the fakes' journals, not from what clients saw.
 
-use super::Verdict;
+use super::{Verdict, glob_match};
 use crate::journal::JournalEntry;
 use crate::scenario::{CountCheck, JournalSelector};
 
@@ -42,6 +42,10 @@ fn selects(select: &JournalSelector, entry: &JournalEntry) -> bool {
             .tool
             .as_ref()
             .is_none_or(|t| entry.tool.as_ref() == Some(t))
+        && select
+            .endpoint
+            .as_ref()
+            .is_none_or(|pattern| glob_match(pattern, &entry.endpoint))
         && select.window.contains(entry.at)
 }
 
@@ -56,6 +60,7 @@ mod tests {
                 fake: "files".into(),
                 tool: tool.map(Into::into),
                 method: "tools/call".into(),
+                endpoint: None,
                 window: window("during files-down", &[(1_000, 2_000)]),
             },
             min,
@@ -99,5 +104,19 @@ mod tests {
         let v = check(&spec(Some("read"), Some(3), None), &journal());
         assert!(!v.passed);
         assert_eq!((v.expected.as_str(), v.observed.as_str()), ("≥ 3", "2"));
+    }
+
+    #[test]
+    fn an_endpoint_pattern_counts_only_that_endpoint() {
+        let mut journal = journal();
+        journal[1].endpoint = "stdio:42".into();
+        let mut only_stdio = spec(None, Some(1), Some(1));
+        only_stdio.select.endpoint = Some("stdio:*".into());
+        assert!(check(&only_stdio, &journal).passed);
+        let mut only_http = spec(None, Some(2), Some(2));
+        only_http.select.endpoint = Some("http://127.0.0.1:*/mcp".into());
+        assert!(check(&only_http, &journal).passed);
+        only_http.select.endpoint = Some("http://127.0.0.1:2/mcp".into());
+        assert!(!check(&only_http, &journal).passed);
     }
 }

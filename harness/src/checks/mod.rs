@@ -345,6 +345,7 @@ mod tests {
                         fake: "files".into(),
                         tool: None,
                         method: "tools/call".into(),
+                        endpoint: None,
                         window: always(),
                     },
                     min: Some(2),

@@ -444,6 +444,9 @@ pub struct JournalSelector {
     pub tool: Option<String>,
     /// `method`: the JSON-RPC method. Default `tools/call`.
     pub method: String,
+    /// `endpoint`: only entries whose endpoint matches this pattern
+    /// (`http://127.0.0.1:*/mcp`, `stdio:*`). Default: any.
+    pub endpoint: Option<String>,
     /// `window`: entries received inside it.
     pub window: Window,
 }

@@ -246,6 +246,7 @@ pub(crate) struct RawCount {
     pub(crate) fake: String,
     pub(crate) tool: Option<String>,
     pub(crate) method: Option<String>,
+    pub(crate) endpoint: Option<String>,
     pub(crate) window: Option<RawWindow>,
     pub(crate) min: Option<u64>,
     pub(crate) max: Option<u64>,

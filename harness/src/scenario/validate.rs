@@ -655,6 +655,7 @@ impl Validator<'_> {
                         fake: c.fake,
                         tool: c.tool,
                         method: c.method.unwrap_or_else(|| "tools/call".into()),
+                        endpoint: c.endpoint,
                         window: self.window(c.window, &p.key("window"), phases)?,
                     },
                     min: c.min,
