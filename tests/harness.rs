@@ -6,7 +6,8 @@
 //! promised; a stdio fake run by hand exits as scripted.
 //!
 //! Scenario runs take real time (about 20 s each) and load the machine, so
-//! they run one at a time.
+//! they run one at a time, in this test binary of their own (cargo runs test
+//! binaries one after another, so they never overlap the proxy's tests).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -15,7 +16,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::bins::{TempDir, harness_binary, proxy_binary, root, run_bounded};
+#[path = "support/bins.rs"]
+mod bins;
+
+use bins::{TempDir, harness_binary, proxy_binary, root, run_bounded};
 
 /// A scenario run ends by itself (duration + grace + start-up); this bound
 /// only stops a broken run from hanging the test suite.
@@ -229,43 +233,62 @@ expect:
         .arg(&journal)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let child_stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(child_stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut answers: Vec<Value> = Vec::new();
+    let mut stdin = child.stdin.take().unwrap();
     {
         use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
         // Wait for the call's answer before asking the fake to die, so the
-        // answer is not lost to the exit.
-        std::thread::sleep(Duration::from_millis(500));
+        // answer cannot be lost to the exit.
+        while !answers.iter().any(|a| a["id"] == 2) {
+            let line = lines
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the fake answers call 2");
+            answers.extend(serde_json::from_str::<Value>(&line).ok());
+        }
         stdin
             .write_all(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"die","arguments":{}}}"#)
             .unwrap();
         stdin.write_all(b"\n").unwrap();
-        // Keep stdin open: the fake must exit by itself, not on end of input.
-        let output = wait_with_bound(child, Duration::from_secs(30));
-        drop(stdin);
-        assert_eq!(output.status.code(), Some(7), "{}", text(&output.stderr));
-        let stdout = text(&output.stdout);
-        let answers: Vec<Value> = stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        assert!(
-            answers
-                .iter()
-                .any(|a| a["id"] == 1 && a["result"]["serverInfo"].is_object()),
-            "{stdout}"
-        );
-        assert!(
-            answers
-                .iter()
-                .any(|a| a["id"] == 2 && a["result"]["isError"] != true),
-            "{stdout}"
-        );
-        assert!(!answers.iter().any(|a| a["id"] == 3), "{stdout}");
     }
+    // stdin stays open: the fake must exit by itself, not on end of input.
+    let output = wait_with_bound(child, Duration::from_secs(30));
+    drop(stdin);
+    assert_eq!(output.status.code(), Some(7));
+    answers.extend(
+        lines
+            .try_iter()
+            .filter_map(|l| serde_json::from_str(&l).ok()),
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|a| a["id"] == 1 && a["result"]["serverInfo"].is_object()),
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|a| a["id"] == 2 && a["result"]["isError"] != true),
+        "{answers:?}"
+    );
+    assert!(!answers.iter().any(|a| a["id"] == 3), "{answers:?}");
     let entries: Vec<Value> = std::fs::read_to_string(&journal)
         .unwrap()
         .lines()
@@ -442,4 +465,102 @@ backends:
     let output = harness(&["run", "--target", &url, &outage]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stdout).contains("--target runs support http fakes only"));
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_an_unresponsive_proxy_stops_the_run() {
+    // A "proxy" that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64).flatten() {
+            held.push(stream);
+        }
+    });
+    let dir = TempDir::new();
+    let scenario = dir.write("mute.yaml", &one_http_fake_scenario(free_port(), "10s"));
+    let child = Command::new(harness_binary())
+        .args(["run", "--quiet", "--target", &url])
+        .arg(&scenario)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = wait_with_bound(child, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stdout));
+}
+
+#[test]
+fn a_proxy_binary_that_dies_during_the_run_fails_it() {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new();
+    let scenario = dir.write("crash.yaml", &one_http_fake_scenario(0, "6s"));
+    let json = dir.0.join("report.json");
+    let bin = proxy_binary().display().to_string();
+    let child = Command::new(harness_binary())
+        .args(["run", "--quiet", "--proxy-bin", &bin, "--json"])
+        .arg(&json)
+        .arg(&scenario)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The spawned proxy's config lives in the run's work folder.
+    let marker = format!("mcp-harness-{}-", child.id());
+    let mut killed = false;
+    for _ in 0..600 {
+        if let Some(&pid) = processes_with(&marker).first() {
+            std::thread::sleep(Duration::from_secs(1));
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(killed, "the proxy binary never started");
+    let output = wait_with_bound(child, RUN_BOUND);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        failed_checks(&report[0]).contains(&"the proxy stayed up".to_owned()),
+        "{stdout}"
+    );
+}
+
+/// A scenario with one http fake (on `port`, 0 = ephemeral) and no faults.
+fn one_http_fake_scenario(port: u16, duration: &str) -> String {
+    format!(
+        "\
+name: one-fake
+description: one http fake, no faults
+duration: {duration}
+proxy:
+  backends:
+    - {{ name: search, fake: search, reconnect: {{ initial: 100ms, max: 200ms }} }}
+fakes:
+  - name: search
+    transport: http
+    port: {port}
+    tools: [{{ name: query }}]
+workload:
+  open: {{ rate: 50 }}
+  calls: [{{ tool: search/query }}]
+expect:
+  - threshold: {{ error_rate: {{ max: 0.5 }} }}
+"
+    )
 }

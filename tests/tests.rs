@@ -1,6 +1,7 @@
-//! The workspace's one integration-test binary: the proxy end to end, against
-//! real MCP peers (a third-party stdio server and tower-mcp HTTP backends) on
-//! 127.0.0.1, and the harness against the proxy.
+//! The proxy's integration-test binary: the proxy end to end, against real
+//! MCP peers (a third-party stdio server and tower-mcp HTTP backends) on
+//! 127.0.0.1. The harness runs scenarios against the proxy in its own binary,
+//! `tests/harness.rs`.
 //!
 //! Run with `npm ci --prefix tests/interop && cargo test`; the npm step
 //! installs the third-party server the tests spawn.
@@ -22,5 +23,3 @@ mod recovery;
 mod lifecycle;
 // The mcp-proxy binary: check, --help, serve until SIGTERM.
 mod cli;
-// mcp-harness as a user runs it: scenarios pass, weakened set-ups fail.
-mod harness;

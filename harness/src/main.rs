@@ -183,7 +183,13 @@ async fn run_command(
         let cancel = cancel.clone();
         async move {
             if wait_for_stop_signal().await {
+                // The first signal lets the run tear down in order; a second
+                // one means now. Stdio fakes then exit on end of input.
                 cancel.cancel();
+                if wait_for_stop_signal().await {
+                    eprintln!("mcp-harness: stopping at once");
+                    std::process::exit(130);
+                }
             }
         }
     });
@@ -202,6 +208,9 @@ async fn run_command(
         if cancel.is_cancelled() {
             break;
         }
+    }
+    if let Some(tally) = report::terminal::tally(&reports) {
+        println!("{tally}");
     }
     if let Some(path) = json
         && let Err(e) = report::json::write(&path, &reports)

@@ -24,19 +24,22 @@ use tokio_util::sync::CancellationToken;
 
 pub use proxy::ProxyMode;
 
+use crate::checks::CheckResult;
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
 use crate::load::client::McpSession;
 use crate::load::{self, LoadResult, Progress};
 use crate::report::RunReport;
-use crate::scenario::{FakeAddress, FakeTransport, Scenario, Trigger};
+use crate::scenario::{FakeAddress, FakeTransport, FaultAction, Scenario, Trigger};
 use progress::ProgressLine;
 use proxy::ProxyUnderTest;
 use workdir::WorkDir;
 
 /// How long the proxy may take to list every tool the workload calls.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one readiness attempt (open a session, list tools) may take.
+const READY_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often readiness is polled.
 const READY_POLL: Duration = Duration::from_millis(50);
 
@@ -63,8 +66,12 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     let outcome = execute(scenario, options, seed).await;
     let took = started.elapsed();
     let mut report = match outcome {
-        Ok((load, journal)) => {
-            let mut report = RunReport::from_run(scenario, &mode, took, &load, &journal);
+        Ok(finished) => {
+            let mut report =
+                RunReport::from_run(scenario, &mode, took, &finished.load, &finished.journal);
+            if let Some(stayed_up) = finished.stayed_up {
+                report.checks.push(proxy_stayed_up(stayed_up));
+            }
             if options.cancel.is_cancelled() {
                 report.error = Some("interrupted".into());
             }
@@ -76,12 +83,34 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     report
 }
 
+/// What a run that went through observed.
+struct Finished {
+    load: LoadResult,
+    journal: Vec<JournalEntry>,
+    /// For a spawned proxy: whether it was still running at the end (`Err`
+    /// with its exit status if not); `None` when the harness cannot know.
+    stayed_up: Option<Result<(), String>>,
+}
+
+/// The always-on check for a spawned proxy: it must not exit during a run,
+/// whatever its backends did.
+fn proxy_stayed_up(stayed_up: Result<(), String>) -> CheckResult {
+    CheckResult {
+        name: "the proxy stayed up".into(),
+        kind: "accounting",
+        line: None,
+        expected: "running until stopped".into(),
+        passed: stayed_up.is_ok(),
+        observed: match stayed_up {
+            Ok(()) => "running until stopped".into(),
+            Err(status) => format!("exited during the run ({status})"),
+        },
+        detail: None,
+    }
+}
+
 /// Starts everything, runs the load, stops everything, collects journals.
-async fn execute(
-    scenario: &Scenario,
-    options: &RunOptions,
-    seed: u64,
-) -> Result<(LoadResult, Vec<JournalEntry>), String> {
+async fn execute(scenario: &Scenario, options: &RunOptions, seed: u64) -> Result<Finished, String> {
     let work_dir = WorkDir::create().map_err(|e| format!("cannot create a work folder: {e}"))?;
     let target_mode = matches!(options.mode, ProxyMode::Target(_));
     let clock = ScenarioClock::start_now();
@@ -144,14 +173,15 @@ async fn execute(
         let mut proxy =
             ProxyUnderTest::start(&options.mode, scenario, &address, work_dir.path()).await?;
         let result = drive(scenario, options, seed, clock, &mut proxy).await;
+        let stayed_up = proxy.stayed_up();
         proxy.stop().await;
-        result
+        result.map(|load| (load, stayed_up))
     }
     .await;
     for fake in http_fakes {
         fake.shutdown().await;
     }
-    let load = outcome?;
+    let (load, stayed_up) = outcome?;
 
     let mut entries = journal.snapshot();
     for file in &journal_files {
@@ -161,7 +191,11 @@ async fn execute(
         );
     }
     entries.sort_by_key(|e| e.at);
-    Ok((load, entries))
+    Ok(Finished {
+        load,
+        journal: entries,
+        stayed_up,
+    })
 }
 
 /// Waits for the proxy, then runs the load with the progress line.
@@ -175,13 +209,13 @@ async fn drive(
     let url = proxy.url();
     wait_ready(scenario, &url, proxy, &options.cancel).await?;
     let ready_at = clock.elapsed();
-    if let Some(first_fault) = first_fault_start(scenario)
-        && ready_at > first_fault
+    if let Some(first_outage) = first_outage_start(scenario)
+        && ready_at > first_outage
     {
         return Err(format!(
-            "the proxy took {:.1}s to become ready, past the first fault at {:.1}s",
+            "the proxy took {:.1}s to become ready, past the first outage at {:.1}s",
             ready_at.as_secs_f64(),
-            first_fault.as_secs_f64()
+            first_outage.as_secs_f64()
         ));
     }
     let progress = Arc::new(Progress::default());
@@ -226,26 +260,27 @@ async fn wait_ready(
         if let Some(status) = proxy.exited() {
             return Err(format!("the proxy exited before it was ready ({status})"));
         }
-        let problem = match McpSession::open(&http, url).await {
-            Ok(session) => {
-                let listed = session.list_tools().await;
-                session.close().await;
-                match listed {
-                    Ok(tools) => {
-                        let missing: Vec<&str> = wanted
-                            .iter()
-                            .copied()
-                            .filter(|w| !tools.iter().any(|t| t == w))
-                            .collect();
-                        if missing.is_empty() {
-                            return Ok(());
-                        }
-                        format!("tools not listed yet: {}", missing.join(", "))
+        // Each attempt is bounded too: a proxy that accepts and never
+        // answers must not hold the run (or Ctrl-C) forever.
+        let attempt_deadline = deadline.min(tokio::time::Instant::now() + READY_ATTEMPT_TIMEOUT);
+        let attempt = tokio::time::timeout_at(attempt_deadline, list_tools(&http, url));
+        let problem = tokio::select! {
+            () = cancel.cancelled() => return Err("interrupted".into()),
+            listed = attempt => match listed {
+                Err(_) => "no answer".to_owned(),
+                Ok(Err(e)) => e,
+                Ok(Ok(tools)) => {
+                    let missing: Vec<&str> = wanted
+                        .iter()
+                        .copied()
+                        .filter(|w| !tools.iter().any(|t| t == w))
+                        .collect();
+                    if missing.is_empty() {
+                        return Ok(());
                     }
-                    Err(e) => format!("tools/list failed: {e}"),
+                    format!("tools not listed yet: {}", missing.join(", "))
                 }
-            }
-            Err(e) => e,
+            },
         };
         if tokio::time::Instant::now() >= deadline {
             return Err(format!(
@@ -255,6 +290,14 @@ async fn wait_ready(
         }
         tokio::time::sleep(READY_POLL).await;
     }
+}
+
+/// Lists the proxy's tools in a fresh session.
+async fn list_tools(http: &reqwest::Client, url: &str) -> Result<Vec<String>, String> {
+    let session = McpSession::open(http, url).await?;
+    let listed = session.list_tools().await;
+    session.close().await;
+    listed.map_err(|e| format!("tools/list failed: {e}"))
 }
 
 /// The faults that apply to one fake.
@@ -267,14 +310,17 @@ fn faults_of(scenario: &Scenario, fake: &str) -> Vec<crate::scenario::Fault> {
         .collect()
 }
 
-/// When the first time-triggered fault starts.
-fn first_fault_start(scenario: &Scenario) -> Option<Duration> {
+/// When the first outage starts. A proxy that only gets ready after it would
+/// be judged on a scenario that did not happen (its backends were never up
+/// before the outage), so the run stops there. Other faults may start at 0s:
+/// they change behaviour, not availability.
+fn first_outage_start(scenario: &Scenario) -> Option<Duration> {
     scenario
         .faults
         .iter()
-        .filter_map(|f| match f.trigger {
-            Trigger::Time { at, .. } => Some(at),
-            Trigger::Calls(_) => None,
+        .filter_map(|f| match (&f.trigger, &f.action) {
+            (Trigger::Time { at, .. }, FaultAction::Outage { .. }) => Some(*at),
+            _ => None,
         })
         .min()
 }

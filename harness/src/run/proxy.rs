@@ -115,6 +115,15 @@ impl ProxyUnderTest {
         }
     }
 
+    /// For a spawned binary: `Ok` while it runs, `Err(status)` once it
+    /// exited; `None` for proxies whose life the harness does not own.
+    pub(crate) fn stayed_up(&mut self) -> Option<Result<(), String>> {
+        match self {
+            ProxyUnderTest::Binary { .. } => Some(self.exited().map_or(Ok(()), Err)),
+            _ => None,
+        }
+    }
+
     /// Whether a spawned binary has already exited (with its status).
     pub(crate) fn exited(&mut self) -> Option<String> {
         match self {
@@ -127,8 +136,10 @@ impl ProxyUnderTest {
     }
 
     /// Stops what the run started: the in-process proxy shuts down
-    /// gracefully (stopping its stdio fakes); a binary gets SIGTERM, then
-    /// SIGKILL for its whole group if it lingers; a target is left alone.
+    /// gracefully (stopping its stdio fakes); a binary gets SIGTERM (it then
+    /// stops its stdio fakes itself), and SIGKILL if it lingers — its fakes,
+    /// each in a process group of their own, then exit on end of input; a
+    /// target is left alone.
     pub(crate) async fn stop(self) {
         match self {
             ProxyUnderTest::InProcess(proxy) => {

@@ -258,3 +258,23 @@ fn the_run_config_fills_in_fakes_and_the_listen_address() {
     assert_eq!(json["proxy"]["listen"], "127.0.0.1:4567");
     assert!(json["backends"][0].get("fake").is_none());
 }
+
+#[test]
+fn a_fault_may_not_repeat_without_bound() {
+    let text = BASE
+        .replace("    for: 3s\n", "    for: 1ms\n    every: 2ms\n")
+        .replace("duration: 10s", "duration: 1h");
+    assert_eq!(
+        err(&text),
+        "s.yaml:18: faults[0].every: repeats more than 100000 times in the scenario"
+    );
+}
+
+#[test]
+fn load_sizes_are_bounded() {
+    let text = BASE.replace("concurrency: 2", "concurrency: 100000000");
+    assert_eq!(
+        err(&text),
+        "s.yaml:20: workload.closed.concurrency: must be 1 to 100000"
+    );
+}

@@ -23,6 +23,11 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `open.max_in_flight`.
 const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// Most repeats of one fault within a scenario (each is a phase range).
+const MAX_REPEATS: u128 = 100_000;
+/// Most client sessions, calls in flight, or open-loop calls per second: far
+/// beyond any loopback test, low enough that a typo cannot exhaust memory.
+const MAX_LOAD: usize = 100_000;
 /// Default `ratio.min_calls`.
 const DEFAULT_RATIO_MIN_CALLS: u64 = 30;
 
@@ -417,6 +422,14 @@ impl Validator<'_> {
                                     self.error(&p.key("every"), "must be longer than `for`")
                                 );
                             }
+                            Some(_) if duration.as_nanos() / every.as_nanos() > MAX_REPEATS => {
+                                return Err(self.error(
+                                    &p.key("every"),
+                                    format!(
+                                        "repeats more than {MAX_REPEATS} times in the scenario"
+                                    ),
+                                ));
+                            }
                             _ => {}
                         }
                     }
@@ -498,42 +511,45 @@ impl Validator<'_> {
 
     fn workload(&self, raw: RawWorkload, path: &KeyPath) -> Result<Workload, ConfigError> {
         let clients = raw.clients.unwrap_or(1);
-        if clients == 0 {
-            return Err(self.error(&path.key("clients"), "must be at least 1"));
+        if !(1..=MAX_LOAD).contains(&clients) {
+            return Err(self.error(&path.key("clients"), format!("must be 1 to {MAX_LOAD}")));
         }
-        let mode =
-            match (raw.closed, raw.open) {
-                (Some(c), None) => {
-                    if c.concurrency == 0 {
-                        return Err(self
-                            .error(&path.key("closed").key("concurrency"), "must be at least 1"));
-                    }
-                    LoadMode::Closed {
-                        concurrency: c.concurrency,
-                    }
+        let mode = match (raw.closed, raw.open) {
+            (Some(c), None) => {
+                if !(1..=MAX_LOAD).contains(&c.concurrency) {
+                    return Err(self.error(
+                        &path.key("closed").key("concurrency"),
+                        format!("must be 1 to {MAX_LOAD}"),
+                    ));
                 }
-                (None, Some(o)) => {
-                    if !(o.rate.is_finite() && o.rate > 0.0) {
-                        return Err(self.error(
-                            &path.key("open").key("rate"),
-                            "must be > 0 (calls per second)",
-                        ));
-                    }
-                    let max_in_flight = o.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
-                    if max_in_flight == 0 {
-                        return Err(self
-                            .error(&path.key("open").key("max_in_flight"), "must be at least 1"));
-                    }
-                    LoadMode::Open {
-                        rate: o.rate,
-                        max_in_flight,
-                    }
+                LoadMode::Closed {
+                    concurrency: c.concurrency,
                 }
-                (Some(_), Some(_)) => {
-                    return Err(self.error(path, "choose closed or open, not both"));
+            }
+            (None, Some(o)) => {
+                if !(o.rate.is_finite() && o.rate > 0.0 && o.rate <= MAX_LOAD as f64) {
+                    return Err(self.error(
+                        &path.key("open").key("rate"),
+                        format!("must be > 0 and at most {MAX_LOAD} (calls per second)"),
+                    ));
                 }
-                (None, None) => return Err(self.error(path, "needs closed or open")),
-            };
+                let max_in_flight = o.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+                if !(1..=MAX_LOAD).contains(&max_in_flight) {
+                    return Err(self.error(
+                        &path.key("open").key("max_in_flight"),
+                        format!("must be 1 to {MAX_LOAD}"),
+                    ));
+                }
+                LoadMode::Open {
+                    rate: o.rate,
+                    max_in_flight,
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(self.error(path, "choose closed or open, not both"));
+            }
+            (None, None) => return Err(self.error(path, "needs closed or open")),
+        };
         if raw.calls.is_empty() {
             return Err(self.error(&path.key("calls"), "at least one call is required"));
         }
