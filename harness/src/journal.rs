@@ -25,7 +25,10 @@ pub struct JournalEntry {
     pub fake: String,
     /// Which endpoint: `http://127.0.0.1:PORT/mcp`, or `stdio:PID`.
     pub endpoint: String,
-    /// The JSON-RPC method (`tools/call`, `initialize`, ...).
+    /// The JSON-RPC method (`tools/call`, `initialize`, ...); `(response)`
+    /// for a JSON-RPC response; `(unparseable)` when the request held no
+    /// message to read; the HTTP method (`GET`, `DELETE`, ...) of an HTTP
+    /// request that carries no JSON-RPC message.
     pub method: String,
     /// For `tools/call`: the tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,8 +42,26 @@ pub struct JournalEntry {
     /// The `harness_call` argument the load generator adds to every call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<u64>,
-    /// What the fake did: an outcome label (`success`, `hang`, ...), `outage`
-    /// (refused while down) or `ok` for protocol requests.
+    /// What the fake did with the request:
+    /// - a `tools/call` it ran: the scripted outcome's label (`success`,
+    ///   `tool_error`, `jsonrpc_error`, `http_status`, `reset`, `hang`,
+    ///   `malformed`, `exit`), or `jsonrpc_error` for an unknown tool;
+    /// - `ok`: any other message it answered or accepted as MCP says (an
+    ///   HTTP `GET` stream or `DELETE` included);
+    /// - `outage`: received while down (an HTTP connection still open when
+    ///   the outage began): reset, or the stdio fake exited;
+    /// - `parse_error`: not JSON, or an over-long stdio line; answered with a
+    ///   JSON-RPC parse error (method `(unparseable)`);
+    /// - `invalid_request`: JSON but not a JSON-RPC message; answered with a
+    ///   JSON-RPC invalid-request error (method `(unparseable)`);
+    /// - HTTP only, refused before the server saw it: `missing_session`
+    ///   (400), `unknown_session` (404: never issued, deleted, or forgotten in
+    ///   an outage), `too_large` (413, method `(unparseable)`), `not_found`
+    ///   (a path other than `/mcp`) and `method_not_allowed` (405), the last
+    ///   two with the HTTP method as `method`.
+    ///
+    /// So a refused `tools/call` is journalled under its method, as it did
+    /// reach the fake; only this label tells it from one that ran.
     pub outcome: String,
 }
 
@@ -52,52 +73,73 @@ impl JournalEntry {
 }
 
 /// Where entries go: memory (in-process fakes), or a file (stdio fakes).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Journal {
-    entries: Arc<Mutex<Vec<JournalEntry>>>,
-    file: Option<Arc<Mutex<File>>>,
+    sink: Sink,
+}
+
+#[derive(Clone)]
+enum Sink {
+    Memory(Arc<Mutex<Vec<JournalEntry>>>),
+    // Nothing kept in memory: a stdio fake may serve for hours, and the
+    // harness reads the file anyway.
+    File(Arc<Mutex<File>>),
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Self::in_memory()
+    }
 }
 
 impl Journal {
     /// An in-memory journal.
     pub fn in_memory() -> Self {
-        Self::default()
+        Self {
+            sink: Sink::Memory(Arc::default()),
+        }
     }
 
     /// A journal that appends each entry as one JSON line to `path` (created
-    /// if missing; several processes may append to one file).
+    /// if missing; several processes may append to one file). It keeps no
+    /// entries in memory: read them back with [`read_file`].
     pub fn to_file(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Self {
-            entries: Arc::default(),
-            file: Some(Arc::new(Mutex::new(file))),
+            sink: Sink::File(Arc::new(Mutex::new(file))),
         })
     }
 
     /// Records one entry. A file journal writes and flushes it at once, so
     /// an entry survives the fake exiting right after.
     pub fn record(&self, entry: JournalEntry) {
-        if let Some(file) = &self.file {
-            let mut line = serde_json::to_string(&entry).unwrap_or_default();
-            line.push('\n');
-            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-            // One write call per line: with O_APPEND, lines of several
-            // processes never interleave.
-            let _ = file.write_all(line.as_bytes());
-            let _ = file.flush();
+        match &self.sink {
+            Sink::Memory(entries) => entries
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(entry),
+            Sink::File(file) => {
+                let mut line = serde_json::to_string(&entry).unwrap_or_default();
+                line.push('\n');
+                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                // One write call per line: with O_APPEND, lines of several
+                // processes never interleave.
+                let _ = file.write_all(line.as_bytes());
+                let _ = file.flush();
+            }
         }
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(entry);
     }
 
-    /// A copy of the entries recorded in this process so far.
+    /// A copy of the entries recorded so far by an in-memory journal; always
+    /// empty for a file journal (use [`read_file`]).
     pub fn snapshot(&self) -> Vec<JournalEntry> {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        match &self.sink {
+            Sink::Memory(entries) => entries
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            Sink::File(_) => Vec::new(),
+        }
     }
 }
 
@@ -157,8 +199,18 @@ mod tests {
             .unwrap();
         let read = read_file(&path).unwrap();
         assert_eq!(read, vec![entry(1), entry(2), entry(3)]);
-        assert_eq!(a.snapshot(), vec![entry(1), entry(3)]);
+        // Kept only in the file, not in memory as well.
+        assert!(a.snapshot().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_in_memory_journal_keeps_every_entry_in_order() {
+        let journal = Journal::in_memory();
+        let clone = journal.clone();
+        journal.record(entry(1));
+        clone.record(entry(2));
+        assert_eq!(journal.snapshot(), vec![entry(1), entry(2)]);
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! Each accepted connection is served here with hyper's HTTP/1 connection
 //! driver rather than a framework, because the faults need the socket
 //! itself: a `reset` outcome aborts its connection with an RST (zero
-//! linger), and an outage drops the listener (so connecting is refused) and
-//! resets every open connection, SSE streams included. When the outage ends
-//! the same port is bound again with every session forgotten, as a
-//! restarted server would, so old session ids get 404.
+//! linger), and an outage stops listening (so connecting is refused) and
+//! resets every open connection, SSE streams included. During the outage
+//! the port stays bound to a socket that does not listen, so no other
+//! socket (an outgoing connection given it as its ephemeral port, say) can
+//! take it; when the outage ends that socket listens again, with every
+//! session forgotten, as a restarted server would, so old session ids get
+//! 404.
 //!
 //! Sessions: `initialize` opens one and names it in `Mcp-Session-Id`;
 //! later POSTs must carry it (missing → 400, unknown → 404). Requests are
@@ -14,6 +17,10 @@
 //! GET opens an SSE stream that sends nothing and stays open until the
 //! session is deleted, the connection goes, or the fake goes down. DELETE
 //! ends the session.
+//!
+//! Every HTTP request that arrives is journalled, those refused here
+//! before the server sees them included (see
+//! [`JournalEntry::outcome`](crate::journal::JournalEntry::outcome)).
 //!
 //! Outages are scheduled on the scenario clock with `sleep_until`, so they
 //! follow a paused tokio clock too.
@@ -29,28 +36,30 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::FakeConfig;
-use super::protocol::{Face, MALFORMED, Message, Reply, Server};
+use super::protocol::{Face, MALFORMED, Message, Reply, Server, UNPARSEABLE};
 use crate::clock::ScenarioClock;
 use crate::scenario::FakeTransport;
 
 /// Largest POST body read; a fake has no use for more.
 const MAX_BODY: usize = 4 * 1024 * 1024;
-/// How long to wait before retrying a failed bind (the port briefly taken
-/// after an outage) or accept (out of descriptors).
+/// How long to wait before retrying a failed bind (the port lost in an
+/// outage and taken meanwhile) or accept (out of descriptors).
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+const BACKLOG: u32 = 1024;
 const SESSION_HEADER: &str = "mcp-session-id";
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -65,22 +74,29 @@ pub struct HttpFake {
 impl HttpFake {
     /// Binds 127.0.0.1 on the spec's port (0, or a stdio spec: an ephemeral
     /// one, kept across outages) and starts serving. A fake started inside
-    /// an outage binds, then lets the port go at once.
+    /// an outage holds the port without listening until the outage ends.
     pub async fn start(cfg: FakeConfig) -> io::Result<HttpFake> {
         let port = match cfg.spec.transport {
             FakeTransport::Http { port } => port,
             FakeTransport::Stdio => 0,
         };
-        let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
-        let addr = listener.local_addr()?;
+        let socket = reusable_socket()?;
+        socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+        let addr = socket.local_addr()?;
         let shared = Arc::new(Shared {
             server: Server::new(&cfg, Face::Http),
             endpoint: endpoint_url(addr),
             sessions: Mutex::default(),
             next_session: AtomicU64::new(1),
         });
+        // Listening before returning, so the caller can connect at once.
+        let port = if shared.server.outage_at(cfg.clock.elapsed()).is_some() {
+            Port::Reserved(socket)
+        } else {
+            Port::Open(socket.listen(BACKLOG)?)
+        };
         let stop = CancellationToken::new();
-        let supervisor = tokio::spawn(supervise(shared, listener, addr, stop.clone()));
+        let supervisor = tokio::spawn(supervise(shared, port, addr, stop.clone()));
         Ok(HttpFake {
             addr,
             stop,
@@ -116,12 +132,58 @@ fn endpoint_url(addr: SocketAddr) -> String {
     format!("http://{addr}/mcp")
 }
 
-/// A listener on `addr` that can be bound again right after it is dropped.
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+/// A socket that can bind the fake's port while connections of an earlier
+/// listener on it linger.
+fn reusable_socket() -> io::Result<TcpSocket> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
+    Ok(socket)
+}
+
+/// A listener on `addr`.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = reusable_socket()?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    socket.listen(BACKLOG)
+}
+
+/// What holds the fake's port.
+enum Port {
+    /// Listening, not yet accepting (just started).
+    Open(TcpListener),
+    /// Accepting: the token ends this run of the server, and the accept
+    /// loop hands the listener back when it does.
+    Serving(CancellationToken, JoinHandle<TcpListener>),
+    /// Down: bound without listening, so connecting is refused but the
+    /// port stays ours.
+    Reserved(TcpSocket),
+    /// Down, and the port could not be held: bound anew when the outage
+    /// ends, once it is free.
+    Lost,
+}
+
+/// Why a request naming a session is refused.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    MissingSession,
+    UnknownSession,
+}
+
+impl Refused {
+    fn status(self) -> StatusCode {
+        match self {
+            Refused::MissingSession => StatusCode::BAD_REQUEST,
+            Refused::UnknownSession => StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// The journal's outcome label.
+    fn label(self) -> &'static str {
+        match self {
+            Refused::MissingSession => "missing_session",
+            Refused::UnknownSession => "unknown_session",
+        }
+    }
 }
 
 /// State shared by every connection of one fake.
@@ -148,15 +210,22 @@ impl Shared {
         id
     }
 
-    /// The session a request names, or the status refusing it.
-    fn session(&self, id: Option<&str>) -> Result<CancellationToken, StatusCode> {
+    /// The session a request names, or why it is refused.
+    fn session(&self, id: Option<&str>) -> Result<CancellationToken, Refused> {
         let Some(id) = id else {
-            return Err(StatusCode::BAD_REQUEST);
+            return Err(Refused::MissingSession);
         };
         self.sessions()
             .get(id)
             .cloned()
-            .ok_or(StatusCode::NOT_FOUND)
+            .ok_or(Refused::UnknownSession)
+    }
+
+    /// Journals an HTTP request that carries no JSON-RPC message (GET,
+    /// DELETE, a wrong path or method) under its HTTP method.
+    fn record_http(&self, method: &Method, outcome: &str) {
+        self.server
+            .record(&self.endpoint, method.as_str(), None, &Value::Null, outcome);
     }
 
     fn forget_sessions(&self) {
@@ -168,44 +237,38 @@ impl Shared {
 
 /// Runs the fake: serves while up, goes down and comes back as the outage
 /// timeline says, until `stop`.
-async fn supervise(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    addr: SocketAddr,
-    stop: CancellationToken,
-) {
+async fn supervise(shared: Arc<Shared>, mut port: Port, addr: SocketAddr, stop: CancellationToken) {
     let clock = shared.server.clock();
     let connections = TaskTracker::new();
-    let mut listener = Some(listener);
-    // While up: the token that ends this run of the server, and its accept loop.
-    let mut serving: Option<(CancellationToken, JoinHandle<()>)> = None;
     let mut now = clock.elapsed();
     loop {
-        if shared.server.outage_at(now).is_some() {
-            listener = None;
-            if let Some((up, accepting)) = serving.take() {
+        let down = shared.server.outage_at(now).is_some();
+        port = match (down, port) {
+            (true, Port::Serving(up, accepting)) => {
                 up.cancel();
-                // The listener is gone once the accept loop has returned.
-                let _ = accepting.await;
+                let listener = accepting.await.ok();
+                let port = reserve(listener, addr);
                 shared.forget_sessions();
+                port
             }
-        } else if serving.is_none() {
-            let listener = match listener.take() {
-                Some(listener) => listener,
-                None => match rebind(addr, &stop).await {
-                    Some(listener) => listener,
-                    None => break,
-                },
-            };
-            let up = stop.child_token();
-            let accepting = tokio::spawn(accept(
-                listener,
-                Arc::clone(&shared),
-                up.clone(),
-                connections.clone(),
-            ));
-            serving = Some((up, accepting));
-        }
+            (true, Port::Open(listener)) => reserve(Some(listener), addr),
+            (false, Port::Open(listener)) => serve(listener, &shared, &stop, &connections),
+            (false, Port::Reserved(socket)) => {
+                let listener = match socket.listen(BACKLOG) {
+                    Ok(listener) => Some(listener),
+                    Err(e) => {
+                        eprintln!("fake at {addr}: cannot listen after an outage ({e})");
+                        rebind(addr, &stop).await
+                    }
+                };
+                // None: stopped meanwhile, which the select below sees.
+                listener.map_or(Port::Lost, |l| serve(l, &shared, &stop, &connections))
+            }
+            (false, Port::Lost) => rebind(addr, &stop)
+                .await
+                .map_or(Port::Lost, |l| serve(l, &shared, &stop, &connections)),
+            (_, unchanged) => unchanged,
+        };
         let next = shared.server.next_outage_change(now);
         tokio::select! {
             () = stop.cancelled() => break,
@@ -214,11 +277,43 @@ async fn supervise(
         now = clock.elapsed().max(next.unwrap_or_default());
     }
     // `stop` is cancelled, and with it every child token: connections reset.
-    if let Some((_, accepting)) = serving {
+    if let Port::Serving(_, accepting) = port {
         let _ = accepting.await;
     }
     connections.close();
     connections.wait().await;
+}
+
+/// Starts accepting on `listener`.
+fn serve(
+    listener: TcpListener,
+    shared: &Arc<Shared>,
+    stop: &CancellationToken,
+    connections: &TaskTracker,
+) -> Port {
+    let up = stop.child_token();
+    let accepting = tokio::spawn(accept(
+        listener,
+        Arc::clone(shared),
+        up.clone(),
+        connections.clone(),
+    ));
+    Port::Serving(up, accepting)
+}
+
+/// Stops listening on `addr` but keeps it bound. A listening socket cannot
+/// stop listening, so it is closed and the port bound again at once: the
+/// new socket is made first, leaving the port free only between two calls.
+fn reserve(listener: Option<TcpListener>, addr: SocketAddr) -> Port {
+    let socket = reusable_socket();
+    drop(listener);
+    match socket.and_then(|socket| socket.bind(addr).map(|()| socket)) {
+        Ok(socket) => Port::Reserved(socket),
+        Err(e) => {
+            eprintln!("fake at {addr}: cannot hold the port during an outage ({e})");
+            Port::Lost
+        }
+    }
 }
 
 async fn sleep_until(clock: ScenarioClock, at: Option<Duration>) {
@@ -228,8 +323,8 @@ async fn sleep_until(clock: ScenarioClock, at: Option<Duration>) {
     }
 }
 
-/// Binds `addr` again after an outage, retrying while the port is taken
-/// (`None` if stopped meanwhile).
+/// Binds `addr` again after an outage that lost it, retrying while the
+/// port is taken (`None` if stopped meanwhile).
 async fn rebind(addr: SocketAddr, stop: &CancellationToken) -> Option<TcpListener> {
     let mut reported = false;
     loop {
@@ -248,16 +343,16 @@ async fn rebind(addr: SocketAddr, stop: &CancellationToken) -> Option<TcpListene
     }
 }
 
-/// Accepts connections until `up` is cancelled, then drops the listener.
+/// Accepts connections until `up` is cancelled, then returns the listener.
 async fn accept(
     listener: TcpListener,
     shared: Arc<Shared>,
     up: CancellationToken,
     connections: TaskTracker,
-) {
+) -> TcpListener {
     loop {
         let accepted = tokio::select! {
-            () = up.cancelled() => return,
+            () = up.cancelled() => return listener,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -298,6 +393,7 @@ async fn respond(
     reset: CancellationToken,
 ) -> Result<Response<Body>, Infallible> {
     if request.uri().path() != "/mcp" {
+        shared.record_http(request.method(), "not_found");
         return Ok(empty(StatusCode::NOT_FOUND));
     }
     let session = request
@@ -305,20 +401,12 @@ async fn respond(
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let response = match *request.method() {
+    let response = match request.method().clone() {
         Method::POST => post(request, session.as_deref(), &shared, &reset).await,
         Method::GET => open_stream(session.as_deref(), &shared),
-        Method::DELETE => match shared.session(session.as_deref()) {
-            Ok(streams) => {
-                streams.cancel();
-                if let Some(id) = &session {
-                    shared.sessions().remove(id);
-                }
-                empty(StatusCode::OK)
-            }
-            Err(refused) => empty(refused),
-        },
-        _ => {
+        Method::DELETE => delete(session.as_deref(), &shared),
+        other => {
+            shared.record_http(&other, "method_not_allowed");
             let mut response = empty(StatusCode::METHOD_NOT_ALLOWED);
             response
                 .headers_mut()
@@ -335,17 +423,37 @@ async fn post(
     shared: &Shared,
     reset: &CancellationToken,
 ) -> Response<Body> {
+    let record = |method, id, params, outcome| {
+        shared
+            .server
+            .record(&shared.endpoint, method, id, params, outcome);
+    };
     let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return empty(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) if e.is::<LengthLimitError>() => {
+            record(UNPARSEABLE, None, &Value::Null, "too_large");
+            return empty(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        // A body that broke off holds no message: a parse error.
+        Err(_) => Bytes::new(),
     };
     let message = match Message::parse(&body) {
         Ok(message) => message,
-        Err(error) => return json(StatusCode::BAD_REQUEST, error.to_string()),
+        Err(invalid) => {
+            record(
+                UNPARSEABLE,
+                invalid.id.as_ref(),
+                &Value::Null,
+                invalid.outcome,
+            );
+            return json(StatusCode::BAD_REQUEST, invalid.answer.to_string());
+        }
     };
     let initialize = message.is_initialize();
     if !initialize && let Err(refused) = shared.session(session) {
-        return empty(refused);
+        let (method, id, params) = message.parts();
+        record(method, id, params, refused.label());
+        return empty(refused.status());
     }
     match shared.server.handle(&shared.endpoint, message).await {
         Reply::Json(answer) => {
@@ -386,8 +494,12 @@ async fn post(
 fn open_stream(session: Option<&str>, shared: &Shared) -> Response<Body> {
     let ended = match shared.session(session) {
         Ok(ended) => ended,
-        Err(refused) => return empty(refused),
+        Err(refused) => {
+            shared.record_http(&Method::GET, refused.label());
+            return empty(refused.status());
+        }
     };
+    shared.record_http(&Method::GET, "ok");
     let events = futures_util::stream::once(ended.cancelled_owned())
         .filter_map(|()| futures_util::future::ready(None::<Result<Frame<Bytes>, Infallible>>));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(events)));
@@ -398,6 +510,25 @@ fn open_stream(session: Option<&str>, shared: &Shared) -> Response<Body> {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// DELETE: ends the session and its streams.
+fn delete(session: Option<&str>, shared: &Shared) -> Response<Body> {
+    let ended = match session {
+        Some(id) => shared.sessions().remove(id).ok_or(Refused::UnknownSession),
+        None => Err(Refused::MissingSession),
+    };
+    match ended {
+        Ok(streams) => {
+            shared.record_http(&Method::DELETE, "ok");
+            streams.cancel();
+            empty(StatusCode::OK)
+        }
+        Err(refused) => {
+            shared.record_http(&Method::DELETE, refused.label());
+            empty(refused.status())
+        }
+    }
 }
 
 fn empty(status: StatusCode) -> Response<Body> {

@@ -1,5 +1,7 @@
 //! The MCP server both faces share: one JSON-RPC message in, one [`Reply`]
-//! out, every request journalled.
+//! out, every request journalled. What a face refuses before the server
+//! sees it (unparseable input, HTTP session errors) it journals through
+//! [`Server::record`].
 //!
 //! The faces own framing and transport (HTTP sessions, stdio lines); this
 //! module owns what an MCP server says. Scripted outcomes that are transport
@@ -25,6 +27,11 @@ const KNOWN_VERSIONS: [&str; 3] = [LATEST_VERSION, "2025-06-18", "2025-03-26"];
 
 /// The body of a malformed answer: a JSON-RPC response cut short.
 pub(crate) const MALFORMED: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
+
+/// The journal's method for input that held no message to read.
+pub(crate) const UNPARSEABLE: &str = "(unparseable)";
+/// The journal's method for a JSON-RPC response (which has none).
+const RESPONSE: &str = "(response)";
 
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
@@ -79,18 +86,52 @@ pub(crate) enum Message {
     Notification { method: String, params: Value },
     /// A response to something the server sent (it sends nothing, so these
     /// are ignored).
-    Response,
+    Response { id: Value },
+}
+
+/// Input that is not a JSON-RPC message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Invalid {
+    /// The id, if the input was an object carrying one.
+    pub(crate) id: Option<Value>,
+    /// The JSON-RPC error response to send back.
+    pub(crate) answer: Value,
+    /// The journal's outcome label: `parse_error` or `invalid_request`.
+    pub(crate) outcome: &'static str,
+}
+
+impl Invalid {
+    fn new(id: Option<Value>, code: i64, message: &str) -> Invalid {
+        Invalid {
+            answer: error_response(id.as_ref().unwrap_or(&Value::Null), code, message),
+            id,
+            outcome: if code == PARSE_ERROR {
+                "parse_error"
+            } else {
+                "invalid_request"
+            },
+        }
+    }
+
+    /// A stdio line longer than `limit` bytes, discarded unread.
+    pub(crate) fn line_too_long(limit: usize) -> Invalid {
+        Invalid::new(
+            None,
+            PARSE_ERROR,
+            &format!("parse error: line longer than {limit} bytes"),
+        )
+    }
 }
 
 impl Message {
-    /// Parses one message; `Err` carries the error response to send back.
-    pub(crate) fn parse(bytes: &[u8]) -> Result<Message, Value> {
+    /// Parses one message.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Message, Invalid> {
         let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
-            return Err(error_response(&Value::Null, PARSE_ERROR, "parse error"));
+            return Err(Invalid::new(None, PARSE_ERROR, "parse error"));
         };
         let Value::Object(mut object) = value else {
-            return Err(error_response(
-                &Value::Null,
+            return Err(Invalid::new(
+                None,
                 INVALID_REQUEST,
                 "expected one JSON-RPC message object",
             ));
@@ -99,14 +140,23 @@ impl Message {
         match (object.remove("method"), object.remove("id")) {
             (Some(Value::String(method)), Some(id)) => Ok(Message::Request { id, method, params }),
             (Some(Value::String(method)), None) => Ok(Message::Notification { method, params }),
-            (None, Some(_)) if object.contains_key("result") || object.contains_key("error") => {
-                Ok(Message::Response)
+            (None, Some(id)) if object.contains_key("result") || object.contains_key("error") => {
+                Ok(Message::Response { id })
             }
-            (_, id) => Err(error_response(
-                &id.unwrap_or(Value::Null),
+            (_, id) => Err(Invalid::new(
+                id,
                 INVALID_REQUEST,
                 "not a JSON-RPC request, notification or response",
             )),
+        }
+    }
+
+    /// What the journal records of it: method, id and params.
+    pub(crate) fn parts(&self) -> (&str, Option<&Value>, &Value) {
+        match self {
+            Message::Request { id, method, params } => (method, Some(id), params),
+            Message::Notification { method, params } => (method, None, params),
+            Message::Response { id } => (RESPONSE, Some(id), &Value::Null),
         }
     }
 
@@ -163,27 +213,28 @@ impl Server {
         self.script.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Handles one message received on `endpoint`: journals it, waits the
-    /// scripted latency of a call, and says what to answer.
-    pub(crate) async fn handle(&self, endpoint: &str, message: Message) -> Reply {
-        let now = self.clock.elapsed();
-        let (id, method, params) = match message {
-            Message::Response => return Reply::Nothing,
-            Message::Notification { method, params } => (None, method, params),
-            Message::Request { id, method, params } => (Some(id), method, params),
-        };
+    /// A journal entry, stamped now, for a request received on `endpoint`
+    /// (the tool and arguments taken from `params` of a `tools/call`).
+    fn entry(
+        &self,
+        endpoint: &str,
+        method: &str,
+        id: Option<&Value>,
+        params: &Value,
+        outcome: &str,
+    ) -> JournalEntry {
         let mut entry = JournalEntry {
-            at: now,
+            at: self.clock.elapsed(),
             fake: self.name.clone(),
             endpoint: endpoint.to_owned(),
-            method,
+            method: method.to_owned(),
             tool: None,
             arguments: None,
-            id: id.clone(),
+            id: id.cloned(),
             call: None,
-            outcome: "ok".to_owned(),
+            outcome: outcome.to_owned(),
         };
-        if entry.method == "tools/call" {
+        if method == "tools/call" {
             entry.tool = params
                 .get("name")
                 .and_then(Value::as_str)
@@ -191,8 +242,32 @@ impl Server {
             entry.arguments = params.get("arguments").cloned();
             entry.call = JournalEntry::call_number(entry.arguments.as_ref());
         }
+        entry
+    }
 
-        if let Some(code) = self.outage_at(now) {
+    /// Journals a request the face dealt with itself, without [`handle`]:
+    /// `method` is the JSON-RPC method, [`UNPARSEABLE`] or an HTTP method,
+    /// and `outcome` says what the face did.
+    ///
+    /// [`handle`]: Server::handle
+    pub(crate) fn record(
+        &self,
+        endpoint: &str,
+        method: &str,
+        id: Option<&Value>,
+        params: &Value,
+        outcome: &str,
+    ) {
+        self.journal
+            .record(self.entry(endpoint, method, id, params, outcome));
+    }
+
+    /// Handles one message received on `endpoint`: journals it, waits the
+    /// scripted latency of a call, and says what to answer.
+    pub(crate) async fn handle(&self, endpoint: &str, message: Message) -> Reply {
+        let (method, id, params) = message.parts();
+        let mut entry = self.entry(endpoint, method, id, params, "ok");
+        if let Some(code) = self.outage_at(entry.at) {
             entry.outcome = "outage".to_owned();
             self.journal.record(entry);
             return match self.face {
@@ -201,10 +276,14 @@ impl Server {
             };
         }
 
-        let Some(id) = id else {
-            // Notifications (initialized, cancelled, ...) need no answer.
-            self.journal.record(entry);
-            return Reply::Nothing;
+        let (id, params) = match message {
+            // Notifications (initialized, cancelled, ...) need no answer,
+            // and the server never asked anything a response could answer.
+            Message::Response { .. } | Message::Notification { .. } => {
+                self.journal.record(entry);
+                return Reply::Nothing;
+            }
+            Message::Request { id, params, .. } => (id, params),
         };
         let result = match entry.method.as_str() {
             "initialize" => self.initialize(&params),

@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout};
 
 use super::*;
 use crate::fake::HttpFake;
+use crate::journal::JournalEntry;
 
 /// A Streamable HTTP client for one fake, without connection reuse so each
 /// request shows what a new connection gets.
@@ -162,13 +163,98 @@ async fn sessions_are_opened_required_and_ended() {
         StatusCode::NOT_FOUND
     );
 
+    // Every request is journalled, the refused ones with why.
     let entries = cfg.journal.snapshot();
     assert!(entries.iter().all(|e| e.endpoint == fake.url()));
-    let methods: Vec<&str> = entries.iter().map(|e| e.method.as_str()).collect();
     assert_eq!(
-        methods,
-        ["initialize", "notifications/initialized", "tools/list"]
+        methods_and_outcomes(&entries),
+        [
+            ("tools/list", "missing_session"),
+            ("tools/list", "unknown_session"),
+            ("initialize", "ok"),
+            ("notifications/initialized", "ok"),
+            ("tools/list", "ok"),
+            ("GET", "ok"),
+            ("DELETE", "ok"),
+            ("tools/list", "unknown_session"),
+        ]
     );
+    fake.shutdown().await;
+}
+
+fn methods_and_outcomes(entries: &[JournalEntry]) -> Vec<(&str, &str)> {
+    entries
+        .iter()
+        .map(|e| (e.method.as_str(), e.outcome.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn requests_refused_before_the_server_are_journalled_with_why() {
+    let (fake, cfg) = start(vec![tool("read", Outcome::Success)], vec![]).await;
+    let mut client = Client::new(&fake);
+    let session = client.initialize().await;
+    let request = |method: reqwest::Method, session: Option<&str>, body: &str| {
+        let mut request = client
+            .http
+            .request(method, &client.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_owned());
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        async move { timeout(PROMPTLY, request.send()).await.unwrap().unwrap() }
+    };
+    let status = |response: reqwest::Response| response.status().as_u16();
+    let not_a_message = json!({"id": 9, "result": 1, "method": 3}).to_string();
+    let a_call = call(4, "read", 17).to_string();
+    let seen = [
+        status(request(reqwest::Method::POST, Some(&session), "{not json").await),
+        status(request(reqwest::Method::POST, Some(&session), &not_a_message).await),
+        status(request(reqwest::Method::POST, Some("made-up"), &a_call).await),
+        status(request(reqwest::Method::POST, None, &a_call).await),
+        status(request(reqwest::Method::GET, None, "").await),
+        status(request(reqwest::Method::GET, Some("made-up"), "").await),
+        status(request(reqwest::Method::DELETE, None, "").await),
+        status(request(reqwest::Method::DELETE, Some("made-up"), "").await),
+        status(request(reqwest::Method::PUT, Some(&session), "").await),
+        status(
+            timeout(
+                PROMPTLY,
+                client.http.get(client.url.replace("/mcp", "/other")).send(),
+            )
+            .await
+            .unwrap()
+            .unwrap(),
+        ),
+    ];
+    assert_eq!(seen, [400, 400, 404, 400, 400, 404, 400, 404, 405, 404]);
+
+    let entries = cfg.journal.snapshot();
+    assert_eq!(
+        methods_and_outcomes(&entries[2..]),
+        [
+            ("(unparseable)", "parse_error"),
+            ("(unparseable)", "invalid_request"),
+            ("tools/call", "unknown_session"),
+            ("tools/call", "missing_session"),
+            ("GET", "missing_session"),
+            ("GET", "unknown_session"),
+            ("DELETE", "missing_session"),
+            ("DELETE", "unknown_session"),
+            ("PUT", "method_not_allowed"),
+            ("GET", "not_found"),
+        ]
+    );
+    assert_eq!(entries[3].id, Some(json!(9)));
+    // A refused call is journalled with what it carried.
+    let refused = &entries[4];
+    assert_eq!(
+        (refused.tool.as_deref(), refused.call, refused.id.clone()),
+        (Some("read"), Some(17), Some(json!(4)))
+    );
+    assert!(entries.iter().all(|e| e.endpoint == fake.url()));
     fake.shutdown().await;
 }
 
@@ -411,25 +497,43 @@ async fn an_outage_refuses_connections_cuts_streams_and_forgets_sessions() {
     let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"});
     let refused = client.post(&list).await.expect_err("refused while down");
     assert!(refused.is_connect(), "{refused:?}");
+    assert_port_held(&fake);
 
     // Back on the same port, as a restarted server: the old session is gone.
     tokio::time::sleep_until(cfg.clock.at(down_at + down_for)).await;
     assert_eq!(fake.url(), url);
-    let stale = post_when_up(&client, &list).await;
+    let stale = post_when_up(&client, &call(5, "read", 5)).await;
     assert_eq!(stale.status(), StatusCode::NOT_FOUND);
     let fresh = client.initialize().await;
     assert_ne!(fresh, session);
     assert_eq!(body(client.call(6, "read").await).await["id"], 6);
 
     let up_again = down_at + down_for;
+    let entries = cfg.journal.snapshot();
     assert!(
-        cfg.journal
-            .snapshot()
-            .iter()
-            .all(|e| e.at < down_at || e.at >= up_again),
+        entries.iter().all(|e| e.at < down_at || e.at >= up_again),
         "requests journalled during the outage"
     );
+    // The call with the stale session reached the fake: journalled as a
+    // call, refused.
+    let calls: Vec<(Option<u64>, &str)> = entries
+        .iter()
+        .filter(|e| e.method == "tools/call")
+        .map(|e| (e.call, e.outcome.as_str()))
+        .collect();
+    assert_eq!(calls, [(Some(5), "unknown_session"), (Some(6), "success")]);
     fake.shutdown().await;
+}
+
+/// While down, the fake's port stays bound: no other socket can take it.
+fn assert_port_held(fake: &HttpFake) {
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    let bound = other.bind(fake.addr());
+    assert_eq!(
+        bound.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::AddrInUse),
+        "the port was free while the fake was down"
+    );
 }
 
 #[tokio::test]
@@ -445,6 +549,7 @@ async fn a_fake_started_inside_an_outage_comes_up_when_it_ends() {
         .await
         .expect_err("down at start");
     assert!(refused.is_connect(), "{refused:?}");
+    assert_port_held(&fake);
     let up = post_when_up(&client, &initialize(1)).await;
     assert_eq!(up.status(), StatusCode::OK);
     client.initialize().await;

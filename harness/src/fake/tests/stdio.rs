@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
 use super::*;
-use crate::fake::stdio::{StdioEnd, serve};
+use crate::fake::stdio::{MAX_LINE, StdioEnd, serve};
 use crate::journal::JournalEntry;
 
 /// The client end of a stdio fake running in-process.
@@ -167,8 +167,8 @@ async fn answers_the_mcp_handshake_listing_and_a_call_and_journals_each() {
 }
 
 #[tokio::test]
-async fn protocol_errors_get_their_json_rpc_codes() {
-    let mut pipe = Pipe::start(stdio(
+async fn protocol_errors_get_their_json_rpc_codes_and_are_journalled() {
+    let cfg = stdio(
         vec![
             tool("read", Outcome::Success),
             tool(
@@ -180,11 +180,20 @@ async fn protocol_errors_get_their_json_rpc_codes() {
             ),
         ],
         vec![],
-    ));
+    );
+    let journal = cfg.journal.clone();
+    let mut pipe = Pipe::start(cfg);
     pipe.send_raw("{not json").await;
     let parse = pipe.answer().await;
     assert_eq!(error_code(&parse), Some(-32700));
     assert_eq!(parse["id"], Value::Null);
+    pipe.send(json!({"jsonrpc": "2.0", "id": 5})).await;
+    let invalid = pipe.answer().await;
+    assert_eq!(error_code(&invalid), Some(-32600));
+    assert_eq!(invalid["id"], 5);
+    // A response (to nothing the fake asked) is not answered.
+    pipe.send(json!({"jsonrpc": "2.0", "id": 9, "result": {}}))
+        .await;
     pipe.send(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}))
         .await;
     assert_eq!(error_code(&pipe.answer().await), Some(-32601));
@@ -193,6 +202,69 @@ async fn protocol_errors_get_their_json_rpc_codes() {
     // An HTTP status cannot be sent on stdio: an internal error instead.
     pipe.send(call(3, "status", 2)).await;
     assert_eq!(error_code(&pipe.answer().await), Some(-32603));
+
+    let journalled: Vec<(String, Option<Value>, String)> = journal
+        .snapshot()
+        .into_iter()
+        .map(|e| (e.method, e.id, e.outcome))
+        .collect();
+    let entry = |method: &str, id: Option<Value>, outcome: &str| {
+        (method.to_owned(), id, outcome.to_owned())
+    };
+    assert_eq!(
+        journalled,
+        [
+            entry("(unparseable)", None, "parse_error"),
+            entry("(unparseable)", Some(json!(5)), "invalid_request"),
+            entry("(response)", Some(json!(9)), "ok"),
+            entry("resources/list", Some(json!(1)), "ok"),
+            entry("tools/call", Some(json!(2)), "jsonrpc_error"),
+            entry("tools/call", Some(json!(3)), "http_status"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_over_long_line_gets_a_parse_error_and_the_fake_carries_on() {
+    let cfg = stdio(vec![tool("read", Outcome::Success)], vec![]);
+    let journal = cfg.journal.clone();
+    let mut pipe = Pipe::start(cfg);
+    // A ping padded to exactly the limit is still read...
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": ""}});
+    let padding = "x".repeat(MAX_LINE - ping.to_string().len());
+    let mut padded = ping;
+    padded["params"]["pad"] = Value::String(padding);
+    let padded = padded.to_string();
+    assert_eq!(padded.len(), MAX_LINE);
+    pipe.send_raw(&padded).await;
+    assert_eq!(pipe.answer().await["id"], 1);
+    // ...one byte more is not: the whole line is skipped.
+    let too_long =
+        padded
+            .replacen(r#""id":1"#, r#""id":2"#, 1)
+            .replacen(r#""pad":""#, r#""pad":"x"#, 1);
+    assert_eq!(too_long.len(), MAX_LINE + 1);
+    pipe.send_raw(&too_long).await;
+    let refused = pipe.answer().await;
+    assert_eq!(error_code(&refused), Some(-32700));
+    assert_eq!(refused["id"], Value::Null);
+    pipe.send(call(3, "read", 3)).await;
+    assert_eq!(pipe.answer().await["id"], 3);
+
+    let journalled: Vec<(String, String)> = journal
+        .snapshot()
+        .into_iter()
+        .map(|e| (e.method, e.outcome))
+        .collect();
+    let entry = |method: &str, outcome: &str| (method.to_owned(), outcome.to_owned());
+    assert_eq!(
+        journalled,
+        [
+            entry("ping", "ok"),
+            entry("(unparseable)", "parse_error"),
+            entry("tools/call", "success"),
+        ]
+    );
 }
 
 #[tokio::test]
