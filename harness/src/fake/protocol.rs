@@ -89,7 +89,8 @@ pub(crate) enum Message {
     Response { id: Value },
 }
 
-/// Input that is not a JSON-RPC message.
+/// Input that is not a JSON-RPC message (boxed where returned: it is large
+/// and rare).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Invalid {
     /// The id, if the input was an object carrying one.
@@ -101,8 +102,8 @@ pub(crate) struct Invalid {
 }
 
 impl Invalid {
-    fn new(id: Option<Value>, code: i64, message: &str) -> Invalid {
-        Invalid {
+    fn new(id: Option<Value>, code: i64, message: &str) -> Box<Invalid> {
+        Box::new(Invalid {
             answer: error_response(id.as_ref().unwrap_or(&Value::Null), code, message),
             id,
             outcome: if code == PARSE_ERROR {
@@ -110,11 +111,11 @@ impl Invalid {
             } else {
                 "invalid_request"
             },
-        }
+        })
     }
 
     /// A stdio line longer than `limit` bytes, discarded unread.
-    pub(crate) fn line_too_long(limit: usize) -> Invalid {
+    pub(crate) fn line_too_long(limit: usize) -> Box<Invalid> {
         Invalid::new(
             None,
             PARSE_ERROR,
@@ -125,7 +126,7 @@ impl Invalid {
 
 impl Message {
     /// Parses one message.
-    pub(crate) fn parse(bytes: &[u8]) -> Result<Message, Invalid> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Message, Box<Invalid>> {
         let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
             return Err(Invalid::new(None, PARSE_ERROR, "parse error"));
         };
