@@ -18,7 +18,7 @@ mod client;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mcp_proxy::config::{BackendConfig, Config, ProxySettings, ReconnectPolicy, TransportConfig};
+use mcp_proxy::config::{BackendConfig, Config, ProxySettings, TransportConfig};
 use serde_json::json;
 
 use backend::TestBackend;
@@ -45,15 +45,13 @@ fn proxy_config(backend_url: String) -> Config {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             ..ProxySettings::default()
         },
-        backends: vec![BackendConfig {
-            name: "bench".into(),
-            transport: TransportConfig::Http {
+        backends: vec![BackendConfig::new(
+            "bench",
+            TransportConfig::Http {
                 url: backend_url,
                 headers: Default::default(),
             },
-            init_timeout: Duration::from_secs(10),
-            reconnect: ReconnectPolicy::default(),
-        }],
+        )],
     }
 }
 

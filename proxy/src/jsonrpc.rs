@@ -24,6 +24,9 @@ pub const BACKEND_UNAVAILABLE: i64 = -32010;
 /// Proxy: the connection to the backend failed while the call was in flight;
 /// the call may or may not have reached the backend.
 pub const BACKEND_TRANSPORT: i64 = -32011;
+/// Proxy: the backend did not answer within the configured `timeout`
+/// (`per_try` or `overall`); the call was cancelled at the backend.
+pub const BACKEND_TIMEOUT: i64 = -32013;
 /// Proxy: the client cancelled the request.
 pub const REQUEST_CANCELLED: i64 = -32800;
 /// Proxy: the proxy is shutting down and cancelled the request.

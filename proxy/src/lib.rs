@@ -10,7 +10,7 @@
 //! - [`backend`]: one configured server: supervision, reconnects, status
 //! - [`upstream`]: transports to servers (stdio child, HTTP client)
 //!
-//! plus [`config`] (strict loading with file:line:key errors), [`server`]
+//! plus [`config`] (strict loading with file:line:key errors), [`glob`], [`server`]
 //! (start and graceful shutdown), [`metrics`] and [`jsonrpc`].
 //!
 //! ```no_run
@@ -26,6 +26,7 @@ pub mod backend;
 pub mod config;
 pub mod front;
 pub mod gateway;
+pub mod glob;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod server;

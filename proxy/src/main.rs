@@ -77,6 +77,19 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
             backend.transport.kind(),
             target.trim_end()
         ));
+        let mut policies = Vec::new();
+        if let Some(d) = backend.timeout.per_try {
+            policies.push(format!("timeout {d:?} per try"));
+        }
+        if let Some(d) = backend.timeout.overall {
+            policies.push(format!("timeout {d:?} overall"));
+        }
+        if let Some(retry) = &backend.retry {
+            policies.push(format!("up to {} retries", retry.max_retries));
+        }
+        if !policies.is_empty() {
+            text.push_str(&format!("  {:<20} {}\n", "", policies.join(", ")));
+        }
     }
     text
 }

@@ -26,6 +26,8 @@ pub enum Outcome {
     Unavailable,
     /// The connection failed while the call was in flight, or the answer was invalid.
     Transport,
+    /// The backend did not answer within the configured timeout.
+    Timeout,
     /// The client cancelled, or the proxy cancelled it while shutting down.
     Cancelled,
 }
@@ -38,6 +40,7 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::Unavailable => "unavailable",
             Outcome::Transport => "transport",
+            Outcome::Timeout => "timeout",
             Outcome::Cancelled => "cancelled",
         }
     }

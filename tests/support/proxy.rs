@@ -21,10 +21,9 @@ pub const FAST_RECONNECT: ReconnectPolicy = ReconnectPolicy {
 /// A backend entry with test defaults.
 pub fn backend(name: &str, transport: TransportConfig) -> BackendConfig {
     BackendConfig {
-        name: name.to_owned(),
-        transport,
         init_timeout: Duration::from_secs(20),
         reconnect: FAST_RECONNECT,
+        ..BackendConfig::new(name, transport)
     }
 }
 

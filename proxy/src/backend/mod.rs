@@ -10,6 +10,7 @@
 
 mod backoff;
 pub mod listing;
+mod resilience;
 mod supervisor;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use crate::config::BackendConfig;
 use crate::jsonrpc::{self, ErrorObject};
 use crate::upstream::{ConnectSettings, Connection, ProgressSink, UpstreamError};
 pub use listing::{ListKind, Listing, Lists};
+use resilience::Resilience;
 
 /// Something a backend tells the gateway.
 #[derive(Debug)]
@@ -89,6 +91,10 @@ pub struct Status {
     pub resource_templates: usize,
     /// Prompts last listed.
     pub prompts: usize,
+    /// Retries made (`retry`), since start.
+    pub retries: u64,
+    /// Attempts or calls that ran out of their `timeout`, since start.
+    pub timeouts: u64,
 }
 
 /// Why a call through a backend failed.
@@ -101,6 +107,14 @@ pub enum CallError {
         backend: String,
         /// Why (the last connection error, or "starting").
         reason: String,
+    },
+    /// The backend did not answer in time (`timeout.per_try` or `overall`).
+    #[error("backend \"{backend}\" did not answer within {after:?}")]
+    Timeout {
+        /// Backend name.
+        backend: String,
+        /// The limit that ran out.
+        after: std::time::Duration,
     },
     /// The upstream request failed.
     #[error("backend \"{backend}\": {error}")]
@@ -125,6 +139,11 @@ impl CallError {
             CallError::Unavailable { backend, reason } => {
                 ErrorObject::new(jsonrpc::BACKEND_UNAVAILABLE, self.to_string())
                     .with_data(json!({ "backend": backend, "reason": reason }))
+            }
+            CallError::Timeout { backend, after } => {
+                ErrorObject::new(jsonrpc::BACKEND_TIMEOUT, self.to_string()).with_data(
+                    json!({ "backend": backend, "timeout_ms": after.as_millis() as u64 }),
+                )
             }
             CallError::Upstream { backend, error } => {
                 let code = match error {
@@ -156,11 +175,15 @@ pub struct Backend {
     /// Resource URIs subscribed through this backend, replayed after a
     /// respawn or reconnect (a new session knows none of them).
     subscriptions: Mutex<BTreeSet<String>>,
+    /// Timeouts and retries around each call.
+    resilience: Resilience,
 }
 
 impl Backend {
-    /// A backend that has not connected yet. `index` is its place in the config.
-    pub fn new(index: usize, config: BackendConfig, client_name: &str) -> Self {
+    /// A backend that has not connected yet. `index` is its place in the
+    /// config; `seed` (the proxy's) seeds its random choices.
+    pub fn new(index: usize, config: BackendConfig, client_name: &str, seed: u64) -> Self {
+        let resilience = Resilience::new(&config.name, config.timeout, config.retry.clone(), seed);
         let settings = ConnectSettings {
             backend: config.name.clone(),
             client_name: client_name.to_owned(),
@@ -171,6 +194,7 @@ impl Backend {
             index,
             config,
             settings,
+            resilience,
             connection: RwLock::new(None),
             listing: RwLock::new(Arc::new(Listing::default())),
             health: Mutex::new(Health {
@@ -222,6 +246,26 @@ impl Backend {
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, CallError> {
+        let safe = resilience::safety::safe_to_repeat(
+            method,
+            params.as_ref(),
+            &self.listing().lists.tools,
+            &self.config.safe_to_repeat,
+        );
+        self.resilience
+            .call(safe, || {
+                self.attempt(method, params.clone(), progress.clone())
+            })
+            .await
+    }
+
+    /// One attempt of a call: fails fast when the backend is not connected.
+    async fn attempt(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, CallError> {
         let connection = self
             .connection
             .read()
@@ -261,6 +305,7 @@ impl Backend {
     pub fn status(&self) -> Status {
         let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         let listing = self.listing();
+        let counts = self.resilience.counts();
         Status {
             name: self.config.name.clone(),
             transport: self.config.transport.kind(),
@@ -278,6 +323,8 @@ impl Backend {
             resources: listing.lists.resources.len(),
             resource_templates: listing.lists.resource_templates.len(),
             prompts: listing.lists.prompts.len(),
+            retries: counts.retries,
+            timeouts: counts.timeouts,
         }
     }
 

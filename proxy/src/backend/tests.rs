@@ -24,13 +24,12 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 fn config(name: &str, transport: TransportConfig) -> BackendConfig {
     BackendConfig {
-        name: name.into(),
-        transport,
         init_timeout: Duration::from_secs(20),
         reconnect: ReconnectPolicy {
             initial: Duration::from_millis(20),
             max: Duration::from_millis(200),
         },
+        ..BackendConfig::new(name, transport)
     }
 }
 
@@ -66,7 +65,7 @@ fn http(name: &str, url: String) -> BackendConfig {
 
 /// Start a backend's supervisor; the token stops it.
 fn supervise(config: BackendConfig) -> (Arc<Backend>, CancellationToken) {
-    let backend = Arc::new(Backend::new(0, config, "test-proxy"));
+    let backend = Arc::new(Backend::new(0, config, "test-proxy", 0));
     let (events, mut received) = mpsc::unbounded_channel();
     tokio::spawn(async move { while received.recv().await.is_some() {} });
     let stop = CancellationToken::new();

@@ -37,6 +37,8 @@ pub struct ProxySettings {
     pub allowed_origins: Vec<String>,
     /// `session_idle_timeout`: a client session unused this long is forgotten. Default 30m.
     pub session_idle_timeout: Duration,
+    /// `seed`: seeds every random choice of the proxy (retry jitter). Default 0.
+    pub seed: u64,
 }
 
 /// One entry of `backends:`.
@@ -50,6 +52,90 @@ pub struct BackendConfig {
     pub init_timeout: Duration,
     /// `reconnect`: backoff between attempts to (re)start or reconnect the backend.
     pub reconnect: ReconnectPolicy,
+    /// `timeout`: bounds on each attempt and on the whole call. Default: none.
+    pub timeout: TimeoutPolicy,
+    /// `retry`: repeat failed calls. Default: off.
+    pub retry: Option<RetryPolicy>,
+    /// `safe_to_repeat.tools`: tool name patterns (`get_*`) that may be
+    /// repeated even though the backend does not mark them read-only or
+    /// idempotent.
+    pub safe_to_repeat: Vec<String>,
+}
+
+impl BackendConfig {
+    /// A backend with every optional key at its default (as if the file
+    /// named only `name` and the transport).
+    pub fn new(name: impl Into<String>, transport: TransportConfig) -> Self {
+        Self {
+            name: name.into(),
+            transport,
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+            reconnect: ReconnectPolicy::default(),
+            timeout: TimeoutPolicy::default(),
+            retry: None,
+            safe_to_repeat: Vec::new(),
+        }
+    }
+}
+
+/// Default `init_timeout` of a backend.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `timeout: { per_try: 500ms, overall: 2s }`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TimeoutPolicy {
+    /// `per_try`: one attempt may take this long; it is then cancelled at the backend.
+    pub per_try: Option<Duration>,
+    /// `overall`: the call, retries and backoff included, may take this long.
+    pub overall: Option<Duration>,
+}
+
+/// `retry:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// `max_retries`: attempts after the first. Default 2, at most 10.
+    pub max_retries: u32,
+    /// `backoff`: the pause before each retry.
+    pub backoff: RetryBackoff,
+    /// `budget`: the share of live traffic retries may add.
+    pub budget: RetryBudget,
+    /// `on`: which failures are retried.
+    pub on: RetryOn,
+}
+
+/// `retry.backoff: { initial: 20ms, max: 500ms, jitter: full }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBackoff {
+    /// `initial`: the pause before the first retry (doubling after). Default 20ms.
+    pub initial: Duration,
+    /// `max`: the cap. Default 500ms; at least `initial`.
+    pub max: Duration,
+    /// `jitter`: `full` (a uniform draw from 0 to the pause; default) or `none`.
+    pub full_jitter: bool,
+}
+
+/// `retry.budget: { percent: 20, min_per_second: 5 }`: retries may add at
+/// most `percent` % of the calls made over the last 10 s, but never fewer
+/// than `min_per_second` per second of that window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    /// `percent`: 0 to 100. Default 20.
+    pub percent: f64,
+    /// `min_per_second`: ≥ 0. Default 5.
+    pub min_per_second: f64,
+}
+
+/// `retry.on: [transport, timeout, unavailable, -32603]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryOn {
+    /// `transport`: the connection failed or was lost, or the answer was not valid MCP.
+    pub transport: bool,
+    /// `timeout`: an attempt ran out of `timeout.per_try`.
+    pub timeout: bool,
+    /// `unavailable`: the backend was not connected (the call was never sent).
+    pub unavailable: bool,
+    /// JSON-RPC error codes from the backend.
+    pub codes: Vec<i64>,
 }
 
 /// `transport: stdio` or `transport: http`, with the keys each allows.
@@ -113,6 +199,7 @@ impl Default for ProxySettings {
             max_body_size: 4 * 1024 * 1024,
             allowed_origins: Vec::new(),
             session_idle_timeout: Duration::from_secs(30 * 60),
+            seed: 0,
         }
     }
 }

@@ -40,6 +40,7 @@ pub(crate) struct RawProxy {
     pub(crate) max_body_size: Option<ByteSize>,
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) session_idle_timeout: Option<ConfigDuration>,
+    pub(crate) seed: Option<u64>,
 }
 
 /// One entry of `backends:`, with the keys of both transports.
@@ -59,6 +60,9 @@ pub(crate) struct RawBackend {
     // both
     pub(crate) init_timeout: Option<ConfigDuration>,
     pub(crate) reconnect: Option<RawReconnect>,
+    pub(crate) timeout: Option<RawTimeout>,
+    pub(crate) retry: Option<RawRetry>,
+    pub(crate) safe_to_repeat: Option<RawSafeToRepeat>,
 }
 
 impl RawBackend {
@@ -92,6 +96,85 @@ impl RawBackend {
 pub(crate) struct RawReconnect {
     pub(crate) initial: Option<ConfigDuration>,
     pub(crate) max: Option<ConfigDuration>,
+}
+
+/// `timeout:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeout {
+    pub(crate) per_try: Option<ConfigDuration>,
+    pub(crate) overall: Option<ConfigDuration>,
+}
+
+/// `retry:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub(crate) max_retries: Option<u32>,
+    pub(crate) backoff: Option<RawRetryBackoff>,
+    pub(crate) budget: Option<RawRetryBudget>,
+    pub(crate) on: Option<Vec<RetryOnItem>>,
+}
+
+/// `retry.backoff:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetryBackoff {
+    pub(crate) initial: Option<ConfigDuration>,
+    pub(crate) max: Option<ConfigDuration>,
+    pub(crate) jitter: Option<String>,
+}
+
+/// `retry.budget:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetryBudget {
+    pub(crate) percent: Option<f64>,
+    pub(crate) min_per_second: Option<f64>,
+}
+
+/// One entry of `retry.on`: a failure kind by name, or a JSON-RPC code.
+#[derive(Debug)]
+pub(crate) enum RetryOnItem {
+    Kind(String),
+    Code(i64),
+}
+
+impl<'de> Deserialize<'de> for RetryOnItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+
+        impl serde::de::Visitor<'_> for ItemVisitor {
+            type Value = RetryOnItem;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("transport, timeout, unavailable or a JSON-RPC error code")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RetryOnItem, E> {
+                Ok(RetryOnItem::Kind(v.to_owned()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RetryOnItem, E> {
+                Ok(RetryOnItem::Code(v))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RetryOnItem, E> {
+                i64::try_from(v)
+                    .map(RetryOnItem::Code)
+                    .map_err(|_| E::custom("error code out of range"))
+            }
+        }
+
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+/// `safe_to_repeat:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSafeToRepeat {
+    pub(crate) tools: Vec<String>,
 }
 
 /// `transport:`, spelled exactly `stdio` or `http`.

@@ -47,6 +47,7 @@ const FULL_YAML: &str = r#"proxy:
   max_body_size: 1MiB
   allowed_origins: ["https://app.example.com"]
   session_idle_timeout: 1h
+  seed: 7
 backends:
   - name: everything
     transport: stdio
@@ -60,6 +61,13 @@ backends:
     transport: http
     url: http://127.0.0.1:9001/mcp
     headers: { Authorization: "Bearer ${SEARCH_TOKEN}" }
+    timeout: { per_try: 500ms, overall: 2s }
+    retry:
+      max_retries: 3
+      backoff: { initial: 10ms, max: 200ms, jitter: none }
+      budget: { percent: 10, min_per_second: 1 }
+      on: [transport, timeout, -32603]
+    safe_to_repeat: { tools: ["lookup", "get_*"] }
 "#;
 
 const FULL_TOML: &str = r#"[proxy]
@@ -70,6 +78,7 @@ shutdown_timeout = "5s"
 max_body_size = 1048576
 allowed_origins = ["https://app.example.com"]
 session_idle_timeout = "1h"
+seed = 7
 
 [[backends]]
 name = "everything"
@@ -86,6 +95,12 @@ reconnect.max = "2m"
 name = "search"
 transport = "http"
 url = "http://127.0.0.1:9001/mcp"
+timeout = { per_try = "500ms", overall = "2s" }
+retry.max_retries = 3
+retry.on = ["transport", "timeout", -32603]
+retry.backoff = { initial = "10ms", max = "200ms", jitter = "none" }
+retry.budget = { percent = 10, min_per_second = 1 }
+safe_to_repeat = { tools = ["lookup", "get_*"] }
 
 [backends.headers]
 Authorization = "Bearer ${SEARCH_TOKEN}"
@@ -101,6 +116,7 @@ fn full_config() -> Config {
             max_body_size: 1 << 20,
             allowed_origins: vec!["https://app.example.com".into()],
             session_idle_timeout: Duration::from_secs(3600),
+            seed: 7,
         },
         backends: vec![
             BackendConfig {
@@ -120,6 +136,9 @@ fn full_config() -> Config {
                     initial: Duration::from_millis(100),
                     max: Duration::from_secs(120),
                 },
+                timeout: TimeoutPolicy::default(),
+                retry: None,
+                safe_to_repeat: Vec::new(),
             },
             BackendConfig {
                 name: "search".into(),
@@ -129,6 +148,29 @@ fn full_config() -> Config {
                 },
                 init_timeout: Duration::from_secs(10),
                 reconnect: ReconnectPolicy::default(),
+                timeout: TimeoutPolicy {
+                    per_try: Some(Duration::from_millis(500)),
+                    overall: Some(Duration::from_secs(2)),
+                },
+                retry: Some(RetryPolicy {
+                    max_retries: 3,
+                    backoff: RetryBackoff {
+                        initial: Duration::from_millis(10),
+                        max: Duration::from_millis(200),
+                        full_jitter: false,
+                    },
+                    budget: RetryBudget {
+                        percent: 10.0,
+                        min_per_second: 1.0,
+                    },
+                    on: RetryOn {
+                        transport: true,
+                        timeout: true,
+                        unavailable: false,
+                        codes: vec![-32603],
+                    },
+                }),
+                safe_to_repeat: vec!["lookup".into(), "get_*".into()],
             },
         ],
     }
@@ -406,6 +448,72 @@ fn reconnect_rules() {
         yaml_err(text),
         "proxy.yaml:5: backends[0].init_timeout: must be greater than zero"
     );
+}
+
+#[test]
+fn timeout_and_retry_rules() {
+    let base = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n";
+    let cases = [
+        (
+            "    timeout: { per_try: 2s, overall: 1s }\n",
+            "proxy.yaml:5: backends[0].timeout.per_try: per_try (2s) must not be longer than overall (1s)",
+        ),
+        (
+            "    timeout: { per_try: 0ms }\n",
+            "proxy.yaml:5: backends[0].timeout.per_try: must be greater than zero",
+        ),
+        (
+            "    retry: { max_retries: 0 }\n",
+            "proxy.yaml:5: backends[0].retry.max_retries: must be 1 to 10",
+        ),
+        (
+            "    retry: { on: [transport, timeot] }\n",
+            "proxy.yaml:5: backends[0].retry.on[1]: unknown failure \"timeot\"; expected transport, timeout, unavailable or a JSON-RPC error code",
+        ),
+        (
+            "    retry: { on: [] }\n",
+            "proxy.yaml:5: backends[0].retry.on: must name at least one failure",
+        ),
+        (
+            "    retry: { backoff: { initial: 1s, max: 10ms } }\n",
+            "proxy.yaml:5: backends[0].retry.backoff.max: max (10ms) must not be less than initial (1s)",
+        ),
+        (
+            "    retry: { backoff: { jitter: half } }\n",
+            "proxy.yaml:5: backends[0].retry.backoff.jitter: unknown jitter \"half\"; expected \"full\" or \"none\"",
+        ),
+        (
+            "    retry: { budget: { percent: 120 } }\n",
+            "proxy.yaml:5: backends[0].retry.budget.percent: must be 0 to 100",
+        ),
+        (
+            "    retry: { retries: 3 }\n",
+            "proxy.yaml:5: backends[0].retry: unknown key \"retries\"",
+        ),
+        (
+            "    safe_to_repeat: { tools: [\"\"] }\n",
+            "proxy.yaml:5: backends[0].safe_to_repeat.tools[0]: must not be empty",
+        ),
+    ];
+    for (extra, expected) in cases {
+        assert_eq!(yaml_err(&format!("{base}{extra}")), expected, "{extra}");
+    }
+}
+
+#[test]
+fn retry_defaults() {
+    let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    retry: {}\n";
+    let retry = yaml(text).unwrap().backends[0].retry.clone().unwrap();
+    assert_eq!(retry.max_retries, 2);
+    assert_eq!(retry.backoff.initial, Duration::from_millis(20));
+    assert_eq!(retry.backoff.max, Duration::from_millis(500));
+    assert!(retry.backoff.full_jitter);
+    assert_eq!(
+        (retry.budget.percent, retry.budget.min_per_second),
+        (20.0, 5.0)
+    );
+    assert!(retry.on.transport && retry.on.timeout && retry.on.unavailable);
+    assert!(retry.on.codes.is_empty());
 }
 
 // --------------------------------------------------- values and proxy ----

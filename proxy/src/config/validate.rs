@@ -12,12 +12,24 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::ConfigError;
-use super::raw::{RawBackend, RawConfig, RawProxy, RawReconnect, TransportKind};
+use super::raw::{
+    RawBackend, RawConfig, RawProxy, RawReconnect, RawRetry, RawTimeout, RetryOnItem, TransportKind,
+};
 use super::source::{Node, Seg, path_string};
-use super::{BackendConfig, Config, ProxySettings, ReconnectPolicy, TransportConfig};
+use super::{
+    BackendConfig, Config, DEFAULT_INIT_TIMEOUT, ProxySettings, ReconnectPolicy, RetryBackoff,
+    RetryBudget, RetryOn, RetryPolicy, TimeoutPolicy, TransportConfig,
+};
 
-/// Default `init_timeout` of a backend.
-const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `retry.max_retries`, and the most allowed.
+const DEFAULT_MAX_RETRIES: u32 = 2;
+const MAX_RETRIES: u32 = 10;
+/// Default `retry.backoff`.
+const DEFAULT_RETRY_INITIAL: Duration = Duration::from_millis(20);
+const DEFAULT_RETRY_MAX: Duration = Duration::from_millis(500);
+/// Default `retry.budget`.
+const DEFAULT_BUDGET_PERCENT: f64 = 20.0;
+const DEFAULT_BUDGET_MIN_PER_SECOND: f64 = 5.0;
 
 /// Turns the deserialized file into a [`Config`]; `tree` supplies lines,
 /// `base_dir` anchors relative `cwd`s.
@@ -132,6 +144,7 @@ impl Validator<'_> {
             max_body_size,
             allowed_origins,
             session_idle_timeout,
+            seed: raw.seed.unwrap_or(defaults.seed),
         })
     }
 
@@ -162,11 +175,28 @@ impl Validator<'_> {
             return Err(self.error(&child(path, "init_timeout"), "must be greater than zero"));
         }
         let reconnect = self.reconnect(raw.reconnect.as_ref(), &child(path, "reconnect"))?;
+        let timeout = self.timeout(raw.timeout.as_ref(), &child(path, "timeout"))?;
+        let retry = raw
+            .retry
+            .as_ref()
+            .map(|r| self.retry(r, &child(path, "retry")))
+            .transpose()?;
+        let safe_to_repeat = raw.safe_to_repeat.map(|s| s.tools).unwrap_or_default();
+        for (i, pattern) in safe_to_repeat.iter().enumerate() {
+            if pattern.is_empty() {
+                let mut p = child(&child(path, "safe_to_repeat"), "tools");
+                p.push(Seg::Index(i));
+                return Err(self.error(&p, "must not be empty"));
+            }
+        }
         Ok(BackendConfig {
             name: raw.name,
             transport,
             init_timeout,
             reconnect,
+            timeout,
+            retry,
+            safe_to_repeat,
         })
     }
 
@@ -314,6 +344,129 @@ impl Validator<'_> {
             ));
         }
         Ok(ReconnectPolicy { initial, max })
+    }
+}
+
+impl Validator<'_> {
+    fn timeout(
+        &self,
+        raw: Option<&RawTimeout>,
+        path: &[Seg],
+    ) -> Result<TimeoutPolicy, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(TimeoutPolicy::default());
+        };
+        let per_try = raw.per_try.map(|d| d.0);
+        let overall = raw.overall.map(|d| d.0);
+        for (key, value) in [("per_try", per_try), ("overall", overall)] {
+            if value.is_some_and(|d| d.is_zero()) {
+                return Err(self.error(&child(path, key), "must be greater than zero"));
+            }
+        }
+        if let (Some(per_try), Some(overall)) = (per_try, overall)
+            && per_try > overall
+        {
+            return Err(self.error(
+                &child(path, "per_try"),
+                format!("per_try ({per_try:?}) must not be longer than overall ({overall:?})"),
+            ));
+        }
+        Ok(TimeoutPolicy { per_try, overall })
+    }
+
+    fn retry(&self, raw: &RawRetry, path: &[Seg]) -> Result<RetryPolicy, ConfigError> {
+        let max_retries = raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
+        if !(1..=MAX_RETRIES).contains(&max_retries) {
+            return Err(self.error(
+                &child(path, "max_retries"),
+                format!("must be 1 to {MAX_RETRIES}"),
+            ));
+        }
+        let backoff_path = child(path, "backoff");
+        let backoff = raw.backoff.as_ref();
+        let initial = backoff
+            .and_then(|b| b.initial)
+            .map_or(DEFAULT_RETRY_INITIAL, |d| d.0);
+        let max = backoff
+            .and_then(|b| b.max)
+            .map_or(DEFAULT_RETRY_MAX, |d| d.0);
+        if max < initial {
+            return Err(self.error(
+                &child(&backoff_path, "max"),
+                format!("max ({max:?}) must not be less than initial ({initial:?})"),
+            ));
+        }
+        let full_jitter = match backoff.and_then(|b| b.jitter.as_deref()) {
+            None | Some("full") => true,
+            Some("none") => false,
+            Some(other) => {
+                return Err(self.error(
+                    &child(&backoff_path, "jitter"),
+                    format!("unknown jitter {other:?}; expected \"full\" or \"none\""),
+                ));
+            }
+        };
+        let budget_path = child(path, "budget");
+        let budget = raw.budget.as_ref();
+        let percent = budget
+            .and_then(|b| b.percent)
+            .unwrap_or(DEFAULT_BUDGET_PERCENT);
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(self.error(&child(&budget_path, "percent"), "must be 0 to 100"));
+        }
+        let min_per_second = budget
+            .and_then(|b| b.min_per_second)
+            .unwrap_or(DEFAULT_BUDGET_MIN_PER_SECOND);
+        if !(min_per_second.is_finite() && min_per_second >= 0.0) {
+            return Err(self.error(&child(&budget_path, "min_per_second"), "must be ≥ 0"));
+        }
+        let mut on = RetryOn {
+            transport: false,
+            timeout: false,
+            unavailable: false,
+            codes: Vec::new(),
+        };
+        match &raw.on {
+            None => {
+                on.transport = true;
+                on.timeout = true;
+                on.unavailable = true;
+            }
+            Some(items) => {
+                if items.is_empty() {
+                    return Err(self.error(&child(path, "on"), "must name at least one failure"));
+                }
+                for (i, item) in items.iter().enumerate() {
+                    let mut p = child(path, "on");
+                    p.push(Seg::Index(i));
+                    match item {
+                        RetryOnItem::Kind(k) if k == "transport" => on.transport = true,
+                        RetryOnItem::Kind(k) if k == "timeout" => on.timeout = true,
+                        RetryOnItem::Kind(k) if k == "unavailable" => on.unavailable = true,
+                        RetryOnItem::Kind(k) => {
+                            return Err(self.error(
+                                &p,
+                                format!("unknown failure {k:?}; expected transport, timeout, unavailable or a JSON-RPC error code"),
+                            ));
+                        }
+                        RetryOnItem::Code(code) => on.codes.push(*code),
+                    }
+                }
+            }
+        }
+        Ok(RetryPolicy {
+            max_retries,
+            backoff: RetryBackoff {
+                initial,
+                max,
+                full_jitter,
+            },
+            budget: RetryBudget {
+                percent,
+                min_per_second,
+            },
+            on,
+        })
     }
 }
 

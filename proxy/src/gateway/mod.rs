@@ -66,7 +66,12 @@ impl Gateway {
             .iter()
             .enumerate()
             .map(|(index, backend)| {
-                Arc::new(Backend::new(index, backend.clone(), &config.proxy.name))
+                Arc::new(Backend::new(
+                    index,
+                    backend.clone(),
+                    &config.proxy.name,
+                    config.proxy.seed,
+                ))
             })
             .collect();
         let by_name = backends
@@ -390,6 +395,7 @@ impl Gateway {
                 ..
             }) => Outcome::Error,
             Err(CallError::Upstream { .. }) => Outcome::Transport,
+            Err(CallError::Timeout { .. }) => Outcome::Timeout,
         };
         self.metrics
             .record(target.name(), method, outcome, started.elapsed());

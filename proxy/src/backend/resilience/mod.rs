@@ -1,0 +1,208 @@
+//! The per-backend resilience stack around one call: an overall timeout,
+//! then retries (with backoff and a budget), each attempt under a per-try
+//! timeout.
+//!
+//! ```text
+//! overall timeout -> retry (budget, backoff, safe to repeat) -> per-try timeout -> attempt
+//! ```
+//!
+//! Written here rather than with tower-resilience: its retry budget refills
+//! on the wall clock and its random backoff draws from an unseeded generator,
+//! while every decision here must read `tokio::time` and a generator seeded
+//! from the config (`proxy.seed`), so tests on a paused clock and replayed
+//! scenarios see the same choices.
+//!
+//! What may be repeated follows the error model: a call that provably never
+//! reached the backend (not connected, connection refused) may always be
+//! retried; one that may have reached it (lost connection, timeout, a
+//! JSON-RPC error) only when it is safe to repeat (see [`safety`]).
+//! Local decisions (budget spent) never count against the backend; the
+//! client then gets the attempt's own error.
+
+mod budget;
+pub(crate) mod safety;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use super::CallError;
+use crate::config::{RetryPolicy, TimeoutPolicy};
+use crate::upstream::UpstreamError;
+use budget::Budget;
+
+/// One backend's timeouts and retry state.
+pub(crate) struct Resilience {
+    backend: String,
+    timeout: TimeoutPolicy,
+    retry: Option<Retry>,
+    retries: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+struct Retry {
+    policy: RetryPolicy,
+    budget: Mutex<Budget>,
+    rng: Mutex<StdRng>,
+}
+
+/// Counters for `/admin/backends`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ResilienceCounts {
+    pub(crate) retries: u64,
+    pub(crate) timeouts: u64,
+}
+
+impl Resilience {
+    /// `seed` is the proxy's; it is mixed with the backend's name so that
+    /// backends draw different jitter.
+    pub(crate) fn new(
+        backend: &str,
+        timeout: TimeoutPolicy,
+        retry: Option<RetryPolicy>,
+        seed: u64,
+    ) -> Self {
+        let retry = retry.map(|policy| Retry {
+            budget: Mutex::new(Budget::new(policy.budget)),
+            rng: Mutex::new(StdRng::seed_from_u64(seed ^ name_hash(backend))),
+            policy,
+        });
+        Self {
+            backend: backend.to_owned(),
+            timeout,
+            retry,
+            retries: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn counts(&self) -> ResilienceCounts {
+        ResilienceCounts {
+            retries: self.retries.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `attempt` under the stack. `safe` says whether the call may be
+    /// repeated after it may have reached the backend.
+    pub(crate) async fn call<F, Fut>(&self, safe: bool, attempt: F) -> Result<Value, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Value, CallError>>,
+    {
+        let retried = self.retried(safe, attempt);
+        match self.timeout.overall {
+            Some(limit) => match tokio::time::timeout(limit, retried).await {
+                Ok(result) => result,
+                Err(_) => Err(self.timed_out(limit)),
+            },
+            None => retried.await,
+        }
+    }
+
+    async fn retried<F, Fut>(&self, safe: bool, mut attempt: F) -> Result<Value, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Value, CallError>>,
+    {
+        if let Some(retry) = &self.retry {
+            lock(&retry.budget).record_call();
+        }
+        let mut retries = 0;
+        loop {
+            let result = match self.timeout.per_try {
+                // Dropping the attempt on timeout cancels it at the backend
+                // (`notifications/cancelled`).
+                Some(limit) => match tokio::time::timeout(limit, attempt()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(self.timed_out(limit)),
+                },
+                None => attempt().await,
+            };
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let Some(retry) = &self.retry else {
+                return Err(error);
+            };
+            if retries >= retry.policy.max_retries
+                || !retry.retries(&error, safe)
+                || !lock(&retry.budget).try_retry()
+            {
+                return Err(error);
+            }
+            retries += 1;
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            let pause = retry.pause(retries);
+            tracing::debug!(backend = %self.backend, retry = retries, ?pause, %error, "retrying");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    fn timed_out(&self, after: Duration) -> CallError {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        CallError::Timeout {
+            backend: self.backend.clone(),
+            after,
+        }
+    }
+}
+
+impl Retry {
+    /// Whether `error` is one the policy retries, given whether the call is
+    /// safe to repeat.
+    fn retries(&self, error: &CallError, safe: bool) -> bool {
+        let on = &self.policy.on;
+        match error {
+            // Never sent: repeating cannot run it twice.
+            CallError::Unavailable { .. } => on.unavailable,
+            CallError::Upstream {
+                error: UpstreamError::Connect(_),
+                ..
+            } => on.transport,
+            // May have reached the backend.
+            CallError::Upstream {
+                error: UpstreamError::JsonRpc(e),
+                ..
+            } => safe && on.codes.contains(&e.code),
+            CallError::Upstream { .. } => safe && on.transport,
+            CallError::Timeout { .. } => safe && on.timeout,
+        }
+    }
+
+    /// The pause before retry number `n` (from 1): doubling from `initial`,
+    /// capped at `max`, with full jitter a uniform draw from 0 to that.
+    fn pause(&self, n: u32) -> Duration {
+        let backoff = self.policy.backoff;
+        let doubled = backoff
+            .initial
+            .saturating_mul(1u32 << (n - 1).min(20))
+            .min(backoff.max);
+        if backoff.full_jitter {
+            let nanos = doubled.as_nanos() as u64;
+            Duration::from_nanos(lock(&self.rng).random_range(0..=nanos))
+        } else {
+            doubled
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// FNV-1a of the backend's name: a stable per-backend seed offset.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests;

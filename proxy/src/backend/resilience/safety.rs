@@ -1,0 +1,104 @@
+//! Whether a call is safe to repeat once it may have reached the backend.
+//!
+//! MCP lets a server say so per tool (`annotations.readOnlyHint`,
+//! `annotations.idempotentHint`); reads (`resources/read`, `prompts/get`,
+//! the `*/list` methods, `ping`) are safe by nature; and the operator may
+//! name more tools in `safe_to_repeat.tools` (patterns, `get_*`). Anything
+//! else — above all a tool with side effects and no hints — is repeated only
+//! when it provably never reached the backend.
+
+use serde_json::Value;
+
+use crate::glob;
+
+/// Whether `method` with `params` may be repeated. `tools` is the backend's
+/// own tool list (as listed, with annotations); `patterns` the configured
+/// `safe_to_repeat.tools`.
+pub(crate) fn safe_to_repeat(
+    method: &str,
+    params: Option<&Value>,
+    tools: &[Value],
+    patterns: &[String],
+) -> bool {
+    match method {
+        "resources/read" | "prompts/get" | "ping" => true,
+        m if m.ends_with("/list") => true,
+        "tools/call" => {
+            let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
+                return false;
+            };
+            if patterns.iter().any(|p| glob::matches(p, name)) {
+                return true;
+            }
+            tools
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+                .and_then(|t| t.get("annotations"))
+                .is_some_and(|a| {
+                    a.get("readOnlyHint") == Some(&Value::Bool(true))
+                        || a.get("idempotentHint") == Some(&Value::Bool(true))
+                })
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::safe_to_repeat;
+
+    #[test]
+    fn hints_reads_and_patterns_make_a_call_safe() {
+        let tools = vec![
+            json!({"name": "lookup", "annotations": {"readOnlyHint": true}}),
+            json!({"name": "put", "annotations": {"idempotentHint": true}}),
+            json!({"name": "send", "annotations": {"readOnlyHint": false}}),
+            json!({"name": "get_user"}),
+        ];
+        let call = |name: &str| json!({"name": name, "arguments": {}});
+        let patterns = vec!["get_*".to_owned()];
+        assert!(safe_to_repeat(
+            "tools/call",
+            Some(&call("lookup")),
+            &tools,
+            &[]
+        ));
+        assert!(safe_to_repeat(
+            "tools/call",
+            Some(&call("put")),
+            &tools,
+            &[]
+        ));
+        assert!(!safe_to_repeat(
+            "tools/call",
+            Some(&call("send")),
+            &tools,
+            &[]
+        ));
+        assert!(!safe_to_repeat(
+            "tools/call",
+            Some(&call("get_user")),
+            &tools,
+            &[]
+        ));
+        assert!(safe_to_repeat(
+            "tools/call",
+            Some(&call("get_user")),
+            &tools,
+            &patterns
+        ));
+        assert!(!safe_to_repeat(
+            "tools/call",
+            Some(&call("unknown")),
+            &tools,
+            &[]
+        ));
+        assert!(!safe_to_repeat("tools/call", None, &tools, &[]));
+        assert!(safe_to_repeat("resources/read", None, &[], &[]));
+        assert!(safe_to_repeat("prompts/get", None, &[], &[]));
+        assert!(safe_to_repeat("tools/list", None, &[], &[]));
+        assert!(!safe_to_repeat("resources/subscribe", None, &[], &[]));
+    }
+}

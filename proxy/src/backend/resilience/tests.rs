@@ -1,0 +1,231 @@
+//! The stack on tokio's paused clock, with scripted attempts: which failures
+//! are repeated and which are not, how long it pauses, and where timeouts
+//! and the budget stop it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::*;
+use crate::config::{RetryBackoff, RetryBudget, RetryOn};
+use crate::jsonrpc::ErrorObject;
+
+fn policy(max_retries: u32, full_jitter: bool) -> RetryPolicy {
+    RetryPolicy {
+        max_retries,
+        backoff: RetryBackoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(25),
+            full_jitter,
+        },
+        budget: RetryBudget {
+            percent: 100.0,
+            min_per_second: 100.0,
+        },
+        on: RetryOn {
+            transport: true,
+            timeout: true,
+            unavailable: true,
+            codes: vec![-32603],
+        },
+    }
+}
+
+fn stack(retry: Option<RetryPolicy>, timeout: TimeoutPolicy) -> Resilience {
+    Resilience::new("b", timeout, retry, 1)
+}
+
+fn rpc_error(code: i64) -> CallError {
+    CallError::Upstream {
+        backend: "b".into(),
+        error: UpstreamError::JsonRpc(ErrorObject::new(code, "scripted")),
+    }
+}
+
+fn lost() -> CallError {
+    CallError::Upstream {
+        backend: "b".into(),
+        error: UpstreamError::Lost("reset".into()),
+    }
+}
+
+fn refused() -> CallError {
+    CallError::Upstream {
+        backend: "b".into(),
+        error: UpstreamError::Connect("refused".into()),
+    }
+}
+
+/// Runs `stack` over attempts that fail with `failures` in turn, then
+/// succeed; returns the result, the attempt start times and the time taken.
+async fn run(
+    stack: &Resilience,
+    safe: bool,
+    failures: Vec<CallError>,
+) -> (Result<Value, CallError>, Vec<Duration>) {
+    let start = Instant::now();
+    let starts = Mutex::new(Vec::new());
+    let script = Mutex::new(failures.into_iter());
+    let result = stack
+        .call(safe, || {
+            starts.lock().unwrap().push(start.elapsed());
+            let next = script.lock().unwrap().next();
+            async move {
+                match next {
+                    Some(error) => Err(error),
+                    None => Ok(json!({"ok": true})),
+                }
+            }
+        })
+        .await;
+    (result, starts.into_inner().unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_safe_call_is_retried_with_doubling_capped_pauses() {
+    let s = stack(Some(policy(3, false)), TimeoutPolicy::default());
+    let (result, starts) = run(&s, true, vec![rpc_error(-32603), lost(), rpc_error(-32603)]).await;
+    assert_eq!(result.unwrap(), json!({"ok": true}));
+    let ms = |n| Duration::from_millis(n);
+    assert_eq!(starts, vec![ms(0), ms(10), ms(30), ms(55)]);
+    assert_eq!(s.counts().retries, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_at_max_retries_with_the_last_error() {
+    let s = stack(Some(policy(2, false)), TimeoutPolicy::default());
+    let failures = vec![lost(), lost(), rpc_error(-32603), lost()];
+    let (result, starts) = run(&s, true, failures).await;
+    assert_eq!(result.unwrap_err(), rpc_error(-32603));
+    assert_eq!(starts.len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unsafe_call_is_repeated_only_when_it_never_reached_the_backend() {
+    let s = stack(Some(policy(3, false)), TimeoutPolicy::default());
+    for reached in [lost(), rpc_error(-32603)] {
+        let (result, starts) = run(&s, false, vec![reached.clone()]).await;
+        assert_eq!(result.unwrap_err(), reached);
+        assert_eq!(starts.len(), 1);
+    }
+    let unavailable = CallError::Unavailable {
+        backend: "b".into(),
+        reason: "starting".into(),
+    };
+    let (result, starts) = run(&s, false, vec![refused(), unavailable]).await;
+    assert!(result.is_ok());
+    assert_eq!(starts.len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn codes_not_named_in_on_are_not_retried() {
+    let s = stack(Some(policy(3, false)), TimeoutPolicy::default());
+    let (result, starts) = run(&s, true, vec![rpc_error(-32602)]).await;
+    assert_eq!(result.unwrap_err(), rpc_error(-32602));
+    assert_eq!(starts.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_retry_the_first_error_is_the_answer() {
+    let s = stack(None, TimeoutPolicy::default());
+    let (result, starts) = run(&s, true, vec![lost()]).await;
+    assert_eq!(result.unwrap_err(), lost());
+    assert_eq!(starts.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_jitter_draws_each_pause_from_zero_to_the_doubled_pause_and_replays_for_a_seed() {
+    let pauses = |seed| async move {
+        let s = Resilience::new("b", TimeoutPolicy::default(), Some(policy(3, true)), seed);
+        let (_, starts) = run(&s, true, vec![lost(), lost(), lost()]).await;
+        starts.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+    };
+    let first = pauses(1).await;
+    assert_eq!(first, pauses(1).await);
+    assert_ne!(first, pauses(2).await);
+    let caps = [10, 20, 25].map(Duration::from_millis);
+    for (pause, cap) in first.iter().zip(caps) {
+        assert!(*pause <= cap, "{first:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_attempt_is_cut_at_per_try_and_retried() {
+    let timeout = TimeoutPolicy {
+        per_try: Some(Duration::from_millis(100)),
+        overall: None,
+    };
+    let s = stack(Some(policy(1, false)), timeout);
+    let attempts = Mutex::new(0);
+    let start = Instant::now();
+    let result = s
+        .call(true, || {
+            let n = {
+                let mut a = attempts.lock().unwrap();
+                *a += 1;
+                *a
+            };
+            async move {
+                if n == 1 {
+                    // Never answers: the per-try timeout must cut it.
+                    std::future::pending::<()>().await;
+                }
+                Ok(json!(n))
+            }
+        })
+        .await;
+    assert_eq!(result.unwrap(), json!(2));
+    assert_eq!(start.elapsed(), Duration::from_millis(110));
+    assert_eq!(
+        s.counts(),
+        ResilienceCounts {
+            retries: 1,
+            timeouts: 1
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_overall_timeout_bounds_retries_and_pauses() {
+    let timeout = TimeoutPolicy {
+        per_try: Some(Duration::from_millis(100)),
+        overall: Some(Duration::from_millis(250)),
+    };
+    let s = stack(Some(policy(10, false)), timeout);
+    let start = Instant::now();
+    let result = s
+        .call(true, || async {
+            std::future::pending::<()>().await;
+            Ok(Value::Null)
+        })
+        .await;
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+    let error = result.unwrap_err();
+    assert_eq!(
+        error,
+        CallError::Timeout {
+            backend: "b".into(),
+            after: Duration::from_millis(250)
+        }
+    );
+    assert_eq!(
+        error.to_error_object().code,
+        crate::jsonrpc::BACKEND_TIMEOUT
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_returns_the_attempts_own_error() {
+    let mut p = policy(3, false);
+    p.budget = RetryBudget {
+        percent: 0.0,
+        min_per_second: 0.0,
+    };
+    let s = stack(Some(p), TimeoutPolicy::default());
+    let (result, starts) = run(&s, true, vec![lost()]).await;
+    assert_eq!(result.unwrap_err(), lost());
+    assert_eq!(starts.len(), 1);
+    assert_eq!(s.counts().retries, 0);
+}
