@@ -2,8 +2,9 @@
 //! `scenarios/outage.yaml` against the proxy (in-process and as a spawned
 //! binary) and passes; the same scenario against a deliberately weakened proxy
 //! set-up (reconnects too slow to recover within the scenario) fails, on the
-//! recovery checks and only on those; `check`, `list` and bad files behave as
-//! promised; a stdio fake run by hand exits as scripted.
+//! recovery checks and only on those; `scenarios/retry.yaml` passes, and fails
+//! with the proxy's retry policy taken out; `check`, `list` and bad files
+//! behave as promised; a stdio fake run by hand exits as scripted.
 //!
 //! Scenario runs take real time (about 20 s each) and load the machine, so
 //! they run one at a time, in this test binary of their own (cargo runs test
@@ -563,4 +564,47 @@ expect:
   - threshold: {{ error_rate: {{ max: 0.5 }} }}
 "
     )
+}
+
+#[test]
+fn retry_passes_and_fails_with_retries_switched_off() {
+    let scenario = root().join("scenarios/retry.yaml");
+    let (code, stdout, report) = run_scenario(&scenario, &[]);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(failed_checks(&report), Vec::<String>::new(), "{stdout}");
+    assert_eq!(code, Some(0), "{stdout}");
+
+    // The same story with the retry policy taken out of the proxy config.
+    let original = std::fs::read_to_string(&scenario).unwrap();
+    let start = original
+        .find("      retry:\n")
+        .expect("the scenario's retry block");
+    let end = original[start..]
+        .find("\nfakes:")
+        .map(|i| start + i)
+        .unwrap();
+    let without_retry = format!("{}{}", &original[..start], &original[end + 1..]);
+    assert!(!without_retry.contains("max_retries"));
+    let dir = TempDir::new();
+    let path = dir.write("retry-off.yaml", &without_retry);
+    let (code, stdout, report) = run_scenario(&path, &[]);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(code, Some(1), "{stdout}");
+    let failed = failed_checks(&report);
+    for lost in [
+        "lookup hardly notices the flaky backend",
+        "retries did happen during the flaky phase",
+    ] {
+        assert!(
+            failed.iter().any(|f| f == lost),
+            "{lost} did not fail: {stdout}"
+        );
+    }
+    // What does not depend on retries still holds.
+    assert!(
+        !failed
+            .iter()
+            .any(|f| f == "send is never run twice for one call"),
+        "{stdout}"
+    );
 }

@@ -11,6 +11,9 @@ pub const KIND: &str = "count";
 
 /// Judges `spec` over `journal`: the count must lie in `min..=max`.
 pub fn check(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
+    if spec.per_call {
+        return check_per_call(spec, journal);
+    }
     let count = journal.iter().filter(|e| selects(&spec.select, e)).count() as u64;
     let expected = match (spec.min, spec.max) {
         (Some(min), Some(max)) if min == max => format!("exactly {min}"),
@@ -34,6 +37,36 @@ pub fn check(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
     }
 }
 
+/// `per_call`: the most entries any one client call has must be ≤ `max`.
+fn check_per_call(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
+    let max = spec.max.unwrap_or(u64::MAX);
+    let mut per_call: std::collections::BTreeMap<u64, u64> = Default::default();
+    for entry in journal.iter().filter(|e| selects(&spec.select, e)) {
+        if let Some(call) = entry.call {
+            *per_call.entry(call).or_default() += 1;
+        }
+    }
+    let worst = per_call
+        .iter()
+        .max_by_key(|(call, n)| (**n, std::cmp::Reverse(**call)));
+    let (observed, passed) = match worst {
+        None => ("no calls".to_owned(), true),
+        Some((call, n)) => (
+            format!(
+                "at most {n} per call (call {call}; {} calls)",
+                per_call.len()
+            ),
+            *n <= max,
+        ),
+    };
+    Verdict {
+        expected: format!("≤ {max} per call"),
+        observed,
+        passed,
+        detail: None,
+    }
+}
+
 /// Whether a journal entry is one the selector counts.
 fn selects(select: &JournalSelector, entry: &JournalEntry) -> bool {
     entry.fake == select.fake
@@ -46,6 +79,10 @@ fn selects(select: &JournalSelector, entry: &JournalEntry) -> bool {
             .endpoint
             .as_ref()
             .is_none_or(|pattern| glob_match(pattern, &entry.endpoint))
+        && select
+            .outcomes
+            .as_ref()
+            .is_none_or(|labels| labels.contains(&entry.outcome))
         && select.window.contains(entry.at)
 }
 
@@ -61,10 +98,12 @@ mod tests {
                 tool: tool.map(Into::into),
                 method: "tools/call".into(),
                 endpoint: None,
+                outcomes: None,
                 window: window("during files-down", &[(1_000, 2_000)]),
             },
             min,
             max,
+            per_call: false,
         }
     }
 
@@ -118,5 +157,26 @@ mod tests {
         assert!(check(&only_http, &journal).passed);
         only_http.select.endpoint = Some("http://127.0.0.1:2/mcp".into());
         assert!(!check(&only_http, &journal).passed);
+    }
+
+    #[test]
+    fn per_call_bounds_each_calls_entries_and_outcomes_filter() {
+        let mut journal = journal();
+        for (i, entry) in journal.iter_mut().enumerate() {
+            entry.call = Some(i as u64 % 2);
+        }
+        // Calls 0 and 1 were each received by files twice in the window.
+        let mut once = spec(None, None, Some(1));
+        once.per_call = true;
+        let v = check(&once, &journal);
+        assert!(!v.passed, "{v:?}");
+        assert_eq!(v.observed, "at most 2 per call (call 0; 2 calls)");
+        // Only entries that ran: call 1's second entry was refused.
+        journal[1].outcome = "unknown_session".into();
+        once.select.outcomes = Some(vec!["success".into()]);
+        let v = check(&once, &journal);
+        assert!(!v.passed);
+        journal[2].outcome = "unknown_session".into();
+        assert!(check(&once, &journal).passed);
     }
 }

@@ -303,10 +303,12 @@ mod tests {
                         tool: None,
                         method: "tools/call".into(),
                         endpoint: None,
+                        outcomes: None,
                         window: always(),
                     },
                     min: Some(2),
                     max: Some(2),
+                    per_call: false,
                 }),
             },
         ];

@@ -447,6 +447,9 @@ pub struct JournalSelector {
     /// `endpoint`: only entries whose endpoint matches this pattern
     /// (`http://127.0.0.1:*/mcp`, `stdio:*`). Default: any.
     pub endpoint: Option<String>,
+    /// `outcomes`: only entries with one of these journal outcome labels
+    /// (`success`, `jsonrpc_error`, `unknown_session`, ...). Default: any.
+    pub outcomes: Option<Vec<String>>,
     /// `window`: entries received inside it.
     pub window: Window,
 }
@@ -460,6 +463,10 @@ pub struct CountCheck {
     pub min: Option<u64>,
     /// `max`: inclusive.
     pub max: Option<u64>,
+    /// `per_call`: `max` bounds the entries of each client call (by its
+    /// `harness_call` number) instead of the total: `max: 1` means no call
+    /// was received twice.
+    pub per_call: bool,
 }
 
 /// `ratio`: how calls split over several fakes.

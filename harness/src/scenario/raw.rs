@@ -247,6 +247,8 @@ pub(crate) struct RawCount {
     pub(crate) tool: Option<String>,
     pub(crate) method: Option<String>,
     pub(crate) endpoint: Option<String>,
+    pub(crate) outcomes: Option<Vec<String>>,
+    pub(crate) per_call: Option<bool>,
     pub(crate) window: Option<RawWindow>,
     pub(crate) min: Option<u64>,
     pub(crate) max: Option<u64>,

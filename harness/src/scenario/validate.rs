@@ -664,6 +664,10 @@ impl Validator<'_> {
             {
                 return Err(self.error(&p.key("max"), "must be ≥ min"));
             }
+            let per_call = c.per_call.unwrap_or(false);
+            if per_call && (c.min.is_some() || c.max.is_none()) {
+                return Err(self.error(&p.key("per_call"), "bounds each call with `max` only"));
+            }
             kinds.push((
                 "count",
                 CheckKind::Count(CountCheck {
@@ -672,10 +676,12 @@ impl Validator<'_> {
                         tool: c.tool,
                         method: c.method.unwrap_or_else(|| "tools/call".into()),
                         endpoint: c.endpoint,
+                        outcomes: c.outcomes,
                         window: self.window(c.window, &p.key("window"), phases)?,
                     },
                     min: c.min,
                     max: c.max,
+                    per_call,
                 }),
             ));
         }
