@@ -23,3 +23,5 @@ mod recovery;
 mod lifecycle;
 // The mcp-proxy binary: check, --help, serve until SIGTERM.
 mod cli;
+// Per-backend timeouts and retries, configured as an operator writes them.
+mod resilience;

@@ -1,0 +1,118 @@
+//! Per-backend timeouts and retries, configured the way an operator writes
+//! them (YAML through the proxy's loader), against a real tower-mcp backend
+//! whose `slow` tool takes as long as asked.
+//!
+//! A call that outlives `timeout.per_try` is answered `-32013` naming the
+//! backend and counted in `/admin/backends`; with `retry` on, it is repeated
+//! only when the tool is safe to repeat — marked read-only by the server, or
+//! named in `safe_to_repeat.tools` — since a timed-out call may have run. The
+//! scripted Python stdio server's tools carry no hints.
+
+use std::path::Path;
+
+use mcp_proxy::config::{Format, load_str};
+use mcp_proxy::server::RunningProxy;
+use serde_json::json;
+
+use crate::support::proxy::{self, admin_backend};
+use crate::support::{RawClient, TestBackend};
+
+/// Proxy error: the backend did not answer within its timeout.
+const BACKEND_TIMEOUT: i64 = -32013;
+
+/// A proxy over `backend` as `alpha`, with `policy` (YAML lines of the
+/// backend entry) added.
+async fn proxy_with(backend: &TestBackend, policy: &str) -> RunningProxy {
+    start_yaml(&format!(
+        "proxy:\n  listen: 127.0.0.1:0\nbackends:\n  - name: alpha\n    transport: http\n    url: {}\n    reconnect: {{ initial: 50ms, max: 500ms }}\n{policy}",
+        backend.url()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_call_that_outlives_per_try_is_answered_32013_and_counted() {
+    let backend = TestBackend::start_named("alpha").await;
+    let proxy = proxy_with(&backend, "    timeout: { per_try: 200ms }\n").await;
+    let client = RawClient::new(proxy.url());
+    client.initialize().await;
+
+    let answer = client
+        .call_tool("alpha/slow", json!({ "ms": 10_000, "steps": 1 }))
+        .await;
+    assert_eq!(answer["error"]["code"], BACKEND_TIMEOUT, "{answer}");
+    assert_eq!(answer["error"]["data"]["backend"], "alpha", "{answer}");
+    let status = admin_backend(proxy.local_addr(), "alpha").await;
+    assert_eq!(status["timeouts"], 1, "{status}");
+    assert_eq!(status["retries"], 0, "{status}");
+    assert_eq!(backend.calls("slow"), 1);
+    // A quick call on the same backend is unaffected.
+    let answer = client
+        .call_tool("alpha/slow", json!({ "ms": 1, "steps": 1 }))
+        .await;
+    assert!(answer["result"].is_object(), "{answer}");
+    proxy.shutdown().await;
+}
+
+/// Retry timed-out calls twice, at once.
+const RETRY_TIMEOUTS: &str = "    timeout: { per_try: 200ms }\n    retry: { max_retries: 2, on: [timeout], backoff: { initial: 1ms, max: 1ms } }\n";
+
+/// The backend entry of the scripted stdio server, whose tools carry no
+/// hints, with `policy` added.
+fn scripted(policy: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripted_server.py");
+    format!(
+        "proxy:\n  listen: 127.0.0.1:0\nbackends:\n  - name: alpha\n    transport: stdio\n    command: python3\n    args: [{:?}]\n{policy}",
+        script.display().to_string()
+    )
+}
+
+async fn start_yaml(text: &str) -> RunningProxy {
+    let config = load_str(text, Format::Yaml, "test.yaml", Path::new("."), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let proxy = proxy::start_config(config).await;
+    proxy::wait_connected(&proxy).await;
+    proxy
+}
+
+/// Calls `alpha/slow` for 10 s through `proxy`; returns the backend's
+/// `(retries, timeouts)` from `/admin/backends` afterwards.
+async fn time_out_slow_call(proxy: &RunningProxy) -> (u64, u64) {
+    let client = RawClient::new(proxy.url());
+    client.initialize().await;
+    let answer = client
+        .call_tool("alpha/slow", json!({ "ms": 10_000, "steps": 1 }))
+        .await;
+    assert_eq!(answer["error"]["code"], BACKEND_TIMEOUT, "{answer}");
+    let status = admin_backend(proxy.local_addr(), "alpha").await;
+    (
+        status["retries"].as_u64().unwrap(),
+        status["timeouts"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_timed_out_call_is_retried_when_the_server_marks_the_tool_read_only() {
+    // The tower-mcp test backend annotates its tools read-only and idempotent.
+    let backend = TestBackend::start_named("alpha").await;
+    let proxy = proxy_with(&backend, RETRY_TIMEOUTS).await;
+    assert_eq!(time_out_slow_call(&proxy).await, (2, 3));
+    assert_eq!(backend.calls("slow"), 3);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timed_out_call_without_hints_is_not_repeated() {
+    let proxy = start_yaml(&scripted(RETRY_TIMEOUTS)).await;
+    // One attempt, timed out, not retried: it may have run.
+    assert_eq!(time_out_slow_call(&proxy).await, (0, 1));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn safe_to_repeat_makes_a_tool_without_hints_repeatable() {
+    let policy = format!("{RETRY_TIMEOUTS}    safe_to_repeat: {{ tools: [\"sl*\"] }}\n");
+    let proxy = start_yaml(&scripted(&policy)).await;
+    assert_eq!(time_out_slow_call(&proxy).await, (2, 3));
+    proxy.shutdown().await;
+}
