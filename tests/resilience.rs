@@ -34,19 +34,11 @@ async fn proxy_with(backend: &TestBackend, policy: &str) -> RunningProxy {
 async fn a_call_that_outlives_per_try_is_answered_32013_and_counted() {
     let backend = TestBackend::start_named("alpha").await;
     let proxy = proxy_with(&backend, "    timeout: { per_try: 200ms }\n").await;
-    let client = RawClient::new(proxy.url());
-    client.initialize().await;
-
-    let answer = client
-        .call_tool("alpha/slow", json!({ "ms": 10_000, "steps": 1 }))
-        .await;
-    assert_eq!(answer["error"]["code"], BACKEND_TIMEOUT, "{answer}");
-    assert_eq!(answer["error"]["data"]["backend"], "alpha", "{answer}");
-    let status = admin_backend(proxy.local_addr(), "alpha").await;
-    assert_eq!(status["timeouts"], 1, "{status}");
-    assert_eq!(status["retries"], 0, "{status}");
+    assert_eq!(time_out_slow_call(&proxy).await, (0, 1));
     assert_eq!(backend.calls("slow"), 1);
     // A quick call on the same backend is unaffected.
+    let client = RawClient::new(proxy.url());
+    client.initialize().await;
     let answer = client
         .call_tool("alpha/slow", json!({ "ms": 1, "steps": 1 }))
         .await;
@@ -84,6 +76,7 @@ async fn time_out_slow_call(proxy: &RunningProxy) -> (u64, u64) {
         .call_tool("alpha/slow", json!({ "ms": 10_000, "steps": 1 }))
         .await;
     assert_eq!(answer["error"]["code"], BACKEND_TIMEOUT, "{answer}");
+    assert_eq!(answer["error"]["data"]["backend"], "alpha", "{answer}");
     let status = admin_backend(proxy.local_addr(), "alpha").await;
     (
         status["retries"].as_u64().unwrap(),
