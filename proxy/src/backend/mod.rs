@@ -252,9 +252,13 @@ impl Backend {
             &self.listing().lists.tools,
             &self.config.safe_to_repeat,
         );
+        // Progress is relayed from the first attempt only: a retry's
+        // backend would count again from the start, and MCP requires a
+        // request's progress to increase.
+        let mut progress = progress;
         self.resilience
             .call(safe, || {
-                self.attempt(method, params.clone(), progress.clone())
+                self.attempt(method, params.clone(), progress.take())
             })
             .await
     }

@@ -467,6 +467,14 @@ fn timeout_and_retry_rules() {
             "proxy.yaml:5: backends[0].retry.max_retries: must be 1 to 10",
         ),
         (
+            "    retry: { on: [transport, timeout] }\n",
+            "proxy.yaml:5: backends[0].retry.on[1]: retrying timeouts needs timeout.per_try (an overall timeout ends the call)",
+        ),
+        (
+            "    timeout: { per_try: 1s, overall: 1s }\n    retry: {}\n",
+            "proxy.yaml:5: backends[0].timeout.per_try: equals overall, which leaves no time to retry",
+        ),
+        (
             "    retry: { on: [transport, timeot] }\n",
             "proxy.yaml:5: backends[0].retry.on[1]: unknown failure \"timeot\"; expected transport, timeout, unavailable or a JSON-RPC error code",
         ),
@@ -512,8 +520,19 @@ fn retry_defaults() {
         (retry.budget.percent, retry.budget.min_per_second),
         (20.0, 5.0)
     );
-    assert!(retry.on.transport && retry.on.timeout && retry.on.unavailable);
+    assert!(retry.on.transport && retry.on.unavailable);
+    // Without a per-try limit nothing can time out and be retried.
+    assert!(!retry.on.timeout);
     assert!(retry.on.codes.is_empty());
+    let with_per_try = text.replace("retry: {}", "retry: {}\n    timeout: { per_try: 1s }");
+    assert!(
+        yaml(&with_per_try).unwrap().backends[0]
+            .retry
+            .as_ref()
+            .unwrap()
+            .on
+            .timeout
+    );
 }
 
 // --------------------------------------------------- values and proxy ----

@@ -179,7 +179,7 @@ impl Validator<'_> {
         let retry = raw
             .retry
             .as_ref()
-            .map(|r| self.retry(r, &child(path, "retry")))
+            .map(|r| self.retry(r, &timeout, path))
             .transpose()?;
         let safe_to_repeat = raw.safe_to_repeat.map(|s| s.tools).unwrap_or_default();
         for (i, pattern) in safe_to_repeat.iter().enumerate() {
@@ -374,7 +374,22 @@ impl Validator<'_> {
         Ok(TimeoutPolicy { per_try, overall })
     }
 
-    fn retry(&self, raw: &RawRetry, path: &[Seg]) -> Result<RetryPolicy, ConfigError> {
+    /// `retry` of the backend at `backend_path`, whose `timeout` is known.
+    fn retry(
+        &self,
+        raw: &RawRetry,
+        timeout: &TimeoutPolicy,
+        backend_path: &[Seg],
+    ) -> Result<RetryPolicy, ConfigError> {
+        let path = &child(backend_path, "retry");
+        if let (Some(per_try), Some(overall)) = (timeout.per_try, timeout.overall)
+            && per_try == overall
+        {
+            return Err(self.error(
+                &child(&child(backend_path, "timeout"), "per_try"),
+                "equals overall, which leaves no time to retry",
+            ));
+        }
         let max_retries = raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
         if !(1..=MAX_RETRIES).contains(&max_retries) {
             return Err(self.error(
@@ -429,7 +444,8 @@ impl Validator<'_> {
         match &raw.on {
             None => {
                 on.transport = true;
-                on.timeout = true;
+                // Only attempts with a per-try limit can time out and be retried.
+                on.timeout = timeout.per_try.is_some();
                 on.unavailable = true;
             }
             Some(items) => {
@@ -441,7 +457,15 @@ impl Validator<'_> {
                     p.push(Seg::Index(i));
                     match item {
                         RetryOnItem::Kind(k) if k == "transport" => on.transport = true,
-                        RetryOnItem::Kind(k) if k == "timeout" => on.timeout = true,
+                        RetryOnItem::Kind(k) if k == "timeout" => {
+                            if timeout.per_try.is_none() {
+                                return Err(self.error(
+                                    &p,
+                                    "retrying timeouts needs timeout.per_try (an overall timeout ends the call)",
+                                ));
+                            }
+                            on.timeout = true;
+                        }
                         RetryOnItem::Kind(k) if k == "unavailable" => on.unavailable = true,
                         RetryOnItem::Kind(k) => {
                             return Err(self.error(

@@ -350,7 +350,7 @@ impl Link {
 
     async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), UpstreamError> {
         if self.pending.is_closed() {
-            return Err(self.pending.lost());
+            return Err(self.pending.not_sent());
         }
         let response = self.send(&jsonrpc::notification(method, params)).await?;
         self.check_status(response, None).await.map(drop)
@@ -838,7 +838,7 @@ mod tests {
         );
         assert_eq!(
             within(connection.request("ping", None, None)).await,
-            Err(UpstreamError::Lost("connection shut down".into()))
+            Err(UpstreamError::Connect("connection shut down".into()))
         );
         within(connection.shutdown()).await;
     }
@@ -1193,9 +1193,10 @@ mod tests {
             connection.close_reason().as_deref(),
             Some("session expired")
         );
+        // Later calls are never sent.
         assert_eq!(
             call(&connection, "gone").await,
-            Err(UpstreamError::Lost("session expired".into()))
+            Err(UpstreamError::Connect("session expired".into()))
         );
     }
 

@@ -100,8 +100,9 @@ impl Pending {
         let (answer, receiver) = oneshot::channel();
         {
             let mut state = self.state();
-            if let Some(reason) = &state.close_reason {
-                return Err(UpstreamError::Lost(reason.clone()));
+            if state.close_reason.is_some() {
+                drop(state);
+                return Err(self.not_sent());
             }
             let progress = original_token.map(|token| (token, progress));
             state.requests.insert(id, Entry { answer, progress });
@@ -245,8 +246,17 @@ impl Pending {
         self.state().close_reason.clone()
     }
 
-    /// The error for a request that cannot be sent because the connection
-    /// is closed (or closing).
+    /// The error for a message that could not be sent because the
+    /// connection is closed (or closing): it never reached the backend.
+    pub fn not_sent(&self) -> UpstreamError {
+        UpstreamError::Connect(
+            self.close_reason()
+                .unwrap_or_else(|| "connection closed".into()),
+        )
+    }
+
+    /// The error for a request whose connection closed while it waited for
+    /// its answer: it may have reached the backend.
     pub fn lost(&self) -> UpstreamError {
         UpstreamError::Lost(
             self.close_reason()
@@ -532,8 +542,14 @@ mod tests {
         assert!(pending.close("process exited with status 1"));
         assert!(!pending.close("a later reason"));
         let lost = UpstreamError::Lost("process exited with status 1".into());
-        assert_eq!(flight.wait().await, Err(lost.clone()));
-        assert_eq!(pending.start("b", None, None).err(), Some(lost));
+        assert_eq!(flight.wait().await, Err(lost));
+        // A request after the close is never sent.
+        assert_eq!(
+            pending.start("b", None, None).err(),
+            Some(UpstreamError::Connect(
+                "process exited with status 1".into()
+            ))
+        );
         assert_eq!(
             pending.close_reason().as_deref(),
             Some("process exited with status 1")

@@ -30,6 +30,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::CallError;
 use crate::config::{RetryPolicy, TimeoutPolicy};
@@ -95,7 +96,8 @@ impl Resilience {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Value, CallError>>,
     {
-        let retried = self.retried(safe, attempt);
+        let deadline = self.timeout.overall.map(|limit| Instant::now() + limit);
+        let retried = self.retried(safe, deadline, attempt);
         match self.timeout.overall {
             Some(limit) => match tokio::time::timeout(limit, retried).await {
                 Ok(result) => result,
@@ -105,7 +107,12 @@ impl Resilience {
         }
     }
 
-    async fn retried<F, Fut>(&self, safe: bool, mut attempt: F) -> Result<Value, CallError>
+    async fn retried<F, Fut>(
+        &self,
+        safe: bool,
+        deadline: Option<Instant>,
+        mut attempt: F,
+    ) -> Result<Value, CallError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Value, CallError>>,
@@ -131,15 +138,20 @@ impl Resilience {
             let Some(retry) = &self.retry else {
                 return Err(error);
             };
-            if retries >= retry.policy.max_retries
-                || !retry.retries(&error, safe)
+            if retries >= retry.policy.max_retries || !retry.retries(&error, safe) {
+                return Err(error);
+            }
+            let pause = retry.pause(retries + 1);
+            // A retry that could not start before the overall deadline would
+            // only turn this error into a timeout: the client gets the
+            // attempt's own error instead, and no retry is counted.
+            if deadline.is_some_and(|d| Instant::now() + pause >= d)
                 || !lock(&retry.budget).try_retry()
             {
                 return Err(error);
             }
             retries += 1;
             self.retries.fetch_add(1, Ordering::Relaxed);
-            let pause = retry.pause(retries);
             tracing::debug!(backend = %self.backend, retry = retries, ?pause, %error, "retrying");
             tokio::time::sleep(pause).await;
         }

@@ -229,3 +229,24 @@ async fn a_spent_budget_returns_the_attempts_own_error() {
     assert_eq!(starts.len(), 1);
     assert_eq!(s.counts().retries, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn no_retry_is_started_that_the_overall_deadline_would_cut() {
+    let timeout = TimeoutPolicy {
+        per_try: None,
+        overall: Some(Duration::from_millis(5)),
+    };
+    let mut p = policy(3, false);
+    p.backoff.initial = Duration::from_millis(100);
+    p.backoff.max = Duration::from_millis(100);
+    let s = stack(Some(p), timeout);
+    let unavailable = CallError::Unavailable {
+        backend: "b".into(),
+        reason: "down".into(),
+    };
+    let (result, starts) = run(&s, true, vec![unavailable.clone()]).await;
+    // The backend's own (fast) error, not a timeout blamed on it.
+    assert_eq!(result.unwrap_err(), unavailable);
+    assert_eq!(starts.len(), 1);
+    assert_eq!(s.counts(), ResilienceCounts::default());
+}
