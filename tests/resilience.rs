@@ -6,7 +6,9 @@
 //! backend and counted in `/admin/backends`; with `retry` on, it is repeated
 //! only when the tool is safe to repeat — marked read-only by the server, or
 //! named in `safe_to_repeat.tools` — since a timed-out call may have run. The
-//! scripted Python stdio server's tools carry no hints.
+//! scripted Python stdio server's tools carry no hints. Calls beyond a
+//! `rate_limit` are refused by the proxy (`-32014`) without reaching the
+//! backend.
 
 use std::path::Path;
 
@@ -19,6 +21,8 @@ use crate::support::{RawClient, TestBackend};
 
 /// Proxy error: the backend did not answer within its timeout.
 const BACKEND_TIMEOUT: i64 = -32013;
+/// Proxy error: the proxy refused to send the call (rate limit, concurrency).
+const BACKEND_LIMITED: i64 = -32014;
 
 /// A proxy over `backend` as `alpha`, with `policy` (YAML lines of the
 /// backend entry) added.
@@ -107,5 +111,28 @@ async fn safe_to_repeat_makes_a_tool_without_hints_repeatable() {
     let policy = format!("{RETRY_TIMEOUTS}    safe_to_repeat: {{ tools: [\"sl*\"] }}\n");
     let proxy = start_yaml(&scripted(&policy)).await;
     assert_eq!(time_out_slow_call(&proxy).await, (2, 3));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn calls_beyond_the_rate_limit_are_refused_by_the_proxy_and_never_sent() {
+    let backend = TestBackend::start_named("alpha").await;
+    let proxy = proxy_with(&backend, "    rate_limit: { requests: 2, per: 1h }\n").await;
+    let client = RawClient::new(proxy.url());
+    client.initialize().await;
+    for _ in 0..2 {
+        let answer = client
+            .call_tool("alpha/slow", json!({ "ms": 1, "steps": 1 }))
+            .await;
+        assert!(answer["result"].is_object(), "{answer}");
+    }
+    let answer = client
+        .call_tool("alpha/slow", json!({ "ms": 1, "steps": 1 }))
+        .await;
+    assert_eq!(answer["error"]["code"], BACKEND_LIMITED, "{answer}");
+    assert_eq!(answer["error"]["data"]["reason"], "rate_limit", "{answer}");
+    assert_eq!(backend.calls("slow"), 2);
+    let status = admin_backend(proxy.local_addr(), "alpha").await;
+    assert_eq!(status["refusals"], 1, "{status}");
     proxy.shutdown().await;
 }

@@ -27,6 +27,9 @@ pub const BACKEND_TRANSPORT: i64 = -32011;
 /// Proxy: the backend did not answer within the configured `timeout`
 /// (`per_try` or `overall`); the call was cancelled at the backend.
 pub const BACKEND_TIMEOUT: i64 = -32013;
+/// Proxy: the proxy refused to send the call, to protect the backend
+/// (`rate_limit`, or no `concurrency` slot within `timeout.overall`).
+pub const BACKEND_LIMITED: i64 = -32014;
 /// Proxy: the client cancelled the request.
 pub const REQUEST_CANCELLED: i64 = -32800;
 /// Proxy: the proxy is shutting down and cancelled the request.

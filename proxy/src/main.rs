@@ -87,6 +87,12 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
         if let Some(retry) = &backend.retry {
             policies.push(format!("up to {} retries", retry.max_retries));
         }
+        if let Some(max) = backend.max_concurrency {
+            policies.push(format!("{max} in flight"));
+        }
+        if let Some(rate) = backend.rate_limit {
+            policies.push(format!("{} calls per {:?}", rate.requests, rate.per));
+        }
         if !policies.is_empty() {
             text.push_str(&format!("  {:<20} {}\n", "", policies.join(", ")));
         }

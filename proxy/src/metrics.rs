@@ -28,6 +28,8 @@ pub enum Outcome {
     Transport,
     /// The backend did not answer within the configured timeout.
     Timeout,
+    /// The proxy refused to send the call (rate limit, concurrency).
+    Refused,
     /// The client cancelled, or the proxy cancelled it while shutting down.
     Cancelled,
 }
@@ -41,6 +43,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::Transport => "transport",
             Outcome::Timeout => "timeout",
+            Outcome::Refused => "refused",
             Outcome::Cancelled => "cancelled",
         }
     }

@@ -29,6 +29,7 @@ use crate::config::BackendConfig;
 use crate::jsonrpc::{self, ErrorObject};
 use crate::upstream::{ConnectSettings, Connection, ProgressSink, UpstreamError};
 pub use listing::{ListKind, Listing, Lists};
+pub use resilience::Refusal;
 use resilience::Resilience;
 
 /// Something a backend tells the gateway.
@@ -95,6 +96,8 @@ pub struct Status {
     pub retries: u64,
     /// Attempts or calls that ran out of their `timeout`, since start.
     pub timeouts: u64,
+    /// Calls the proxy refused to send (`rate_limit`, `concurrency`), since start.
+    pub refusals: u64,
 }
 
 /// Why a call through a backend failed.
@@ -115,6 +118,15 @@ pub enum CallError {
         backend: String,
         /// The limit that ran out.
         after: std::time::Duration,
+    },
+    /// The proxy refused to send the call, to protect the backend
+    /// (`rate_limit`, `concurrency`): a local rejection.
+    #[error("backend \"{backend}\": call refused by the proxy ({})", .reason.as_str())]
+    Refused {
+        /// Backend name.
+        backend: String,
+        /// Which limit.
+        reason: Refusal,
     },
     /// The upstream request failed.
     #[error("backend \"{backend}\": {error}")]
@@ -139,6 +151,10 @@ impl CallError {
             CallError::Unavailable { backend, reason } => {
                 ErrorObject::new(jsonrpc::BACKEND_UNAVAILABLE, self.to_string())
                     .with_data(json!({ "backend": backend, "reason": reason }))
+            }
+            CallError::Refused { backend, reason } => {
+                ErrorObject::new(jsonrpc::BACKEND_LIMITED, self.to_string())
+                    .with_data(json!({ "backend": backend, "reason": reason.as_str() }))
             }
             CallError::Timeout { backend, after } => {
                 ErrorObject::new(jsonrpc::BACKEND_TIMEOUT, self.to_string()).with_data(
@@ -183,7 +199,13 @@ impl Backend {
     /// A backend that has not connected yet. `index` is its place in the
     /// config; `seed` (the proxy's) seeds its random choices.
     pub fn new(index: usize, config: BackendConfig, client_name: &str, seed: u64) -> Self {
-        let resilience = Resilience::new(&config.name, config.timeout, config.retry.clone(), seed);
+        let resilience = Resilience::new(
+            &config.name,
+            config.timeout,
+            config.retry.clone(),
+            (config.max_concurrency, config.rate_limit),
+            seed,
+        );
         let settings = ConnectSettings {
             backend: config.name.clone(),
             client_name: client_name.to_owned(),
@@ -329,6 +351,7 @@ impl Backend {
             prompts: listing.lists.prompts.len(),
             retries: counts.retries,
             timeouts: counts.timeouts,
+            refusals: counts.refusals,
         }
     }
 

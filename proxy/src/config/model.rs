@@ -60,6 +60,22 @@ pub struct BackendConfig {
     /// repeated even though the backend does not mark them read-only or
     /// idempotent.
     pub safe_to_repeat: Vec<String>,
+    /// `concurrency.max`: calls in flight to the backend at once; more wait
+    /// for a slot (within `timeout.overall`). Default: no limit.
+    pub max_concurrency: Option<usize>,
+    /// `rate_limit`: calls sent to the backend per period; more are refused
+    /// at once. Default: no limit.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `rate_limit: { requests: 100, per: 1s }`: a bucket of `requests` calls,
+/// refilled evenly over `per`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// `requests`: at least 1.
+    pub requests: u32,
+    /// `per`: greater than zero.
+    pub per: Duration,
 }
 
 impl BackendConfig {
@@ -74,6 +90,8 @@ impl BackendConfig {
             timeout: TimeoutPolicy::default(),
             retry: None,
             safe_to_repeat: Vec::new(),
+            max_concurrency: None,
+            rate_limit: None,
         }
     }
 }

@@ -63,6 +63,23 @@ pub(crate) struct RawBackend {
     pub(crate) timeout: Option<RawTimeout>,
     pub(crate) retry: Option<RawRetry>,
     pub(crate) safe_to_repeat: Option<RawSafeToRepeat>,
+    pub(crate) concurrency: Option<RawConcurrency>,
+    pub(crate) rate_limit: Option<RawRateLimit>,
+}
+
+/// `concurrency:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConcurrency {
+    pub(crate) max: usize,
+}
+
+/// `rate_limit:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub(crate) requests: u32,
+    pub(crate) per: ConfigDuration,
 }
 
 impl RawBackend {

@@ -68,6 +68,8 @@ backends:
       budget: { percent: 10, min_per_second: 1 }
       on: [transport, timeout, -32603]
     safe_to_repeat: { tools: ["lookup", "get_*"] }
+    concurrency: { max: 64 }
+    rate_limit: { requests: 100, per: 1s }
 "#;
 
 const FULL_TOML: &str = r#"[proxy]
@@ -101,6 +103,8 @@ retry.on = ["transport", "timeout", -32603]
 retry.backoff = { initial = "10ms", max = "200ms", jitter = "none" }
 retry.budget = { percent = 10, min_per_second = 1 }
 safe_to_repeat = { tools = ["lookup", "get_*"] }
+concurrency = { max = 64 }
+rate_limit = { requests = 100, per = "1s" }
 
 [backends.headers]
 Authorization = "Bearer ${SEARCH_TOKEN}"
@@ -139,6 +143,8 @@ fn full_config() -> Config {
                 timeout: TimeoutPolicy::default(),
                 retry: None,
                 safe_to_repeat: Vec::new(),
+                max_concurrency: None,
+                rate_limit: None,
             },
             BackendConfig {
                 name: "search".into(),
@@ -171,6 +177,11 @@ fn full_config() -> Config {
                     },
                 }),
                 safe_to_repeat: vec!["lookup".into(), "get_*".into()],
+                max_concurrency: Some(64),
+                rate_limit: Some(RateLimit {
+                    requests: 100,
+                    per: Duration::from_secs(1),
+                }),
             },
         ],
     }
@@ -497,6 +508,18 @@ fn timeout_and_retry_rules() {
         (
             "    retry: { retries: 3 }\n",
             "proxy.yaml:5: backends[0].retry: unknown key \"retries\"",
+        ),
+        (
+            "    concurrency: { max: 0 }\n",
+            "proxy.yaml:5: backends[0].concurrency.max: must be 1 to 1000000",
+        ),
+        (
+            "    rate_limit: { requests: 0, per: 1s }\n",
+            "proxy.yaml:5: backends[0].rate_limit.requests: must be at least 1",
+        ),
+        (
+            "    rate_limit: { requests: 5 }\n",
+            "proxy.yaml:5: backends[0].rate_limit: missing key \"per\"",
         ),
         (
             "    safe_to_repeat: { tools: [\"\"] }\n",

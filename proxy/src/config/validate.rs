@@ -17,13 +17,15 @@ use super::raw::{
 };
 use super::source::{Node, Seg, path_string};
 use super::{
-    BackendConfig, Config, DEFAULT_INIT_TIMEOUT, ProxySettings, ReconnectPolicy, RetryBackoff,
-    RetryBudget, RetryOn, RetryPolicy, TimeoutPolicy, TransportConfig,
+    BackendConfig, Config, DEFAULT_INIT_TIMEOUT, ProxySettings, RateLimit, ReconnectPolicy,
+    RetryBackoff, RetryBudget, RetryOn, RetryPolicy, TimeoutPolicy, TransportConfig,
 };
 
 /// Default `retry.max_retries`, and the most allowed.
 const DEFAULT_MAX_RETRIES: u32 = 2;
 const MAX_RETRIES: u32 = 10;
+/// The most `concurrency.max` allowed (a semaphore's practical bound).
+const MAX_CONCURRENCY: usize = 1_000_000;
 /// Default `retry.backoff`.
 const DEFAULT_RETRY_INITIAL: Duration = Duration::from_millis(20);
 const DEFAULT_RETRY_MAX: Duration = Duration::from_millis(500);
@@ -189,6 +191,31 @@ impl Validator<'_> {
                 return Err(self.error(&p, "must not be empty"));
             }
         }
+        let max_concurrency = match &raw.concurrency {
+            Some(c) if !(1..=MAX_CONCURRENCY).contains(&c.max) => {
+                return Err(self.error(
+                    &child(&child(path, "concurrency"), "max"),
+                    format!("must be 1 to {MAX_CONCURRENCY}"),
+                ));
+            }
+            c => c.as_ref().map(|c| c.max),
+        };
+        let rate_limit = match &raw.rate_limit {
+            None => None,
+            Some(r) => {
+                let p = child(path, "rate_limit");
+                if r.requests == 0 {
+                    return Err(self.error(&child(&p, "requests"), "must be at least 1"));
+                }
+                if r.per.0.is_zero() {
+                    return Err(self.error(&child(&p, "per"), "must be greater than zero"));
+                }
+                Some(RateLimit {
+                    requests: r.requests,
+                    per: r.per.0,
+                })
+            }
+        };
         Ok(BackendConfig {
             name: raw.name,
             transport,
@@ -197,6 +224,8 @@ impl Validator<'_> {
             timeout,
             retry,
             safe_to_repeat,
+            max_concurrency,
+            rate_limit,
         })
     }
 

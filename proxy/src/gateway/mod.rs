@@ -396,6 +396,7 @@ impl Gateway {
             }) => Outcome::Error,
             Err(CallError::Upstream { .. }) => Outcome::Transport,
             Err(CallError::Timeout { .. }) => Outcome::Timeout,
+            Err(CallError::Refused { .. }) => Outcome::Refused,
         };
         self.metrics
             .record(target.name(), method, outcome, started.elapsed());

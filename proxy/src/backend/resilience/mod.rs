@@ -3,8 +3,13 @@
 //! timeout.
 //!
 //! ```text
-//! overall timeout -> retry (budget, backoff, safe to repeat) -> per-try timeout -> attempt
+//! overall timeout -> retry (budget, backoff, safe to repeat)
+//!   -> limits (rate limit, concurrency slot) -> per-try timeout -> attempt
 //! ```
+//!
+//! Waiting for a concurrency slot counts against `timeout.overall`; a call
+//! that runs out of it while still waiting is refused by the proxy (a local
+//! rejection), not timed out by the backend.
 //!
 //! Written here rather than with tower-resilience: its retry budget refills
 //! on the wall clock and its random backoff draws from an unseeded generator,
@@ -20,10 +25,11 @@
 //! client then gets the attempt's own error.
 
 mod budget;
+mod limits;
 pub(crate) mod safety;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,17 +39,21 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::CallError;
-use crate::config::{RetryPolicy, TimeoutPolicy};
+use crate::config::{RateLimit, RetryPolicy, TimeoutPolicy};
 use crate::upstream::UpstreamError;
 use budget::Budget;
+use limits::Limits;
+pub use limits::Refusal;
 
 /// One backend's timeouts and retry state.
 pub(crate) struct Resilience {
     backend: String,
     timeout: TimeoutPolicy,
     retry: Option<Retry>,
+    limits: Limits,
     retries: AtomicU64,
     timeouts: AtomicU64,
+    refusals: AtomicU64,
 }
 
 struct Retry {
@@ -57,6 +67,7 @@ struct Retry {
 pub(crate) struct ResilienceCounts {
     pub(crate) retries: u64,
     pub(crate) timeouts: u64,
+    pub(crate) refusals: u64,
 }
 
 impl Resilience {
@@ -66,6 +77,7 @@ impl Resilience {
         backend: &str,
         timeout: TimeoutPolicy,
         retry: Option<RetryPolicy>,
+        limits: (Option<usize>, Option<RateLimit>),
         seed: u64,
     ) -> Self {
         let retry = retry.map(|policy| Retry {
@@ -77,8 +89,10 @@ impl Resilience {
             backend: backend.to_owned(),
             timeout,
             retry,
+            limits: Limits::new(limits.0, limits.1),
             retries: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
         }
     }
 
@@ -86,6 +100,7 @@ impl Resilience {
         ResilienceCounts {
             retries: self.retries.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
+            refusals: self.refusals.load(Ordering::Relaxed),
         }
     }
 
@@ -97,10 +112,14 @@ impl Resilience {
         Fut: Future<Output = Result<Value, CallError>>,
     {
         let deadline = self.timeout.overall.map(|limit| Instant::now() + limit);
-        let retried = self.retried(safe, deadline, attempt);
+        let waiting_for_slot = AtomicBool::new(false);
+        let retried = self.retried(safe, deadline, &waiting_for_slot, attempt);
         match self.timeout.overall {
             Some(limit) => match tokio::time::timeout(limit, retried).await {
                 Ok(result) => result,
+                Err(_) if waiting_for_slot.load(Ordering::Relaxed) => {
+                    Err(self.refused(Refusal::Concurrency))
+                }
                 Err(_) => Err(self.timed_out(limit)),
             },
             None => retried.await,
@@ -111,6 +130,7 @@ impl Resilience {
         &self,
         safe: bool,
         deadline: Option<Instant>,
+        waiting_for_slot: &AtomicBool,
         mut attempt: F,
     ) -> Result<Value, CallError>
     where
@@ -122,6 +142,13 @@ impl Resilience {
         }
         let mut retries = 0;
         loop {
+            waiting_for_slot.store(true, Ordering::Relaxed);
+            let admitted = self.limits.admit().await;
+            waiting_for_slot.store(false, Ordering::Relaxed);
+            let _slot = match admitted {
+                Ok(slot) => slot,
+                Err(refusal) => return Err(self.refused(refusal)),
+            };
             let result = match self.timeout.per_try {
                 // Dropping the attempt on timeout cancels it at the backend
                 // (`notifications/cancelled`).
@@ -157,6 +184,14 @@ impl Resilience {
         }
     }
 
+    fn refused(&self, reason: Refusal) -> CallError {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+        CallError::Refused {
+            backend: self.backend.clone(),
+            reason,
+        }
+    }
+
     fn timed_out(&self, after: Duration) -> CallError {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
         CallError::Timeout {
@@ -185,6 +220,8 @@ impl Retry {
             } => safe && on.codes.contains(&e.code),
             CallError::Upstream { .. } => safe && on.transport,
             CallError::Timeout { .. } => safe && on.timeout,
+            // The proxy's own decision: asking again at once changes nothing.
+            CallError::Refused { .. } => false,
         }
     }
 

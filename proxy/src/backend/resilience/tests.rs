@@ -34,7 +34,7 @@ fn policy(max_retries: u32, full_jitter: bool) -> RetryPolicy {
 }
 
 fn stack(retry: Option<RetryPolicy>, timeout: TimeoutPolicy) -> Resilience {
-    Resilience::new("b", timeout, retry, 1)
+    Resilience::new("b", timeout, retry, (None, None), 1)
 }
 
 fn rpc_error(code: i64) -> CallError {
@@ -138,7 +138,13 @@ async fn without_retry_the_first_error_is_the_answer() {
 #[tokio::test(start_paused = true)]
 async fn full_jitter_draws_each_pause_from_zero_to_the_doubled_pause_and_replays_for_a_seed() {
     let pauses = |seed| async move {
-        let s = Resilience::new("b", TimeoutPolicy::default(), Some(policy(3, true)), seed);
+        let s = Resilience::new(
+            "b",
+            TimeoutPolicy::default(),
+            Some(policy(3, true)),
+            (None, None),
+            seed,
+        );
         let (_, starts) = run(&s, true, vec![lost(), lost(), lost()]).await;
         starts.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
     };
@@ -182,7 +188,8 @@ async fn a_slow_attempt_is_cut_at_per_try_and_retried() {
         s.counts(),
         ResilienceCounts {
             retries: 1,
-            timeouts: 1
+            timeouts: 1,
+            refusals: 0
         }
     );
 }
@@ -249,4 +256,87 @@ async fn no_retry_is_started_that_the_overall_deadline_would_cut() {
     assert_eq!(result.unwrap_err(), unavailable);
     assert_eq!(starts.len(), 1);
     assert_eq!(s.counts(), ResilienceCounts::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_still_waiting_for_a_slot_at_the_overall_deadline_is_refused_not_timed_out() {
+    let timeout = TimeoutPolicy {
+        per_try: None,
+        overall: Some(Duration::from_millis(100)),
+    };
+    let s = std::sync::Arc::new(Resilience::new("b", timeout, None, (Some(1), None), 1));
+    // The first call holds the only slot for a minute (and times out itself).
+    let holder = tokio::spawn({
+        let s = std::sync::Arc::clone(&s);
+        async move {
+            s.call(true, || async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Value::Null)
+            })
+            .await
+        }
+    });
+    tokio::task::yield_now().await;
+    let attempts = Mutex::new(0);
+    let result = s
+        .call(true, || {
+            *attempts.lock().unwrap() += 1;
+            async { Ok(Value::Null) }
+        })
+        .await;
+    let error = result.unwrap_err();
+    assert_eq!(
+        error,
+        CallError::Refused {
+            backend: "b".into(),
+            reason: Refusal::Concurrency
+        }
+    );
+    assert_eq!(
+        error.to_error_object().code,
+        crate::jsonrpc::BACKEND_LIMITED
+    );
+    assert_eq!(*attempts.lock().unwrap(), 0, "it never reached the backend");
+    // The holder itself ran out of time at the backend: a timeout.
+    assert!(matches!(
+        holder.await.unwrap(),
+        Err(CallError::Timeout { .. })
+    ));
+    assert_eq!(
+        s.counts(),
+        ResilienceCounts {
+            retries: 0,
+            timeouts: 1,
+            refusals: 1
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_call_is_refused_at_once_and_not_retried() {
+    let rate = crate::config::RateLimit {
+        requests: 1,
+        per: Duration::from_secs(3600),
+    };
+    let s = Resilience::new(
+        "b",
+        TimeoutPolicy::default(),
+        Some(policy(3, false)),
+        (None, Some(rate)),
+        1,
+    );
+    let (first, _) = run(&s, true, vec![]).await;
+    assert!(first.is_ok());
+    let start = Instant::now();
+    let (second, starts) = run(&s, true, vec![]).await;
+    assert_eq!(
+        second.unwrap_err(),
+        CallError::Refused {
+            backend: "b".into(),
+            reason: Refusal::RateLimit
+        }
+    );
+    assert!(starts.is_empty(), "no attempt was made");
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(s.counts().retries, 0);
 }
