@@ -8,7 +8,8 @@
 //! named in `safe_to_repeat.tools` — since a timed-out call may have run. The
 //! scripted Python stdio server's tools carry no hints. Calls beyond a
 //! `rate_limit` are refused by the proxy (`-32014`) without reaching the
-//! backend.
+//! backend; per-try timeouts count against the circuit breaker, which then
+//! refuses calls (`-32014`, `breaker_open`) without reaching the backend.
 
 use std::path::Path;
 
@@ -134,5 +135,35 @@ async fn calls_beyond_the_rate_limit_are_refused_by_the_proxy_and_never_sent() {
     assert_eq!(backend.calls("slow"), 2);
     let status = admin_backend(proxy.local_addr(), "alpha").await;
     assert_eq!(status["refusals"], 1, "{status}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn timeouts_below_the_breaker_open_it_and_then_nothing_reaches_the_backend() {
+    let backend = TestBackend::start_named("alpha").await;
+    let policy = "    timeout: { per_try: 100ms }\n    circuit_breaker: { min_calls: 3, failure_rate: 0.5, open_for: 1h }\n";
+    let proxy = proxy_with(&backend, policy).await;
+    for _ in 0..3 {
+        time_out_slow_call(&proxy).await;
+    }
+    let status = admin_backend(proxy.local_addr(), "alpha").await;
+    assert_eq!(status["breaker"], "open", "{status}");
+    assert_eq!(status["breaker_opened"], 1, "{status}");
+
+    let client = RawClient::new(proxy.url());
+    client.initialize().await;
+    let answer = client
+        .call_tool("alpha/slow", json!({ "ms": 1, "steps": 1 }))
+        .await;
+    assert_eq!(answer["error"]["code"], BACKEND_LIMITED, "{answer}");
+    assert_eq!(
+        answer["error"]["data"]["reason"], "breaker_open",
+        "{answer}"
+    );
+    assert_eq!(
+        backend.calls("slow"),
+        3,
+        "no call reached the backend while open"
+    );
     proxy.shutdown().await;
 }

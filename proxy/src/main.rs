@@ -93,6 +93,12 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
         if let Some(rate) = backend.rate_limit {
             policies.push(format!("{} calls per {:?}", rate.requests, rate.per));
         }
+        if let Some(breaker) = backend.circuit_breaker {
+            policies.push(format!(
+                "circuit breaker at {}% failures",
+                breaker.failure_rate * 100.0
+            ));
+        }
         if !policies.is_empty() {
             text.push_str(&format!("  {:<20} {}\n", "", policies.join(", ")));
         }

@@ -29,8 +29,8 @@ use crate::config::BackendConfig;
 use crate::jsonrpc::{self, ErrorObject};
 use crate::upstream::{ConnectSettings, Connection, ProgressSink, UpstreamError};
 pub use listing::{ListKind, Listing, Lists};
-pub use resilience::Refusal;
 use resilience::Resilience;
+pub use resilience::{BreakerState, Refusal};
 
 /// Something a backend tells the gateway.
 #[derive(Debug)]
@@ -96,8 +96,13 @@ pub struct Status {
     pub retries: u64,
     /// Attempts or calls that ran out of their `timeout`, since start.
     pub timeouts: u64,
-    /// Calls the proxy refused to send (`rate_limit`, `concurrency`), since start.
+    /// Calls the proxy refused to send (`rate_limit`, `concurrency`,
+    /// `circuit_breaker`), since start.
     pub refusals: u64,
+    /// The circuit breaker's state (`closed`, `open`, `half_open`), when configured.
+    pub breaker: Option<BreakerState>,
+    /// How many times the circuit breaker opened, since start.
+    pub breaker_opened: u64,
 }
 
 /// Why a call through a backend failed.
@@ -120,7 +125,7 @@ pub enum CallError {
         after: std::time::Duration,
     },
     /// The proxy refused to send the call, to protect the backend
-    /// (`rate_limit`, `concurrency`): a local rejection.
+    /// (`rate_limit`, `concurrency`, `circuit_breaker`): a local rejection.
     #[error("backend \"{backend}\": call refused by the proxy ({})", .reason.as_str())]
     Refused {
         /// Backend name.
@@ -204,6 +209,7 @@ impl Backend {
             config.timeout,
             config.retry.clone(),
             (config.max_concurrency, config.rate_limit),
+            config.circuit_breaker,
             seed,
         );
         let settings = ConnectSettings {
@@ -352,6 +358,8 @@ impl Backend {
             retries: counts.retries,
             timeouts: counts.timeouts,
             refusals: counts.refusals,
+            breaker: counts.breaker.map(|(state, _)| state),
+            breaker_opened: counts.breaker.map_or(0, |(_, opened)| opened),
         }
     }
 

@@ -66,6 +66,36 @@ pub struct BackendConfig {
     /// `rate_limit`: calls sent to the backend per period; more are refused
     /// at once. Default: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// `circuit_breaker`: stop sending to a failing backend for a while.
+    /// Default: off.
+    pub circuit_breaker: Option<BreakerPolicy>,
+}
+
+/// `circuit_breaker:`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerPolicy {
+    /// `window`: how far back outcomes are counted (rolling). Default 10s.
+    pub window: Duration,
+    /// `min_calls`: no verdict on fewer calls in the window. Default 20.
+    pub min_calls: u32,
+    /// `failure_rate`: opens when this share of the window's calls failed. Default 0.5.
+    pub failure_rate: f64,
+    /// `slow_call`: also opens when `rate` of the calls took at least `threshold`.
+    pub slow_call: Option<SlowCall>,
+    /// `open_for`: how long it refuses calls once open. Default 5s.
+    pub open_for: Duration,
+    /// `half_open_probes`: calls let through after `open_for`; all must
+    /// succeed to close it, one failure opens it again. Default 3.
+    pub half_open_probes: u32,
+}
+
+/// `circuit_breaker.slow_call: { threshold: 1s, rate: 0.8 }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlowCall {
+    /// `threshold`: an attempt this long or longer is slow.
+    pub threshold: Duration,
+    /// `rate`: the share of slow calls that opens the breaker.
+    pub rate: f64,
 }
 
 /// `rate_limit: { requests: 100, per: 1s }`: a bucket of `requests` calls,
@@ -92,6 +122,7 @@ impl BackendConfig {
             safe_to_repeat: Vec::new(),
             max_concurrency: None,
             rate_limit: None,
+            circuit_breaker: None,
         }
     }
 }

@@ -65,6 +65,27 @@ pub(crate) struct RawBackend {
     pub(crate) safe_to_repeat: Option<RawSafeToRepeat>,
     pub(crate) concurrency: Option<RawConcurrency>,
     pub(crate) rate_limit: Option<RawRateLimit>,
+    pub(crate) circuit_breaker: Option<RawBreaker>,
+}
+
+/// `circuit_breaker:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    pub(crate) window: Option<ConfigDuration>,
+    pub(crate) min_calls: Option<u32>,
+    pub(crate) failure_rate: Option<f64>,
+    pub(crate) slow_call: Option<RawSlowCall>,
+    pub(crate) open_for: Option<ConfigDuration>,
+    pub(crate) half_open_probes: Option<u32>,
+}
+
+/// `circuit_breaker.slow_call:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlowCall {
+    pub(crate) threshold: ConfigDuration,
+    pub(crate) rate: f64,
 }
 
 /// `concurrency:`.

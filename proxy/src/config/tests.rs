@@ -70,6 +70,13 @@ backends:
     safe_to_repeat: { tools: ["lookup", "get_*"] }
     concurrency: { max: 64 }
     rate_limit: { requests: 100, per: 1s }
+    circuit_breaker:
+      window: 10s
+      min_calls: 20
+      failure_rate: 0.5
+      slow_call: { threshold: 1s, rate: 0.8 }
+      open_for: 5s
+      half_open_probes: 3
 "#;
 
 const FULL_TOML: &str = r#"[proxy]
@@ -105,6 +112,7 @@ retry.budget = { percent = 10, min_per_second = 1 }
 safe_to_repeat = { tools = ["lookup", "get_*"] }
 concurrency = { max = 64 }
 rate_limit = { requests = 100, per = "1s" }
+circuit_breaker = { window = "10s", min_calls = 20, failure_rate = 0.5, open_for = "5s", half_open_probes = 3, slow_call = { threshold = "1s", rate = 0.8 } }
 
 [backends.headers]
 Authorization = "Bearer ${SEARCH_TOKEN}"
@@ -145,6 +153,7 @@ fn full_config() -> Config {
                 safe_to_repeat: Vec::new(),
                 max_concurrency: None,
                 rate_limit: None,
+                circuit_breaker: None,
             },
             BackendConfig {
                 name: "search".into(),
@@ -181,6 +190,17 @@ fn full_config() -> Config {
                 rate_limit: Some(RateLimit {
                     requests: 100,
                     per: Duration::from_secs(1),
+                }),
+                circuit_breaker: Some(BreakerPolicy {
+                    window: Duration::from_secs(10),
+                    min_calls: 20,
+                    failure_rate: 0.5,
+                    slow_call: Some(SlowCall {
+                        threshold: Duration::from_secs(1),
+                        rate: 0.8,
+                    }),
+                    open_for: Duration::from_secs(5),
+                    half_open_probes: 3,
                 }),
             },
         ],
@@ -508,6 +528,14 @@ fn timeout_and_retry_rules() {
         (
             "    retry: { retries: 3 }\n",
             "proxy.yaml:5: backends[0].retry: unknown key \"retries\"",
+        ),
+        (
+            "    circuit_breaker: { failure_rate: 1.5 }\n",
+            "proxy.yaml:5: backends[0].circuit_breaker.failure_rate: must be above 0 and at most 1",
+        ),
+        (
+            "    circuit_breaker: { half_open_probes: 0 }\n",
+            "proxy.yaml:5: backends[0].circuit_breaker.half_open_probes: must be at least 1",
         ),
         (
             "    concurrency: { max: 0 }\n",

@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::raw::{
-    RawBackend, RawConfig, RawProxy, RawReconnect, RawRetry, RawTimeout, RetryOnItem, TransportKind,
+    RawBackend, RawBreaker, RawConfig, RawProxy, RawReconnect, RawRetry, RawTimeout, RetryOnItem,
+    TransportKind,
 };
 use super::source::{Node, Seg, path_string};
 use super::{
-    BackendConfig, Config, DEFAULT_INIT_TIMEOUT, ProxySettings, RateLimit, ReconnectPolicy,
-    RetryBackoff, RetryBudget, RetryOn, RetryPolicy, TimeoutPolicy, TransportConfig,
+    BackendConfig, BreakerPolicy, Config, DEFAULT_INIT_TIMEOUT, ProxySettings, RateLimit,
+    ReconnectPolicy, RetryBackoff, RetryBudget, RetryOn, RetryPolicy, SlowCall, TimeoutPolicy,
+    TransportConfig,
 };
 
 /// Default `retry.max_retries`, and the most allowed.
@@ -216,6 +218,11 @@ impl Validator<'_> {
                 })
             }
         };
+        let circuit_breaker = raw
+            .circuit_breaker
+            .as_ref()
+            .map(|b| self.breaker(b, &child(path, "circuit_breaker")))
+            .transpose()?;
         Ok(BackendConfig {
             name: raw.name,
             transport,
@@ -226,6 +233,7 @@ impl Validator<'_> {
             safe_to_repeat,
             max_concurrency,
             rate_limit,
+            circuit_breaker,
         })
     }
 
@@ -519,6 +527,57 @@ impl Validator<'_> {
                 min_per_second,
             },
             on,
+        })
+    }
+}
+
+impl Validator<'_> {
+    fn breaker(&self, raw: &RawBreaker, path: &[Seg]) -> Result<BreakerPolicy, ConfigError> {
+        let window = raw.window.map_or(Duration::from_secs(10), |d| d.0);
+        let open_for = raw.open_for.map_or(Duration::from_secs(5), |d| d.0);
+        for (key, value) in [("window", window), ("open_for", open_for)] {
+            if value.is_zero() {
+                return Err(self.error(&child(path, key), "must be greater than zero"));
+            }
+        }
+        let failure_rate = raw.failure_rate.unwrap_or(0.5);
+        if !(failure_rate > 0.0 && failure_rate <= 1.0) {
+            return Err(self.error(
+                &child(path, "failure_rate"),
+                "must be above 0 and at most 1",
+            ));
+        }
+        let min_calls = raw.min_calls.unwrap_or(20);
+        if min_calls == 0 {
+            return Err(self.error(&child(path, "min_calls"), "must be at least 1"));
+        }
+        let half_open_probes = raw.half_open_probes.unwrap_or(3);
+        if half_open_probes == 0 {
+            return Err(self.error(&child(path, "half_open_probes"), "must be at least 1"));
+        }
+        let slow_call = match &raw.slow_call {
+            None => None,
+            Some(slow) => {
+                let p = child(path, "slow_call");
+                if slow.threshold.0.is_zero() {
+                    return Err(self.error(&child(&p, "threshold"), "must be greater than zero"));
+                }
+                if !(slow.rate > 0.0 && slow.rate <= 1.0) {
+                    return Err(self.error(&child(&p, "rate"), "must be above 0 and at most 1"));
+                }
+                Some(SlowCall {
+                    threshold: slow.threshold.0,
+                    rate: slow.rate,
+                })
+            }
+        };
+        Ok(BreakerPolicy {
+            window,
+            min_calls,
+            failure_rate,
+            slow_call,
+            open_for,
+            half_open_probes,
         })
     }
 }

@@ -21,6 +21,8 @@ pub enum Refusal {
     RateLimit,
     /// No `concurrency` slot freed up within the call's `timeout.overall`.
     Concurrency,
+    /// The circuit breaker is open.
+    BreakerOpen,
 }
 
 impl Refusal {
@@ -29,6 +31,7 @@ impl Refusal {
         match self {
             Refusal::RateLimit => "rate_limit",
             Refusal::Concurrency => "concurrency",
+            Refusal::BreakerOpen => "breaker_open",
         }
     }
 }

@@ -4,7 +4,14 @@
 //!
 //! ```text
 //! overall timeout -> retry (budget, backoff, safe to repeat)
-//!   -> limits (rate limit, concurrency slot) -> per-try timeout -> attempt
+//!   -> limits (rate limit, concurrency slot) -> circuit breaker
+//!   -> per-try timeout -> attempt
+//! ```
+//!
+//! The breaker sits below the per-try timeout's caller, so an attempt that
+//! times out counts as a failure against the backend (see [`breaker`]).
+//!
+//! ```text
 //! ```
 //!
 //! Waiting for a concurrency slot counts against `timeout.overall`; a call
@@ -24,6 +31,7 @@
 //! Local decisions (budget spent) never count against the backend; the
 //! client then gets the attempt's own error.
 
+mod breaker;
 mod budget;
 mod limits;
 pub(crate) mod safety;
@@ -39,8 +47,10 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::CallError;
-use crate::config::{RateLimit, RetryPolicy, TimeoutPolicy};
+use crate::config::{BreakerPolicy, RateLimit, RetryPolicy, TimeoutPolicy};
 use crate::upstream::UpstreamError;
+pub use breaker::BreakerState;
+use breaker::{Breaker, Verdict};
 use budget::Budget;
 use limits::Limits;
 pub use limits::Refusal;
@@ -51,6 +61,7 @@ pub(crate) struct Resilience {
     timeout: TimeoutPolicy,
     retry: Option<Retry>,
     limits: Limits,
+    breaker: Option<Breaker>,
     retries: AtomicU64,
     timeouts: AtomicU64,
     refusals: AtomicU64,
@@ -68,6 +79,8 @@ pub(crate) struct ResilienceCounts {
     pub(crate) retries: u64,
     pub(crate) timeouts: u64,
     pub(crate) refusals: u64,
+    /// The breaker's state and how often it opened, when there is one.
+    pub(crate) breaker: Option<(BreakerState, u64)>,
 }
 
 impl Resilience {
@@ -78,6 +91,7 @@ impl Resilience {
         timeout: TimeoutPolicy,
         retry: Option<RetryPolicy>,
         limits: (Option<usize>, Option<RateLimit>),
+        breaker: Option<BreakerPolicy>,
         seed: u64,
     ) -> Self {
         let retry = retry.map(|policy| Retry {
@@ -90,6 +104,7 @@ impl Resilience {
             timeout,
             retry,
             limits: Limits::new(limits.0, limits.1),
+            breaker: breaker.map(Breaker::new),
             retries: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
@@ -101,6 +116,7 @@ impl Resilience {
             retries: self.retries.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             refusals: self.refusals.load(Ordering::Relaxed),
+            breaker: self.breaker.as_ref().map(Breaker::state),
         }
     }
 
@@ -149,6 +165,11 @@ impl Resilience {
                 Ok(slot) => slot,
                 Err(refusal) => return Err(self.refused(refusal)),
             };
+            let pass = match self.breaker.as_ref().map(Breaker::admit) {
+                Some(None) => return Err(self.refused(Refusal::BreakerOpen)),
+                Some(pass) => pass,
+                None => None,
+            };
             let result = match self.timeout.per_try {
                 // Dropping the attempt on timeout cancels it at the backend
                 // (`notifications/cancelled`).
@@ -158,6 +179,9 @@ impl Resilience {
                 },
                 None => attempt().await,
             };
+            if let (Some(breaker), Some(pass)) = (&self.breaker, pass) {
+                breaker.record(pass, verdict(&result));
+            }
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
@@ -239,6 +263,22 @@ impl Retry {
         } else {
             doubled
         }
+    }
+}
+
+/// Whether an attempt's outcome speaks against the backend's health: it
+/// failed to answer (transport, timeout, not connected) or answered with an
+/// internal error (-32603, or the -32000..-32099 server range). A tool's
+/// error result or a client-side JSON-RPC error is a healthy answer.
+fn verdict(result: &Result<Value, CallError>) -> Verdict {
+    match result {
+        Ok(_) => Verdict::Healthy,
+        Err(CallError::Upstream {
+            error: UpstreamError::JsonRpc(e),
+            ..
+        }) if !(e.code == -32603 || (-32099..=-32000).contains(&e.code)) => Verdict::Healthy,
+        Err(CallError::Refused { .. }) => Verdict::Healthy,
+        Err(_) => Verdict::Failed,
     }
 }
 

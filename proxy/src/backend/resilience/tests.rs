@@ -34,7 +34,7 @@ fn policy(max_retries: u32, full_jitter: bool) -> RetryPolicy {
 }
 
 fn stack(retry: Option<RetryPolicy>, timeout: TimeoutPolicy) -> Resilience {
-    Resilience::new("b", timeout, retry, (None, None), 1)
+    Resilience::new("b", timeout, retry, (None, None), None, 1)
 }
 
 fn rpc_error(code: i64) -> CallError {
@@ -143,6 +143,7 @@ async fn full_jitter_draws_each_pause_from_zero_to_the_doubled_pause_and_replays
             TimeoutPolicy::default(),
             Some(policy(3, true)),
             (None, None),
+            None,
             seed,
         );
         let (_, starts) = run(&s, true, vec![lost(), lost(), lost()]).await;
@@ -189,7 +190,8 @@ async fn a_slow_attempt_is_cut_at_per_try_and_retried() {
         ResilienceCounts {
             retries: 1,
             timeouts: 1,
-            refusals: 0
+            refusals: 0,
+            breaker: None
         }
     );
 }
@@ -264,7 +266,14 @@ async fn a_call_still_waiting_for_a_slot_at_the_overall_deadline_is_refused_not_
         per_try: None,
         overall: Some(Duration::from_millis(100)),
     };
-    let s = std::sync::Arc::new(Resilience::new("b", timeout, None, (Some(1), None), 1));
+    let s = std::sync::Arc::new(Resilience::new(
+        "b",
+        timeout,
+        None,
+        (Some(1), None),
+        None,
+        1,
+    ));
     // The first call holds the only slot for a minute (and times out itself).
     let holder = tokio::spawn({
         let s = std::sync::Arc::clone(&s);
@@ -307,7 +316,8 @@ async fn a_call_still_waiting_for_a_slot_at_the_overall_deadline_is_refused_not_
         ResilienceCounts {
             retries: 0,
             timeouts: 1,
-            refusals: 1
+            refusals: 1,
+            breaker: None
         }
     );
 }
@@ -323,6 +333,7 @@ async fn a_rate_limited_call_is_refused_at_once_and_not_retried() {
         TimeoutPolicy::default(),
         Some(policy(3, false)),
         (None, Some(rate)),
+        None,
         1,
     );
     let (first, _) = run(&s, true, vec![]).await;

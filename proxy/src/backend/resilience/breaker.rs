@@ -1,0 +1,332 @@
+//! The circuit breaker: one per backend, over a rolling time window.
+//!
+//! Closed, it lets every attempt through and counts outcomes in ten buckets
+//! spanning `window`. Once the window holds `min_calls` attempts and the
+//! failure share (or the slow share, with `slow_call`) reaches its
+//! threshold, it opens: attempts are refused without reaching the backend
+//! for `open_for`. Then it is half-open: `half_open_probes` attempts go
+//! through; if they all succeed it closes (with an empty window), and the
+//! first failure opens it again.
+//!
+//! Written here rather than with tower-resilience: its breaker reads the
+//! wall clock and its count-based window is not rolling. One breaker per
+//! backend, not per endpoint (replica pools are not built yet).
+//!
+//! What counts as a failure is the caller's decision ([`Verdict`]): the
+//! backend's health (transport, timeout, not connected, internal JSON-RPC
+//! errors), never the proxy's own refusals or a tool's error result.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::time::Instant;
+
+use crate::config::BreakerPolicy;
+
+const BUCKETS: u32 = 10;
+
+/// How an attempt went, as far as the breaker cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The backend answered (a result, a tool error, or a client-side JSON-RPC error).
+    Healthy,
+    /// The backend failed (see the module doc).
+    Failed,
+}
+
+/// The breaker's state, for `/admin/backends`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Letting attempts through.
+    Closed,
+    /// Refusing attempts.
+    Open,
+    /// Letting a few probes through.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { admitted: u32, succeeded: u32 },
+}
+
+#[derive(Debug)]
+struct Inner {
+    phase: Phase,
+    /// `(bucket number, attempts, failures, slow)`.
+    buckets: [(u64, u32, u32, u32); BUCKETS as usize],
+    opened: u64,
+}
+
+/// One backend's breaker.
+pub(crate) struct Breaker {
+    policy: BreakerPolicy,
+    start: Instant,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// Leave to send one attempt; report how it went with [`Pass::record`].
+/// Dropped unreported (the call was cancelled), a half-open probe is handed
+/// back so the breaker cannot get stuck waiting for it.
+pub(crate) struct Pass {
+    inner: Arc<Mutex<Inner>>,
+    started: Instant,
+    probe: bool,
+    recorded: bool,
+}
+
+impl Breaker {
+    pub(crate) fn new(policy: BreakerPolicy) -> Self {
+        Self {
+            policy,
+            start: Instant::now(),
+            inner: Arc::new(Mutex::new(Inner {
+                phase: Phase::Closed,
+                buckets: [(u64::MAX, 0, 0, 0); BUCKETS as usize],
+                opened: 0,
+            })),
+        }
+    }
+
+    /// The current state, and how many times it opened.
+    pub(crate) fn state(&self) -> (BreakerState, u64) {
+        let inner = lock(&self.inner);
+        let state = match inner.phase {
+            Phase::Closed => BreakerState::Closed,
+            Phase::Open { until } if Instant::now() < until => BreakerState::Open,
+            Phase::Open { .. } | Phase::HalfOpen { .. } => BreakerState::HalfOpen,
+        };
+        (state, inner.opened)
+    }
+
+    /// Lets an attempt through, or refuses it (`None`) while open.
+    pub(crate) fn admit(&self) -> Option<Pass> {
+        let mut inner = lock(&self.inner);
+        let now = Instant::now();
+        if let Phase::Open { until } = inner.phase
+            && now >= until
+        {
+            inner.phase = Phase::HalfOpen {
+                admitted: 0,
+                succeeded: 0,
+            };
+        }
+        let probe = match &mut inner.phase {
+            Phase::Closed => false,
+            Phase::Open { .. } => return None,
+            Phase::HalfOpen { admitted, .. } => {
+                if *admitted >= self.policy.half_open_probes {
+                    return None;
+                }
+                *admitted += 1;
+                true
+            }
+        };
+        Some(Pass {
+            inner: Arc::clone(&self.inner),
+            started: now,
+            probe,
+            recorded: false,
+        })
+    }
+
+    /// Records `verdict` for the attempt `pass` let through.
+    pub(crate) fn record(&self, mut pass: Pass, verdict: Verdict) {
+        pass.recorded = true;
+        let slow = self
+            .policy
+            .slow_call
+            .is_some_and(|s| pass.started.elapsed() >= s.threshold);
+        let failed = verdict == Verdict::Failed;
+        let now = Instant::now();
+        let bucket_len = self.policy.window / BUCKETS;
+        let bucket =
+            (now.duration_since(self.start).as_nanos() / bucket_len.as_nanos().max(1)) as u64;
+        let mut inner = lock(&self.inner);
+        match &mut inner.phase {
+            Phase::Open { .. } => {}
+            Phase::HalfOpen { succeeded, .. } if pass.probe => {
+                if failed || slow {
+                    self.open(&mut inner, now);
+                } else {
+                    *succeeded += 1;
+                    if *succeeded >= self.policy.half_open_probes {
+                        inner.phase = Phase::Closed;
+                        inner.buckets = [(u64::MAX, 0, 0, 0); BUCKETS as usize];
+                    }
+                }
+            }
+            // An attempt admitted while closed that ends after the breaker
+            // changed state says nothing about the new state.
+            Phase::HalfOpen { .. } => {}
+            Phase::Closed => {
+                let slot = &mut inner.buckets[(bucket % u64::from(BUCKETS)) as usize];
+                if slot.0 != bucket {
+                    *slot = (bucket, 0, 0, 0);
+                }
+                slot.1 += 1;
+                slot.2 += u32::from(failed);
+                slot.3 += u32::from(slow);
+                let (calls, failures, slows) = inner
+                    .buckets
+                    .iter()
+                    .filter(|b| b.0 != u64::MAX && bucket - b.0 < u64::from(BUCKETS))
+                    .fold((0u32, 0u32, 0u32), |(c, f, s), b| {
+                        (c + b.1, f + b.2, s + b.3)
+                    });
+                if calls >= self.policy.min_calls {
+                    let share = |n: u32| f64::from(n) / f64::from(calls);
+                    let too_slow = self
+                        .policy
+                        .slow_call
+                        .is_some_and(|s| share(slows) >= s.rate);
+                    if share(failures) >= self.policy.failure_rate || too_slow {
+                        self.open(&mut inner, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn open(&self, inner: &mut Inner, now: Instant) {
+        inner.phase = Phase::Open {
+            until: now + self.policy.open_for,
+        };
+        inner.opened += 1;
+        tracing::warn!(open_for = ?self.policy.open_for, "circuit breaker opened");
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        if self.recorded || !self.probe {
+            return;
+        }
+        if let Phase::HalfOpen { admitted, .. } = &mut lock(&self.inner).phase {
+            *admitted = admitted.saturating_sub(1);
+        }
+    }
+}
+
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::SlowCall;
+
+    fn policy() -> BreakerPolicy {
+        BreakerPolicy {
+            window: Duration::from_secs(10),
+            min_calls: 4,
+            failure_rate: 0.5,
+            slow_call: None,
+            open_for: Duration::from_secs(5),
+            half_open_probes: 2,
+        }
+    }
+
+    fn attempt(b: &Breaker, verdict: Verdict) -> bool {
+        match b.admit() {
+            Some(pass) => {
+                b.record(pass, verdict);
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_at_the_failure_rate_after_min_calls_and_refuses_while_open() {
+        let b = Breaker::new(policy());
+        // Three failures: below min_calls, still closed.
+        for _ in 0..3 {
+            assert!(attempt(&b, Verdict::Failed));
+        }
+        assert_eq!(b.state(), (BreakerState::Closed, 0));
+        assert!(attempt(&b, Verdict::Healthy));
+        // 3 of 4 failed (≥ 50 %): open.
+        assert_eq!(b.state(), (BreakerState::Open, 1));
+        assert!(b.admit().is_none());
+        tokio::time::advance(Duration::from_millis(4999)).await;
+        assert!(b.admit().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_probes_close_it_on_success_and_reopen_it_on_a_failure() {
+        let b = Breaker::new(policy());
+        for _ in 0..4 {
+            attempt(&b, Verdict::Failed);
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(b.state().0, BreakerState::HalfOpen);
+        let first = b.admit().expect("probe 1");
+        let second = b.admit().expect("probe 2");
+        assert!(b.admit().is_none(), "only two probes");
+        b.record(first, Verdict::Healthy);
+        b.record(second, Verdict::Healthy);
+        assert_eq!(b.state().0, BreakerState::Closed);
+
+        for _ in 0..4 {
+            attempt(&b, Verdict::Failed);
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(attempt(&b, Verdict::Failed));
+        assert_eq!(b.state(), (BreakerState::Open, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_is_handed_back() {
+        let b = Breaker::new(policy());
+        for _ in 0..4 {
+            attempt(&b, Verdict::Failed);
+        }
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let a = b.admit().unwrap();
+        let c = b.admit().unwrap();
+        drop(a);
+        assert!(
+            b.admit().is_some(),
+            "the dropped probe's place is free again"
+        );
+        drop(c);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_outcomes_leave_the_rolling_window() {
+        let b = Breaker::new(policy());
+        for _ in 0..3 {
+            attempt(&b, Verdict::Failed);
+        }
+        // One bucket past the window.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        // The old failures are gone: one failure of four is below 50 %.
+        attempt(&b, Verdict::Failed);
+        for _ in 0..3 {
+            attempt(&b, Verdict::Healthy);
+        }
+        assert_eq!(b.state().0, BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_calls_open_it_too() {
+        let mut p = policy();
+        p.slow_call = Some(SlowCall {
+            threshold: Duration::from_millis(100),
+            rate: 0.75,
+        });
+        let b = Breaker::new(p);
+        for _ in 0..4 {
+            let pass = b.admit().unwrap();
+            tokio::time::advance(Duration::from_millis(150)).await;
+            b.record(pass, Verdict::Healthy);
+        }
+        assert_eq!(b.state().0, BreakerState::Open);
+    }
+}
