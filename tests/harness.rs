@@ -2,8 +2,9 @@
 //! `scenarios/outage.yaml` against the proxy (in-process and as a spawned
 //! binary) and passes; the same scenario against a deliberately weakened proxy
 //! set-up (reconnects too slow to recover within the scenario) fails, on the
-//! recovery checks and only on those; `scenarios/retry.yaml` passes, and fails
-//! with the proxy's retry policy taken out; `check`, `list` and bad files
+//! recovery checks and only on those; `scenarios/retry.yaml` and
+//! `circuit-breaker.yaml` pass, and fail with their feature taken out of the
+//! proxy config; `check`, `list` and bad files
 //! behave as promised; a stdio fake run by hand exits as scripted.
 //!
 //! Scenario runs take real time (about 20 s each) and load the machine, so
@@ -566,45 +567,72 @@ expect:
     )
 }
 
-#[test]
-fn retry_passes_and_fails_with_retries_switched_off() {
-    let scenario = root().join("scenarios/retry.yaml");
+/// Runs `scenarios/{name}` and expects it to pass; then runs it with the
+/// proxy backend's `{block}:` block taken out (the feature switched off) and
+/// expects it to fail on `must_fail` while `still_holds` keeps passing.
+fn passes_and_fails_without(name: &str, block: &str, must_fail: &[&str], still_holds: &[&str]) {
+    let scenario = root().join("scenarios").join(name);
     let (code, stdout, report) = run_scenario(&scenario, &[]);
     assert_eq!(report["error"], Value::Null, "{stdout}");
     assert_eq!(failed_checks(&report), Vec::<String>::new(), "{stdout}");
     assert_eq!(code, Some(0), "{stdout}");
 
-    // The same story with the retry policy taken out of the proxy config.
+    // The block runs from its key to the next key of the backend entry (or
+    // the end of the `proxy:` section).
     let original = std::fs::read_to_string(&scenario).unwrap();
+    let key = format!("      {block}:\n");
     let start = original
-        .find("      retry:\n")
-        .expect("the scenario's retry block");
-    let end = original[start..]
-        .find("\nfakes:")
-        .map(|i| start + i)
-        .unwrap();
-    let without_retry = format!("{}{}", &original[..start], &original[end + 1..]);
-    assert!(!without_retry.contains("max_retries"));
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {block} block"));
+    let rest = &original[start + key.len()..];
+    let len: usize = rest
+        .lines()
+        .take_while(|l| l.starts_with("        "))
+        .map(|l| l.len() + 1)
+        .sum();
+    let switched_off = format!("{}{}", &original[..start], &rest[len..]);
     let dir = TempDir::new();
-    let path = dir.write("retry-off.yaml", &without_retry);
+    let path = dir.write(&format!("off-{name}"), &switched_off);
     let (code, stdout, report) = run_scenario(&path, &[]);
     assert_eq!(report["error"], Value::Null, "{stdout}");
     assert_eq!(code, Some(1), "{stdout}");
     let failed = failed_checks(&report);
-    for lost in [
-        "lookup hardly notices the flaky backend",
-        "retries did happen during the flaky phase",
-    ] {
+    for check in must_fail {
         assert!(
-            failed.iter().any(|f| f == lost),
-            "{lost} did not fail: {stdout}"
+            failed.iter().any(|f| f == check),
+            "{check} did not fail: {stdout}"
         );
     }
-    // What does not depend on retries still holds.
-    assert!(
-        !failed
-            .iter()
-            .any(|f| f == "send is never run twice for one call"),
-        "{stdout}"
+    for check in still_holds {
+        assert!(
+            !failed.iter().any(|f| f == check),
+            "{check} failed: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn retry_passes_and_fails_with_retries_switched_off() {
+    passes_and_fails_without(
+        "retry.yaml",
+        "retry",
+        &[
+            "lookup hardly notices the flaky backend",
+            "retries did happen during the flaky phase",
+        ],
+        &["send is never run twice for one call"],
+    );
+}
+
+#[test]
+fn circuit_breaker_passes_and_fails_with_the_breaker_switched_off() {
+    passes_and_fails_without(
+        "circuit-breaker.yaml",
+        "circuit_breaker",
+        &[
+            "the breaker opens within 1s of the failure",
+            "no call reaches the backend while the breaker is open",
+        ],
+        &["healthy before the failure", "healthy after recovery"],
     );
 }
