@@ -2,9 +2,9 @@
 //! `scenarios/outage.yaml` against the proxy (in-process and as a spawned
 //! binary) and passes; the same scenario against a deliberately weakened proxy
 //! set-up (reconnects too slow to recover within the scenario) fails, on the
-//! recovery checks and only on those; `scenarios/retry.yaml` and
-//! `circuit-breaker.yaml` pass, and fail with their feature taken out of the
-//! proxy config; `check`, `list` and bad files
+//! recovery checks and only on those; `scenarios/retry.yaml`, `hedging.yaml`
+//! and `circuit-breaker.yaml` pass, and fail with their feature taken out of
+//! the proxy config; `check`, `list` and bad files
 //! behave as promised; a stdio fake run by hand exits as scripted.
 //!
 //! Scenario runs take real time (about 20 s each) and load the machine, so
@@ -621,6 +621,16 @@ fn retry_passes_and_fails_with_retries_switched_off() {
             "retries did happen during the flaky phase",
         ],
         &["send is never run twice for one call"],
+    );
+}
+
+#[test]
+fn hedging_passes_and_fails_with_hedging_switched_off() {
+    passes_and_fails_without(
+        "hedging.yaml",
+        "hedging",
+        &["p99 below twice the hedge delay plus the median"],
+        &["the backend sees at most 1.25 times the calls"],
     );
 }
 

@@ -9,7 +9,8 @@
 //! scripted Python stdio server's tools carry no hints. Calls beyond a
 //! `rate_limit` are refused by the proxy (`-32014`) without reaching the
 //! backend; per-try timeouts count against the circuit breaker, which then
-//! refuses calls (`-32014`, `breaker_open`) without reaching the backend.
+//! refuses calls (`-32014`, `breaker_open`) without reaching the backend;
+//! a slow read-only call is hedged.
 
 use std::path::Path;
 
@@ -165,5 +166,21 @@ async fn timeouts_below_the_breaker_open_it_and_then_nothing_reaches_the_backend
         3,
         "no call reached the backend while open"
     );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_read_only_call_is_hedged_once_and_answered() {
+    let backend = TestBackend::start_named("alpha").await;
+    let proxy = proxy_with(&backend, "    hedging: { delay: 50ms, max_hedges: 1 }\n").await;
+    let client = RawClient::new(proxy.url());
+    client.initialize().await;
+    let answer = client
+        .call_tool("alpha/slow", json!({ "ms": 300, "steps": 1 }))
+        .await;
+    assert!(answer["result"].is_object(), "{answer}");
+    assert_eq!(backend.calls("slow"), 2, "the call and one hedge");
+    let status = admin_backend(proxy.local_addr(), "alpha").await;
+    assert_eq!(status["hedges"], 1, "{status}");
     proxy.shutdown().await;
 }

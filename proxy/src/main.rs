@@ -87,6 +87,12 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
         if let Some(retry) = &backend.retry {
             policies.push(format!("up to {} retries", retry.max_retries));
         }
+        if let Some(hedging) = backend.hedging {
+            policies.push(format!(
+                "hedging after {:?} (up to {})",
+                hedging.delay, hedging.max_hedges
+            ));
+        }
         if let Some(max) = backend.max_concurrency {
             policies.push(format!("{max} in flight"));
         }

@@ -29,8 +29,8 @@ use crate::config::BackendConfig;
 use crate::jsonrpc::{self, ErrorObject};
 use crate::upstream::{ConnectSettings, Connection, ProgressSink, UpstreamError};
 pub use listing::{ListKind, Listing, Lists};
-use resilience::Resilience;
 pub use resilience::{BreakerState, Refusal};
+use resilience::{Policies, Resilience};
 
 /// Something a backend tells the gateway.
 #[derive(Debug)]
@@ -92,6 +92,8 @@ pub struct Status {
     pub resource_templates: usize,
     /// Prompts last listed.
     pub prompts: usize,
+    /// Extra attempts started by `hedging`, since start.
+    pub hedges: u64,
     /// Retries made (`retry`), since start.
     pub retries: u64,
     /// Attempts or calls that ran out of their `timeout`, since start.
@@ -204,14 +206,7 @@ impl Backend {
     /// A backend that has not connected yet. `index` is its place in the
     /// config; `seed` (the proxy's) seeds its random choices.
     pub fn new(index: usize, config: BackendConfig, client_name: &str, seed: u64) -> Self {
-        let resilience = Resilience::new(
-            &config.name,
-            config.timeout,
-            config.retry.clone(),
-            (config.max_concurrency, config.rate_limit),
-            config.circuit_breaker,
-            seed,
-        );
+        let resilience = Resilience::new(&config.name, Policies::of(&config), seed);
         let settings = ConnectSettings {
             backend: config.name.clone(),
             client_name: client_name.to_owned(),
@@ -355,6 +350,7 @@ impl Backend {
             resources: listing.lists.resources.len(),
             resource_templates: listing.lists.resource_templates.len(),
             prompts: listing.lists.prompts.len(),
+            hedges: counts.hedges,
             retries: counts.retries,
             timeouts: counts.timeouts,
             refusals: counts.refusals,

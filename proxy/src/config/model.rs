@@ -69,6 +69,19 @@ pub struct BackendConfig {
     /// `circuit_breaker`: stop sending to a failing backend for a while.
     /// Default: off.
     pub circuit_breaker: Option<BreakerPolicy>,
+    /// `hedging`: race extra attempts of slow calls that are safe to repeat.
+    /// Default: off.
+    pub hedging: Option<HedgePolicy>,
+}
+
+/// `hedging: { delay: 50ms, max_hedges: 1 }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgePolicy {
+    /// `delay`: start another attempt when the running ones have not
+    /// answered for this long.
+    pub delay: Duration,
+    /// `max_hedges`: extra attempts per call, 1 to 5. Default 1.
+    pub max_hedges: u32,
 }
 
 /// `circuit_breaker:`.
@@ -123,6 +136,7 @@ impl BackendConfig {
             max_concurrency: None,
             rate_limit: None,
             circuit_breaker: None,
+            hedging: None,
         }
     }
 }

@@ -66,6 +66,15 @@ pub(crate) struct RawBackend {
     pub(crate) concurrency: Option<RawConcurrency>,
     pub(crate) rate_limit: Option<RawRateLimit>,
     pub(crate) circuit_breaker: Option<RawBreaker>,
+    pub(crate) hedging: Option<RawHedging>,
+}
+
+/// `hedging:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHedging {
+    pub(crate) delay: ConfigDuration,
+    pub(crate) max_hedges: Option<u32>,
 }
 
 /// `circuit_breaker:`.

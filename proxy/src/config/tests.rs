@@ -77,6 +77,7 @@ backends:
       slow_call: { threshold: 1s, rate: 0.8 }
       open_for: 5s
       half_open_probes: 3
+    hedging: { delay: 50ms, max_hedges: 1 }
 "#;
 
 const FULL_TOML: &str = r#"[proxy]
@@ -112,6 +113,7 @@ retry.budget = { percent = 10, min_per_second = 1 }
 safe_to_repeat = { tools = ["lookup", "get_*"] }
 concurrency = { max = 64 }
 rate_limit = { requests = 100, per = "1s" }
+hedging = { delay = "50ms", max_hedges = 1 }
 circuit_breaker = { window = "10s", min_calls = 20, failure_rate = 0.5, open_for = "5s", half_open_probes = 3, slow_call = { threshold = "1s", rate = 0.8 } }
 
 [backends.headers]
@@ -154,6 +156,7 @@ fn full_config() -> Config {
                 max_concurrency: None,
                 rate_limit: None,
                 circuit_breaker: None,
+                hedging: None,
             },
             BackendConfig {
                 name: "search".into(),
@@ -201,6 +204,10 @@ fn full_config() -> Config {
                     }),
                     open_for: Duration::from_secs(5),
                     half_open_probes: 3,
+                }),
+                hedging: Some(HedgePolicy {
+                    delay: Duration::from_millis(50),
+                    max_hedges: 1,
                 }),
             },
         ],
@@ -536,6 +543,18 @@ fn timeout_and_retry_rules() {
         (
             "    circuit_breaker: { half_open_probes: 0 }\n",
             "proxy.yaml:5: backends[0].circuit_breaker.half_open_probes: must be at least 1",
+        ),
+        (
+            "    hedging: { delay: 0ms }\n",
+            "proxy.yaml:5: backends[0].hedging.delay: must be greater than zero",
+        ),
+        (
+            "    timeout: { per_try: 50ms }\n    hedging: { delay: 50ms }\n",
+            "proxy.yaml:6: backends[0].hedging.delay: must be shorter than timeout.per_try (50ms)",
+        ),
+        (
+            "    hedging: { delay: 10ms, max_hedges: 6 }\n",
+            "proxy.yaml:5: backends[0].hedging.max_hedges: must be 1 to 5",
         ),
         (
             "    concurrency: { max: 0 }\n",

@@ -18,9 +18,9 @@ use super::raw::{
 };
 use super::source::{Node, Seg, path_string};
 use super::{
-    BackendConfig, BreakerPolicy, Config, DEFAULT_INIT_TIMEOUT, ProxySettings, RateLimit,
-    ReconnectPolicy, RetryBackoff, RetryBudget, RetryOn, RetryPolicy, SlowCall, TimeoutPolicy,
-    TransportConfig,
+    BackendConfig, BreakerPolicy, Config, DEFAULT_INIT_TIMEOUT, HedgePolicy, ProxySettings,
+    RateLimit, ReconnectPolicy, RetryBackoff, RetryBudget, RetryOn, RetryPolicy, SlowCall,
+    TimeoutPolicy, TransportConfig,
 };
 
 /// Default `retry.max_retries`, and the most allowed.
@@ -223,6 +223,31 @@ impl Validator<'_> {
             .as_ref()
             .map(|b| self.breaker(b, &child(path, "circuit_breaker")))
             .transpose()?;
+        let hedging = match &raw.hedging {
+            None => None,
+            Some(h) => {
+                let p = child(path, "hedging");
+                if h.delay.0.is_zero() {
+                    return Err(self.error(&child(&p, "delay"), "must be greater than zero"));
+                }
+                let max_hedges = h.max_hedges.unwrap_or(1);
+                if !(1..=5).contains(&max_hedges) {
+                    return Err(self.error(&child(&p, "max_hedges"), "must be 1 to 5"));
+                }
+                if let Some(per_try) = timeout.per_try
+                    && h.delay.0 >= per_try
+                {
+                    return Err(self.error(
+                        &child(&p, "delay"),
+                        format!("must be shorter than timeout.per_try ({per_try:?})"),
+                    ));
+                }
+                Some(HedgePolicy {
+                    delay: h.delay.0,
+                    max_hedges,
+                })
+            }
+        };
         Ok(BackendConfig {
             name: raw.name,
             transport,
@@ -234,6 +259,7 @@ impl Validator<'_> {
             max_concurrency,
             rate_limit,
             circuit_breaker,
+            hedging,
         })
     }
 

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! overall timeout -> retry (budget, backoff, safe to repeat)
+//!   -> hedging (safe calls: a race of attempts, first success wins)
 //!   -> limits (rate limit, concurrency slot) -> circuit breaker
 //!   -> per-try timeout -> attempt
 //! ```
@@ -47,7 +48,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::CallError;
-use crate::config::{BreakerPolicy, RateLimit, RetryPolicy, TimeoutPolicy};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
+use crate::config::{
+    BackendConfig, BreakerPolicy, HedgePolicy, RateLimit, RetryPolicy, TimeoutPolicy,
+};
 use crate::upstream::UpstreamError;
 pub use breaker::BreakerState;
 use breaker::{Breaker, Verdict};
@@ -55,13 +61,40 @@ use budget::Budget;
 use limits::Limits;
 pub use limits::Refusal;
 
-/// One backend's timeouts and retry state.
+/// The policies of one backend's stack, as configured.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Policies {
+    pub(crate) timeout: TimeoutPolicy,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) hedging: Option<HedgePolicy>,
+    pub(crate) max_concurrency: Option<usize>,
+    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) breaker: Option<BreakerPolicy>,
+}
+
+impl Policies {
+    /// The policies `config` names.
+    pub(crate) fn of(config: &BackendConfig) -> Self {
+        Self {
+            timeout: config.timeout,
+            retry: config.retry.clone(),
+            hedging: config.hedging,
+            max_concurrency: config.max_concurrency,
+            rate_limit: config.rate_limit,
+            breaker: config.circuit_breaker,
+        }
+    }
+}
+
+/// One backend's timeouts, retry, hedging, limits and breaker state.
 pub(crate) struct Resilience {
     backend: String,
     timeout: TimeoutPolicy,
     retry: Option<Retry>,
+    hedging: Option<HedgePolicy>,
     limits: Limits,
     breaker: Option<Breaker>,
+    hedges: AtomicU64,
     retries: AtomicU64,
     timeouts: AtomicU64,
     refusals: AtomicU64,
@@ -76,6 +109,7 @@ struct Retry {
 /// Counters for `/admin/backends`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ResilienceCounts {
+    pub(crate) hedges: u64,
     pub(crate) retries: u64,
     pub(crate) timeouts: u64,
     pub(crate) refusals: u64,
@@ -86,25 +120,20 @@ pub(crate) struct ResilienceCounts {
 impl Resilience {
     /// `seed` is the proxy's; it is mixed with the backend's name so that
     /// backends draw different jitter.
-    pub(crate) fn new(
-        backend: &str,
-        timeout: TimeoutPolicy,
-        retry: Option<RetryPolicy>,
-        limits: (Option<usize>, Option<RateLimit>),
-        breaker: Option<BreakerPolicy>,
-        seed: u64,
-    ) -> Self {
-        let retry = retry.map(|policy| Retry {
+    pub(crate) fn new(backend: &str, policies: Policies, seed: u64) -> Self {
+        let retry = policies.retry.map(|policy| Retry {
             budget: Mutex::new(Budget::new(policy.budget)),
             rng: Mutex::new(StdRng::seed_from_u64(seed ^ name_hash(backend))),
             policy,
         });
         Self {
             backend: backend.to_owned(),
-            timeout,
+            timeout: policies.timeout,
             retry,
-            limits: Limits::new(limits.0, limits.1),
-            breaker: breaker.map(Breaker::new),
+            hedging: policies.hedging,
+            limits: Limits::new(policies.max_concurrency, policies.rate_limit),
+            breaker: policies.breaker.map(Breaker::new),
+            hedges: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
@@ -113,6 +142,7 @@ impl Resilience {
 
     pub(crate) fn counts(&self) -> ResilienceCounts {
         ResilienceCounts {
+            hedges: self.hedges.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             refusals: self.refusals.load(Ordering::Relaxed),
@@ -147,41 +177,21 @@ impl Resilience {
         safe: bool,
         deadline: Option<Instant>,
         waiting_for_slot: &AtomicBool,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<Value, CallError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Value, CallError>>,
     {
+        // Shared by the attempts of a hedge race; locked only to make each
+        // attempt, which happens once it has its slot and breaker pass.
+        let attempt = Mutex::new(attempt);
         if let Some(retry) = &self.retry {
             lock(&retry.budget).record_call();
         }
         let mut retries = 0;
         loop {
-            waiting_for_slot.store(true, Ordering::Relaxed);
-            let admitted = self.limits.admit().await;
-            waiting_for_slot.store(false, Ordering::Relaxed);
-            let _slot = match admitted {
-                Ok(slot) => slot,
-                Err(refusal) => return Err(self.refused(refusal)),
-            };
-            let pass = match self.breaker.as_ref().map(Breaker::admit) {
-                Some(None) => return Err(self.refused(Refusal::BreakerOpen)),
-                Some(pass) => pass,
-                None => None,
-            };
-            let result = match self.timeout.per_try {
-                // Dropping the attempt on timeout cancels it at the backend
-                // (`notifications/cancelled`).
-                Some(limit) => match tokio::time::timeout(limit, attempt()).await {
-                    Ok(result) => result,
-                    Err(_) => Err(self.timed_out(limit)),
-                },
-                None => attempt().await,
-            };
-            if let (Some(breaker), Some(pass)) = (&self.breaker, pass) {
-                breaker.record(pass, verdict(&result));
-            }
+            let result = self.hedged(safe, waiting_for_slot, &attempt).await;
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
@@ -206,6 +216,84 @@ impl Resilience {
             tracing::debug!(backend = %self.backend, retry = retries, ?pause, %error, "retrying");
             tokio::time::sleep(pause).await;
         }
+    }
+
+    /// One attempt, or — for a call safe to repeat, with `hedging` — a race:
+    /// another attempt starts each `delay` the running ones have not
+    /// answered, up to `max_hedges`; the first *success* wins and the others
+    /// are dropped (which cancels them at the backend). A failure only ends
+    /// the race when nothing else is still running.
+    async fn hedged<F, Fut>(
+        &self,
+        safe: bool,
+        waiting_for_slot: &AtomicBool,
+        attempt: &Mutex<F>,
+    ) -> Result<Value, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Value, CallError>>,
+    {
+        let Some(hedging) = self.hedging.filter(|_| safe) else {
+            return self.once(waiting_for_slot, attempt).await;
+        };
+        let mut running = FuturesUnordered::new();
+        running.push(self.once(waiting_for_slot, attempt));
+        let mut hedges = 0;
+        let next_hedge = tokio::time::sleep(hedging.delay);
+        tokio::pin!(next_hedge);
+        loop {
+            tokio::select! {
+                Some(result) = running.next() => match result {
+                    Ok(value) => return Ok(value),
+                    Err(error) if running.is_empty() => return Err(error),
+                    Err(_) => {}
+                },
+                () = &mut next_hedge, if hedges < hedging.max_hedges => {
+                    hedges += 1;
+                    self.hedges.fetch_add(1, Ordering::Relaxed);
+                    running.push(self.once(waiting_for_slot, attempt));
+                    next_hedge.as_mut().reset(Instant::now() + hedging.delay);
+                }
+            }
+        }
+    }
+
+    /// One attempt through the limits, the breaker and the per-try timeout.
+    async fn once<F, Fut>(
+        &self,
+        waiting_for_slot: &AtomicBool,
+        attempt: &Mutex<F>,
+    ) -> Result<Value, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Value, CallError>>,
+    {
+        waiting_for_slot.store(true, Ordering::Relaxed);
+        let admitted = self.limits.admit().await;
+        waiting_for_slot.store(false, Ordering::Relaxed);
+        let _slot = match admitted {
+            Ok(slot) => slot,
+            Err(refusal) => return Err(self.refused(refusal)),
+        };
+        let pass = match self.breaker.as_ref().map(Breaker::admit) {
+            Some(None) => return Err(self.refused(Refusal::BreakerOpen)),
+            Some(pass) => pass,
+            None => None,
+        };
+        let attempt = (lock(attempt))();
+        let result = match self.timeout.per_try {
+            // Dropping the attempt on timeout cancels it at the backend
+            // (`notifications/cancelled`).
+            Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(self.timed_out(limit)),
+            },
+            None => attempt.await,
+        };
+        if let (Some(breaker), Some(pass)) = (&self.breaker, pass) {
+            breaker.record(pass, verdict(&result));
+        }
+        result
     }
 
     fn refused(&self, reason: Refusal) -> CallError {

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use std::future::Future;
+
 use super::*;
 use crate::config::{RetryBackoff, RetryBudget, RetryOn};
 use crate::jsonrpc::ErrorObject;
@@ -34,7 +36,15 @@ fn policy(max_retries: u32, full_jitter: bool) -> RetryPolicy {
 }
 
 fn stack(retry: Option<RetryPolicy>, timeout: TimeoutPolicy) -> Resilience {
-    Resilience::new("b", timeout, retry, (None, None), None, 1)
+    Resilience::new(
+        "b",
+        Policies {
+            timeout,
+            retry,
+            ..Policies::default()
+        },
+        1,
+    )
 }
 
 fn rpc_error(code: i64) -> CallError {
@@ -140,10 +150,10 @@ async fn full_jitter_draws_each_pause_from_zero_to_the_doubled_pause_and_replays
     let pauses = |seed| async move {
         let s = Resilience::new(
             "b",
-            TimeoutPolicy::default(),
-            Some(policy(3, true)),
-            (None, None),
-            None,
+            Policies {
+                retry: Some(policy(3, true)),
+                ..Policies::default()
+            },
             seed,
         );
         let (_, starts) = run(&s, true, vec![lost(), lost(), lost()]).await;
@@ -188,6 +198,7 @@ async fn a_slow_attempt_is_cut_at_per_try_and_retried() {
     assert_eq!(
         s.counts(),
         ResilienceCounts {
+            hedges: 0,
             retries: 1,
             timeouts: 1,
             refusals: 0,
@@ -268,10 +279,11 @@ async fn a_call_still_waiting_for_a_slot_at_the_overall_deadline_is_refused_not_
     };
     let s = std::sync::Arc::new(Resilience::new(
         "b",
-        timeout,
-        None,
-        (Some(1), None),
-        None,
+        Policies {
+            timeout,
+            max_concurrency: Some(1),
+            ..Policies::default()
+        },
         1,
     ));
     // The first call holds the only slot for a minute (and times out itself).
@@ -314,6 +326,7 @@ async fn a_call_still_waiting_for_a_slot_at_the_overall_deadline_is_refused_not_
     assert_eq!(
         s.counts(),
         ResilienceCounts {
+            hedges: 0,
             retries: 0,
             timeouts: 1,
             refusals: 1,
@@ -330,10 +343,11 @@ async fn a_rate_limited_call_is_refused_at_once_and_not_retried() {
     };
     let s = Resilience::new(
         "b",
-        TimeoutPolicy::default(),
-        Some(policy(3, false)),
-        (None, Some(rate)),
-        None,
+        Policies {
+            retry: Some(policy(3, false)),
+            rate_limit: Some(rate),
+            ..Policies::default()
+        },
         1,
     );
     let (first, _) = run(&s, true, vec![]).await;
@@ -350,4 +364,116 @@ async fn a_rate_limited_call_is_refused_at_once_and_not_retried() {
     assert!(starts.is_empty(), "no attempt was made");
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(s.counts().retries, 0);
+}
+
+/// A stack that hedges after 50 ms, up to `max_hedges` times.
+fn hedging(max_hedges: u32) -> Resilience {
+    Resilience::new(
+        "b",
+        Policies {
+            hedging: Some(crate::config::HedgePolicy {
+                delay: Duration::from_millis(50),
+                max_hedges,
+            }),
+            ..Policies::default()
+        },
+        1,
+    )
+}
+
+/// Attempt `n` (from 1) takes `latencies[n-1]` and then answers with
+/// `outcomes[n-1]` (`Ok(n)` or an error); records which attempts were
+/// dropped before they answered.
+struct Script {
+    latencies: Vec<u64>,
+    errors: Vec<bool>,
+    started: Mutex<u64>,
+    dropped: std::sync::Arc<Mutex<Vec<u64>>>,
+}
+
+struct DropFlag(u64, std::sync::Arc<Mutex<Vec<u64>>>, bool);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        if !self.2 {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+}
+
+impl Script {
+    fn new(latencies: &[u64], errors: &[bool]) -> Self {
+        Self {
+            latencies: latencies.to_vec(),
+            errors: errors.to_vec(),
+            started: Mutex::new(0),
+            dropped: Default::default(),
+        }
+    }
+
+    fn attempt(&self) -> impl Future<Output = Result<Value, CallError>> + use<> {
+        let n = {
+            let mut started = self.started.lock().unwrap();
+            *started += 1;
+            *started
+        };
+        let latency = Duration::from_millis(self.latencies[(n - 1) as usize]);
+        let error = self.errors[(n - 1) as usize];
+        let flag = DropFlag(n, std::sync::Arc::clone(&self.dropped), false);
+        async move {
+            let mut flag = flag;
+            tokio::time::sleep(latency).await;
+            flag.2 = true;
+            if error { Err(lost()) } else { Ok(json!(n)) }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_attempt_is_raced_by_a_hedge_and_the_loser_is_dropped() {
+    let s = hedging(1);
+    let script = Script::new(&[500, 20], &[false, false]);
+    let start = Instant::now();
+    let result = s.call(true, || script.attempt()).await;
+    assert_eq!(result.unwrap(), json!(2));
+    assert_eq!(start.elapsed(), Duration::from_millis(70));
+    assert_eq!(
+        *script.dropped.lock().unwrap(),
+        vec![1],
+        "the first was cancelled"
+    );
+    assert_eq!(s.counts().hedges, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_error_does_not_beat_a_slower_success() {
+    let s = hedging(1);
+    // The first fails at 60 ms, after the hedge started at 50 ms; the hedge
+    // succeeds at 150 ms.
+    let script = Script::new(&[60, 100], &[true, false]);
+    let start = Instant::now();
+    let result = s.call(true, || script.attempt()).await;
+    assert_eq!(result.unwrap(), json!(2));
+    assert_eq!(start.elapsed(), Duration::from_millis(150));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedges_stop_at_max_hedges_and_all_failing_returns_an_error() {
+    let s = hedging(2);
+    let script = Script::new(&[300, 300, 300], &[true, true, true]);
+    let result = s.call(true, || script.attempt()).await;
+    assert_eq!(result.unwrap_err(), lost());
+    assert_eq!(*script.started.lock().unwrap(), 3);
+    assert_eq!(s.counts().hedges, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_is_not_safe_to_repeat_is_never_hedged() {
+    let s = hedging(1);
+    let script = Script::new(&[500, 20], &[false, false]);
+    let start = Instant::now();
+    let result = s.call(false, || script.attempt()).await;
+    assert_eq!(result.unwrap(), json!(1));
+    assert_eq!(start.elapsed(), Duration::from_millis(500));
+    assert_eq!(*script.started.lock().unwrap(), 1);
 }
