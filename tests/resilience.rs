@@ -18,7 +18,7 @@ use mcp_proxy::config::{Format, load_str};
 use mcp_proxy::server::RunningProxy;
 use serde_json::json;
 
-use crate::support::proxy::{self, admin_backend};
+use crate::support::proxy::{self, admin_backend, ops_get_text};
 use crate::support::{RawClient, TestBackend};
 
 /// Proxy error: the backend did not answer within its timeout.
@@ -97,6 +97,14 @@ async fn a_timed_out_call_is_retried_when_the_server_marks_the_tool_read_only() 
     let proxy = proxy_with(&backend, RETRY_TIMEOUTS).await;
     assert_eq!(time_out_slow_call(&proxy).await, (2, 3));
     assert_eq!(backend.calls("slow"), 3);
+    // The same counts reach Prometheus.
+    let (_, metrics) = ops_get_text(proxy.local_addr(), "/admin/metrics").await;
+    for line in [
+        r#"mcp_proxy_retries_total{backend="alpha"} 2"#,
+        r#"mcp_proxy_timeouts_total{backend="alpha"} 3"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
     proxy.shutdown().await;
 }
 

@@ -1,7 +1,9 @@
 //! Prometheus metrics served at `/admin/metrics`.
 //!
 //! Requests forwarded to backends are counted by backend, method and outcome,
-//! and timed in a latency histogram by backend and method. The label values
+//! and timed in a latency histogram by backend and method; each backend's
+//! resilience counters (retries, hedges, timeouts, refusals, breaker
+//! openings) are read from its status at each scrape. The label values
 //! come from the config (backend names) and a fixed set of outcomes and
 //! forwarded methods, so the number of series stays bounded.
 
@@ -12,6 +14,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::backend::Status;
 
 /// How a forwarded request ended, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,37 +71,56 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
 }
 
-/// The proxy's metrics registry.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
+/// The proxy's metrics: request counts and latency recorded here, plus the
+/// backends' own resilience counters, read when rendered.
 pub struct Metrics {
-    registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "mcp_proxy_requests",
-            "Requests forwarded to backends, by backend, method and outcome",
-            requests.clone(),
-        );
-        registry.register(
-            "mcp_proxy_request_duration_seconds",
-            "Time from receiving a forwarded request to answering it, by backend and method",
-            latency.clone(),
-        );
         Self {
-            registry,
-            requests,
-            latency,
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         }
     }
 }
+
+/// A per-backend counter read from the backend's status: name, help, reader.
+type StatusCounter = (&'static str, &'static str, fn(&Status) -> u64);
+
+/// The per-backend resilience counters.
+const RESILIENCE_COUNTERS: [StatusCounter; 5] = [
+    ("mcp_proxy_retries", "Retries made, by backend", |s| {
+        s.retries
+    }),
+    (
+        "mcp_proxy_hedges",
+        "Hedged attempts started, by backend",
+        |s| s.hedges,
+    ),
+    (
+        "mcp_proxy_timeouts",
+        "Attempts or calls that ran out of their timeout, by backend",
+        |s| s.timeouts,
+    ),
+    (
+        "mcp_proxy_refusals",
+        "Calls the proxy refused to send (rate limit, concurrency, open breaker), by backend",
+        |s| s.refusals,
+    ),
+    (
+        "mcp_proxy_breaker_opened",
+        "Times the circuit breaker opened, by backend",
+        |s| s.breaker_opened,
+    ),
+];
 
 impl Metrics {
     /// Record one forwarded request.
@@ -117,11 +140,35 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with `backends`' resilience counters.
+    pub fn render(&self, backends: &[Status]) -> String {
+        // A registry per scrape: the recorded families are shared handles,
+        // and the resilience counters are read from the backends now.
+        let mut registry = Registry::default();
+        registry.register(
+            "mcp_proxy_requests",
+            "Requests forwarded to backends, by backend, method and outcome",
+            self.requests.clone(),
+        );
+        registry.register(
+            "mcp_proxy_request_duration_seconds",
+            "Time from receiving a forwarded request to answering it, by backend and method",
+            self.latency.clone(),
+        );
+        for (name, help, value) in RESILIENCE_COUNTERS {
+            let family = Family::<BackendLabels, Counter>::default();
+            for status in backends {
+                family
+                    .get_or_create(&BackendLabels {
+                        backend: status.name.clone(),
+                    })
+                    .inc_by(value(status));
+            }
+            registry.register(name, help, family);
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
     }
 }
@@ -146,7 +193,7 @@ mod tests {
             Duration::from_millis(5),
         );
         metrics.record("search", "tools/call", Outcome::Unavailable, Duration::ZERO);
-        let text = metrics.render();
+        let text = metrics.render(&[]);
         assert!(
             text.contains(
                 r#"mcp_proxy_requests_total{backend="search",method="tools/call",outcome="ok"} 2"#
@@ -155,5 +202,39 @@ mod tests {
         );
         assert!(text.contains(r#"outcome="unavailable"} 1"#), "{text}");
         assert!(text.contains(r#"mcp_proxy_request_duration_seconds_count{backend="search",method="tools/call"} 3"#), "{text}");
+    }
+
+    #[test]
+    fn renders_each_backends_resilience_counters() {
+        let status = Status {
+            name: "search".into(),
+            transport: "http",
+            state: crate::backend::State::Connected,
+            last_error: None,
+            restarts: 0,
+            in_flight: 0,
+            pid: None,
+            tools: 0,
+            resources: 0,
+            resource_templates: 0,
+            prompts: 0,
+            hedges: 4,
+            retries: 7,
+            timeouts: 2,
+            refusals: 3,
+            breaker: None,
+            breaker_opened: 1,
+        };
+        let text = Metrics::default().render(&[status]);
+        for line in [
+            r#"mcp_proxy_retries_total{backend="search"} 7"#,
+            r#"mcp_proxy_hedges_total{backend="search"} 4"#,
+            r#"mcp_proxy_timeouts_total{backend="search"} 2"#,
+            r#"mcp_proxy_refusals_total{backend="search"} 3"#,
+            r#"mcp_proxy_breaker_opened_total{backend="search"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert_eq!(text.matches("# EOF").count(), 1);
     }
 }

@@ -55,10 +55,11 @@ pub async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
 
 /// `GET /admin/metrics`: Prometheus text exposition.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let statuses: Vec<_> = app.gateway.backends().iter().map(|b| b.status()).collect();
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (
         [(header::CONTENT_TYPE, content_type)],
-        app.gateway.metrics().render(),
+        app.gateway.metrics().render(&statuses),
     )
         .into_response()
 }
