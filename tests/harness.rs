@@ -404,26 +404,10 @@ fn target_mode_aims_at_a_running_proxy_with_fakes_on_fixed_ports() {
     let (fake_port, proxy_port) = (free_port(), free_port());
     let scenario = dir.write(
         "target.yaml",
-        &format!(
-            "\
-name: target
-description: a fixed-port fake behind an external proxy
-duration: 3s
-proxy:
-  backends:
-    - {{ name: search, fake: search }}
-fakes:
-  - name: search
-    transport: http
-    port: {fake_port}
-    tools: [{{ name: query }}]
-workload:
-  open: {{ rate: 50 }}
-  calls: [{{ tool: search/query }}]
-expect:
-  - threshold: {{ error_rate: {{ max: 0 }} }}
-  - count: {{ fake: search, min: 50 }}
-"
+        &one_http_fake_scenario(
+            fake_port,
+            "3s",
+            "  - threshold: { error_rate: { max: 0 } }\n  - count: { fake: search, min: 50 }\n",
         ),
     );
     let config = dir.write(
@@ -481,7 +465,14 @@ fn ctrl_c_while_waiting_for_an_unresponsive_proxy_stops_the_run() {
         }
     });
     let dir = TempDir::new();
-    let scenario = dir.write("mute.yaml", &one_http_fake_scenario(free_port(), "10s"));
+    let scenario = dir.write(
+        "mute.yaml",
+        &one_http_fake_scenario(
+            free_port(),
+            "10s",
+            "  - threshold: { error_rate: { max: 0 } }\n",
+        ),
+    );
     let child = Command::new(harness_binary())
         .args(["run", "--quiet", "--target", &url])
         .arg(&scenario)
@@ -504,7 +495,10 @@ fn ctrl_c_while_waiting_for_an_unresponsive_proxy_stops_the_run() {
 fn a_proxy_binary_that_dies_during_the_run_fails_it() {
     let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new();
-    let scenario = dir.write("crash.yaml", &one_http_fake_scenario(0, "6s"));
+    let scenario = dir.write(
+        "crash.yaml",
+        &one_http_fake_scenario(0, "6s", "  - threshold: { error_rate: { max: 0.5 } }\n"),
+    );
     let json = dir.0.join("report.json");
     let bin = proxy_binary().display().to_string();
     let child = Command::new(harness_binary())
@@ -543,8 +537,9 @@ fn a_proxy_binary_that_dies_during_the_run_fails_it() {
     );
 }
 
-/// A scenario with one http fake (on `port`, 0 = ephemeral) and no faults.
-fn one_http_fake_scenario(port: u16, duration: &str) -> String {
+/// A scenario with one http fake (on `port`, 0 = ephemeral), no faults, 50
+/// calls a second, and the `expect` entries given.
+fn one_http_fake_scenario(port: u16, duration: &str, expect: &str) -> String {
     format!(
         "\
 name: one-fake
@@ -562,8 +557,7 @@ workload:
   open: {{ rate: 50 }}
   calls: [{{ tool: search/query }}]
 expect:
-  - threshold: {{ error_rate: {{ max: 0.5 }} }}
-"
+{expect}"
     )
 }
 

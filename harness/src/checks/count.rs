@@ -2,7 +2,9 @@
 //! (a dead backend must see no calls; a retry policy must send exactly so
 //! many). Counted from the fakes' journals, not from what clients saw.
 
-use super::{Verdict, glob_match};
+use mcp_proxy::glob;
+
+use super::Verdict;
 use crate::journal::JournalEntry;
 use crate::scenario::{CountCheck, JournalSelector};
 
@@ -78,7 +80,7 @@ fn selects(select: &JournalSelector, entry: &JournalEntry) -> bool {
         && select
             .endpoint
             .as_ref()
-            .is_none_or(|pattern| glob_match(pattern, &entry.endpoint))
+            .is_none_or(|pattern| glob::matches(pattern, &entry.endpoint))
         && select
             .outcomes
             .as_ref()

@@ -2,7 +2,9 @@
 //! a gateway should fail calls in a recognisable way (a JSON-RPC error with
 //! a known code and message), not with hangs, resets or bare HTTP errors.
 
-use super::{Verdict, describe_call, describe_selection, glob_match};
+use mcp_proxy::glob;
+
+use super::{Verdict, describe_call, describe_selection};
 use crate::load::record::{CallOutcome, CallRecord};
 use crate::report::format::percent;
 use crate::scenario::ErrorsCheck;
@@ -19,7 +21,7 @@ pub fn check(spec: &ErrorsCheck, calls: &[CallRecord]) -> Verdict {
     let selected: Vec<&CallRecord> = calls
         .iter()
         .filter(|c| {
-            glob_match(&spec.select.tool, &c.tool) && spec.select.window.contains(c.intended)
+            glob::matches(&spec.select.tool, &c.tool) && spec.select.window.contains(c.intended)
         })
         .collect();
     let failures: Vec<&CallRecord> = selected

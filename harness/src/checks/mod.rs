@@ -17,6 +17,7 @@ pub mod ratio;
 pub mod threshold;
 pub mod timing;
 
+use mcp_proxy::glob;
 use serde::Serialize;
 
 use crate::journal::JournalEntry;
@@ -98,12 +99,6 @@ fn run_check(spec: &CheckSpec, load: &LoadResult, journal: &[JournalEntry]) -> C
     verdict.named(spec.name.clone(), kind, Some(spec.line))
 }
 
-/// Whether `text` matches `pattern` (`*` matches any run of characters):
-/// the proxy's own matcher, so scenarios and proxy configs agree on globs.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    mcp_proxy::glob::matches(pattern, text)
-}
-
 /// Whether a call ended the way `filter` asks.
 fn outcome_matches(call: &CallRecord, filter: OutcomeFilter) -> bool {
     match filter {
@@ -120,7 +115,7 @@ fn select_calls<'a>(
     calls: &'a [CallRecord],
 ) -> impl Iterator<Item = &'a CallRecord> + 'a {
     calls.iter().filter(move |c| {
-        glob_match(&selector.tool, &c.tool)
+        glob::matches(&selector.tool, &c.tool)
             && selector.window.contains(c.intended)
             && selector.outcome.is_none_or(|f| outcome_matches(c, f))
     })

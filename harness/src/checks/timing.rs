@@ -2,7 +2,9 @@
 //! kind arrived — how long a gateway took to notice a backend died (first
 //! fast rejection) or came back (first success).
 
-use super::{Verdict, glob_match, outcome_matches};
+use mcp_proxy::glob;
+
+use super::{Verdict, outcome_matches};
 use crate::load::record::{CallOutcome, CallRecord};
 use crate::report::format::duration;
 use crate::scenario::{OutcomeFilter, TimingCheck};
@@ -75,7 +77,7 @@ fn awaited(spec: &TimingCheck, call: &CallRecord) -> bool {
         }
         _ => true,
     };
-    glob_match(&spec.tool, &call.tool)
+    glob::matches(&spec.tool, &call.tool)
         && outcome_matches(call, spec.outcome)
         && code_ok
         && spec.faster_than.is_none_or(|limit| call.latency() < limit)

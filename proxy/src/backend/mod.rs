@@ -269,12 +269,16 @@ impl Backend {
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, CallError> {
-        let safe = resilience::safety::safe_to_repeat(
-            method,
-            params.as_ref(),
-            &self.listing().lists.tools,
-            &self.config.safe_to_repeat,
-        );
+        // Only a stack that may repeat the call needs to know whether it is
+        // safe to: the lookup scans the tool list, so it stays off the path
+        // of backends without retry or hedging.
+        let safe = self.resilience.may_repeat()
+            && resilience::safety::safe_to_repeat(
+                method,
+                params.as_ref(),
+                &self.listing().lists.tools,
+                &self.config.safe_to_repeat,
+            );
         // Progress is relayed from the first attempt only: a retry's
         // backend would count again from the start, and MCP requires a
         // request's progress to increase.

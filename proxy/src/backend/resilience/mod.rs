@@ -150,6 +150,12 @@ impl Resilience {
         }
     }
 
+    /// Whether this stack ever repeats a call that may have reached the
+    /// backend (retry or hedging is configured).
+    pub(crate) fn may_repeat(&self) -> bool {
+        self.retry.is_some() || self.hedging.is_some()
+    }
+
     /// Runs `attempt` under the stack. `safe` says whether the call may be
     /// repeated after it may have reached the backend.
     pub(crate) async fn call<F, Fut>(&self, safe: bool, attempt: F) -> Result<Value, CallError>
