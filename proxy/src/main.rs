@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcp_proxy::config::{self, Config, TransportConfig};
+use mcp_proxy::config::{self, Config, LoadBalancing, TransportConfig};
 use tracing_subscriber::EnvFilter;
 
 /// A resilient MCP gateway: many MCP servers behind one streamable-HTTP endpoint.
@@ -67,15 +67,23 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
         config.backends.len()
     );
     for backend in &config.backends {
-        let target = match &backend.transport {
-            TransportConfig::Stdio { command, args, .. } => format!("{command} {}", args.join(" ")),
-            TransportConfig::Http { url, .. } => url.clone(),
-        };
+        let targets: Vec<String> = backend
+            .endpoints
+            .iter()
+            .map(|endpoint| match endpoint {
+                TransportConfig::Stdio { command, args, .. } => {
+                    format!("{command} {}", args.join(" "))
+                        .trim_end()
+                        .to_owned()
+                }
+                TransportConfig::Http { .. } => endpoint.label(),
+            })
+            .collect();
         text.push_str(&format!(
             "  {:<20} {:<5} {}\n",
             backend.name,
-            backend.transport.kind(),
-            target.trim_end()
+            backend.transport_kind(),
+            targets.join(", ")
         ));
         let mut policies = Vec::new();
         if let Some(d) = backend.timeout.per_try {
@@ -91,6 +99,23 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
             policies.push(format!(
                 "hedging after {:?} (up to {})",
                 hedging.delay, hedging.max_hedges
+            ));
+        }
+        if backend.endpoints.len() > 1 {
+            let balancing = match backend.load_balancing {
+                LoadBalancing::RoundRobin => "round robin",
+                LoadBalancing::LeastRequests => "least requests",
+                LoadBalancing::Random => "random",
+            };
+            policies.push(format!(
+                "{} endpoints, {balancing}",
+                backend.endpoints.len()
+            ));
+        }
+        if let Some(outliers) = backend.outlier_detection {
+            policies.push(format!(
+                "ejection after {} failures in a row",
+                outliers.consecutive_failures
             ));
         }
         if let Some(max) = backend.max_concurrency {

@@ -45,8 +45,9 @@ pub struct Scenario {
 pub struct ProxySection {
     /// The tree of the section, `fake:` keys still in place.
     pub tree: Node,
-    /// For each backend, in order: the fake it names, if any.
-    pub backend_fakes: Vec<Option<String>>,
+    /// For each backend, in order: the fakes it names (`fake: NAME`, or
+    /// `fake: [A, B]` for a replica pool; empty for a real backend).
+    pub backend_fakes: Vec<Vec<String>>,
 }
 
 /// One entry of `fakes:`.

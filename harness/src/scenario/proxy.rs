@@ -1,6 +1,7 @@
 //! The scenario's `proxy:` section: an `mcp-proxy` config in the proxy's own
 //! schema, where a backend may say `fake: NAME` instead of its transport
-//! keys.
+//! keys, or `fake: [A, B, ...]` for a replica pool of HTTP fakes (its
+//! `endpoints`).
 //!
 //! The section is kept as a tree. At load time it is validated by the
 //! proxy's own loader with placeholder addresses (so a typo in it is reported
@@ -18,13 +19,14 @@ use super::model::{FakeSpec, FakeTransport, ProxySection};
 use super::validate::{KeyPath, Validator};
 
 /// Transport keys a backend with `fake:` must not have: the fake decides them.
-const TRANSPORT_KEYS: [&str; 7] = [
+const TRANSPORT_KEYS: [&str; 8] = [
     "transport",
     "command",
     "args",
     "env",
     "cwd",
     "url",
+    "endpoints",
     "headers",
 ];
 
@@ -116,19 +118,14 @@ pub(crate) fn read_section(
         for (i, backend) in items.iter().enumerate() {
             let bp = path.key("backends").index(i);
             let Value::Map(entries) = &backend.value else {
-                backend_fakes.push(None);
+                backend_fakes.push(Vec::new());
                 continue;
             };
             let Some(fake) = entries.iter().find(|e| e.key == "fake") else {
-                backend_fakes.push(None);
+                backend_fakes.push(Vec::new());
                 continue;
             };
-            let Value::Str(name) = &fake.value.value else {
-                return Err(v.error(&bp.key("fake"), "expected the name of a fake"));
-            };
-            if !fakes.iter().any(|f| &f.name == name) {
-                return Err(v.error(&bp.key("fake"), format!("no fake named {name:?}")));
-            }
+            let names = fake_names(v, &fake.value, &bp.key("fake"), fakes)?;
             if let Some(extra) = entries
                 .iter()
                 .find(|e| TRANSPORT_KEYS.contains(&e.key.as_str()))
@@ -138,7 +135,7 @@ pub(crate) fn read_section(
                     "a backend with `fake` gets its transport from the fake; remove this key",
                 ));
             }
-            backend_fakes.push(Some(name.clone()));
+            backend_fakes.push(names);
         }
     }
     for (i, fake) in fakes.iter().enumerate() {
@@ -155,10 +152,10 @@ pub(crate) fn read_section(
     };
     // Validate with placeholder addresses: what is checked is the section's
     // own keys; the real addresses only exist once a run starts.
-    let placeholder = |name: &str| match fakes.iter().find(|f| f.name == name).map(|f| f.transport)
-    {
-        Some(FakeTransport::Http { .. }) => FakeAddress::Http {
-            url: "http://127.0.0.1:1/mcp".into(),
+    // (One port per fake, so the replicas of a pool differ.)
+    let placeholder = |name: &str| match fakes.iter().position(|f| f.name == name) {
+        Some(i) if matches!(fakes[i].transport, FakeTransport::Http { .. }) => FakeAddress::Http {
+            url: format!("http://127.0.0.1:{}/mcp", i + 1),
         },
         _ => FakeAddress::Stdio {
             command: "mcp-harness".into(),
@@ -172,6 +169,53 @@ pub(crate) fn read_section(
         SocketAddr::from(([127, 0, 0, 1], 0)),
     )?;
     Ok(section)
+}
+
+/// The fakes a backend's `fake:` names: one name, or a list of HTTP fakes
+/// (a replica pool), each defined once in `fakes:` and named once here.
+fn fake_names(
+    v: &Validator<'_>,
+    node: &Node,
+    path: &KeyPath,
+    fakes: &[FakeSpec],
+) -> Result<Vec<String>, ConfigError> {
+    let (names, pool): (Vec<(&Node, KeyPath)>, bool) = match &node.value {
+        Value::Str(_) => (vec![(node, path.clone())], false),
+        Value::Seq(items) if !items.is_empty() => (
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (item, path.index(i)))
+                .collect(),
+            true,
+        ),
+        _ => {
+            return Err(v.error(
+                path,
+                "expected the name of a fake, or a list of HTTP fakes for a replica pool",
+            ));
+        }
+    };
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for (item, item_path) in names {
+        let Value::Str(name) = &item.value else {
+            return Err(v.error(&item_path, "expected the name of a fake"));
+        };
+        let Some(spec) = fakes.iter().find(|f| &f.name == name) else {
+            return Err(v.error(&item_path, format!("no fake named {name:?}")));
+        };
+        if pool && !matches!(spec.transport, FakeTransport::Http { .. }) {
+            return Err(v.error(
+                &item_path,
+                format!("fake {name:?} is not an HTTP fake; a replica pool lists HTTP fakes only"),
+            ));
+        }
+        if out.contains(name) {
+            return Err(v.error(&item_path, format!("fake {name:?} is listed twice")));
+        }
+        out.push(name.clone());
+    }
+    Ok(out)
 }
 
 /// Prefixes an error from the proxy's loader with the section's own path.
@@ -194,9 +238,6 @@ fn fill_in_fake(backend: &mut Node, address: &dyn Fn(&str) -> FakeAddress) {
         return;
     };
     let fake = entries.remove(pos);
-    let Value::Str(name) = &fake.value.value else {
-        return;
-    };
     let line = fake.key_line;
     let str_node = |s: &str| Node {
         line,
@@ -207,22 +248,48 @@ fn fill_in_fake(backend: &mut Node, address: &dyn Fn(&str) -> FakeAddress) {
         key_line: line,
         value,
     };
-    let filled = match address(name) {
-        FakeAddress::Stdio { command, args } => vec![
-            entry("transport", str_node("stdio")),
-            entry("command", str_node(&command)),
-            entry(
-                "args",
-                Node {
-                    line,
-                    value: Value::Seq(args.iter().map(|a| str_node(a)).collect()),
-                },
-            ),
-        ],
-        FakeAddress::Http { url } => vec![
-            entry("transport", str_node("http")),
-            entry("url", str_node(&url)),
-        ],
+    let filled = match &fake.value.value {
+        Value::Str(name) => match address(name) {
+            FakeAddress::Stdio { command, args } => vec![
+                entry("transport", str_node("stdio")),
+                entry("command", str_node(&command)),
+                entry(
+                    "args",
+                    Node {
+                        line,
+                        value: Value::Seq(args.iter().map(|a| str_node(a)).collect()),
+                    },
+                ),
+            ],
+            FakeAddress::Http { url } => vec![
+                entry("transport", str_node("http")),
+                entry("url", str_node(&url)),
+            ],
+        },
+        // A replica pool: validation made sure every name is an HTTP fake.
+        Value::Seq(items) => {
+            let urls = items
+                .iter()
+                .filter_map(|item| match &item.value {
+                    Value::Str(name) => match address(name) {
+                        FakeAddress::Http { url } => Some(str_node(&url)),
+                        FakeAddress::Stdio { .. } => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            vec![
+                entry("transport", str_node("http")),
+                entry(
+                    "endpoints",
+                    Node {
+                        line,
+                        value: Value::Seq(urls),
+                    },
+                ),
+            ]
+        }
+        _ => return,
     };
     for (i, e) in filled.into_iter().enumerate() {
         entries.insert(pos + i, e);

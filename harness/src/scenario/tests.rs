@@ -64,7 +64,7 @@ fn the_base_scenario_resolves_windows_and_defaults() {
     assert_eq!(s.seed, 0);
     assert_eq!(s.grace, Duration::from_secs(5));
     assert_eq!(s.workload.clients, 1);
-    assert_eq!(s.proxy.backend_fakes, vec![Some("a".to_owned())]);
+    assert_eq!(s.proxy.backend_fakes, vec![vec!["a".to_owned()]]);
     let CheckKind::Threshold(t) = &s.expect[0].kind else {
         panic!("not a threshold")
     };
@@ -240,11 +240,11 @@ fn the_run_config_fills_in_fakes_and_the_listen_address() {
         .unwrap();
     assert_eq!(config.proxy.listen, listen);
     assert_eq!(
-        config.backends[0].transport,
-        mcp_proxy::config::TransportConfig::Http {
+        config.backends[0].endpoints,
+        [mcp_proxy::config::TransportConfig::Http {
             url: "http://127.0.0.1:9999/mcp".into(),
             headers: Default::default()
-        }
+        }]
     );
     let json = to_json(&s.proxy.config_tree(
         &|_| FakeAddress::Stdio {
@@ -276,5 +276,64 @@ fn load_sizes_are_bounded() {
     assert_eq!(
         err(&text),
         "s.yaml:20: workload.closed.concurrency: must be 1 to 100000"
+    );
+}
+
+/// BASE with a second HTTP fake `b` and backend `a` on the pool `[a, b]`.
+fn pool_scenario(fake: &str, b_transport: &str) -> String {
+    BASE.replace("      fake: a\n", &format!("      fake: {fake}\n"))
+        .replace(
+            "faults:",
+            &format!(
+                "  - name: b\n    transport: {b_transport}\n    tools:\n      - name: echo\nfaults:"
+            ),
+        )
+}
+
+#[test]
+fn a_list_of_http_fakes_becomes_the_backends_endpoints() {
+    let s = load_str(&pool_scenario("[a, b]", "http"), Path::new("s.yaml")).unwrap();
+    assert_eq!(
+        s.proxy.backend_fakes,
+        vec![vec!["a".to_owned(), "b".to_owned()]]
+    );
+    let url = |name: &str| format!("http://127.0.0.1:{}/mcp", if name == "a" { 1 } else { 2 });
+    let config = s
+        .proxy
+        .config(
+            "s.yaml",
+            Path::new("."),
+            &|name| FakeAddress::Http { url: url(name) },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+    let urls: Vec<_> = config.backends[0]
+        .endpoints
+        .iter()
+        .map(|e| match e {
+            mcp_proxy::config::TransportConfig::Http { url, .. } => url.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(urls, [url("a"), url("b")]);
+}
+
+#[test]
+fn a_fake_pool_names_http_fakes_once_each() {
+    assert_eq!(
+        err(&pool_scenario("[a, b]", "stdio")),
+        "s.yaml:7: proxy.backends[0].fake[1]: fake \"b\" is not an HTTP fake; a replica pool lists HTTP fakes only"
+    );
+    assert_eq!(
+        err(&pool_scenario("[a, a]", "http")),
+        "s.yaml:7: proxy.backends[0].fake[1]: fake \"a\" is listed twice"
+    );
+    assert_eq!(
+        err(&pool_scenario("[a, c]", "http")),
+        "s.yaml:7: proxy.backends[0].fake[1]: no fake named \"c\""
+    );
+    assert_eq!(
+        err(&pool_scenario("[]", "http")),
+        "s.yaml:7: proxy.backends[0].fake: expected the name of a fake, or a list of HTTP fakes for a replica pool"
     );
 }

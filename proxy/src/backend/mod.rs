@@ -1,24 +1,27 @@
 //! One configured MCP server as the rest of the proxy sees it.
 //!
-//! A [`Backend`] owns the current upstream [`Connection`] (if any), the last
-//! [`Listing`] the server gave, and the status the operations endpoints show.
-//! Its [`supervisor`] task keeps it connected: it starts the stdio child or
-//! reaches the HTTP server, re-lists on `list_changed`, and when the
-//! connection dies it respawns or reconnects with capped exponential backoff.
-//! Calls never wait for a reconnect: while there is no connection they fail
-//! fast with an error that names the backend.
+//! A [`Backend`] owns its replica [`pool`] (each endpoint with its upstream
+//! [`Connection`], if any), the last [`Listing`] the server gave, and the
+//! status the operations endpoints show. A [`supervisor`] per endpoint keeps
+//! it connected: it starts the stdio child or reaches the HTTP server,
+//! re-lists on `list_changed`, and when the connection dies it respawns or
+//! reconnects with capped exponential backoff. Calls never wait for a
+//! reconnect: they go to a connected endpoint, and while there is none they
+//! fail fast with an error that names the backend.
 
 mod backoff;
 pub mod listing;
+mod pool;
 mod resilience;
 mod supervisor;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -27,10 +30,11 @@ use tracing::Instrument;
 
 use crate::config::BackendConfig;
 use crate::jsonrpc::{self, ErrorObject};
-use crate::upstream::{ConnectSettings, Connection, ProgressSink, UpstreamError};
+use crate::upstream::{ConnectSettings, ProgressSink, UpstreamError};
 pub use listing::{ListKind, Listing, Lists};
+use pool::{Endpoint, Pick, Pool};
+use resilience::{AttemptReport, Policies, Resilience, Verdict};
 pub use resilience::{BreakerState, Refusal};
-use resilience::{Policies, Resilience};
 
 /// Something a backend tells the gateway.
 #[derive(Debug)]
@@ -105,6 +109,38 @@ pub struct Status {
     pub breaker: Option<BreakerState>,
     /// How many times the circuit breaker opened, since start.
     pub breaker_opened: u64,
+    /// Endpoints ejected by `outlier_detection`, since start.
+    pub ejections: u64,
+    /// Each endpoint of the pool (one for a backend without `endpoints`).
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// What `/admin/backends` shows of one endpoint of a backend's pool.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointStatus {
+    /// The URL (without credentials or query), or `stdio:COMMAND`.
+    pub endpoint: String,
+    /// Connection state.
+    pub state: State,
+    /// The endpoint's most recent failure, if any, even after recovery.
+    pub last_error: Option<String>,
+    /// Respawns or reconnects after its first connection.
+    pub restarts: u64,
+    /// Calls on it now.
+    pub in_flight: u64,
+    /// The process id of its stdio child, when there is one.
+    pub pid: Option<u32>,
+    /// Whether `outlier_detection` has taken it out of the pool now.
+    pub ejected: bool,
+    /// While ejected: how long until it returns, in milliseconds.
+    pub returns_in_ms: Option<u64>,
+    /// While ejected: when it returns, as Unix time in milliseconds.
+    pub returns_at_unix_ms: Option<u64>,
+    /// How many ejections its next ejection's length is based on (with
+    /// `outlier_detection`).
+    pub times_ejected: Option<u32>,
+    /// Failures in a row since its last healthy answer (with `outlier_detection`).
+    pub consecutive_failures: Option<u32>,
 }
 
 /// Why a call through a backend failed.
@@ -127,7 +163,8 @@ pub enum CallError {
         after: std::time::Duration,
     },
     /// The proxy refused to send the call, to protect the backend
-    /// (`rate_limit`, `concurrency`, `circuit_breaker`): a local rejection.
+    /// (`rate_limit`, `concurrency`, `circuit_breaker`, every connected
+    /// endpoint ejected): a local rejection.
     #[error("backend \"{backend}\": call refused by the proxy ({})", .reason.as_str())]
     Refused {
         /// Backend name.
@@ -180,21 +217,16 @@ impl CallError {
     }
 }
 
-struct Health {
-    state: State,
-    last_error: Option<String>,
-    restarts: u64,
-}
-
-/// A configured backend: its connection, listing and status.
+/// A configured backend: its endpoints, listing and status.
 pub struct Backend {
     index: usize,
     config: BackendConfig,
     settings: ConnectSettings,
-    connection: RwLock<Option<Connection>>,
+    /// The replicas and their connections.
+    pool: Pool,
     listing: RwLock<Arc<Listing>>,
-    health: Mutex<Health>,
-    in_flight: AtomicU64,
+    /// The most recent failure of any endpoint, kept after recovery.
+    last_error: Mutex<Option<String>>,
     /// Resource URIs subscribed through this backend, replayed after a
     /// respawn or reconnect (a new session knows none of them).
     subscriptions: Mutex<BTreeSet<String>>,
@@ -213,19 +245,17 @@ impl Backend {
             client_version: env!("CARGO_PKG_VERSION").to_owned(),
             init_timeout: config.init_timeout,
         };
+        // The balancer draws from its own stream, apart from retry jitter.
+        let pool_seed = (seed ^ resilience::name_hash(&config.name)).rotate_left(32);
+        let pool = Pool::new(&config, pool_seed);
         Self {
             index,
             config,
             settings,
             resilience,
-            connection: RwLock::new(None),
+            pool,
             listing: RwLock::new(Arc::new(Listing::default())),
-            health: Mutex::new(Health {
-                state: State::Connecting,
-                last_error: None,
-                restarts: 0,
-            }),
-            in_flight: AtomicU64::new(0),
+            last_error: Mutex::new(None),
             subscriptions: Mutex::default(),
         }
     }
@@ -235,18 +265,30 @@ impl Backend {
         &self.config.name
     }
 
-    /// Start the supervisor task that connects and keeps the backend connected
-    /// until `shutdown` is cancelled; then it shuts the connection down (for a
-    /// stdio child: close stdin, SIGTERM, SIGKILL) and the task ends.
+    /// Start the supervisor task that connects each endpoint and keeps it
+    /// connected until `shutdown` is cancelled; then it shuts the
+    /// connections down (for a stdio child: close stdin, SIGTERM, SIGKILL)
+    /// and the task ends. The endpoints' supervisors run inside this one
+    /// task, so aborting it drops (and kills) them all.
     pub fn spawn_supervisor(
         self: &Arc<Self>,
         events: mpsc::UnboundedSender<BackendEvent>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        // Every log line of the supervisor (and of the transport it drives)
-        // carries the backend's name through this span.
-        let span = tracing::info_span!("backend", name = %self.config.name);
-        tokio::spawn(supervisor::run(Arc::clone(self), events, shutdown).instrument(span))
+        let pooled = self.pool.endpoints().len() > 1;
+        let supervisors = (0..self.pool.endpoints().len()).map(|endpoint| {
+            // Every log line of the supervisor (and of the transport it
+            // drives) names the backend, and in a pool the endpoint.
+            let span = if pooled {
+                let label = &self.pool.endpoints()[endpoint].label;
+                tracing::info_span!("backend", name = %self.config.name, endpoint = %label)
+            } else {
+                tracing::info_span!("backend", name = %self.config.name)
+            };
+            supervisor::run(Arc::clone(self), endpoint, events.clone(), shutdown.clone())
+                .instrument(span)
+        });
+        tokio::spawn(futures_util::future::join_all(supervisors).map(drop))
     }
 
     /// The last listing (kept while the backend is down, so names stay stable).
@@ -254,15 +296,12 @@ impl Backend {
         Arc::clone(&self.listing.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Whether the backend is connected now.
+    /// Whether any endpoint of the backend is connected now.
     pub fn is_connected(&self) -> bool {
-        self.connection
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+        self.pool.endpoints().iter().any(Endpoint::is_connected)
     }
 
-    /// Forward one request. Fails fast when there is no connection.
+    /// Forward one request. Fails fast when no endpoint is connected.
     pub async fn call(
         &self,
         method: &str,
@@ -279,44 +318,98 @@ impl Backend {
                 &self.listing().lists.tools,
                 &self.config.safe_to_repeat,
             );
+        // Every replica must know a subscription: any of them may send the
+        // update, and any may serve the next read.
+        let broadcast = self.pool.endpoints().len() > 1
+            && matches!(method, "resources/subscribe" | "resources/unsubscribe");
         // Progress is relayed from the first attempt only: a retry's
         // backend would count again from the start, and MCP requires a
         // request's progress to increase.
         let mut progress = progress;
+        let mut tried: Vec<usize> = Vec::new();
         self.resilience
             .call(safe, || {
-                self.attempt(method, params.clone(), progress.take())
+                if broadcast {
+                    let attempt = self.broadcast(method, params.clone());
+                    return (Either::Right(attempt), EndpointReport::none(self));
+                }
+                let pick = self.pool.pick(&tried);
+                let report = match pick {
+                    Pick::Endpoint(endpoint) => {
+                        tried.push(endpoint);
+                        EndpointReport::on(self, endpoint)
+                    }
+                    Pick::NotConnected | Pick::AllEjected => EndpointReport::none(self),
+                };
+                let attempt = self.attempt(pick, method, params.clone(), progress.take());
+                (Either::Left(attempt), report)
             })
             .await
     }
 
-    /// One attempt of a call: fails fast when the backend is not connected.
+    /// One attempt of a call on the endpoint `pick` names: fails fast when
+    /// there is none.
     async fn attempt(
         &self,
+        pick: Pick,
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, CallError> {
-        let connection = self
-            .connection
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let Some(connection) = connection else {
-            return Err(CallError::Unavailable {
-                backend: self.config.name.clone(),
-                reason: self.unavailable_reason(),
-            });
+        let endpoint = match pick {
+            Pick::Endpoint(endpoint) => &self.pool.endpoints()[endpoint],
+            Pick::NotConnected => return Err(self.unavailable()),
+            Pick::AllEjected => {
+                return Err(CallError::Refused {
+                    backend: self.config.name.clone(),
+                    reason: Refusal::Ejected,
+                });
+            }
         };
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = InFlight(&self.in_flight);
-        connection
-            .request(method, params, progress)
+        match endpoint.request(method, params, progress).await {
+            // Disconnected between the pick and the send.
+            None => Err(self.unavailable()),
+            Some(result) => result.map_err(|error| self.upstream_error(error)),
+        }
+    }
+
+    /// Sends one request to every connected endpoint at once: the first
+    /// success is the answer, else the first error.
+    async fn broadcast(&self, method: &str, params: Option<Value>) -> Result<Value, CallError> {
+        let sends = self
+            .pool
+            .endpoints()
+            .iter()
+            .map(|endpoint| endpoint.request(method, params.clone(), None));
+        let results: Vec<_> = futures_util::future::join_all(sends)
             .await
-            .map_err(|error| CallError::Upstream {
-                backend: self.config.name.clone(),
-                error,
-            })
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        Err(first_error.map_or_else(|| self.unavailable(), |e| self.upstream_error(e)))
+    }
+
+    fn upstream_error(&self, error: UpstreamError) -> CallError {
+        CallError::Upstream {
+            backend: self.config.name.clone(),
+            error,
+        }
+    }
+
+    fn unavailable(&self) -> CallError {
+        CallError::Unavailable {
+            backend: self.config.name.clone(),
+            reason: self.unavailable_reason(),
+        }
     }
 
     /// Remember that clients are (or no longer are) subscribed to `uri`.
@@ -334,22 +427,27 @@ impl Backend {
 
     /// The status `/admin/backends` reports.
     pub fn status(&self) -> Status {
-        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         let listing = self.listing();
         let counts = self.resilience.counts();
+        let endpoints: Vec<EndpointStatus> = self
+            .pool
+            .endpoints()
+            .iter()
+            .enumerate()
+            .map(|(i, endpoint)| self.endpoint_status(i, endpoint))
+            .collect();
         Status {
             name: self.config.name.clone(),
-            transport: self.config.transport.kind(),
-            state: health.state,
-            last_error: health.last_error.clone(),
-            restarts: health.restarts,
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            pid: self
-                .connection
-                .read()
+            transport: self.config.transport_kind(),
+            state: self.pool.state(),
+            last_error: self
+                .last_error
+                .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .and_then(Connection::pid),
+                .clone(),
+            restarts: endpoints.iter().map(|e| e.restarts).sum(),
+            in_flight: endpoints.iter().map(|e| e.in_flight).sum(),
+            pid: endpoints.iter().find_map(|e| e.pid),
             tools: listing.lists.tools.len(),
             resources: listing.lists.resources.len(),
             resource_templates: listing.lists.resource_templates.len(),
@@ -360,24 +458,76 @@ impl Backend {
             refusals: counts.refusals,
             breaker: counts.breaker.map(|(state, _)| state),
             breaker_opened: counts.breaker.map_or(0, |(_, opened)| opened),
+            ejections: self.pool.ejections(),
+            endpoints,
+        }
+    }
+
+    fn endpoint_status(&self, index: usize, endpoint: &Endpoint) -> EndpointStatus {
+        let health = endpoint.health();
+        let ejection = self.pool.ejection(index);
+        let returns_in = ejection.and_then(|e| e.returns_in);
+        EndpointStatus {
+            endpoint: endpoint.label.clone(),
+            state: health.state,
+            last_error: health.last_error,
+            restarts: health.restarts,
+            in_flight: endpoint.in_flight(),
+            pid: endpoint.pid(),
+            ejected: returns_in.is_some(),
+            returns_in_ms: returns_in.map(|d| d.as_millis() as u64),
+            // Display only: the ejection itself runs on tokio's clock.
+            returns_at_unix_ms: returns_in.and_then(|d| {
+                let at = std::time::SystemTime::now() + d;
+                at.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|t| t.as_millis() as u64)
+            }),
+            times_ejected: ejection.map(|e| e.times_ejected),
+            consecutive_failures: ejection.map(|e| e.consecutive_failures),
         }
     }
 
     fn unavailable_reason(&self) -> String {
-        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        match (&health.state, &health.last_error) {
-            (State::Stopped, _) => "the proxy is shutting down".to_owned(),
-            (_, Some(error)) => error.clone(),
-            (_, None) => "not connected yet".to_owned(),
+        if self.pool.state() == State::Stopped {
+            return "the proxy is shutting down".to_owned();
+        }
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "not connected yet".to_owned())
+    }
+}
+
+/// Tells the pool's outlier detector how an attempt on one endpoint went.
+struct EndpointReport<'a> {
+    backend: &'a Backend,
+    endpoint: Option<usize>,
+}
+
+impl<'a> EndpointReport<'a> {
+    fn on(backend: &'a Backend, endpoint: usize) -> Self {
+        Self {
+            backend,
+            endpoint: Some(endpoint),
+        }
+    }
+
+    fn none(backend: &'a Backend) -> Self {
+        Self {
+            backend,
+            endpoint: None,
         }
     }
 }
 
-/// Counts a call as in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicU64);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+impl AttemptReport for EndpointReport<'_> {
+    fn report(self, verdict: Verdict) {
+        if let Some(endpoint) = self.endpoint {
+            self.backend
+                .pool
+                .report(&self.backend.config.name, endpoint, verdict);
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The task that keeps one backend connected.
+//! The task that keeps one endpoint of a backend connected.
 //!
 //! Loop: connect (spawn the child or reach the server, then `initialize`),
 //! list what it offers, serve until the connection dies, then wait a capped
@@ -18,33 +18,37 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::listing::{self, ListKind, Listing};
+use super::pool::Endpoint;
 use super::{Backend, BackendEvent, State};
 use crate::upstream::{Connection, UpstreamError};
 
 /// A connection that stayed up this long resets the reconnect backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
-/// Run until `shutdown` is cancelled.
+/// Keep endpoint number `endpoint` of `backend` connected until `shutdown`
+/// is cancelled.
 pub(super) async fn run(
     backend: Arc<Backend>,
+    endpoint: usize,
     events: mpsc::UnboundedSender<BackendEvent>,
     shutdown: CancellationToken,
 ) {
+    let this = &backend.pool.endpoints()[endpoint];
     let mut backoff = Backoff::new(backend.config.reconnect);
     let mut ever_connected = false;
     loop {
-        backend.set_state(State::Connecting, None);
+        this.set_state(State::Connecting, None);
         let (event_sink, mut upstream_events) = mpsc::unbounded_channel();
         let connected = tokio::select! {
-            result = connect_and_list(&backend, event_sink) => result,
+            result = connect_and_list(&backend, this, event_sink) => result,
             () = shutdown.cancelled() => break,
         };
         let failure = match connected {
             Ok((connection, listing)) => {
                 let connected_at = Instant::now();
                 if ever_connected {
-                    backend.count_restart();
-                    match backend.config.transport.kind() {
+                    this.count_restart();
+                    match backend.config.transport_kind() {
                         "stdio" => {
                             tracing::info!("backend respawned and re-initialized")
                         }
@@ -56,12 +60,13 @@ pub(super) async fn run(
                     tracing::info!(tools = listing.lists.tools.len(), "backend connected");
                 }
                 ever_connected = true;
+                backend.warn_if_nothing_to_hedge(&listing);
                 backend.publish_listing(listing, ListKind::ALL.to_vec(), &events);
-                *backend
+                *this
                     .connection
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
-                backend.set_state(State::Connected, None);
+                this.set_state(State::Connected, None);
 
                 let stopping = serve(
                     &backend,
@@ -71,7 +76,7 @@ pub(super) async fn run(
                     &shutdown,
                 )
                 .await;
-                *backend
+                *this
                     .connection
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = None;
@@ -87,7 +92,7 @@ pub(super) async fn run(
                 let reason = connection
                     .close_reason()
                     .unwrap_or_else(|| "connection closed".to_owned());
-                match backend.config.transport.kind() {
+                match backend.config.transport_kind() {
                     "stdio" => format!("process ended: {reason}"),
                     _ => format!("connection lost: {reason}"),
                 }
@@ -100,23 +105,25 @@ pub(super) async fn run(
             retry_in = ?delay,
             "backend marked unavailable; retrying in the background"
         );
-        backend.set_state(State::Unavailable, Some(failure));
+        backend.record_failure(this, &failure);
+        this.set_state(State::Unavailable, Some(failure));
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown.cancelled() => break,
         }
     }
-    backend.set_state(State::Stopped, None);
+    this.set_state(State::Stopped, None);
     tracing::debug!("backend supervisor stopped");
 }
 
 /// Connect, initialize and fetch every list the backend offers.
 async fn connect_and_list(
     backend: &Backend,
+    endpoint: &Endpoint,
     event_sink: mpsc::UnboundedSender<Value>,
 ) -> Result<(Connection, Listing), UpstreamError> {
     let (connection, init) =
-        Connection::connect(&backend.config.transport, &backend.settings, event_sink).await?;
+        Connection::connect(&endpoint.transport, &backend.settings, event_sink).await?;
     let mut listing = Listing::from_initialize(&init);
     let offered: Vec<ListKind> = ListKind::ALL
         .into_iter()
@@ -243,19 +250,43 @@ async fn relist(
 }
 
 impl Backend {
-    fn set_state(&self, state: State, error: Option<String>) {
-        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        health.state = state;
-        if error.is_some() {
-            health.last_error = error;
-        }
+    /// Keeps `failure` of `endpoint` as the backend's last error, naming
+    /// the endpoint when there are several.
+    fn record_failure(&self, endpoint: &Endpoint, failure: &str) {
+        let error = if self.pool.endpoints().len() > 1 {
+            format!("{}: {failure}", endpoint.label)
+        } else {
+            failure.to_owned()
+        };
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
     }
 
-    fn count_restart(&self) {
-        self.health
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .restarts += 1;
+    /// Hedging races only calls that are safe to repeat, which for tools is
+    /// known only once the server lists them: say so when none is.
+    fn warn_if_nothing_to_hedge(&self, listing: &Listing) {
+        if self.config.hedging.is_none() {
+            return;
+        }
+        let tools = &listing.lists.tools;
+        let any_safe = tools.iter().any(|tool| {
+            let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+            let params = serde_json::json!({ "name": name });
+            super::resilience::safety::safe_to_repeat(
+                "tools/call",
+                Some(&params),
+                tools,
+                &self.config.safe_to_repeat,
+            )
+        });
+        if !tools.is_empty() && !any_safe {
+            tracing::warn!(
+                "hedging is configured but no tool is safe to repeat (readOnlyHint, \
+                 idempotentHint or safe_to_repeat.tools): tools/call will not be hedged"
+            );
+        }
     }
 
     fn publish_listing(

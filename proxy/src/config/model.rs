@@ -46,8 +46,15 @@ pub struct ProxySettings {
 pub struct BackendConfig {
     /// `name`: unique, non-empty, must not contain the separator.
     pub name: String,
-    /// `transport` with its own keys.
-    pub transport: TransportConfig,
+    /// The replicas of the server, one per endpoint (`url`, or each of
+    /// `endpoints`, for `transport: http`; the `command` for `stdio`).
+    /// Never empty; a single-endpoint backend is a pool of one.
+    pub endpoints: Vec<TransportConfig>,
+    /// `load_balancing`: how calls are spread over `endpoints`.
+    pub load_balancing: LoadBalancing,
+    /// `outlier_detection`: take an endpoint that keeps failing out of the
+    /// pool for a while. Default: off.
+    pub outlier_detection: Option<OutlierPolicy>,
     /// `init_timeout`: how long connecting plus the `initialize` handshake may take. Default 10s.
     pub init_timeout: Duration,
     /// `reconnect`: backoff between attempts to (re)start or reconnect the backend.
@@ -72,6 +79,45 @@ pub struct BackendConfig {
     /// `hedging`: race extra attempts of slow calls that are safe to repeat.
     /// Default: off.
     pub hedging: Option<HedgePolicy>,
+}
+
+/// `load_balancing: round_robin | least_requests | random`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LoadBalancing {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// The less busy of two endpoints drawn at random (power of two
+    /// choices). The default.
+    #[default]
+    LeastRequests,
+    /// An endpoint drawn at random.
+    Random,
+}
+
+/// `outlier_detection:` (Envoy's consecutive-failure ejection).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutlierPolicy {
+    /// `consecutive_failures`: failures in a row that eject an endpoint. Default 5.
+    pub consecutive_failures: u32,
+    /// `base_ejection`: the first ejection's length; the n-th lasts n times
+    /// this. Default 30s.
+    pub base_ejection: Duration,
+    /// `max_ejection`: the cap on one ejection. Default 5m; at least `base_ejection`.
+    pub max_ejection: Duration,
+    /// `max_ejection_percent`: the most of the pool ejected at once, 0 to
+    /// 100; one endpoint may always be ejected. Default 10.
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierPolicy {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(30),
+            max_ejection: Duration::from_secs(300),
+            max_ejection_percent: 10,
+        }
+    }
 }
 
 /// `hedging: { delay: 50ms, max_hedges: 1 }`.
@@ -127,7 +173,9 @@ impl BackendConfig {
     pub fn new(name: impl Into<String>, transport: TransportConfig) -> Self {
         Self {
             name: name.into(),
-            transport,
+            endpoints: vec![transport],
+            load_balancing: LoadBalancing::default(),
+            outlier_detection: None,
             init_timeout: DEFAULT_INIT_TIMEOUT,
             reconnect: ReconnectPolicy::default(),
             timeout: TimeoutPolicy::default(),
@@ -138,6 +186,11 @@ impl BackendConfig {
             circuit_breaker: None,
             hedging: None,
         }
+    }
+
+    /// `stdio` or `http`: the transport all its endpoints share.
+    pub fn transport_kind(&self) -> &'static str {
+        self.endpoints[0].kind()
     }
 }
 
@@ -215,7 +268,7 @@ pub enum TransportConfig {
         /// `cwd`: working directory; relative paths are taken from the config file's folder.
         cwd: Option<PathBuf>,
     },
-    /// A streamable-HTTP MCP server.
+    /// A streamable-HTTP MCP server (one endpoint of it).
     Http {
         /// `url`: the MCP endpoint, `http://` or `https://`.
         url: String,
@@ -230,6 +283,24 @@ impl TransportConfig {
         match self {
             TransportConfig::Stdio { .. } => "stdio",
             TransportConfig::Http { .. } => "http",
+        }
+    }
+
+    /// How logs and `/admin/backends` name this endpoint: the command, or
+    /// the URL without credentials or query (they may hold secrets).
+    pub fn label(&self) -> String {
+        match self {
+            TransportConfig::Stdio { command, .. } => format!("stdio:{command}"),
+            TransportConfig::Http { url, .. } => match reqwest::Url::parse(url) {
+                Ok(mut parsed) => {
+                    let _ = parsed.set_username("");
+                    let _ = parsed.set_password(None);
+                    parsed.set_query(None);
+                    parsed.set_fragment(None);
+                    parsed.to_string()
+                }
+                Err(_) => "http:(invalid URL)".to_owned(),
+            },
         }
     }
 }

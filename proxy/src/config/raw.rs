@@ -56,6 +56,7 @@ pub(crate) struct RawBackend {
     pub(crate) cwd: Option<String>,
     // http
     pub(crate) url: Option<String>,
+    pub(crate) endpoints: Option<Vec<String>>,
     pub(crate) headers: Option<BTreeMap<String, String>>,
     // both
     pub(crate) init_timeout: Option<ConfigDuration>,
@@ -67,6 +68,18 @@ pub(crate) struct RawBackend {
     pub(crate) rate_limit: Option<RawRateLimit>,
     pub(crate) circuit_breaker: Option<RawBreaker>,
     pub(crate) hedging: Option<RawHedging>,
+    pub(crate) load_balancing: Option<String>,
+    pub(crate) outlier_detection: Option<RawOutlier>,
+}
+
+/// `outlier_detection:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutlier {
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) base_ejection: Option<ConfigDuration>,
+    pub(crate) max_ejection: Option<ConfigDuration>,
+    pub(crate) max_ejection_percent: Option<u32>,
 }
 
 /// `hedging:`.
@@ -119,6 +132,7 @@ impl RawBackend {
         match self.transport {
             TransportKind::Stdio => [
                 present(self.url.is_some(), "url"),
+                present(self.endpoints.is_some(), "endpoints"),
                 present(self.headers.is_some(), "headers"),
             ]
             .into_iter()

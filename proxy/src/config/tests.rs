@@ -59,8 +59,14 @@ backends:
     reconnect: { initial: 100ms, max: 2m }
   - name: search
     transport: http
-    url: http://127.0.0.1:9001/mcp
+    endpoints: [http://127.0.0.1:9001/mcp, http://127.0.0.1:9002/mcp]
+    load_balancing: round_robin
     headers: { Authorization: "Bearer ${SEARCH_TOKEN}" }
+    outlier_detection:
+      consecutive_failures: 3
+      base_ejection: 10s
+      max_ejection: 2m
+      max_ejection_percent: 50
     timeout: { per_try: 500ms, overall: 2s }
     retry:
       max_retries: 3
@@ -104,7 +110,9 @@ reconnect.max = "2m"
 [[backends]]
 name = "search"
 transport = "http"
-url = "http://127.0.0.1:9001/mcp"
+endpoints = ["http://127.0.0.1:9001/mcp", "http://127.0.0.1:9002/mcp"]
+load_balancing = "round_robin"
+outlier_detection = { consecutive_failures = 3, base_ejection = "10s", max_ejection = "2m", max_ejection_percent = 50 }
 timeout = { per_try = "500ms", overall = "2s" }
 retry.max_retries = 3
 retry.on = ["transport", "timeout", -32603]
@@ -135,7 +143,7 @@ fn full_config() -> Config {
         backends: vec![
             BackendConfig {
                 name: "everything".into(),
-                transport: TransportConfig::Stdio {
+                endpoints: vec![TransportConfig::Stdio {
                     command: "npx".into(),
                     args: vec![
                         "-y".into(),
@@ -144,7 +152,9 @@ fn full_config() -> Config {
                     ],
                     env: BTreeMap::from([("LOG_LEVEL".into(), "debug".into())]),
                     cwd: Some(PathBuf::from(BASE).join("./servers")),
-                },
+                }],
+                load_balancing: LoadBalancing::LeastRequests,
+                outlier_detection: None,
                 init_timeout: Duration::from_millis(1500),
                 reconnect: ReconnectPolicy {
                     initial: Duration::from_millis(100),
@@ -160,10 +170,19 @@ fn full_config() -> Config {
             },
             BackendConfig {
                 name: "search".into(),
-                transport: TransportConfig::Http {
-                    url: "http://127.0.0.1:9001/mcp".into(),
-                    headers: BTreeMap::from([("Authorization".into(), "Bearer s3cret".into())]),
-                },
+                endpoints: [9001, 9002]
+                    .map(|port| TransportConfig::Http {
+                        url: format!("http://127.0.0.1:{port}/mcp"),
+                        headers: BTreeMap::from([("Authorization".into(), "Bearer s3cret".into())]),
+                    })
+                    .to_vec(),
+                load_balancing: LoadBalancing::RoundRobin,
+                outlier_detection: Some(OutlierPolicy {
+                    consecutive_failures: 3,
+                    base_ejection: Duration::from_secs(10),
+                    max_ejection: Duration::from_secs(120),
+                    max_ejection_percent: 50,
+                }),
                 init_timeout: Duration::from_secs(10),
                 reconnect: ReconnectPolicy::default(),
                 timeout: TimeoutPolicy {
@@ -239,14 +258,16 @@ fn defaults_fill_everything_optional() {
     assert_eq!(backend.init_timeout, Duration::from_secs(10));
     assert_eq!(backend.reconnect, ReconnectPolicy::default());
     assert_eq!(
-        backend.transport,
-        TransportConfig::Stdio {
+        backend.endpoints,
+        [TransportConfig::Stdio {
             command: "srv".into(),
             args: vec![],
             env: BTreeMap::new(),
             cwd: None,
-        }
+        }]
     );
+    assert_eq!(backend.load_balancing, LoadBalancing::LeastRequests);
+    assert_eq!(backend.outlier_detection, None);
     // An empty `proxy:` or `reconnect:` is the same as leaving it out.
     let text =
         "proxy:\nbackends:\n  - name: a\n    transport: stdio\n    command: srv\n    reconnect:\n";
@@ -256,7 +277,7 @@ fn defaults_fill_everything_optional() {
 #[test]
 fn absolute_cwd_is_kept() {
     let text = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    cwd: /srv/a\n";
-    let TransportConfig::Stdio { cwd, .. } = &yaml(text).unwrap().backends[0].transport else {
+    let TransportConfig::Stdio { cwd, .. } = &yaml(text).unwrap().backends[0].endpoints[0] else {
         panic!("not stdio")
     };
     assert_eq!(cwd.as_deref(), Some(Path::new("/srv/a")));
@@ -272,7 +293,7 @@ fn env_expansion_reaches_every_string() {
     };
     let config = load_str(text, Format::Yaml, "p.yaml", Path::new("."), &env).unwrap();
     assert_eq!(config.proxy.listen.port(), 7000);
-    let TransportConfig::Stdio { command, args, .. } = &config.backends[0].transport else {
+    let TransportConfig::Stdio { command, args, .. } = &config.backends[0].endpoints[0] else {
         panic!("not stdio")
     };
     assert_eq!(command, "srv");
@@ -398,7 +419,7 @@ fn each_transport_needs_its_target() {
     let text = "backends:\n  - name: a\n    transport: http\n";
     assert_eq!(
         yaml_err(text),
-        "proxy.yaml:2: backends[0]: missing key \"url\" (required for transport \"http\")"
+        "proxy.yaml:2: backends[0]: missing key \"url\" (or \"endpoints\"), required for transport \"http\""
     );
 }
 
@@ -838,7 +859,7 @@ fn load_reads_the_file_and_anchors_cwd_to_its_folder() {
     .unwrap();
     let config = load(&file);
     std::fs::remove_dir_all(&dir).unwrap();
-    let TransportConfig::Stdio { cwd, .. } = &config.unwrap().backends[0].transport else {
+    let TransportConfig::Stdio { cwd, .. } = &config.unwrap().backends[0].endpoints[0] else {
         panic!("not stdio")
     };
     assert_eq!(cwd.as_deref(), Some(dir.join("sub").as_path()));
@@ -980,4 +1001,83 @@ proptest! {
         }
         let _ = toml(&text);
     }
+}
+
+#[test]
+fn replica_pool_rules() {
+    let base = "backends:\n  - name: a\n    transport: http\n";
+    let one = "    url: http://127.0.0.1:1/mcp\n";
+    let cases = [
+        (
+            "    url: http://127.0.0.1:1/mcp\n    endpoints: [http://127.0.0.1:2/mcp]\n".to_owned(),
+            "proxy.yaml:5: backends[0]: give either \"url\" (one endpoint) or \"endpoints\" (replicas), not both",
+        ),
+        (
+            "    endpoints: []\n".to_owned(),
+            "proxy.yaml:4: backends[0].endpoints: must list at least one URL",
+        ),
+        (
+            "    endpoints:\n      - http://127.0.0.1:1/mcp\n      - ftp://x\n".to_owned(),
+            "proxy.yaml:6: backends[0].endpoints[1]: URL must start with http:// or https://",
+        ),
+        (
+            "    endpoints:\n      - http://127.0.0.1:1/mcp\n      - http://127.0.0.1:1/mcp\n"
+                .to_owned(),
+            "proxy.yaml:6: backends[0].endpoints[1]: the same URL as endpoints[0]: replicas must differ",
+        ),
+        (
+            format!("{one}    load_balancing: fastest\n"),
+            "proxy.yaml:5: backends[0].load_balancing: unknown load balancing \"fastest\"; expected round_robin, least_requests or random",
+        ),
+        (
+            format!("{one}    outlier_detection: {{ base_ejection: 30s, max_ejection: 10s }}\n"),
+            "proxy.yaml:5: backends[0].outlier_detection.max_ejection: max_ejection (10s) must not be less than base_ejection (30s)",
+        ),
+        (
+            format!("{one}    outlier_detection: {{ base_ejection: 10m }}\n"),
+            "proxy.yaml:5: backends[0].outlier_detection.base_ejection: max_ejection (300s, the default) must not be less than base_ejection (600s)",
+        ),
+        (
+            format!("{one}    outlier_detection: {{ consecutive_failures: 0 }}\n"),
+            "proxy.yaml:5: backends[0].outlier_detection.consecutive_failures: must be at least 1",
+        ),
+        (
+            format!("{one}    outlier_detection: {{ max_ejection_percent: 101 }}\n"),
+            "proxy.yaml:5: backends[0].outlier_detection.max_ejection_percent: must be 0 to 100",
+        ),
+        (
+            format!("{one}    outlier_detection: {{ interval: 10s }}\n"),
+            "proxy.yaml:5: backends[0].outlier_detection: unknown key \"interval\"",
+        ),
+    ];
+    for (extra, expected) in cases {
+        assert_eq!(yaml_err(&format!("{base}{extra}")), expected, "{extra}");
+    }
+    let stdio = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n    endpoints: [http://127.0.0.1:1/mcp]\n";
+    assert_eq!(
+        yaml_err(stdio),
+        "proxy.yaml:5: backends[0]: key \"endpoints\" is not valid for transport \"stdio\""
+    );
+}
+
+#[test]
+fn a_url_is_a_pool_of_one_and_endpoints_share_the_headers() {
+    let text = "backends:\n  - name: a\n    transport: http\n    url: http://127.0.0.1:1/mcp\n";
+    let config = yaml(text).unwrap();
+    assert_eq!(config.backends[0].endpoints.len(), 1);
+    let config = yaml(FULL_YAML).unwrap();
+    let search = &config.backends[1];
+    assert!(search.endpoints.iter().all(|e| matches!(
+        e,
+        TransportConfig::Http { headers, .. } if headers["Authorization"] == "Bearer s3cret"
+    )));
+}
+
+#[test]
+fn an_endpoint_label_hides_credentials_and_query() {
+    let endpoint = TransportConfig::Http {
+        url: "https://user:pw@example.com:8443/mcp?token=x#f".into(),
+        headers: BTreeMap::new(),
+    };
+    assert_eq!(endpoint.label(), "https://example.com:8443/mcp");
 }

@@ -23,6 +23,8 @@ use super::{
     TimeoutPolicy, TransportConfig,
 };
 
+mod pool;
+
 /// Default `retry.max_retries`, and the most allowed.
 const DEFAULT_MAX_RETRIES: u32 = 2;
 const MAX_RETRIES: u32 = 10;
@@ -170,10 +172,16 @@ impl Validator<'_> {
                 ),
             ));
         }
-        let transport = match raw.transport {
-            TransportKind::Stdio => self.stdio(&raw, path, base_dir)?,
+        let endpoints = match raw.transport {
+            TransportKind::Stdio => vec![self.stdio(&raw, path, base_dir)?],
             TransportKind::Http => self.http(&raw, path)?,
         };
+        let load_balancing = self.load_balancing(raw.load_balancing.as_deref(), path)?;
+        let outlier_detection = raw
+            .outlier_detection
+            .as_ref()
+            .map(|o| self.outlier(o, &child(path, "outlier_detection")))
+            .transpose()?;
         let init_timeout = raw.init_timeout.map_or(DEFAULT_INIT_TIMEOUT, |d| d.0);
         if init_timeout.is_zero() {
             return Err(self.error(&child(path, "init_timeout"), "must be greater than zero"));
@@ -250,7 +258,9 @@ impl Validator<'_> {
         };
         Ok(BackendConfig {
             name: raw.name,
-            transport,
+            endpoints,
+            load_balancing,
+            outlier_detection,
             init_timeout,
             reconnect,
             timeout,
@@ -339,14 +349,10 @@ impl Validator<'_> {
         })
     }
 
-    fn http(&self, raw: &RawBackend, path: &[Seg]) -> Result<TransportConfig, ConfigError> {
-        let Some(url) = raw.url.clone() else {
-            return Err(self.error(
-                path,
-                "missing key \"url\" (required for transport \"http\")",
-            ));
-        };
-        check_url(&url).map_err(|m| self.error(&child(path, "url"), m))?;
+    /// The endpoints of an HTTP backend: its `url`, or each of `endpoints`,
+    /// all sharing `headers`.
+    fn http(&self, raw: &RawBackend, path: &[Seg]) -> Result<Vec<TransportConfig>, ConfigError> {
+        let urls = self.urls(raw, path)?;
         let headers: BTreeMap<String, String> = raw.headers.clone().unwrap_or_default();
         let headers_path = child(path, "headers");
         let mut seen: HashMap<String, &str> = HashMap::new();
@@ -378,7 +384,13 @@ impl Validator<'_> {
                 ));
             }
         }
-        Ok(TransportConfig::Http { url, headers })
+        Ok(urls
+            .into_iter()
+            .map(|url| TransportConfig::Http {
+                url,
+                headers: headers.clone(),
+            })
+            .collect())
     }
 
     fn reconnect(

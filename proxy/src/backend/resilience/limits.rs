@@ -23,6 +23,8 @@ pub enum Refusal {
     Concurrency,
     /// The circuit breaker is open.
     BreakerOpen,
+    /// Every connected endpoint is ejected by `outlier_detection`.
+    Ejected,
 }
 
 impl Refusal {
@@ -32,6 +34,7 @@ impl Refusal {
             Refusal::RateLimit => "rate_limit",
             Refusal::Concurrency => "concurrency",
             Refusal::BreakerOpen => "breaker_open",
+            Refusal::Ejected => "ejected",
         }
     }
 }

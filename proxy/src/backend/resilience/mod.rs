@@ -11,9 +11,9 @@
 //!
 //! The breaker sits below the per-try timeout's caller, so an attempt that
 //! times out counts as a failure against the backend (see [`breaker`]).
-//!
-//! ```text
-//! ```
+//! The same verdict goes to the attempt's [`AttemptReport`] (the endpoint's
+//! outlier detector); an attempt cancelled before it answered (a losing
+//! hedge, a client's cancel) is reported to neither.
 //!
 //! Waiting for a concurrency slot counts against `timeout.overall`; a call
 //! that runs out of it while still waiting is refused by the proxy (a local
@@ -55,11 +55,22 @@ use crate::config::{
     BackendConfig, BreakerPolicy, HedgePolicy, RateLimit, RetryPolicy, TimeoutPolicy,
 };
 use crate::upstream::UpstreamError;
+use breaker::Breaker;
 pub use breaker::BreakerState;
-use breaker::{Breaker, Verdict};
+pub(crate) use breaker::Verdict;
 use budget::Budget;
 use limits::Limits;
 pub use limits::Refusal;
+
+/// Hears how an attempt went: called once it answered or timed out, never
+/// for an attempt that was cancelled or refused by the proxy.
+pub(crate) trait AttemptReport {
+    fn report(self, verdict: Verdict);
+}
+
+impl AttemptReport for () {
+    fn report(self, _: Verdict) {}
+}
 
 /// The policies of one backend's stack, as configured.
 #[derive(Debug, Clone, Default)]
@@ -157,11 +168,13 @@ impl Resilience {
     }
 
     /// Runs `attempt` under the stack. `safe` says whether the call may be
-    /// repeated after it may have reached the backend.
-    pub(crate) async fn call<F, Fut>(&self, safe: bool, attempt: F) -> Result<Value, CallError>
+    /// repeated after it may have reached the backend. Each call of
+    /// `attempt` makes one attempt and the report that hears its verdict.
+    pub(crate) async fn call<F, Fut, R>(&self, safe: bool, attempt: F) -> Result<Value, CallError>
     where
-        F: FnMut() -> Fut,
+        F: FnMut() -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
+        R: AttemptReport,
     {
         let deadline = self.timeout.overall.map(|limit| Instant::now() + limit);
         let waiting_for_slot = AtomicBool::new(false);
@@ -178,7 +191,7 @@ impl Resilience {
         }
     }
 
-    async fn retried<F, Fut>(
+    async fn retried<F, Fut, R>(
         &self,
         safe: bool,
         deadline: Option<Instant>,
@@ -186,8 +199,9 @@ impl Resilience {
         attempt: F,
     ) -> Result<Value, CallError>
     where
-        F: FnMut() -> Fut,
+        F: FnMut() -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
+        R: AttemptReport,
     {
         // Shared by the attempts of a hedge race; locked only to make each
         // attempt, which happens once it has its slot and breaker pass.
@@ -229,15 +243,16 @@ impl Resilience {
     /// answered, up to `max_hedges`; the first *success* wins and the others
     /// are dropped (which cancels them at the backend). A failure only ends
     /// the race when nothing else is still running.
-    async fn hedged<F, Fut>(
+    async fn hedged<F, Fut, R>(
         &self,
         safe: bool,
         waiting_for_slot: &AtomicBool,
         attempt: &Mutex<F>,
     ) -> Result<Value, CallError>
     where
-        F: FnMut() -> Fut,
+        F: FnMut() -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
+        R: AttemptReport,
     {
         let Some(hedging) = self.hedging.filter(|_| safe) else {
             return self.once(waiting_for_slot, attempt).await;
@@ -265,14 +280,15 @@ impl Resilience {
     }
 
     /// One attempt through the limits, the breaker and the per-try timeout.
-    async fn once<F, Fut>(
+    async fn once<F, Fut, R>(
         &self,
         waiting_for_slot: &AtomicBool,
         attempt: &Mutex<F>,
     ) -> Result<Value, CallError>
     where
-        F: FnMut() -> Fut,
+        F: FnMut() -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
+        R: AttemptReport,
     {
         waiting_for_slot.store(true, Ordering::Relaxed);
         let admitted = self.limits.admit().await;
@@ -286,7 +302,7 @@ impl Resilience {
             Some(pass) => pass,
             None => None,
         };
-        let attempt = (lock(attempt))();
+        let (attempt, report) = (lock(attempt))();
         let result = match self.timeout.per_try {
             // Dropping the attempt on timeout cancels it at the backend
             // (`notifications/cancelled`).
@@ -296,8 +312,19 @@ impl Resilience {
             },
             None => attempt.await,
         };
-        if let (Some(breaker), Some(pass)) = (&self.breaker, pass) {
-            breaker.record(pass, verdict(&result));
+        // A refusal from below (every endpoint ejected) is the proxy's own
+        // decision: counted, and judged by neither the breaker nor the
+        // detector (an unreported pass is handed back).
+        match verdict(&result) {
+            Some(verdict) => {
+                if let (Some(breaker), Some(pass)) = (&self.breaker, pass) {
+                    breaker.record(pass, verdict);
+                }
+                report.report(verdict);
+            }
+            None => {
+                self.refusals.fetch_add(1, Ordering::Relaxed);
+            }
         }
         result
     }
@@ -363,16 +390,17 @@ impl Retry {
 /// Whether an attempt's outcome speaks against the backend's health: it
 /// failed to answer (transport, timeout, not connected) or answered with an
 /// internal error (-32603, or the -32000..-32099 server range). A tool's
-/// error result or a client-side JSON-RPC error is a healthy answer.
-fn verdict(result: &Result<Value, CallError>) -> Verdict {
+/// error result or a client-side JSON-RPC error is a healthy answer. A
+/// refusal by the proxy says nothing about the backend: `None`.
+fn verdict(result: &Result<Value, CallError>) -> Option<Verdict> {
     match result {
-        Ok(_) => Verdict::Healthy,
+        Ok(_) => Some(Verdict::Healthy),
         Err(CallError::Upstream {
             error: UpstreamError::JsonRpc(e),
             ..
-        }) if !(e.code == -32603 || (-32099..=-32000).contains(&e.code)) => Verdict::Healthy,
-        Err(CallError::Refused { .. }) => Verdict::Healthy,
-        Err(_) => Verdict::Failed,
+        }) if !(e.code == -32603 || (-32099..=-32000).contains(&e.code)) => Some(Verdict::Healthy),
+        Err(CallError::Refused { .. }) => None,
+        Err(_) => Some(Verdict::Failed),
     }
 }
 
@@ -381,7 +409,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// FNV-1a of the backend's name: a stable per-backend seed offset.
-fn name_hash(name: &str) -> u64 {
+pub(crate) fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

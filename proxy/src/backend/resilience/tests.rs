@@ -68,6 +68,11 @@ fn refused() -> CallError {
     }
 }
 
+/// Attempts that no outlier detector hears of.
+fn unreported<Fut>(mut attempt: impl FnMut() -> Fut) -> impl FnMut() -> (Fut, ()) {
+    move || (attempt(), ())
+}
+
 /// Runs `stack` over attempts that fail with `failures` in turn, then
 /// succeed; returns the result, the attempt start times and the time taken.
 async fn run(
@@ -79,16 +84,19 @@ async fn run(
     let starts = Mutex::new(Vec::new());
     let script = Mutex::new(failures.into_iter());
     let result = stack
-        .call(safe, || {
-            starts.lock().unwrap().push(start.elapsed());
-            let next = script.lock().unwrap().next();
-            async move {
-                match next {
-                    Some(error) => Err(error),
-                    None => Ok(json!({"ok": true})),
+        .call(
+            safe,
+            unreported(|| {
+                starts.lock().unwrap().push(start.elapsed());
+                let next = script.lock().unwrap().next();
+                async move {
+                    match next {
+                        Some(error) => Err(error),
+                        None => Ok(json!({"ok": true})),
+                    }
                 }
-            }
-        })
+            }),
+        )
         .await;
     (result, starts.into_inner().unwrap())
 }
@@ -178,20 +186,23 @@ async fn a_slow_attempt_is_cut_at_per_try_and_retried() {
     let attempts = Mutex::new(0);
     let start = Instant::now();
     let result = s
-        .call(true, || {
-            let n = {
-                let mut a = attempts.lock().unwrap();
-                *a += 1;
-                *a
-            };
-            async move {
-                if n == 1 {
-                    // Never answers: the per-try timeout must cut it.
-                    std::future::pending::<()>().await;
+        .call(
+            true,
+            unreported(|| {
+                let n = {
+                    let mut a = attempts.lock().unwrap();
+                    *a += 1;
+                    *a
+                };
+                async move {
+                    if n == 1 {
+                        // Never answers: the per-try timeout must cut it.
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(json!(n))
                 }
-                Ok(json!(n))
-            }
-        })
+            }),
+        )
         .await;
     assert_eq!(result.unwrap(), json!(2));
     assert_eq!(start.elapsed(), Duration::from_millis(110));
@@ -216,10 +227,13 @@ async fn the_overall_timeout_bounds_retries_and_pauses() {
     let s = stack(Some(policy(10, false)), timeout);
     let start = Instant::now();
     let result = s
-        .call(true, || async {
-            std::future::pending::<()>().await;
-            Ok(Value::Null)
-        })
+        .call(
+            true,
+            unreported(|| async {
+                std::future::pending::<()>().await;
+                Ok(Value::Null)
+            }),
+        )
         .await;
     assert_eq!(start.elapsed(), Duration::from_millis(250));
     let error = result.unwrap_err();
@@ -290,20 +304,26 @@ async fn a_call_still_waiting_for_a_slot_at_the_overall_deadline_is_refused_not_
     let holder = tokio::spawn({
         let s = std::sync::Arc::clone(&s);
         async move {
-            s.call(true, || async {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                Ok(Value::Null)
-            })
+            s.call(
+                true,
+                unreported(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(Value::Null)
+                }),
+            )
             .await
         }
     });
     tokio::task::yield_now().await;
     let attempts = Mutex::new(0);
     let result = s
-        .call(true, || {
-            *attempts.lock().unwrap() += 1;
-            async { Ok(Value::Null) }
-        })
+        .call(
+            true,
+            unreported(|| {
+                *attempts.lock().unwrap() += 1;
+                async { Ok(Value::Null) }
+            }),
+        )
         .await;
     let error = result.unwrap_err();
     assert_eq!(
@@ -434,7 +454,7 @@ async fn a_slow_attempt_is_raced_by_a_hedge_and_the_loser_is_dropped() {
     let s = hedging(1);
     let script = Script::new(&[500, 20], &[false, false]);
     let start = Instant::now();
-    let result = s.call(true, || script.attempt()).await;
+    let result = s.call(true, || (script.attempt(), ())).await;
     assert_eq!(result.unwrap(), json!(2));
     assert_eq!(start.elapsed(), Duration::from_millis(70));
     assert_eq!(
@@ -452,7 +472,7 @@ async fn a_fast_error_does_not_beat_a_slower_success() {
     // succeeds at 150 ms.
     let script = Script::new(&[60, 100], &[true, false]);
     let start = Instant::now();
-    let result = s.call(true, || script.attempt()).await;
+    let result = s.call(true, || (script.attempt(), ())).await;
     assert_eq!(result.unwrap(), json!(2));
     assert_eq!(start.elapsed(), Duration::from_millis(150));
 }
@@ -461,7 +481,7 @@ async fn a_fast_error_does_not_beat_a_slower_success() {
 async fn hedges_stop_at_max_hedges_and_all_failing_returns_an_error() {
     let s = hedging(2);
     let script = Script::new(&[300, 300, 300], &[true, true, true]);
-    let result = s.call(true, || script.attempt()).await;
+    let result = s.call(true, || (script.attempt(), ())).await;
     assert_eq!(result.unwrap_err(), lost());
     assert_eq!(*script.started.lock().unwrap(), 3);
     assert_eq!(s.counts().hedges, 2);
@@ -472,7 +492,7 @@ async fn a_call_that_is_not_safe_to_repeat_is_never_hedged() {
     let s = hedging(1);
     let script = Script::new(&[500, 20], &[false, false]);
     let start = Instant::now();
-    let result = s.call(false, || script.attempt()).await;
+    let result = s.call(false, || (script.attempt(), ())).await;
     assert_eq!(result.unwrap(), json!(1));
     assert_eq!(start.elapsed(), Duration::from_millis(500));
     assert_eq!(*script.started.lock().unwrap(), 1);

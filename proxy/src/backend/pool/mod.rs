@@ -1,0 +1,242 @@
+//! A backend's replica pool: the endpoints that serve the same MCP server,
+//! which of them takes each attempt, and which are out for failing.
+//!
+//! Each [`Endpoint`] has its own connection, kept up by its own supervisor
+//! task, and its own health. [`Pool::pick`] chooses among the endpoints
+//! that are connected and not ejected ([`balance`]), preferring one the
+//! call has not tried yet, so a retry or a hedge goes elsewhere when it
+//! can. Every attempt's verdict goes to the [`outlier`] detector.
+//!
+//! One circuit breaker per backend sits above the pool (see
+//! `resilience::breaker`): the breaker answers "is this service failing",
+//! outlier detection "is this replica failing". Per-endpoint breakers would
+//! duplicate ejection with different rules.
+//!
+//! A single-endpoint backend is a pool of one: picking is trivial and
+//! ejecting it refuses its calls for the ejection's length.
+
+pub(crate) mod balance;
+pub(crate) mod outlier;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::Value;
+
+use super::State;
+use super::resilience::Verdict;
+use crate::config::{BackendConfig, TransportConfig};
+use crate::upstream::{Connection, ProgressSink, UpstreamError};
+use balance::{Balancer, Candidate};
+use outlier::Detector;
+pub(crate) use outlier::EjectionStatus;
+
+/// One replica of a backend.
+pub(crate) struct Endpoint {
+    /// How to reach it.
+    pub(crate) transport: TransportConfig,
+    /// How logs and `/admin/backends` name it (no credentials).
+    pub(crate) label: String,
+    /// The live connection, while there is one.
+    pub(crate) connection: RwLock<Option<Connection>>,
+    health: Mutex<EndpointHealth>,
+    in_flight: AtomicU64,
+}
+
+/// An endpoint's connection state, as its supervisor last set it.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointHealth {
+    pub(crate) state: State,
+    pub(crate) last_error: Option<String>,
+    pub(crate) restarts: u64,
+}
+
+/// The endpoints of one backend, their balancer and outlier detector.
+pub(crate) struct Pool {
+    endpoints: Vec<Endpoint>,
+    balancer: Balancer,
+    outliers: Option<Detector>,
+}
+
+/// Where the next attempt goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// This endpoint (an index into [`Pool::endpoints`]).
+    Endpoint(usize),
+    /// No endpoint is connected.
+    NotConnected,
+    /// Every connected endpoint is ejected.
+    AllEjected,
+}
+
+impl Pool {
+    /// `seed` is the backend's own (the proxy's seed mixed with its name).
+    pub(crate) fn new(config: &BackendConfig, seed: u64) -> Self {
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|transport| Endpoint {
+                label: transport.label(),
+                transport: transport.clone(),
+                connection: RwLock::new(None),
+                health: Mutex::new(EndpointHealth {
+                    state: State::Connecting,
+                    last_error: None,
+                    restarts: 0,
+                }),
+                in_flight: AtomicU64::new(0),
+            })
+            .collect::<Vec<_>>();
+        let outliers = config
+            .outlier_detection
+            .map(|policy| Detector::new(policy, endpoints.len()));
+        Self {
+            balancer: Balancer::new(config.load_balancing, StdRng::seed_from_u64(seed)),
+            endpoints,
+            outliers,
+        }
+    }
+
+    pub(crate) fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The endpoint for the next attempt of a call that already tried
+    /// `tried`: a connected, not ejected one, untried if there is such.
+    pub(crate) fn pick(&self, tried: &[usize]) -> Pick {
+        let mut connected = false;
+        let mut usable: Vec<Candidate> = Vec::with_capacity(self.endpoints.len());
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            if !endpoint.is_connected() {
+                continue;
+            }
+            connected = true;
+            if self.outliers.as_ref().is_some_and(|d| d.is_ejected(index)) {
+                continue;
+            }
+            usable.push(Candidate {
+                endpoint: index,
+                in_flight: endpoint.in_flight.load(Ordering::Relaxed),
+            });
+        }
+        if usable.is_empty() {
+            return if connected {
+                Pick::AllEjected
+            } else {
+                Pick::NotConnected
+            };
+        }
+        let untried: Vec<Candidate> = usable
+            .iter()
+            .copied()
+            .filter(|c| !tried.contains(&c.endpoint))
+            .collect();
+        let candidates = if untried.is_empty() {
+            &usable
+        } else {
+            &untried
+        };
+        Pick::Endpoint(self.balancer.choose(candidates))
+    }
+
+    /// Tells the outlier detector how an attempt on `endpoint` went.
+    pub(crate) fn report(&self, backend: &str, endpoint: usize, verdict: Verdict) {
+        let Some(detector) = &self.outliers else {
+            return;
+        };
+        if let Some(length) = detector.record(endpoint, verdict) {
+            tracing::warn!(
+                backend,
+                endpoint = %self.endpoints[endpoint].label,
+                ejected_for = ?length,
+                "endpoint ejected from the pool after consecutive failures"
+            );
+        }
+    }
+
+    /// Ejections since start (0 without outlier detection).
+    pub(crate) fn ejections(&self) -> u64 {
+        self.outliers.as_ref().map_or(0, Detector::ejections)
+    }
+
+    /// An endpoint's ejection state, with outlier detection on.
+    pub(crate) fn ejection(&self, endpoint: usize) -> Option<EjectionStatus> {
+        self.outliers.as_ref().map(|d| d.status(endpoint))
+    }
+
+    /// The backend's state from its endpoints': connected when any is.
+    pub(crate) fn state(&self) -> State {
+        let states: Vec<State> = self.endpoints.iter().map(|e| e.health().state).collect();
+        if states.contains(&State::Connected) {
+            State::Connected
+        } else if states.iter().all(|&s| s == State::Stopped) {
+            State::Stopped
+        } else if states.contains(&State::Unavailable) {
+            State::Unavailable
+        } else {
+            State::Connecting
+        }
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn is_connected(&self) -> bool {
+        read(&self.connection).is_some()
+    }
+
+    pub(crate) fn health(&self) -> EndpointHealth {
+        lock(&self.health).clone()
+    }
+
+    pub(crate) fn set_state(&self, state: State, error: Option<String>) {
+        let mut health = lock(&self.health);
+        health.state = state;
+        if error.is_some() {
+            health.last_error = error;
+        }
+    }
+
+    pub(crate) fn count_restart(&self) {
+        lock(&self.health).restarts += 1;
+    }
+
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn pid(&self) -> Option<u32> {
+        read(&self.connection).as_ref().and_then(Connection::pid)
+    }
+
+    /// Sends one request on the live connection; `None` when there is none.
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Option<Result<Value, UpstreamError>> {
+        let connection = read(&self.connection).clone()?;
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.in_flight);
+        Some(connection.request(method, params, progress).await)
+    }
+}
+
+/// Counts a call as in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
