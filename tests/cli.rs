@@ -72,7 +72,11 @@ fn check_accepts_the_example_configs_and_prints_a_summary() {
             "the listen address, in {example}: {summary}"
         );
         let lines: Vec<&str> = summary.lines().collect();
-        for (name, transport) in [("everything", "stdio"), ("search", "http")] {
+        for (name, transport) in [
+            ("everything", "stdio"),
+            ("search", "http"),
+            ("catalog", "http"),
+        ] {
             assert!(
                 lines.iter().any(|line| {
                     let words: Vec<&str> = line.split_whitespace().collect();
@@ -81,6 +85,14 @@ fn check_accepts_the_example_configs_and_prints_a_summary() {
                 "a line naming {name} and {transport}, in {example}: {summary}"
             );
         }
+        assert!(
+            summary.contains("http://127.0.0.1:9101/mcp, http://127.0.0.1:9102/mcp"),
+            "the pool's endpoints, in {example}: {summary}"
+        );
+        assert!(
+            summary.contains("2 endpoints, least requests, ejection after 5 failures in a row"),
+            "the pool's policies, in {example}: {summary}"
+        );
     }
 }
 

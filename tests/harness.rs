@@ -2,9 +2,10 @@
 //! `scenarios/outage.yaml` against the proxy (in-process and as a spawned
 //! binary) and passes; the same scenario against a deliberately weakened proxy
 //! set-up (reconnects too slow to recover within the scenario) fails, on the
-//! recovery checks and only on those; `scenarios/retry.yaml`, `hedging.yaml`
-//! and `circuit-breaker.yaml` pass, and fail with their feature taken out of
-//! the proxy config; `check`, `list` and bad files
+//! recovery checks and only on those; `scenarios/retry.yaml`, `hedging.yaml`,
+//! `circuit-breaker.yaml` and `outlier.yaml` pass, and fail with their
+//! feature taken out of the proxy config (and `outlier.yaml` with ejections
+//! that do not grow); `check`, `list` and bad files
 //! behave as promised; a stdio fake run by hand exits as scripted.
 //!
 //! Scenario runs take real time (about 20 s each) and load the machine, so
@@ -638,5 +639,36 @@ fn circuit_breaker_passes_and_fails_with_the_breaker_switched_off() {
             "no call reaches the backend while the breaker is open",
         ],
         &["healthy before the failure", "healthy after recovery"],
+    );
+}
+
+#[test]
+fn outlier_passes_and_fails_with_outlier_detection_switched_off() {
+    passes_and_fails_without(
+        "outlier.yaml",
+        "outlier_detection",
+        &[
+            "no call reaches b during its first ejection",
+            "the second ejection lasts twice as long",
+        ],
+        &["both replicas serve before the failure"],
+    );
+}
+
+#[test]
+fn outlier_fails_when_ejections_do_not_grow() {
+    // Capping every ejection at the base length: the second is as short as
+    // the first, and only that check can tell.
+    let original = std::fs::read_to_string(root().join("scenarios/outlier.yaml")).unwrap();
+    let flat = original.replace("max_ejection: 10s", "max_ejection: 2s");
+    assert_ne!(flat, original, "the scenario's max_ejection moved");
+    let dir = TempDir::new();
+    let (code, stdout, report) = run_scenario(&dir.write("outlier-flat.yaml", &flat), &[]);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(
+        failed_checks(&report),
+        ["the second ejection lasts twice as long"],
+        "{stdout}"
     );
 }

@@ -25,3 +25,5 @@ mod lifecycle;
 mod cli;
 // Per-backend timeouts and retries, configured as an operator writes them.
 mod resilience;
+// Replica pools: load balancing, retries and hedges across replicas, ejection.
+mod pool;
