@@ -3,7 +3,7 @@
 //! Requests forwarded to backends are counted by backend, method and outcome,
 //! and timed in a latency histogram by backend and method; each backend's
 //! resilience counters (retries, hedges, timeouts, refusals, breaker
-//! openings, ejections) are read from its status at each scrape. The label values
+//! openings and closings, ejections) are read from its status at each scrape. The label values
 //! come from the config (backend names) and a fixed set of outcomes and
 //! forwarded methods, so the number of series stays bounded.
 
@@ -96,7 +96,7 @@ impl Default for Metrics {
 type StatusCounter = (&'static str, &'static str, fn(&Status) -> u64);
 
 /// The per-backend resilience counters.
-const RESILIENCE_COUNTERS: [StatusCounter; 6] = [
+const RESILIENCE_COUNTERS: [StatusCounter; 7] = [
     ("mcp_proxy_retries", "Retries made, by backend", |s| {
         s.retries
     }),
@@ -119,6 +119,11 @@ const RESILIENCE_COUNTERS: [StatusCounter; 6] = [
         "mcp_proxy_breaker_opened",
         "Times the circuit breaker opened, by backend",
         |s| s.breaker_opened,
+    ),
+    (
+        "mcp_proxy_breaker_closed",
+        "Times the circuit breaker closed again after its half-open probes, by backend",
+        |s| s.breaker_closed,
     ),
     (
         "mcp_proxy_ejections",
@@ -229,6 +234,7 @@ mod tests {
             refusals: 3,
             breaker: None,
             breaker_opened: 1,
+            breaker_closed: 6,
             ejections: 5,
             endpoints: Vec::new(),
         };
@@ -240,6 +246,7 @@ mod tests {
             r#"mcp_proxy_refusals_total{backend="search"} 3"#,
             r#"mcp_proxy_breaker_opened_total{backend="search"} 1"#,
             r#"mcp_proxy_ejections_total{backend="search"} 5"#,
+            r#"mcp_proxy_breaker_closed_total{backend="search"} 6"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -109,6 +109,8 @@ pub struct Status {
     pub breaker: Option<BreakerState>,
     /// How many times the circuit breaker opened, since start.
     pub breaker_opened: u64,
+    /// How many times it closed again after its half-open probes, since start.
+    pub breaker_closed: u64,
     /// Endpoints ejected by `outlier_detection`, since start.
     pub ejections: u64,
     /// Each endpoint of the pool (one for a backend without `endpoints`).
@@ -456,8 +458,9 @@ impl Backend {
             retries: counts.retries,
             timeouts: counts.timeouts,
             refusals: counts.refusals,
-            breaker: counts.breaker.map(|(state, _)| state),
-            breaker_opened: counts.breaker.map_or(0, |(_, opened)| opened),
+            breaker: counts.breaker.map(|b| b.state),
+            breaker_opened: counts.breaker.map_or(0, |b| b.opened),
+            breaker_closed: counts.breaker.map_or(0, |b| b.closed),
             ejections: self.pool.ejections(),
             endpoints,
         }

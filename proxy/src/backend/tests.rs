@@ -295,3 +295,45 @@ async fn a_forgotten_http_session_is_replaced_by_a_new_one_and_logged() {
     assert!(logs_contain("backend reconnected with a new session"));
     stop.cancel();
 }
+
+#[tokio::test]
+#[traced_test]
+async fn hedging_over_tools_none_of_which_is_safe_to_repeat_is_warned_about() {
+    // The scripted server's tools carry no hints.
+    let warning = "hedging is configured but no tool is safe to repeat";
+    let hedged = BackendConfig {
+        hedging: Some(crate::config::HedgePolicy {
+            delay: Duration::from_millis(50),
+            max_hedges: 1,
+        }),
+        ..scripted("unhinted")
+    };
+    let (backend, stop) = supervise(hedged.clone());
+    wait_for("connected", &backend, |s| s.state == State::Connected).await;
+    stop.cancel();
+    let warned = |backend: &'static str| {
+        move |lines: &[&str]| {
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("backend{{name={backend}}}")) && l.contains(warning))
+        }
+    };
+    logs_assert(|lines| match warned("unhinted")(lines) {
+        true => Ok(()),
+        false => Err("no warning for a backend without safe tools".into()),
+    });
+
+    // Naming a tool in safe_to_repeat makes hedging useful: no warning.
+    let named = BackendConfig {
+        name: "named".into(),
+        safe_to_repeat: vec!["echo".into()],
+        ..hedged
+    };
+    let (backend, stop) = supervise(named);
+    wait_for("connected", &backend, |s| s.state == State::Connected).await;
+    stop.cancel();
+    logs_assert(|lines| match warned("named")(lines) {
+        true => Err("warned although echo is safe to repeat".into()),
+        false => Ok(()),
+    });
+}

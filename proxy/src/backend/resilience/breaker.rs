@@ -45,6 +45,16 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+/// The breaker's state and transitions, for `/admin/backends` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BreakerCounts {
+    pub(crate) state: BreakerState,
+    /// Times it opened (from closed, or again from half-open).
+    pub(crate) opened: u64,
+    /// Times it closed after its half-open probes succeeded.
+    pub(crate) closed: u64,
+}
+
 #[derive(Debug)]
 enum Phase {
     Closed,
@@ -58,6 +68,7 @@ struct Inner {
     /// `(bucket number, attempts, failures, slow)`.
     buckets: [(u64, u32, u32, u32); BUCKETS as usize],
     opened: u64,
+    closed: u64,
 }
 
 /// One backend's breaker.
@@ -86,19 +97,24 @@ impl Breaker {
                 phase: Phase::Closed,
                 buckets: [(u64::MAX, 0, 0, 0); BUCKETS as usize],
                 opened: 0,
+                closed: 0,
             })),
         }
     }
 
-    /// The current state, and how many times it opened.
-    pub(crate) fn state(&self) -> (BreakerState, u64) {
+    /// The current state, and how many times it opened and closed again.
+    pub(crate) fn state(&self) -> BreakerCounts {
         let inner = lock(&self.inner);
         let state = match inner.phase {
             Phase::Closed => BreakerState::Closed,
             Phase::Open { until } if Instant::now() < until => BreakerState::Open,
             Phase::Open { .. } | Phase::HalfOpen { .. } => BreakerState::HalfOpen,
         };
-        (state, inner.opened)
+        BreakerCounts {
+            state,
+            opened: inner.opened,
+            closed: inner.closed,
+        }
     }
 
     /// Lets an attempt through, or refuses it (`None`) while open.
@@ -155,6 +171,8 @@ impl Breaker {
                     if *succeeded >= self.policy.half_open_probes {
                         inner.phase = Phase::Closed;
                         inner.buckets = [(u64::MAX, 0, 0, 0); BUCKETS as usize];
+                        inner.closed += 1;
+                        tracing::info!("circuit breaker closed after its probes succeeded");
                     }
                 }
             }
@@ -232,6 +250,14 @@ mod tests {
         }
     }
 
+    fn counts(state: BreakerState, opened: u64, closed: u64) -> BreakerCounts {
+        BreakerCounts {
+            state,
+            opened,
+            closed,
+        }
+    }
+
     fn attempt(b: &Breaker, verdict: Verdict) -> bool {
         match b.admit() {
             Some(pass) => {
@@ -249,10 +275,10 @@ mod tests {
         for _ in 0..3 {
             assert!(attempt(&b, Verdict::Failed));
         }
-        assert_eq!(b.state(), (BreakerState::Closed, 0));
+        assert_eq!(b.state(), counts(BreakerState::Closed, 0, 0));
         assert!(attempt(&b, Verdict::Healthy));
         // 3 of 4 failed (≥ 50 %): open.
-        assert_eq!(b.state(), (BreakerState::Open, 1));
+        assert_eq!(b.state(), counts(BreakerState::Open, 1, 0));
         assert!(b.admit().is_none());
         tokio::time::advance(Duration::from_millis(4999)).await;
         assert!(b.admit().is_none());
@@ -265,20 +291,20 @@ mod tests {
             attempt(&b, Verdict::Failed);
         }
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(b.state().0, BreakerState::HalfOpen);
+        assert_eq!(b.state().state, BreakerState::HalfOpen);
         let first = b.admit().expect("probe 1");
         let second = b.admit().expect("probe 2");
         assert!(b.admit().is_none(), "only two probes");
         b.record(first, Verdict::Healthy);
         b.record(second, Verdict::Healthy);
-        assert_eq!(b.state().0, BreakerState::Closed);
+        assert_eq!(b.state().state, BreakerState::Closed);
 
         for _ in 0..4 {
             attempt(&b, Verdict::Failed);
         }
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(attempt(&b, Verdict::Failed));
-        assert_eq!(b.state(), (BreakerState::Open, 3));
+        assert_eq!(b.state(), counts(BreakerState::Open, 3, 1));
     }
 
     #[tokio::test(start_paused = true)]
@@ -311,7 +337,7 @@ mod tests {
         for _ in 0..3 {
             attempt(&b, Verdict::Healthy);
         }
-        assert_eq!(b.state().0, BreakerState::Closed);
+        assert_eq!(b.state().state, BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]
@@ -327,6 +353,6 @@ mod tests {
             tokio::time::advance(Duration::from_millis(150)).await;
             b.record(pass, Verdict::Healthy);
         }
-        assert_eq!(b.state().0, BreakerState::Open);
+        assert_eq!(b.state().state, BreakerState::Open);
     }
 }

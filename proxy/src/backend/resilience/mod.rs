@@ -55,9 +55,9 @@ use crate::config::{
     BackendConfig, BreakerPolicy, HedgePolicy, RateLimit, RetryPolicy, TimeoutPolicy,
 };
 use crate::upstream::UpstreamError;
-use breaker::Breaker;
 pub use breaker::BreakerState;
 pub(crate) use breaker::Verdict;
+use breaker::{Breaker, BreakerCounts};
 use budget::Budget;
 use limits::Limits;
 pub use limits::Refusal;
@@ -124,8 +124,8 @@ pub(crate) struct ResilienceCounts {
     pub(crate) retries: u64,
     pub(crate) timeouts: u64,
     pub(crate) refusals: u64,
-    /// The breaker's state and how often it opened, when there is one.
-    pub(crate) breaker: Option<(BreakerState, u64)>,
+    /// The breaker's state and transitions, when there is one.
+    pub(crate) breaker: Option<BreakerCounts>,
 }
 
 impl Resilience {
