@@ -164,7 +164,8 @@ fn check_accepts_the_shipped_scenarios_and_rejects_a_bad_one_with_its_line() {
 
     let dir = TempDir::new();
     let original = std::fs::read_to_string(outage_scenario()).unwrap();
-    let bad = original.replace("    at: 8s\n", "    at: 8s\n    four: 3s\n");
+    let bad = original.replace("    at: 7s\n", "    at: 7s\n    four: 3s\n");
+    assert_ne!(bad, original, "the scenario's second fault moved");
     let path = dir.write("bad.yaml", &bad);
     let output = harness(&["check", &path.display().to_string()]);
     assert_eq!(output.status.code(), Some(2));
@@ -185,7 +186,8 @@ fn list_shows_each_scenario_with_its_description() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("outage.yaml"), "{stdout}");
-    assert!(stdout.contains("the other is unaffected"), "{stdout}");
+    assert!(stdout.contains("the rest is unaffected"), "{stdout}");
+    assert!(stdout.contains("outlier.yaml"), "{stdout}");
 }
 
 #[test]
