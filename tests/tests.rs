@@ -27,3 +27,5 @@ mod cli;
 mod resilience;
 // Replica pools: load balancing, retries and hedges across replicas, ejection.
 mod pool;
+// Canary, mirror and failover across backends.
+mod traffic;

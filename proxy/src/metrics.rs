@@ -96,7 +96,7 @@ impl Default for Metrics {
 type StatusCounter = (&'static str, &'static str, fn(&Status) -> u64);
 
 /// The per-backend resilience counters.
-const RESILIENCE_COUNTERS: [StatusCounter; 7] = [
+const RESILIENCE_COUNTERS: [StatusCounter; 9] = [
     ("mcp_proxy_retries", "Retries made, by backend", |s| {
         s.retries
     }),
@@ -129,6 +129,16 @@ const RESILIENCE_COUNTERS: [StatusCounter; 7] = [
         "mcp_proxy_ejections",
         "Endpoints ejected from the pool by outlier detection, by backend",
         |s| s.ejections,
+    ),
+    (
+        "mcp_proxy_mirrored",
+        "Copies of calls sent to a mirror, by mirror backend",
+        |s| s.mirrored,
+    ),
+    (
+        "mcp_proxy_mirror_dropped",
+        "Copies dropped because the mirror had mirror_max_in_flight in flight, by mirror backend",
+        |s| s.mirror_dropped,
     ),
 ];
 
@@ -236,6 +246,8 @@ mod tests {
             breaker_opened: 1,
             breaker_closed: 6,
             ejections: 5,
+            mirrored: 8,
+            mirror_dropped: 9,
             endpoints: Vec::new(),
         };
         let text = Metrics::default().render(&[status]);
@@ -247,6 +259,8 @@ mod tests {
             r#"mcp_proxy_breaker_opened_total{backend="search"} 1"#,
             r#"mcp_proxy_ejections_total{backend="search"} 5"#,
             r#"mcp_proxy_breaker_closed_total{backend="search"} 6"#,
+            r#"mcp_proxy_mirrored_total{backend="search"} 8"#,
+            r#"mcp_proxy_mirror_dropped_total{backend="search"} 9"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

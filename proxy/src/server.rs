@@ -146,12 +146,7 @@ impl RunningProxy {
 
     /// The status of every backend, in config order.
     pub fn backend_status(&self) -> Vec<Status> {
-        self.app
-            .gateway
-            .backends()
-            .iter()
-            .map(|backend| backend.status())
-            .collect()
+        self.app.gateway.statuses()
     }
 
     /// Stop gracefully: refuse new requests, drain in-flight calls up to

@@ -113,6 +113,10 @@ pub struct Status {
     pub breaker_closed: u64,
     /// Endpoints ejected by `outlier_detection`, since start.
     pub ejections: u64,
+    /// For a mirror (`mirror_of`): copies sent to it, since start.
+    pub mirrored: u64,
+    /// For a mirror: copies dropped because `mirror_max_in_flight` were in flight.
+    pub mirror_dropped: u64,
     /// Each endpoint of the pool (one for a backend without `endpoints`).
     pub endpoints: Vec<EndpointStatus>,
 }
@@ -265,6 +269,12 @@ impl Backend {
     /// The backend's name.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Whether its names are its own (it has no `canary_of`, `mirror_of`
+    /// or `failover_for`).
+    pub fn serves_own_traffic(&self) -> bool {
+        self.config.role == crate::config::Role::Primary
     }
 
     /// Start the supervisor task that connects each endpoint and keeps it
@@ -462,6 +472,9 @@ impl Backend {
             breaker_opened: counts.breaker.map_or(0, |b| b.opened),
             breaker_closed: counts.breaker.map_or(0, |b| b.closed),
             ejections: self.pool.ejections(),
+            // Counted by the traffic layer; see `Gateway::statuses`.
+            mirrored: 0,
+            mirror_dropped: 0,
             endpoints,
         }
     }

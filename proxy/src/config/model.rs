@@ -79,6 +79,127 @@ pub struct BackendConfig {
     /// `hedging`: race extra attempts of slow calls that are safe to repeat.
     /// Default: off.
     pub hedging: Option<HedgePolicy>,
+    /// `canary_of`, `mirror_of` or `failover_for`: whose traffic this
+    /// backend serves. Default: its own ([`Role::Primary`]).
+    pub role: Role,
+    /// How calls to this backend are filtered and rewritten before they
+    /// are sent (a primary's keys; a canary, mirror or failover receives
+    /// the calls as its primary shaped them).
+    pub shaping: Shaping,
+}
+
+/// Whose calls a backend serves.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Role {
+    /// Its own: its names are listed and callable.
+    #[default]
+    Primary,
+    /// `canary_of: NAME` with `weight` (percent of the primary's calls,
+    /// 0 to 100) and `sticky` (one choice per client session).
+    Canary {
+        /// The primary's name.
+        of: String,
+        /// Percent of the primary's calls, drawn per call (or per session).
+        weight: f64,
+        /// Draw once per client session instead of once per call.
+        sticky: bool,
+    },
+    /// `mirror_of: NAME` with `mirror_percent` (0 to 100) and
+    /// `mirror_max_in_flight` (copies in flight at once; more are dropped).
+    Mirror {
+        /// The primary's name.
+        of: String,
+        /// Percent of the primary's calls copied here.
+        percent: f64,
+        /// Copies in flight at once; a copy beyond it is dropped (counted).
+        max_in_flight: usize,
+    },
+    /// `failover_for: NAME` with `priority` (lower first; config order breaks ties).
+    Failover {
+        /// The primary's name.
+        of: String,
+        /// Lower is tried first.
+        priority: u32,
+    },
+}
+
+impl Role {
+    /// The primary whose calls this backend serves, unless it is one.
+    pub fn primary(&self) -> Option<&str> {
+        match self {
+            Role::Primary => None,
+            Role::Canary { of, .. } | Role::Mirror { of, .. } | Role::Failover { of, .. } => {
+                Some(of)
+            }
+        }
+    }
+}
+
+/// The shaping keys of a backend.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Shaping {
+    /// `expose`: only names matching these patterns are listed and callable
+    /// (per kind; a kind not given is not narrowed).
+    pub expose: NamePatterns,
+    /// `hide`: names matching these are neither listed nor callable.
+    pub hide: NamePatterns,
+    /// `aliases`: a tool listed and called as `from` is the backend's `to`.
+    pub aliases: Vec<Alias>,
+    /// `default_arguments`: merged into every tool call's arguments, never
+    /// over an argument the client gave.
+    pub default_arguments: serde_json::Map<String, serde_json::Value>,
+    /// `inject_arguments`: per tool pattern, arguments added to its calls.
+    pub inject_arguments: Vec<Injection>,
+    /// `max_argument_size`: a tool call whose arguments take more bytes (as
+    /// JSON) is refused with invalid params. Default: no limit.
+    pub max_argument_size: Option<usize>,
+    /// `cache`: answers kept for repeated identical reads. Default: off.
+    pub cache: Option<CachePolicy>,
+    /// `coalesce`: identical read calls in flight at once share one backend call.
+    pub coalesce: bool,
+}
+
+/// Name patterns per kind (`*` matches any run of characters); `None`
+/// when the kind was not given.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NamePatterns {
+    /// Tool names (the backend's own).
+    pub tools: Option<Vec<String>>,
+    /// Resource URIs.
+    pub resources: Option<Vec<String>>,
+    /// Prompt names.
+    pub prompts: Option<Vec<String>>,
+}
+
+/// `aliases: [{ from, to }]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alias {
+    /// The name clients see and call.
+    pub from: String,
+    /// The backend's own tool name.
+    pub to: String,
+}
+
+/// One `inject_arguments` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Injection {
+    /// Tool name pattern (the backend's own name).
+    pub tool: String,
+    /// The arguments to add.
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+    /// Replace an argument the client gave (default false: only fill in).
+    pub overwrite: bool,
+}
+
+/// `cache: { tools: 30s, resources: 1m, max_entries: 1000 }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CachePolicy {
+    /// How long a read-only tool's successful result is reused.
+    pub tools: Option<Duration>,
+    /// How long a `resources/read` result is reused.
+    pub resources: Option<Duration>,
+    /// The most answers kept (the oldest goes first). Default 1000.
+    pub max_entries: usize,
 }
 
 /// `load_balancing: round_robin | least_requests | random`.
@@ -185,6 +306,8 @@ impl BackendConfig {
             rate_limit: None,
             circuit_breaker: None,
             hedging: None,
+            role: Role::Primary,
+            shaping: Shaping::default(),
         }
     }
 

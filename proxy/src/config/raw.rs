@@ -70,6 +70,59 @@ pub(crate) struct RawBackend {
     pub(crate) hedging: Option<RawHedging>,
     pub(crate) load_balancing: Option<String>,
     pub(crate) outlier_detection: Option<RawOutlier>,
+    // traffic roles
+    pub(crate) canary_of: Option<String>,
+    pub(crate) weight: Option<f64>,
+    pub(crate) sticky: Option<bool>,
+    pub(crate) mirror_of: Option<String>,
+    pub(crate) mirror_percent: Option<f64>,
+    pub(crate) mirror_max_in_flight: Option<usize>,
+    pub(crate) failover_for: Option<String>,
+    pub(crate) priority: Option<u32>,
+    // shaping
+    pub(crate) expose: Option<RawNameLists>,
+    pub(crate) hide: Option<RawNameLists>,
+    pub(crate) aliases: Option<Vec<RawAlias>>,
+    pub(crate) default_arguments: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) inject_arguments: Option<Vec<RawInjection>>,
+    pub(crate) max_argument_size: Option<ByteSize>,
+    pub(crate) cache: Option<RawCache>,
+    pub(crate) coalesce: Option<bool>,
+}
+
+/// `expose:` and `hide:`: name patterns per kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNameLists {
+    pub(crate) tools: Option<Vec<String>>,
+    pub(crate) resources: Option<Vec<String>>,
+    pub(crate) prompts: Option<Vec<String>>,
+}
+
+/// One entry of `aliases:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlias {
+    pub(crate) from: String,
+    pub(crate) to: String,
+}
+
+/// One entry of `inject_arguments:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInjection {
+    pub(crate) tool: String,
+    pub(crate) arguments: serde_json::Map<String, serde_json::Value>,
+    pub(crate) overwrite: Option<bool>,
+}
+
+/// `cache:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub(crate) tools: Option<ConfigDuration>,
+    pub(crate) resources: Option<ConfigDuration>,
+    pub(crate) max_entries: Option<usize>,
 }
 
 /// `outlier_detection:`.

@@ -167,6 +167,8 @@ fn full_config() -> Config {
                 rate_limit: None,
                 circuit_breaker: None,
                 hedging: None,
+                role: Role::Primary,
+                shaping: Shaping::default(),
             },
             BackendConfig {
                 name: "search".into(),
@@ -228,6 +230,8 @@ fn full_config() -> Config {
                     delay: Duration::from_millis(50),
                     max_hedges: 1,
                 }),
+                role: Role::Primary,
+                shaping: Shaping::default(),
             },
         ],
     }
@@ -1080,4 +1084,200 @@ fn an_endpoint_label_hides_credentials_and_query() {
         headers: BTreeMap::new(),
     };
     assert_eq!(endpoint.label(), "https://example.com:8443/mcp");
+}
+
+const TRAFFIC_YAML: &str = r#"backends:
+  - name: search
+    transport: http
+    url: http://127.0.0.1:1/mcp
+    expose: { tools: ["get_*", "query"] }
+    hide: { tools: ["get_secret"], resources: ["file:///private/*"] }
+    aliases: [{ from: find, to: query }]
+    default_arguments: { limit: 10, tags: [a, b] }
+    inject_arguments:
+      - { tool: "query", arguments: { tenant: acme }, overwrite: true }
+    max_argument_size: 64KiB
+    cache: { tools: 30s, resources: 1m, max_entries: 500 }
+    coalesce: true
+  - name: search-canary
+    transport: http
+    url: http://127.0.0.1:2/mcp
+    canary_of: search
+    weight: 10
+    sticky: true
+  - name: search-mirror
+    transport: http
+    url: http://127.0.0.1:3/mcp
+    mirror_of: search
+    mirror_percent: 25
+  - name: search-standby
+    transport: http
+    url: http://127.0.0.1:4/mcp
+    failover_for: search
+    priority: 2
+"#;
+
+#[test]
+fn traffic_roles_and_shaping_load() {
+    let config = yaml(TRAFFIC_YAML).unwrap();
+    let [search, canary, mirror, standby] = &config.backends[..] else {
+        panic!("four backends")
+    };
+    assert_eq!(search.role, Role::Primary);
+    assert_eq!(
+        canary.role,
+        Role::Canary {
+            of: "search".into(),
+            weight: 10.0,
+            sticky: true
+        }
+    );
+    assert_eq!(
+        mirror.role,
+        Role::Mirror {
+            of: "search".into(),
+            percent: 25.0,
+            max_in_flight: 64
+        }
+    );
+    assert_eq!(
+        standby.role,
+        Role::Failover {
+            of: "search".into(),
+            priority: 2
+        }
+    );
+    let shaping = &search.shaping;
+    assert_eq!(
+        shaping.expose.tools,
+        Some(vec!["get_*".to_owned(), "query".to_owned()])
+    );
+    assert_eq!(shaping.expose.prompts, None);
+    assert_eq!(
+        shaping.hide.resources,
+        Some(vec!["file:///private/*".to_owned()])
+    );
+    assert_eq!(
+        shaping.aliases,
+        [Alias {
+            from: "find".into(),
+            to: "query".into()
+        }]
+    );
+    assert_eq!(
+        serde_json::Value::Object(shaping.default_arguments.clone()),
+        serde_json::json!({ "limit": 10, "tags": ["a", "b"] })
+    );
+    assert_eq!(shaping.inject_arguments[0].tool, "query");
+    assert!(shaping.inject_arguments[0].overwrite);
+    assert_eq!(shaping.max_argument_size, Some(64 * 1024));
+    assert_eq!(
+        shaping.cache,
+        Some(CachePolicy {
+            tools: Some(Duration::from_secs(30)),
+            resources: Some(Duration::from_secs(60)),
+            max_entries: 500
+        })
+    );
+    assert!(shaping.coalesce);
+    assert_eq!(canary.shaping, Shaping::default());
+}
+
+#[test]
+fn traffic_role_rules() {
+    let primary = "backends:\n  - name: p\n    transport: http\n    url: http://127.0.0.1:1/mcp\n";
+    let second = |keys: &str| {
+        format!(
+            "{primary}  - name: c\n    transport: http\n    url: http://127.0.0.1:2/mcp\n{keys}"
+        )
+    };
+    let cases = [
+        (
+            second("    canary_of: p\n"),
+            "proxy.yaml:5: backends[1]: missing key \"weight\" (a percent, 0 to 100)",
+        ),
+        (
+            second("    canary_of: p\n    weight: 101\n"),
+            "proxy.yaml:9: backends[1].weight: must be 0 to 100 (a percent)",
+        ),
+        (
+            second("    weight: 10\n"),
+            "proxy.yaml:8: backends[1]: weight needs canary_of",
+        ),
+        (
+            second("    canary_of: p\n    mirror_of: p\n    weight: 1\n"),
+            "proxy.yaml:9: backends[1]: a backend has one role: canary_of and mirror_of cannot both be given",
+        ),
+        (
+            second("    mirror_of: p\n    mirror_percent: 5\n    mirror_max_in_flight: 0\n"),
+            "proxy.yaml:10: backends[1].mirror_max_in_flight: must be at least 1",
+        ),
+        (
+            second("    failover_for: nobody\n"),
+            "proxy.yaml:8: backends[1].failover_for: no backend named \"nobody\"",
+        ),
+        (
+            second("    failover_for: c\n"),
+            "proxy.yaml:8: backends[1].failover_for: a backend cannot serve its own traffic",
+        ),
+        (
+            second("    canary_of: p\n    weight: 10\n    aliases: [{ from: a, to: b }]\n"),
+            "proxy.yaml:10: backends[1]: aliases belongs on the primary: a backend with canary_of gets the calls as its primary shaped them",
+        ),
+        (
+            format!(
+                "{}  - name: d\n    transport: http\n    url: http://127.0.0.1:3/mcp\n    mirror_of: c\n    mirror_percent: 1\n",
+                second("    canary_of: p\n    weight: 10\n")
+            ),
+            "proxy.yaml:13: backends[2].mirror_of: \"c\" serves another backend's traffic itself; name its primary",
+        ),
+        (
+            format!(
+                "{}  - name: d\n    transport: http\n    url: http://127.0.0.1:3/mcp\n    canary_of: p\n    weight: 40\n",
+                second("    canary_of: p\n    weight: 70\n")
+            ),
+            "proxy.yaml:14: backends[2].weight: the canaries of \"p\" add up to 110%, over 100%",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(yaml_err(&text), expected, "{text}");
+    }
+}
+
+#[test]
+fn shaping_rules() {
+    let base = "backends:\n  - name: p\n    transport: http\n    url: http://127.0.0.1:1/mcp\n";
+    let cases = [
+        (
+            "    aliases: [{ from: a, to: b }, { from: a, to: c }]\n",
+            "proxy.yaml:5: backends[0].aliases[1].from: \"a\" is already the alias at aliases[0]",
+        ),
+        (
+            "    aliases: [{ from: \"\", to: b }]\n",
+            "proxy.yaml:5: backends[0].aliases[0].from: must not be empty",
+        ),
+        (
+            "    cache: { max_entries: 5 }\n",
+            "proxy.yaml:5: backends[0].cache: name what to cache: tools (a TTL), resources (a TTL), or both",
+        ),
+        (
+            "    cache: { tools: 0s }\n",
+            "proxy.yaml:5: backends[0].cache.tools: must be greater than zero",
+        ),
+        (
+            "    max_argument_size: 0\n",
+            "proxy.yaml:5: backends[0].max_argument_size: must be greater than zero",
+        ),
+        (
+            "    hide: { tool: [x] }\n",
+            "proxy.yaml:5: backends[0].hide: unknown key \"tool\"",
+        ),
+        (
+            "    inject_arguments: [{ tool: q, arguments: 5 }]\n",
+            "proxy.yaml:5: backends[0].inject_arguments[0].arguments: expected a table, found an integer (5)",
+        ),
+    ];
+    for (extra, expected) in cases {
+        assert_eq!(yaml_err(&format!("{base}{extra}")), expected, "{extra}");
+    }
 }

@@ -19,11 +19,13 @@ use super::raw::{
 use super::source::{Node, Seg, path_string};
 use super::{
     BackendConfig, BreakerPolicy, Config, DEFAULT_INIT_TIMEOUT, HedgePolicy, ProxySettings,
-    RateLimit, ReconnectPolicy, RetryBackoff, RetryBudget, RetryOn, RetryPolicy, SlowCall,
+    RateLimit, ReconnectPolicy, RetryBackoff, RetryBudget, RetryOn, RetryPolicy, Role, SlowCall,
     TimeoutPolicy, TransportConfig,
 };
 
 mod pool;
+mod shaping;
+mod traffic;
 
 /// Default `retry.max_retries`, and the most allowed.
 const DEFAULT_MAX_RETRIES: u32 = 2;
@@ -68,6 +70,7 @@ pub(crate) fn validate(
         first_index.insert(backend.name.clone(), i);
         backends.push(backend);
     }
+    v.roles(&backends)?;
     Ok(Config { proxy, backends })
 }
 
@@ -193,7 +196,11 @@ impl Validator<'_> {
             .as_ref()
             .map(|r| self.retry(r, &timeout, path))
             .transpose()?;
-        let safe_to_repeat = raw.safe_to_repeat.map(|s| s.tools).unwrap_or_default();
+        let safe_to_repeat = raw
+            .safe_to_repeat
+            .as_ref()
+            .map(|s| s.tools.clone())
+            .unwrap_or_default();
         for (i, pattern) in safe_to_repeat.iter().enumerate() {
             if pattern.is_empty() {
                 let mut p = child(&child(path, "safe_to_repeat"), "tools");
@@ -256,7 +263,17 @@ impl Validator<'_> {
                 })
             }
         };
+        let role = self.role(&raw, path)?;
+        let role_key = match role {
+            Role::Primary => None,
+            Role::Canary { .. } => Some("canary_of"),
+            Role::Mirror { .. } => Some("mirror_of"),
+            Role::Failover { .. } => Some("failover_for"),
+        };
+        let shaping = self.shaping(&raw, path, role_key)?;
         Ok(BackendConfig {
+            role,
+            shaping,
             name: raw.name,
             endpoints,
             load_balancing,

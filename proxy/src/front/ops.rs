@@ -22,8 +22,7 @@ pub async fn livez() -> Json<Value> {
 /// `GET /readyz`: 200 when every backend is connected, else 503 with the reasons.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     let mut not_ready = Map::new();
-    for backend in app.gateway.backends() {
-        let status = backend.status();
+    for status in app.gateway.statuses() {
         if status.state != BackendState::Connected {
             let reason = status
                 .last_error
@@ -46,16 +45,16 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
 pub async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
     let backends: Vec<Value> = app
         .gateway
-        .backends()
-        .iter()
-        .map(|backend| serde_json::to_value(backend.status()).unwrap_or(Value::Null))
+        .statuses()
+        .into_iter()
+        .map(|status| serde_json::to_value(status).unwrap_or(Value::Null))
         .collect();
     Json(json!({ "backends": backends, "sessions": app.sessions.count() }))
 }
 
 /// `GET /admin/metrics`: Prometheus text exposition.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let statuses: Vec<_> = app.gateway.backends().iter().map(|b| b.status()).collect();
+    let statuses = app.gateway.statuses();
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (
         [(header::CONTENT_TYPE, content_type)],

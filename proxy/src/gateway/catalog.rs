@@ -36,6 +36,10 @@ impl Catalog {
     pub fn build(backends: &[Arc<Backend>], separator: &str) -> Self {
         let mut catalog = Catalog::default();
         for (index, backend) in backends.iter().enumerate() {
+            // A canary's, mirror's or failover's names are its primary's.
+            if !backend.serves_own_traffic() {
+                continue;
+            }
             let listing = backend.listing();
             catalog.add(index, backend.name(), &listing, separator);
         }

@@ -11,17 +11,19 @@
 pub mod catalog;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, BackendEvent, CallError, ListKind};
-use crate::config::Config;
+use crate::backend::{Backend, BackendEvent, CallError, ListKind, Status};
+use crate::config::{Config, Role};
 use crate::jsonrpc::{self, ErrorObject};
 use crate::metrics::{Metrics, Outcome};
 use crate::session::{Session, SessionStore};
+use crate::traffic::{self, Traffic};
 use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSIONS, UpstreamError};
 use catalog::Catalog;
 
@@ -54,6 +56,8 @@ pub struct Gateway {
     catalog: RwLock<Arc<Catalog>>,
     sessions: Arc<SessionStore>,
     metrics: Metrics,
+    /// Canaries, mirrors and failovers of each primary.
+    traffic: Traffic,
     /// Resource URI → the sessions subscribed to it (see [`Gateway::subscribe`]).
     subscribers: tokio::sync::Mutex<HashMap<String, HashSet<String>>>,
 }
@@ -74,10 +78,14 @@ impl Gateway {
                 ))
             })
             .collect();
-        let by_name = backends
+        // Only primaries answer to their names: a canary's, mirror's or
+        // failover's own names are not callable.
+        let by_name = config
+            .backends
             .iter()
             .enumerate()
-            .map(|(index, backend)| (backend.name().to_owned(), index))
+            .filter(|(_, backend)| backend.role == Role::Primary)
+            .map(|(index, backend)| (backend.name.clone(), index))
             .collect();
         Self {
             backends,
@@ -87,6 +95,7 @@ impl Gateway {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             sessions,
             metrics: Metrics::default(),
+            traffic: Traffic::new(config),
             subscribers: tokio::sync::Mutex::default(),
         }
     }
@@ -94,6 +103,24 @@ impl Gateway {
     /// The backends, in config order.
     pub fn backends(&self) -> &[Arc<Backend>] {
         &self.backends
+    }
+
+    /// Every backend's status, in config order, with what the traffic
+    /// layer counted for it (mirror copies).
+    pub fn statuses(&self) -> Vec<Status> {
+        self.backends
+            .iter()
+            .enumerate()
+            .map(|(index, backend)| {
+                let mut status = backend.status();
+                if let Some(mirror) = self.traffic.mirror(index) {
+                    let counts = mirror.counts();
+                    status.mirrored = counts.sent.load(Ordering::Relaxed);
+                    status.mirror_dropped = counts.dropped.load(Ordering::Relaxed);
+                }
+                status
+            })
+            .collect()
     }
 
     /// The metrics registry.
@@ -137,14 +164,14 @@ impl Gateway {
             "resources/templates/list" => Ok(self.list(ListKind::ResourceTemplates)),
             "prompts/list" => Ok(self.list(ListKind::Prompts)),
             "tools/call" => {
-                self.call_by_name(method, "name", "tool", params, progress)
+                self.call_by_name(session, method, "name", "tool", params, progress)
                     .await
             }
             "prompts/get" => {
-                self.call_by_name(method, "name", "prompt", params, progress)
+                self.call_by_name(session, method, "name", "prompt", params, progress)
                     .await
             }
-            "resources/read" => self.call_by_uri(method, params, progress).await,
+            "resources/read" => self.call_by_uri(session, method, params, progress).await,
             "resources/subscribe" => self.subscribe(session, params).await,
             "resources/unsubscribe" => self.unsubscribe(session, params).await,
             "completion/complete" => self.complete(params).await,
@@ -178,6 +205,7 @@ impl Gateway {
 
     async fn call_by_name(
         &self,
+        session: &Session,
         method: &str,
         field: &str,
         what: &str,
@@ -203,17 +231,63 @@ impl Gateway {
             ));
         };
         params[field] = Value::String(own_name.to_owned());
-        self.forward(backend, method, Some(params), progress).await
+        self.route(session, backend, method, Some(params), progress)
+            .await
     }
 
     async fn call_by_uri(
         &self,
+        session: &Session,
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, ErrorObject> {
         let (_, backend) = self.uri_target(method, params.as_ref())?;
-        self.forward(backend, method, params, progress).await
+        self.route(session, backend, method, params, progress).await
+    }
+
+    /// Sends a call addressed to `primary` through its traffic route:
+    /// mirror copies, the canary split, failover on a health failure.
+    async fn route(
+        &self,
+        session: &Session,
+        primary: usize,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, ErrorObject> {
+        let Some(route) = self.traffic.route(primary) else {
+            return self.forward(primary, method, params, progress).await;
+        };
+        debug_assert!(traffic::ROUTED_METHODS.contains(&method));
+        for mirror in &route.mirrors {
+            mirror.copy(&self.backends[mirror.backend], method, params.clone());
+        }
+        let chosen = route.split.choose(session.id()).unwrap_or(primary);
+        let failed = match self.call(chosen, method, params.clone(), progress).await {
+            Err(error) if traffic::is_health_failure(&error) => error,
+            answered => return answered.map_err(|error| error.to_error_object()),
+        };
+        for &standby in &route.failovers {
+            // Progress is relayed from the first backend only: another would
+            // count from zero again.
+            match self.call(standby, method, params.clone(), None).await {
+                Err(error) if traffic::is_health_failure(&error) => {
+                    tracing::debug!(backend = self.backends[standby].name(), %error, "failover failed too");
+                }
+                answered => {
+                    tracing::debug!(
+                        from = self.backends[chosen].name(),
+                        to = self.backends[standby].name(),
+                        %failed,
+                        "failed over"
+                    );
+                    return answered.map_err(|error| error.to_error_object());
+                }
+            }
+        }
+        // Every standby failed too: the client hears about the backend it addressed.
+        Err(failed.to_error_object())
     }
 
     /// The URI a request names and the backend that serves it.
@@ -381,6 +455,19 @@ impl Gateway {
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, ErrorObject> {
+        self.call(backend, method, params, progress)
+            .await
+            .map_err(|error| error.to_error_object())
+    }
+
+    /// Call one backend and record the outcome in the metrics.
+    async fn call(
+        &self,
+        backend: usize,
+        method: &str,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, CallError> {
         let target = &self.backends[backend];
         let started = Instant::now();
         let result = target.call(method, params, progress).await;
@@ -400,7 +487,7 @@ impl Gateway {
         };
         self.metrics
             .record(target.name(), method, outcome, started.elapsed());
-        result.map_err(|error| error.to_error_object())
+        result
     }
 
     /// Record a request that ended because it was cancelled.

@@ -1,0 +1,208 @@
+//! The traffic layer: which backend serves a call addressed to a primary.
+//!
+//! ```text
+//! canary split (seeded, per call or per session)
+//!   -> mirror copies (sampled, fire and forget, bounded)
+//!   -> the chosen backend's own stack
+//!   -> failover, in priority order, when it failed for its health
+//! ```
+//!
+//! Canaries, mirrors and failovers are backends with a role
+//! (`canary_of`, `mirror_of`, `failover_for`); their own names are neither
+//! listed nor callable (the catalog and the router skip them), and they
+//! receive the calls as the primary's shaping made them, `_meta` included.
+//! The traffic layer applies to the calls that address a primary's items —
+//! `tools/call`, `prompts/get`, `resources/read`; subscriptions, completion
+//! and log levels stay with the primary.
+//!
+//! Failover is for health only (see [`is_health_failure`]): a bad request,
+//! a backend's JSON-RPC error or a tool's error result is the answer, not a
+//! reason to ask someone else (mcp-proxy 0.6 fails over on any JSON-RPC
+//! error, invalid params included).
+
+pub(crate) mod mirror;
+pub(crate) mod split;
+
+use crate::backend::{CallError, Refusal};
+use crate::config::{Config, Role};
+use mirror::Mirror;
+use split::Split;
+
+/// Methods the canary, mirror and failover apply to.
+pub(crate) const ROUTED_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
+
+/// How one primary's calls are spread.
+pub(crate) struct Route {
+    pub(crate) split: Split,
+    pub(crate) mirrors: Vec<Mirror>,
+    /// Backend indices, in the order they are tried.
+    pub(crate) failovers: Vec<usize>,
+}
+
+/// The routes of every primary, by backend index (`None` for a backend
+/// with a role).
+pub(crate) struct Traffic {
+    routes: Vec<Option<Route>>,
+}
+
+impl Traffic {
+    /// The routes `config` describes; `seed` is the proxy's.
+    pub(crate) fn new(config: &Config) -> Self {
+        let seed = config.proxy.seed;
+        let index_of = |name: &str| config.backends.iter().position(|b| b.name == name);
+        let routes = config
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(primary, backend)| {
+                if backend.role != Role::Primary {
+                    return None;
+                }
+                let serving = |pick: &dyn Fn(&Role) -> bool| {
+                    config
+                        .backends
+                        .iter()
+                        .enumerate()
+                        .filter(move |(_, b)| {
+                            b.role.primary().and_then(index_of) == Some(primary) && pick(&b.role)
+                        })
+                        .map(|(i, b)| (i, b.role.clone()))
+                        .collect::<Vec<_>>()
+                };
+                let stream = |i: usize, salt: u64| seed ^ (i as u64).wrapping_mul(salt);
+                let canaries = serving(&|r| matches!(r, Role::Canary { .. }))
+                    .into_iter()
+                    .filter_map(|(i, role)| match role {
+                        Role::Canary { weight, sticky, .. } => Some((i, weight, sticky)),
+                        _ => None,
+                    })
+                    .collect();
+                let mirrors = serving(&|r| matches!(r, Role::Mirror { .. }))
+                    .into_iter()
+                    .filter_map(|(i, role)| match role {
+                        Role::Mirror {
+                            percent,
+                            max_in_flight,
+                            ..
+                        } => Some(Mirror::new(
+                            i,
+                            percent,
+                            max_in_flight,
+                            stream(i, 0x9e37_79b9_7f4a_7c15),
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                let mut failovers: Vec<(u32, usize)> =
+                    serving(&|r| matches!(r, Role::Failover { .. }))
+                        .into_iter()
+                        .filter_map(|(i, role)| match role {
+                            Role::Failover { priority, .. } => Some((priority, i)),
+                            _ => None,
+                        })
+                        .collect();
+                failovers.sort();
+                Some(Route {
+                    split: Split::new(canaries, stream(primary, 0xc2b2_ae3d_27d4_eb4f)),
+                    mirrors,
+                    failovers: failovers.into_iter().map(|(_, i)| i).collect(),
+                })
+            })
+            .collect();
+        Self { routes }
+    }
+
+    /// The route of the primary at `backend`, when it has canaries,
+    /// mirrors or failovers.
+    pub(crate) fn route(&self, backend: usize) -> Option<&Route> {
+        self.routes.get(backend)?.as_ref()
+    }
+
+    /// The mirror at backend index `backend`, wherever it is configured.
+    pub(crate) fn mirror(&self, backend: usize) -> Option<&Mirror> {
+        self.routes
+            .iter()
+            .flatten()
+            .flat_map(|route| &route.mirrors)
+            .find(|mirror| mirror.backend == backend)
+    }
+}
+
+/// Whether a failure is about the backend's health, so another backend may
+/// serve the call: it could not be reached or did not answer (transport,
+/// timeout, not connected), its breaker is open, or every endpoint is
+/// ejected. A backend's JSON-RPC error is its answer; the proxy's rate and
+/// concurrency limits are its own decisions about load, not health.
+pub(crate) fn is_health_failure(error: &CallError) -> bool {
+    match error {
+        CallError::Unavailable { .. } | CallError::Timeout { .. } => true,
+        CallError::Refused { reason, .. } => {
+            matches!(reason, Refusal::BreakerOpen | Refusal::Ejected)
+        }
+        CallError::Upstream {
+            error: crate::upstream::UpstreamError::JsonRpc(_),
+            ..
+        } => false,
+        CallError::Upstream { .. } => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::jsonrpc::ErrorObject;
+    use crate::upstream::UpstreamError;
+
+    #[test]
+    fn only_health_failures_fail_over() {
+        let backend = || "p".to_owned();
+        let health = [
+            CallError::Unavailable {
+                backend: backend(),
+                reason: "down".into(),
+            },
+            CallError::Timeout {
+                backend: backend(),
+                after: Duration::from_secs(1),
+            },
+            CallError::Refused {
+                backend: backend(),
+                reason: Refusal::BreakerOpen,
+            },
+            CallError::Refused {
+                backend: backend(),
+                reason: Refusal::Ejected,
+            },
+            CallError::Upstream {
+                backend: backend(),
+                error: UpstreamError::Lost("reset".into()),
+            },
+        ];
+        for error in &health {
+            assert!(is_health_failure(error), "{error}");
+        }
+        let answers = [
+            CallError::Upstream {
+                backend: backend(),
+                error: UpstreamError::JsonRpc(ErrorObject::new(-32602, "bad params")),
+            },
+            CallError::Upstream {
+                backend: backend(),
+                error: UpstreamError::JsonRpc(ErrorObject::new(-32603, "internal")),
+            },
+            CallError::Refused {
+                backend: backend(),
+                reason: Refusal::RateLimit,
+            },
+            CallError::Refused {
+                backend: backend(),
+                reason: Refusal::Concurrency,
+            },
+        ];
+        for error in &answers {
+            assert!(!is_health_failure(error), "{error}");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Traffic across backends, configured the way an operator writes it (YAML
+//! through the proxy's loader), over real tower-mcp backends: a canary takes
+//! its weight of the primary's calls and its own names are neither listed
+//! nor callable; a mirror gets copies whose fate never reaches the client,
+//! bounded in flight; a failover serves only when the primary fails for its
+//! health, never for a bad request or a tool error.
+
+use std::path::Path;
+
+use mcp_proxy::config::{Format, load_str};
+use mcp_proxy::server::RunningProxy;
+use serde_json::{Value, json};
+
+use crate::support::proxy::{self, admin_backend};
+use crate::support::{RawClient, TestBackend, wait_until};
+
+/// `backends:` entries: `(name, backend, extra YAML lines)`.
+async fn proxy_over(entries: &[(&str, &TestBackend, &str)]) -> RunningProxy {
+    let mut text = String::from("proxy:\n  listen: 127.0.0.1:0\n  seed: 3\nbackends:\n");
+    for (name, backend, extra) in entries {
+        text.push_str(&format!(
+            "  - name: {name}\n    transport: http\n    url: {}\n    reconnect: {{ initial: 50ms, max: 200ms }}\n{extra}",
+            backend.url()
+        ));
+    }
+    let config = load_str(&text, Format::Yaml, "test.yaml", Path::new("."), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    proxy::start_config(config).await
+}
+
+async fn client(proxy: &RunningProxy) -> RawClient {
+    let client = RawClient::new(proxy.url());
+    client.initialize().await;
+    client
+}
+
+/// Who answered `search/whoami`.
+async fn whoami(client: &RawClient) -> Value {
+    let answer = client.call_tool("search/whoami", json!({})).await;
+    answer["result"]["content"][0]["text"].clone()
+}
+
+#[tokio::test]
+async fn a_canary_takes_its_weight_and_its_own_names_are_hidden() {
+    let primary = TestBackend::start_named("primary").await;
+    let canary = TestBackend::start_named("canary").await;
+    let proxy = proxy_over(&[
+        ("search", &primary, ""),
+        ("next", &canary, "    canary_of: search\n    weight: 30\n"),
+    ])
+    .await;
+    let client = client(&proxy).await;
+    let mut on_canary = 0;
+    for _ in 0..400 {
+        match whoami(&client).await.as_str() {
+            Some("canary") => on_canary += 1,
+            Some("primary") => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    // 30 % of 400 is 120; a 99.99 % binomial interval is about ± 36.
+    assert!(
+        (84..=156).contains(&on_canary),
+        "{on_canary} of 400 on the canary"
+    );
+
+    let listed = client.request("tools/list", json!({})).await;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"search/whoami"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("next/")), "{names:?}");
+    let direct = client.call_tool("next/whoami", json!({})).await;
+    assert_eq!(direct["error"]["code"], -32602, "{direct}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mirror_gets_copies_whose_failures_never_reach_the_client() {
+    let primary = TestBackend::start_named("primary").await;
+    let mut mirror = TestBackend::start_named("mirror").await;
+    let proxy = proxy_over(&[
+        ("search", &primary, ""),
+        (
+            "shadow",
+            &mirror,
+            "    mirror_of: search\n    mirror_percent: 100\n",
+        ),
+    ])
+    .await;
+    let client = client(&proxy).await;
+    for _ in 0..5 {
+        assert_eq!(whoami(&client).await, "primary");
+    }
+    wait_until("the mirror got every copy", || async {
+        mirror.calls("whoami") == 5
+    })
+    .await;
+    // A mirror that is down changes nothing for the client.
+    mirror.stop().await;
+    for _ in 0..5 {
+        assert_eq!(whoami(&client).await, "primary");
+    }
+    let status = admin_backend(proxy.local_addr(), "shadow").await;
+    assert_eq!(status["mirrored"], 10, "{status}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn mirror_copies_in_flight_are_bounded_and_the_excess_is_dropped() {
+    let primary = TestBackend::start_named("primary").await;
+    let mirror = TestBackend::start_named("mirror").await;
+    let proxy = proxy_over(&[
+        ("search", &primary, ""),
+        (
+            "shadow",
+            &mirror,
+            "    mirror_of: search\n    mirror_percent: 100\n    mirror_max_in_flight: 1\n",
+        ),
+    ])
+    .await;
+    let client = client(&proxy).await;
+    let slow = || client.call_tool("search/slow", json!({ "ms": 500, "steps": 1 }));
+    let answers = futures_util::future::join_all([slow(), slow(), slow()]).await;
+    assert!(
+        answers.iter().all(|a| a["result"].is_object()),
+        "{answers:?}"
+    );
+    let status = admin_backend(proxy.local_addr(), "shadow").await;
+    assert_eq!(
+        (
+            status["mirrored"].as_u64(),
+            status["mirror_dropped"].as_u64()
+        ),
+        (Some(1), Some(2)),
+        "{status}"
+    );
+    assert_eq!(mirror.calls("slow"), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn failover_serves_when_the_primary_is_down_but_not_for_bad_requests_or_tool_errors() {
+    let mut primary = TestBackend::start_named("primary").await;
+    let standby = TestBackend::start_named("standby").await;
+    let proxy = proxy_over(&[
+        ("search", &primary, ""),
+        ("spare", &standby, "    failover_for: search\n"),
+    ])
+    .await;
+    let client = client(&proxy).await;
+    assert_eq!(whoami(&client).await, "primary");
+
+    // A tool error and invalid params are answers: the standby is not asked.
+    let failed = client
+        .call_tool("search/fail", json!({ "message": "no" }))
+        .await;
+    assert_eq!(failed["result"]["isError"], true, "{failed}");
+    let invalid = client.call_tool("search/add", json!({ "a": "x" })).await;
+    assert_eq!(invalid["error"]["code"], -32602, "{invalid}");
+    assert_eq!((standby.calls("fail"), standby.calls("add")), (0, 0));
+
+    primary.stop().await;
+    wait_until("the primary is down", || async {
+        !proxy.backend_status()[0].endpoints[0]
+            .state
+            .eq(&mcp_proxy::backend::State::Connected)
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(whoami(&client).await, "standby");
+    }
+    proxy.shutdown().await;
+}
