@@ -6,6 +6,7 @@
 //!
 //! - [`front`]: the HTTP front door (`/mcp`, Origin check, body limit, ops endpoints)
 //! - [`session`]: client sessions (ids, in-flight requests, event streams)
+//! - `shaping` (internal): the answer cache and the coalescing of identical calls
 //! - [`gateway`]: the aggregated catalog and routing by name or URI
 //! - [`backend`]: one configured server: supervision, reconnects, status
 //! - [`upstream`]: transports to servers (stdio child, HTTP client)
@@ -31,4 +32,5 @@ pub mod jsonrpc;
 pub mod metrics;
 pub mod server;
 pub mod session;
+pub(crate) mod shaping;
 pub mod upstream;
