@@ -7,6 +7,7 @@
 //! - [`front`]: the HTTP front door (`/mcp`, Origin check, body limit, ops endpoints)
 //! - [`session`]: client sessions (ids, in-flight requests, event streams)
 //! - [`gateway`]: the aggregated catalog and routing by name or URI
+//! - `shaping`: filters, aliases, arguments, size limit, answer cache, coalescing
 //! - `traffic`: canary split, mirroring and failover across backends
 //! - [`backend`]: one configured server: supervision, reconnects, status
 //! - [`upstream`]: transports to servers (stdio child, HTTP client)
@@ -32,5 +33,6 @@ pub mod jsonrpc;
 pub mod metrics;
 pub mod server;
 pub mod session;
+mod shaping;
 mod traffic;
 pub mod upstream;
