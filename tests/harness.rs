@@ -3,9 +3,10 @@
 //! binary) and passes; the same scenario against a deliberately weakened proxy
 //! set-up (reconnects too slow to recover within the scenario) fails, on the
 //! recovery checks and only on those; `scenarios/retry.yaml`, `hedging.yaml`,
-//! `circuit-breaker.yaml` and `outlier.yaml` pass, and fail with their
-//! feature taken out of the proxy config (and `outlier.yaml` with ejections
-//! that do not grow); `check`, `list` and bad files
+//! `circuit-breaker.yaml`, `outlier.yaml`, `canary.yaml`, `mirror.yaml` and
+//! `failover.yaml` pass, and fail with their feature taken out of the proxy
+//! config (and `outlier.yaml` with ejections that do not grow); `check`,
+//! `list` and bad files
 //! behave as promised; a stdio fake run by hand exits as scripted.
 //!
 //! Scenario runs take real time (about 20 s each) and load the machine, so
@@ -661,16 +662,72 @@ fn outlier_passes_and_fails_with_outlier_detection_switched_off() {
 fn outlier_fails_when_ejections_do_not_grow() {
     // Capping every ejection at the base length: the second is as short as
     // the first, and only that check can tell.
-    let original = std::fs::read_to_string(root().join("scenarios/outlier.yaml")).unwrap();
-    let flat = original.replace("max_ejection: 10s", "max_ejection: 2s");
-    assert_ne!(flat, original, "the scenario's max_ejection moved");
+    let failed = failed_checks_of_variant("outlier.yaml", "max_ejection: 10s", "max_ejection: 2s");
+    assert_eq!(failed, ["the second ejection lasts twice as long"]);
+}
+
+/// Runs `scenarios/{name}` with `from` replaced by `to`, expects the verdict
+/// "fail" and returns the failed checks.
+fn failed_checks_of_variant(name: &str, from: &str, to: &str) -> Vec<String> {
+    let original = std::fs::read_to_string(root().join("scenarios").join(name)).unwrap();
+    let variant = original.replace(from, to);
+    assert_ne!(variant, original, "{from:?} is not in {name}");
     let dir = TempDir::new();
-    let (code, stdout, report) = run_scenario(&dir.write("outlier-flat.yaml", &flat), &[]);
+    let (code, stdout, report) =
+        run_scenario(&dir.write(&format!("variant-{name}"), &variant), &[]);
     assert_eq!(report["error"], Value::Null, "{stdout}");
     assert_eq!(code, Some(1), "{stdout}");
-    assert_eq!(
-        failed_checks(&report),
-        ["the second ejection lasts twice as long"],
-        "{stdout}"
+    failed_checks(&report)
+}
+
+/// `scenarios/{name}` passes as shipped; with `from` replaced by `to` (the
+/// feature switched off) exactly the checks `must_fail` fail.
+fn passes_and_fails_with(name: &str, from: &str, to: &str, must_fail: &[&str]) {
+    let (code, stdout, report) = run_scenario(&root().join("scenarios").join(name), &[]);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(failed_checks(&report), Vec::<String>::new(), "{stdout}");
+    assert_eq!(code, Some(0), "{stdout}");
+    let mut failed = failed_checks_of_variant(name, from, to);
+    failed.sort();
+    let mut expected: Vec<String> = must_fail.iter().map(|c| (*c).to_owned()).collect();
+    expected.sort();
+    assert_eq!(failed, expected, "{name} with {to:?}");
+}
+
+#[test]
+fn canary_passes_and_fails_with_the_canary_weighed_zero() {
+    passes_and_fails_with(
+        "canary.yaml",
+        "weight: 10",
+        "weight: 0",
+        &["the canary takes 10% of the calls"],
+    );
+}
+
+#[test]
+fn mirror_passes_and_fails_with_mirroring_at_zero_percent() {
+    passes_and_fails_with(
+        "mirror.yaml",
+        "mirror_percent: 25",
+        "mirror_percent: 0",
+        &[
+            "the shadow sees a quarter of the calls",
+            "the shadow keeps getting copies while degraded",
+        ],
+    );
+}
+
+#[test]
+fn failover_passes_and_fails_without_the_standby_role() {
+    // Without `failover_for` the standby is a backend of its own that no
+    // call addresses.
+    passes_and_fails_with(
+        "failover.yaml",
+        "      failover_for: search\n",
+        "",
+        &[
+            "clients see no errors while the primary is down",
+            "the standby serves while the primary is down",
+        ],
     );
 }
