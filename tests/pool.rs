@@ -6,9 +6,6 @@
 //! more than its share of the pool), as `/admin/backends` and the metrics
 //! show. A pool of one that is ejected has its calls refused by the proxy.
 
-use std::path::Path;
-
-use mcp_proxy::config::{Format, load_str};
 use mcp_proxy::server::RunningProxy;
 use serde_json::{Value, json};
 
@@ -26,9 +23,7 @@ async fn pool_of(replicas: &[&TestBackend], policy: &str) -> RunningProxy {
         "proxy:\n  listen: 127.0.0.1:0\nbackends:\n  - name: alpha\n    transport: http\n    endpoints: [{}]\n    reconnect: {{ initial: 50ms, max: 200ms }}\n{policy}",
         urls.join(", ")
     );
-    let config = load_str(&text, Format::Yaml, "test.yaml", Path::new("."), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let proxy = proxy::start_config(config).await;
+    let proxy = proxy::start_yaml(&text).await;
     wait_until("every endpoint connected", || async {
         proxy::status(&proxy, "alpha")
             .endpoints

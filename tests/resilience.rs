@@ -14,7 +14,6 @@
 
 use std::path::Path;
 
-use mcp_proxy::config::{Format, load_str};
 use mcp_proxy::server::RunningProxy;
 use serde_json::json;
 
@@ -66,11 +65,7 @@ fn scripted(policy: &str) -> String {
 }
 
 async fn start_yaml(text: &str) -> RunningProxy {
-    let config = load_str(text, Format::Yaml, "test.yaml", Path::new("."), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let proxy = proxy::start_config(config).await;
-    proxy::wait_connected(&proxy).await;
-    proxy
+    proxy::start_yaml(text).await
 }
 
 /// Calls `alpha/slow` for 10 s through `proxy`; returns the backend's

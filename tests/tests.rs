@@ -29,3 +29,5 @@ mod resilience;
 mod pool;
 // Canary, mirror and failover across backends.
 mod traffic;
+// Filters, aliases, arguments, size limit, cache and coalescing.
+mod shaping;

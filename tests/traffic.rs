@@ -5,13 +5,10 @@
 //! bounded in flight; a failover serves only when the primary fails for its
 //! health, never for a bad request or a tool error.
 
-use std::path::Path;
-
-use mcp_proxy::config::{Format, load_str};
 use mcp_proxy::server::RunningProxy;
 use serde_json::{Value, json};
 
-use crate::support::proxy::{self, admin_backend};
+use crate::support::proxy::{self, admin_backend, client};
 use crate::support::{RawClient, TestBackend, wait_until};
 
 /// `backends:` entries: `(name, backend, extra YAML lines)`.
@@ -23,15 +20,7 @@ async fn proxy_over(entries: &[(&str, &TestBackend, &str)]) -> RunningProxy {
             backend.url()
         ));
     }
-    let config = load_str(&text, Format::Yaml, "test.yaml", Path::new("."), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
-    proxy::start_config(config).await
-}
-
-async fn client(proxy: &RunningProxy) -> RawClient {
-    let client = RawClient::new(proxy.url());
-    client.initialize().await;
-    client
+    proxy::start_yaml(&text).await
 }
 
 /// Who answered `search/whoami`.

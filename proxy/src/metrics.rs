@@ -3,7 +3,8 @@
 //! Requests forwarded to backends are counted by backend, method and outcome,
 //! and timed in a latency histogram by backend and method; each backend's
 //! resilience counters (retries, hedges, timeouts, refusals, breaker
-//! openings and closings, ejections) are read from its status at each scrape. The label values
+//! openings and closings, ejections, mirror copies, cache hits and
+//! misses, coalesced calls) are read from its status at each scrape. The label values
 //! come from the config (backend names) and a fixed set of outcomes and
 //! forwarded methods, so the number of series stays bounded.
 
@@ -96,7 +97,7 @@ impl Default for Metrics {
 type StatusCounter = (&'static str, &'static str, fn(&Status) -> u64);
 
 /// The per-backend resilience counters.
-const RESILIENCE_COUNTERS: [StatusCounter; 9] = [
+const RESILIENCE_COUNTERS: [StatusCounter; 12] = [
     ("mcp_proxy_retries", "Retries made, by backend", |s| {
         s.retries
     }),
@@ -139,6 +140,21 @@ const RESILIENCE_COUNTERS: [StatusCounter; 9] = [
         "mcp_proxy_mirror_dropped",
         "Copies dropped because the mirror had mirror_max_in_flight in flight, by mirror backend",
         |s| s.mirror_dropped,
+    ),
+    (
+        "mcp_proxy_cache_hits",
+        "Calls answered from the response cache, by backend",
+        |s| s.cache_hits,
+    ),
+    (
+        "mcp_proxy_cache_misses",
+        "Cacheable calls the response cache could not answer, by backend",
+        |s| s.cache_misses,
+    ),
+    (
+        "mcp_proxy_coalesced",
+        "Calls that joined an identical call in flight, by backend",
+        |s| s.coalesced,
     ),
 ];
 
@@ -246,6 +262,9 @@ mod tests {
             breaker_opened: 1,
             breaker_closed: 6,
             ejections: 5,
+            cache_hits: 10,
+            cache_misses: 11,
+            coalesced: 12,
             mirrored: 8,
             mirror_dropped: 9,
             endpoints: Vec::new(),
@@ -260,6 +279,9 @@ mod tests {
             r#"mcp_proxy_ejections_total{backend="search"} 5"#,
             r#"mcp_proxy_breaker_closed_total{backend="search"} 6"#,
             r#"mcp_proxy_mirrored_total{backend="search"} 8"#,
+            r#"mcp_proxy_cache_hits_total{backend="search"} 10"#,
+            r#"mcp_proxy_cache_misses_total{backend="search"} 11"#,
+            r#"mcp_proxy_coalesced_total{backend="search"} 12"#,
             r#"mcp_proxy_mirror_dropped_total{backend="search"} 9"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

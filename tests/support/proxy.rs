@@ -94,6 +94,27 @@ pub async fn start_config(config: Config) -> RunningProxy {
     proxy
 }
 
+/// Start the proxy from YAML as an operator writes it (through the proxy's
+/// own loader) and wait until every backend is connected.
+pub async fn start_yaml(text: &str) -> RunningProxy {
+    let config = mcp_proxy::config::load_str(
+        text,
+        mcp_proxy::config::Format::Yaml,
+        "test.yaml",
+        std::path::Path::new("."),
+        &|_| None,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    start_config(config).await
+}
+
+/// A raw client with an initialized session on `proxy`.
+pub async fn client(proxy: &RunningProxy) -> super::RawClient {
+    let client = super::RawClient::new(proxy.url());
+    client.initialize().await;
+    client
+}
+
 /// Wait until every backend of the proxy is connected.
 pub async fn wait_connected(proxy: &RunningProxy) {
     wait_until("every backend connected", || async {

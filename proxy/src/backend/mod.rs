@@ -113,6 +113,12 @@ pub struct Status {
     pub breaker_closed: u64,
     /// Endpoints ejected by `outlier_detection`, since start.
     pub ejections: u64,
+    /// Answers served from the `cache`, since start.
+    pub cache_hits: u64,
+    /// Cacheable calls the `cache` could not answer, since start.
+    pub cache_misses: u64,
+    /// Calls that joined an identical one in flight (`coalesce`), since start.
+    pub coalesced: u64,
     /// For a mirror (`mirror_of`): copies sent to it, since start.
     pub mirrored: u64,
     /// For a mirror: copies dropped because `mirror_max_in_flight` were in flight.
@@ -269,6 +275,23 @@ impl Backend {
     /// The backend's name.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Whether a call may be repeated without harm (see retry's rules):
+    /// a read, a tool the server marks read-only or idempotent, or one
+    /// named in `safe_to_repeat`.
+    pub(crate) fn is_safe_to_repeat(&self, method: &str, params: Option<&Value>) -> bool {
+        resilience::safety::safe_to_repeat(
+            method,
+            params,
+            &self.listing().lists.tools,
+            &self.config.safe_to_repeat,
+        )
+    }
+
+    /// Whether a call only reads (a read, or a tool marked `readOnlyHint`).
+    pub(crate) fn is_read_only(&self, method: &str, params: Option<&Value>) -> bool {
+        resilience::safety::read_only(method, params, &self.listing().lists.tools)
     }
 
     /// Whether its names are its own (it has no `canary_of`, `mirror_of`
@@ -472,7 +495,10 @@ impl Backend {
             breaker_opened: counts.breaker.map_or(0, |b| b.opened),
             breaker_closed: counts.breaker.map_or(0, |b| b.closed),
             ejections: self.pool.ejections(),
-            // Counted by the traffic layer; see `Gateway::statuses`.
+            // Counted by the shaping and traffic layers; see `Gateway::statuses`.
+            cache_hits: 0,
+            cache_misses: 0,
+            coalesced: 0,
             mirrored: 0,
             mirror_dropped: 0,
             endpoints,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::backend::{Backend, ListKind, Listing, Lists};
+use crate::shaping::rules::Rules;
 
 /// One snapshot of everything the proxy lists.
 #[derive(Debug, Default)]
@@ -32,8 +33,9 @@ struct TemplateRoute {
 }
 
 impl Catalog {
-    /// Aggregate the listings of all backends, in config order.
-    pub fn build(backends: &[Arc<Backend>], separator: &str) -> Self {
+    /// Aggregate the listings of all backends, in config order, each as
+    /// its shaping `rules` show it (`rules[i]` belongs to `backends[i]`).
+    pub(crate) fn build(backends: &[Arc<Backend>], rules: &[&Rules], separator: &str) -> Self {
         let mut catalog = Catalog::default();
         for (index, backend) in backends.iter().enumerate() {
             // A canary's, mirror's or failover's names are its primary's.
@@ -41,29 +43,48 @@ impl Catalog {
                 continue;
             }
             let listing = backend.listing();
-            catalog.add(index, backend.name(), &listing, separator);
+            catalog.add(index, backend.name(), &listing, rules[index], separator);
         }
         catalog
     }
 
-    fn add(&mut self, index: usize, backend: &str, listing: &Listing, separator: &str) {
-        let prefixed = |item: &Value| -> Option<Value> {
+    fn add(
+        &mut self,
+        index: usize,
+        backend: &str,
+        listing: &Listing,
+        rules: &Rules,
+        separator: &str,
+    ) {
+        let named = |item: &Value, name: &str| -> Option<Value> {
             let mut item = item.as_object()?.clone();
-            let name = item.get("name")?.as_str()?;
             let name = format!("{backend}{separator}{name}");
             item.insert("name".into(), Value::String(name));
             Some(Value::Object(item))
         };
+        let own_name = |item: &Value| item.get("name").and_then(Value::as_str).map(str::to_owned);
+        let prefixed = |item: &Value| named(item, &own_name(item)?);
         self.lists
             .tools
-            .extend(listing.lists.tools.iter().filter_map(prefixed));
-        self.lists
-            .prompts
-            .extend(listing.lists.prompts.iter().filter_map(prefixed));
+            .extend(listing.lists.tools.iter().filter_map(|tool| {
+                let listed = rules.listed_tool(&own_name(tool)?)?;
+                named(tool, &listed)
+            }));
+        self.lists.prompts.extend(
+            listing
+                .lists
+                .prompts
+                .iter()
+                .filter(|p| own_name(p).is_some_and(|n| rules.visible(ListKind::Prompts, &n)))
+                .filter_map(prefixed),
+        );
         for resource in &listing.lists.resources {
             let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
                 continue;
             };
+            if !rules.visible(ListKind::Resources, uri) {
+                continue;
+            }
             if let Some(&owner) = self.resource_routes.get(uri) {
                 tracing::warn!(
                     uri,
@@ -80,6 +101,9 @@ impl Catalog {
             let Some(uri_template) = template.get("uriTemplate").and_then(Value::as_str) else {
                 continue;
             };
+            if !rules.visible(ListKind::ResourceTemplates, uri_template) {
+                continue;
+            }
             let literal_prefix = uri_template
                 .split('{')
                 .next()
@@ -189,6 +213,49 @@ mod tests {
         }
     }
 
+    fn tool_names(catalog: &Catalog) -> Vec<&str> {
+        catalog
+            .items(ListKind::Tools)
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn the_rules_filter_and_rename_what_is_listed_and_routed() {
+        use crate::config::{Alias, NamePatterns, Shaping};
+        let rules = Rules::new(&Shaping {
+            hide: NamePatterns {
+                tools: Some(vec!["secret".into()]),
+                resources: Some(vec!["file:///private/*".into(), "db://hidden/*".into()]),
+                prompts: None,
+            },
+            aliases: vec![Alias {
+                from: "say".into(),
+                to: "echo".into(),
+            }],
+            ..Shaping::default()
+        });
+        let mut catalog = Catalog::default();
+        catalog.add(
+            0,
+            "a",
+            &listing(
+                &["echo", "secret", "other"],
+                &["file:///private/key", "file:///public"],
+                &["db://hidden/{id}", "db://open/{id}"],
+            ),
+            &rules,
+            "/",
+        );
+        let names = tool_names(&catalog);
+        assert_eq!(names, ["a/say", "a/other"]);
+        assert_eq!(catalog.route_uri("file:///private/key"), None);
+        assert_eq!(catalog.route_uri("file:///public"), Some(0));
+        assert_eq!(catalog.route_uri("db://hidden/1"), None);
+        assert_eq!(catalog.route_uri("db://open/1"), Some(0));
+    }
+
     #[test]
     fn names_are_prefixed_and_uris_routed() {
         let mut catalog = Catalog::default();
@@ -196,19 +263,17 @@ mod tests {
             0,
             "a",
             &listing(&["echo"], &["file:///x"], &["db://{table}"]),
+            &Rules::default(),
             "/",
         );
         catalog.add(
             1,
             "b",
             &listing(&["echo"], &["file:///x", "file:///y"], &["db://users/{id}"]),
+            &Rules::default(),
             "/",
         );
-        let names: Vec<&str> = catalog
-            .items(ListKind::Tools)
-            .iter()
-            .filter_map(|t| t["name"].as_str())
-            .collect();
+        let names = tool_names(&catalog);
         assert_eq!(names, ["a/echo", "b/echo"]);
         assert_eq!(
             catalog.items(ListKind::Resources).len(),
@@ -224,7 +289,13 @@ mod tests {
             "longest template prefix wins"
         );
         assert_eq!(catalog.route_uri("http://elsewhere"), None);
-        catalog.add(2, "c", &listing(&[], &[], &["db://users/{name}"]), "/");
+        catalog.add(
+            2,
+            "c",
+            &listing(&[], &[], &["db://users/{name}"]),
+            &Rules::default(),
+            "/",
+        );
         assert_eq!(
             catalog.route_uri("db://users/ann"),
             Some(1),

@@ -23,6 +23,8 @@ use crate::config::{Config, Role};
 use crate::jsonrpc::{self, ErrorObject};
 use crate::metrics::{Metrics, Outcome};
 use crate::session::{Session, SessionStore};
+use crate::shaping::rules::TooLarge;
+use crate::shaping::{RequestKey, Shaper};
 use crate::traffic::{self, Traffic};
 use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSIONS, UpstreamError};
 use catalog::Catalog;
@@ -47,6 +49,37 @@ fn log_severity(level: &str) -> Option<u8> {
         .and_then(|rank| u8::try_from(rank).ok())
 }
 
+/// Completes a tool call's arguments by the primary's rules and checks
+/// their size; `name` is the tool as the client called it.
+fn shape_arguments(
+    rules: &crate::shaping::rules::Rules,
+    own: &str,
+    name: &str,
+    params: &mut Value,
+) -> Result<(), ErrorObject> {
+    if rules.touches_arguments() {
+        let arguments = params
+            .as_object_mut()
+            .map(|p| p.entry("arguments").or_insert_with(|| json!({})));
+        // Arguments that are not an object are the backend's to refuse.
+        if let Some(Value::Object(arguments)) = arguments {
+            rules.shape_arguments(own, arguments);
+        }
+    }
+    if let Some(arguments) = params.get("arguments")
+        && let Err(TooLarge { size, limit }) = rules.check_size(arguments)
+    {
+        return Err(ErrorObject::new(
+            jsonrpc::INVALID_PARAMS,
+            format!(
+                "the arguments of {name} take {size} bytes, over the backend's max_argument_size of {limit} bytes"
+            ),
+        )
+        .with_data(json!({ "size": size, "max_argument_size": limit })));
+    }
+    Ok(())
+}
+
 /// Routes client requests over the configured backends.
 pub struct Gateway {
     backends: Vec<Arc<Backend>>,
@@ -56,6 +89,8 @@ pub struct Gateway {
     catalog: RwLock<Arc<Catalog>>,
     sessions: Arc<SessionStore>,
     metrics: Metrics,
+    /// Each backend's filters, aliases, arguments, cache and coalescing.
+    shapers: Vec<Shaper>,
     /// Canaries, mirrors and failovers of each primary.
     traffic: Traffic,
     /// Resource URI → the sessions subscribed to it (see [`Gateway::subscribe`]).
@@ -95,6 +130,7 @@ impl Gateway {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             sessions,
             metrics: Metrics::default(),
+            shapers: config.backends.iter().map(Shaper::new).collect(),
             traffic: Traffic::new(config),
             subscribers: tokio::sync::Mutex::default(),
         }
@@ -105,14 +141,18 @@ impl Gateway {
         &self.backends
     }
 
-    /// Every backend's status, in config order, with what the traffic
-    /// layer counted for it (mirror copies).
+    /// Every backend's status, in config order, with what the shaping and
+    /// traffic layers counted for it (cache, coalescing, mirror copies).
     pub fn statuses(&self) -> Vec<Status> {
         self.backends
             .iter()
             .enumerate()
             .map(|(index, backend)| {
                 let mut status = backend.status();
+                let (cache, coalesced) = self.shapers[index].counts();
+                status.cache_hits = cache.hits;
+                status.cache_misses = cache.misses;
+                status.coalesced = coalesced;
                 if let Some(mirror) = self.traffic.mirror(index) {
                     let counts = mirror.counts();
                     status.mirrored = counts.sent.load(Ordering::Relaxed);
@@ -151,7 +191,7 @@ impl Gateway {
 
     /// Answer one request of a session (anything but `initialize`).
     pub async fn handle(
-        &self,
+        self: &Arc<Self>,
         session: &Session,
         method: &str,
         params: Option<Value>,
@@ -204,7 +244,7 @@ impl Gateway {
     }
 
     async fn call_by_name(
-        &self,
+        self: &Arc<Self>,
         session: &Session,
         method: &str,
         field: &str,
@@ -218,39 +258,111 @@ impl Gateway {
                 format!("{method} needs params with a {what} name"),
             ));
         };
-        let Some(name) = params.get(field).and_then(Value::as_str) else {
+        let Some(name) = params.get(field).and_then(Value::as_str).map(str::to_owned) else {
             return Err(ErrorObject::new(
                 jsonrpc::INVALID_PARAMS,
                 format!("{method} needs a \"{field}\" string"),
             ));
         };
-        let Some((backend, own_name)) = self.split_name(name) else {
-            return Err(ErrorObject::new(
-                jsonrpc::INVALID_PARAMS,
-                format!("unknown {what}: {name}"),
-            ));
+        let name = name.as_str();
+        let unknown =
+            || ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("unknown {what}: {name}"));
+        let Some((backend, client_name)) = self.split_name(name) else {
+            return Err(unknown());
         };
-        params[field] = Value::String(own_name.to_owned());
-        self.route(session, backend, method, Some(params), progress)
+        let rules = &self.shapers[backend].rules;
+        // Hidden names, and a tool's name under its alias, are unknown.
+        let own = match method {
+            "tools/call" => rules.called_tool(client_name),
+            _ => rules
+                .visible(ListKind::Prompts, client_name)
+                .then(|| client_name.to_owned()),
+        };
+        let Some(own) = own else {
+            return Err(unknown());
+        };
+        if method == "tools/call" {
+            shape_arguments(rules, &own, name, &mut params)?;
+        }
+        params[field] = Value::String(own.clone());
+        self.shaped(session, backend, method, &own, params, progress)
             .await
     }
 
     async fn call_by_uri(
-        &self,
+        self: &Arc<Self>,
         session: &Session,
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, ErrorObject> {
-        let (_, backend) = self.uri_target(method, params.as_ref())?;
-        self.route(session, backend, method, params, progress).await
+        let (uri, backend) = self.uri_target(method, params.as_ref())?;
+        let params = params.unwrap_or_else(|| json!({ "uri": uri }));
+        self.shaped(session, backend, method, &uri, params, progress)
+            .await
+    }
+
+    /// A call after its names and arguments are shaped: answered from the
+    /// cache, joined to an identical one in flight, or routed.
+    async fn shaped(
+        self: &Arc<Self>,
+        session: &Session,
+        primary: usize,
+        method: &str,
+        target: &str,
+        params: Value,
+        progress: Option<ProgressSink>,
+    ) -> Result<Value, ErrorObject> {
+        let shaper = &self.shapers[primary];
+        let backend = &self.backends[primary];
+        let ttl = shaper
+            .cache_ttl(method)
+            .filter(|_| backend.is_read_only(method, Some(&params)));
+        let coalescer = shaper
+            .coalescer()
+            .filter(|_| progress.is_none() && backend.is_safe_to_repeat(method, Some(&params)));
+        if ttl.is_none() && coalescer.is_none() {
+            return self
+                .route(session.id(), primary, method, Some(params), progress)
+                .await;
+        }
+        let key = RequestKey::new(primary, method, target, params.get("arguments"), None);
+        if ttl.is_some()
+            && let Some(hit) = shaper.cache().and_then(|cache| cache.get(&key))
+        {
+            return Ok(hit);
+        }
+        let result = match coalescer {
+            Some(coalescer) => {
+                // The shared call belongs to every waiter, so it owns what it uses.
+                let gateway = Arc::clone(self);
+                let session = session.id().to_owned();
+                let method = method.to_owned();
+                let call = async move {
+                    gateway
+                        .route(&session, primary, &method, Some(params), None)
+                        .await
+                };
+                coalescer.run(key.clone(), call).await
+            }
+            None => {
+                self.route(session.id(), primary, method, Some(params), progress)
+                    .await
+            }
+        };
+        if let (Some(ttl), Some(cache), Ok(value)) = (ttl, shaper.cache(), &result)
+            && value.get("isError") != Some(&Value::Bool(true))
+        {
+            cache.put(key, value.clone(), ttl);
+        }
+        result
     }
 
     /// Sends a call addressed to `primary` through its traffic route:
     /// mirror copies, the canary split, failover on a health failure.
     async fn route(
         &self,
-        session: &Session,
+        session: &str,
         primary: usize,
         method: &str,
         params: Option<Value>,
@@ -263,7 +375,7 @@ impl Gateway {
         for mirror in &route.mirrors {
             mirror.copy(&self.backends[mirror.backend], method, params.clone());
         }
-        let chosen = route.split.choose(session.id()).unwrap_or(primary);
+        let chosen = route.split.choose(session).unwrap_or(primary);
         let failed = match self.call(chosen, method, params.clone(), progress).await {
             Err(error) if traffic::is_health_failure(&error) => error,
             answered => return answered.map_err(|error| error.to_error_object()),
@@ -302,7 +414,11 @@ impl Gateway {
                 format!("{method} needs a \"uri\" string"),
             ));
         };
-        let Some(backend) = self.catalog().route_uri(uri) else {
+        let Some(backend) = self
+            .catalog()
+            .route_uri(uri)
+            .filter(|&b| self.shapers[b].rules.visible(ListKind::Resources, uri))
+        else {
             return Err(ErrorObject::new(
                 jsonrpc::RESOURCE_NOT_FOUND,
                 format!("resource not found: {uri}"),
@@ -508,7 +624,8 @@ impl Gateway {
     }
 
     fn rebuild(&self, kinds: &[ListKind]) {
-        let fresh = Arc::new(Catalog::build(&self.backends, &self.separator));
+        let rules: Vec<_> = self.shapers.iter().map(|s| &s.rules).collect();
+        let fresh = Arc::new(Catalog::build(&self.backends, &rules, &self.separator));
         let previous = std::mem::replace(
             &mut *self.catalog.write().unwrap_or_else(PoisonError::into_inner),
             Arc::clone(&fresh),

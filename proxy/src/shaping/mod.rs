@@ -1,21 +1,85 @@
-//! Request shaping between the session and the traffic layer.
+//! Request shaping between the session and the traffic layer: what a
+//! primary's clients may see and call, what its calls carry, and which
+//! calls need not reach a backend at all.
 //!
-//! Before a call reaches a backend's pool, a repeated read may be answered
-//! from a short-lived [`cache`] of successful answers, and identical calls
-//! that are in flight together are folded into one backend call by
+//! ```text
+//! filter (expose/hide) -> alias -> arguments (defaults, injections)
+//!   -> size limit -> cache -> coalesce -> traffic (canary, mirror, failover)
+//! ```
+//!
+//! [`rules`] decides names and arguments. Then a repeated read may be
+//! answered from a short-lived [`cache`] of successful answers, and
+//! identical calls that are in flight together are folded into one call by
 //! [`coalesce`]. Both decide what "identical" means through one
-//! [`RequestKey`], built here so that the two can never disagree.
+//! [`RequestKey`], built here so that the two can never disagree. Because
+//! the cache sits before the traffic layer, a cache hit is neither mirrored
+//! nor sent to a canary; because the rules come first, a hidden tool cannot
+//! be reached through an alias or a canary.
 //!
-//! The shaping layer only holds answers and joins calls; which methods may
-//! be cached or coalesced, and for how long, is the caller's decision.
-
-// Wired into the gateway in a following commit.
-#![allow(dead_code)]
+//! Only reads are cached (`resources/read`, and tools the server marks
+//! `readOnlyHint`) and only calls safe to repeat are coalesced (two
+//! identical idempotent writes in flight may share one), never a call whose
+//! client asked for progress (the others would get none).
 
 pub(crate) mod cache;
 pub(crate) mod coalesce;
+pub(crate) mod rules;
+
+use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::config::{BackendConfig, CachePolicy};
+use crate::jsonrpc::ErrorObject;
+use cache::{CacheCounts, ResponseCache};
+use coalesce::Coalescer;
+use rules::Rules;
+
+/// One primary's shaping.
+pub(crate) struct Shaper {
+    pub(crate) rules: Rules,
+    cache: Option<(ResponseCache, CachePolicy)>,
+    coalescer: Option<Coalescer<ErrorObject>>,
+}
+
+impl Shaper {
+    pub(crate) fn new(config: &BackendConfig) -> Self {
+        let shaping = &config.shaping;
+        Self {
+            rules: Rules::new(shaping),
+            cache: shaping
+                .cache
+                .map(|policy| (ResponseCache::new(policy.max_entries), policy)),
+            coalescer: shaping.coalesce.then(Coalescer::new),
+        }
+    }
+
+    /// How long an answer to `method` may be reused, when it may.
+    pub(crate) fn cache_ttl(&self, method: &str) -> Option<Duration> {
+        let (_, policy) = self.cache.as_ref()?;
+        match method {
+            "tools/call" => policy.tools,
+            "resources/read" => policy.resources,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn cache(&self) -> Option<&ResponseCache> {
+        self.cache.as_ref().map(|(cache, _)| cache)
+    }
+
+    pub(crate) fn coalescer(&self) -> Option<&Coalescer<ErrorObject>> {
+        self.coalescer.as_ref()
+    }
+
+    /// Cache hits and misses, and calls that joined one in flight.
+    pub(crate) fn counts(&self) -> (CacheCounts, u64) {
+        (
+            self.cache().map(ResponseCache::counts).unwrap_or_default(),
+            self.coalescer.as_ref().map_or(0, Coalescer::coalesced),
+        )
+    }
+}
 
 /// What identifies one request for caching and coalescing: the backend, the
 /// method, the backend's own name or URI, the arguments in canonical JSON

@@ -43,11 +43,43 @@ pub(crate) fn safe_to_repeat(
     }
 }
 
+/// Whether a call only reads: a read method, or a tool the server marks
+/// `readOnlyHint` (an idempotent write is safe to repeat, but its answer
+/// must not be served from a cache instead of running it).
+pub(crate) fn read_only(method: &str, params: Option<&Value>, tools: &[Value]) -> bool {
+    match method {
+        "resources/read" | "prompts/get" => true,
+        "tools/call" => {
+            let name = params.and_then(|p| p.get("name")).and_then(Value::as_str);
+            tools
+                .iter()
+                .find(|t| name.is_some() && t.get("name").and_then(Value::as_str) == name)
+                .and_then(|t| t.pointer("/annotations/readOnlyHint"))
+                == Some(&Value::Bool(true))
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::safe_to_repeat;
+    use super::{read_only, safe_to_repeat};
+
+    #[test]
+    fn only_reads_and_read_only_tools_are_read_only() {
+        let tools = vec![
+            json!({"name": "lookup", "annotations": {"readOnlyHint": true}}),
+            json!({"name": "put", "annotations": {"idempotentHint": true}}),
+        ];
+        let call = |name: &str| json!({"name": name});
+        assert!(read_only("tools/call", Some(&call("lookup")), &tools));
+        assert!(!read_only("tools/call", Some(&call("put")), &tools));
+        assert!(!read_only("tools/call", Some(&call("missing")), &tools));
+        assert!(read_only("resources/read", None, &tools));
+        assert!(!read_only("tools/call", None, &tools));
+    }
 
     #[test]
     fn hints_reads_and_patterns_make_a_call_safe() {
