@@ -76,6 +76,8 @@ fn check_accepts_the_example_configs_and_prints_a_summary() {
             ("everything", "stdio"),
             ("search", "http"),
             ("catalog", "http"),
+            ("docs", "http"),
+            ("docs-next", "http"),
         ] {
             assert!(
                 lines.iter().any(|line| {
@@ -93,6 +95,13 @@ fn check_accepts_the_example_configs_and_prints_a_summary() {
             summary.contains("2 endpoints, least requests, ejection after 5 failures in a row"),
             "the pool's policies, in {example}: {summary}"
         );
+        for role in [
+            "canary of docs: 10% of its calls",
+            "mirror of docs: 5% of its calls",
+            "failover for docs (priority 1)",
+        ] {
+            assert!(summary.contains(role), "{role}, in {example}: {summary}");
+        }
     }
 }
 

@@ -69,7 +69,7 @@ async fn hidden_tools_are_neither_listed_nor_callable_even_through_an_alias() {
 }
 
 #[tokio::test]
-async fn a_hidden_tool_cannot_be_reached_through_the_canary() {
+async fn a_hidden_tool_cannot_be_reached_through_the_canary_which_gets_the_primarys_arguments() {
     let primary = TestBackend::start_named("primary").await;
     let canary = TestBackend::start_named("canary").await;
     let extra = format!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcp_proxy::config::{self, Config, LoadBalancing, TransportConfig};
+use mcp_proxy::config::{self, Config, LoadBalancing, Role, TransportConfig};
 use tracing_subscriber::EnvFilter;
 
 /// A resilient MCP gateway: many MCP servers behind one streamable-HTTP endpoint.
@@ -129,6 +129,29 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
                 "circuit breaker at {}% failures",
                 breaker.failure_rate * 100.0
             ));
+        }
+        match &backend.role {
+            Role::Primary => {}
+            Role::Canary { of, weight, sticky } => policies.push(format!(
+                "canary of {of}: {weight}% of its calls{}",
+                if *sticky { " (per session)" } else { "" }
+            )),
+            Role::Mirror { of, percent, .. } => {
+                policies.push(format!("mirror of {of}: {percent}% of its calls"))
+            }
+            Role::Failover { of, priority } => {
+                policies.push(format!("failover for {of} (priority {priority})"))
+            }
+        }
+        let shaping = &backend.shaping;
+        if !shaping.aliases.is_empty() {
+            policies.push(format!("{} alias(es)", shaping.aliases.len()));
+        }
+        if let Some(cache) = shaping.cache {
+            policies.push(format!("cache of {} answers", cache.max_entries));
+        }
+        if shaping.coalesce {
+            policies.push("coalescing".to_owned());
         }
         if !policies.is_empty() {
             text.push_str(&format!("  {:<20} {}\n", "", policies.join(", ")));

@@ -1281,3 +1281,22 @@ fn shaping_rules() {
         assert_eq!(yaml_err(&format!("{base}{extra}")), expected, "{extra}");
     }
 }
+
+#[test]
+fn two_canaries_of_one_primary_are_both_kept() {
+    let text = "backends:
+  - { name: p, transport: http, url: http://127.0.0.1:1/mcp }
+  - { name: c1, transport: http, url: http://127.0.0.1:2/mcp, canary_of: p, weight: 30 }
+  - { name: c2, transport: http, url: http://127.0.0.1:3/mcp, canary_of: p, weight: 70 }
+";
+    let config = yaml(text).unwrap();
+    let weights: Vec<f64> = config
+        .backends
+        .iter()
+        .filter_map(|b| match b.role {
+            Role::Canary { weight, .. } => Some(weight),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(weights, [30.0, 70.0]);
+}
