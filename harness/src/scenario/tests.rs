@@ -78,8 +78,13 @@ fn the_base_scenario_resolves_windows_and_defaults() {
 #[test]
 fn outage_scenario_has_its_phases() {
     let s = load(&scenarios_dir().join("outage.yaml")).unwrap();
-    assert_eq!(s.fakes.len(), 2);
-    assert_eq!(s.faults.len(), 2);
+    // files, and search's two replicas; one outage each.
+    assert_eq!(s.fakes.len(), 3);
+    assert_eq!(s.faults.len(), 3);
+    assert_eq!(
+        s.proxy.backend_fakes[1],
+        ["search-a".to_owned(), "search-b".to_owned()]
+    );
     assert!(
         s.faults
             .iter()
