@@ -164,3 +164,111 @@ async fn failover_serves_when_the_primary_is_down_but_not_for_bad_requests_or_to
     }
     proxy.shutdown().await;
 }
+
+/// A config whose primary `search` is the scripted stdio server (its tools
+/// carry no hints) with `policy`, and a standby tower-mcp backend.
+fn unhinted_primary_with_standby(policy: &str, standby: &TestBackend) -> String {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scripted_server.py");
+    format!(
+        "proxy:\n  listen: 127.0.0.1:0\nbackends:\n  - name: search\n    transport: stdio\n    command: python3\n    args: [{:?}]\n{policy}  - name: spare\n    transport: http\n    url: {}\n    failover_for: search\n",
+        script.display().to_string(),
+        standby.url()
+    )
+}
+
+#[tokio::test]
+async fn a_call_that_may_have_run_fails_over_only_when_safe_to_repeat() {
+    let standby = TestBackend::start_named("standby").await;
+    let slow = json!({ "ms": 300, "steps": 1 });
+    // The primary's `slow` has no hints: a timed-out call may have run, so
+    // it is not run again elsewhere.
+    let text = unhinted_primary_with_standby("    timeout: { per_try: 100ms }\n", &standby);
+    let proxy = proxy::start_yaml(&text).await;
+    let answer = client(&proxy)
+        .await
+        .call_tool("search/slow", slow.clone())
+        .await;
+    assert_eq!(answer["error"]["code"], -32013, "{answer}");
+    assert_eq!(standby.calls("slow"), 0);
+    proxy.shutdown().await;
+
+    // Named safe to repeat, the same timeout fails over.
+    let policy = "    timeout: { per_try: 100ms }\n    safe_to_repeat: { tools: [slow] }\n";
+    let proxy = proxy::start_yaml(&unhinted_primary_with_standby(policy, &standby)).await;
+    let answer = client(&proxy).await.call_tool("search/slow", slow).await;
+    assert_eq!(text_of(&answer), "done", "{answer}");
+    assert_eq!(standby.calls("slow"), 1);
+    proxy.shutdown().await;
+}
+
+fn text_of(answer: &Value) -> &str {
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_canary_that_is_down_falls_back_to_its_primary() {
+    let primary = TestBackend::start_named("primary").await;
+    let mut canary = TestBackend::start_named("canary").await;
+    let proxy = proxy_over(&[
+        ("search", &primary, ""),
+        ("next", &canary, "    canary_of: search\n    weight: 100\n"),
+    ])
+    .await;
+    let client = client(&proxy).await;
+    assert_eq!(whoami(&client).await, "canary");
+    canary.stop().await;
+    wait_until("the canary is down", || async {
+        proxy.backend_status()[1].state != mcp_proxy::backend::State::Connected
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(whoami(&client).await, "primary");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn readiness_follows_what_can_serve_a_primarys_calls() {
+    let mut primary = TestBackend::start_named("primary").await;
+    let mut standby = TestBackend::start_named("standby").await;
+    let mut mirror = TestBackend::start_named("mirror").await;
+    let proxy = proxy_over(&[
+        ("search", &primary, ""),
+        ("spare", &standby, "    failover_for: search\n"),
+        (
+            "shadow",
+            &mirror,
+            "    mirror_of: search\n    mirror_percent: 10\n",
+        ),
+    ])
+    .await;
+    let ready = || async {
+        proxy::ops_get_json(proxy.local_addr(), "/readyz").await.0 == reqwest::StatusCode::OK
+    };
+    let down = |index: usize| {
+        let proxy = &proxy;
+        move || async move {
+            proxy.backend_status()[index].state != mcp_proxy::backend::State::Connected
+        }
+    };
+    assert!(ready().await);
+    mirror.stop().await;
+    wait_until("the mirror is down", down(2)).await;
+    assert!(
+        ready().await,
+        "a mirror down does not make the proxy unready"
+    );
+    primary.stop().await;
+    wait_until("the primary is down", down(0)).await;
+    assert!(ready().await, "its standby can serve");
+    standby.stop().await;
+    wait_until("the standby is down", down(1)).await;
+    let (status, body) = proxy::ops_get_json(proxy.local_addr(), "/readyz").await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["backends"]["search"].is_object(), "{body}");
+    assert!(body["backends"].get("shadow").is_none(), "{body}");
+    proxy.shutdown().await;
+}

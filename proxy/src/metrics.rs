@@ -245,6 +245,8 @@ mod tests {
         let status = Status {
             name: "search".into(),
             transport: "http",
+            role: "primary",
+            serves: None,
             state: crate::backend::State::Connected,
             last_error: None,
             restarts: 0,

@@ -21,7 +21,6 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures_util::FutureExt;
-use futures_util::future::Either;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -78,6 +77,10 @@ pub struct Status {
     pub name: String,
     /// `stdio` or `http`.
     pub transport: &'static str,
+    /// `primary`, or `canary`, `mirror` or `failover` (of [`Status::serves`]).
+    pub role: &'static str,
+    /// The primary whose calls it serves, when it has a role.
+    pub serves: Option<String>,
     /// Connection state.
     pub state: State,
     /// The most recent failure, if any, even after recovery.
@@ -355,29 +358,27 @@ impl Backend {
             );
         // Every replica must know a subscription: any of them may send the
         // update, and any may serve the next read.
-        let broadcast = self.pool.endpoints().len() > 1
-            && matches!(method, "resources/subscribe" | "resources/unsubscribe");
-        // Progress is relayed from the first attempt only: a retry's
-        // backend would count again from the start, and MCP requires a
-        // request's progress to increase.
+        if self.pool.endpoints().len() > 1
+            && matches!(method, "resources/subscribe" | "resources/unsubscribe")
+        {
+            return self.broadcast(method, params).await;
+        }
+        // Progress is relayed from the first attempt that is sent only: a
+        // retry's backend would count again from the start, and MCP
+        // requires a request's progress to increase.
         let mut progress = progress;
         let mut tried: Vec<usize> = Vec::new();
         self.resilience
             .call(safe, || {
-                if broadcast {
-                    let attempt = self.broadcast(method, params.clone());
-                    return (Either::Right(attempt), EndpointReport::none(self));
-                }
                 let pick = self.pool.pick(&tried);
-                let report = match pick {
+                let (report, progress) = match pick {
                     Pick::Endpoint(endpoint) => {
                         tried.push(endpoint);
-                        EndpointReport::on(self, endpoint)
+                        (EndpointReport::on(self, endpoint), progress.take())
                     }
-                    Pick::NotConnected | Pick::AllEjected => EndpointReport::none(self),
+                    Pick::NotConnected | Pick::AllEjected => (EndpointReport::none(self), None),
                 };
-                let attempt = self.attempt(pick, method, params.clone(), progress.take());
-                (Either::Left(attempt), report)
+                (self.attempt(pick, method, params.clone(), progress), report)
             })
             .await
     }
@@ -408,14 +409,25 @@ impl Backend {
         }
     }
 
-    /// Sends one request to every connected endpoint at once: the first
-    /// success is the answer, else the first error.
+    /// Sends one request to every connected endpoint at once, each bounded
+    /// by `init_timeout` (as renewals after a reconnect are), outside the
+    /// resilience stack: a per-try timeout over the whole fan-out would
+    /// turn replicas that did answer into a failure. Any success is the
+    /// answer, else the first error.
     async fn broadcast(&self, method: &str, params: Option<Value>) -> Result<Value, CallError> {
-        let sends = self
-            .pool
-            .endpoints()
-            .iter()
-            .map(|endpoint| endpoint.request(method, params.clone(), None));
+        let within = self.config.init_timeout;
+        let sends = self.pool.endpoints().iter().map(|endpoint| {
+            let params = params.clone();
+            async move {
+                match tokio::time::timeout(within, endpoint.request(method, params, None)).await {
+                    Ok(sent) => sent,
+                    Err(_) => Some(Err(UpstreamError::Lost(format!(
+                        "{} did not answer within {within:?}",
+                        endpoint.label
+                    )))),
+                }
+            }
+        });
         let results: Vec<_> = futures_util::future::join_all(sends)
             .await
             .into_iter()
@@ -474,6 +486,13 @@ impl Backend {
         Status {
             name: self.config.name.clone(),
             transport: self.config.transport_kind(),
+            role: match self.config.role {
+                crate::config::Role::Primary => "primary",
+                crate::config::Role::Canary { .. } => "canary",
+                crate::config::Role::Mirror { .. } => "mirror",
+                crate::config::Role::Failover { .. } => "failover",
+            },
+            serves: self.config.role.primary().map(str::to_owned),
             state: self.pool.state(),
             last_error: self
                 .last_error

@@ -67,6 +67,9 @@ pub(super) async fn run(
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
                 this.set_state(State::Connected, None);
+                // Renewed once the connection is in place, so a subscribe
+                // that arrives meanwhile reaches this endpoint either way.
+                resubscribe(&backend, &connection).await;
 
                 let stopping = serve(
                     &backend,
@@ -133,7 +136,6 @@ async fn connect_and_list(
         connection.shutdown().await;
         return Err(error);
     }
-    resubscribe(backend, &connection).await;
     Ok((connection, listing))
 }
 

@@ -19,16 +19,28 @@ pub async fn livez() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
-/// `GET /readyz`: 200 when every backend is connected, else 503 with the reasons.
+/// `GET /readyz`: 200 when every primary can serve — it is connected, or
+/// one of its failovers is — else 503 with the reasons. Canaries and
+/// mirrors do not count: a call falls back from a canary to its primary,
+/// and a mirror's copies are fire and forget.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let statuses = app.gateway.statuses();
+    let standby_up = |primary: &str| {
+        statuses.iter().any(|s| {
+            s.role == "failover"
+                && s.serves.as_deref() == Some(primary)
+                && s.state == BackendState::Connected
+        })
+    };
     let mut not_ready = Map::new();
-    for status in app.gateway.statuses() {
-        if status.state != BackendState::Connected {
+    for status in statuses.iter().filter(|s| s.role == "primary") {
+        if status.state != BackendState::Connected && !standby_up(&status.name) {
             let reason = status
                 .last_error
+                .clone()
                 .unwrap_or_else(|| "not connected yet".to_owned());
             not_ready.insert(
-                status.name,
+                status.name.clone(),
                 json!({ "state": status.state, "reason": reason }),
             );
         }

@@ -326,7 +326,15 @@ impl Gateway {
                 .route(session.id(), primary, method, Some(params), progress)
                 .await;
         }
-        let key = RequestKey::new(primary, method, target, params.get("arguments"), None);
+        // Under a sticky canary split, each side keeps its own answers.
+        let side = self.traffic.sticky_side(primary, session.id());
+        let key = RequestKey::new(
+            primary,
+            method,
+            target,
+            params.get("arguments"),
+            side.as_deref(),
+        );
         if ttl.is_some()
             && let Some(hit) = shaper.cache().and_then(|cache| cache.get(&key))
         {
@@ -376,21 +384,37 @@ impl Gateway {
             mirror.copy(&self.backends[mirror.backend], method, params.clone());
         }
         let chosen = route.split.choose(session).unwrap_or(primary);
-        let failed = match self.call(chosen, method, params.clone(), progress).await {
+        let mut failed = match self.call(chosen, method, params.clone(), progress).await {
             Err(error) if traffic::is_health_failure(&error) => error,
             answered => return answered.map_err(|error| error.to_error_object()),
         };
-        for &standby in &route.failovers {
+        // A call that may have run (a timeout, a lost connection) runs
+        // elsewhere only when it is safe to repeat, as for retries.
+        if !traffic::never_sent(&failed)
+            && !self.backends[primary].is_safe_to_repeat(method, params.as_ref())
+        {
+            return Err(failed.to_error_object());
+        }
+        // A failed canary falls back to its primary first, then the standbys.
+        let fallbacks = (chosen != primary)
+            .then_some(primary)
+            .into_iter()
+            .chain(route.failovers.iter().copied());
+        for fallback in fallbacks {
             // Progress is relayed from the first backend only: another would
             // count from zero again.
-            match self.call(standby, method, params.clone(), None).await {
+            match self.call(fallback, method, params.clone(), None).await {
                 Err(error) if traffic::is_health_failure(&error) => {
-                    tracing::debug!(backend = self.backends[standby].name(), %error, "failover failed too");
+                    tracing::debug!(backend = self.backends[fallback].name(), %error, "fallback failed too");
+                    if fallback == primary {
+                        // The client hears about the backend it addressed.
+                        failed = error;
+                    }
                 }
                 answered => {
                     tracing::debug!(
                         from = self.backends[chosen].name(),
-                        to = self.backends[standby].name(),
+                        to = self.backends[fallback].name(),
                         %failed,
                         "failed over"
                     );
@@ -398,7 +422,6 @@ impl Gateway {
                 }
             }
         }
-        // Every standby failed too: the client hears about the backend it addressed.
         Err(failed.to_error_object())
     }
 
@@ -498,7 +521,10 @@ impl Gateway {
                     .get("name")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let Some((backend, own_name)) = self.split_name(name) else {
+                let Some((backend, own_name)) = self
+                    .split_name(name)
+                    .filter(|&(b, own)| self.shapers[b].rules.visible(ListKind::Prompts, own))
+                else {
                     return Err(ErrorObject::new(
                         jsonrpc::INVALID_PARAMS,
                         format!("unknown prompt: {name}"),

@@ -96,7 +96,8 @@ pub(crate) struct RequestKey {
     pub(crate) target: String,
     /// The arguments in canonical JSON; empty when the request had none.
     pub(crate) arguments: String,
-    /// Who asked, so that one caller's answer is never served to another.
+    /// Who asked, so that one caller's answer is never served to another;
+    /// under a sticky canary split, also which side of it the caller is on.
     pub(crate) caller: Option<String>,
 }
 

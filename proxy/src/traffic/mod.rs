@@ -18,7 +18,10 @@
 //! Failover is for health only (see [`is_health_failure`]): a bad request,
 //! a backend's JSON-RPC error or a tool's error result is the answer, not a
 //! reason to ask someone else (mcp-proxy 0.6 fails over on any JSON-RPC
-//! error, invalid params included).
+//! error, invalid params included). And like a retry, it repeats a call
+//! that may have run (a timeout, a lost connection) only when the call is
+//! safe to repeat; one that never left ([`never_sent`]) may always go. A
+//! canary that fails falls back to its primary before the standbys.
 
 pub(crate) mod mirror;
 pub(crate) mod split;
@@ -70,14 +73,14 @@ impl Traffic {
                         .collect::<Vec<_>>()
                 };
                 let stream = |i: usize, salt: u64| seed ^ (i as u64).wrapping_mul(salt);
-                let canaries = serving(&|r| matches!(r, Role::Canary { .. }))
+                let canaries: Vec<_> = serving(&|r| matches!(r, Role::Canary { .. }))
                     .into_iter()
                     .filter_map(|(i, role)| match role {
                         Role::Canary { weight, sticky, .. } => Some((i, weight, sticky)),
                         _ => None,
                     })
                     .collect();
-                let mirrors = serving(&|r| matches!(r, Role::Mirror { .. }))
+                let mirrors: Vec<_> = serving(&|r| matches!(r, Role::Mirror { .. }))
                     .into_iter()
                     .filter_map(|(i, role)| match role {
                         Role::Mirror {
@@ -102,6 +105,9 @@ impl Traffic {
                         })
                         .collect();
                 failovers.sort();
+                if canaries.is_empty() && mirrors.is_empty() && failovers.is_empty() {
+                    return None;
+                }
                 Some(Route {
                     split: Split::new(canaries, stream(primary, 0xc2b2_ae3d_27d4_eb4f)),
                     mirrors,
@@ -112,10 +118,20 @@ impl Traffic {
         Self { routes }
     }
 
-    /// The route of the primary at `backend`, when it has canaries,
-    /// mirrors or failovers.
+    /// The route of the primary at `backend` (`None` for a backend with a
+    /// role, and for a primary without canaries, mirrors or failovers).
     pub(crate) fn route(&self, backend: usize) -> Option<&Route> {
         self.routes.get(backend)?.as_ref()
+    }
+
+    /// Under a sticky canary split, which side `session` is on, as a key
+    /// part: answers shared between sessions (cache, coalescing) must not
+    /// cross sides, or a session would see the other side's answers.
+    pub(crate) fn sticky_side(&self, backend: usize, session: &str) -> Option<String> {
+        let split = &self.route(backend)?.split;
+        split
+            .is_sticky()
+            .then(|| format!("side:{}", split.choose(session).unwrap_or(backend)))
     }
 
     /// The mirror at backend index `backend`, wherever it is configured.
@@ -126,6 +142,21 @@ impl Traffic {
             .flat_map(|route| &route.mirrors)
             .find(|mirror| mirror.backend == backend)
     }
+}
+
+/// Whether a failed call provably never ran at the backend (not connected,
+/// connection refused, refused by the proxy), so it may run elsewhere
+/// whether or not it is safe to repeat.
+pub(crate) fn never_sent(error: &CallError) -> bool {
+    matches!(
+        error,
+        CallError::Unavailable { .. }
+            | CallError::Refused { .. }
+            | CallError::Upstream {
+                error: crate::upstream::UpstreamError::Connect(_),
+                ..
+            }
+    )
 }
 
 /// Whether a failure is about the backend's health, so another backend may
@@ -204,5 +235,16 @@ mod tests {
         for error in &answers {
             assert!(!is_health_failure(error), "{error}");
         }
+        let [unavailable, timeout, breaker, ejected, lost] = &health;
+        for sent in [timeout, lost] {
+            assert!(!never_sent(sent), "{sent}");
+        }
+        for unsent in [unavailable, breaker, ejected] {
+            assert!(never_sent(unsent), "{unsent}");
+        }
+        assert!(never_sent(&CallError::Upstream {
+            backend: backend(),
+            error: UpstreamError::Connect("refused".into()),
+        }));
     }
 }

@@ -35,6 +35,11 @@ impl Split {
         }
     }
 
+    /// Whether the choice is made once per session.
+    pub(crate) fn is_sticky(&self) -> bool {
+        self.sticky && !self.canaries.is_empty()
+    }
+
     /// The canary that takes this call, or `None` for the primary.
     pub(crate) fn choose(&self, session: &str) -> Option<usize> {
         if self.canaries.is_empty() {
