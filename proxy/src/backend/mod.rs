@@ -564,14 +564,15 @@ impl Backend {
 /// Tells the pool's outlier detector how an attempt on one endpoint went.
 struct EndpointReport<'a> {
     backend: &'a Backend,
-    endpoint: Option<usize>,
+    /// The endpoint, and its outlier epoch when the attempt was sent.
+    endpoint: Option<(usize, u64)>,
 }
 
 impl<'a> EndpointReport<'a> {
     fn on(backend: &'a Backend, endpoint: usize) -> Self {
         Self {
             backend,
-            endpoint: Some(endpoint),
+            endpoint: Some((endpoint, backend.pool.epoch(endpoint))),
         }
     }
 
@@ -585,10 +586,10 @@ impl<'a> EndpointReport<'a> {
 
 impl AttemptReport for EndpointReport<'_> {
     fn report(self, verdict: Verdict) {
-        if let Some(endpoint) = self.endpoint {
+        if let Some((endpoint, epoch)) = self.endpoint {
             self.backend
                 .pool
-                .report(&self.backend.config.name, endpoint, verdict);
+                .report(&self.backend.config.name, endpoint, epoch, verdict);
         }
     }
 }

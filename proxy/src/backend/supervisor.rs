@@ -61,7 +61,7 @@ pub(super) async fn run(
                 }
                 ever_connected = true;
                 backend.warn_if_nothing_to_hedge(&listing);
-                backend.publish_listing(listing, ListKind::ALL.to_vec(), &events);
+                backend.publish_listing(this, listing, ListKind::ALL.to_vec(), &events);
                 *this
                     .connection
                     .write()
@@ -73,6 +73,7 @@ pub(super) async fn run(
 
                 let stopping = serve(
                     &backend,
+                    this,
                     &connection,
                     &mut upstream_events,
                     &events,
@@ -83,6 +84,7 @@ pub(super) async fn run(
                     .connection
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = None;
+                backend.forget_listing(this, &events);
                 if stopping {
                     connection.shutdown().await;
                     break;
@@ -204,6 +206,7 @@ async fn fetch_lists(
 /// Returns true when the proxy is stopping, false when the connection died.
 async fn serve(
     backend: &Backend,
+    endpoint: &Endpoint,
     connection: &Connection,
     upstream_events: &mut mpsc::UnboundedReceiver<Value>,
     events: &mpsc::UnboundedSender<BackendEvent>,
@@ -229,7 +232,7 @@ async fn serve(
         // Re-listing waits on the backend: keep watching for shutdown and
         // for the connection dying meanwhile.
         tokio::select! {
-            () = relist(backend, connection, kinds, events) => {}
+            () = relist(backend, endpoint, connection, kinds, events) => {}
             () = shutdown.cancelled() => return true,
             () = connection.closed() => return false,
         }
@@ -238,17 +241,18 @@ async fn serve(
 
 async fn relist(
     backend: &Backend,
+    endpoint: &Endpoint,
     connection: &Connection,
     kinds: &[ListKind],
     events: &mpsc::UnboundedSender<BackendEvent>,
 ) {
-    let mut listing = (*backend.listing()).clone();
+    let mut listing = endpoint.listing().map(|l| (*l).clone()).unwrap_or_default();
     if let Err(error) = fetch_lists(backend, connection, &mut listing, kinds).await {
         tracing::warn!(kinds = ?kinds, %error, "re-listing failed; keeping the previous lists");
         return;
     }
     tracing::info!(kinds = ?kinds, "backend lists changed; re-listed");
-    backend.publish_listing(listing, kinds.to_vec(), events);
+    backend.publish_listing(endpoint, listing, kinds.to_vec(), events);
 }
 
 impl Backend {
@@ -291,13 +295,42 @@ impl Backend {
         }
     }
 
+    /// Records what `endpoint` listed; it becomes the backend's listing
+    /// when the endpoint is the preferred one (see `Pool::preferred_listing`).
     fn publish_listing(
         &self,
+        endpoint: &Endpoint,
         listing: Listing,
         kinds: Vec<ListKind>,
         events: &mpsc::UnboundedSender<BackendEvent>,
     ) {
-        *self.listing.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(listing);
+        endpoint.set_listing(Some(Arc::new(listing)));
+        self.show_preferred_listing(kinds, events);
+    }
+
+    /// `endpoint` lost its connection: its listing no longer counts. When
+    /// it was the one shown, the next endpoint's takes over; with none
+    /// left, the last one stays, so names are stable while the backend is down.
+    fn forget_listing(&self, endpoint: &Endpoint, events: &mpsc::UnboundedSender<BackendEvent>) {
+        endpoint.set_listing(None);
+        self.show_preferred_listing(ListKind::ALL.to_vec(), events);
+    }
+
+    fn show_preferred_listing(
+        &self,
+        kinds: Vec<ListKind>,
+        events: &mpsc::UnboundedSender<BackendEvent>,
+    ) {
+        let Some((_, preferred)) = self.pool.preferred_listing() else {
+            return;
+        };
+        {
+            let mut shown = self.listing.write().unwrap_or_else(PoisonError::into_inner);
+            if Arc::ptr_eq(&shown, &preferred) {
+                return;
+            }
+            *shown = preferred;
+        }
         let _ = events.send(BackendEvent::ListingChanged {
             backend: self.index,
             kinds,

@@ -19,13 +19,14 @@ pub(crate) mod balance;
 pub(crate) mod outlier;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
 
 use super::State;
+use super::listing::Listing;
 use super::resilience::Verdict;
 use crate::config::{BackendConfig, TransportConfig};
 use crate::upstream::{Connection, ProgressSink, UpstreamError};
@@ -41,6 +42,8 @@ pub(crate) struct Endpoint {
     pub(crate) label: String,
     /// The live connection, while there is one.
     pub(crate) connection: RwLock<Option<Connection>>,
+    /// What it listed on this connection (`None` while it has none).
+    listing: Mutex<Option<Arc<Listing>>>,
     health: Mutex<EndpointHealth>,
     in_flight: AtomicU64,
 }
@@ -81,6 +84,7 @@ impl Pool {
                 label: transport.label(),
                 transport: transport.clone(),
                 connection: RwLock::new(None),
+                listing: Mutex::new(None),
                 health: Mutex::new(EndpointHealth {
                     state: State::Connecting,
                     last_error: None,
@@ -141,12 +145,19 @@ impl Pool {
         Pick::Endpoint(self.balancer.choose(candidates))
     }
 
-    /// Tells the outlier detector how an attempt on `endpoint` went.
-    pub(crate) fn report(&self, backend: &str, endpoint: usize, verdict: Verdict) {
+    /// The outlier epoch of `endpoint` for an attempt sent now (0 without
+    /// outlier detection).
+    pub(crate) fn epoch(&self, endpoint: usize) -> u64 {
+        self.outliers.as_ref().map_or(0, |d| d.epoch(endpoint))
+    }
+
+    /// Tells the outlier detector how an attempt on `endpoint`, sent in
+    /// `epoch`, went.
+    pub(crate) fn report(&self, backend: &str, endpoint: usize, epoch: u64, verdict: Verdict) {
         let Some(detector) = &self.outliers else {
             return;
         };
-        if let Some(length) = detector.record(endpoint, verdict) {
+        if let Some(length) = detector.record(endpoint, epoch, verdict) {
             tracing::warn!(
                 backend,
                 endpoint = %self.endpoints[endpoint].label,
@@ -154,6 +165,16 @@ impl Pool {
                 "endpoint ejected from the pool after consecutive failures"
             );
         }
+    }
+
+    /// The listing the backend shows: that of the first endpoint, in config
+    /// order, that has one — so replicas that list differently do not take
+    /// turns, and the choice moves only when that endpoint goes or returns.
+    pub(crate) fn preferred_listing(&self) -> Option<(usize, Arc<Listing>)> {
+        self.endpoints
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| lock(&e.listing).clone().map(|l| (i, l)))
     }
 
     /// Ejections since start (0 without outlier detection).
@@ -184,6 +205,16 @@ impl Pool {
 impl Endpoint {
     pub(crate) fn is_connected(&self) -> bool {
         read(&self.connection).is_some()
+    }
+
+    /// What it listed on its current connection.
+    pub(crate) fn listing(&self) -> Option<Arc<Listing>> {
+        lock(&self.listing).clone()
+    }
+
+    /// Records (or, with `None`, forgets) what it listed.
+    pub(crate) fn set_listing(&self, listing: Option<Arc<Listing>>) {
+        *lock(&self.listing) = listing;
     }
 
     pub(crate) fn health(&self) -> EndpointHealth {
@@ -239,4 +270,52 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn pool_of_two() -> Pool {
+        let endpoint = |port: u16| TransportConfig::Http {
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            headers: BTreeMap::new(),
+        };
+        let config = BackendConfig {
+            endpoints: vec![endpoint(1), endpoint(2)],
+            ..BackendConfig::new("b", endpoint(1))
+        };
+        Pool::new(&config, 0)
+    }
+
+    #[test]
+    fn the_first_endpoint_with_a_listing_is_the_one_shown() {
+        let pool = pool_of_two();
+        assert!(pool.preferred_listing().is_none());
+        let [first, second] = pool.endpoints() else {
+            panic!("two endpoints")
+        };
+        second.set_listing(Some(Arc::new(Listing::default())));
+        assert_eq!(pool.preferred_listing().map(|(i, _)| i), Some(1));
+        first.set_listing(Some(Arc::new(Listing::default())));
+        assert_eq!(pool.preferred_listing().map(|(i, _)| i), Some(0));
+        // A later relist of the second does not take over.
+        second.set_listing(Some(Arc::new(Listing::default())));
+        assert_eq!(pool.preferred_listing().map(|(i, _)| i), Some(0));
+        first.set_listing(None);
+        assert_eq!(pool.preferred_listing().map(|(i, _)| i), Some(1));
+    }
+
+    #[test]
+    fn nothing_connected_is_not_connected_and_states_aggregate() {
+        let pool = pool_of_two();
+        assert_eq!(pool.pick(&[]), Pick::NotConnected);
+        assert_eq!(pool.state(), State::Connecting);
+        pool.endpoints()[0].set_state(State::Unavailable, Some("refused".into()));
+        assert_eq!(pool.state(), State::Unavailable);
+        pool.endpoints()[1].set_state(State::Connected, None);
+        assert_eq!(pool.state(), State::Connected);
+    }
 }

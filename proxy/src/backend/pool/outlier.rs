@@ -12,8 +12,9 @@
 //!   then refused by the proxy instead of failing at the backend).
 //! - Ejection resets the failure count, so a returning endpoint needs
 //!   `consecutive_failures` new failures to be ejected again; any healthy
-//!   answer resets it too. Outcomes of calls that were in flight when the
-//!   endpoint was ejected are ignored.
+//!   answer resets it too. Outcomes of calls that were sent before the
+//!   endpoint's latest ejection are ignored, even when they end after it
+//!   returned: each attempt carries the [`Detector::epoch`] it was sent in.
 //!
 //! What is a failure is the caller's [`Verdict`], the same one the breaker
 //! reads: the proxy's own refusals never reach here.
@@ -46,6 +47,8 @@ struct Inner {
 struct Record {
     consecutive_failures: u32,
     times_ejected: u32,
+    /// Ejections ever, the endpoint's epoch.
+    epoch: u64,
     ejected_until: Option<Instant>,
     /// When it last came back from an ejection.
     returned_at: Option<Instant>,
@@ -81,9 +84,14 @@ impl Detector {
         record.ejected_until.is_some()
     }
 
-    /// Takes the outcome of one attempt on `endpoint`; returns how long it
-    /// is ejected for when this outcome ejected it.
-    pub(crate) fn record(&self, endpoint: usize, verdict: Verdict) -> Option<Duration> {
+    /// The epoch of `endpoint` now: an attempt sent now reports with it.
+    pub(crate) fn epoch(&self, endpoint: usize) -> u64 {
+        lock(&self.inner).endpoints[endpoint].epoch
+    }
+
+    /// Takes the outcome of one attempt on `endpoint`, sent in `epoch`;
+    /// returns how long it is ejected for when this outcome ejected it.
+    pub(crate) fn record(&self, endpoint: usize, epoch: u64, verdict: Verdict) -> Option<Duration> {
         let now = Instant::now();
         let mut inner = lock(&self.inner);
         for record in &mut inner.endpoints {
@@ -96,7 +104,8 @@ impl Detector {
             .count();
         let allowed = self.max_ejected(inner.endpoints.len());
         let record = &mut inner.endpoints[endpoint];
-        if record.ejected_until.is_some() {
+        // Sent before its latest ejection: about the endpoint as it was.
+        if record.ejected_until.is_some() || record.epoch != epoch {
             return None;
         }
         match verdict {
@@ -122,6 +131,7 @@ impl Detector {
             .min(self.policy.max_ejection);
         record.ejected_until = Some(now + length);
         record.consecutive_failures = 0;
+        record.epoch += 1;
         inner.ejections += 1;
         Some(length)
     }
@@ -173,18 +183,23 @@ mod tests {
         }
     }
 
+    /// `times` failures of attempts sent now.
     fn fail(detector: &Detector, endpoint: usize, times: u32) -> Option<Duration> {
         (0..times)
-            .map(|_| detector.record(endpoint, Verdict::Failed))
+            .map(|_| detector.record(endpoint, detector.epoch(endpoint), Verdict::Failed))
             .last()
             .flatten()
+    }
+
+    fn succeed(detector: &Detector, endpoint: usize) {
+        detector.record(endpoint, detector.epoch(endpoint), Verdict::Healthy);
     }
 
     #[tokio::test(start_paused = true)]
     async fn consecutive_failures_eject_and_a_success_resets_the_count() {
         let detector = Detector::new(policy(50), 2);
         fail(&detector, 0, 2);
-        detector.record(0, Verdict::Healthy);
+        succeed(&detector, 0);
         assert_eq!(fail(&detector, 0, 2), None, "the count restarted");
         assert!(!detector.is_ejected(0));
         assert_eq!(fail(&detector, 0, 1), Some(Duration::from_secs(10)));
@@ -262,10 +277,26 @@ mod tests {
         let detector = Detector::new(policy(50), 2);
         fail(&detector, 0, 3);
         fail(&detector, 0, 5);
-        detector.record(0, Verdict::Healthy);
+        succeed(&detector, 0);
         assert_eq!(detector.status(0).consecutive_failures, 0);
         assert_eq!(detector.ejections(), 1);
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(!detector.is_ejected(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_sent_before_an_ejection_do_not_count_after_the_return() {
+        let detector = Detector::new(policy(50), 2);
+        let before = detector.epoch(0);
+        fail(&detector, 0, 3);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!detector.is_ejected(0));
+        // Slow attempts sent before the ejection fail only now.
+        for _ in 0..5 {
+            detector.record(0, before, Verdict::Failed);
+        }
+        assert_eq!(detector.status(0).consecutive_failures, 0);
+        assert!(!detector.is_ejected(0));
+        assert_eq!(fail(&detector, 0, 3), Some(Duration::from_secs(20)));
     }
 }
