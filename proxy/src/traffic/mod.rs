@@ -42,6 +42,52 @@ pub(crate) struct Route {
     pub(crate) failovers: Vec<usize>,
 }
 
+impl Route {
+    /// The route of the backend at `primary`: `None` when it has a role
+    /// itself, or no canary, mirror or failover serves it.
+    fn of(config: &Config, primary: usize) -> Option<Self> {
+        let name = &config.backends[primary].name;
+        if config.backends[primary].role != Role::Primary {
+            return None;
+        }
+        // One stream per consumer, so adding a mirror does not move the split.
+        let stream = |i: usize, salt: u64| config.proxy.seed ^ (i as u64 + 1).wrapping_mul(salt);
+        let mut canaries = Vec::new();
+        let mut mirrors = Vec::new();
+        let mut failovers: Vec<(u32, usize)> = Vec::new();
+        for (i, backend) in config.backends.iter().enumerate() {
+            if backend.role.primary() != Some(name.as_str()) {
+                continue;
+            }
+            match backend.role {
+                Role::Canary { weight, sticky, .. } => canaries.push((i, weight, sticky)),
+                Role::Mirror {
+                    percent,
+                    max_in_flight,
+                    ..
+                } => mirrors.push(Mirror::new(
+                    i,
+                    percent,
+                    max_in_flight,
+                    stream(i, 0x9e37_79b9_7f4a_7c15),
+                )),
+                Role::Failover { priority, .. } => failovers.push((priority, i)),
+                Role::Primary => {}
+            }
+        }
+        if canaries.is_empty() && mirrors.is_empty() && failovers.is_empty() {
+            return None;
+        }
+        // By priority; config order breaks ties.
+        failovers.sort();
+        Some(Self {
+            split: Split::new(canaries, stream(primary, 0xc2b2_ae3d_27d4_eb4f)),
+            mirrors,
+            failovers: failovers.into_iter().map(|(_, i)| i).collect(),
+        })
+    }
+}
+
 /// The routes of every primary, by backend index (`None` for a backend
 /// with a role).
 pub(crate) struct Traffic {
@@ -49,71 +95,10 @@ pub(crate) struct Traffic {
 }
 
 impl Traffic {
-    /// The routes `config` describes; `seed` is the proxy's.
+    /// The routes `config` describes, drawing from the proxy's seed.
     pub(crate) fn new(config: &Config) -> Self {
-        let seed = config.proxy.seed;
-        let index_of = |name: &str| config.backends.iter().position(|b| b.name == name);
-        let routes = config
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(primary, backend)| {
-                if backend.role != Role::Primary {
-                    return None;
-                }
-                let serving = |pick: &dyn Fn(&Role) -> bool| {
-                    config
-                        .backends
-                        .iter()
-                        .enumerate()
-                        .filter(move |(_, b)| {
-                            b.role.primary().and_then(index_of) == Some(primary) && pick(&b.role)
-                        })
-                        .map(|(i, b)| (i, b.role.clone()))
-                        .collect::<Vec<_>>()
-                };
-                let stream = |i: usize, salt: u64| seed ^ (i as u64).wrapping_mul(salt);
-                let canaries: Vec<_> = serving(&|r| matches!(r, Role::Canary { .. }))
-                    .into_iter()
-                    .filter_map(|(i, role)| match role {
-                        Role::Canary { weight, sticky, .. } => Some((i, weight, sticky)),
-                        _ => None,
-                    })
-                    .collect();
-                let mirrors: Vec<_> = serving(&|r| matches!(r, Role::Mirror { .. }))
-                    .into_iter()
-                    .filter_map(|(i, role)| match role {
-                        Role::Mirror {
-                            percent,
-                            max_in_flight,
-                            ..
-                        } => Some(Mirror::new(
-                            i,
-                            percent,
-                            max_in_flight,
-                            stream(i, 0x9e37_79b9_7f4a_7c15),
-                        )),
-                        _ => None,
-                    })
-                    .collect();
-                let mut failovers: Vec<(u32, usize)> =
-                    serving(&|r| matches!(r, Role::Failover { .. }))
-                        .into_iter()
-                        .filter_map(|(i, role)| match role {
-                            Role::Failover { priority, .. } => Some((priority, i)),
-                            _ => None,
-                        })
-                        .collect();
-                failovers.sort();
-                if canaries.is_empty() && mirrors.is_empty() && failovers.is_empty() {
-                    return None;
-                }
-                Some(Route {
-                    split: Split::new(canaries, stream(primary, 0xc2b2_ae3d_27d4_eb4f)),
-                    mirrors,
-                    failovers: failovers.into_iter().map(|(_, i)| i).collect(),
-                })
-            })
+        let routes = (0..config.backends.len())
+            .map(|primary| Route::of(config, primary))
             .collect();
         Self { routes }
     }
