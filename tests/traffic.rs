@@ -272,3 +272,30 @@ async fn readiness_follows_what_can_serve_a_primarys_calls() {
     assert!(body["backends"].get("shadow").is_none(), "{body}");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_standby_that_may_have_run_an_unsafe_call_ends_the_failover() {
+    let first = TestBackend::start_named("first").await;
+    let second = TestBackend::start_named("second").await;
+    // The primary (unhinted tools) opens its breaker on the first timeout,
+    // so the second call is refused there without being sent.
+    let primary = "    timeout: { per_try: 100ms }\n    circuit_breaker: { min_calls: 1, failure_rate: 0.5, open_for: 1h }\n";
+    let mut text = unhinted_primary_with_standby(primary, &first);
+    text.push_str("    timeout: { per_try: 100ms }\n    priority: 1\n");
+    text.push_str(&format!(
+        "  - name: last\n    transport: http\n    url: {}\n    failover_for: search\n    priority: 2\n",
+        second.url()
+    ));
+    let proxy = proxy::start_yaml(&text).await;
+    let client = client(&proxy).await;
+    let slow = json!({ "ms": 300, "steps": 1 });
+    let timed_out = client.call_tool("search/slow", slow.clone()).await;
+    assert_eq!(timed_out["error"]["code"], -32013, "{timed_out}");
+    // Refused by the breaker: never sent, so the first standby may take it;
+    // it times out, may have run it, so the last standby is not asked.
+    let answer = client.call_tool("search/slow", slow).await;
+    assert_eq!(answer["error"]["code"], -32013, "{answer}");
+    assert_eq!(answer["error"]["data"]["backend"], "search", "{answer}");
+    assert_eq!((first.calls("slow"), second.calls("slow")), (1, 0));
+    proxy.shutdown().await;
+}

@@ -248,6 +248,7 @@ mod tests {
             role: "primary",
             serves: None,
             state: crate::backend::State::Connected,
+            listed: true,
             last_error: None,
             restarts: 0,
             in_flight: 0,

@@ -18,6 +18,7 @@ mod supervisor;
 mod tests;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures_util::FutureExt;
@@ -83,6 +84,9 @@ pub struct Status {
     pub serves: Option<String>,
     /// Connection state.
     pub state: State,
+    /// Whether it has listed its tools, resources and prompts at least once
+    /// (until then clients see none of its names).
+    pub listed: bool,
     /// The most recent failure, if any, even after recovery.
     pub last_error: Option<String>,
     /// How many times the backend was respawned or reconnected after its first connection.
@@ -198,6 +202,18 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The same failure, told as `backend`'s: a canary's or standby's
+    /// failure reaches the client as the primary's it addressed.
+    pub fn as_backend(mut self, name: &str) -> Self {
+        match &mut self {
+            CallError::Unavailable { backend, .. }
+            | CallError::Timeout { backend, .. }
+            | CallError::Refused { backend, .. }
+            | CallError::Upstream { backend, .. } => *backend = name.to_owned(),
+        }
+        self
+    }
+
     /// The JSON-RPC error the client receives. A backend's own JSON-RPC error
     /// passes unchanged; the proxy's errors name the backend in the message and
     /// in `data.backend`.
@@ -240,6 +256,8 @@ pub struct Backend {
     /// The replicas and their connections.
     pool: Pool,
     listing: RwLock<Arc<Listing>>,
+    /// Whether any endpoint has listed yet (the names are known).
+    listed: AtomicBool,
     /// The most recent failure of any endpoint, kept after recovery.
     last_error: Mutex<Option<String>>,
     /// Resource URIs subscribed through this backend, replayed after a
@@ -270,6 +288,7 @@ impl Backend {
             resilience,
             pool,
             listing: RwLock::new(Arc::new(Listing::default())),
+            listed: AtomicBool::new(false),
             last_error: Mutex::new(None),
             subscriptions: Mutex::default(),
         }
@@ -363,34 +382,39 @@ impl Backend {
         {
             return self.broadcast(method, params).await;
         }
-        // Progress is relayed from the first attempt that is sent only: a
-        // retry's backend would count again from the start, and MCP
-        // requires a request's progress to increase.
-        let mut progress = progress;
+        // Progress is relayed by one attempt only: a retry's backend would
+        // count again from the start, and MCP requires a request's progress
+        // to increase. The sink goes to the first attempt that is sent and
+        // comes back if it provably never left.
+        let progress = Mutex::new(progress);
         let mut tried: Vec<usize> = Vec::new();
         self.resilience
             .call(safe, || {
                 let pick = self.pool.pick(&tried);
-                let (report, progress) = match pick {
+                let report = match pick {
                     Pick::Endpoint(endpoint) => {
                         tried.push(endpoint);
-                        (EndpointReport::on(self, endpoint), progress.take())
+                        EndpointReport::on(self, endpoint)
                     }
-                    Pick::NotConnected | Pick::AllEjected => (EndpointReport::none(self), None),
+                    Pick::NotConnected | Pick::AllEjected => EndpointReport::none(self),
                 };
-                (self.attempt(pick, method, params.clone(), progress), report)
+                (
+                    self.attempt(pick, method, params.clone(), &progress),
+                    report,
+                )
             })
             .await
     }
 
     /// One attempt of a call on the endpoint `pick` names: fails fast when
-    /// there is none.
+    /// there is none. It takes the progress sink from `progress` when it
+    /// sends, and puts it back when the request never left.
     async fn attempt(
         &self,
         pick: Pick,
         method: &str,
         params: Option<Value>,
-        progress: Option<ProgressSink>,
+        progress: &Mutex<Option<ProgressSink>>,
     ) -> Result<Value, CallError> {
         let endpoint = match pick {
             Pick::Endpoint(endpoint) => &self.pool.endpoints()[endpoint],
@@ -402,7 +426,15 @@ impl Backend {
                 });
             }
         };
-        match endpoint.request(method, params, progress).await {
+        let sink = progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let sent = endpoint.request(method, params, sink.clone()).await;
+        if matches!(sent, None | Some(Err(UpstreamError::Connect(_)))) {
+            *progress.lock().unwrap_or_else(PoisonError::into_inner) = sink;
+        }
+        match sent {
             // Disconnected between the pick and the send.
             None => Err(self.unavailable()),
             Some(result) => result.map_err(|error| self.upstream_error(error)),
@@ -494,6 +526,7 @@ impl Backend {
             },
             serves: self.config.role.primary().map(str::to_owned),
             state: self.pool.state(),
+            listed: self.listed.load(Ordering::Relaxed),
             last_error: self
                 .last_error
                 .lock()

@@ -68,8 +68,13 @@ pub(super) async fn run(
                     .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
                 this.set_state(State::Connected, None);
                 // Renewed once the connection is in place, so a subscribe
-                // that arrives meanwhile reaches this endpoint either way.
-                resubscribe(&backend, &connection).await;
+                // that arrives meanwhile reaches this endpoint either way;
+                // shutdown and a dead connection end the wait, as in serve.
+                tokio::select! {
+                    () = resubscribe(&backend, &connection) => {}
+                    () = shutdown.cancelled() => {}
+                    () = connection.closed() => {}
+                }
 
                 let stopping = serve(
                     &backend,
@@ -331,6 +336,8 @@ impl Backend {
             }
             *shown = preferred;
         }
+        self.listed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = events.send(BackendEvent::ListingChanged {
             backend: self.index,
             kinds,

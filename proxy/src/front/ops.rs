@@ -20,9 +20,10 @@ pub async fn livez() -> Json<Value> {
 }
 
 /// `GET /readyz`: 200 when every primary can serve — it is connected, or
-/// one of its failovers is — else 503 with the reasons. Canaries and
-/// mirrors do not count: a call falls back from a canary to its primary,
-/// and a mirror's copies are fire and forget.
+/// it has listed once (clients know its names) and one of its failovers is
+/// connected — else 503 with the reasons. Canaries and mirrors do not
+/// count: a call falls back from a canary to its primary, and a mirror's
+/// copies are fire and forget.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     let statuses = app.gateway.statuses();
     let standby_up = |primary: &str| {
@@ -34,7 +35,9 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     };
     let mut not_ready = Map::new();
     for status in statuses.iter().filter(|s| s.role == "primary") {
-        if status.state != BackendState::Connected && !standby_up(&status.name) {
+        let served =
+            status.state == BackendState::Connected || (status.listed && standby_up(&status.name));
+        if !served {
             let reason = status
                 .last_error
                 .clone()

@@ -384,45 +384,50 @@ impl Gateway {
             mirror.copy(&self.backends[mirror.backend], method, params.clone());
         }
         let chosen = route.split.choose(session).unwrap_or(primary);
+        let safe = self.backends[primary].is_safe_to_repeat(method, params.as_ref());
+        // Progress goes to one backend only (another would count from zero
+        // again): to a fallback only while every attempt before never left.
+        let mut spare_progress = progress.clone();
         let mut failed = match self.call(chosen, method, params.clone(), progress).await {
             Err(error) if traffic::is_health_failure(&error) => error,
             answered => return answered.map_err(|error| error.to_error_object()),
         };
-        // A call that may have run (a timeout, a lost connection) runs
-        // elsewhere only when it is safe to repeat, as for retries.
-        if !traffic::never_sent(&failed)
-            && !self.backends[primary].is_safe_to_repeat(method, params.as_ref())
-        {
-            return Err(failed.to_error_object());
-        }
         // A failed canary falls back to its primary first, then the standbys.
         let fallbacks = (chosen != primary)
             .then_some(primary)
             .into_iter()
             .chain(route.failovers.iter().copied());
         for fallback in fallbacks {
-            // Progress is relayed from the first backend only: another would
-            // count from zero again.
-            match self.call(fallback, method, params.clone(), None).await {
+            // A call that may have run (a timeout, a lost connection) runs
+            // elsewhere only when it is safe to repeat, as for retries.
+            if !traffic::never_sent(&failed) {
+                if !safe {
+                    break;
+                }
+                spare_progress = None;
+            }
+            match self
+                .call(fallback, method, params.clone(), spare_progress.clone())
+                .await
+            {
                 Err(error) if traffic::is_health_failure(&error) => {
                     tracing::debug!(backend = self.backends[fallback].name(), %error, "fallback failed too");
-                    if fallback == primary {
-                        // The client hears about the backend it addressed.
-                        failed = error;
-                    }
+                    failed = error;
                 }
                 answered => {
                     tracing::debug!(
                         from = self.backends[chosen].name(),
                         to = self.backends[fallback].name(),
-                        %failed,
                         "failed over"
                     );
                     return answered.map_err(|error| error.to_error_object());
                 }
             }
         }
-        Err(failed.to_error_object())
+        // The client hears about the backend it addressed, not a hidden one.
+        Err(failed
+            .as_backend(self.backends[primary].name())
+            .to_error_object())
     }
 
     /// The URI a request names and the backend that serves it.
@@ -471,9 +476,16 @@ impl Gateway {
         let result = if subscribers.contains_key(&uri) {
             json!({})
         } else {
-            let result = self.forward(backend, method, params, None).await?;
+            // Recorded before it is sent, so an endpoint that (re)connects
+            // meanwhile renews it too (a duplicate renewal is harmless).
             self.backends[backend].record_subscription(&uri, true);
-            result
+            match self.forward(backend, method, params, None).await {
+                Ok(result) => result,
+                Err(error) => {
+                    self.backends[backend].record_subscription(&uri, false);
+                    return Err(error);
+                }
+            }
         };
         subscribers
             .entry(uri.clone())
@@ -542,6 +554,7 @@ impl Gateway {
                 let Some(backend) = catalog
                     .route_template(uri)
                     .or_else(|| catalog.route_uri(uri))
+                    .filter(|&b| self.shapers[b].rules.visible(ListKind::Resources, uri))
                 else {
                     return Err(ErrorObject::new(
                         jsonrpc::INVALID_PARAMS,
