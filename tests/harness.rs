@@ -623,6 +623,16 @@ fn retry_passes_and_fails_with_retries_switched_off() {
 }
 
 #[test]
+fn retry_fails_when_the_budget_does_not_bound_retries() {
+    let failed = failed_checks_of_variant(
+        "retry.yaml",
+        "budget: { percent: 50, min_per_second: 5 }",
+        "budget: { percent: 100, min_per_second: 1000 }",
+    );
+    assert_eq!(failed, ["the retry budget caps retries when nothing helps"]);
+}
+
+#[test]
 fn hedging_passes_and_fails_with_hedging_switched_off() {
     passes_and_fails_without(
         "hedging.yaml",
