@@ -245,7 +245,7 @@ mod tests {
         let status = Status {
             name: "search".into(),
             transport: "http",
-            role: "primary",
+            role: crate::config::RoleKind::Primary,
             serves: None,
             state: crate::backend::State::Connected,
             listed: true,

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, RoleKind};
 use crate::jsonrpc::{self, ErrorObject};
 use crate::upstream::{ConnectSettings, ProgressSink, UpstreamError};
 pub use listing::{ListKind, Listing, Lists};
@@ -79,7 +79,7 @@ pub struct Status {
     /// `stdio` or `http`.
     pub transport: &'static str,
     /// `primary`, or `canary`, `mirror` or `failover` (of [`Status::serves`]).
-    pub role: &'static str,
+    pub role: RoleKind,
     /// The primary whose calls it serves, when it has a role.
     pub serves: Option<String>,
     /// Connection state.
@@ -518,12 +518,7 @@ impl Backend {
         Status {
             name: self.config.name.clone(),
             transport: self.config.transport_kind(),
-            role: match self.config.role {
-                crate::config::Role::Primary => "primary",
-                crate::config::Role::Canary { .. } => "canary",
-                crate::config::Role::Mirror { .. } => "mirror",
-                crate::config::Role::Failover { .. } => "failover",
-            },
+            role: self.config.role.kind(),
             serves: self.config.role.primary().map(str::to_owned),
             state: self.pool.state(),
             listed: self.listed.load(Ordering::Relaxed),

@@ -123,7 +123,43 @@ pub enum Role {
     },
 }
 
+/// Which [`Role`] a backend has, without its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleKind {
+    /// Serves its own traffic.
+    Primary,
+    /// `canary_of`.
+    Canary,
+    /// `mirror_of`.
+    Mirror,
+    /// `failover_for`.
+    Failover,
+}
+
+impl RoleKind {
+    /// The config key that gives this role (`None` for a primary).
+    pub fn key(self) -> Option<&'static str> {
+        match self {
+            RoleKind::Primary => None,
+            RoleKind::Canary => Some("canary_of"),
+            RoleKind::Mirror => Some("mirror_of"),
+            RoleKind::Failover => Some("failover_for"),
+        }
+    }
+}
+
 impl Role {
+    /// Which role this is.
+    pub fn kind(&self) -> RoleKind {
+        match self {
+            Role::Primary => RoleKind::Primary,
+            Role::Canary { .. } => RoleKind::Canary,
+            Role::Mirror { .. } => RoleKind::Mirror,
+            Role::Failover { .. } => RoleKind::Failover,
+        }
+    }
+
     /// The primary whose calls this backend serves, unless it is one.
     pub fn primary(&self) -> Option<&str> {
         match self {

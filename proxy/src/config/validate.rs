@@ -19,7 +19,7 @@ use super::raw::{
 use super::source::{Node, Seg, path_string};
 use super::{
     BackendConfig, BreakerPolicy, Config, DEFAULT_INIT_TIMEOUT, HedgePolicy, ProxySettings,
-    RateLimit, ReconnectPolicy, RetryBackoff, RetryBudget, RetryOn, RetryPolicy, Role, SlowCall,
+    RateLimit, ReconnectPolicy, RetryBackoff, RetryBudget, RetryOn, RetryPolicy, SlowCall,
     TimeoutPolicy, TransportConfig,
 };
 
@@ -264,13 +264,7 @@ impl Validator<'_> {
             }
         };
         let role = self.role(&raw, path)?;
-        let role_key = match role {
-            Role::Primary => None,
-            Role::Canary { .. } => Some("canary_of"),
-            Role::Mirror { .. } => Some("mirror_of"),
-            Role::Failover { .. } => Some("failover_for"),
-        };
-        let shaping = self.shaping(&raw, path, role_key)?;
+        let shaping = self.shaping(&raw, path, role.kind().key())?;
         Ok(BackendConfig {
             role,
             shaping,

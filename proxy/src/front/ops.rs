@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::App;
 use crate::backend::State as BackendState;
+use crate::config::RoleKind;
 
 /// `GET /livez`: the process is up and serving HTTP.
 pub async fn livez() -> Json<Value> {
@@ -28,13 +29,13 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     let statuses = app.gateway.statuses();
     let standby_up = |primary: &str| {
         statuses.iter().any(|s| {
-            s.role == "failover"
+            s.role == RoleKind::Failover
                 && s.serves.as_deref() == Some(primary)
                 && s.state == BackendState::Connected
         })
     };
     let mut not_ready = Map::new();
-    for status in statuses.iter().filter(|s| s.role == "primary") {
+    for status in statuses.iter().filter(|s| s.role == RoleKind::Primary) {
         let served =
             status.state == BackendState::Connected || (status.listed && standby_up(&status.name));
         if !served {

@@ -62,14 +62,9 @@ impl Rules {
     /// Whether the backend's item `name` (a tool or prompt name, a resource
     /// URI or template) of `kind` may be listed and used.
     pub(crate) fn visible(&self, kind: ListKind, name: &str) -> bool {
-        let pick = |patterns: &NamePatterns| match kind {
-            ListKind::Tools => patterns.tools.clone(),
-            ListKind::Prompts => patterns.prompts.clone(),
-            ListKind::Resources | ListKind::ResourceTemplates => patterns.resources.clone(),
-        };
         let any = |list: &[String]| list.iter().any(|p| glob::matches(p, name));
-        pick(&self.expose).is_none_or(|list| any(&list))
-            && !pick(&self.hide).is_some_and(|list| any(&list))
+        kind_patterns(&self.expose, kind).is_none_or(any)
+            && !kind_patterns(&self.hide, kind).is_some_and(any)
     }
 
     /// The name clients see for the backend's tool `own`, or `None` when it
@@ -137,6 +132,15 @@ impl Rules {
     /// skip the work when none would).
     pub(crate) fn touches_arguments(&self) -> bool {
         !self.default_arguments.is_empty() || !self.inject.is_empty()
+    }
+}
+
+/// The patterns `patterns` gives for `kind`, if any.
+fn kind_patterns(patterns: &NamePatterns, kind: ListKind) -> Option<&[String]> {
+    match kind {
+        ListKind::Tools => patterns.tools.as_deref(),
+        ListKind::Prompts => patterns.prompts.as_deref(),
+        ListKind::Resources | ListKind::ResourceTemplates => patterns.resources.as_deref(),
     }
 }
 

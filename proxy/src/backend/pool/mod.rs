@@ -132,17 +132,10 @@ impl Pool {
                 Pick::NotConnected
             };
         }
-        let untried: Vec<Candidate> = usable
-            .iter()
-            .copied()
-            .filter(|c| !tried.contains(&c.endpoint))
-            .collect();
-        let candidates = if untried.is_empty() {
-            &usable
-        } else {
-            &untried
-        };
-        Pick::Endpoint(self.balancer.choose(candidates))
+        if usable.iter().any(|c| !tried.contains(&c.endpoint)) {
+            usable.retain(|c| !tried.contains(&c.endpoint));
+        }
+        Pick::Endpoint(self.balancer.choose(&usable))
     }
 
     /// The outlier epoch of `endpoint` for an attempt sent now (0 without

@@ -27,17 +27,8 @@ pub(crate) fn safe_to_repeat(
             let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
                 return false;
             };
-            if patterns.iter().any(|p| glob::matches(p, name)) {
-                return true;
-            }
-            tools
-                .iter()
-                .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
-                .and_then(|t| t.get("annotations"))
-                .is_some_and(|a| {
-                    a.get("readOnlyHint") == Some(&Value::Bool(true))
-                        || a.get("idempotentHint") == Some(&Value::Bool(true))
-                })
+            patterns.iter().any(|p| glob::matches(p, name))
+                || hinted(tools, name, &["readOnlyHint", "idempotentHint"])
         }
         _ => false,
     }
@@ -49,16 +40,21 @@ pub(crate) fn safe_to_repeat(
 pub(crate) fn read_only(method: &str, params: Option<&Value>, tools: &[Value]) -> bool {
     match method {
         "resources/read" | "prompts/get" => true,
-        "tools/call" => {
-            let name = params.and_then(|p| p.get("name")).and_then(Value::as_str);
-            tools
-                .iter()
-                .find(|t| name.is_some() && t.get("name").and_then(Value::as_str) == name)
-                .and_then(|t| t.pointer("/annotations/readOnlyHint"))
-                == Some(&Value::Bool(true))
-        }
+        "tools/call" => params
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .is_some_and(|name| hinted(tools, name, &["readOnlyHint"])),
         _ => false,
     }
+}
+
+/// Whether the listed tool `name` carries any of `hints` as `true`.
+fn hinted(tools: &[Value], name: &str, hints: &[&str]) -> bool {
+    tools
+        .iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+        .and_then(|t| t.get("annotations"))
+        .is_some_and(|a| hints.iter().any(|h| a.get(h) == Some(&Value::Bool(true))))
 }
 
 #[cfg(test)]

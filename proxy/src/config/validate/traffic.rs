@@ -91,13 +91,8 @@ impl Validator<'_> {
     pub(super) fn roles(&self, backends: &[BackendConfig]) -> Result<(), ConfigError> {
         let mut canary_weight: HashMap<&str, f64> = HashMap::new();
         for (i, backend) in backends.iter().enumerate() {
-            let Some(of) = backend.role.primary() else {
+            let (Some(of), Some(key)) = (backend.role.primary(), backend.role.kind().key()) else {
                 continue;
-            };
-            let key = match backend.role {
-                Role::Canary { .. } => "canary_of",
-                Role::Mirror { .. } => "mirror_of",
-                _ => "failover_for",
             };
             let path = [Seg::Key("backends".into()), Seg::Index(i)];
             let at = child(&path, key);
