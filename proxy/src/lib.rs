@@ -31,6 +31,7 @@ pub mod gateway;
 pub mod glob;
 pub mod jsonrpc;
 pub mod metrics;
+pub mod platform;
 pub mod server;
 pub mod session;
 mod shaping;

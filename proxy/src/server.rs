@@ -11,8 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,10 +20,14 @@ use crate::backend::Status;
 use crate::config::Config;
 use crate::front::{self, App};
 use crate::gateway::Gateway;
+use crate::platform::{self, BoxStream, Listener, Platform};
 use crate::session::SessionStore;
 
 /// How long cancelled calls get to send their answers before the HTTP server is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// How long to pause after a failed accept.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// How long all backends together get to stop (stdio: close stdin, SIGTERM,
 /// SIGKILL take up to about 6 s).
@@ -62,18 +64,31 @@ pub struct RunningProxy {
     housekeeping: JoinHandle<()>,
 }
 
-/// Bind, start the backends' supervisors, and serve.
+/// Bind the configured address on TCP, start the backends' supervisors,
+/// and serve, on the operating system's platform.
 pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let addr = config.proxy.listen;
-    let listener = TcpListener::bind(addr)
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
+    start_on(config, platform::TcpListener(listener), Platform::os())
+}
 
-    let sessions = Arc::new(SessionStore::default());
-    let gateway = Arc::new(Gateway::new(&config, Arc::clone(&sessions)));
+/// Start the backends' supervisors and serve on `listener`, with
+/// `platform`'s dialer, spawner and session ids (`config.proxy.listen` is
+/// not used: the listener is already bound).
+pub fn start_on(
+    config: Config,
+    listener: impl Listener,
+    platform: Platform,
+) -> Result<RunningProxy, StartError> {
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.proxy.listen,
+        source,
+    })?;
+
+    let sessions = Arc::new(SessionStore::new(Arc::clone(&platform.session_ids)));
+    let gateway = Arc::new(Gateway::new(&config, Arc::clone(&sessions), &platform));
     let (events, event_receiver) = mpsc::unbounded_channel();
     tokio::spawn(Arc::clone(&gateway).run_events(event_receiver));
 
@@ -97,12 +112,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let router = front::router(Arc::clone(&app));
     let draining = app.draining.clone();
     let server = tokio::spawn(async move {
-        // Event streams write small frames: don't let Nagle hold them back.
-        let listener = listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
+        let listener = ServeListener(Box::new(listener));
         let serve =
             axum::serve(listener, router).with_graceful_shutdown(draining.cancelled_owned());
         if let Err(error) = serve.await {
@@ -119,6 +129,32 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         supervisors,
         housekeeping,
     })
+}
+
+/// A platform [`Listener`] as axum serves it.
+struct ServeListener(Box<dyn Listener>);
+
+impl axum::serve::Listener for ServeListener {
+    type Io = BoxStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok(accepted) => return accepted,
+                Err(error) => {
+                    // Out of descriptors, or a connection that died in the
+                    // backlog: pause briefly rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
 }
 
 async fn expire_sessions(sessions: Arc<SessionStore>, idle: Duration) {

@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 use crate::config::{BackendConfig, RoleKind};
 use crate::jsonrpc::{self, ErrorObject};
+use crate::platform::Platform;
 use crate::upstream::{ConnectSettings, ProgressSink, UpstreamError};
 pub use listing::{ListKind, Listing, Lists};
 use pool::{Endpoint, Pick, Pool};
@@ -270,9 +271,16 @@ pub struct Backend {
 impl Backend {
     /// A backend that has not connected yet. `index` is its place in the
     /// config; `seed` (the proxy's) seeds its random choices.
-    pub fn new(index: usize, config: BackendConfig, client_name: &str, seed: u64) -> Self {
+    pub fn new(
+        index: usize,
+        config: BackendConfig,
+        client_name: &str,
+        seed: u64,
+        platform: Platform,
+    ) -> Self {
         let resilience = Resilience::new(&config.name, Policies::of(&config), seed);
         let settings = ConnectSettings {
+            platform,
             backend: config.name.clone(),
             client_name: client_name.to_owned(),
             client_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -19,6 +19,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use super::{Backend, CallError, State};
 use crate::config::{BackendConfig, ReconnectPolicy, TransportConfig};
 use crate::jsonrpc;
+use crate::platform::Platform;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -65,7 +66,7 @@ fn http(name: &str, url: String) -> BackendConfig {
 
 /// Start a backend's supervisor; the token stops it.
 fn supervise(config: BackendConfig) -> (Arc<Backend>, CancellationToken) {
-    let backend = Arc::new(Backend::new(0, config, "test-proxy", 0));
+    let backend = Arc::new(Backend::new(0, config, "test-proxy", 0, Platform::os()));
     let (events, mut received) = mpsc::unbounded_channel();
     tokio::spawn(async move { while received.recv().await.is_some() {} });
     let stop = CancellationToken::new();

@@ -22,6 +22,7 @@ use crate::backend::{Backend, BackendEvent, CallError, ListKind, Status};
 use crate::config::{Config, Role};
 use crate::jsonrpc::{self, ErrorObject};
 use crate::metrics::{Metrics, Outcome};
+use crate::platform::Platform;
 use crate::session::{Session, SessionStore};
 use crate::shaping::rules::TooLarge;
 use crate::shaping::{RequestKey, Shaper};
@@ -99,7 +100,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway over the config's backends (not yet connected).
-    pub fn new(config: &Config, sessions: Arc<SessionStore>) -> Self {
+    pub fn new(config: &Config, sessions: Arc<SessionStore>, platform: &Platform) -> Self {
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
@@ -110,6 +111,7 @@ impl Gateway {
                     backend.clone(),
                     &config.proxy.name,
                     config.proxy.seed,
+                    platform.clone(),
                 ))
             })
             .collect();

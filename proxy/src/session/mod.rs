@@ -18,6 +18,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::platform::{RandomSessionIds, SessionIds};
+
 /// How many undelivered notifications a session's event stream may queue
 /// before further ones are dropped (a stalled client must not grow memory).
 const STREAM_QUEUE: usize = 256;
@@ -172,16 +174,30 @@ pub enum SessionError {
 }
 
 /// All live sessions.
-#[derive(Default)]
 pub struct SessionStore {
     sessions: RwLock<HashMap<String, Arc<Session>>>,
+    ids: Arc<dyn SessionIds>,
+}
+
+impl Default for SessionStore {
+    fn default() -> Self {
+        Self::new(Arc::new(RandomSessionIds))
+    }
 }
 
 impl SessionStore {
+    /// An empty store whose sessions are named by `ids`.
+    pub fn new(ids: Arc<dyn SessionIds>) -> Self {
+        Self {
+            sessions: RwLock::default(),
+            ids,
+        }
+    }
+
     /// Create a session for a client that just initialized.
     pub fn create(&self, protocol_version: &str) -> Arc<Session> {
         let session = Arc::new(Session {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: self.ids.next(),
             protocol_version: protocol_version.to_owned(),
             last_seen: Mutex::new(Instant::now()),
             in_flight: Mutex::new(HashMap::new()),

@@ -1,4 +1,5 @@
-//! The process group of a stdio backend, and how it is killed.
+//! Stdio backends as operating-system processes: the platform's
+//! [`ProcessSpawner`], the process group of each child, and how it is killed.
 //!
 //! A stdio backend is often a launcher (`npx` → `node`, `uvx` → `python`):
 //! killing only the process we started would leave its children running.
@@ -8,11 +9,51 @@
 //! so a later process that happens to reuse the number is never hit.
 
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use tokio::process::Command;
+
+use crate::platform::{ChildCommand, ChildSignals, SpawnedChild, Spawner};
+
+/// Starts stdio backends as child processes, each the leader of its own
+/// process group, killed (with its group) when dropped.
+#[derive(Debug, Default)]
+pub struct ProcessSpawner;
+
+impl Spawner for ProcessSpawner {
+    fn spawn(&self, command: &ChildCommand) -> std::io::Result<SpawnedChild> {
+        let mut builder = Command::new(&command.program);
+        builder
+            .args(&command.args)
+            .envs(&command.env)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(cwd) = &command.cwd {
+            builder.current_dir(cwd);
+        }
+        let mut child = builder.spawn()?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(std::io::Error::other("child process has no stdio pipes"));
+        };
+        let group = Arc::new(ProcessGroup::new(&command.name, child.id()));
+        Ok(SpawnedChild {
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+            stderr: Box::new(stderr),
+            exit: Box::pin(async move { child.wait().await.map(describe_exit) }),
+            signals: group,
+        })
+    }
+}
 
 /// The process group of one child (its id is the child's pid).
 #[derive(Debug)]
@@ -89,14 +130,32 @@ impl ProcessGroup {
     }
 }
 
-/// Kills the group with SIGKILL when dropped, unless it was swept already:
+impl ChildSignals for ProcessGroup {
+    fn id(&self) -> Option<u32> {
+        ProcessGroup::id(self)
+    }
+
+    fn terminate(&self) -> bool {
+        self.signal(Signal::SIGTERM)
+    }
+
+    fn kill(&self) -> bool {
+        self.signal(Signal::SIGKILL)
+    }
+
+    fn sweep(&self) {
+        ProcessGroup::sweep(self);
+    }
+}
+
+/// Kills the child with SIGKILL when dropped, unless it was swept already:
 /// held by the connection so that no child outlives its last handle.
 #[derive(Debug)]
-pub struct KillOnDrop(pub std::sync::Arc<ProcessGroup>);
+pub struct KillOnDrop(pub Arc<dyn ChildSignals>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        self.0.signal(Signal::SIGKILL);
+        self.0.kill();
     }
 }
 
@@ -161,6 +220,6 @@ mod tests {
         );
         group.sweep();
         assert!(!group.signal(Signal::SIGKILL));
-        drop(KillOnDrop(group));
+        drop(KillOnDrop(group as std::sync::Arc<dyn ChildSignals>));
     }
 }

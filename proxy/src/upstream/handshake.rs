@@ -56,6 +56,7 @@ mod tests {
     #[test]
     fn builds_params_and_checks_versions() {
         let settings = ConnectSettings {
+            platform: crate::platform::Platform::os(),
             backend: "b".into(),
             client_name: "mcp-proxy".into(),
             client_version: "1.2.3".into(),

@@ -749,6 +749,7 @@ mod tests {
 
     fn settings() -> ConnectSettings {
         ConnectSettings {
+            platform: crate::platform::Platform::os(),
             backend: "remote".into(),
             client_name: "mcp-proxy-test".into(),
             client_version: "9.9.9".into(),
@@ -1381,6 +1382,7 @@ mod tests {
             .mount(&server)
             .await;
         let settings = ConnectSettings {
+            platform: crate::platform::Platform::os(),
             init_timeout: Duration::from_millis(500),
             ..settings()
         };

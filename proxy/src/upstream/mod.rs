@@ -22,6 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::config::TransportConfig;
 use crate::jsonrpc::ErrorObject;
+use crate::platform::Platform;
+
+pub use child::ProcessSpawner;
 
 /// Why an upstream request failed, by whose fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -60,6 +63,8 @@ pub type EventSink = mpsc::UnboundedSender<Value>;
 /// What a connection needs besides the transport's own config.
 #[derive(Debug, Clone)]
 pub struct ConnectSettings {
+    /// Where connections come from: the dialer for HTTP, the spawner for stdio.
+    pub platform: Platform,
     /// Backend name, for logs and error messages.
     pub backend: String,
     /// `clientInfo.name` sent in `initialize`.

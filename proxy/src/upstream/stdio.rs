@@ -11,25 +11,26 @@
 //! - the **supervisor** reaps the child, works out why the connection ended
 //!   (`process exited with status 1`) and closes the request table.
 //!
-//! The child leads its own process group (`child.rs`), so shutdown and
-//! the kill on drop reach the grandchildren a launcher like `npx` starts.
+//! The child comes from the platform's [`Spawner`](crate::platform::Spawner):
+//! on the operating system it leads its own process group (`child.rs`), so
+//! shutdown and the kill on drop reach the grandchildren a launcher like
+//! `npx` starts; in simulation it is an in-process task on pipes.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::child::{KillOnDrop, ProcessGroup, describe_exit};
+use super::child::KillOnDrop;
 use super::pending::Pending;
 use super::{ConnectSettings, EventSink, ProgressSink, UpstreamError, handshake, inbound};
 use crate::config::TransportConfig;
 use crate::jsonrpc;
+use crate::platform::{BoxFuture, ChildCommand, ChildSignals, SpawnedChild};
 
 /// The longest stdout line (one JSON-RPC message) accepted; a longer one is
 /// logged and skipped up to its newline.
@@ -67,7 +68,7 @@ struct Inner {
     close_stdin: CancellationToken,
     /// `Some(how it ended)` once the child has been reaped.
     exited: watch::Receiver<Option<String>>,
-    group: Arc<ProcessGroup>,
+    group: Arc<dyn ChildSignals>,
     /// Stops the reader, writer and stderr tasks when the last handle goes.
     tasks: CancellationToken,
     /// Set by the first `shutdown`; held while it runs.
@@ -103,26 +104,21 @@ impl StdioConnection {
                 transport.kind()
             )));
         };
-        let mut builder = Command::new(command);
-        builder
-            .args(args)
-            .envs(env)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(cwd) = cwd {
-            builder.current_dir(cwd);
-        }
-        let mut child = builder.spawn().map_err(|error| {
-            UpstreamError::Connect(format!("failed to start `{command}`: {error}"))
+        let command = ChildCommand {
+            name: settings.backend.clone(),
+            program: command.clone(),
+            args: args.clone(),
+            env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            cwd: cwd.clone(),
+        };
+        let child = settings.platform.spawner.spawn(&command).map_err(|error| {
+            UpstreamError::Connect(format!("failed to start `{}`: {error}", command.program))
         })?;
-        let (connection, supervision) = Self::start(&settings.backend, &mut child, events)?;
-        let pid = child.id();
-        tracing::debug!(backend = %settings.backend, ?pid, command, "started stdio backend");
+        let (connection, supervision, exit) = Self::start(&settings.backend, child, events);
+        let pid = connection.pid();
+        tracing::debug!(backend = %settings.backend, ?pid, command = %command.program, "started stdio backend");
         tokio::spawn(supervise(
-            child,
+            exit,
             supervision,
             Arc::clone(&connection.inner.pending),
             Arc::clone(&connection.inner.group),
@@ -134,25 +130,28 @@ impl StdioConnection {
             Ok(Err(error)) => handshake::as_connect_failure(error),
             Err(_) => UpstreamError::InitTimeout(settings.init_timeout),
         };
-        connection.inner.group.signal(Signal::SIGKILL);
+        connection.inner.group.kill();
         Err(outcome)
     }
 
     /// Wire the tasks around a freshly spawned child; the supervisor, which
-    /// needs the child itself, is started by the caller.
+    /// waits for its exit, is started by the caller.
     fn start(
         backend: &str,
-        child: &mut Child,
+        child: SpawnedChild,
         events: EventSink,
-    ) -> Result<(Self, Supervision), UpstreamError> {
-        let group = Arc::new(ProcessGroup::new(backend, child.id()));
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(UpstreamError::Connect(
-                "child process has no stdio pipes".into(),
-            ));
-        };
+    ) -> (
+        Self,
+        Supervision,
+        BoxFuture<'static, std::io::Result<String>>,
+    ) {
+        let SpawnedChild {
+            stdin,
+            stdout,
+            stderr,
+            exit,
+            signals: group,
+        } = child;
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let pending = Pending::new(backend, outgoing.clone());
         let tasks = CancellationToken::new();
@@ -189,14 +188,15 @@ impl StdioConnection {
             shutdown: tokio::sync::Mutex::new(false),
             _kill_on_drop: KillOnDrop(group),
         });
-        Ok((
+        (
             Self { inner },
             Supervision {
                 reader,
                 exited: exited_tx,
                 write_error,
             },
-        ))
+            exit,
+        )
     }
 
     async fn initialize(&self, settings: &ConnectSettings) -> Result<Value, UpstreamError> {
@@ -276,12 +276,12 @@ impl StdioConnection {
             backend,
             "child still running after stdin closed; sending SIGTERM"
         );
-        self.inner.group.signal(Signal::SIGTERM);
+        self.inner.group.terminate();
         if wait_for_exit(&mut exited, SHUTDOWN_GRACE).await {
             return;
         }
         tracing::warn!(backend, "child ignored SIGTERM; sending SIGKILL");
-        self.inner.group.signal(Signal::SIGKILL);
+        self.inner.group.kill();
         if !wait_for_exit(&mut exited, KILL_WAIT).await {
             tracing::warn!(backend, "child still not reaped after SIGKILL");
         }
@@ -306,10 +306,10 @@ struct Supervision {
 
 /// Reap the child, decide why the connection ended, and close it.
 async fn supervise(
-    mut child: Child,
+    mut exit: BoxFuture<'static, std::io::Result<String>>,
     supervision: Supervision,
     pending: Arc<Pending>,
-    group: Arc<ProcessGroup>,
+    group: Arc<dyn ChildSignals>,
 ) {
     let Supervision {
         mut reader,
@@ -318,24 +318,25 @@ async fn supervise(
     } = supervision;
     let mut stdout_closed_first = false;
     let status = tokio::select! {
-        status = child.wait() => {
+        biased;
+        status = &mut exit => {
             // Let the reader take in what the child wrote before it died.
             let _ = tokio::time::timeout(EXIT_DRAIN, &mut reader).await;
             status
         }
         _ = &mut reader => {
-            match tokio::time::timeout(STDOUT_CLOSED_GRACE, child.wait()).await {
+            match tokio::time::timeout(STDOUT_CLOSED_GRACE, &mut exit).await {
                 Ok(status) => status,
                 Err(_) => {
                     stdout_closed_first = true;
-                    group.signal(Signal::SIGKILL);
-                    child.wait().await
+                    group.kill();
+                    exit.await
                 }
             }
         }
     };
     let exit = match status {
-        Ok(status) => describe_exit(status),
+        Ok(how) => how,
         Err(error) => format!("could not wait for the process: {error}"),
     };
     group.sweep();
@@ -355,11 +356,11 @@ async fn supervise(
 /// Sends queued messages to the child's stdin, one per line.
 struct Writer {
     backend: String,
-    stdin: ChildStdin,
+    stdin: Box<dyn AsyncWrite + Send + Unpin>,
     outgoing: mpsc::UnboundedReceiver<Value>,
     close_stdin: CancellationToken,
     stop: CancellationToken,
-    group: Arc<ProcessGroup>,
+    group: Arc<dyn ChildSignals>,
     write_error: Arc<Mutex<Option<String>>>,
 }
 
@@ -393,7 +394,7 @@ impl Writer {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner) =
                     Some(format!("writing to the process failed: {error}"));
-                self.group.signal(Signal::SIGKILL);
+                self.group.kill();
                 break;
             }
         }
@@ -401,7 +402,10 @@ impl Writer {
     }
 }
 
-async fn write_line(stdin: &mut ChildStdin, line: &[u8]) -> std::io::Result<()> {
+async fn write_line(
+    stdin: &mut (dyn AsyncWrite + Send + Unpin),
+    line: &[u8],
+) -> std::io::Result<()> {
     stdin.write_all(line).await?;
     stdin.flush().await
 }
@@ -709,6 +713,7 @@ if mode == "stubborn":
 
     fn settings() -> ConnectSettings {
         ConnectSettings {
+            platform: crate::platform::Platform::os(),
             backend: "fake".into(),
             client_name: "mcp-proxy-test".into(),
             client_version: "9.9.9".into(),
@@ -1083,6 +1088,7 @@ if mode == "stubborn":
         let pidfile = temp_path("pid");
         let transport = fake("silent", &[("PIDFILE", pidfile.to_str().unwrap())]);
         let settings = ConnectSettings {
+            platform: crate::platform::Platform::os(),
             init_timeout: Duration::from_millis(1500),
             ..settings()
         };

@@ -1,0 +1,236 @@
+//! What the proxy takes from the machine it runs on, behind seams.
+//!
+//! Everything else the proxy does is decided in its own code, on
+//! `tokio::time` and seeded generators. Four things come from outside:
+//!
+//! - the **listener** its clients connect to ([`Listener`]),
+//! - the **dialer** that opens connections to HTTP backends ([`Dialer`]),
+//! - the **spawner** that starts stdio backends ([`Spawner`]),
+//! - the **session ids** it hands to clients ([`SessionIds`]).
+//!
+//! In production these are the operating system's: TCP sockets, child
+//! processes in their own process group, random ids ([`Platform::os`]).
+//! `mcp-harness run --sim` hands in simulated ones (a simulated network,
+//! in-process fakes on pipes, ids from the scenario's seed), so the very
+//! same proxy code runs in virtual time. These are seams, not forks: no
+//! logic of the proxy knows which platform it runs on.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A boxed future, as the seams return them (they must be object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A byte stream both ways: a TCP connection, or a simulated one.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// A boxed [`Stream`].
+pub type BoxStream = Box<dyn Stream>;
+
+/// Accepts the connections of the proxy's clients.
+pub trait Listener: Send + 'static {
+    /// The next connection and its peer's address.
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>>;
+    /// The address it listens on.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// Opens connections to HTTP backends.
+pub trait Dialer: Send + Sync + 'static {
+    /// A connection to `host:port`.
+    fn dial(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxStream>>;
+}
+
+/// What a stdio backend is started from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildCommand {
+    /// Whose it is, for logs (the backend's name).
+    pub name: String,
+    /// The program.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Variables added to its environment.
+    pub env: BTreeMap<String, String>,
+    /// Its working directory, if not the proxy's.
+    pub cwd: Option<PathBuf>,
+}
+
+/// Starts stdio backends.
+pub trait Spawner: Send + Sync + 'static {
+    /// Start `command` with its standard streams piped.
+    fn spawn(&self, command: &ChildCommand) -> io::Result<SpawnedChild>;
+}
+
+/// A started stdio backend: its three pipes, the end of its life, and how
+/// to stop it.
+pub struct SpawnedChild {
+    /// Its standard input.
+    pub stdin: Box<dyn AsyncWrite + Send + Unpin>,
+    /// Its standard output.
+    pub stdout: Box<dyn AsyncRead + Send + Unpin>,
+    /// Its standard error.
+    pub stderr: Box<dyn AsyncRead + Send + Unpin>,
+    /// Resolves once it has ended, saying how (`process exited with status
+    /// 1`). Dropping it before then kills the child.
+    pub exit: BoxFuture<'static, io::Result<String>>,
+    /// Stops it and whatever it started.
+    pub signals: Arc<dyn ChildSignals>,
+}
+
+/// How a stdio backend (and whatever it started) is stopped.
+pub trait ChildSignals: Send + Sync + std::fmt::Debug + 'static {
+    /// Its process id, when it has one.
+    fn id(&self) -> Option<u32>;
+    /// Ask it to stop (SIGTERM to its process group). Returns whether
+    /// something received it.
+    fn terminate(&self) -> bool;
+    /// Make it stop (SIGKILL to its process group), unless it was swept.
+    fn kill(&self) -> bool;
+    /// It has been reaped: kill whatever it left behind, then never signal
+    /// again.
+    fn sweep(&self);
+}
+
+/// Names the client sessions.
+pub trait SessionIds: Send + Sync + 'static {
+    /// A new session id (visible ASCII, unique in this process).
+    fn next(&self) -> String;
+}
+
+/// Random session ids (UUID v4): what a client cannot guess.
+#[derive(Debug, Default)]
+pub struct RandomSessionIds;
+
+impl SessionIds for RandomSessionIds {
+    fn next(&self) -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+}
+
+/// Session ids drawn from a seeded generator: the same seed gives the same
+/// ids in the same order. For simulation only — they can be guessed.
+#[derive(Debug)]
+pub struct SeededSessionIds(Mutex<StdRng>);
+
+impl SeededSessionIds {
+    /// Ids from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(Mutex::new(StdRng::seed_from_u64(seed)))
+    }
+}
+
+impl SessionIds for SeededSessionIds {
+    fn next(&self) -> String {
+        let value: u128 = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .random();
+        format!("{value:032x}")
+    }
+}
+
+/// The seams a proxy runs with (its listener is handed to
+/// [`crate::server::start_on`] separately).
+#[derive(Clone)]
+pub struct Platform {
+    /// Opens connections to HTTP backends.
+    pub dialer: Arc<dyn Dialer>,
+    /// Starts stdio backends.
+    pub spawner: Arc<dyn Spawner>,
+    /// Names client sessions.
+    pub session_ids: Arc<dyn SessionIds>,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform").finish_non_exhaustive()
+    }
+}
+
+impl Platform {
+    /// The operating system's: TCP, child processes, random session ids.
+    pub fn os() -> Self {
+        Self {
+            dialer: Arc::new(TcpDialer),
+            spawner: Arc::new(crate::upstream::ProcessSpawner),
+            session_ids: Arc::new(RandomSessionIds),
+        }
+    }
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self::os()
+    }
+}
+
+/// Dials TCP, with Nagle off (answers and event frames are small).
+#[derive(Debug, Default)]
+pub struct TcpDialer;
+
+impl Dialer for TcpDialer {
+    fn dial(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxStream>> {
+        let target = format!("{host}:{port}");
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(target).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+}
+
+/// Listens on TCP.
+#[derive(Debug)]
+pub struct TcpListener(pub tokio::net::TcpListener);
+
+impl Listener for TcpListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.0.accept().await?;
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+            Ok((Box::new(stream) as BoxStream, peer))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_session_ids_repeat_with_their_seed_and_differ_across_seeds() {
+        let take = |seed| {
+            let ids = SeededSessionIds::new(seed);
+            (0..3).map(|_| ids.next()).collect::<Vec<_>>()
+        };
+        assert_eq!(take(7), take(7));
+        assert_ne!(take(7), take(8));
+        let ids = take(7);
+        assert_ne!(ids[0], ids[1]);
+        assert!(ids.iter().all(|id| id.len() == 32));
+    }
+
+    #[test]
+    fn random_session_ids_differ() {
+        assert_ne!(RandomSessionIds.next(), RandomSessionIds.next());
+    }
+}
