@@ -242,6 +242,7 @@ async fn wait_for_stop_signal() -> bool {
         return tokio::signal::ctrl_c().await.is_ok();
     };
     tokio::select! {
+        biased;
         r = tokio::signal::ctrl_c() => r.is_ok(),
         _ = term.recv() => true,
     }

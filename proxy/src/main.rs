@@ -207,6 +207,7 @@ async fn wait_for_signal() {
     match signal(SignalKind::terminate()) {
         Ok(mut terminate) => {
             tokio::select! {
+                biased;
                 _ = terminate.recv() => tracing::info!("SIGTERM received"),
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
             }

@@ -9,7 +9,8 @@
 //! a parse error, and the fake carries on.
 //!
 //! The endpoint in the journal is `stdio:<pid>`: a proxy that respawns the
-//! fake shows up as a new endpoint.
+//! fake shows up as a new endpoint. (In simulation, where a fake is a task,
+//! [`serve_as`] names it by its simulated process id.)
 
 use std::io;
 use std::sync::Arc;
@@ -45,11 +46,20 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    serve_as(cfg, std::process::id(), reader, writer).await
+}
+
+/// [`serve`], journalling as the process `pid`.
+pub async fn serve_as<R, W>(cfg: FakeConfig, pid: u32, reader: R, writer: W) -> StdioEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let server = Arc::new(Server::new(&cfg, Face::Stdio));
     if let Some(code) = server.outage_at(cfg.clock.elapsed()) {
         return StdioEnd::Exit(code);
     }
-    let endpoint: Arc<str> = format!("stdio:{}", std::process::id()).into();
+    let endpoint: Arc<str> = format!("stdio:{pid}").into();
     let (lines, to_write) = mpsc::unbounded_channel();
     let writing = tokio::spawn(write_lines(writer, to_write));
     let (exit, mut exits) = mpsc::unbounded_channel();
@@ -60,6 +70,7 @@ where
     let mut input = LineReader::new(BufReader::new(reader), MAX_LINE);
     let end = loop {
         let parsed = tokio::select! {
+            biased;
             read = input.next_line() => match read {
                 Ok(Some(Line::Complete(line))) => {
                     let text = line.trim_ascii();

@@ -222,6 +222,7 @@ async fn drive(
     let line = ProgressLine::start(options.progress, scenario, clock, progress.clone());
     let target = load::LoadTarget::new(url.as_str())?;
     let result = tokio::select! {
+        biased;
         result = load::run(
             &target,
             &scenario.workload,
@@ -265,6 +266,7 @@ async fn wait_ready(
         let attempt_deadline = deadline.min(tokio::time::Instant::now() + READY_ATTEMPT_TIMEOUT);
         let attempt = tokio::time::timeout_at(attempt_deadline, list_tools(&http, url));
         let problem = tokio::select! {
+            biased;
             () = cancel.cancelled() => return Err("interrupted".into()),
             listed = attempt => match listed {
                 Err(_) => "no answer".to_owned(),

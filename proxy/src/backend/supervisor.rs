@@ -40,6 +40,7 @@ pub(super) async fn run(
         this.set_state(State::Connecting, None);
         let (event_sink, mut upstream_events) = mpsc::unbounded_channel();
         let connected = tokio::select! {
+            biased;
             result = connect_and_list(&backend, this, event_sink) => result,
             () = shutdown.cancelled() => break,
         };
@@ -71,6 +72,7 @@ pub(super) async fn run(
                 // that arrives meanwhile reaches this endpoint either way;
                 // shutdown and a dead connection end the wait, as in serve.
                 tokio::select! {
+                    biased;
                     () = resubscribe(&backend, &connection) => {}
                     () = shutdown.cancelled() => {}
                     () = connection.closed() => {}
@@ -118,6 +120,7 @@ pub(super) async fn run(
         backend.record_failure(this, &failure);
         this.set_state(State::Unavailable, Some(failure));
         tokio::select! {
+            biased;
             () = tokio::time::sleep(delay) => {}
             () = shutdown.cancelled() => break,
         }
@@ -219,6 +222,7 @@ async fn serve(
 ) -> bool {
     loop {
         let message = tokio::select! {
+            biased;
             () = shutdown.cancelled() => return true,
             () = connection.closed() => return false,
             Some(message) = upstream_events.recv() => message,
@@ -237,6 +241,7 @@ async fn serve(
         // Re-listing waits on the backend: keep watching for shutdown and
         // for the connection dying meanwhile.
         tokio::select! {
+            biased;
             () = relist(backend, endpoint, connection, kinds, events) => {}
             () = shutdown.cancelled() => return true,
             () = connection.closed() => return false,

@@ -287,6 +287,7 @@ async fn request(
     let task_id = id.clone();
     let task = app.calls.spawn(async move {
         let outcome = tokio::select! {
+            biased;
             outcome = call => outcome,
             () = cancel_calls.cancelled() => {
                 Ok(Err(ErrorObject::new(jsonrpc::SHUTTING_DOWN, "the proxy is shutting down; request cancelled")))

@@ -381,6 +381,7 @@ impl Writer {
             let mut line = serde_json::to_vec(&message).unwrap_or_default();
             line.push(b'\n');
             let written = tokio::select! {
+                biased;
                 _ = self.close_stdin.cancelled() => break,
                 _ = self.stop.cancelled() => break,
                 written = write_line(&mut self.stdin, &line) => written,
@@ -470,6 +471,7 @@ async fn read_stdout<R: AsyncRead + Unpin>(
     let mut line = Vec::new();
     loop {
         let read = tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             read = read_capped_line(&mut reader, &mut line, MAX_LINE_BYTES) => read,
         };
@@ -546,6 +548,7 @@ async fn log_stderr<R: AsyncRead + Unpin>(stderr: R, backend: String, stop: Canc
     let mut line = Vec::new();
     loop {
         let read = tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             read = read_capped_line(&mut reader, &mut line, MAX_STDERR_LINE_BYTES) => read,
         };

@@ -264,6 +264,7 @@ impl Resilience {
         tokio::pin!(next_hedge);
         loop {
             tokio::select! {
+                biased;
                 Some(result) = running.next() => match result {
                     Ok(value) => return Ok(value),
                     Err(error) if running.is_empty() => return Err(error),
