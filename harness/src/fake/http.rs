@@ -1,15 +1,15 @@
-//! The HTTP face: Streamable HTTP at `http://127.0.0.1:PORT/mcp`.
+//! The HTTP face: Streamable HTTP at `http://HOST:PORT/mcp`, on the
+//! [`FakeNetwork`] it is started on (the operating system's loopback,
+//! `127.0.0.1`, by default; see `net.rs`).
 //!
 //! Each accepted connection is served here with hyper's HTTP/1 connection
-//! driver rather than a framework, because the faults need the socket
-//! itself: a `reset` outcome aborts its connection with an RST (zero
-//! linger), and an outage stops listening (so connecting is refused) and
-//! resets every open connection, SSE streams included. During the outage
-//! the port stays bound to a socket that does not listen, so no other
-//! socket (an outgoing connection given it as its ephemeral port, say) can
-//! take it; when the outage ends that socket listens again, with every
-//! session forgotten, as a restarted server would, so old session ids get
-//! 404.
+//! driver rather than a framework, because the faults need the connection
+//! itself: a `reset` outcome aborts its connection ([`FakeStream::abort`],
+//! an RST on TCP), and an outage stops listening (so connecting is refused)
+//! and aborts every open connection, SSE streams included. During the
+//! outage the port stays the fake's ([`HeldPort`]); when the outage ends it
+//! listens again, with every session forgotten, as a restarted server
+//! would, so old session ids get 404.
 //!
 //! Sessions: `initialize` opens one and names it in `Mcp-Session-Id`;
 //! later POSTs must carry it (missing → 400, unknown → 404). Requests are
@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -44,22 +44,21 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::FakeConfig;
+use super::net::{FakeListener, FakeNetwork, FakeStream, HeldPort, LoopbackNetwork};
 use super::protocol::{Face, MALFORMED, Message, Reply, Server, UNPARSEABLE};
 use crate::clock::ScenarioClock;
 use crate::scenario::FakeTransport;
 
 /// Largest POST body read; a fake has no use for more.
 const MAX_BODY: usize = 4 * 1024 * 1024;
-/// How long to wait before retrying a failed bind (the port lost in an
-/// outage and taken meanwhile) or accept (out of descriptors).
+/// How long to wait before trying again to listen after an outage (the
+/// port lost meanwhile and taken) or to accept (out of descriptors).
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
-const BACKLOG: u32 = 1024;
 const SESSION_HEADER: &str = "mcp-session-id";
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -67,38 +66,46 @@ type Body = BoxBody<Bytes, Infallible>;
 /// A running HTTP fake. Stops on [`HttpFake::shutdown`] or when dropped.
 pub struct HttpFake {
     addr: SocketAddr,
+    endpoint: String,
     stop: CancellationToken,
     supervisor: JoinHandle<()>,
 }
 
 impl HttpFake {
-    /// Binds 127.0.0.1 on the spec's port (0, or a stdio spec: an ephemeral
-    /// one, kept across outages) and starts serving. A fake started inside
-    /// an outage holds the port without listening until the outage ends.
+    /// Starts the fake on 127.0.0.1 ([`LoopbackNetwork`]); see
+    /// [`HttpFake::start_on`].
     pub async fn start(cfg: FakeConfig) -> io::Result<HttpFake> {
+        Self::start_on(cfg, &LoopbackNetwork).await
+    }
+
+    /// Takes the spec's port on `network` (0, or a stdio spec: a free one,
+    /// kept across outages) and starts serving. A fake started inside an
+    /// outage holds the port without listening until the outage ends.
+    pub async fn start_on(cfg: FakeConfig, network: &dyn FakeNetwork) -> io::Result<HttpFake> {
         let port = match cfg.spec.transport {
             FakeTransport::Http { port } => port,
             FakeTransport::Stdio => 0,
         };
-        let socket = reusable_socket()?;
-        socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
-        let addr = socket.local_addr()?;
+        let held = network.bind(port).await?;
+        let addr = held.local_addr();
+        let endpoint = format!("http://{}:{}/mcp", network.host(), addr.port());
         let shared = Arc::new(Shared {
             server: Server::new(&cfg, Face::Http),
-            endpoint: endpoint_url(addr),
+            endpoint: endpoint.clone(),
             sessions: Mutex::default(),
             next_session: AtomicU64::new(1),
         });
         // Listening before returning, so the caller can connect at once.
         let port = if shared.server.outage_at(cfg.clock.elapsed()).is_some() {
-            Port::Reserved(socket)
+            Port::Down(held)
         } else {
-            Port::Open(socket.listen(BACKLOG)?)
+            Port::Up(held.listen().await.map_err(|(e, _)| e)?)
         };
         let stop = CancellationToken::new();
-        let supervisor = tokio::spawn(supervise(shared, port, addr, stop.clone()));
+        let supervisor = tokio::spawn(supervise(shared, port, stop.clone()));
         Ok(HttpFake {
             addr,
+            endpoint,
             stop,
             supervisor,
         })
@@ -109,9 +116,9 @@ impl HttpFake {
         self.addr
     }
 
-    /// The MCP endpoint, `http://127.0.0.1:PORT/mcp`.
+    /// The MCP endpoint, `http://HOST:PORT/mcp`.
     pub fn url(&self) -> String {
-        endpoint_url(self.addr)
+        self.endpoint.clone()
     }
 
     /// Stops accepting, resets every open connection (hung calls and SSE
@@ -128,38 +135,12 @@ impl Drop for HttpFake {
     }
 }
 
-fn endpoint_url(addr: SocketAddr) -> String {
-    format!("http://{addr}/mcp")
-}
-
-/// A socket that can bind the fake's port while connections of an earlier
-/// listener on it linger.
-fn reusable_socket() -> io::Result<TcpSocket> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    Ok(socket)
-}
-
-/// A listener on `addr`.
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = reusable_socket()?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
-}
-
 /// What holds the fake's port.
 enum Port {
-    /// Listening, not yet accepting (just started).
-    Open(TcpListener),
-    /// Accepting: the token ends this run of the server, and the accept
-    /// loop hands the listener back when it does.
-    Serving(CancellationToken, JoinHandle<TcpListener>),
-    /// Down: bound without listening, so connecting is refused but the
-    /// port stays ours.
-    Reserved(TcpSocket),
-    /// Down, and the port could not be held: bound anew when the outage
-    /// ends, once it is free.
-    Lost,
+    /// Listening: connections are accepted.
+    Up(Box<dyn FakeListener>),
+    /// Down: connecting is refused, and the port stays the fake's.
+    Down(Box<dyn HeldPort>),
 }
 
 /// Why a request naming a session is refused.
@@ -235,84 +216,63 @@ impl Shared {
     }
 }
 
-/// Runs the fake: serves while up, goes down and comes back as the outage
-/// timeline says, until `stop`.
-async fn supervise(shared: Arc<Shared>, mut port: Port, addr: SocketAddr, stop: CancellationToken) {
-    let clock = shared.server.clock();
+/// Runs the fake until `stop`, then waits for its connections to end.
+async fn supervise(shared: Arc<Shared>, port: Port, stop: CancellationToken) {
     let connections = TaskTracker::new();
-    let mut now = clock.elapsed();
-    loop {
-        let down = shared.server.outage_at(now).is_some();
-        port = match (down, port) {
-            (true, Port::Serving(up, accepting)) => {
-                up.cancel();
-                let listener = accepting.await.ok();
-                let port = reserve(listener, addr);
-                shared.forget_sessions();
-                port
-            }
-            (true, Port::Open(listener)) => reserve(Some(listener), addr),
-            (false, Port::Open(listener)) => serve(listener, &shared, &stop, &connections),
-            (false, Port::Reserved(socket)) => {
-                let listener = match socket.listen(BACKLOG) {
-                    Ok(listener) => Some(listener),
-                    Err(e) => {
-                        eprintln!("fake at {addr}: cannot listen after an outage ({e})");
-                        rebind(addr, &stop).await
-                    }
-                };
-                // None: stopped meanwhile, which the select below sees.
-                listener.map_or(Port::Lost, |l| serve(l, &shared, &stop, &connections))
-            }
-            (false, Port::Lost) => rebind(addr, &stop)
-                .await
-                .map_or(Port::Lost, |l| serve(l, &shared, &stop, &connections)),
-            (_, unchanged) => unchanged,
-        };
-        let next = shared.server.next_outage_change(now);
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = sleep_until(clock, next) => {}
-        }
-        now = clock.elapsed().max(next.unwrap_or_default());
-    }
-    // `stop` is cancelled, and with it every child token: connections reset.
-    if let Port::Serving(_, accepting) = port {
-        let _ = accepting.await;
-    }
+    follow_outages(&shared, port, &stop, &connections).await;
+    // The port is closed, and `stop` cancelled every connection's token:
+    // they are being reset.
     connections.close();
     connections.wait().await;
 }
 
-/// Starts accepting on `listener`.
-fn serve(
-    listener: TcpListener,
+/// Serves while up, goes down and comes back as the outage timeline says,
+/// until `stop`.
+async fn follow_outages(
     shared: &Arc<Shared>,
+    mut port: Port,
     stop: &CancellationToken,
     connections: &TaskTracker,
-) -> Port {
-    let up = stop.child_token();
-    let accepting = tokio::spawn(accept(
-        listener,
-        Arc::clone(shared),
-        up.clone(),
-        connections.clone(),
-    ));
-    Port::Serving(up, accepting)
-}
-
-/// Stops listening on `addr` but keeps it bound. A listening socket cannot
-/// stop listening, so it is closed and the port bound again at once: the
-/// new socket is made first, leaving the port free only between two calls.
-fn reserve(listener: Option<TcpListener>, addr: SocketAddr) -> Port {
-    let socket = reusable_socket();
-    drop(listener);
-    match socket.and_then(|socket| socket.bind(addr).map(|()| socket)) {
-        Ok(socket) => Port::Reserved(socket),
-        Err(e) => {
-            eprintln!("fake at {addr}: cannot hold the port during an outage ({e})");
-            Port::Lost
+) {
+    let clock = shared.server.clock();
+    // Resets the connections accepted since the fake last came up.
+    let mut up = stop.child_token();
+    let mut now = clock.elapsed();
+    loop {
+        let down = shared.server.outage_at(now).is_some();
+        port = match (down, port) {
+            (true, Port::Up(listener)) => {
+                up.cancel();
+                up = stop.child_token();
+                let held = listener.close();
+                shared.forget_sessions();
+                Port::Down(held)
+            }
+            (false, Port::Down(held)) => match listen_again(held, stop).await {
+                Some(listener) => Port::Up(listener),
+                None => return,
+            },
+            (_, unchanged) => unchanged,
+        };
+        let next = shared.server.next_outage_change(now);
+        loop {
+            // Stopping wins over the timeline, and the timeline over a
+            // connection waiting to be accepted: one that arrives as an
+            // outage starts is refused.
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                () = sleep_until(clock, next) => break,
+                stream = next_connection(&mut port) => {
+                    connections.spawn(serve_connection(
+                        stream,
+                        Arc::clone(shared),
+                        up.child_token(),
+                    ));
+                }
+            }
         }
+        now = clock.elapsed().max(next.unwrap_or_default());
     }
 }
 
@@ -323,46 +283,48 @@ async fn sleep_until(clock: ScenarioClock, at: Option<Duration>) {
     }
 }
 
-/// Binds `addr` again after an outage that lost it, retrying while the
-/// port is taken (`None` if stopped meanwhile).
-async fn rebind(addr: SocketAddr, stop: &CancellationToken) -> Option<TcpListener> {
+/// Listens on `held` again after an outage, retrying while it cannot
+/// (`None` if stopped meanwhile).
+async fn listen_again(
+    mut held: Box<dyn HeldPort>,
+    stop: &CancellationToken,
+) -> Option<Box<dyn FakeListener>> {
+    let addr = held.local_addr();
     let mut reported = false;
     loop {
-        match bind(addr) {
+        let listening = tokio::select! {
+            biased;
+            () = stop.cancelled() => return None,
+            listening = held.listen() => listening,
+        };
+        match listening {
             Ok(listener) => return Some(listener),
-            Err(e) if !reported => {
-                eprintln!("fake at {addr}: cannot bind again after an outage ({e}); retrying");
-                reported = true;
+            Err((e, back)) => {
+                if !reported {
+                    eprintln!(
+                        "fake at {addr}: cannot listen again after an outage ({e}); retrying"
+                    );
+                    reported = true;
+                }
+                held = back;
             }
-            Err(_) => {}
         }
         tokio::select! {
+            biased;
             () = stop.cancelled() => return None,
             () = tokio::time::sleep(RETRY_PAUSE) => {}
         }
     }
 }
 
-/// Accepts connections until `up` is cancelled, then returns the listener.
-async fn accept(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    up: CancellationToken,
-    connections: TaskTracker,
-) -> TcpListener {
+/// The next connection while the fake is up; never while it is down.
+async fn next_connection(port: &mut Port) -> Box<dyn FakeStream> {
+    let Port::Up(listener) = port else {
+        return std::future::pending().await;
+    };
     loop {
-        let accepted = tokio::select! {
-            () = up.cancelled() => return listener,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                connections.spawn(serve_connection(
-                    stream,
-                    Arc::clone(&shared),
-                    up.child_token(),
-                ));
-            }
+        match listener.accept().await {
+            Ok(stream) => return stream,
             // Out of descriptors and the like: pause rather than spin.
             Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
         }
@@ -370,20 +332,22 @@ async fn accept(
 }
 
 /// Serves one connection until it closes or `reset` is cancelled (a
-/// scripted reset, an outage, shutdown), which aborts it with an RST.
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, reset: CancellationToken) {
+/// scripted reset, an outage, shutdown), which aborts it.
+async fn serve_connection(
+    stream: Box<dyn FakeStream>,
+    shared: Arc<Shared>,
+    reset: CancellationToken,
+) {
     let service = {
         let reset = reset.clone();
         service_fn(move |request| respond(request, Arc::clone(&shared), reset.clone()))
     };
     let mut connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    // A reset wins over a connection that ends at the same moment.
     tokio::select! {
+        biased;
+        () = reset.cancelled() => connection.into_parts().io.into_inner().abort(),
         _ = &mut connection => {}
-        () = reset.cancelled() => {
-            let stream = connection.into_parts().io.into_inner();
-            // Zero linger turns the close into an RST.
-            let _ = stream.set_zero_linger();
-        }
     }
 }
 

@@ -10,12 +10,15 @@
 //! - [`script`]: the decisions (latency, outcome, outages), seeded and
 //!   face-independent
 //! - `protocol`: the JSON-RPC server both faces share
-//! - [`http`]: Streamable HTTP on 127.0.0.1; resets, HTTP statuses, outages
-//!   that refuse connections and forget sessions
+//! - [`http`]: Streamable HTTP; resets, HTTP statuses, outages that refuse
+//!   connections and forget sessions
+//! - [`net`]: the network the HTTP face listens on, a seam: the operating
+//!   system's loopback, or a simulated network
 //! - [`stdio`]: newline-delimited JSON over any reader/writer pair; exits
 //!   are returned, not performed, so tests run it in-process
 
 pub mod http;
+pub mod net;
 mod protocol;
 pub mod script;
 pub mod stdio;

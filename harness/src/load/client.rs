@@ -1,6 +1,8 @@
 //! A lean MCP client over streamable HTTP: just what load through a proxy
-//! needs (initialize, tools/list, tools/call, close), on one shared
-//! [`reqwest::Client`] so that connections are pooled across sessions.
+//! needs (initialize, tools/list, tools/call, close), on one shared HTTP/1
+//! client (hyper-util's pooled one) so that connections are pooled across
+//! sessions. Its connections come from the [`LoadTarget`]'s dialer
+//! (`connector.rs`), so the same client runs on real or simulated sockets.
 //!
 //! It is deliberately separate from the proxy's own client code: the harness
 //! judges the proxy, so it speaks the protocol from the spec, and it turns
@@ -12,17 +14,25 @@
 //! background so that a second response for the same request (a proxy bug)
 //! can be counted, see [`McpSession::duplicate_answers`].
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use mcp_proxy::platform::Dialer;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::LoadTarget;
+use super::connector::DialConnector;
 use super::record::CallOutcome;
 use super::sse::{MAX_EVENT_BYTES, SseParser};
 
@@ -32,8 +42,8 @@ pub const PROTOCOL_VERSION: &str = "2025-11-25";
 /// Versions the harness accepts from a server's `initialize` answer.
 const KNOWN_VERSIONS: [&str; 3] = [PROTOCOL_VERSION, "2025-06-18", "2025-03-26"];
 
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// Closing a session is a courtesy to the server; it must not hold up the end of a run.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -41,22 +51,23 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A server that never stops paginating `tools/list` is broken, not patient.
 const MAX_TOOL_PAGES: usize = 1000;
 
-/// An HTTP client for MCP traffic to a proxy on the loopback: pooled
-/// connections, no system proxy (an `HTTP_PROXY` setting must not divert
-/// loopback traffic), no Nagle delay on small JSON-RPC messages.
-pub fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))
+/// The HTTP client of a load; its clones share one connection pool.
+pub(crate) type HttpClient = Client<DialConnector, Full<Bytes>>;
+
+/// An HTTP client for MCP traffic whose connections `dialer` opens: pooled
+/// (idle connections expire on tokio's clock), HTTP/1, and no system proxy
+/// (an `HTTP_PROXY` setting must not divert the load).
+pub(crate) fn http_client(dialer: Arc<dyn Dialer>) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .build(DialConnector::new(dialer))
 }
 
 /// One MCP session through the proxy.
 #[derive(Debug)]
 pub struct McpSession {
-    http: reqwest::Client,
-    url: String,
+    http: HttpClient,
+    url: Uri,
     /// `Mcp-Session-Id` from the `initialize` answer (a stateless server sends none).
     session_id: Option<String>,
     /// The negotiated version; `None` only while initializing.
@@ -79,11 +90,12 @@ enum Answer {
 }
 
 impl McpSession {
-    /// Opens a session at `url`: `initialize`, then `notifications/initialized`.
-    pub async fn open(http: &reqwest::Client, url: &str) -> Result<McpSession, String> {
+    /// Opens a session at the target: `initialize`, then
+    /// `notifications/initialized`.
+    pub async fn open(target: &LoadTarget) -> Result<McpSession, String> {
         let mut session = McpSession {
-            http: http.clone(),
-            url: url.to_string(),
+            http: target.http.clone(),
+            url: target.url.clone(),
             session_id: None,
             protocol_version: None,
             next_id: AtomicU64::new(1),
@@ -128,7 +140,7 @@ impl McpSession {
             .post(&notification)
             .await
             .map_err(|e| format!("notifications/initialized: {e}"))?;
-        if response.status() != reqwest::StatusCode::ACCEPTED {
+        if response.status() != StatusCode::ACCEPTED {
             return Err(format!(
                 "notifications/initialized: expected 202, got {}",
                 response.status().as_u16()
@@ -211,8 +223,8 @@ impl McpSession {
     pub async fn close(&self) {
         self.closing.cancel();
         self.drains.close();
-        let request = self.http.delete(&self.url).headers(self.session_headers());
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, request.send()).await;
+        let request = self.http_request(Method::DELETE, Bytes::new());
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.http.request(request)).await;
     }
 
     fn next_id(&self) -> u64 {
@@ -237,17 +249,25 @@ impl McpSession {
         headers
     }
 
-    async fn post(&self, message: &Value) -> Result<reqwest::Response, String> {
+    /// An HTTP request to the endpoint, tied to this session.
+    fn http_request(&self, method: Method, body: Bytes) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = self.url.clone();
+        *request.headers_mut() = self.session_headers();
+        request
+    }
+
+    async fn post(&self, message: &Value) -> Result<Response<Incoming>, String> {
         let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
-        self.http
-            .post(&self.url)
-            .header(ACCEPT, "application/json, text/event-stream")
-            .header(CONTENT_TYPE, "application/json")
-            .headers(self.session_headers())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| describe(&e))
+        let mut request = self.http_request(Method::POST, body.into());
+        let headers = request.headers_mut();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.http.request(request).await.map_err(|e| describe(&e))
     }
 
     async fn request(&self, method: &str, params: Value) -> Answer {
@@ -259,11 +279,12 @@ impl McpSession {
     }
 
     /// Reads the answer to request `id` from an HTTP response.
-    async fn read_answer(&self, mut response: reqwest::Response, id: u64) -> Answer {
-        let status = response.status();
+    async fn read_answer(&self, response: Response<Incoming>, id: u64) -> Answer {
+        let (head, mut incoming) = response.into_parts();
+        let status = head.status;
         if !status.is_success() {
             // A JSON-RPC error in the body says more than the status does.
-            return match read_body(&mut response).await {
+            return match read_body(&mut incoming).await {
                 Ok(body) => match serde_json::from_slice::<Value>(&body) {
                     Ok(message) if message.get("error").is_some() && is_response(&message) => {
                         Answer::Response(message)
@@ -273,8 +294,8 @@ impl McpSession {
                 Err(_) => Answer::HttpStatus(status.as_u16()),
             };
         }
-        let is_stream = response
-            .headers()
+        let is_stream = head
+            .headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
@@ -283,9 +304,9 @@ impl McpSession {
                     .starts_with("text/event-stream")
             });
         if is_stream {
-            return self.read_stream(response, id).await;
+            return self.read_stream(incoming, id).await;
         }
-        let body = match read_body(&mut response).await {
+        let body = match read_body(&mut incoming).await {
             Ok(body) => body,
             Err(message) => return Answer::Transport(message),
         };
@@ -314,17 +335,17 @@ impl McpSession {
 
     /// Reads an event stream up to the response to `id`; what follows it is
     /// read in the background, counting further responses to `id`.
-    async fn read_stream(&self, mut response: reqwest::Response, id: u64) -> Answer {
+    async fn read_stream(&self, mut body: Incoming, id: u64) -> Answer {
         let mut parser = SseParser::default();
         loop {
-            let chunk = match response.chunk().await {
+            let chunk = match next_chunk(&mut body).await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => {
                     return Answer::Transport(format!(
                         "event stream ended without a response to request {id}"
                     ));
                 }
-                Err(e) => return Answer::Transport(describe(&e)),
+                Err(message) => return Answer::Transport(message),
             };
             let events = match parser.feed(&chunk) {
                 Ok(events) => events,
@@ -349,21 +370,23 @@ impl McpSession {
                 self.duplicates
                     .fetch_add(answers.len() as u64, Ordering::Relaxed);
             }
-            self.drain(response, parser, id);
+            self.drain(body, parser, id);
             return Answer::Response(first);
         }
     }
 
     /// Reads the rest of a stream whose answer was taken, until it ends or
     /// the session closes, counting further responses to `id`.
-    fn drain(&self, mut response: reqwest::Response, mut parser: SseParser, id: u64) {
+    fn drain(&self, mut body: Incoming, mut parser: SseParser, id: u64) {
         let duplicates = Arc::clone(&self.duplicates);
         let closing = self.closing.clone();
         self.drains.spawn(async move {
             loop {
+                // A closed session stops reading, even with data waiting.
                 let chunk = tokio::select! {
-                    _ = closing.cancelled() => return,
-                    chunk = response.chunk() => chunk,
+                    biased;
+                    () = closing.cancelled() => return,
+                    chunk = next_chunk(&mut body) => chunk,
                 };
                 let Ok(Some(chunk)) = chunk else { return };
                 let Ok(events) = parser.feed(&chunk) else {
@@ -392,15 +415,27 @@ fn request_body(id: u64, method: &str, params: Value) -> Value {
 }
 
 /// Reads a whole (non-stream) body, refusing one larger than any sane message.
-async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_body(incoming: &mut Incoming) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+    while let Some(chunk) = next_chunk(incoming).await? {
         if body.len() + chunk.len() > MAX_EVENT_BYTES {
             return Err(format!("answer larger than {MAX_EVENT_BYTES} bytes"));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The next piece of a body as it arrives (trailers are skipped), or `None`
+/// at its end.
+async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, String> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| describe(&e))?;
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether a message is a JSON-RPC response (not a request or notification).
@@ -490,8 +525,9 @@ fn result_of(answer: Answer, what: &str) -> Result<Value, String> {
     }
 }
 
-/// An error with its causes: reqwest's own message rarely says what failed.
-fn describe(error: &reqwest::Error) -> String {
+/// An error with its causes: hyper's own message rarely says what failed
+/// (`client error (Connect)`).
+fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -508,7 +544,7 @@ mod tests {
     use crate::load::test_server::TestServer;
 
     async fn session(server: &TestServer) -> McpSession {
-        McpSession::open(&http_client().unwrap(), &server.url)
+        McpSession::open(&LoadTarget::new(&server.url).unwrap())
             .await
             .expect("session opens")
     }
@@ -521,11 +557,73 @@ mod tests {
         assert_eq!(session.protocol_version(), PROTOCOL_VERSION);
     }
 
+    /// Dials TCP, counting the connections it opens.
+    #[derive(Default)]
+    struct CountingDialer(AtomicU64);
+
+    impl Dialer for CountingDialer {
+        fn dial(
+            &self,
+            host: &str,
+            port: u16,
+        ) -> mcp_proxy::platform::BoxFuture<'static, std::io::Result<mcp_proxy::platform::BoxStream>>
+        {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            mcp_proxy::platform::TcpDialer.dial(host, port)
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_share_the_pooled_connections_of_the_targets_dialer() {
+        let server = TestServer::start().await;
+        let dialer = Arc::new(CountingDialer::default());
+        let target = LoadTarget::with_dialer(&server.url, dialer.clone()).unwrap();
+        for _ in 0..3 {
+            let session = McpSession::open(&target).await.unwrap();
+            assert_eq!(
+                session.call_tool("ok", json!({})).await,
+                CallOutcome::Success
+            );
+            session.close().await;
+        }
+        // One after the other, every request went over the first connection.
+        assert_eq!(dialer.0.load(Ordering::Relaxed), 1);
+        assert_eq!(server.state.deleted(), 3);
+    }
+
+    #[test]
+    fn a_target_is_a_plain_http_url() {
+        assert!(LoadTarget::new("http://127.0.0.1:1/mcp").is_ok());
+        for url in [
+            "https://127.0.0.1:1/mcp",
+            "127.0.0.1:1/mcp",
+            "/mcp",
+            "http://",
+        ] {
+            assert!(LoadTarget::new(url).is_err(), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_where_it_went() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let target = LoadTarget::new(&format!("http://{addr}/mcp")).unwrap();
+        let error = McpSession::open(&target).await.unwrap_err();
+        assert!(
+            error.starts_with(&format!(
+                "initialize: client error (Connect): cannot connect to {addr}: "
+            )),
+            "{error}"
+        );
+    }
+
     #[tokio::test]
     async fn open_fails_when_the_server_refuses_initialize() {
         let server = TestServer::start().await;
         let url = server.url.replace("/mcp", "/elsewhere");
-        let error = McpSession::open(&http_client().unwrap(), &url)
+        let error = McpSession::open(&LoadTarget::new(&url).unwrap())
             .await
             .unwrap_err();
         assert_eq!(error, "initialize: HTTP 404");

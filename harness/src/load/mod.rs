@@ -20,6 +20,7 @@
 
 pub mod client;
 mod closed;
+mod connector;
 mod mix;
 mod open;
 pub mod record;
@@ -35,30 +36,49 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use hyper::Uri;
+use hyper::http::uri::Scheme;
+use mcp_proxy::platform::{Dialer, TcpDialer};
 use tokio::time::Instant;
 
 use crate::clock::ScenarioClock;
 use crate::scenario::{LoadMode, Workload};
-pub use client::{McpSession, PROTOCOL_VERSION, http_client};
+use client::HttpClient;
+pub use client::{McpSession, PROTOCOL_VERSION};
 use mix::{Mix, PlannedCall};
 pub use record::{CallOutcome, CallRecord, LoadResult};
 
 /// Where the load goes: the proxy's MCP endpoint, and the HTTP client that
-/// every session shares (cloning it shares its connection pool).
+/// every session shares, with the dialer that opens its connections
+/// (clones share one connection pool).
 #[derive(Debug, Clone)]
 pub struct LoadTarget {
     /// The MCP endpoint, e.g. `http://127.0.0.1:8080/mcp`.
-    pub url: String,
-    /// The shared HTTP client (see [`http_client`]).
-    pub http: reqwest::Client,
+    url: Uri,
+    http: HttpClient,
 }
 
 impl LoadTarget {
-    /// A target at `url` with a fresh [`http_client`].
-    pub fn new(url: impl Into<String>) -> Result<Self, String> {
+    /// A target at `url` (plain `http://`), reached over TCP
+    /// ([`TcpDialer`]).
+    pub fn new(url: &str) -> Result<Self, String> {
+        Self::with_dialer(url, Arc::new(TcpDialer))
+    }
+
+    /// A target at `url` (plain `http://`) whose connections `dialer` opens:
+    /// a simulated network's, say.
+    pub fn with_dialer(url: &str, dialer: Arc<dyn Dialer>) -> Result<Self, String> {
+        let parsed: Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        if parsed.scheme() != Some(&Scheme::HTTP) || parsed.host().is_none() {
+            return Err(format!(
+                "{url:?} is not an http:// URL with a host (the load speaks plain HTTP)"
+            ));
+        }
         Ok(Self {
-            url: url.into(),
-            http: http_client()?,
+            url: parsed,
+            http: client::http_client(dialer),
         })
     }
 }
@@ -150,10 +170,9 @@ pub async fn run(
     };
 
     let opened = join_all((0..workload.clients).map(|client| async move {
-        let opened =
-            tokio::time::timeout_at(give_up_all, McpSession::open(&target.http, &target.url))
-                .await
-                .unwrap_or_else(|_| Err("no answer before the end of the run".into()));
+        let opened = tokio::time::timeout_at(give_up_all, McpSession::open(target))
+            .await
+            .unwrap_or_else(|_| Err("no answer before the end of the run".into()));
         (client, opened)
     }))
     .await;

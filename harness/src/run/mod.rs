@@ -28,8 +28,7 @@ use crate::checks::CheckResult;
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
-use crate::load::client::McpSession;
-use crate::load::{self, LoadResult, Progress};
+use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
 use crate::scenario::{FakeAddress, FakeTransport, FaultAction, Scenario, Trigger};
 use progress::ProgressLine;
@@ -207,7 +206,9 @@ async fn drive(
     proxy: &mut ProxyUnderTest,
 ) -> Result<LoadResult, String> {
     let url = proxy.url();
-    wait_ready(scenario, &url, proxy, &options.cancel).await?;
+    // One client for readiness and load: its pool carries over.
+    let target = LoadTarget::new(&url)?;
+    wait_ready(scenario, &target, &url, proxy, &options.cancel).await?;
     let ready_at = clock.elapsed();
     if let Some(first_outage) = first_outage_start(scenario)
         && ready_at > first_outage
@@ -220,9 +221,11 @@ async fn drive(
     }
     let progress = Arc::new(Progress::default());
     let line = ProgressLine::start(options.progress, scenario, clock, progress.clone());
-    let target = load::LoadTarget::new(url.as_str())?;
+    // Ctrl-C wins over a load that ends at the same moment: the run is
+    // reported as interrupted either way.
     let result = tokio::select! {
         biased;
+        () = options.cancel.cancelled() => LoadResult::default(),
         result = load::run(
             &target,
             &scenario.workload,
@@ -232,16 +235,16 @@ async fn drive(
             scenario.grace,
             progress,
         ) => result,
-        () = options.cancel.cancelled() => LoadResult::default(),
     };
     line.finish();
     Ok(result)
 }
 
-/// Polls until one MCP session through the proxy lists every tool the
-/// workload calls.
+/// Polls until one MCP session through the proxy (`target`, at `url`) lists
+/// every tool the workload calls.
 async fn wait_ready(
     scenario: &Scenario,
+    target: &LoadTarget,
     url: &str,
     proxy: &mut ProxyUnderTest,
     cancel: &CancellationToken,
@@ -252,7 +255,6 @@ async fn wait_ready(
         .iter()
         .map(|c| c.tool.as_str())
         .collect();
-    let http = load::http_client()?;
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     loop {
         if cancel.is_cancelled() {
@@ -264,7 +266,7 @@ async fn wait_ready(
         // Each attempt is bounded too: a proxy that accepts and never
         // answers must not hold the run (or Ctrl-C) forever.
         let attempt_deadline = deadline.min(tokio::time::Instant::now() + READY_ATTEMPT_TIMEOUT);
-        let attempt = tokio::time::timeout_at(attempt_deadline, list_tools(&http, url));
+        let attempt = tokio::time::timeout_at(attempt_deadline, list_tools(target));
         let problem = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err("interrupted".into()),
@@ -295,8 +297,8 @@ async fn wait_ready(
 }
 
 /// Lists the proxy's tools in a fresh session.
-async fn list_tools(http: &reqwest::Client, url: &str) -> Result<Vec<String>, String> {
-    let session = McpSession::open(http, url).await?;
+async fn list_tools(target: &LoadTarget) -> Result<Vec<String>, String> {
+    let session = McpSession::open(target).await?;
     let listed = session.list_tools().await;
     session.close().await;
     listed.map_err(|e| format!("tools/list failed: {e}"))

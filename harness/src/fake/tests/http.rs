@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout};
 
 use super::*;
 use crate::fake::HttpFake;
+use crate::fake::net::{FakeNetwork, HeldPort, LoopbackNetwork};
 use crate::journal::JournalEntry;
 
 /// A Streamable HTTP client for one fake, without connection reuse so each
@@ -553,5 +554,38 @@ async fn a_fake_started_inside_an_outage_comes_up_when_it_ends() {
     let up = post_when_up(&client, &initialize(1)).await;
     assert_eq!(up.status(), StatusCode::OK);
     client.initialize().await;
+    fake.shutdown().await;
+}
+
+/// The loopback, advertised under another name.
+struct Renamed(LoopbackNetwork);
+
+impl FakeNetwork for Renamed {
+    fn host(&self) -> String {
+        "fake.test".into()
+    }
+
+    fn bind(
+        &self,
+        port: u16,
+    ) -> mcp_proxy::platform::BoxFuture<'_, std::io::Result<Box<dyn HeldPort>>> {
+        self.0.bind(port)
+    }
+}
+
+#[tokio::test]
+async fn the_url_names_the_host_its_network_advertises() {
+    let cfg = config(
+        FakeTransport::Http { port: 0 },
+        vec![tool("read", Outcome::Success)],
+        vec![],
+    );
+    let fake = HttpFake::start_on(cfg, &Renamed(LoopbackNetwork))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.url(),
+        format!("http://fake.test:{}/mcp", fake.addr().port())
+    );
     fake.shutdown().await;
 }
