@@ -16,6 +16,7 @@
 //! - [`checks`]: one module per kind of check, plus the always-on accounting
 //! - [`report`]: terminal table, JSON and JUnit
 //! - [`run`]: one scenario from start to verdict
+//! - [`sim`]: the same run in virtual time on a simulated network
 //!
 //! plus [`clock`] (scenario time, read from tokio).
 
@@ -27,4 +28,5 @@ pub mod load;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod sim;
 pub mod stats;

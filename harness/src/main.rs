@@ -12,6 +12,7 @@ use mcp_harness::journal::Journal;
 use mcp_harness::report::{self, RunReport};
 use mcp_harness::run::{self, ProxyMode, RunOptions};
 use mcp_harness::scenario::{self, FakeTransport, Scenario};
+use mcp_harness::sim::{self, sweep};
 use tokio_util::sync::CancellationToken;
 
 /// Chaos-testing toolkit for MCP gateways: fake backends with scripted
@@ -52,6 +53,18 @@ enum Command {
         /// Do not draw the live progress line.
         #[arg(long)]
         quiet: bool,
+        /// Run in simulation: virtual time, one simulated network, the
+        /// proxy and every fake in this process; replayable from the seed.
+        #[arg(long, conflicts_with_all = ["proxy_bin", "target"])]
+        sim: bool,
+        /// With --sim: run each scenario twice and fail at the first line
+        /// where the reports or journals differ.
+        #[arg(long, requires = "sim", conflicts_with = "seeds")]
+        check_determinism: bool,
+        /// With --sim: run every seed of A..B (or A..=B) and tally, per
+        /// check, the seeds that failed it.
+        #[arg(long, value_name = "A..B", requires = "sim", conflicts_with = "seed")]
+        seeds: Option<String>,
     },
     /// Validate scenarios without running them.
     Check {
@@ -119,7 +132,24 @@ fn main() -> ExitCode {
                 proxy_bin,
                 target,
                 quiet,
+                sim,
+                check_determinism,
+                seeds,
             } => {
+                if sim {
+                    let how = match seeds {
+                        Some(seeds) => match sweep::parse_seeds(&seeds) {
+                            Ok(seeds) => SimHow::Sweep(seeds),
+                            Err(e) => {
+                                eprintln!("error: --seeds: {e}");
+                                return 2;
+                            }
+                        },
+                        None if check_determinism => SimHow::Twice(seed),
+                        None => SimHow::Once(seed),
+                    };
+                    return sim_command(&files, how, json, junit).await;
+                }
                 let mode = match (proxy_bin, target) {
                     (Some(bin), _) => ProxyMode::Binary(bin),
                     (None, Some(url)) => ProxyMode::Target(url),
@@ -233,6 +263,119 @@ async fn run_command(
     } else {
         1
     }
+}
+
+/// How `run --sim` runs each scenario.
+enum SimHow {
+    /// Once, with this seed or the scenario's.
+    Once(Option<u64>),
+    /// Twice, comparing the transcripts.
+    Twice(Option<u64>),
+    /// Once per seed.
+    Sweep(std::ops::Range<u64>),
+}
+
+async fn sim_command(
+    files: &[PathBuf],
+    how: SimHow,
+    json: Option<PathBuf>,
+    junit: Option<PathBuf>,
+) -> u8 {
+    let Some(scenarios) = load_all(files) else {
+        return 2;
+    };
+    // turmoil drives runtimes of its own: simulate off this one.
+    let outcome = tokio::task::spawn_blocking(move || simulate_all(&scenarios, &how)).await;
+    let (reports, mut code) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("error: the simulation panicked: {e}");
+            return 2;
+        }
+    };
+    if !reports.is_empty() {
+        if let Some(tally) = report::terminal::tally(&reports) {
+            println!("{tally}");
+        }
+        if code == 0 && !reports.iter().all(RunReport::passed) {
+            code = 1;
+        }
+        if reports.iter().any(|r| r.error.is_some()) {
+            code = 2;
+        }
+    }
+    if let Some(path) = json
+        && let Err(e) = report::json::write(&path, &reports)
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return 2;
+    }
+    if let Some(path) = junit
+        && let Err(e) = report::junit::write(&path, &reports)
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return 2;
+    }
+    code
+}
+
+/// Runs every scenario as `how` says; returns the reports (none for a
+/// sweep, which prints its own table) and the exit code so far.
+fn simulate_all(scenarios: &[Scenario], how: &SimHow) -> (Vec<RunReport>, u8) {
+    let mut reports = Vec::new();
+    let mut code = 0;
+    for scenario in scenarios {
+        let wall = std::time::Instant::now();
+        let run = match how {
+            SimHow::Once(seed) => sim::run(scenario, seed.unwrap_or(scenario.seed)),
+            SimHow::Twice(seed) => {
+                match sim::check_determinism(scenario, seed.unwrap_or(scenario.seed)) {
+                    Ok(run) => run,
+                    Err(difference) => {
+                        eprintln!("error: not deterministic: {difference}");
+                        code = 1;
+                        continue;
+                    }
+                }
+            }
+            SimHow::Sweep(seeds) => {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let swept = sweep::sweep(scenario, seeds.clone(), threads);
+                println!("{}", swept.render());
+                println!("{}", wall_line(seeds.end - seeds.start, wall.elapsed()));
+                if !swept.errors.is_empty() {
+                    code = 2;
+                } else if !swept.passed() && code == 0 {
+                    code = 1;
+                }
+                continue;
+            }
+        };
+        println!("{}", report::terminal::render(&run.report));
+        let wall = wall.elapsed();
+        let runs = if matches!(how, SimHow::Twice(_)) {
+            2
+        } else {
+            1
+        };
+        println!(
+            "simulated {:.1}s in {:.2}s of wall time{} ({:.0}× real time)",
+            run.virtual_time.as_secs_f64(),
+            wall.as_secs_f64(),
+            if runs == 2 { ", twice, identical" } else { "" },
+            run.virtual_time.as_secs_f64() * f64::from(runs) / wall.as_secs_f64().max(1e-9),
+        );
+        reports.push(run.report);
+    }
+    (reports, code)
+}
+
+/// How long a sweep took.
+fn wall_line(runs: u64, wall: std::time::Duration) -> String {
+    format!(
+        "{runs} simulations in {:.1}s of wall time",
+        wall.as_secs_f64()
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM (true), or never if neither can be watched.

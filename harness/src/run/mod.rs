@@ -208,17 +208,8 @@ async fn drive(
     let url = proxy.url();
     // One client for readiness and load: its pool carries over.
     let target = LoadTarget::new(&url)?;
-    wait_ready(scenario, &target, &url, proxy, &options.cancel).await?;
-    let ready_at = clock.elapsed();
-    if let Some(first_outage) = first_outage_start(scenario)
-        && ready_at > first_outage
-    {
-        return Err(format!(
-            "the proxy took {:.1}s to become ready, past the first outage at {:.1}s",
-            ready_at.as_secs_f64(),
-            first_outage.as_secs_f64()
-        ));
-    }
+    let mut exited = || proxy.exited();
+    wait_ready(scenario, &target, &url, clock, &options.cancel, &mut exited).await?;
     let progress = Arc::new(Progress::default());
     let line = ProgressLine::start(options.progress, scenario, clock, progress.clone());
     // Ctrl-C wins over a load that ends at the same moment: the run is
@@ -241,13 +232,36 @@ async fn drive(
 }
 
 /// Polls until one MCP session through the proxy (`target`, at `url`) lists
-/// every tool the workload calls.
-async fn wait_ready(
+/// every tool the workload calls, and fails if that came after the first
+/// outage. `exited` says whether (and how) the proxy process ended.
+pub(crate) async fn wait_ready(
     scenario: &Scenario,
     target: &LoadTarget,
     url: &str,
-    proxy: &mut ProxyUnderTest,
+    clock: ScenarioClock,
     cancel: &CancellationToken,
+    exited: &mut dyn FnMut() -> Option<String>,
+) -> Result<(), String> {
+    poll_until_listed(scenario, target, url, cancel, exited).await?;
+    let ready_at = clock.elapsed();
+    if let Some(first_outage) = first_outage_start(scenario)
+        && ready_at > first_outage
+    {
+        return Err(format!(
+            "the proxy took {:.1}s to become ready, past the first outage at {:.1}s",
+            ready_at.as_secs_f64(),
+            first_outage.as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
+async fn poll_until_listed(
+    scenario: &Scenario,
+    target: &LoadTarget,
+    url: &str,
+    cancel: &CancellationToken,
+    exited: &mut dyn FnMut() -> Option<String>,
 ) -> Result<(), String> {
     let wanted: Vec<&str> = scenario
         .workload
@@ -260,7 +274,7 @@ async fn wait_ready(
         if cancel.is_cancelled() {
             return Err("interrupted".into());
         }
-        if let Some(status) = proxy.exited() {
+        if let Some(status) = exited() {
             return Err(format!("the proxy exited before it was ready ({status})"));
         }
         // Each attempt is bounded too: a proxy that accepts and never
@@ -305,7 +319,7 @@ async fn list_tools(target: &LoadTarget) -> Result<Vec<String>, String> {
 }
 
 /// The faults that apply to one fake.
-fn faults_of(scenario: &Scenario, fake: &str) -> Vec<crate::scenario::Fault> {
+pub(crate) fn faults_of(scenario: &Scenario, fake: &str) -> Vec<crate::scenario::Fault> {
     scenario
         .faults
         .iter()

@@ -1,0 +1,212 @@
+//! `--seeds A..B`: one scenario over many seeds, to find the seed that
+//! breaks it.
+//!
+//! A statistical check at confidence c fails on about 1 − c of seeds by
+//! design; anything beyond that is a bug (of the proxy, or of the check)
+//! that one seed shows and the replay command reproduces exactly.
+//! Seeds run on every core, each simulation on a thread of its own.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::scenario::Scenario;
+
+/// What a sweep found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    /// The scenario file.
+    pub file: String,
+    /// The seeds run.
+    pub seeds: Range<u64>,
+    /// Per check (in report order): how many seeds failed it and the
+    /// first that did.
+    pub checks: Vec<CheckTally>,
+    /// Seeds whose run stopped with a harness error, with the error.
+    pub errors: BTreeMap<u64, String>,
+}
+
+/// One check over a sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckTally {
+    /// The check's name.
+    pub name: String,
+    /// Seeds that failed it.
+    pub failed: u64,
+    /// The smallest seed that failed it.
+    pub first_failure: Option<u64>,
+}
+
+impl Sweep {
+    /// Whether every seed passed every check.
+    pub fn passed(&self) -> bool {
+        self.errors.is_empty() && self.checks.iter().all(|c| c.failed == 0)
+    }
+
+    /// The smallest seed that failed anything.
+    pub fn first_failing_seed(&self) -> Option<u64> {
+        let by_check = self.checks.iter().filter_map(|c| c.first_failure);
+        by_check.chain(self.errors.keys().copied()).min()
+    }
+
+    /// The command that replays `seed`.
+    pub fn replay_command(&self, seed: u64) -> String {
+        format!("mcp-harness run --sim --seed {seed} {}", self.file)
+    }
+
+    /// The sweep as a table, one row per check, and the replay command.
+    pub fn render(&self) -> String {
+        let total = self.seeds.end.saturating_sub(self.seeds.start);
+        let mut text = format!(
+            "{}: seeds {}..{} ({total} runs)\n",
+            self.file, self.seeds.start, self.seeds.end
+        );
+        for check in &self.checks {
+            let first = check
+                .first_failure
+                .map(|seed| format!(" (first: seed {seed})"))
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "  {:>4} of {total} failed  {}{first}\n",
+                check.failed, check.name
+            ));
+        }
+        for (seed, error) in &self.errors {
+            text.push_str(&format!("  seed {seed}: run stopped: {error}\n"));
+        }
+        match self.first_failing_seed() {
+            Some(seed) => text.push_str(&format!(
+                "{}: FAIL — replay: {}",
+                self.file,
+                self.replay_command(seed)
+            )),
+            None => text.push_str(&format!("{}: PASS on every seed", self.file)),
+        }
+        text
+    }
+}
+
+/// Runs `scenario` once per seed of `seeds`, on `threads` threads.
+pub fn sweep(scenario: &Scenario, seeds: Range<u64>, threads: usize) -> Sweep {
+    let next = AtomicU64::new(seeds.start);
+    let outcomes = Mutex::new(BTreeMap::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds.end {
+                        return;
+                    }
+                    let report = super::run(scenario, seed).report;
+                    outcomes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(seed, report);
+                }
+            });
+        }
+    });
+    let outcomes = outcomes
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut checks: Vec<CheckTally> = Vec::new();
+    let mut errors = BTreeMap::new();
+    for (seed, report) in outcomes {
+        if let Some(error) = report.error {
+            errors.insert(seed, error);
+            continue;
+        }
+        for check in report.checks {
+            let index = match checks.iter().position(|c| c.name == check.name) {
+                Some(index) => index,
+                None => {
+                    checks.push(CheckTally {
+                        name: check.name.clone(),
+                        failed: 0,
+                        first_failure: None,
+                    });
+                    checks.len() - 1
+                }
+            };
+            if !check.passed {
+                let tally = &mut checks[index];
+                tally.failed += 1;
+                tally.first_failure = Some(tally.first_failure.map_or(seed, |s| s.min(seed)));
+            }
+        }
+    }
+    Sweep {
+        file: scenario.file.display().to_string(),
+        seeds,
+        checks,
+        errors,
+    }
+}
+
+/// Reads `A..B` (B excluded) or `A..=B`.
+pub fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
+    let bad = || format!("expected seeds as A..B or A..=B, got {text:?}");
+    let (start, end, inclusive) = match text.split_once("..=") {
+        Some((a, b)) => (a, b, true),
+        None => {
+            let (a, b) = text.split_once("..").ok_or_else(bad)?;
+            (a, b, false)
+        }
+    };
+    let start: u64 = start.trim().parse().map_err(|_| bad())?;
+    let end: u64 = end.trim().parse().map_err(|_| bad())?;
+    let end = if inclusive {
+        end.checked_add(1).ok_or_else(bad)?
+    } else {
+        end
+    };
+    if end <= start {
+        return Err(format!("the seed range {text:?} is empty"));
+    }
+    Ok(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_ranges_parse_both_ways_and_reject_nonsense() {
+        assert_eq!(parse_seeds("1..200"), Ok(1..200));
+        assert_eq!(parse_seeds("1..=200"), Ok(1..201));
+        assert!(parse_seeds("5..5").is_err());
+        assert!(parse_seeds("a..b").is_err());
+        assert!(parse_seeds("7").is_err());
+    }
+
+    #[test]
+    fn the_replay_command_names_the_first_failing_seed() {
+        let sweep = Sweep {
+            file: "scenarios/canary.yaml".into(),
+            seeds: 1..10,
+            checks: vec![
+                CheckTally {
+                    name: "a".into(),
+                    failed: 0,
+                    first_failure: None,
+                },
+                CheckTally {
+                    name: "b".into(),
+                    failed: 2,
+                    first_failure: Some(4),
+                },
+            ],
+            errors: BTreeMap::from([(6, "stuck".into())]),
+        };
+        assert!(!sweep.passed());
+        assert_eq!(sweep.first_failing_seed(), Some(4));
+        let text = sweep.render();
+        assert!(text.contains("2 of 9 failed  b (first: seed 4)"), "{text}");
+        assert!(
+            text.ends_with("replay: mcp-harness run --sim --seed 4 scenarios/canary.yaml"),
+            "{text}"
+        );
+    }
+}
