@@ -65,10 +65,51 @@ enum Phase {
 #[derive(Debug)]
 struct Inner {
     phase: Phase,
-    /// `(bucket number, attempts, failures, slow)`.
-    buckets: [(u64, u32, u32, u32); BUCKETS as usize],
+    /// `(bucket number, attempts, failures, slow)`; bucket `n` holds the
+    /// outcomes that ended in the `n`th tenth-of-a-window since the start.
+    buckets: [Bucket; BUCKETS as usize],
     opened: u64,
     closed: u64,
+}
+
+type Bucket = (u64, u32, u32, u32);
+
+/// A bucket that holds nothing (its number is one no time reaches).
+const EMPTY: Bucket = (u64::MAX, 0, 0, 0);
+
+impl Inner {
+    /// Counts one outcome that ended in `bucket`, and returns the window's
+    /// totals: attempts, failures, slow attempts.
+    ///
+    /// The window is the ten buckets up to the newest one counted. An
+    /// outcome whose bucket is older than that (its time was taken before a
+    /// later outcome was counted) counts in its own bucket while that is
+    /// still in the window, and not at all once it has left it: it never
+    /// displaces newer counts.
+    fn count(&mut self, bucket: u64, failed: bool, slow: bool) -> (u32, u32, u32) {
+        let newest = self
+            .buckets
+            .iter()
+            .filter(|b| b.0 != EMPTY.0)
+            .fold(bucket, |newest, b| newest.max(b.0));
+        let in_window = |n: u64| n != EMPTY.0 && newest - n < u64::from(BUCKETS);
+        if in_window(bucket) {
+            // The slot holds `bucket`, or a bucket at least a window older
+            // (one with the same slot that is newer than `bucket` would be
+            // newer than `newest`), whose counts have expired.
+            let slot = &mut self.buckets[(bucket % u64::from(BUCKETS)) as usize];
+            if slot.0 != bucket {
+                *slot = (bucket, 0, 0, 0);
+            }
+            slot.1 += 1;
+            slot.2 += u32::from(failed);
+            slot.3 += u32::from(slow);
+        }
+        self.buckets
+            .iter()
+            .filter(|b| in_window(b.0))
+            .fold((0, 0, 0), |(c, f, s), b| (c + b.1, f + b.2, s + b.3))
+    }
 }
 
 /// One backend's breaker.
@@ -95,7 +136,7 @@ impl Breaker {
             start: Instant::now(),
             inner: Arc::new(Mutex::new(Inner {
                 phase: Phase::Closed,
-                buckets: [(u64::MAX, 0, 0, 0); BUCKETS as usize],
+                buckets: [EMPTY; BUCKETS as usize],
                 opened: 0,
                 closed: 0,
             })),
@@ -151,26 +192,32 @@ impl Breaker {
     /// Records `verdict` for the attempt `pass` let through.
     pub(crate) fn record(&self, mut pass: Pass, verdict: Verdict) {
         pass.recorded = true;
+        let mut inner = lock(&self.inner);
+        // The clock is read under the lock, so outcomes are counted in the
+        // order of their times: read before it, an attempt that lost the
+        // race for the lock would count into a bucket older than one another
+        // attempt had already counted.
+        let now = Instant::now();
+        self.record_at(&mut inner, &pass, verdict, now);
+    }
+
+    /// Records `verdict` for `pass`'s attempt as having ended at `now`.
+    fn record_at(&self, inner: &mut Inner, pass: &Pass, verdict: Verdict, now: Instant) {
         let slow = self
             .policy
             .slow_call
-            .is_some_and(|s| pass.started.elapsed() >= s.threshold);
+            .is_some_and(|s| now.saturating_duration_since(pass.started) >= s.threshold);
         let failed = verdict == Verdict::Failed;
-        let now = Instant::now();
-        let bucket_len = self.policy.window / BUCKETS;
-        let bucket =
-            (now.duration_since(self.start).as_nanos() / bucket_len.as_nanos().max(1)) as u64;
-        let mut inner = lock(&self.inner);
         match &mut inner.phase {
             Phase::Open { .. } => {}
             Phase::HalfOpen { succeeded, .. } if pass.probe => {
                 if failed || slow {
-                    self.open(&mut inner, now);
+                    self.open(inner, now);
                 } else {
                     *succeeded += 1;
                     if *succeeded >= self.policy.half_open_probes {
                         inner.phase = Phase::Closed;
-                        inner.buckets = [(u64::MAX, 0, 0, 0); BUCKETS as usize];
+                        inner.buckets = [EMPTY; BUCKETS as usize];
                         inner.closed += 1;
                         tracing::info!("circuit breaker closed after its probes succeeded");
                     }
@@ -180,20 +227,10 @@ impl Breaker {
             // changed state says nothing about the new state.
             Phase::HalfOpen { .. } => {}
             Phase::Closed => {
-                let slot = &mut inner.buckets[(bucket % u64::from(BUCKETS)) as usize];
-                if slot.0 != bucket {
-                    *slot = (bucket, 0, 0, 0);
-                }
-                slot.1 += 1;
-                slot.2 += u32::from(failed);
-                slot.3 += u32::from(slow);
-                let (calls, failures, slows) = inner
-                    .buckets
-                    .iter()
-                    .filter(|b| b.0 != u64::MAX && bucket - b.0 < u64::from(BUCKETS))
-                    .fold((0u32, 0u32, 0u32), |(c, f, s), b| {
-                        (c + b.1, f + b.2, s + b.3)
-                    });
+                let bucket_len = self.policy.window / BUCKETS;
+                let bucket = (now.saturating_duration_since(self.start).as_nanos()
+                    / bucket_len.as_nanos().max(1)) as u64;
+                let (calls, failures, slows) = inner.count(bucket, failed, slow);
                 if calls >= self.policy.min_calls {
                     let share = |n: u32| f64::from(n) / f64::from(calls);
                     let too_slow = self
@@ -201,7 +238,7 @@ impl Breaker {
                         .slow_call
                         .is_some_and(|s| share(slows) >= s.rate);
                     if share(failures) >= self.policy.failure_rate || too_slow {
-                        self.open(&mut inner, now);
+                        self.open(inner, now);
                     }
                 }
             }
@@ -354,5 +391,39 @@ mod tests {
             b.record(pass, Verdict::Healthy);
         }
         assert_eq!(b.state().state, BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outcome_timed_before_one_already_counted_counts_in_its_own_bucket() {
+        let b = Breaker::new(policy());
+        let early = b.admit().unwrap();
+        let late = b.admit().unwrap();
+        // `early` ended first, but `late` took the lock first, a bucket on.
+        let early_end = Instant::now();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        b.record_at(&mut lock(&b.inner), &late, Verdict::Healthy, Instant::now());
+        b.record_at(&mut lock(&b.inner), &early, Verdict::Failed, early_end);
+        // (Measuring the window from `early`'s own bucket, as the breaker
+        // once did, subtracted a larger bucket number: an overflow panic.)
+        // Both count: two more failures make 3 of 4 and open it.
+        attempt(&b, Verdict::Failed);
+        assert_eq!(b.state().state, BreakerState::Closed);
+        attempt(&b, Verdict::Failed);
+        assert_eq!(b.state().state, BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outcome_timed_before_the_window_is_not_counted() {
+        let b = Breaker::new(policy());
+        let stale = b.admit().unwrap();
+        let stale_end = Instant::now();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        attempt(&b, Verdict::Healthy);
+        // Ten seconds before the newest outcome: outside the 10s window.
+        b.record_at(&mut lock(&b.inner), &stale, Verdict::Failed, stale_end);
+        // Had it counted, this would make 2 failures of 4 and open it.
+        attempt(&b, Verdict::Failed);
+        attempt(&b, Verdict::Healthy);
+        assert_eq!(b.state().state, BreakerState::Closed);
     }
 }
