@@ -10,7 +10,9 @@
 //!
 //! Written here rather than with tower-resilience: its breaker reads the
 //! wall clock and its count-based window is not rolling. One breaker per
-//! backend, not per endpoint (replica pools are not built yet).
+//! backend, not per endpoint: it asks whether the service is failing, while
+//! a pool's outlier detection routes around a failing replica
+//! (ARCHITECTURE.md, "Replica pools").
 //!
 //! What counts as a failure is the caller's decision ([`Verdict`]): the
 //! backend's health (transport, timeout, not connected, internal JSON-RPC
