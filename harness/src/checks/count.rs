@@ -26,20 +26,24 @@ pub fn check(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
     };
     let passed = spec.min.is_none_or(|min| count >= min) && spec.max.is_none_or(|max| count <= max);
     let s = &spec.select;
-    let what = match &s.tool {
-        Some(tool) => format!("{} of `{tool}`", s.method),
-        None => s.method.clone(),
-    };
     Verdict {
         expected,
         observed: count.to_string(),
         passed,
-        detail: (!passed)
-            .then(|| format!("{count} {what} received by {} {}", s.fake, s.window.label)),
+        detail: (!passed).then(|| {
+            format!(
+                "{count} {} received by {} {}",
+                what(s),
+                s.fake,
+                s.window.label
+            )
+        }),
     }
 }
 
 /// `per_call`: the most entries any one client call has must be ≤ `max`.
+/// A selection that holds no client call fails: a bound on each call that
+/// no call reached proves nothing (a wrong fake, tool or window would pass).
 fn check_per_call(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
     let max = spec.max.unwrap_or(u64::MAX);
     let mut per_call: std::collections::BTreeMap<u64, u64> = Default::default();
@@ -52,7 +56,7 @@ fn check_per_call(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
         .iter()
         .max_by_key(|(call, n)| (**n, std::cmp::Reverse(**call)));
     let (observed, passed) = match worst {
-        None => ("no calls".to_owned(), true),
+        None => ("nothing matched".to_owned(), false),
         Some((call, n)) => (
             format!(
                 "at most {n} per call (call {call}; {} calls)",
@@ -61,11 +65,27 @@ fn check_per_call(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
             *n <= max,
         ),
     };
+    let s = &spec.select;
     Verdict {
         expected: format!("≤ {max} per call"),
         observed,
         passed,
-        detail: None,
+        detail: worst.is_none().then(|| {
+            format!(
+                "no {} with a harness_call number received by {} {}",
+                what(s),
+                s.fake,
+                s.window.label
+            )
+        }),
+    }
+}
+
+/// "tools/call of `read`": the requests a selector counts, for details.
+fn what(select: &JournalSelector) -> String {
+    match &select.tool {
+        Some(tool) => format!("{} of `{tool}`", select.method),
+        None => select.method.clone(),
     }
 }
 
@@ -180,5 +200,28 @@ mod tests {
         assert!(!v.passed);
         journal[2].outcome = "unknown_session".into();
         assert!(check(&once, &journal).passed);
+    }
+
+    #[test]
+    fn per_call_fails_when_no_call_is_selected() {
+        let mut journal = journal();
+        for (i, entry) in journal.iter_mut().enumerate() {
+            entry.call = Some(i as u64);
+        }
+        let mut once = spec(Some("delete"), None, Some(1));
+        once.per_call = true;
+        let v = check(&once, &journal);
+        assert!(!v.passed, "{v:?}");
+        assert_eq!(v.observed, "nothing matched");
+        assert_eq!(
+            v.detail.as_deref(),
+            Some(
+                "no tools/call of `delete` with a harness_call number received by files during files-down"
+            )
+        );
+        // Entries without a call number are not client calls either.
+        once.select.tool = None;
+        journal.iter_mut().for_each(|e| e.call = None);
+        assert_eq!(check(&once, &journal).observed, "nothing matched");
     }
 }
