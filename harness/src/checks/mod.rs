@@ -83,7 +83,7 @@ pub fn evaluate(
         .iter()
         .map(|spec| run_check(spec, load, journal))
         .collect();
-    results.extend(accounting::checks(load));
+    results.extend(accounting::checks(scenario, load));
     results
 }
 
@@ -154,7 +154,8 @@ pub(crate) mod test_support {
         Duration::from_millis(n)
     }
 
-    /// A call of `tool` due at `due_ms` that took `took_ms`.
+    /// A call of `tool` due at `due_ms` that took `took_ms`; a success
+    /// echoes its own number, as a fake's does.
     pub fn call(n: u64, tool: &str, due_ms: u64, took_ms: u64, outcome: CallOutcome) -> CallRecord {
         CallRecord {
             call: n,
@@ -163,6 +164,7 @@ pub(crate) mod test_support {
             intended: ms(due_ms),
             sent: ms(due_ms),
             ended: ms(due_ms + took_ms),
+            echoed_call: (outcome == CallOutcome::Success).then_some(n),
             outcome,
         }
     }
@@ -332,7 +334,7 @@ mod tests {
                 .iter()
                 .all(|(_, kind, line)| *kind == "accounting" && line.is_none())
         );
-        assert_eq!(results.len(), 2 + 4);
+        assert_eq!(results.len(), 2 + 5);
         assert!(results.iter().all(|r| r.passed), "{results:#?}");
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! - [`script`]: the decisions (latency, outcome, outages), seeded and
 //!   face-independent
-//! - `protocol`: the JSON-RPC server both faces share
+//! - `protocol`: the JSON-RPC server both faces share, and the echo of a
+//!   successful call that tells which call an answer belongs to
 //! - [`http`]: Streamable HTTP; resets, HTTP statuses, outages that refuse
 //!   connections and forget sessions
 //! - [`net`]: the network the HTTP face listens on, a seam: the operating
@@ -24,6 +25,7 @@ pub mod script;
 pub mod stdio;
 
 pub use http::HttpFake;
+pub(crate) use protocol::echoed_call;
 pub use script::{Decision, Script};
 pub use stdio::StdioEnd;
 

@@ -9,6 +9,10 @@
 //! [`Reply`] variants for the face to carry out. An outcome the face cannot
 //! perform (an exit over HTTP, a status over stdio; validation rejects both)
 //! is answered with a JSON-RPC internal error instead of being dropped.
+//!
+//! A successful call is answered with its own arguments as JSON text (the
+//! *echo*), `harness_call` included, so whoever gets the answer can tell
+//! which call it belongs to: [`echoed_call`] reads the number back.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -361,7 +365,7 @@ impl Server {
         match decision.outcome {
             Outcome::Success => {
                 let echo = arguments.unwrap_or_else(|| json!({}));
-                Reply::Json(tool_result(&id, &echo.to_string(), false))
+                Reply::Json(echo_result(&id, &echo))
             }
             Outcome::ToolError { message } => Reply::Json(tool_result(&id, &message, true)),
             Outcome::JsonRpcError { code, message } => {
@@ -397,6 +401,19 @@ impl Server {
             },
         }
     }
+}
+
+/// A success: one text item holding `arguments` as JSON.
+fn echo_result(id: &Value, arguments: &Value) -> Value {
+    tool_result(id, &arguments.to_string(), false)
+}
+
+/// The `harness_call` number a fake's successful `result` echoes (see
+/// [`echo_result`]); `None` if it echoes none.
+pub(crate) fn echoed_call(result: &Value) -> Option<u64> {
+    let text = result.get("content")?.get(0)?.get("text")?.as_str()?;
+    let arguments: Value = serde_json::from_str(text).ok()?;
+    JournalEntry::call_number(Some(&arguments))
 }
 
 fn tool_result(id: &Value, text: &str, is_error: bool) -> Value {

@@ -79,6 +79,16 @@ pub struct McpSession {
     closing: CancellationToken,
 }
 
+/// What came back for a `tools/call`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolAnswer {
+    /// How the call ended.
+    pub outcome: CallOutcome,
+    /// The `result` of a success, for the caller to read what it needs;
+    /// `None` for every other outcome.
+    pub result: Option<Value>,
+}
+
 /// What came back for one request, before it is read as MCP.
 enum Answer {
     /// The JSON-RPC response (a `result` or an `error`).
@@ -161,12 +171,25 @@ impl McpSession {
 
     /// Calls a tool. Every way the call can end is a [`CallOutcome`]; a call
     /// that never ends is the caller's to give up (see `load::run`).
-    pub async fn call_tool(&self, name: &str, arguments: Value) -> CallOutcome {
+    pub async fn call_tool(&self, name: &str, arguments: Value) -> ToolAnswer {
         let params = json!({"name": name, "arguments": arguments});
-        match self.request("tools/call", params).await {
-            Answer::Response(message) => call_outcome(&message),
+        let outcome = match self.request("tools/call", params).await {
+            Answer::Response(mut message) => {
+                let outcome = call_outcome(&message);
+                if outcome == CallOutcome::Success {
+                    return ToolAnswer {
+                        outcome,
+                        result: Some(message["result"].take()),
+                    };
+                }
+                outcome
+            }
             Answer::HttpStatus(status) => CallOutcome::HttpStatus { status },
             Answer::Transport(message) => CallOutcome::Transport { message },
+        };
+        ToolAnswer {
+            outcome,
+            result: None,
         }
     }
 
@@ -549,6 +572,10 @@ mod tests {
             .expect("session opens")
     }
 
+    async fn outcome(session: &McpSession, tool: &str) -> CallOutcome {
+        session.call_tool(tool, json!({})).await.outcome
+    }
+
     #[tokio::test]
     async fn open_negotiates_a_session() {
         let server = TestServer::start().await;
@@ -580,10 +607,7 @@ mod tests {
         let target = LoadTarget::with_dialer(&server.url, dialer.clone()).unwrap();
         for _ in 0..3 {
             let session = McpSession::open(&target).await.unwrap();
-            assert_eq!(
-                session.call_tool("ok", json!({})).await,
-                CallOutcome::Success
-            );
+            assert_eq!(outcome(&session, "ok").await, CallOutcome::Success);
             session.close().await;
         }
         // One after the other, every request went over the first connection.
@@ -637,8 +661,13 @@ mod tests {
             CallOutcome::Transport { message } => message,
             other => panic!("expected a transport failure, got {other:?}"),
         };
-        let call = |tool: &'static str| session.call_tool(tool, json!({}));
-        assert_eq!(call("ok").await, CallOutcome::Success);
+        let call = |tool: &'static str| outcome(&session, tool);
+        let ok = session.call_tool("ok", json!({})).await;
+        assert_eq!(ok.outcome, CallOutcome::Success);
+        assert_eq!(
+            ok.result,
+            Some(json!({"content": [{"type": "text", "text": "ok"}]}))
+        );
         assert_eq!(
             call("tool_error").await,
             CallOutcome::ToolError {
@@ -680,8 +709,10 @@ mod tests {
     async fn a_second_response_in_the_stream_is_counted_as_a_duplicate() {
         let server = TestServer::start().await;
         let session = session(&server).await;
-        let outcome = session.call_tool("sse_duplicate", json!({})).await;
-        assert_eq!(outcome, CallOutcome::Success);
+        assert_eq!(
+            outcome(&session, "sse_duplicate").await,
+            CallOutcome::Success
+        );
         session
             .settle(Instant::now() + Duration::from_secs(5))
             .await;
@@ -693,7 +724,7 @@ mod tests {
         let server = TestServer::start().await;
         let session = session(&server).await;
         server.stop();
-        let outcome = session.call_tool("ok", json!({})).await;
+        let outcome = outcome(&session, "ok").await;
         assert!(
             matches!(outcome, CallOutcome::Transport { .. }),
             "{outcome:?}"
@@ -728,7 +759,7 @@ mod tests {
         session.close().await;
         assert_eq!(server.state.deleted(), 1);
         assert_eq!(
-            session.call_tool("ok", json!({})).await,
+            outcome(&session, "ok").await,
             CallOutcome::HttpStatus { status: 404 }
         );
     }

@@ -13,7 +13,9 @@
 //! - No call starts after `duration`.
 //! - Call N uses the same tool in every run with the same seed, and carries
 //!   `"harness_call": N` in its arguments so that the fakes' journals can be
-//!   matched to the records.
+//!   matched to the records. A fake's success echoes the number back, and
+//!   the record keeps it (`echoed_call`), so that an answer given to the
+//!   wrong call shows.
 //! - Times are scenario time ([`ScenarioClock`]), read from tokio.
 //!
 //! The open loop's rules for late and refused slots are in `open.rs`.
@@ -44,7 +46,7 @@ use tokio::time::Instant;
 use crate::clock::ScenarioClock;
 use crate::scenario::{LoadMode, Workload};
 use client::HttpClient;
-pub use client::{McpSession, PROTOCOL_VERSION};
+pub use client::{McpSession, PROTOCOL_VERSION, ToolAnswer};
 use mix::{Mix, PlannedCall};
 pub use record::{CallOutcome, CallRecord, LoadResult};
 
@@ -251,12 +253,15 @@ impl Driver {
         let give_up = Instant::now()
             .checked_add(self.call_timeout)
             .map_or(self.give_up_all, |at| at.min(self.give_up_all));
-        let outcome =
+        let answer =
             tokio::time::timeout_at(give_up, session.call_tool(&planned.tool, planned.arguments))
                 .await
-                .unwrap_or(CallOutcome::Hung);
+                .unwrap_or(ToolAnswer {
+                    outcome: CallOutcome::Hung,
+                    result: None,
+                });
         let ended = self.clock.elapsed();
-        self.progress.call_ended(&outcome);
+        self.progress.call_ended(&answer.outcome);
         lock(&self.records).push(CallRecord {
             call: planned.call,
             client: *client,
@@ -264,7 +269,8 @@ impl Driver {
             intended: due.unwrap_or(sent),
             sent,
             ended,
-            outcome,
+            outcome: answer.outcome,
+            echoed_call: answer.result.as_ref().and_then(crate::fake::echoed_call),
         });
         sent
     }

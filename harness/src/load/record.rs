@@ -26,6 +26,10 @@ pub struct CallRecord {
     pub ended: Duration,
     /// How it ended.
     pub outcome: CallOutcome,
+    /// For a success: the `harness_call` number its answer echoes (a fake
+    /// answers a call with the call's own arguments), if it echoes one.
+    /// Only the number is kept of the answer.
+    pub echoed_call: Option<u64>,
 }
 
 impl CallRecord {

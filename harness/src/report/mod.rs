@@ -388,7 +388,7 @@ pub(crate) mod tests {
         assert_eq!(report.scenario, "outage");
         assert_eq!(report.mode, "binary");
         assert_eq!(report.calls, 100);
-        assert_eq!(report.checks.len(), 4, "the accounting checks");
+        assert_eq!(report.checks.len(), 5, "the accounting checks");
         assert!(report.passed());
         assert_eq!(
             report.phases.last().map(|p| p.label.as_str()),

@@ -113,6 +113,7 @@ mod tests {
             sent: Duration::from_millis(sent_ms),
             ended: Duration::from_millis(ended_ms),
             outcome,
+            echoed_call: None,
         }
     }
 

@@ -288,9 +288,11 @@ async fn results_tool_errors_and_json_rpc_errors_are_as_scripted() {
     let echoed: Value =
         serde_json::from_str(ok["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
     assert_eq!(echoed, json!({"path": "/a", "harness_call": 1}));
+    assert_eq!(crate::fake::echoed_call(&ok["result"]), Some(1));
     let failed = body(client.call(2, "fails").await).await;
     assert_eq!(failed["result"]["isError"], true);
     assert_eq!(failed["result"]["content"][0]["text"], "disk full");
+    assert_eq!(crate::fake::echoed_call(&failed["result"]), None);
     let rpc = body(client.call(3, "rpc").await).await;
     assert_eq!(error_code(&rpc), Some(-32050));
     assert_eq!(rpc["id"], 3);

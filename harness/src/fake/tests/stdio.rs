@@ -109,6 +109,7 @@ async fn answers_the_mcp_handshake_listing_and_a_call_and_journals_each() {
     let text = answer["result"]["content"][0]["text"].as_str().unwrap();
     let echoed: Value = serde_json::from_str(text).unwrap();
     assert_eq!(echoed, json!({"path": "/a", "harness_call": 12}));
+    assert_eq!(crate::fake::echoed_call(&answer["result"]), Some(12));
     assert!(answer["result"].get("isError").is_none());
     pipe.send(
         json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
