@@ -1,8 +1,10 @@
 //! Accounting checks, run after every scenario whatever it expects: the
 //! bookkeeping any correct gateway keeps — every call answered exactly
 //! once and with its own answer, none left hanging, every session opened,
-//! and load actually ran. A scenario cannot turn them off, so a run that
-//! measured nothing or lost calls never passes.
+//! and load actually ran — and, in open loop, the load offered was the load
+//! asked for: at most `max_missed_share` of the slots missed. A scenario
+//! cannot turn them off (it can only set that share), so a run that
+//! measured nothing, lost calls or fell behind its schedule never passes.
 //!
 //! An answer's owner is told by its echo: a fake answers a successful call
 //! with the call's arguments, whose `harness_call` number is unique in the
@@ -13,8 +15,8 @@
 
 use super::{CheckResult, Verdict, describe_call};
 use crate::load::record::{CallOutcome, CallRecord, LoadResult};
-use crate::report::format::count;
-use crate::scenario::Scenario;
+use crate::report::format::{count, percent};
+use crate::scenario::{LoadMode, Scenario};
 
 /// The kind's name in reports.
 pub const KIND: &str = "accounting";
@@ -82,10 +84,44 @@ pub fn checks(scenario: &Scenario, load: &LoadResult) -> Vec<CheckResult> {
             },
         ),
     ];
+    let open_loop = match scenario.workload.mode {
+        LoadMode::Open {
+            max_in_flight,
+            max_missed_share,
+            ..
+        } => Some((
+            "open-loop slots sent on time",
+            missed_slots(load, max_in_flight, max_missed_share),
+        )),
+        LoadMode::Closed { .. } => None,
+    };
     results
         .into_iter()
+        .chain(open_loop)
         .map(|(name, verdict)| verdict.named(name.to_owned(), KIND, None))
         .collect()
+}
+
+/// At most `max_share` of the open-loop slots missed: beyond that, the
+/// latencies and error rates describe less load than the scenario offers.
+fn missed_slots(load: &LoadResult, max_in_flight: usize, max_share: f64) -> Verdict {
+    let (slots, missed) = (load.slots, load.missed_slots);
+    let passed = missed as f64 <= max_share * slots as f64;
+    let mut observed = format!("{missed} of {} missed", count(slots, "slot"));
+    if slots > 0 {
+        observed.push_str(&format!(" ({})", percent(missed as f64 / slots as f64)));
+    }
+    Verdict {
+        expected: format!("≤ {} of slots missed", percent(max_share)),
+        observed,
+        passed,
+        detail: (!passed).then(|| {
+            format!(
+                "a slot is missed when it finds {max_in_flight} calls in flight (max_in_flight), \
+                 or its call is sent more than a period late (the harness fell behind)"
+            )
+        }),
+    }
 }
 
 /// Successful calls whose answer is not shown to be their own: it echoes
@@ -182,6 +218,51 @@ mod tests {
         let results = judge(&LoadResult::default());
         assert_eq!(failed(&results), ["calls were made"]);
         assert_eq!(named(&results, "calls were made").observed, "0 calls");
+    }
+
+    /// The test scenario in open loop, missing at most `max_missed_share`.
+    fn open_loop(max_missed_share: f64) -> Scenario {
+        let mut scenario = scenario(Vec::new());
+        scenario.workload.mode = LoadMode::Open {
+            rate: 100.0,
+            max_in_flight: 50,
+            max_missed_share,
+        };
+        scenario
+    }
+
+    #[test]
+    fn missed_open_loop_slots_are_judged_against_their_bound() {
+        let mut load = healthy();
+        load.slots = 1_000;
+        load.missed_slots = 10;
+        let results = checks(&open_loop(0.01), &load);
+        assert_eq!(results.len(), 6);
+        let check = named(&results, "open-loop slots sent on time");
+        assert!(check.passed, "{check:#?}");
+        assert_eq!(check.expected, "≤ 1.0% of slots missed");
+        assert_eq!(check.observed, "10 of 1000 slots missed (1.0%)");
+
+        load.missed_slots = 11;
+        let results = checks(&open_loop(0.01), &load);
+        assert_eq!(failed(&results), ["open-loop slots sent on time"]);
+        let check = named(&results, "open-loop slots sent on time");
+        assert_eq!(check.observed, "11 of 1000 slots missed (1.1%)");
+        assert!(
+            check
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("50 calls in flight")
+        );
+
+        load.missed_slots = 1;
+        assert_eq!(
+            failed(&checks(&open_loop(0.0), &load)),
+            ["open-loop slots sent on time"]
+        );
+        load.missed_slots = 0;
+        assert!(failed(&checks(&open_loop(0.0), &load)).is_empty());
     }
 
     #[test]

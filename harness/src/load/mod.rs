@@ -207,9 +207,11 @@ pub async fn run(
         LoadMode::Open {
             rate,
             max_in_flight,
+            ..
         } => {
             let start = clock.elapsed();
-            result.missed_slots = open::drive(&driver, rate, max_in_flight, start, duration).await;
+            (result.slots, result.missed_slots) =
+                open::drive(&driver, rate, max_in_flight, start, duration).await;
         }
     }
 

@@ -15,6 +15,10 @@
 //! - the load period is over before the scheduler reaches it: not sent (no
 //!   call starts after the period).
 //!
+//! The slots and the missed ones are both counted (`LoadResult::slots`),
+//! so the accounting checks can fail a run that missed more than
+//! `max_missed_share` of them.
+//!
 //! Every call's latency counts from its slot's due time (`intended`), not
 //! from when it was sent: a late send is waiting the user would have seen,
 //! and leaving it out is coordinated omission.
@@ -46,14 +50,14 @@ fn slot_count(rate: f64, duration: Duration) -> u64 {
 }
 
 /// Sends the slots from `start` to `end` (scenario time), waits for their
-/// calls to end, and returns the number of missed slots.
+/// calls to end, and returns the number of slots and of missed slots.
 pub(super) async fn drive(
     driver: &Arc<Driver>,
     rate: f64,
     max_in_flight: usize,
     start: Duration,
     end: Duration,
-) -> u64 {
+) -> (u64, u64) {
     let slots = slot_count(rate, end.saturating_sub(start));
     let period = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX);
     let allowance = lateness_allowance(period);
@@ -100,7 +104,7 @@ pub(super) async fn drive(
     while let Some(late) = calls.join_next().await {
         missed += u64::from(late.unwrap_or(false));
     }
-    missed
+    (slots, missed)
 }
 
 #[cfg(test)]

@@ -106,6 +106,9 @@ impl CallOutcome {
 pub struct LoadResult {
     /// Every call, in the order they ended.
     pub calls: Vec<CallRecord>,
+    /// Open loop: the slots due during the load period, sent or missed (0 in
+    /// closed loop).
+    pub slots: u64,
     /// Open loop: slots that could not be sent on time (too many in flight, or late).
     pub missed_slots: u64,
     /// Answers that arrived for a request already answered (must be 0).

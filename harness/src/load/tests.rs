@@ -125,6 +125,7 @@ async fn open_loop_sends_one_call_per_slot_at_its_due_time() {
         LoadMode::Open {
             rate: 200.0,
             max_in_flight: 1000,
+            max_missed_share: 0.01,
         },
         vec![mix("ok", serde_json::json!({}), 1.0)],
         Duration::from_secs(5),
@@ -142,6 +143,7 @@ async fn open_loop_sends_one_call_per_slot_at_its_due_time() {
     // each slot until 500 ms is sent, or missed (late or past the end).
     let start = result.calls.iter().map(|r| r.intended).min().unwrap();
     let slots = ((Duration::from_millis(500) - start).as_secs_f64() * 200.0).ceil() as u64;
+    assert_eq!(result.slots, slots);
     let sent = result.calls.len() as u64;
     assert!(sent <= slots, "{sent} sent of {slots} slots");
     assert!(
@@ -176,6 +178,7 @@ async fn open_loop_counts_slots_missed_at_max_in_flight() {
         LoadMode::Open {
             rate: 100.0,
             max_in_flight: 2,
+            max_missed_share: 0.01,
         },
         vec![mix("hang", serde_json::json!({}), 1.0)],
         Duration::from_secs(30),
@@ -189,6 +192,7 @@ async fn open_loop_counts_slots_missed_at_max_in_flight() {
     assert_eq!(result.calls.len(), 2);
     let start = result.calls.iter().map(|r| r.intended).min().unwrap();
     let slots = ((duration - start).as_secs_f64() * 100.0).ceil() as u64;
+    assert_eq!(result.slots, slots);
     assert!(
         (slots - 2..=slots).contains(&result.missed_slots),
         "{} missed of {slots} slots",
@@ -267,6 +271,7 @@ async fn the_mix_is_the_same_for_the_same_seed() {
         LoadMode::Open {
             rate: 100.0,
             max_in_flight: 100,
+            max_missed_share: 0.01,
         },
         vec![
             mix("ok", serde_json::json!({"n": 1}), 3.0),
@@ -356,6 +361,7 @@ async fn open_loop_slots_reached_late_are_sent_counted_and_timed_from_their_due_
         LoadMode::Open {
             rate: 100.0,
             max_in_flight: 1000,
+            max_missed_share: 0.01,
         },
         vec![mix("ok", serde_json::json!({}), 1.0)],
         Duration::from_secs(5),

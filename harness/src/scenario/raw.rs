@@ -174,6 +174,7 @@ pub(crate) struct RawClosed {
 pub(crate) struct RawOpen {
     pub(crate) rate: f64,
     pub(crate) max_in_flight: Option<usize>,
+    pub(crate) max_missed_share: Option<f64>,
 }
 
 #[derive(Deserialize)]

@@ -284,6 +284,33 @@ fn load_sizes_are_bounded() {
     );
 }
 
+#[test]
+fn open_loop_missed_slots_have_a_default_bound_that_a_scenario_may_set() {
+    let open =
+        |keys: &str| BASE.replace("closed: { concurrency: 2 }", &format!("open: {{ {keys} }}"));
+    let mode = |text: &str| load_str(text, Path::new("s.yaml")).unwrap().workload.mode;
+    assert_eq!(
+        mode(&open("rate: 100")),
+        LoadMode::Open {
+            rate: 100.0,
+            max_in_flight: 1000,
+            max_missed_share: 0.01
+        }
+    );
+    assert!(matches!(
+        mode(&open("rate: 100, max_missed_share: 0")),
+        LoadMode::Open { max_missed_share, .. } if max_missed_share == 0.0
+    ));
+    assert_eq!(
+        err(&open("rate: 100, max_missed_share: 1.5")),
+        "s.yaml:20: workload.open.max_missed_share: must be between 0 and 1"
+    );
+    assert_eq!(
+        err(&open("rate: 100, max_missed: 0.1")),
+        "s.yaml:20: workload.open: unknown key \"max_missed\""
+    );
+}
+
 /// BASE with a second HTTP fake `b` and backend `a` on the pool `[a, b]`.
 fn pool_scenario(fake: &str, b_transport: &str) -> String {
     BASE.replace("      fake: a\n", &format!("      fake: {fake}\n"))

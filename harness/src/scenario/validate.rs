@@ -23,6 +23,9 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `open.max_in_flight`.
 const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// Default `open.max_missed_share`: a few missed slots are the harness's
+/// scheduling noise; more means the load offered was not the load asked for.
+const DEFAULT_MAX_MISSED_SHARE: f64 = 0.01;
 /// Most repeats of one fault within a scenario (each is a phase range).
 const MAX_REPEATS: u128 = 100_000;
 /// Most client sessions, calls in flight, or open-loop calls per second: far
@@ -540,9 +543,17 @@ impl Validator<'_> {
                         format!("must be 1 to {MAX_LOAD}"),
                     ));
                 }
+                let max_missed_share = o.max_missed_share.unwrap_or(DEFAULT_MAX_MISSED_SHARE);
+                if !(0.0..=1.0).contains(&max_missed_share) {
+                    return Err(self.error(
+                        &path.key("open").key("max_missed_share"),
+                        "must be between 0 and 1",
+                    ));
+                }
                 LoadMode::Open {
                     rate: o.rate,
                     max_in_flight,
+                    max_missed_share,
                 }
             }
             (Some(_), Some(_)) => {
