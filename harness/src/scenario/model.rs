@@ -312,7 +312,7 @@ pub enum LoadMode {
         /// Calls in flight.
         concurrency: usize,
     },
-    /// `open: { rate: 200, max_in_flight: 1000, max_missed_share: 0.01 }`:
+    /// `open: { rate: 200, max_in_flight: 1000, max_missed_share: 0.1 }`:
     /// calls start at a constant rate (per second) whatever the answers do;
     /// a slot that finds `max_in_flight` calls outstanding, or comes too
     /// late to send, is counted as missed.
@@ -322,7 +322,7 @@ pub enum LoadMode {
         /// Cap on outstanding calls.
         max_in_flight: usize,
         /// The largest share of slots that may be missed before the
-        /// accounting check fails the run (0..=1). Default 0.01.
+        /// accounting check fails the run (0..=1). Default 0.1.
         max_missed_share: f64,
     },
 }

@@ -294,7 +294,7 @@ fn open_loop_missed_slots_have_a_default_bound_that_a_scenario_may_set() {
         LoadMode::Open {
             rate: 100.0,
             max_in_flight: 1000,
-            max_missed_share: 0.01
+            max_missed_share: 0.1
         }
     );
     assert!(matches!(

@@ -23,9 +23,13 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `open.max_in_flight`.
 const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
-/// Default `open.max_missed_share`: a few missed slots are the harness's
-/// scheduling noise; more means the load offered was not the load asked for.
-const DEFAULT_MAX_MISSED_SHARE: f64 = 0.01;
+/// Default `open.max_missed_share`. A slot sent more than a period late
+/// counts as missed, so a busy machine misses some from scheduling jitter
+/// alone (up to 7 % at 400 calls/s, each a few ms late, on a loaded
+/// two-CPU debug build), although those calls were still sent and timed
+/// from their slots. A tenth tolerates that, and still fails a run whose
+/// harness cannot keep the rate or whose proxy stalled into `max_in_flight`.
+const DEFAULT_MAX_MISSED_SHARE: f64 = 0.1;
 /// Most repeats of one fault within a scenario (each is a phase range).
 const MAX_REPEATS: u128 = 100_000;
 /// Most client sessions, calls in flight, or open-loop calls per second: far
