@@ -461,6 +461,12 @@ impl Validator<'_> {
                 }
             }
             let behave = f.latency.is_some() || f.outcomes.is_some();
+            if f.network.is_some() && (f.outage.is_some() || behave) {
+                return Err(self.error(
+                    &p.key("network"),
+                    "a network fault has no outage, latency or outcomes (make them faults of their own)",
+                ));
+            }
             let action = match (f.outage, behave) {
                 (Some(true), true) => {
                     return Err(
@@ -486,9 +492,12 @@ impl Validator<'_> {
                 (Some(false), _) => {
                     return Err(self.error(&p.key("outage"), "write `true`, or leave the key out"));
                 }
-                (None, false) => {
-                    return Err(self.error(&p, "needs outage, latency or outcomes"));
-                }
+                (None, false) => match &f.network {
+                    Some(network) => self.network_action(network, &f, &p, fake)?,
+                    None => {
+                        return Err(self.error(&p, "needs outage, network, latency or outcomes"));
+                    }
+                },
                 (None, true) => {
                     if f.exit_code.is_some() {
                         return Err(self.error(&p.key("exit_code"), "belongs to an outage"));
@@ -513,7 +522,134 @@ impl Validator<'_> {
                 action,
             });
         }
+        self.no_breaks_under_one_way_partitions(&faults, path)?;
         Ok(faults)
+    }
+
+    /// A `network` fault: of the whole link to an HTTP fake, by time.
+    fn network_action(
+        &self,
+        raw: &RawNetwork,
+        fault: &RawFault,
+        path: &KeyPath,
+        fake: &FakeSpec,
+    ) -> Result<FaultAction, ConfigError> {
+        if fault.tool.is_some() {
+            return Err(self.error(
+                &path.key("tool"),
+                "a network fault breaks the link to the whole fake",
+            ));
+        }
+        if fault.exit_code.is_some() {
+            return Err(self.error(&path.key("exit_code"), "belongs to an outage"));
+        }
+        if fault.calls.is_some() {
+            return Err(self.error(
+                &path.key("calls"),
+                "a network fault is triggered by time (at/for/every): the network does not count calls",
+            ));
+        }
+        if fake.transport == FakeTransport::Stdio {
+            return Err(self.error(
+                &path.key("network"),
+                format!(
+                    "fake {:?} is a stdio fake: it has no network link to break (network faults are for http fakes)",
+                    fake.name
+                ),
+            ));
+        }
+        Ok(FaultAction::Network {
+            link: self.network(raw, &path.key("network"))?,
+            line: self.tree.line_near(&path.key("network").0),
+        })
+    }
+
+    fn network(&self, raw: &RawNetwork, path: &KeyPath) -> Result<LinkFault, ConfigError> {
+        let mut chosen = Vec::new();
+        match (raw.latency, raw.jitter) {
+            (Some(latency), jitter) => chosen.push((
+                "latency",
+                LinkFault::Latency {
+                    latency: latency.0,
+                    jitter: jitter.map_or(Duration::ZERO, |j| j.0),
+                },
+            )),
+            (None, Some(_)) => {
+                return Err(self.error(
+                    &path.key("jitter"),
+                    "goes with latency (`latency: 0ms` for jitter alone)",
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(direction) = raw.partition {
+            chosen.push(("partition", LinkFault::Partition(direction.into())));
+        }
+        if let Some(rate) = raw.drop_connections {
+            if !(rate > 0.0 && rate <= 1.0) {
+                return Err(self.error(
+                    &path.key("drop_connections"),
+                    "must be greater than 0 and at most 1 (the chance that one message breaks the link)",
+                ));
+            }
+            chosen.push(("drop_connections", LinkFault::DropConnections(rate)));
+        }
+        match chosen.len() {
+            1 => Ok(chosen.remove(0).1),
+            0 => Err(self.error(path, "needs one of latency, partition, drop_connections")),
+            _ => Err(self.error(
+                path,
+                format!(
+                    "has {}; a network fault is one of them (make the others faults of their own)",
+                    chosen.iter().map(|c| c.0).collect::<Vec<_>>().join(" and ")
+                ),
+            )),
+        }
+    }
+
+    /// turmoil keeps a link's two directions apart only until a random
+    /// break (`drop_connections`) hits it: breaking and repairing set both
+    /// directions at once, so a one-way partition in force would be lifted
+    /// with the repair. A fake has one or the other, never both.
+    fn no_breaks_under_one_way_partitions(
+        &self,
+        faults: &[Fault],
+        path: &KeyPath,
+    ) -> Result<(), ConfigError> {
+        let one_way = |f: &Fault| {
+            matches!(
+                f.action,
+                FaultAction::Network {
+                    link: LinkFault::Partition(Direction::ToFake | Direction::FromFake),
+                    ..
+                }
+            )
+        };
+        let breaks = |f: &Fault| {
+            matches!(
+                f.action,
+                FaultAction::Network {
+                    link: LinkFault::DropConnections(_),
+                    ..
+                }
+            )
+        };
+        for (later, fault) in faults.iter().enumerate() {
+            let clashes = |other: &Fault| {
+                other.fake == fault.fake
+                    && ((one_way(fault) && breaks(other)) || (breaks(fault) && one_way(other)))
+            };
+            if let Some(earlier) = faults[..later].iter().position(clashes) {
+                return Err(self.error(
+                    &path.index(later).key("network"),
+                    format!(
+                        "fake {:?} has both drop_connections and a one-way partition (with faults[{earlier}]); the simulated network repairs a broken link in both directions at once, which would lift the partition: use `partition: both`, or only one of them",
+                        fault.fake
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn workload(&self, raw: RawWorkload, path: &KeyPath) -> Result<Workload, ConfigError> {
@@ -880,6 +1016,16 @@ impl Validator<'_> {
             return Err(self.error(path, "the window is empty"));
         }
         Ok(Window { label, ranges })
+    }
+}
+
+impl From<RawPartition> for Direction {
+    fn from(raw: RawPartition) -> Self {
+        match raw {
+            RawPartition::Both => Direction::Both,
+            RawPartition::ToFake => Direction::ToFake,
+            RawPartition::FromFake => Direction::FromFake,
+        }
     }
 }
 
