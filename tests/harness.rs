@@ -22,6 +22,7 @@ use serde_json::Value;
 
 #[path = "support/bins.rs"]
 mod bins;
+mod simulation;
 
 use bins::{TempDir, harness_binary, proxy_binary, root, run_bounded};
 

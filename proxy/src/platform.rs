@@ -177,18 +177,49 @@ impl Default for Platform {
     }
 }
 
-/// Dials TCP, with Nagle off (answers and event frames are small).
+/// Dials TCP, with Nagle off (answers and event frames are small) and TCP
+/// keepalive on, so a backend host that vanishes without a reset (a GET
+/// event stream can be silent for long) is noticed: probes after 15 s idle,
+/// every 15 s, 3 of them; on Linux, unacknowledged data gives up after 30 s.
 #[derive(Debug, Default)]
 pub struct TcpDialer;
 
+/// Idle time before the first keepalive probe, and between probes.
+const TCP_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+/// Unanswered probes before the connection is dropped.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged.
+#[cfg(target_os = "linux")]
+const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Dialer for TcpDialer {
     fn dial(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxStream>> {
-        let target = format!("{host}:{port}");
+        let host = host.to_owned();
         Box::pin(async move {
-            let stream = tokio::net::TcpStream::connect(target).await?;
+            let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
             stream.set_nodelay(true)?;
+            keep_alive(&stream);
             Ok(Box::new(stream) as BoxStream)
         })
+    }
+}
+
+/// Keepalive as [`TcpDialer`] describes it; a socket that refuses it is
+/// used anyway.
+fn keep_alive(stream: &tokio::net::TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let keepalive = keepalive
+        .with_interval(TCP_KEEPALIVE)
+        .with_retries(TCP_KEEPALIVE_RETRIES);
+    if let Err(error) = socket.set_tcp_keepalive(&keepalive) {
+        tracing::debug!(%error, "cannot set TCP keepalive");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(error) = socket.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT)) {
+        tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
     }
 }
 
@@ -227,6 +258,21 @@ mod tests {
         let ids = take(7);
         assert_ne!(ids[0], ids[1]);
         assert!(ids.iter().all(|id| id.len() == 32));
+    }
+
+    #[tokio::test]
+    async fn dialed_tcp_connections_keep_alive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        keep_alive(&stream);
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), TCP_KEEPALIVE);
+        #[cfg(target_os = "linux")]
+        assert_eq!(socket.tcp_user_timeout().unwrap(), Some(TCP_USER_TIMEOUT));
+        // And the dialer connects to a host and port.
+        assert!(TcpDialer.dial("127.0.0.1", address.port()).await.is_ok());
     }
 
     #[test]

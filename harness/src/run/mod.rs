@@ -178,7 +178,7 @@ async fn execute(scenario: &Scenario, options: &RunOptions, seed: u64) -> Result
     };
     let outcome = async {
         let mut proxy =
-            ProxyUnderTest::start(&options.mode, scenario, &address, work_dir.path()).await?;
+            ProxyUnderTest::start(&options.mode, scenario, &address, work_dir.path(), seed).await?;
         let result = drive(scenario, options, seed, clock, &mut proxy).await;
         let stayed_up = proxy.stayed_up();
         proxy.stop().await;

@@ -57,6 +57,7 @@ impl ProxyUnderTest {
         scenario: &Scenario,
         address: &dyn Fn(&str) -> FakeAddress,
         work_dir: &Path,
+        seed: u64,
     ) -> Result<ProxyUnderTest, String> {
         let file = scenario.file.display().to_string();
         let base_dir = match scenario.file.parent() {
@@ -68,7 +69,7 @@ impl ProxyUnderTest {
                 let listen = SocketAddr::from(([127, 0, 0, 1], 0));
                 let config = scenario
                     .proxy
-                    .config(&file, &base_dir, address, listen)
+                    .config(&file, &base_dir, address, listen, seed)
                     .map_err(|e| e.to_string())?;
                 let proxy = mcp_proxy::server::start(config)
                     .await
@@ -78,7 +79,7 @@ impl ProxyUnderTest {
             ProxyMode::Binary(bin) => {
                 let listen = free_loopback_port()
                     .map_err(|e| format!("cannot find a free port for the proxy: {e}"))?;
-                let tree = scenario.proxy.config_tree(address, listen);
+                let tree = scenario.proxy.config_tree(address, listen, seed);
                 let config_path = work_dir.join("proxy.yaml");
                 let text = serde_json::to_string_pretty(&to_json(&tree))
                     .map_err(|e| format!("cannot write the proxy config: {e}"))?;

@@ -49,8 +49,15 @@ pub enum FakeAddress {
 
 impl ProxySection {
     /// The proxy config tree for a run: each `fake:` replaced by the
-    /// transport keys of `address(fake)`, and `proxy.listen` set to `listen`.
-    pub fn config_tree(&self, address: &dyn Fn(&str) -> FakeAddress, listen: SocketAddr) -> Node {
+    /// transport keys of `address(fake)`, `proxy.listen` set to `listen`
+    /// and `proxy.seed` to the run's `seed` (one seed replays the whole run,
+    /// the proxy's choices included).
+    pub fn config_tree(
+        &self,
+        address: &dyn Fn(&str) -> FakeAddress,
+        listen: SocketAddr,
+        seed: u64,
+    ) -> Node {
         let mut tree = self.tree.clone();
         if let Value::Map(top) = &mut tree.value {
             if let Some(backends) = top.iter_mut().find(|e| e.key == "backends")
@@ -60,7 +67,10 @@ impl ProxySection {
                     fill_in_fake(backend, address);
                 }
             }
-            set_listen(top, tree.line, listen);
+            set_setting(top, tree.line, "listen", Value::Str(listen.to_string()));
+            // The config's integers are i64: the proxy takes the seed's low 63 bits.
+            let proxy_seed = i64::try_from(seed & (i64::MAX as u64)).unwrap_or_default();
+            set_setting(top, tree.line, "seed", Value::Int(proxy_seed));
         }
         tree
     }
@@ -72,10 +82,14 @@ impl ProxySection {
         base_dir: &Path,
         address: &dyn Fn(&str) -> FakeAddress,
         listen: SocketAddr,
+        seed: u64,
     ) -> Result<Config, ConfigError> {
-        load_tree(self.config_tree(address, listen), file, base_dir, &|name| {
-            std::env::var(name).ok()
-        })
+        load_tree(
+            self.config_tree(address, listen, seed),
+            file,
+            base_dir,
+            &|name| std::env::var(name).ok(),
+        )
         .map_err(under_proxy)
     }
 }
@@ -167,6 +181,7 @@ pub(crate) fn read_section(
         base_dir,
         &placeholder,
         SocketAddr::from(([127, 0, 0, 1], 0)),
+        0,
     )?;
     Ok(section)
 }
@@ -296,11 +311,9 @@ fn fill_in_fake(backend: &mut Node, address: &dyn Fn(&str) -> FakeAddress) {
     }
 }
 
-fn set_listen(top: &mut Vec<Entry>, line: usize, listen: SocketAddr) {
-    let listen_node = Node {
-        line,
-        value: Value::Str(listen.to_string()),
-    };
+/// Sets `proxy.KEY` (the proxy's own settings) to `value`.
+fn set_setting(top: &mut Vec<Entry>, line: usize, key: &str, value: Value) {
+    let node = Node { line, value };
     let settings = match top.iter_mut().find(|e| e.key == "proxy") {
         Some(e) => e,
         None => {
@@ -319,12 +332,12 @@ fn set_listen(top: &mut Vec<Entry>, line: usize, listen: SocketAddr) {
         }
     };
     if let Value::Map(keys) = &mut settings.value.value {
-        match keys.iter_mut().find(|e| e.key == "listen") {
-            Some(e) => e.value = listen_node,
+        match keys.iter_mut().find(|e| e.key == key) {
+            Some(e) => e.value = node,
             None => keys.push(Entry {
-                key: "listen".into(),
+                key: key.into(),
                 key_line: line,
-                value: listen_node,
+                value: node,
             }),
         }
     }

@@ -241,9 +241,12 @@ fn the_run_config_fills_in_fakes_and_the_listen_address() {
                 url: "http://127.0.0.1:9999/mcp".into(),
             },
             listen,
+            u64::MAX,
         )
         .unwrap();
     assert_eq!(config.proxy.listen, listen);
+    // The run's seed is the proxy's (its low 63 bits).
+    assert_eq!(config.proxy.seed, i64::MAX as u64);
     assert_eq!(
         config.backends[0].endpoints,
         [mcp_proxy::config::TransportConfig::Http {
@@ -257,6 +260,7 @@ fn the_run_config_fills_in_fakes_and_the_listen_address() {
             args: vec!["fake-backend".into()],
         },
         listen,
+        7,
     ));
     assert_eq!(json["backends"][0]["command"], "h");
     assert_eq!(json["backends"][0]["args"][0], "fake-backend");
@@ -337,6 +341,7 @@ fn a_list_of_http_fakes_becomes_the_backends_endpoints() {
             Path::new("."),
             &|name| FakeAddress::Http { url: url(name) },
             "127.0.0.1:0".parse().unwrap(),
+            0,
         )
         .unwrap();
     let urls: Vec<_> = config.backends[0]

@@ -173,11 +173,10 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
         _ => PathBuf::from("."),
     };
     let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, PROXY_PORT));
-    let mut config = scenario
+    let config = scenario
         .proxy
-        .config(&file, &base_dir, &address, listen)
+        .config(&file, &base_dir, &address, listen, seed)
         .map_err(|e| (e.to_string(), Duration::ZERO))?;
-    config.proxy.seed = seed;
     let stdio_fakes: Vec<_> = scenario
         .fakes
         .iter()

@@ -450,7 +450,7 @@ impl TransportConfig {
     pub fn label(&self) -> String {
         match self {
             TransportConfig::Stdio { command, .. } => format!("stdio:{command}"),
-            TransportConfig::Http { url, .. } => match reqwest::Url::parse(url) {
+            TransportConfig::Http { url, .. } => match url::Url::parse(url) {
                 Ok(mut parsed) => {
                     let _ = parsed.set_username("");
                     let _ = parsed.set_password(None);

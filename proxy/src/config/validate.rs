@@ -649,7 +649,7 @@ fn check_url(url: &str) -> Result<(), String> {
     if !has_scheme("http://") && !has_scheme("https://") {
         return Err("URL must start with http:// or https://".into());
     }
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err("URL has no host".into());
     }
@@ -658,7 +658,7 @@ fn check_url(url: &str) -> Result<(), String> {
 
 /// Exactly what a browser sends in `Origin`, so that comparing strings works.
 fn check_origin(origin: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(origin).map_err(|e| format!("invalid origin {origin:?}: {e}"))?;
+    let url = url::Url::parse(origin).map_err(|e| format!("invalid origin {origin:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "invalid origin {origin:?}: it must start with http:// or https://"

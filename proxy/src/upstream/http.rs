@@ -22,24 +22,48 @@
 //! - a 404 while we hold a session id means the server forgot the session:
 //!   the connection is closed as "session expired".
 //!
+//! Messages travel on hyper-util's pooled client (idle connections are
+//! reused), whose connections come from the platform's dialer
+//! (`connector.rs`), so the same code runs on TCP and on a simulated
+//! network. No system proxy is consulted. Credentials in the URL are sent
+//! as HTTP Basic authentication (a configured `Authorization` header
+//! wins), and redirects are followed, up to [`MAX_REDIRECTS`] per message:
+//! 301/302 turn a POST into a GET and 303 turns anything but HEAD into a
+//! GET, both without the body; 307/308 repeat the message as it was. A hop
+//! to another origin than the configured URL's drops the credentials.
+//!
 //! There is no overall request timeout here; callers bound their calls, and
 //! dropping a call cancels it upstream without waiting for the POST.
 
+use std::error::Error as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Response, StatusCode, Url};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap,
+    HeaderName, HeaderValue, LOCATION, PROXY_AUTHORIZATION, REFERER, TRANSFER_ENCODING,
+    WWW_AUTHENTICATE,
+};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
+use super::connector::{self, HttpClient};
 use super::pending::Pending;
 use super::sse::{SseEvent, SseParser};
 use super::{ConnectSettings, EventSink, ProgressSink, UpstreamError, handshake, inbound};
 use crate::config::TransportConfig;
 use crate::jsonrpc::{self, ErrorObject};
+
+/// A response whose body is still on the wire.
+type Response = http::Response<Incoming>;
 
 /// The session header the server issues on the `initialize` response.
 const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -54,6 +78,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const ERROR_BODY_BYTES: usize = 16 * 1024;
 /// How many characters of a bad body go into an error message.
 const QUOTE_CHARS: usize = 200;
+
+/// Redirects followed for one message; one more is a transport failure.
+pub const MAX_REDIRECTS: usize = 10;
+/// How often a message the server refused unprocessed at the HTTP/2 level
+/// (GOAWAY without error, REFUSED_STREAM) is sent again.
+const NACK_RETRIES: usize = 2;
 
 /// Bound on the POSTs nobody waits for: cancellations, replies to server
 /// requests.
@@ -90,11 +120,50 @@ impl Drop for Inner {
     }
 }
 
+/// Why a message got no response: a transport failure.
+#[derive(Debug)]
+struct TransportError {
+    /// No connection could be made: the message provably never left.
+    never_sent: bool,
+    /// What happened, with its causes (never the URL, which may carry
+    /// credentials).
+    description: String,
+}
+
+impl TransportError {
+    /// The client could not deliver the message or read the response head.
+    fn sending(error: &hyper_util::client::legacy::Error) -> Self {
+        Self {
+            never_sent: error.is_connect(),
+            description: chain(error),
+        }
+    }
+
+    /// The response body broke off.
+    fn reading(error: &hyper::Error) -> Self {
+        Self {
+            never_sent: false,
+            description: chain(error),
+        }
+    }
+
+    /// A redirect that is not followed.
+    fn redirect(why: String) -> Self {
+        Self {
+            never_sent: false,
+            description: format!("following a redirect failed: {why}"),
+        }
+    }
+}
+
 /// The fixed parts of every HTTP message to one session.
 struct Poster {
     backend: String,
-    client: reqwest::Client,
+    client: HttpClient,
+    /// The configured URL, without credentials or fragment.
     url: Url,
+    /// The same, as hyper takes it.
+    uri: Uri,
     /// Configured headers, content type, accept, and (after initialize)
     /// session id and protocol version.
     post_headers: HeaderMap,
@@ -105,7 +174,7 @@ struct Poster {
 }
 
 impl Poster {
-    fn new(backend: &str, client: reqwest::Client, url: Url, configured: HeaderMap) -> Self {
+    fn new(backend: &str, client: HttpClient, url: Url, uri: Uri, configured: HeaderMap) -> Self {
         let mut post_headers = configured.clone();
         post_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         post_headers.insert(
@@ -118,6 +187,7 @@ impl Poster {
             backend: backend.to_owned(),
             client,
             url,
+            uri,
             post_headers,
             get_headers,
             has_session: false,
@@ -141,20 +211,127 @@ impl Poster {
             backend: self.backend.clone(),
             client: self.client.clone(),
             url: self.url.clone(),
+            uri: self.uri.clone(),
             post_headers,
             get_headers,
             has_session,
         }
     }
 
-    async fn post(&self, message: &Value) -> reqwest::Result<Response> {
+    async fn post(&self, message: &Value) -> Result<Response, TransportError> {
         let body = serde_json::to_vec(message).unwrap_or_default();
-        self.client
-            .post(self.url.clone())
-            .headers(self.post_headers.clone())
-            .body(body)
-            .send()
+        self.exchange(Method::POST, self.post_headers.clone(), Bytes::from(body))
             .await
+    }
+
+    /// Open the GET event stream, resuming after `last_event_id`.
+    async fn get(&self, last_event_id: Option<&HeaderValue>) -> Result<Response, TransportError> {
+        let mut headers = self.get_headers.clone();
+        if let Some(id) = last_event_id {
+            headers.insert(LAST_EVENT_ID, id.clone());
+        }
+        self.exchange(Method::GET, headers, Bytes::new()).await
+    }
+
+    async fn delete(&self) -> Result<Response, TransportError> {
+        self.exchange(Method::DELETE, self.get_headers.clone(), Bytes::new())
+            .await
+    }
+
+    /// Send one message to the configured URL and return the response
+    /// head, following redirects (see the module docs).
+    async fn exchange(
+        &self,
+        mut method: Method,
+        mut headers: HeaderMap,
+        mut body: Bytes,
+    ) -> Result<Response, TransportError> {
+        let mut url = self.url.clone();
+        let mut uri = self.uri.clone();
+        let mut hop_headers = headers.clone();
+        let mut redirects = 0;
+        loop {
+            let response = self.send(&method, &uri, &hop_headers, &body).await?;
+            match response.status() {
+                StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => {
+                    // User agents may turn a POST into a GET (RFC 9110 15.4.2, 15.4.3).
+                    if method == Method::POST {
+                        method = Method::GET;
+                        body = Bytes::new();
+                        drop_payload_headers(&mut headers);
+                    }
+                }
+                StatusCode::SEE_OTHER => {
+                    if method != Method::HEAD {
+                        method = Method::GET;
+                    }
+                    body = Bytes::new();
+                    drop_payload_headers(&mut headers);
+                }
+                StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT => {}
+                _ => return Ok(response),
+            }
+            // A redirect without a usable location is the answer.
+            let Some((next_url, next_uri)) = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|location| std::str::from_utf8(location.as_bytes()).ok())
+                .and_then(|location| url.join(location).ok())
+                .and_then(|next| {
+                    let uri = next.as_str().parse::<Uri>().ok()?;
+                    Some((next, uri))
+                })
+            else {
+                return Ok(response);
+            };
+            redirects += 1;
+            if redirects > MAX_REDIRECTS {
+                return Err(TransportError::redirect(format!(
+                    "more than {MAX_REDIRECTS} redirects"
+                )));
+            }
+            if !matches!(next_url.scheme(), "http" | "https") {
+                return Err(TransportError::redirect(format!(
+                    "redirected to an unsupported URL scheme `{}`",
+                    next_url.scheme()
+                )));
+            }
+            hop_headers = headers.clone();
+            if !same_origin(&next_url, &self.url) {
+                for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE] {
+                    hop_headers.remove(name);
+                }
+                hop_headers.remove("cookie2");
+            }
+            if let Some(referer) = referer(&next_url, &url) {
+                hop_headers.insert(REFERER, referer);
+            }
+            url = next_url;
+            uri = next_uri;
+        }
+    }
+
+    /// One request to `uri`; a message the server refused unprocessed at
+    /// the HTTP/2 level is sent again, up to [`NACK_RETRIES`] times.
+    async fn send(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Response, TransportError> {
+        let mut retries = 0;
+        loop {
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = headers.clone();
+            match self.client.request(request).await {
+                Ok(response) => return Ok(response),
+                Err(error) if retries < NACK_RETRIES && is_protocol_nack(&error) => retries += 1,
+                Err(error) => return Err(TransportError::sending(&error)),
+            }
+        }
     }
 
     /// POST a message nobody waits for, with a short bound; failures are
@@ -167,7 +344,7 @@ impl Poster {
                 tracing::debug!(backend = %self.backend, %status, "side message refused")
             }
             Ok(Err(error)) => {
-                let error = describe(error);
+                let error = error.description;
                 tracing::debug!(backend = %self.backend, error, "side message not delivered")
             }
             Err(_) => tracing::debug!(backend = %self.backend, "side message timed out"),
@@ -199,19 +376,27 @@ impl HttpConnection {
                 transport.kind()
             )));
         };
-        let url = Url::parse(url)
+        let mut url = Url::parse(url)
             .map_err(|error| UpstreamError::Connect(format!("invalid url `{url}`: {error}")))?;
-        let configured = header_map(headers)?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(settings.init_timeout)
-            .build()
-            .map_err(|error| {
-                UpstreamError::Connect(format!("cannot build an HTTP client: {}", describe(error)))
-            })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(UpstreamError::Connect(format!(
+                "unsupported URL scheme `{}`",
+                url.scheme()
+            )));
+        }
+        let credentials = take_credentials(&mut url);
+        url.set_fragment(None);
+        let uri = url
+            .as_str()
+            .parse::<Uri>()
+            .map_err(|error| UpstreamError::Connect(format!("invalid url `{url}`: {error}")))?;
+        let configured = header_map(credentials, headers)?;
+        let client =
+            connector::client(Arc::clone(&settings.platform.dialer), settings.init_timeout);
         let (cancels, cancelled) = mpsc::unbounded_channel();
         let pending = Pending::new(&settings.backend, cancels);
         let link = Link {
-            poster: Arc::new(Poster::new(&settings.backend, client, url, configured)),
+            poster: Arc::new(Poster::new(&settings.backend, client, url, uri, configured)),
             pending,
             events,
         };
@@ -293,18 +478,13 @@ impl HttpConnection {
         if !poster.has_session {
             return;
         }
-        let delete = poster
-            .client
-            .delete(poster.url.clone())
-            .headers(poster.get_headers.clone())
-            .send();
-        match tokio::time::timeout(DELETE_TIMEOUT, delete).await {
+        match tokio::time::timeout(DELETE_TIMEOUT, poster.delete()).await {
             Ok(Ok(response)) => {
                 let status = response.status();
                 tracing::debug!(backend = %poster.backend, %status, "session deleted")
             }
             Ok(Err(error)) => {
-                let error = describe(error);
+                let error = error.description;
                 tracing::debug!(backend = %poster.backend, error, "deleting the session failed")
             }
             Err(_) => tracing::debug!(backend = %poster.backend, "deleting the session timed out"),
@@ -358,11 +538,10 @@ impl Link {
 
     /// The connection is unusable: close it, and tell the caller whether its
     /// message provably never left.
-    fn transport_failure(&self, context: &str, error: reqwest::Error) -> UpstreamError {
-        let is_connect = error.is_connect();
-        let reason = format!("{context}: {}", describe(error));
+    fn transport_failure(&self, context: &str, error: TransportError) -> UpstreamError {
+        let reason = format!("{context}: {}", error.description);
         self.pending.close(reason.clone());
-        if is_connect {
+        if error.never_sent {
             UpstreamError::Connect(reason)
         } else {
             UpstreamError::Lost(reason)
@@ -442,10 +621,10 @@ impl Link {
                 Ok(())
             }
             "text/event-stream" => {
-                let mut response = response;
+                let mut body = response.into_body();
                 let mut parser = SseParser::new();
                 loop {
-                    let chunk = match response.chunk().await {
+                    let chunk = match next_chunk(&mut body).await {
                         Ok(Some(chunk)) => chunk,
                         Ok(None) => break,
                         Err(error) => {
@@ -532,22 +711,16 @@ async fn listen(link: Link, stop: CancellationToken) {
     let mut refused = 0;
     loop {
         let poster = &link.poster;
-        let mut request = poster
-            .client
-            .get(poster.url.clone())
-            .headers(poster.get_headers.clone());
-        if let Some(id) = &last_event_id {
-            request = request.header(LAST_EVENT_ID, id.clone());
-        }
         let opened = tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = link.pending.closed() => return,
-            opened = request.send() => opened,
+            opened = poster.get(last_event_id.as_ref()) => opened,
         };
         match opened {
-            Err(error) if was_open && error.is_connect() => {
+            Err(error) if was_open && error.never_sent => {
                 refused += 1;
-                let reason = format!("server gone: {}", describe(error));
+                let reason = format!("server gone: {}", error.description);
                 // Twice in a row, so one transient failure while a server
                 // recycles its streams does not end a healthy session.
                 if refused >= REFUSALS_BEFORE_GONE {
@@ -558,7 +731,7 @@ async fn listen(link: Link, stop: CancellationToken) {
                 tracing::debug!(backend, %reason, "reopening the event stream was refused; retrying");
             }
             Err(error) => {
-                tracing::debug!(backend, error = %describe(error), "opening the event stream failed")
+                tracing::debug!(backend, error = %error.description, "opening the event stream failed")
             }
             Ok(response)
                 if was_open
@@ -599,6 +772,7 @@ async fn listen(link: Link, stop: CancellationToken) {
                 let since = tokio::time::Instant::now();
                 let mut parser = SseParser::new();
                 let ended = tokio::select! {
+                    biased;
                     _ = stop.cancelled() => return,
                     _ = link.pending.closed() => return,
                     ended = read_stream(&link, response, &mut parser) => ended,
@@ -616,6 +790,7 @@ async fn listen(link: Link, stop: CancellationToken) {
             }
         }
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = link.pending.closed() => return,
             _ = tokio::time::sleep(backoff) => {}
@@ -625,40 +800,54 @@ async fn listen(link: Link, stop: CancellationToken) {
 }
 
 /// Route every event of the GET stream until it ends; says how it ended.
-async fn read_stream(link: &Link, mut response: Response, parser: &mut SseParser) -> String {
+async fn read_stream(link: &Link, response: Response, parser: &mut SseParser) -> String {
+    let mut body = response.into_body();
     loop {
-        match response.chunk().await {
+        match next_chunk(&mut body).await {
             Ok(Some(chunk)) => {
                 for event in parser.feed(&chunk) {
                     link.route_event(event);
                 }
             }
             Ok(None) => return "closed by the server".into(),
-            Err(error) => return describe(error),
+            Err(error) => return error.description,
         }
     }
+}
+
+/// The next piece of a body as it arrives (trailers are skipped); `None`
+/// at its end.
+async fn next_chunk(body: &mut Incoming) -> Result<Option<Bytes>, TransportError> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| TransportError::reading(&error))?;
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
 }
 
 /// Why a body could not be read.
 enum ReadError {
-    Transport(reqwest::Error),
+    Transport(TransportError),
     TooLarge,
 }
 
 /// Read a body of at most `limit` bytes.
-async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, ReadError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
-        if body.len() + chunk.len() > limit {
+async fn read_capped(response: Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let mut body = response.into_body();
+    let mut read = Vec::new();
+    while let Some(chunk) = next_chunk(&mut body).await.map_err(ReadError::Transport)? {
+        if read.len() + chunk.len() > limit {
             return Err(ReadError::TooLarge);
         }
-        body.extend_from_slice(&chunk);
+        read.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(read)
 }
 
 /// The media type of a response, lowercase, without parameters.
-fn media_type(response: &Response) -> String {
+fn media_type<B>(response: &http::Response<B>) -> String {
     let value = response
         .headers()
         .get(CONTENT_TYPE)
@@ -672,11 +861,38 @@ fn media_type(response: &Response) -> String {
         .to_ascii_lowercase()
 }
 
-/// The configured headers, checked.
+/// Remove the credentials from `url`; returns them as an HTTP Basic
+/// `Authorization` value, if it had any.
+fn take_credentials(url: &mut Url) -> Option<HeaderValue> {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let username = decode(url.username());
+    let password = url.password().map(decode);
+    if username.is_empty() && password.is_none() {
+        return None;
+    }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let token = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.unwrap_or_default()));
+    let mut value = HeaderValue::from_str(&format!("Basic {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// The configured headers, checked, over the URL's credentials (a
+/// configured `Authorization` wins).
 fn header_map(
+    credentials: Option<HeaderValue>,
     headers: &std::collections::BTreeMap<String, String>,
 ) -> Result<HeaderMap, UpstreamError> {
     let mut map = HeaderMap::new();
+    if let Some(credentials) = credentials {
+        map.insert(AUTHORIZATION, credentials);
+    }
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| UpstreamError::Connect(format!("invalid header name `{name}`")))?;
@@ -687,18 +903,61 @@ fn header_map(
     Ok(map)
 }
 
+/// A message turned into a bodiless GET loses what described its body.
+fn drop_payload_headers(headers: &mut HeaderMap) {
+    for name in [
+        CONTENT_TYPE,
+        CONTENT_LENGTH,
+        CONTENT_ENCODING,
+        TRANSFER_ENCODING,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Same scheme, host and port.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The `Referer` of a hop to `next` from `previous`: the previous URL
+/// without credentials or fragment, never from `https` to `http`.
+fn referer(next: &Url, previous: &Url) -> Option<HeaderValue> {
+    if next.scheme() == "http" && previous.scheme() == "https" {
+        return None;
+    }
+    let mut referer = previous.clone();
+    let _ = referer.set_username("");
+    let _ = referer.set_password(None);
+    referer.set_fragment(None);
+    HeaderValue::from_str(referer.as_str()).ok()
+}
+
+/// Whether the server refused a message at the HTTP/2 level without
+/// processing it (a graceful GOAWAY, or REFUSED_STREAM): safe to send again.
+fn is_protocol_nack(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(error) = cause.downcast_ref::<h2::Error>() {
+            let go_away = error.is_go_away() && error.reason() == Some(h2::Reason::NO_ERROR);
+            let refused = error.is_reset() && error.reason() == Some(h2::Reason::REFUSED_STREAM);
+            return error.is_remote() && (go_away || refused);
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// The first [`QUOTE_CHARS`] characters of a body, for error messages.
 fn quote(text: &str) -> String {
     text.chars().take(QUOTE_CHARS).collect()
 }
 
-/// A reqwest error with all its causes, without the url (which may carry
-/// credentials): reqwest's own message rarely says what actually happened
-/// ("connection refused" is three sources down).
-fn describe(error: reqwest::Error) -> String {
-    chain(&error.without_url())
-}
-
+/// An error with all its causes: the outer message rarely says what
+/// actually happened ("connection refused" is a few sources down). Neither
+/// hyper's errors nor the dialer's carry the URL, so no credentials leak.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -723,10 +982,11 @@ mod tests {
     use tokio::sync::mpsc::UnboundedReceiver;
     use tower_mcp::extract::{Context, RawArgs};
     use tower_mcp::{CallToolResult, HttpTransport, McpRouter, ToolBuilder};
-    use wiremock::matchers::{body_partial_json, header, method};
+    use wiremock::matchers::{any, body_partial_json, header, method, path};
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
     use super::*;
+    use crate::platform::{BoxFuture, BoxStream, Dialer, Platform, TcpDialer};
     use crate::upstream::{Connection, PROTOCOL_VERSION};
 
     /// Generous bound on anything a test waits for: tests assert outcomes,
@@ -1511,5 +1771,224 @@ mod tests {
         within(connection.closed()).await;
         let reason = connection.close_reason().unwrap();
         assert!(reason.contains("refused"), "{reason}");
+    }
+
+    // ---- the platform's dialer, pooling, credentials, redirects ----
+
+    /// Dials TCP and counts the connections it opened.
+    #[derive(Default)]
+    struct CountingDialer(std::sync::atomic::AtomicUsize);
+
+    impl CountingDialer {
+        fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Dialer for CountingDialer {
+        fn dial(&self, host: &str, port: u16) -> BoxFuture<'static, std::io::Result<BoxStream>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            TcpDialer.dial(host, port)
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_come_from_the_platform_dialer_and_are_reused() {
+        let server = mock_backend().await;
+        on_tool(&server, "ok", answer(json!({"fine": true}))).await;
+        let dialer = Arc::new(CountingDialer::default());
+        let settings = ConnectSettings {
+            platform: Platform {
+                dialer: dialer.clone(),
+                ..Platform::os()
+            },
+            ..settings()
+        };
+        let (events, _received) = mpsc::unbounded_channel();
+        let (connection, _) = within(HttpConnection::connect(
+            &transport(&server.uri()),
+            &settings,
+            events,
+        ))
+        .await
+        .unwrap();
+        within(async {
+            while gets(&server).await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let dialed = dialer.count();
+        // initialize, initialized and the GET may overlap: at most one
+        // connection each.
+        assert!((1..=3).contains(&dialed), "{dialed} connections");
+        for _ in 0..5 {
+            // Time for a finished exchange to hand its connection back.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(
+                call(&connection, "ok").await.unwrap(),
+                json!({"fine": true})
+            );
+        }
+        assert_eq!(dialer.count(), dialed, "calls reuse pooled connections");
+        assert_eq!(server.received_requests().await.unwrap().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_url_are_sent_as_basic_auth_unless_configured() {
+        let server = mock_backend().await;
+        let address = *server.address();
+        let url = format!("http://us%65r:p%40ss@{address}/mcp#fragment");
+        let (connection, _, _events) = connect(&url).await;
+        within(connection.shutdown()).await;
+        let requests = server.received_requests().await.unwrap();
+        assert!(requests.len() >= 3);
+        for request in &requests {
+            assert_eq!(request.headers["authorization"], "Basic dXNlcjpwQHNz");
+            assert_eq!(request.headers["host"], address.to_string().as_str());
+            assert_eq!(request.url.path(), "/mcp");
+        }
+
+        let server = mock_backend().await;
+        let mut transport = transport(&format!("http://user:pw@{}/", server.address()));
+        if let TransportConfig::Http { headers, .. } = &mut transport {
+            headers.insert("authorization".into(), "Bearer configured".into());
+        }
+        let (events, _received) = mpsc::unbounded_channel();
+        within(HttpConnection::connect(&transport, &settings(), events))
+            .await
+            .unwrap();
+        for request in server.received_requests().await.unwrap() {
+            assert_eq!(request.headers["authorization"], "Bearer configured");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_temporary_redirect_repeats_the_message_at_the_new_place() {
+        let server = mock_backend().await;
+        Mock::given(path("/old"))
+            .respond_with(ResponseTemplate::new(307).insert_header("location", "/mcp"))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        on_tool(&server, "ok", answer(json!({"fine": true}))).await;
+        let old = format!("{}/old", server.uri());
+        let (connection, init, _events) = connect(&old).await;
+        assert_eq!(init["serverInfo"]["name"], json!("mock"));
+        // The GET stream's redirect too, before shutdown stops it.
+        within(async {
+            while !gets(&server)
+                .await
+                .iter()
+                .any(|request| request.url.path() == "/mcp")
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert_eq!(
+            call(&connection, "ok").await.unwrap(),
+            json!({"fine": true})
+        );
+        within(connection.shutdown()).await;
+        let requests = server.received_requests().await.unwrap();
+        let at = |wanted: &str| {
+            let mut found: Vec<(String, Vec<u8>)> = requests
+                .iter()
+                .filter(|request| request.url.path() == wanted)
+                .map(|request| (request.method.to_string(), request.body.clone()))
+                .collect();
+            found.sort();
+            found
+        };
+        // POSTs (with their bodies), the GET and the DELETE: each went to
+        // /old first, then the same again to /mcp.
+        assert_eq!(at("/old"), at("/mcp"));
+        assert!(at("/mcp").iter().any(|(method, _)| method == "DELETE"));
+        for request in requests.iter().filter(|r| r.url.path() == "/mcp") {
+            assert_eq!(request.headers["x-api-key"], "secret");
+            assert_eq!(request.headers["referer"], old.as_str());
+        }
+    }
+
+    #[tokio::test]
+    async fn see_other_turns_a_post_into_a_bodiless_get() {
+        let server = mock_backend().await;
+        on_tool(
+            &server,
+            "moved",
+            ResponseTemplate::new(303).insert_header("location", "/elsewhere"),
+        )
+        .await;
+        let (connection, _, _events) = connect(&server.uri()).await;
+        let error = call(&connection, "moved").await.unwrap_err();
+        // The GET is answered by the mock's 405 for GETs.
+        assert_eq!(
+            error,
+            UpstreamError::Protocol("HTTP 405 Method Not Allowed: ".into())
+        );
+        let requests = server.received_requests().await.unwrap();
+        let followed = requests
+            .iter()
+            .find(|request| request.url.path() == "/elsewhere")
+            .expect("redirect followed");
+        assert_eq!(followed.method.as_str(), "GET");
+        assert!(followed.body.is_empty());
+        assert!(followed.headers.get("content-type").is_none());
+        assert_eq!(followed.headers["mcp-session-id"], "sess-1");
+        assert_eq!(connection.close_reason(), None);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_origin_drops_the_credentials() {
+        let target = mock_backend().await;
+        let front = MockServer::start().await;
+        let location = format!("{}/mcp", target.uri());
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(307).insert_header("location", location.as_str()))
+            .mount(&front)
+            .await;
+        let url = format!("http://user:pw@{}/mcp", front.address());
+        let (connection, _, _events) = connect(&url).await;
+        within(connection.shutdown()).await;
+        for request in front.received_requests().await.unwrap() {
+            assert_eq!(request.headers["authorization"], "Basic dXNlcjpwdw==");
+        }
+        let requests = target.received_requests().await.unwrap();
+        assert!(!requests.is_empty());
+        for request in requests {
+            assert!(request.headers.get("authorization").is_none());
+            assert_eq!(request.headers["x-api-key"], "secret");
+            let referer = format!("http://{}/mcp", front.address());
+            assert_eq!(request.headers["referer"], referer.as_str());
+        }
+    }
+
+    #[tokio::test]
+    async fn endless_redirects_are_a_transport_failure() {
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(308).insert_header("location", "/again"))
+            .mount(&server)
+            .await;
+        let (events, _received) = mpsc::unbounded_channel();
+        let error = within(HttpConnection::connect(
+            &transport(&server.uri()),
+            &settings(),
+            events,
+        ))
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(
+            error,
+            UpstreamError::Connect(
+                "connection lost during initialize: sending to the backend failed: \
+                 following a redirect failed: more than 10 redirects"
+                    .into()
+            )
+        );
+        let requests = server.received_requests().await.unwrap();
+        assert_eq!(requests.len(), MAX_REDIRECTS + 1);
     }
 }

@@ -8,6 +8,7 @@
 //! the backend supervisor makes a new one.
 
 mod child;
+mod connector;
 mod handshake;
 pub mod http;
 mod inbound;

@@ -1,0 +1,297 @@
+//! Every shipped scenario in simulation (`mcp_harness::sim`): it passes, it
+//! replays byte for byte from its seed, and every one of its checks is shown
+//! to fail on at least one mutant — a variant of the scenario or of its proxy
+//! config (the feature off, a weight one point off, an unbounded budget, ...).
+//!
+//! The table [`MUTANTS`] is the proof: a check no mutant fails could pass
+//! with its feature broken, and [`every_check_of_every_scenario_fails_on_a_mutant`]
+//! refuses such a check. A mutant names the checks it must fail; it may fail
+//! others too (a broken feature often shows in more than one place).
+
+use std::path::{Path, PathBuf};
+
+use mcp_harness::scenario::{self, Scenario};
+use mcp_harness::sim;
+
+/// One change to a scenario's text.
+enum Edit {
+    /// Replace the one occurrence of the first text by the second.
+    Replace(&'static str, &'static str),
+    /// Take out a backend's `KEY:` block (its line and the deeper-indented
+    /// lines under it): the feature switched off.
+    Remove(&'static str),
+}
+use Edit::{Remove, Replace};
+
+/// One variant of a shipped scenario, and the checks it must fail.
+struct Mutant {
+    /// The scenario file under `scenarios/`.
+    scenario: &'static str,
+    /// What the variant breaks.
+    name: &'static str,
+    /// What changes, in order.
+    edits: &'static [Edit],
+    /// Checks that must fail.
+    fails: &'static [&'static str],
+}
+
+const MUTANTS: &[Mutant] = &[
+    // retry.yaml
+    Mutant {
+        scenario: "retry.yaml",
+        name: "no retry policy",
+        edits: &[Remove("retry")],
+        fails: &[
+            "lookup hardly notices the flaky backend",
+            "retries did happen during the flaky phase",
+        ],
+    },
+    Mutant {
+        scenario: "retry.yaml",
+        name: "an unbounded retry budget",
+        edits: &[Replace(
+            "budget: { percent: 50, min_per_second: 5 }",
+            "budget: { percent: 100, min_per_second: 1000 }",
+        )],
+        fails: &["the retry budget caps retries when nothing helps"],
+    },
+    // hedging.yaml
+    Mutant {
+        scenario: "hedging.yaml",
+        name: "no hedging",
+        edits: &[Remove("hedging")],
+        fails: &["p99 below twice the hedge delay plus the median"],
+    },
+    // circuit-breaker.yaml
+    Mutant {
+        scenario: "circuit-breaker.yaml",
+        name: "no breaker",
+        edits: &[Remove("circuit_breaker")],
+        fails: &[
+            "the breaker opens within 1s of the failure",
+            "no call reaches the backend while the breaker is open",
+        ],
+    },
+    // outlier.yaml
+    Mutant {
+        scenario: "outlier.yaml",
+        name: "no outlier detection",
+        edits: &[Remove("outlier_detection")],
+        fails: &[
+            "no call reaches b during its first ejection",
+            "the second ejection lasts twice as long",
+        ],
+    },
+    Mutant {
+        scenario: "outlier.yaml",
+        name: "ejections that do not grow",
+        edits: &[Replace("max_ejection: 10s", "max_ejection: 2s")],
+        fails: &["the second ejection lasts twice as long"],
+    },
+    // canary.yaml
+    Mutant {
+        scenario: "canary.yaml",
+        name: "weight 9",
+        edits: &[Replace("weight: 10", "weight: 9")],
+        fails: &["the canary takes 10% of the calls"],
+    },
+    Mutant {
+        scenario: "canary.yaml",
+        name: "weight 11",
+        edits: &[Replace("weight: 10", "weight: 11")],
+        fails: &["the canary takes 10% of the calls"],
+    },
+    // mirror.yaml
+    Mutant {
+        scenario: "mirror.yaml",
+        name: "mirroring at 0%",
+        edits: &[Replace("mirror_percent: 25", "mirror_percent: 0")],
+        fails: &[
+            "the shadow sees a quarter of the calls",
+            "the shadow keeps getting copies while degraded",
+        ],
+    },
+    Mutant {
+        scenario: "mirror.yaml",
+        name: "mirroring at 22%",
+        edits: &[Replace("mirror_percent: 25", "mirror_percent: 22")],
+        fails: &["the shadow sees a quarter of the calls"],
+    },
+    Mutant {
+        scenario: "mirror.yaml",
+        name: "mirroring at 28%",
+        edits: &[Replace("mirror_percent: 25", "mirror_percent: 28")],
+        fails: &["the shadow sees a quarter of the calls"],
+    },
+    // failover.yaml
+    Mutant {
+        scenario: "failover.yaml",
+        name: "no standby role",
+        edits: &[Replace("      failover_for: search\n", "")],
+        fails: &[
+            "clients see no errors while the primary is down",
+            "the standby serves while the primary is down",
+        ],
+    },
+];
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+fn shipped() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(scenarios_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn load(path: &Path) -> Scenario {
+    scenario::load(path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The mutant's scenario: the shipped file with its edits, read as if it
+/// were the shipped file (same path, so relative paths still resolve).
+fn mutant_scenario(mutant: &Mutant) -> Scenario {
+    let path = scenarios_dir().join(mutant.scenario);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for edit in mutant.edits {
+        text = match edit {
+            Replace(from, to) => {
+                assert_eq!(
+                    text.matches(from).count(),
+                    1,
+                    "mutant {:?}: {from:?} must occur exactly once in {}",
+                    mutant.name,
+                    mutant.scenario
+                );
+                text.replacen(from, to, 1)
+            }
+            Remove(key) => remove_block(&text, key),
+        };
+    }
+    scenario::load_str(&text, &path)
+        .unwrap_or_else(|e| panic!("mutant {:?} is not a valid scenario: {e}", mutant.name))
+}
+
+/// `text` without the backend key `key` (at six spaces, as the shipped
+/// scenarios indent backend keys) and the lines nested under it.
+fn remove_block(text: &str, key: &str) -> String {
+    let head = format!("      {key}:");
+    let mut kept = Vec::new();
+    let mut removed = 0;
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with(&head) {
+            inside = true;
+            removed += 1;
+            continue;
+        }
+        if inside && line.starts_with("        ") {
+            continue;
+        }
+        inside = false;
+        kept.push(line);
+    }
+    assert_eq!(removed, 1, "{key:?} must be a backend key exactly once");
+    kept.join("\n") + "\n"
+}
+
+/// Runs `work` over `items` on every core, keeping the order.
+fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { return };
+                    let result = work(item);
+                    results.lock().unwrap().push((i, result));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+#[test]
+fn every_shipped_scenario_passes_in_simulation_and_replays_identically() {
+    let files = shipped();
+    assert!(files.len() >= 8, "{files:?}");
+    let outcomes = parallel(&files, |file| {
+        let scenario = load(file);
+        sim::check_determinism(&scenario, scenario.seed)
+            .map(|run| (file.clone(), run.report.clone()))
+    });
+    for outcome in outcomes {
+        let (file, report) = outcome.unwrap_or_else(|difference| panic!("{difference}"));
+        let failed: Vec<_> = report
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.observed))
+            .collect();
+        assert_eq!(report.error, None, "{}", file.display());
+        assert!(failed.is_empty(), "{}: {failed:#?}", file.display());
+    }
+}
+
+#[test]
+fn every_check_of_every_scenario_fails_on_a_mutant() {
+    // Coverage first: a check no mutant targets is a check that could not fail.
+    let mut uncovered = Vec::new();
+    for file in shipped() {
+        let scenario = load(&file);
+        let name = file.file_name().unwrap().to_str().unwrap();
+        for check in &scenario.expect {
+            let covered = MUTANTS
+                .iter()
+                .any(|m| m.scenario == name && m.fails.contains(&check.name.as_str()));
+            if !covered {
+                uncovered.push(format!("{name}: {}", check.name));
+            }
+        }
+    }
+    assert!(
+        uncovered.is_empty(),
+        "checks no mutant fails: {uncovered:#?}"
+    );
+
+    let outcomes = parallel(MUTANTS, |mutant| {
+        let scenario = mutant_scenario(mutant);
+        let report = sim::run(&scenario, scenario.seed).report;
+        let missed: Vec<&str> = mutant
+            .fails
+            .iter()
+            .copied()
+            .filter(|name| {
+                let check = report.checks.iter().find(|c| c.name == *name);
+                check
+                    .unwrap_or_else(|| panic!("{}: no check {name:?}", mutant.scenario))
+                    .passed
+            })
+            .collect();
+        (mutant.scenario, mutant.name, report.error.clone(), missed)
+    });
+    let mut problems = Vec::new();
+    for (scenario, name, error, missed) in outcomes {
+        if let Some(error) = error {
+            problems.push(format!("{scenario} / {name}: the run stopped: {error}"));
+        }
+        for check in missed {
+            problems.push(format!("{scenario} / {name}: {check:?} passed"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "mutants that did not fail: {problems:#?}"
+    );
+}
