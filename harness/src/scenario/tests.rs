@@ -502,24 +502,61 @@ fn a_network_fault_breaks_a_whole_http_link_by_time() {
 }
 
 #[test]
-fn a_fake_has_drop_connections_or_a_one_way_partition_not_both() {
-    let second = |first: &str, then: &str| {
+fn a_fakes_breaks_and_one_way_partitions_take_turns() {
+    // BASE's fault holds from 2s to 5s of 10s (and 5s of grace).
+    let with = |first: &str, timing: &str, then: &str| {
         network_fault(first).replace(
             "workload:",
-            &format!("  - {{ fake: a, at: 6s, network: {{ {then} }} }}\nworkload:"),
+            &format!("  - {{ fake: a, {timing}, network: {{ {then} }} }}\nworkload:"),
         )
     };
     assert_eq!(
-        err(&second("partition: to_fake", "drop_connections: 0.1")),
-        "s.yaml:19: faults[1].network: fake \"a\" has both drop_connections and a one-way partition (with faults[0]); the simulated network repairs a broken link in both directions at once, which would lift the partition: use `partition: both`, or only one of them"
+        err(&with(
+            "partition: to_fake",
+            "at: 4s",
+            "drop_connections: 0.1"
+        )),
+        "s.yaml:19: faults[1].network: holds together with faults[0] from 4s: fake \"a\" would have drop_connections and a one-way partition at once, and the simulated network repairs a broken link in both directions, which would lift the partition; use `partition: both`, or let them take turns"
     );
+    // A repeating fault meets the other on a later occurrence.
     assert!(
-        err(&second("drop_connections: 0.1", "partition: from_fake")).contains("faults[1].network")
+        err(&with(
+            "partition: to_fake",
+            "at: 0s, for: 1s, every: 4s",
+            "drop_connections: 0.1"
+        ))
+        .contains("faults[1].network: holds together with faults[0] from 4s:")
+    );
+    // Up to the end of the grace: a partition from 2s on meets breaks at 11s.
+    let endless = |every: &str| {
+        with(
+            "partition: to_fake",
+            &format!("at: 0s, for: 1s, every: {every}"),
+            "drop_connections: 0.1",
+        )
+        .replace("    for: 3s\n", "")
+        .replace("window: { after: down }", "window: { before: down }")
+    };
+    assert!(
+        err(&endless("11s")).contains("faults[1].network: holds together with faults[0] from 11s:"),
+        "{}",
+        err(&endless("11s"))
     );
     for fine in [
-        second("partition: both", "drop_connections: 0.1"),
-        second("partition: to_fake", "latency: 10ms"),
-        second("partition: to_fake", "partition: from_fake"),
+        with("partition: to_fake", "at: 5s", "drop_connections: 0.1"),
+        with(
+            "partition: to_fake",
+            "at: 0s, for: 2s",
+            "drop_connections: 0.1",
+        ),
+        with(
+            "drop_connections: 0.1",
+            "at: 0s, for: 1s, every: 16s",
+            "partition: to_fake",
+        ),
+        with("partition: both", "at: 4s", "drop_connections: 0.1"),
+        with("partition: to_fake", "at: 4s", "latency: 10ms"),
+        with("partition: to_fake", "at: 4s", "partition: from_fake"),
     ] {
         load_str(&fine, Path::new("s.yaml")).unwrap_or_else(|e| panic!("{e}"));
     }

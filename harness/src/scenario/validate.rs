@@ -93,11 +93,13 @@ impl Validator<'_> {
         let fakes = self.fakes(raw.fakes, &root.key("fakes"))?;
         // The proxy section refers to the fakes, so it is read after them.
         let proxy = super::proxy::read_section(self, self.tree, base_dir, &fakes)?;
+        let grace = raw.grace.map_or(DEFAULT_GRACE, |d| d.0);
         let faults = self.faults(
             raw.faults.unwrap_or_default(),
             &root.key("faults"),
             &fakes,
             duration,
+            grace,
         )?;
         let phases = Phases::of(&faults, duration);
         let workload = self.workload(raw.workload, &root.key("workload"))?;
@@ -111,7 +113,7 @@ impl Validator<'_> {
             description: raw.description,
             seed: raw.seed.unwrap_or(0),
             duration,
-            grace: raw.grace.map_or(DEFAULT_GRACE, |d| d.0),
+            grace,
             proxy,
             fakes,
             faults,
@@ -373,6 +375,7 @@ impl Validator<'_> {
         path: &KeyPath,
         fakes: &[FakeSpec],
         duration: Duration,
+        grace: Duration,
     ) -> Result<Vec<Fault>, ConfigError> {
         let mut names = HashSet::new();
         let mut faults = Vec::new();
@@ -522,7 +525,7 @@ impl Validator<'_> {
                 action,
             });
         }
-        self.no_breaks_under_one_way_partitions(&faults, path)?;
+        self.no_breaks_under_one_way_partitions(&faults, path, duration.saturating_add(grace))?;
         Ok(faults)
     }
 
@@ -610,11 +613,14 @@ impl Validator<'_> {
     /// turmoil keeps a link's two directions apart only until a random
     /// break (`drop_connections`) hits it: breaking and repairing set both
     /// directions at once, so a one-way partition in force would be lifted
-    /// with the repair. A fake has one or the other, never both.
+    /// with the repair. A fake's one-way partitions and breaks take turns.
+    /// They are compared up to `end` (the scenario's duration and grace):
+    /// nothing after it is judged.
     fn no_breaks_under_one_way_partitions(
         &self,
         faults: &[Fault],
         path: &KeyPath,
+        end: Duration,
     ) -> Result<(), ConfigError> {
         let one_way = |f: &Fault| {
             matches!(
@@ -635,18 +641,22 @@ impl Validator<'_> {
             )
         };
         for (later, fault) in faults.iter().enumerate() {
-            let clashes = |other: &Fault| {
-                other.fake == fault.fake
-                    && ((one_way(fault) && breaks(other)) || (breaks(fault) && one_way(other)))
-            };
-            if let Some(earlier) = faults[..later].iter().position(clashes) {
-                return Err(self.error(
-                    &path.index(later).key("network"),
-                    format!(
-                        "fake {:?} has both drop_connections and a one-way partition (with faults[{earlier}]); the simulated network repairs a broken link in both directions at once, which would lift the partition: use `partition: both`, or only one of them",
-                        fault.fake
-                    ),
-                ));
+            for (earlier, other) in faults[..later].iter().enumerate() {
+                let clash = other.fake == fault.fake
+                    && ((one_way(fault) && breaks(other)) || (breaks(fault) && one_way(other)));
+                if !clash {
+                    continue;
+                }
+                if let Some(at) = first_overlap(&fault.trigger, &other.trigger, end) {
+                    return Err(self.error(
+                        &path.index(later).key("network"),
+                        format!(
+                            "holds together with faults[{earlier}] from {}: fake {:?} would have drop_connections and a one-way partition at once, and the simulated network repairs a broken link in both directions, which would lift the partition; use `partition: both`, or let them take turns",
+                            fmt_duration(at),
+                            fault.fake
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -1019,6 +1029,32 @@ impl Validator<'_> {
     }
 }
 
+/// The first instant before `end` at which two time triggers both hold.
+fn first_overlap(a: &Trigger, b: &Trigger, end: Duration) -> Option<Duration> {
+    let ranges = |t: &Trigger| {
+        match *t {
+            Trigger::Time { at, length, every } => Some(each_occurrence(at, length, every, end)),
+            Trigger::Calls(_) => None,
+        }
+        .into_iter()
+        .flatten()
+        .peekable()
+    };
+    let (mut a, mut b) = (ranges(a), ranges(b));
+    // Each is sorted and disjoint (a period is longer than its length).
+    loop {
+        let (x, y) = (a.peek()?, b.peek()?);
+        if x.start < y.end && y.start < x.end {
+            return Some(x.start.max(y.start));
+        }
+        if x.end <= y.end {
+            a.next();
+        } else {
+            b.next();
+        }
+    }
+}
+
 impl From<RawPartition> for Direction {
     fn from(raw: RawPartition) -> Self {
         match raw {
@@ -1105,15 +1141,20 @@ pub fn occurrences(
     every: Option<Duration>,
     duration: Duration,
 ) -> Vec<Range<Duration>> {
-    let mut out = Vec::new();
-    let mut start = at;
-    while start < duration {
-        let end = length.map_or(duration, |l| (start + l).min(duration));
-        out.push(start..end);
-        match every {
-            Some(period) if !period.is_zero() => start += period,
-            _ => break,
-        }
-    }
-    out
+    each_occurrence(at, length, every, duration).collect()
+}
+
+/// [`occurrences`], one at a time.
+fn each_occurrence(
+    at: Duration,
+    length: Option<Duration>,
+    every: Option<Duration>,
+    duration: Duration,
+) -> impl Iterator<Item = Range<Duration>> {
+    let period = every.filter(|p| !p.is_zero());
+    std::iter::successors(Some(at), move |start| {
+        period.and_then(|p| start.checked_add(p))
+    })
+    .take_while(move |start| *start < duration)
+    .map(move |start| start..length.map_or(duration, |l| start.saturating_add(l).min(duration)))
 }

@@ -101,24 +101,28 @@ impl Link {
             sim.set_link_latency(PROXY_HOST, fake, least);
             sim.set_link_max_message_latency(PROXY_HOST, fake, least.saturating_add(jitter));
         }
-        if wanted.to_fake_cut != self.applied.to_fake_cut {
-            if wanted.to_fake_cut {
-                sim.partition_oneway(PROXY_HOST, fake);
-            } else {
-                sim.repair_oneway(PROXY_HOST, fake);
-            }
-        }
-        if wanted.from_fake_cut != self.applied.from_fake_cut {
-            if wanted.from_fake_cut {
-                sim.partition_oneway(fake, PROXY_HOST);
-            } else {
-                sim.repair_oneway(fake, PROXY_HOST);
-            }
-        }
         if wanted.break_rate != self.applied.break_rate {
             sim.set_link_fail_rate(PROXY_HOST, fake, wanted.break_rate);
         }
+        // Both directions are set outright at every change, not only when
+        // their cut changes: a link that drop_connections broke stays broken
+        // both ways until its next message, so when the breaks end it is
+        // mended here rather than by a later message that would also lift a
+        // one-way partition begun in between. Setting a direction as it
+        // already is changes nothing; mending a break while breaks go on
+        // only lets the next message draw again instead of passing surely.
+        cut(sim, PROXY_HOST, fake, wanted.to_fake_cut);
+        cut(sim, fake, PROXY_HOST, wanted.from_fake_cut);
         self.applied = wanted;
+    }
+}
+
+/// Drops messages from `from` to `to` (`true`) or lets them through.
+fn cut(sim: &mut Sim<'_>, from: &str, to: &str, cut: bool) {
+    if cut {
+        sim.partition_oneway(from, to);
+    } else {
+        sim.repair_oneway(from, to);
     }
 }
 
