@@ -410,4 +410,89 @@ mod tests {
         assert!(took.iter().any(|t| *t != took[0]), "{took:?}");
         quick_and_fine(8000, 8500);
     }
+
+    /// The real proxy in simulation, with a fake whose link is cut toward
+    /// it, cut from it, slowed and broken in turn.
+    const THROUGH_THE_PROXY: &str = "\
+name: network
+description: the link to a fake is cut each way, slowed and broken
+seed: 5
+duration: 10s
+grace: 2s
+proxy:
+  backends:
+    - name: a
+      fake: a
+      timeout: { per_try: 500ms }
+      reconnect: { initial: 100ms, max: 400ms }
+fakes:
+  - name: a
+    transport: http
+    tools: [{ name: echo, read_only: true }]
+faults:
+  - { name: cut-to, fake: a, at: 1s, for: 1.5s, network: { partition: to_fake } }
+  - { name: cut-from, fake: a, at: 3.5s, for: 1.5s, network: { partition: from_fake } }
+  - { name: slow, fake: a, at: 6s, for: 1s, network: { latency: 100ms } }
+  - { name: breaks, fake: a, at: 8s, for: 1.5s, network: { drop_connections: 0.05 } }
+workload:
+  open: { rate: 40 }
+  call_timeout: 2s
+  calls: [{ tool: a/echo }]
+expect:
+  # (The call in flight when the first connect is refused is lost: -32011.)
+  - name: requests lost make the backend unavailable at once
+    errors: { window: { during: cut-to, skip: 50ms }, code: -32010, min_rate: 1 }
+  - name: the fake hears no call while cut off
+    count: { fake: a, window: { during: cut-to, skip: 10ms }, max: 0 }
+  - name: the fake runs calls it cannot answer
+    count: { fake: a, window: { during: cut-from }, outcomes: [success], min: 40 }
+  - name: answers lost are timeouts
+    errors: { window: { during: cut-from, skip: 10ms }, code: -32013, min_rate: 1 }
+  - name: served again between the cuts
+    threshold: { window: { from: 3s, to: 3.5s }, error_rate: { max: 0 } }
+  - name: served again after the breaks
+    threshold: { window: { after: breaks, skip: 100ms }, error_rate: { max: 0 } }
+";
+
+    #[test]
+    fn through_the_proxy_each_kind_of_network_fault_shows_to_clients() {
+        let path = std::path::Path::new("network.yaml");
+        let scenario = crate::scenario::load_str(THROUGH_THE_PROXY, path).unwrap();
+        let run = crate::sim::check_determinism(&scenario, scenario.seed)
+            .unwrap_or_else(|difference| panic!("{difference}"));
+        let report = &run.report;
+        assert_eq!(report.error, None);
+        let failed: Vec<_> = report
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.observed))
+            .collect();
+        assert!(failed.is_empty(), "{failed:#?}");
+        let phase = |label: &str| {
+            report
+                .phases
+                .iter()
+                .find(|p| p.label == label)
+                .unwrap_or_else(|| panic!("no phase {label:?}: {:#?}", report.phases))
+        };
+        let healthy = phase("before cut-to");
+        assert!(
+            healthy.calls >= 35 && healthy.errors == 0 && healthy.p50 < ms(10),
+            "{healthy:?}"
+        );
+        for cut in ["during cut-to", "during cut-from"] {
+            let cut = phase(cut);
+            assert!(cut.error_rate > 0.95, "{cut:?}");
+        }
+        // 100ms each way on a kept-alive connection: at least 200ms a call.
+        let slow = phase("during slow");
+        assert!(
+            slow.errors == 0 && (ms(200)..ms(250)).contains(&slow.p50),
+            "{slow:?}"
+        );
+        // Some calls lose a message and stall until the proxy's timeout.
+        let breaks = phase("during breaks");
+        assert!(breaks.errors > 0 && breaks.error_rate < 0.5, "{breaks:?}");
+    }
 }
