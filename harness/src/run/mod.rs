@@ -409,6 +409,8 @@ expect:
   - threshold: { error_rate: { max: 0 } }
 ";
         let scenario = crate::scenario::load_str(text, Path::new("net.yaml")).unwrap();
+        // Latency changes behaviour, not availability.
+        assert_eq!(first_outage_start(&scenario), None);
         for mode in [
             ProxyMode::InProcess,
             ProxyMode::Binary("/nonexistent/mcp-proxy".into()),
@@ -430,5 +432,30 @@ expect:
             );
             assert_eq!((report.calls, report.seed), (0, 7));
         }
+    }
+
+    #[test]
+    fn a_partition_is_an_outage_the_proxy_must_be_ready_before() {
+        let text = "\
+name: t
+description: a test
+duration: 5s
+proxy:
+  backends:
+    - { name: a, fake: a }
+fakes:
+  - { name: a, transport: http, tools: [{ name: echo }] }
+faults:
+  - { fake: a, at: 1s, network: { latency: 10ms } }
+  - { fake: a, at: 3s, network: { partition: from_fake } }
+  - { fake: a, at: 2s, for: 500ms, network: { drop_connections: 0.1 } }
+workload:
+  closed: { concurrency: 1 }
+  calls: [{ tool: a/echo }]
+expect:
+  - threshold: { error_rate: { max: 0 } }
+";
+        let scenario = crate::scenario::load_str(text, Path::new("s.yaml")).unwrap();
+        assert_eq!(first_outage_start(&scenario), Some(Duration::from_secs(3)));
     }
 }
