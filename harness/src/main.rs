@@ -201,6 +201,17 @@ async fn run_command(
     let Some(scenarios) = load_all(files) else {
         return 2;
     };
+    // Refused before any scenario runs, like an invalid file.
+    let needs_sim: Vec<_> = scenarios
+        .iter()
+        .filter_map(Scenario::needs_simulation)
+        .collect();
+    if !needs_sim.is_empty() {
+        for error in needs_sim {
+            eprintln!("error: {error}");
+        }
+        return 2;
+    }
     let harness_bin = match std::env::current_exe() {
         Ok(path) => path,
         Err(e) => {
@@ -396,12 +407,17 @@ fn check_command(files: &[PathBuf]) -> u8 {
         Some(scenarios) => {
             for s in scenarios {
                 println!(
-                    "ok  {}: {} ({} fakes, {} faults, {} checks)",
+                    "ok  {}: {} ({} fakes, {} faults, {} checks{})",
                     s.file.display(),
                     s.name,
                     s.fakes.len(),
                     s.faults.len(),
-                    s.expect.len()
+                    s.expect.len(),
+                    if s.needs_simulation().is_some() {
+                        "; network faults: runs with --sim only"
+                    } else {
+                        ""
+                    }
                 );
             }
             0

@@ -7,7 +7,9 @@
 //! tool's call count) and names this tool or none replaces the latency
 //! and/or the outcome mix, in file order, so later faults win. Outages are
 //! time-triggered and answered separately ([`Script::outage_at`]), because
-//! the faces act on them before any request arrives.
+//! the faces act on them before any request arrives. Network faults are not
+//! the fake's to act on: the simulation applies them to the link
+//! (`sim::network`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -113,7 +115,7 @@ impl Script {
     fn outages(&self) -> impl Iterator<Item = (&Fault, i32)> {
         self.faults.iter().filter_map(|fault| match fault.action {
             FaultAction::Outage { exit_code } => Some((fault, exit_code)),
-            FaultAction::Behave { .. } => None,
+            FaultAction::Behave { .. } | FaultAction::Network { .. } => None,
         })
     }
 }

@@ -10,6 +10,9 @@
 //!
 //! A failure of the harness itself (a fake cannot bind, the proxy never gets
 //! ready) ends the run with an error in the report rather than a verdict.
+//! So does a scenario with a `network` fault, before anything starts: the
+//! operating system's network cannot be partitioned or slowed per link by
+//! the harness, only the simulated one can (`run --sim`).
 
 mod progress;
 mod proxy;
@@ -30,7 +33,7 @@ use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
 use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
-use crate::scenario::{FakeAddress, FakeTransport, FaultAction, Scenario, Trigger};
+use crate::scenario::{FakeAddress, FakeTransport, FaultAction, LinkFault, Scenario, Trigger};
 use progress::ProgressLine;
 use proxy::ProxyUnderTest;
 use workdir::WorkDir;
@@ -61,6 +64,11 @@ pub struct RunOptions {
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     let seed = options.seed.unwrap_or(scenario.seed);
     let mode = options.mode.describe();
+    if let Some(error) = scenario.needs_simulation() {
+        let mut report = RunReport::stopped(scenario, &mode, Duration::ZERO, error.to_string());
+        report.seed = seed;
+        return report;
+    }
     let started = tokio::time::Instant::now();
     let outcome = execute(scenario, options, seed).await;
     let took = started.elapsed();
@@ -328,16 +336,23 @@ pub(crate) fn faults_of(scenario: &Scenario, fake: &str) -> Vec<crate::scenario:
         .collect()
 }
 
-/// When the first outage starts. A proxy that only gets ready after it would
-/// be judged on a scenario that did not happen (its backends were never up
-/// before the outage), so the run stops there. Other faults may start at 0s:
-/// they change behaviour, not availability.
+/// When the first outage (or network partition) starts. A proxy that only
+/// gets ready after it would be judged on a scenario that did not happen (its
+/// backends were never reachable before the outage), so the run stops there.
+/// Other faults may start at 0s: they change behaviour, not availability.
 fn first_outage_start(scenario: &Scenario) -> Option<Duration> {
     scenario
         .faults
         .iter()
         .filter_map(|f| match (&f.trigger, &f.action) {
-            (Trigger::Time { at, .. }, FaultAction::Outage { .. }) => Some(*at),
+            (
+                Trigger::Time { at, .. },
+                FaultAction::Outage { .. }
+                | FaultAction::Network {
+                    link: LinkFault::Partition(_),
+                    ..
+                },
+            ) => Some(*at),
             _ => None,
         })
         .min()
@@ -366,4 +381,81 @@ fn stdio_fake_args(
         "--seed".into(),
         seed.to_string(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_network_fault_refuses_a_real_run_before_anything_starts() {
+        let text = "\
+name: t
+description: a test
+duration: 2s
+proxy:
+  backends:
+    - { name: a, fake: a }
+fakes:
+  - { name: a, transport: http, tools: [{ name: echo }] }
+faults:
+  - { fake: a, at: 1s, network: { latency: 10ms } }
+workload:
+  closed: { concurrency: 1 }
+  calls: [{ tool: a/echo }]
+expect:
+  - threshold: { error_rate: { max: 0 } }
+";
+        let scenario = crate::scenario::load_str(text, Path::new("net.yaml")).unwrap();
+        // Latency changes behaviour, not availability.
+        assert_eq!(first_outage_start(&scenario), None);
+        for mode in [
+            ProxyMode::InProcess,
+            ProxyMode::Binary("/nonexistent/mcp-proxy".into()),
+            ProxyMode::Target("http://127.0.0.1:1/mcp".into()),
+        ] {
+            let options = RunOptions {
+                mode,
+                seed: Some(7),
+                harness_bin: "/nonexistent/mcp-harness".into(),
+                progress: false,
+                cancel: CancellationToken::new(),
+            };
+            let report = run(&scenario, &options).await;
+            assert_eq!(
+                report.error.as_deref(),
+                Some(
+                    "net.yaml:10: faults[0].network: a network fault needs the simulated network: run the scenario with --sim"
+                )
+            );
+            assert_eq!((report.calls, report.seed), (0, 7));
+        }
+    }
+
+    #[test]
+    fn a_partition_is_an_outage_the_proxy_must_be_ready_before() {
+        let text = "\
+name: t
+description: a test
+duration: 5s
+proxy:
+  backends:
+    - { name: a, fake: a }
+fakes:
+  - { name: a, transport: http, tools: [{ name: echo }] }
+faults:
+  - { fake: a, at: 1s, network: { latency: 10ms } }
+  - { fake: a, at: 3s, network: { partition: from_fake } }
+  - { fake: a, at: 2s, for: 500ms, network: { drop_connections: 0.1 } }
+workload:
+  closed: { concurrency: 1 }
+  calls: [{ tool: a/echo }]
+expect:
+  - threshold: { error_rate: { max: 0 } }
+";
+        let scenario = crate::scenario::load_str(text, Path::new("s.yaml")).unwrap();
+        assert_eq!(first_outage_start(&scenario), Some(Duration::from_secs(3)));
+    }
 }

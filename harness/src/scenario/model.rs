@@ -9,6 +9,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mcp_proxy::config::ConfigError;
 use mcp_proxy::config::document::Node;
 use serde_json::Value;
 
@@ -289,6 +290,78 @@ pub enum FaultAction {
         /// Replacement outcome mix.
         outcomes: Option<Vec<WeightedOutcome>>,
     },
+    /// `network`: the link between the proxy and an HTTP fake misbehaves
+    /// while the fault holds. Only a simulated network can do this, so a
+    /// scenario with one runs only with `--sim` ([`Scenario::needs_simulation`]).
+    Network {
+        /// What happens to the link.
+        link: LinkFault,
+        /// The line of the `network` key, for the error that refuses a real run.
+        line: usize,
+    },
+}
+
+/// What a `network` fault does to the link between the proxy and a fake.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LinkFault {
+    /// `{ latency: 50ms, jitter: 20ms }`: each message, either way, takes
+    /// between `latency` and `latency + jitter` to cross.
+    Latency {
+        /// The least time a message takes.
+        latency: Duration,
+        /// How much more it may take (0: exactly `latency`).
+        jitter: Duration,
+    },
+    /// `{ partition: both | to_fake | from_fake }`: messages that way are dropped.
+    Partition(Direction),
+    /// `{ drop_connections: 0.05 }`: the chance that a message breaks the
+    /// link, losing it and everything else in flight on the link.
+    DropConnections(f64),
+}
+
+/// Which way a partition drops messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `both`: nothing crosses.
+    Both,
+    /// `to_fake`: what the proxy sends to the fake is dropped.
+    ToFake,
+    /// `from_fake`: what the fake sends to the proxy is dropped.
+    FromFake,
+}
+
+impl Direction {
+    /// Whether messages from the proxy to the fake are dropped.
+    pub fn cuts_to_fake(self) -> bool {
+        matches!(self, Direction::Both | Direction::ToFake)
+    }
+
+    /// Whether messages from the fake to the proxy are dropped.
+    pub fn cuts_from_fake(self) -> bool {
+        matches!(self, Direction::Both | Direction::FromFake)
+    }
+}
+
+impl Scenario {
+    /// Why this scenario cannot run on the operating system's network: its
+    /// first `network` fault, as an error at that fault's line and key.
+    /// `None` when it runs in every mode.
+    pub fn needs_simulation(&self) -> Option<ConfigError> {
+        self.faults
+            .iter()
+            .enumerate()
+            .find_map(|(i, fault)| match fault.action {
+                FaultAction::Network { line, .. } => Some(ConfigError {
+                    file: self.file.display().to_string(),
+                    line: Some(line),
+                    path: format!("faults[{i}].network"),
+                    message:
+                        "a network fault needs the simulated network: run the scenario with --sim"
+                            .into(),
+                }),
+                _ => None,
+            })
+    }
 }
 
 /// The `workload:` section.

@@ -144,6 +144,24 @@ pub(crate) struct RawFault {
     pub(crate) exit_code: Option<i32>,
     pub(crate) latency: Option<RawLatency>,
     pub(crate) outcomes: Option<Vec<RawOutcome>>,
+    pub(crate) network: Option<RawNetwork>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetwork {
+    pub(crate) latency: Option<ConfigDuration>,
+    pub(crate) jitter: Option<ConfigDuration>,
+    pub(crate) partition: Option<RawPartition>,
+    pub(crate) drop_connections: Option<f64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawPartition {
+    Both,
+    ToFake,
+    FromFake,
 }
 
 #[derive(Deserialize)]

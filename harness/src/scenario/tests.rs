@@ -374,3 +374,207 @@ fn a_fake_pool_names_http_fakes_once_each() {
         "s.yaml:7: proxy.backends[0].fake: expected the name of a fake, or a list of HTTP fakes for a replica pool"
     );
 }
+
+/// BASE with its outage replaced by `network: {keys}` (the key on line 18).
+fn network_fault(keys: &str) -> String {
+    BASE.replace("    outage: true", &format!("    network: {{ {keys} }}"))
+}
+
+fn link_of(text: &str) -> (LinkFault, usize) {
+    let s = load_str(text, Path::new("s.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    match s.faults[0].action {
+        FaultAction::Network { link, line } => (link, line),
+        ref other => panic!("not a network fault: {other:?}"),
+    }
+}
+
+#[test]
+fn network_faults_read_latency_partitions_and_breaks() {
+    let ms = Duration::from_millis;
+    assert_eq!(
+        link_of(&network_fault("latency: 50ms")),
+        (
+            LinkFault::Latency {
+                latency: ms(50),
+                jitter: Duration::ZERO
+            },
+            18
+        )
+    );
+    assert_eq!(
+        link_of(&network_fault("latency: 50ms, jitter: 20ms")).0,
+        LinkFault::Latency {
+            latency: ms(50),
+            jitter: ms(20)
+        }
+    );
+    for (written, direction) in [
+        ("both", Direction::Both),
+        ("to_fake", Direction::ToFake),
+        ("from_fake", Direction::FromFake),
+    ] {
+        assert_eq!(
+            link_of(&network_fault(&format!("partition: {written}"))).0,
+            LinkFault::Partition(direction)
+        );
+    }
+    assert_eq!(
+        link_of(&network_fault("drop_connections: 0.05")).0,
+        LinkFault::DropConnections(0.05)
+    );
+    // A named network fault is a phase like any other.
+    let s = load_str(&network_fault("partition: both"), Path::new("s.yaml")).unwrap();
+    let CheckKind::Threshold(t) = &s.expect[0].kind else {
+        panic!("not a threshold")
+    };
+    assert_eq!(
+        t.select.window.ranges,
+        vec![Duration::from_secs(5)..Duration::from_secs(10)]
+    );
+}
+
+#[test]
+fn a_network_fault_is_one_kind_with_valid_values() {
+    assert_eq!(
+        err(&network_fault("")),
+        "s.yaml:18: faults[0].network: needs one of latency, partition, drop_connections"
+    );
+    assert_eq!(
+        err(&network_fault("latency: 5ms, partition: both")),
+        "s.yaml:18: faults[0].network: has latency and partition; a network fault is one of them (make the others faults of their own)"
+    );
+    assert_eq!(
+        err(&network_fault("jitter: 5ms")),
+        "s.yaml:18: faults[0].network.jitter: goes with latency (`latency: 0ms` for jitter alone)"
+    );
+    assert_eq!(
+        err(&network_fault("drop_connections: 0")),
+        "s.yaml:18: faults[0].network.drop_connections: must be greater than 0 and at most 1 (the chance that one message breaks the link)"
+    );
+    assert!(
+        err(&network_fault("drop_connections: 1.5")).contains("drop_connections: must be"),
+        "{}",
+        err(&network_fault("drop_connections: 1.5"))
+    );
+    assert_eq!(
+        err(&network_fault("latncy: 5ms")),
+        "s.yaml:18: faults[0].network: unknown key \"latncy\""
+    );
+    let sideways = err(&network_fault("partition: sideways"));
+    assert!(
+        sideways.starts_with("s.yaml:18: faults[0].network.partition: ")
+            && sideways.contains("to_fake"),
+        "{sideways}"
+    );
+}
+
+#[test]
+fn a_network_fault_breaks_a_whole_http_link_by_time() {
+    assert_eq!(
+        err(&network_fault("partition: both").replace("transport: http", "transport: stdio")),
+        "s.yaml:18: faults[0].network: fake \"a\" is a stdio fake: it has no network link to break (network faults are for http fakes)"
+    );
+    assert_eq!(
+        err(&network_fault("partition: both")
+            .replace("    fake: a\n    at", "    fake: a\n    tool: echo\n    at")),
+        "s.yaml:16: faults[0].tool: a network fault breaks the link to the whole fake"
+    );
+    let by_calls = network_fault("partition: both")
+        .replace("  - name: down\n    fake: a\n", "  - fake: a\n")
+        .replace("    at: 2s\n    for: 3s\n", "    calls: { first: 3 }\n")
+        .replace("window: { after: down }", "window: { from: 1s }");
+    assert_eq!(
+        err(&by_calls),
+        "s.yaml:15: faults[0].calls: a network fault is triggered by time (at/for/every): the network does not count calls"
+    );
+    assert_eq!(
+        err(&network_fault("partition: both")
+            .replace("    for: 3s\n", "    for: 3s\n    exit_code: 3\n")),
+        "s.yaml:18: faults[0].exit_code: belongs to an outage"
+    );
+    assert_eq!(
+        err(&BASE.replace(
+            "    outage: true",
+            "    outage: true\n    network: { partition: both }"
+        )),
+        "s.yaml:19: faults[0].network: a network fault has no outage, latency or outcomes (make them faults of their own)"
+    );
+}
+
+#[test]
+fn a_fakes_breaks_and_one_way_partitions_take_turns() {
+    // BASE's fault holds from 2s to 5s of 10s (and 5s of grace).
+    let with = |first: &str, timing: &str, then: &str| {
+        network_fault(first).replace(
+            "workload:",
+            &format!("  - {{ fake: a, {timing}, network: {{ {then} }} }}\nworkload:"),
+        )
+    };
+    assert_eq!(
+        err(&with(
+            "partition: to_fake",
+            "at: 4s",
+            "drop_connections: 0.1"
+        )),
+        "s.yaml:19: faults[1].network: holds together with faults[0] from 4s: fake \"a\" would have drop_connections and a one-way partition at once, and the simulated network repairs a broken link in both directions, which would lift the partition; use `partition: both`, or let them take turns"
+    );
+    // A repeating fault meets the other on a later occurrence.
+    assert!(
+        err(&with(
+            "partition: to_fake",
+            "at: 0s, for: 1s, every: 4s",
+            "drop_connections: 0.1"
+        ))
+        .contains("faults[1].network: holds together with faults[0] from 4s:")
+    );
+    // Up to the end of the grace: a partition from 2s on meets breaks at 11s.
+    let endless = |every: &str| {
+        with(
+            "partition: to_fake",
+            &format!("at: 0s, for: 1s, every: {every}"),
+            "drop_connections: 0.1",
+        )
+        .replace("    for: 3s\n", "")
+        .replace("window: { after: down }", "window: { before: down }")
+    };
+    assert!(
+        err(&endless("11s")).contains("faults[1].network: holds together with faults[0] from 11s:"),
+        "{}",
+        err(&endless("11s"))
+    );
+    for fine in [
+        with("partition: to_fake", "at: 5s", "drop_connections: 0.1"),
+        with(
+            "partition: to_fake",
+            "at: 0s, for: 2s",
+            "drop_connections: 0.1",
+        ),
+        with(
+            "drop_connections: 0.1",
+            "at: 0s, for: 1s, every: 16s",
+            "partition: to_fake",
+        ),
+        with("partition: both", "at: 4s", "drop_connections: 0.1"),
+        with("partition: to_fake", "at: 4s", "latency: 10ms"),
+        with("partition: to_fake", "at: 4s", "partition: from_fake"),
+    ] {
+        load_str(&fine, Path::new("s.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn a_scenario_with_a_network_fault_says_it_needs_the_simulation() {
+    assert!(
+        load_str(BASE, Path::new("s.yaml"))
+            .unwrap()
+            .needs_simulation()
+            .is_none()
+    );
+    let s = load_str(&network_fault("latency: 100ms"), Path::new("s.yaml")).unwrap();
+    assert_eq!(
+        s.needs_simulation().map(|e| e.to_string()).as_deref(),
+        Some(
+            "s.yaml:18: faults[0].network: a network fault needs the simulated network: run the scenario with --sim"
+        )
+    );
+}

@@ -93,11 +93,13 @@ impl Validator<'_> {
         let fakes = self.fakes(raw.fakes, &root.key("fakes"))?;
         // The proxy section refers to the fakes, so it is read after them.
         let proxy = super::proxy::read_section(self, self.tree, base_dir, &fakes)?;
+        let grace = raw.grace.map_or(DEFAULT_GRACE, |d| d.0);
         let faults = self.faults(
             raw.faults.unwrap_or_default(),
             &root.key("faults"),
             &fakes,
             duration,
+            grace,
         )?;
         let phases = Phases::of(&faults, duration);
         let workload = self.workload(raw.workload, &root.key("workload"))?;
@@ -111,7 +113,7 @@ impl Validator<'_> {
             description: raw.description,
             seed: raw.seed.unwrap_or(0),
             duration,
-            grace: raw.grace.map_or(DEFAULT_GRACE, |d| d.0),
+            grace,
             proxy,
             fakes,
             faults,
@@ -373,6 +375,7 @@ impl Validator<'_> {
         path: &KeyPath,
         fakes: &[FakeSpec],
         duration: Duration,
+        grace: Duration,
     ) -> Result<Vec<Fault>, ConfigError> {
         let mut names = HashSet::new();
         let mut faults = Vec::new();
@@ -461,6 +464,12 @@ impl Validator<'_> {
                 }
             }
             let behave = f.latency.is_some() || f.outcomes.is_some();
+            if f.network.is_some() && (f.outage.is_some() || behave) {
+                return Err(self.error(
+                    &p.key("network"),
+                    "a network fault has no outage, latency or outcomes (make them faults of their own)",
+                ));
+            }
             let action = match (f.outage, behave) {
                 (Some(true), true) => {
                     return Err(
@@ -486,9 +495,12 @@ impl Validator<'_> {
                 (Some(false), _) => {
                     return Err(self.error(&p.key("outage"), "write `true`, or leave the key out"));
                 }
-                (None, false) => {
-                    return Err(self.error(&p, "needs outage, latency or outcomes"));
-                }
+                (None, false) => match &f.network {
+                    Some(network) => self.network_action(network, &f, &p, fake)?,
+                    None => {
+                        return Err(self.error(&p, "needs outage, network, latency or outcomes"));
+                    }
+                },
                 (None, true) => {
                     if f.exit_code.is_some() {
                         return Err(self.error(&p.key("exit_code"), "belongs to an outage"));
@@ -513,7 +525,141 @@ impl Validator<'_> {
                 action,
             });
         }
+        self.no_breaks_under_one_way_partitions(&faults, path, duration.saturating_add(grace))?;
         Ok(faults)
+    }
+
+    /// A `network` fault: of the whole link to an HTTP fake, by time.
+    fn network_action(
+        &self,
+        raw: &RawNetwork,
+        fault: &RawFault,
+        path: &KeyPath,
+        fake: &FakeSpec,
+    ) -> Result<FaultAction, ConfigError> {
+        if fault.tool.is_some() {
+            return Err(self.error(
+                &path.key("tool"),
+                "a network fault breaks the link to the whole fake",
+            ));
+        }
+        if fault.exit_code.is_some() {
+            return Err(self.error(&path.key("exit_code"), "belongs to an outage"));
+        }
+        if fault.calls.is_some() {
+            return Err(self.error(
+                &path.key("calls"),
+                "a network fault is triggered by time (at/for/every): the network does not count calls",
+            ));
+        }
+        if fake.transport == FakeTransport::Stdio {
+            return Err(self.error(
+                &path.key("network"),
+                format!(
+                    "fake {:?} is a stdio fake: it has no network link to break (network faults are for http fakes)",
+                    fake.name
+                ),
+            ));
+        }
+        Ok(FaultAction::Network {
+            link: self.network(raw, &path.key("network"))?,
+            line: self.tree.line_near(&path.key("network").0),
+        })
+    }
+
+    fn network(&self, raw: &RawNetwork, path: &KeyPath) -> Result<LinkFault, ConfigError> {
+        let mut chosen = Vec::new();
+        match (raw.latency, raw.jitter) {
+            (Some(latency), jitter) => chosen.push((
+                "latency",
+                LinkFault::Latency {
+                    latency: latency.0,
+                    jitter: jitter.map_or(Duration::ZERO, |j| j.0),
+                },
+            )),
+            (None, Some(_)) => {
+                return Err(self.error(
+                    &path.key("jitter"),
+                    "goes with latency (`latency: 0ms` for jitter alone)",
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(direction) = raw.partition {
+            chosen.push(("partition", LinkFault::Partition(direction.into())));
+        }
+        if let Some(rate) = raw.drop_connections {
+            if !(rate > 0.0 && rate <= 1.0) {
+                return Err(self.error(
+                    &path.key("drop_connections"),
+                    "must be greater than 0 and at most 1 (the chance that one message breaks the link)",
+                ));
+            }
+            chosen.push(("drop_connections", LinkFault::DropConnections(rate)));
+        }
+        match chosen.len() {
+            1 => Ok(chosen.remove(0).1),
+            0 => Err(self.error(path, "needs one of latency, partition, drop_connections")),
+            _ => Err(self.error(
+                path,
+                format!(
+                    "has {}; a network fault is one of them (make the others faults of their own)",
+                    chosen.iter().map(|c| c.0).collect::<Vec<_>>().join(" and ")
+                ),
+            )),
+        }
+    }
+
+    /// turmoil keeps a link's two directions apart only until a random
+    /// break (`drop_connections`) hits it: breaking and repairing set both
+    /// directions at once, so a one-way partition in force would be lifted
+    /// with the repair. A fake's one-way partitions and breaks take turns.
+    /// They are compared up to `end` (the scenario's duration and grace):
+    /// nothing after it is judged.
+    fn no_breaks_under_one_way_partitions(
+        &self,
+        faults: &[Fault],
+        path: &KeyPath,
+        end: Duration,
+    ) -> Result<(), ConfigError> {
+        let one_way = |f: &Fault| {
+            matches!(
+                f.action,
+                FaultAction::Network {
+                    link: LinkFault::Partition(Direction::ToFake | Direction::FromFake),
+                    ..
+                }
+            )
+        };
+        let breaks = |f: &Fault| {
+            matches!(
+                f.action,
+                FaultAction::Network {
+                    link: LinkFault::DropConnections(_),
+                    ..
+                }
+            )
+        };
+        for (later, fault) in faults.iter().enumerate() {
+            for (earlier, other) in faults[..later].iter().enumerate() {
+                let clash = other.fake == fault.fake
+                    && ((one_way(fault) && breaks(other)) || (breaks(fault) && one_way(other)));
+                if !clash {
+                    continue;
+                }
+                if let Some(at) = first_overlap(&fault.trigger, &other.trigger, end) {
+                    return Err(self.error(
+                        &path.index(later).key("network"),
+                        format!(
+                            "holds together with faults[{earlier}] from {}: fake {:?} would have drop_connections and a one-way partition at once, and the simulated network repairs a broken link in both directions, which would lift the partition; use `partition: both`, or let them take turns",
+                            fmt_duration(at),
+                            fault.fake
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn workload(&self, raw: RawWorkload, path: &KeyPath) -> Result<Workload, ConfigError> {
@@ -883,6 +1029,42 @@ impl Validator<'_> {
     }
 }
 
+/// The first instant before `end` at which two time triggers both hold.
+fn first_overlap(a: &Trigger, b: &Trigger, end: Duration) -> Option<Duration> {
+    let ranges = |t: &Trigger| {
+        match *t {
+            Trigger::Time { at, length, every } => Some(each_occurrence(at, length, every, end)),
+            Trigger::Calls(_) => None,
+        }
+        .into_iter()
+        .flatten()
+        .peekable()
+    };
+    let (mut a, mut b) = (ranges(a), ranges(b));
+    // Each is sorted and disjoint (a period is longer than its length).
+    loop {
+        let (x, y) = (a.peek()?, b.peek()?);
+        if x.start < y.end && y.start < x.end {
+            return Some(x.start.max(y.start));
+        }
+        if x.end <= y.end {
+            a.next();
+        } else {
+            b.next();
+        }
+    }
+}
+
+impl From<RawPartition> for Direction {
+    fn from(raw: RawPartition) -> Self {
+        match raw {
+            RawPartition::Both => Direction::Both,
+            RawPartition::ToFake => Direction::ToFake,
+            RawPartition::FromFake => Direction::FromFake,
+        }
+    }
+}
+
 impl From<RawOutcomeFilter> for OutcomeFilter {
     fn from(raw: RawOutcomeFilter) -> Self {
         match raw {
@@ -959,15 +1141,20 @@ pub fn occurrences(
     every: Option<Duration>,
     duration: Duration,
 ) -> Vec<Range<Duration>> {
-    let mut out = Vec::new();
-    let mut start = at;
-    while start < duration {
-        let end = length.map_or(duration, |l| (start + l).min(duration));
-        out.push(start..end);
-        match every {
-            Some(period) if !period.is_zero() => start += period,
-            _ => break,
-        }
-    }
-    out
+    each_occurrence(at, length, every, duration).collect()
+}
+
+/// [`occurrences`], one at a time.
+fn each_occurrence(
+    at: Duration,
+    length: Option<Duration>,
+    every: Option<Duration>,
+    duration: Duration,
+) -> impl Iterator<Item = Range<Duration>> {
+    let period = every.filter(|p| !p.is_zero());
+    std::iter::successors(Some(at), move |start| {
+        period.and_then(|p| start.checked_add(p))
+    })
+    .take_while(move |start| *start < duration)
+    .map(move |start| start..length.map_or(duration, |l| start.saturating_add(l).min(duration)))
 }
