@@ -268,6 +268,7 @@ mod tests {
             tool: "files/*".into(),
             window: window("during x", &[(1_000, 2_000), (3_000, 3_500)]),
             outcome: None,
+            code: None,
         };
         let picked: Vec<u64> = select_calls(&selector, &calls).map(|c| c.call).collect();
         assert_eq!(picked, vec![3, 5]);
