@@ -215,7 +215,7 @@ fn a_threshold_may_select_an_error_code_but_not_with_successes() {
     assert_eq!(t.select.code, Some(-32014));
     assert_eq!(
         err(&with("code: -32014, outcome: success")),
-        "s.yaml:27: expect[0].threshold.code: selects errors: not with outcome: success"
+        "s.yaml:24: expect[0].threshold.code: selects errors: not with outcome: success"
     );
 }
 
