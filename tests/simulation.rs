@@ -70,7 +70,26 @@ const MUTANTS: &[Mutant] = &[
         fails: &[
             "the breaker opens within 1s of the failure",
             "no call reaches the backend while the breaker is open",
+            "refusals are -32014 and fast",
         ],
+    },
+    Mutant {
+        scenario: "circuit-breaker.yaml",
+        name: "a breaker that stays open for a minute",
+        edits: &[Replace("open_for: 2s", "open_for: 60s")],
+        fails: &[
+            "it closes again once the backend is back",
+            "healthy after recovery",
+        ],
+    },
+    Mutant {
+        scenario: "circuit-breaker.yaml",
+        name: "a slow-call threshold below the backend's normal latency",
+        edits: &[Replace(
+            "half_open_probes: 3",
+            "half_open_probes: 3\n        slow_call: { threshold: 1ms, rate: 0.3 }",
+        )],
+        fails: &["healthy before the failure"],
     },
     // outlier.yaml
     Mutant {
@@ -87,6 +106,32 @@ const MUTANTS: &[Mutant] = &[
         name: "ejections that do not grow",
         edits: &[Replace("max_ejection: 10s", "max_ejection: 2s")],
         fails: &["the second ejection lasts twice as long"],
+    },
+    Mutant {
+        scenario: "outlier.yaml",
+        name: "ejections that do not end",
+        edits: &[Replace("base_ejection: 2s", "base_ejection: 10s")],
+        fails: &[
+            "b is tried again when its first ejection ends",
+            "b is tried again when its second ejection ends",
+        ],
+    },
+    Mutant {
+        scenario: "outlier.yaml",
+        name: "no retries",
+        edits: &[Remove("retry")],
+        fails: &["clients hardly notice the broken replica"],
+    },
+    Mutant {
+        // No config setting skews an unweighted pool: a slower replica gets
+        // fewer calls under least-requests balancing.
+        scenario: "outlier.yaml",
+        name: "replica b ten times slower",
+        edits: &[Replace(
+            "- name: search-b\n    transport: http\n    tools:\n      - name: query\n        read_only: true\n        latency: { lognormal: { median: 2ms",
+            "- name: search-b\n    transport: http\n    tools:\n      - name: query\n        read_only: true\n        latency: { lognormal: { median: 20ms",
+        )],
+        fails: &["both replicas serve before the failure"],
     },
     // canary.yaml
     Mutant {
@@ -132,6 +177,98 @@ const MUTANTS: &[Mutant] = &[
             "clients see no errors while the primary is down",
             "the standby serves while the primary is down",
         ],
+    },
+    Mutant {
+        scenario: "failover.yaml",
+        name: "the standby configured as a 50% canary",
+        edits: &[Replace(
+            "failover_for: search",
+            "canary_of: search\n      weight: 50",
+        )],
+        fails: &[
+            "the standby is idle while the primary is healthy",
+            "the standby is idle once the primary is back",
+            "invalid params reach the client unchanged",
+        ],
+    },
+    Mutant {
+        scenario: "failover.yaml",
+        name: "a primary that reconnects after 3s",
+        edits: &[Replace(
+            "reconnect: { initial: 100ms, max: 400ms }",
+            "reconnect: { initial: 3s, max: 3s }",
+        )],
+        fails: &["the standby is idle once the primary is back"],
+    },
+    // outage.yaml
+    Mutant {
+        scenario: "outage.yaml",
+        name: "no retry on the search pool",
+        edits: &[Remove("retry")],
+        fails: &["search unaffected while one replica is down"],
+    },
+    Mutant {
+        scenario: "outage.yaml",
+        name: "retries with a slow backoff and no budget",
+        edits: &[
+            Replace(
+                "      fake: files\n",
+                "      fake: files\n      retry: { max_retries: 3, backoff: { initial: 400ms, max: 400ms }, on: [transport, unavailable], budget: { percent: 100, min_per_second: 1000 } }\n",
+            ),
+            Replace(
+                "backoff: { initial: 1ms, max: 5ms }",
+                "max_retries: 3\n        backoff: { initial: 400ms, max: 400ms }\n        budget: { percent: 100, min_per_second: 1000 }",
+            ),
+        ],
+        fails: &[
+            "files fails fast as unavailable",
+            "files rejections are fast",
+            "search fails fast as unavailable",
+            "search rejections are fast",
+        ],
+    },
+    Mutant {
+        scenario: "outage.yaml",
+        name: "reconnecting after a minute",
+        edits: &[
+            Replace(
+                "fake: files\n      init_timeout: 2s\n      reconnect: { initial: 100ms, max: 400ms }",
+                "fake: files\n      init_timeout: 2s\n      reconnect: { initial: 60s, max: 60s }",
+            ),
+            Replace(
+                "fake: [search-a, search-b]\n      init_timeout: 2s\n      reconnect: { initial: 100ms, max: 400ms }",
+                "fake: [search-a, search-b]\n      init_timeout: 2s\n      reconnect: { initial: 60s, max: 60s }",
+            ),
+        ],
+        fails: &[
+            "files serves again within 2s of its return",
+            "files healthy after recovery",
+            "search serves again within 2s of its return",
+            "search healthy after recovery",
+        ],
+    },
+    Mutant {
+        // No proxy setting couples two backends: the fault timeline stands in.
+        scenario: "outage.yaml",
+        name: "files going down with search",
+        edits: &[Replace(
+            "fake: files\n    at: 3s",
+            "fake: files\n    at: 10s",
+        )],
+        fails: &[
+            "search unaffected while files is down",
+            "files unaffected while search is down",
+        ],
+    },
+    Mutant {
+        // A fake that hangs: what a proxy that missed the child's exit would do.
+        scenario: "outage.yaml",
+        name: "files hanging instead of exiting",
+        edits: &[Replace(
+            "for: 3s\n    outage: true\n  - name: search-a-down",
+            "for: 3s\n    outcomes: [{ probability: 1, hang: true }]\n  - name: search-a-down",
+        )],
+        fails: &["first fast rejection of files within 1s"],
     },
 ];
 

@@ -117,6 +117,7 @@ mod tests {
                 tool: "files/*".into(),
                 window: window("during files-down", &[(1_000, 2_000)]),
                 outcome: None,
+                code: None,
             },
             code,
             message_contains: message.map(Into::into),

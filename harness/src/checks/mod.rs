@@ -21,7 +21,7 @@ use mcp_proxy::glob;
 use serde::Serialize;
 
 use crate::journal::JournalEntry;
-use crate::load::record::{CallRecord, LoadResult};
+use crate::load::record::{CallOutcome, CallRecord, LoadResult};
 use crate::scenario::{CallSelector, CheckKind, CheckSpec, OutcomeFilter, Scenario, Window};
 
 /// The outcome of one check, as reports show it.
@@ -118,6 +118,9 @@ fn select_calls<'a>(
         glob::matches(&selector.tool, &c.tool)
             && selector.window.contains(c.intended)
             && selector.outcome.is_none_or(|f| outcome_matches(c, f))
+            && selector.code.is_none_or(
+                |want| matches!(c.outcome, CallOutcome::RpcError { code, .. } if code == want),
+            )
     })
 }
 
@@ -265,6 +268,7 @@ mod tests {
             tool: "files/*".into(),
             window: window("during x", &[(1_000, 2_000), (3_000, 3_500)]),
             outcome: None,
+            code: None,
         };
         let picked: Vec<u64> = select_calls(&selector, &calls).map(|c| c.call).collect();
         assert_eq!(picked, vec![3, 5]);
@@ -272,6 +276,13 @@ mod tests {
         selector.outcome = Some(OutcomeFilter::Success);
         let picked: Vec<u64> = select_calls(&selector, &calls).map(|c| c.call).collect();
         assert_eq!(picked, vec![1, 2, 5, 6]);
+        // A code selects the calls answered with that JSON-RPC error only.
+        selector.outcome = None;
+        selector.code = Some(-32000);
+        let picked: Vec<u64> = select_calls(&selector, &calls).map(|c| c.call).collect();
+        assert_eq!(picked, vec![3]);
+        selector.code = Some(-32001);
+        assert_eq!(select_calls(&selector, &calls).count(), 0);
     }
 
     #[test]
@@ -285,6 +296,7 @@ mod tests {
                         tool: "*".into(),
                         window: always(),
                         outcome: None,
+                        code: None,
                     },
                     max_error_rate: Some(0.0),
                     latency: Vec::new(),

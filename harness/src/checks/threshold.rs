@@ -16,16 +16,19 @@ pub fn check(spec: &ThresholdCheck, calls: &[CallRecord]) -> Verdict {
     let summary = LatencySummary::of(select_calls(&spec.select, calls));
 
     let mut expected = Vec::new();
+    if let Some(code) = spec.select.code {
+        expected.push(format!("errors {code}:"));
+    }
     if let Some(max) = spec.max_error_rate {
         expected.push(format!("error rate ≤ {}", percent(max)));
     }
     for (percentile, bound) in &spec.latency {
         expected.push(format!("{} ≤ {}", percentile.label, duration(*bound)));
     }
-    if spec.min_calls > 1 || expected.is_empty() {
+    if spec.min_calls > 1 || spec.max_error_rate.is_none() && spec.latency.is_empty() {
         expected.push(format!("≥ {}", count(spec.min_calls, "call")));
     }
-    let expected = expected.join(", ");
+    let expected = expected.join(", ").replacen(":,", ":", 1);
 
     if summary.calls < spec.min_calls {
         let observed = if summary.calls == 0 {
@@ -113,6 +116,7 @@ mod tests {
                 tool: "files/*".into(),
                 window: window("during files-down", &[(1_000, 2_000)]),
                 outcome: None,
+                code: None,
             },
             max_error_rate,
             latency,
@@ -179,6 +183,23 @@ mod tests {
         assert!(v.detail.unwrap().contains("100 calls selected, 200 needed"));
 
         let v = check(&spec(Some(1.0), Vec::new(), 1), &[]);
+        assert!(!v.passed);
+        assert_eq!(v.observed, "no calls");
+    }
+
+    #[test]
+    fn a_code_selects_only_the_errors_with_that_code() {
+        let mut only = spec(None, vec![(P99, ms(20))], 10);
+        only.select.code = Some(-32000);
+        // The 10 failures took 1..=10 ms; the slow successes do not count.
+        let v = check(&only, &calls(10));
+        assert!(v.passed, "{v:?}");
+        assert_eq!(v.expected, "errors -32000: p99 ≤ 20ms, ≥ 10 calls");
+        assert_eq!(v.observed, "p99 = 10ms, 10 calls");
+
+        // Another code: nothing selected, and too few calls fails.
+        only.select.code = Some(-32014);
+        let v = check(&only, &calls(10));
         assert!(!v.passed);
         assert_eq!(v.observed, "no calls");
     }

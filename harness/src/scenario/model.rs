@@ -446,6 +446,9 @@ pub struct CallSelector {
     pub window: Window,
     /// `outcome`: only calls that ended this way. Default any.
     pub outcome: Option<OutcomeFilter>,
+    /// `code` (threshold only): only calls answered with this JSON-RPC
+    /// error code. Default any.
+    pub code: Option<i64>,
 }
 
 /// A filter on how a client call ended.

@@ -244,6 +244,7 @@ pub(crate) struct RawThreshold {
     pub(crate) calls: Option<String>,
     pub(crate) window: Option<RawWindow>,
     pub(crate) outcome: Option<RawOutcomeFilter>,
+    pub(crate) code: Option<i64>,
     pub(crate) error_rate: Option<RawMax>,
     pub(crate) latency: Option<BTreeMap<String, ConfigDuration>>,
     pub(crate) min_calls: Option<u64>,

@@ -201,6 +201,25 @@ fn a_check_is_exactly_one_kind() {
 }
 
 #[test]
+fn a_threshold_may_select_an_error_code_but_not_with_successes() {
+    let with = |keys: &str| {
+        BASE.replace(
+            "error_rate: { max: 0 } }",
+            &format!("error_rate: {{ max: 0 }}, {keys} }}"),
+        )
+    };
+    let scenario = load_str(&with("code: -32014"), Path::new("s.yaml")).unwrap();
+    let CheckKind::Threshold(t) = &scenario.expect[0].kind else {
+        panic!("not a threshold")
+    };
+    assert_eq!(t.select.code, Some(-32014));
+    assert_eq!(
+        err(&with("code: -32014, outcome: success")),
+        "s.yaml:24: expect[0].threshold.code: selects errors: not with outcome: success"
+    );
+}
+
+#[test]
 fn ratio_shares_must_add_up_and_confidence_be_a_probability() {
     let text = BASE.replace(
         "  - threshold: { calls: a/*, window: { after: down }, error_rate: { max: 0 } }",

@@ -760,7 +760,11 @@ impl Validator<'_> {
         let mut kinds = Vec::new();
         if let Some(t) = raw.threshold {
             let p = path.key("threshold");
-            let select = self.selector(t.calls, t.window, t.outcome, &p, phases)?;
+            if t.code.is_some() && matches!(t.outcome, Some(RawOutcomeFilter::Success)) {
+                return Err(self.error(&p.key("code"), "selects errors: not with outcome: success"));
+            }
+            let mut select = self.selector(t.calls, t.window, t.outcome, &p, phases)?;
+            select.code = t.code;
             let max_error_rate = match t.error_rate {
                 Some(r) if !(0.0..=1.0).contains(&r.max) => {
                     return Err(
@@ -964,6 +968,7 @@ impl Validator<'_> {
             tool: calls.unwrap_or_else(|| "*".into()),
             window: self.window(window, &path.key("window"), phases)?,
             outcome: outcome.map(Into::into),
+            code: None,
         })
     }
 
