@@ -55,12 +55,43 @@ const MUTANTS: &[Mutant] = &[
         )],
         fails: &["the retry budget caps retries when nothing helps"],
     },
+    Mutant {
+        scenario: "retry.yaml",
+        name: "send declared safe to repeat",
+        edits: &[Replace(
+            "      retry:\n",
+            "      safe_to_repeat: { tools: [send] }\n      retry:\n",
+        )],
+        fails: &[
+            "the backend sees at most 1.375 times the calls while flaky",
+            "send is never run twice for one call",
+            "send's failures reach the client unchanged",
+        ],
+    },
+    Mutant {
+        scenario: "retry.yaml",
+        name: "a per-try timeout below lookup's median latency",
+        edits: &[Replace("per_try: 1s", "per_try: 2ms")],
+        fails: &["lookup is untouched before the flaky phase"],
+    },
     // hedging.yaml
     Mutant {
         scenario: "hedging.yaml",
         name: "no hedging",
         edits: &[Remove("hedging")],
-        fails: &["p99 below twice the hedge delay plus the median"],
+        fails: &["p99 below 52ms"],
+    },
+    Mutant {
+        scenario: "hedging.yaml",
+        name: "hedging after 45ms",
+        edits: &[Replace("delay: 30ms", "delay: 45ms")],
+        fails: &["p99 below 52ms"],
+    },
+    Mutant {
+        scenario: "hedging.yaml",
+        name: "hedging after 15ms",
+        edits: &[Replace("delay: 30ms", "delay: 15ms")],
+        fails: &["the backend sees at most 1.15 times the calls"],
     },
     // circuit-breaker.yaml
     Mutant {
@@ -137,14 +168,25 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         scenario: "canary.yaml",
         name: "weight 9",
-        edits: &[Replace("weight: 10", "weight: 9")],
+        edits: &[Replace("weight: 10\n", "weight: 9\n")],
         fails: &["the canary takes 10% of the calls"],
     },
     Mutant {
         scenario: "canary.yaml",
         name: "weight 11",
-        edits: &[Replace("weight: 10", "weight: 11")],
+        edits: &[Replace("weight: 10\n", "weight: 11\n")],
         fails: &["the canary takes 10% of the calls"],
+    },
+    // A canary's health failures fall back to its primary, so no proxy
+    // config makes it cost errors: a canary version that fails 1 % does.
+    Mutant {
+        scenario: "canary.yaml",
+        name: "a canary that fails 1% of its calls",
+        edits: &[Replace(
+            "  - name: search-next\n    transport: http\n    tools:\n      - name: query\n",
+            "  - name: search-next\n    transport: http\n    tools:\n      - name: query\n        outcomes: [{ probability: 0.01, jsonrpc_error: { code: -32603, message: canary bug } }]\n",
+        )],
+        fails: &["clients see no errors"],
     },
     // mirror.yaml
     Mutant {
@@ -167,6 +209,36 @@ const MUTANTS: &[Mutant] = &[
         name: "mirroring at 28%",
         edits: &[Replace("mirror_percent: 25", "mirror_percent: 28")],
         fails: &["the shadow sees a quarter of the calls"],
+    },
+    Mutant {
+        scenario: "mirror.yaml",
+        name: "eight copies in flight",
+        edits: &[Replace(
+            "mirror_max_in_flight: 64",
+            "mirror_max_in_flight: 8",
+        )],
+        fails: &["the shadow keeps getting copies while degraded"],
+    },
+    Mutant {
+        scenario: "mirror.yaml",
+        name: "a canary instead of a mirror",
+        edits: &[Replace(
+            "mirror_of: search\n      mirror_percent: 25\n      mirror_max_in_flight: 64\n",
+            "canary_of: search\n      weight: 20\n",
+        )],
+        fails: &["primary just as healthy while the shadow is degraded"],
+    },
+    Mutant {
+        scenario: "mirror.yaml",
+        name: "a primary rate-limited below the load",
+        edits: &[Replace(
+            "    - name: search\n      fake: search\n",
+            "    - name: search\n      fake: search\n      rate_limit: { requests: 900, per: 1s }\n",
+        )],
+        fails: &[
+            "primary healthy before the shadow degrades",
+            "primary just as healthy while the shadow is degraded",
+        ],
     },
     // failover.yaml
     Mutant {
