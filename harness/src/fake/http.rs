@@ -209,8 +209,12 @@ impl Shared {
             .record(&self.endpoint, method.as_str(), None, &Value::Null, outcome);
     }
 
+    /// Ends every session, in id order (not the map's random one, so a
+    /// simulation replays from its seed).
     fn forget_sessions(&self) {
-        for (_, streams) in self.sessions().drain() {
+        let mut sessions: Vec<(String, CancellationToken)> = self.sessions().drain().collect();
+        sessions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (_, streams) in sessions {
             streams.cancel();
         }
     }

@@ -95,6 +95,15 @@ impl RunReport {
         self.error.is_none() && self.checks.iter().all(|c| c.passed)
     }
 
+    /// Each failed check as `name: observed`, in report order.
+    pub fn failures(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.observed))
+            .collect()
+    }
+
     /// How many checks failed.
     pub fn failed_checks(&self) -> usize {
         self.checks.iter().filter(|c| !c.passed).count()
@@ -370,7 +379,13 @@ pub(crate) mod tests {
         let mut report = sample();
         assert!(!report.passed());
         assert_eq!(report.failed_checks(), 1);
+        let failed = report.checks.last().unwrap();
+        assert_eq!(
+            report.failures(),
+            [format!("{}: {}", failed.name, failed.observed)]
+        );
         report.checks.pop();
+        assert!(report.failures().is_empty());
         assert!(report.passed());
         report.error = Some("fake files did not start".into());
         assert!(!report.passed());

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use mcp_proxy::platform::{Platform, SeededSessionIds};
 
+use crate::checks::CheckResult;
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{Journal, JournalEntry};
@@ -288,6 +289,9 @@ pub fn first_difference(first: &str, second: &str) -> Option<(usize, String, Str
     }
 }
 
+/// The name of the check [`check_determinism`] adds.
+pub const REPLAY_CHECK: &str = "the same seed replays the same run";
+
 /// Runs `scenario` twice with `seed`; `Err` names the first line of the
 /// transcripts (report, then journal) that differs.
 pub fn check_determinism(scenario: &Scenario, seed: u64) -> Result<SimRun, String> {
@@ -300,6 +304,28 @@ pub fn check_determinism(scenario: &Scenario, seed: u64) -> Result<SimRun, Strin
             scenario.file.display()
         )),
     }
+}
+
+/// [`check_determinism`] as a run whose report carries the verdict as one
+/// more check, [`REPLAY_CHECK`] (so JSON and JUnit show it too).
+pub fn run_twice(scenario: &Scenario, seed: u64) -> SimRun {
+    let (mut done, difference) = match check_determinism(scenario, seed) {
+        Ok(done) => (done, None),
+        Err(difference) => (run(scenario, seed), Some(difference)),
+    };
+    done.report.checks.push(CheckResult {
+        name: REPLAY_CHECK.into(),
+        kind: "accounting",
+        line: None,
+        expected: "an identical report and journal from two runs".into(),
+        observed: match &difference {
+            None => "identical".into(),
+            Some(_) => "different".into(),
+        },
+        passed: difference.is_none(),
+        detail: difference,
+    });
+    done
 }
 
 #[cfg(test)]

@@ -462,12 +462,7 @@ expect:
             .unwrap_or_else(|difference| panic!("{difference}"));
         let report = &run.report;
         assert_eq!(report.error, None);
-        let failed: Vec<_> = report
-            .checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| format!("{}: {}", c.name, c.observed))
-            .collect();
+        let failed = report.failures();
         assert!(failed.is_empty(), "{failed:#?}");
         let phase = |label: &str| {
             report

@@ -235,26 +235,34 @@ impl SessionStore {
             .remove(id);
         if let Some(session) = &removed {
             session.close_stream();
-            for (_, handle) in session
+            // Aborted in id order (see `all`).
+            let mut in_flight: Vec<(String, AbortHandle)> = session
                 .in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .drain()
-            {
+                .collect();
+            in_flight.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (_, handle) in in_flight {
                 handle.abort();
             }
         }
         removed.is_some()
     }
 
-    /// Every live session, for broadcasting notifications.
+    /// Every live session, for broadcasting notifications, in id order:
+    /// what is sent (and so woken) first must not depend on the hash map's
+    /// random order, or a simulation would not replay from its seed.
     pub fn all(&self) -> Vec<Arc<Session>> {
-        self.sessions
+        let mut sessions: Vec<Arc<Session>> = self
+            .sessions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
-            .collect()
+            .collect();
+        sessions.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        sessions
     }
 
     /// Number of live sessions.

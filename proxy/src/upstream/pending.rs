@@ -221,7 +221,12 @@ impl Pending {
                 return false;
             }
             state.close_reason = Some(reason.clone());
-            state.requests.drain().map(|(_, entry)| entry).collect()
+            // In id order, not the map's: the waiters wake in this order and
+            // may draw from seeded generators (retry jitter), so a replay
+            // from the same seed must see the same order.
+            let mut entries: Vec<(u64, Entry)> = state.requests.drain().collect();
+            entries.sort_unstable_by_key(|(id, _)| *id);
+            entries.into_iter().map(|(_, entry)| entry).collect()
         };
         tracing::info!(backend = %self.backend, %reason, "upstream connection closed");
         for entry in entries {
