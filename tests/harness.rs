@@ -1,9 +1,8 @@
 //! mcp-harness end to end, as a user runs it. In real mode (real sockets,
 //! processes and wall clock): `run` judges `scenarios/outage.yaml` — a stdio
 //! and an HTTP backend — against the proxy in-process and as a spawned
-//! binary, and passes; against a deliberately weakened proxy set-up
-//! (reconnects too slow to recover within the scenario) it fails, on the
-//! recovery checks and only on those; `--target`, Ctrl-C, a proxy that dies,
+//! binary, and passes (that it fails on a weakened set-up is shown in
+//! simulation, with every other mutant); `--target`, Ctrl-C, a proxy that dies,
 //! `check`, `list` and bad files behave as promised; a stdio fake run by hand
 //! exits as scripted. In simulation ([`simulation`]): every shipped scenario
 //! passes and replays identically, and every check fails on a mutant.
@@ -118,43 +117,6 @@ fn outage_passes_against_the_proxy_binary() {
     assert_eq!(report["error"], Value::Null, "{stdout}");
     assert_eq!(failed_checks(&report), Vec::<String>::new(), "{stdout}");
     assert_eq!(code, Some(0), "{stdout}");
-}
-
-#[test]
-fn outage_fails_when_the_proxy_does_not_reconnect_in_time() {
-    // The weakened set-up: the same scenario, but the proxy waits a minute
-    // before reconnecting a backend, so neither recovers within the run.
-    let original = std::fs::read_to_string(outage_scenario()).unwrap();
-    let weakened = original.replace(
-        "reconnect: { initial: 100ms, max: 400ms }",
-        "reconnect: { initial: 60s, max: 60s }",
-    );
-    assert_ne!(weakened, original, "the scenario's reconnect policy moved");
-    let dir = TempDir::new();
-    let path = dir.write("outage-weakened.yaml", &weakened);
-    let (code, stdout, report) = run_scenario(&path, &[]);
-    assert_eq!(report["error"], Value::Null, "{stdout}");
-    assert_eq!(code, Some(1), "{stdout}");
-    assert!(stdout.contains("outage: FAIL"), "{stdout}");
-    let failed = failed_checks(&report);
-    for recovery in [
-        "files serves again within 2s of its return",
-        "files healthy after recovery",
-        "search serves again within 2s of its return",
-        "search healthy after recovery",
-    ] {
-        assert!(
-            failed.iter().any(|f| f == recovery),
-            "{recovery} did not fail: {stdout}"
-        );
-    }
-    // Isolation and fast failure still hold: only recovery is broken.
-    for held in [
-        "search unaffected while files is down",
-        "files fails fast as unavailable",
-    ] {
-        assert!(!failed.iter().any(|f| f == held), "{held} failed: {stdout}");
-    }
 }
 
 #[test]
