@@ -409,6 +409,15 @@ fn remove_block(text: &str, key: &str) -> String {
     kept.join("\n") + "\n"
 }
 
+/// Simulations use every core: they must not starve a real-mode run of
+/// this test binary (whose latencies and send times they would skew), so
+/// they take the same turn.
+fn run_alone() -> std::sync::MutexGuard<'static, ()> {
+    super::ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs `work` over `items` on every core, keeping the order.
 fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -433,6 +442,7 @@ fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec
 
 #[test]
 fn every_shipped_scenario_passes_in_simulation_and_replays_identically() {
+    let _alone = run_alone();
     let files = shipped();
     assert!(files.len() >= 8, "{files:?}");
     let outcomes = parallel(&files, |file| {
@@ -450,6 +460,7 @@ fn every_shipped_scenario_passes_in_simulation_and_replays_identically() {
 
 #[test]
 fn every_check_of_every_scenario_fails_on_a_mutant() {
+    let _alone = run_alone();
     // Coverage first: a check no mutant targets is a check that could not fail.
     let mut uncovered = Vec::new();
     for file in shipped() {
@@ -539,6 +550,7 @@ expect:
 
 #[test]
 fn calls_failed_together_wake_in_the_same_order_on_every_replay() {
+    let _alone = run_alone();
     // Each run builds its hash maps with fresh random keys, so a decision
     // taken in map order shows up as a difference between two runs of one
     // seed (before the fix: seeds 1, 10 and 11 of 1..=12 differed).
