@@ -12,7 +12,8 @@
 //! - [`backend`]: one configured server: supervision, reconnects, status
 //! - [`upstream`]: transports to servers (stdio child, HTTP client)
 //!
-//! plus [`config`] (strict loading with file:line:key errors), [`glob`], [`server`]
+//! plus [`platform`] (what comes from the machine: listener, dialer,
+//! spawner, session ids), [`config`] (strict loading with file:line:key errors), [`glob`], [`server`]
 //! (start and graceful shutdown), [`metrics`] and [`jsonrpc`].
 //!
 //! ```no_run

@@ -8,10 +8,12 @@
 //! - the **spawner** that starts stdio backends ([`Spawner`]),
 //! - the **session ids** it hands to clients ([`SessionIds`]).
 //!
+//! (Wall-clock timestamps shown in `/admin/backends` are display only.)
+//!
 //! In production these are the operating system's: TCP sockets, child
 //! processes in their own process group, random ids ([`Platform::os`]).
 //! `mcp-harness run --sim` hands in simulated ones (a simulated network,
-//! in-process fakes on pipes, ids from the scenario's seed), so the very
+//! in-process fakes on pipes, ids from the run's seed), so the very
 //! same proxy code runs in virtual time. These are seams, not forks: no
 //! logic of the proxy knows which platform it runs on.
 

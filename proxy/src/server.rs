@@ -1,6 +1,8 @@
 //! Starting and stopping the proxy.
 //!
-//! [`start`] binds the listener, starts one supervisor per backend (a
+//! [`start`] binds TCP and calls [`start_on`], which serves on any platform
+//! [`Listener`] with a [`Platform`]'s dialer, spawner and session ids: it
+//! starts one supervisor per backend (a
 //! backend that is down does not stop the proxy: it is retried in the
 //! background) and serves the HTTP app. [`RunningProxy::shutdown`] is the
 //! graceful stop: refuse new requests, let in-flight calls drain for up to

@@ -9,7 +9,7 @@
 //! client above cannot tell the difference.
 //!
 //! `https://` connections get TLS here, on top of the dialed stream: rustls
-//! with the platform's certificate verifier, offering `h2` and `http/1.1`
+//! with the operating system's certificate verifier (rustls-platform-verifier), offering `h2` and `http/1.1`
 //! (what the proxy's HTTP client has always offered); a server that picks
 //! `h2` is spoken to in HTTP/2. The TLS settings are built on the first
 //! `https://` connection, so plain-HTTP backends never need system roots.
