@@ -59,6 +59,10 @@ pub struct BackendConfig {
     pub init_timeout: Duration,
     /// `reconnect`: backoff between attempts to (re)start or reconnect the backend.
     pub reconnect: ReconnectPolicy,
+    /// `wait_for_ready`: how long a call waits for a start or restart in
+    /// progress (the first attempt after a healthy connection ended) before
+    /// failing as unavailable. Default 2s; `0s` fails at once.
+    pub wait_for_ready: Duration,
     /// `timeout`: bounds on each attempt and on the whole call. Default: none.
     pub timeout: TimeoutPolicy,
     /// `retry`: repeat failed calls. Default: off.
@@ -335,6 +339,7 @@ impl BackendConfig {
             outlier_detection: None,
             init_timeout: DEFAULT_INIT_TIMEOUT,
             reconnect: ReconnectPolicy::default(),
+            wait_for_ready: DEFAULT_WAIT_FOR_READY,
             timeout: TimeoutPolicy::default(),
             retry: None,
             safe_to_repeat: Vec::new(),
@@ -355,6 +360,9 @@ impl BackendConfig {
 
 /// Default `init_timeout` of a backend.
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default `wait_for_ready` of a backend.
+pub const DEFAULT_WAIT_FOR_READY: Duration = Duration::from_secs(2);
 
 /// `timeout: { per_try: 500ms, overall: 2s }`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
