@@ -9,7 +9,6 @@
 //! reconnect: they go to a connected endpoint, and while there is none they
 //! fail fast with an error that names the backend.
 
-mod backoff;
 pub mod listing;
 mod pool;
 mod resilience;

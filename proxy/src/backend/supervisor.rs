@@ -15,21 +15,16 @@
 
 use std::sync::{Arc, PoisonError};
 
-use std::time::Duration;
-
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
 use super::listing::{self, ListKind, Listing};
 use super::pool::Endpoint;
 use super::{Backend, BackendEvent, State};
+use crate::backoff::{Backoff, HEALTHY_AFTER};
 use crate::upstream::{Connection, UpstreamError};
-
-/// A connection that stayed up this long proved healthy, answered or not.
-const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// Keep endpoint number `endpoint` of `backend` connected until `shutdown`
 /// is cancelled.
@@ -40,7 +35,8 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let this = &backend.pool.endpoints()[endpoint];
-    let mut backoff = Backoff::new(backend.config.reconnect);
+    let reconnect = backend.config.reconnect;
+    let mut backoff = Backoff::new(reconnect.initial, reconnect.max);
     let mut ever_connected = false;
     // The first attempt, and one right after a healthy connection, is a
     // start calls wait for; later ones run while the endpoint is known down.

@@ -65,6 +65,7 @@ use super::connector::{self, HttpClient};
 use super::pending::Pending;
 use super::sse::{SseEvent, SseParser};
 use super::{ConnectSettings, EventSink, ProgressSink, UpstreamError, handshake, inbound};
+use crate::backoff::{Backoff, HEALTHY_AFTER};
 use crate::config::TransportConfig;
 use crate::jsonrpc::{self, ErrorObject};
 
@@ -103,9 +104,6 @@ const REFUSALS_BEFORE_GONE: u32 = 2;
 /// Backoff between attempts to reopen the GET event stream.
 const STREAM_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const STREAM_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A GET stream that stayed open this long counts as healthy: the backoff
-/// starts over.
-const STREAM_HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// A live MCP session with a streamable-HTTP server. Cheap to clone.
 #[derive(Clone)]
@@ -724,7 +722,7 @@ async fn deliver_cancellations(poster: Arc<Poster>, mut cancelled: mpsc::Unbound
 /// is closed so the supervisor reconnects with a new session.
 async fn listen(link: Link, stop: CancellationToken) {
     let backend = link.backend().to_owned();
-    let mut backoff = STREAM_BACKOFF_INITIAL;
+    let mut backoff = Backoff::new(STREAM_BACKOFF_INITIAL, STREAM_BACKOFF_MAX);
     let mut last_event_id: Option<HeaderValue> = None;
     let mut was_open = false;
     let mut refused = 0;
@@ -802,8 +800,8 @@ async fn listen(link: Link, stop: CancellationToken) {
                 {
                     last_event_id = Some(id);
                 }
-                if since.elapsed() >= STREAM_HEALTHY_AFTER {
-                    backoff = STREAM_BACKOFF_INITIAL;
+                if since.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
                 }
                 tracing::debug!(backend, how = %ended, "event stream ended; reopening");
             }
@@ -812,9 +810,8 @@ async fn listen(link: Link, stop: CancellationToken) {
             biased;
             _ = stop.cancelled() => return,
             _ = link.pending.closed() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(STREAM_BACKOFF_MAX);
     }
 }
 
