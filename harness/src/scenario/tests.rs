@@ -161,7 +161,7 @@ fn only_stdio_fakes_have_a_startup_delay() {
     );
     assert_eq!(
         err(&text),
-        "s.yaml:12: fakes[0].startup: only stdio fakes have a startup delay"
+        "s.yaml:11: fakes[0].startup: only stdio fakes have a startup delay"
     );
 }
 
