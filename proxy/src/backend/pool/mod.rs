@@ -26,11 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::State;
@@ -52,8 +51,13 @@ pub(crate) struct Endpoint {
     pub(crate) connection: RwLock<Option<Connection>>,
     /// What it listed on this connection (`None` while it has none).
     listing: Mutex<Option<Arc<Listing>>>,
-    /// Set by the supervisor; watched by calls waiting for a restart.
-    health: watch::Sender<EndpointHealth>,
+    /// Set by the supervisor.
+    health: Mutex<EndpointHealth>,
+    /// Wakes the calls waiting for a restart when `health` changes. A
+    /// `Notify` rather than a `watch` channel: a watch wakes its receivers
+    /// in an order drawn from tokio's random generator, and simulated runs
+    /// must replay.
+    health_changed: Notify,
     in_flight: AtomicU64,
     /// Requests answered successfully, since start: a connection that
     /// answered any has proved healthy.
@@ -114,12 +118,13 @@ impl Pool {
                 transport: transport.clone(),
                 connection: RwLock::new(None),
                 listing: Mutex::new(None),
-                health: watch::Sender::new(EndpointHealth {
+                health: Mutex::new(EndpointHealth {
                     state: State::Connecting,
                     last_error: None,
                     restarts: 0,
                     restart_at: None,
                 }),
+                health_changed: Notify::new(),
                 in_flight: AtomicU64::new(0),
                 answered: AtomicU64::new(0),
             })
@@ -216,14 +221,17 @@ impl Pool {
     /// once when none is coming (a known outage fails fast).
     pub(crate) async fn until_ready(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
-        // Subscribed before looking, so no change between the look and the
-        // wait is missed.
-        let mut watches: Vec<_> = self
-            .endpoints
-            .iter()
-            .map(|e| e.health.subscribe())
-            .collect();
         loop {
+            // Registered before looking, so no change between the look and
+            // the wait is missed.
+            let mut changes: Vec<_> = self
+                .endpoints
+                .iter()
+                .map(|e| Box::pin(e.health_changed.notified()))
+                .collect();
+            for change in &mut changes {
+                change.as_mut().enable();
+            }
             let readiness: Vec<Readiness> = self
                 .endpoints
                 .iter()
@@ -235,12 +243,9 @@ impl Pool {
             if !readiness.contains(&Readiness::Coming) {
                 return false;
             }
-            let changed = futures_util::future::select_all(
-                watches.iter_mut().map(|watch| watch.changed().boxed()),
-            );
             tokio::select! {
                 biased;
-                _ = changed => {}
+                _ = futures_util::future::select_all(changes) => {}
                 () = tokio::time::sleep_until(deadline) => return false,
             }
         }
@@ -275,7 +280,7 @@ impl Endpoint {
         if self.is_connected() {
             return Readiness::Ready;
         }
-        let health = self.health.borrow();
+        let health = lock(&self.health);
         match health.state {
             State::Connecting if health.restart_at.is_some_and(|at| at > deadline) => {
                 Readiness::Down
@@ -303,11 +308,11 @@ impl Endpoint {
     }
 
     pub(crate) fn health(&self) -> EndpointHealth {
-        self.health.borrow().clone()
+        lock(&self.health).clone()
     }
 
     pub(crate) fn set_state(&self, state: State, error: Option<String>) {
-        self.health.send_modify(|health| {
+        self.change_health(|health| {
             health.state = state;
             health.restart_at = None;
             if error.is_some() {
@@ -318,7 +323,7 @@ impl Endpoint {
 
     /// Its connection ended; the restart begins at `at`.
     pub(crate) fn set_restarting(&self, at: Instant, error: String) {
-        self.health.send_modify(|health| {
+        self.change_health(|health| {
             health.state = State::Connecting;
             health.restart_at = Some(at);
             health.last_error = Some(error);
@@ -326,7 +331,12 @@ impl Endpoint {
     }
 
     pub(crate) fn count_restart(&self) {
-        self.health.send_modify(|health| health.restarts += 1);
+        lock(&self.health).restarts += 1;
+    }
+
+    fn change_health(&self, change: impl FnOnce(&mut EndpointHealth)) {
+        change(&mut lock(&self.health));
+        self.health_changed.notify_waiters();
     }
 
     pub(crate) fn in_flight(&self) -> u64 {
