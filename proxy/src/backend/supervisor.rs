@@ -6,13 +6,15 @@
 //! `backend{name=..}` span), because "which backend flapped, when, and
 //! why" is the first thing an operator asks.
 //!
-//! When a connection ends, the endpoint is `connecting`: calls wait for
-//! the restart (see `Pool::until_ready`). A healthy connection (it
-//! answered a call, or lasted [`HEALTHY_AFTER`]) restarts at once; one
-//! that died before answering restarts after a capped exponential
-//! backoff, so a child that dies right after starting does not spin. After
-//! a failed attempt the endpoint is `unavailable` — calls fail fast — and
-//! attempts go on after the backoff.
+//! When a connection ends, calls wait for the restart (see
+//! `Pool::until_ready`). A healthy connection (it answered a call, or
+//! lasted [`HEALTHY_AFTER`]) restarts at once, the endpoint `connecting`;
+//! one that died before answering restarts after a capped exponential
+//! backoff, so a child that dies right after starting does not spin — the
+//! endpoint is `unavailable` meanwhile, and only calls that would wait
+//! past the restart's time wait for it. After a failed attempt the
+//! endpoint is `unavailable` and calls fail fast; attempts go on after the
+//! backoff.
 
 use std::sync::{Arc, PoisonError};
 

@@ -84,7 +84,7 @@ pub(crate) struct EndpointHealth {
     pub(crate) state: State,
     pub(crate) last_error: Option<String>,
     pub(crate) restarts: u64,
-    /// While `connecting` after a connection ended: when the restart
+    /// While `unavailable` after a connection ended: when the restart
     /// begins (after the reconnect backoff).
     pub(crate) restart_at: Option<Instant>,
 }
@@ -282,12 +282,13 @@ impl Endpoint {
         }
         let health = lock(&self.health);
         match health.state {
-            State::Connecting if health.restart_at.is_some_and(|at| at > deadline) => {
-                Readiness::Down
-            }
             // Connected: a connection that just died, which its supervisor
             // is about to restart.
             State::Connecting | State::Connected => Readiness::Coming,
+            // Between a connection's end and its restart after a backoff.
+            State::Unavailable if health.restart_at.is_some_and(|at| at <= deadline) => {
+                Readiness::Coming
+            }
             State::Unavailable | State::Stopped => Readiness::Down,
         }
     }
@@ -321,10 +322,12 @@ impl Endpoint {
         });
     }
 
-    /// Its connection ended; the restart begins at `at`.
+    /// Its connection ended; the restart begins at `at`, after a backoff.
+    /// Unavailable until then, but worth waiting for by a call that would
+    /// wait that long.
     pub(crate) fn set_restarting(&self, at: Instant, error: String) {
         self.change_health(|health| {
-            health.state = State::Connecting;
+            health.state = State::Unavailable;
             health.restart_at = Some(at);
             health.last_error = Some(error);
         });
