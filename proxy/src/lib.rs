@@ -26,6 +26,7 @@
 //! ```
 
 pub mod backend;
+mod backoff;
 pub mod config;
 pub mod front;
 pub mod gateway;

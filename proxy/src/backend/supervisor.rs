@@ -1,29 +1,30 @@
 //! The task that keeps one endpoint of a backend connected.
 //!
 //! Loop: connect (spawn the child or reach the server, then `initialize`),
-//! list what it offers, serve until the connection dies, then wait a capped
-//! exponential backoff and start again. Every transition is logged with the
-//! backend's name (the task runs in a `backend{name=..}` span), because
-//! "which backend flapped, when, and why" is the first thing an operator
-//! asks.
+//! list what it offers, serve until the connection dies, then start again.
+//! Every transition is logged with the backend's name (the task runs in a
+//! `backend{name=..}` span), because "which backend flapped, when, and
+//! why" is the first thing an operator asks.
+//!
+//! When a healthy connection ends (it answered a call, or lasted
+//! [`HEALTHY_AFTER`]), the restart begins at once and the endpoint stays
+//! `connecting`: calls wait for it (see `Pool::until_ready`). Otherwise,
+//! and after every failed attempt, the endpoint is `unavailable` — calls
+//! fail fast — and the next attempt waits a capped exponential backoff, so
+//! a child that dies right after starting does not spin.
 
 use std::sync::{Arc, PoisonError};
-
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
 use super::listing::{self, ListKind, Listing};
 use super::pool::Endpoint;
 use super::{Backend, BackendEvent, State};
+use crate::backoff::{Backoff, HEALTHY_AFTER};
 use crate::upstream::{Connection, UpstreamError};
-
-/// A connection that stayed up this long resets the reconnect backoff.
-const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// Keep endpoint number `endpoint` of `backend` connected until `shutdown`
 /// is cancelled.
@@ -34,10 +35,16 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let this = &backend.pool.endpoints()[endpoint];
-    let mut backoff = Backoff::new(backend.config.reconnect);
+    let reconnect = backend.config.reconnect;
+    let mut backoff = Backoff::new(reconnect.initial, reconnect.max);
     let mut ever_connected = false;
+    // The first attempt, and one right after a healthy connection, is a
+    // start calls wait for; later ones run while the endpoint is known down.
+    let mut restarting = true;
     loop {
-        this.set_state(State::Connecting, None);
+        if restarting {
+            this.set_state(State::Connecting, None);
+        }
         let (event_sink, mut upstream_events) = mpsc::unbounded_channel();
         let connected = tokio::select! {
             biased;
@@ -47,6 +54,7 @@ pub(super) async fn run(
         let failure = match connected {
             Ok((connection, listing)) => {
                 let connected_at = Instant::now();
+                let answered_before = this.answered();
                 if ever_connected {
                     this.count_restart();
                     match backend.config.transport_kind() {
@@ -96,11 +104,10 @@ pub(super) async fn run(
                     connection.shutdown().await;
                     break;
                 }
-                // Only a connection that lasted counts as recovery: a child
+                // Only a connection that served counts as recovery: a child
                 // that dies right after starting keeps backing off.
-                if connected_at.elapsed() >= HEALTHY_AFTER {
-                    backoff.reset();
-                }
+                restarting =
+                    this.answered() > answered_before || connected_at.elapsed() >= HEALTHY_AFTER;
                 let reason = connection
                     .close_reason()
                     .unwrap_or_else(|| "connection closed".to_owned());
@@ -109,15 +116,24 @@ pub(super) async fn run(
                     _ => format!("connection lost: {reason}"),
                 }
             }
-            Err(error) => error.to_string(),
+            Err(error) => {
+                restarting = false;
+                error.to_string()
+            }
         };
+        backend.record_failure(this, &failure);
+        if restarting {
+            backoff.reset();
+            tracing::warn!(error = %failure, "backend connection ended; restarting at once");
+            this.set_state(State::Connecting, Some(failure));
+            continue;
+        }
         let delay = backoff.next_delay();
         tracing::warn!(
             error = %failure,
             retry_in = ?delay,
             "backend marked unavailable; retrying in the background"
         );
-        backend.record_failure(this, &failure);
         this.set_state(State::Unavailable, Some(failure));
         tokio::select! {
             biased;

@@ -166,6 +166,12 @@ async fn a_child_that_crashes_right_after_starting_keeps_backing_off() {
     }
 }
 
+/// A loopback address nothing listens on (yet).
+fn free_address() -> SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    probe.local_addr().expect("its address")
+}
+
 /// A tower-mcp streamable-HTTP server on a given address.
 async fn serve_mcp_on(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
     use tower_mcp::{CallToolResult, HttpTransport, McpRouter, ToolBuilder};
@@ -186,10 +192,7 @@ async fn serve_mcp_on(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
 #[tokio::test]
 #[traced_test]
 async fn an_http_backend_down_at_start_fails_fast_then_connects_when_it_comes() {
-    let addr = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        probe.local_addr().expect("its address")
-    };
+    let addr = free_address();
     // tower-mcp's router serves MCP at its root.
     let (backend, stop) = supervise(http("late-search", format!("http://{addr}/")));
     wait_for("unavailable", &backend, |s| s.state == State::Unavailable).await;
@@ -337,4 +340,76 @@ async fn hedging_over_tools_none_of_which_is_safe_to_repeat_is_warned_about() {
         true => Err("warned although echo is safe to repeat".into()),
         false => Ok(()),
     });
+}
+
+/// A supervised child that answered a call, which proves its connection
+/// healthy, and then exited: its respawn is under way.
+async fn crashed_after_an_answer(config: BackendConfig) -> (Arc<Backend>, CancellationToken) {
+    let (backend, stop) = supervise(config);
+    wait_for("connected", &backend, |s| s.state == State::Connected).await;
+    call_tool(&backend, "echo", json!({ "message": "first" }))
+        .await
+        .expect("the child answers");
+    call_tool(&backend, "exit", json!({ "code": 7 }))
+        .await
+        .expect_err("the child exits");
+    (backend, stop)
+}
+
+#[tokio::test]
+#[traced_test]
+async fn a_call_during_a_restart_waits_for_it() {
+    let (backend, stop) = crashed_after_an_answer(scripted("restarting")).await;
+    let answer = call_tool(&backend, "echo", json!({ "message": "after" }))
+        .await
+        .expect("the call waits for the respawn");
+    assert_eq!(answer["content"][0]["text"], "after");
+    assert_eq!(backend.status().restarts, 1);
+    assert!(logs_contain("restarting at once"));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn with_no_wait_for_ready_a_call_during_a_restart_fails_at_once() {
+    let impatient = BackendConfig {
+        wait_for_ready: Duration::ZERO,
+        ..scripted("impatient")
+    };
+    let (backend, stop) = crashed_after_an_answer(impatient).await;
+    let error = call_tool(&backend, "echo", json!({ "message": "after" }))
+        .await
+        .expect_err("nothing to send to yet");
+    assert!(matches!(error, CallError::Unavailable { .. }), "{error:?}");
+    stop.cancel();
+}
+
+#[tokio::test]
+#[traced_test]
+async fn once_a_reconnect_has_failed_calls_fail_fast() {
+    let addr = free_address();
+    let patient = BackendConfig {
+        // Long enough that a call which waited would hit the bound below.
+        wait_for_ready: Duration::from_secs(120),
+        ..http("vanishing", format!("http://{addr}/"))
+    };
+    let server = serve_mcp_on(addr).await;
+    let (backend, stop) = supervise(patient);
+    wait_for("connected", &backend, |s| s.state == State::Connected).await;
+    call_tool(&backend, "echo", json!({}))
+        .await
+        .expect("the server answers");
+    server.abort();
+    let _ = server.await;
+    // The first call finds the server gone (refused); the restart that
+    // follows is refused too, and from then on the backend is known down.
+    let first = call_tool(&backend, "echo", json!({})).await;
+    assert!(first.is_err(), "{first:?}");
+    wait_for("unavailable", &backend, |s| s.state == State::Unavailable).await;
+    let error = tokio::time::timeout(PATIENCE, call_tool(&backend, "echo", json!({})))
+        .await
+        .expect("a known outage does not wait for wait_for_ready")
+        .expect_err("nothing to send to");
+    assert!(matches!(error, CallError::Unavailable { .. }), "{error:?}");
+    assert!(logs_contain("restarting at once"));
+    stop.cancel();
 }

@@ -77,6 +77,10 @@ pub struct BackendConfig {
     pub init_timeout: Duration,
     /// `reconnect`: backoff between attempts to (re)start or reconnect the backend.
     pub reconnect: ReconnectPolicy,
+    /// `wait_for_ready`: how long a call waits for a start or restart in
+    /// progress (the first attempt after a healthy connection ended) before
+    /// failing as unavailable. Default 2s; `0s` fails at once.
+    pub wait_for_ready: Duration,
     /// `timeout`: bounds on each attempt and on the whole call. Default: no
     /// `per_try`; `overall` is `proxy.default_call_timeout`.
     pub timeout: TimeoutPolicy,
@@ -354,6 +358,7 @@ impl BackendConfig {
             outlier_detection: None,
             init_timeout: DEFAULT_INIT_TIMEOUT,
             reconnect: ReconnectPolicy::default(),
+            wait_for_ready: DEFAULT_WAIT_FOR_READY,
             timeout: TimeoutPolicy {
                 per_try: None,
                 overall: Some(DEFAULT_CALL_TIMEOUT),
@@ -380,6 +385,9 @@ pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default `proxy.default_call_timeout`: what MCP SDKs wait for a request.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default `wait_for_ready` of a backend.
+pub const DEFAULT_WAIT_FOR_READY: Duration = Duration::from_secs(2);
 
 /// `timeout: { per_try: 500ms, overall: 2s }`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -66,6 +66,7 @@ pub(crate) struct RawBackend {
     // both
     pub(crate) init_timeout: Option<ConfigDuration>,
     pub(crate) reconnect: Option<RawReconnect>,
+    pub(crate) wait_for_ready: Option<ConfigDuration>,
     pub(crate) timeout: Option<RawTimeout>,
     pub(crate) retry: Option<RawRetry>,
     pub(crate) safe_to_repeat: Option<RawSafeToRepeat>,

@@ -62,6 +62,7 @@ backends:
     cwd: ./servers
     init_timeout: 1.5s
     reconnect: { initial: 100ms, max: 2m }
+    wait_for_ready: 500ms
   - name: search
     transport: http
     endpoints: [http://127.0.0.1:9001/mcp, http://127.0.0.1:9002/mcp]
@@ -116,6 +117,7 @@ cwd = "./servers"
 init_timeout = "1.5s"
 reconnect.initial = "100ms"
 reconnect.max = "2m"
+wait_for_ready = "500ms"
 
 [[backends]]
 name = "search"
@@ -175,6 +177,7 @@ fn full_config() -> Config {
                     initial: Duration::from_millis(100),
                     max: Duration::from_secs(120),
                 },
+                wait_for_ready: Duration::from_millis(500),
                 // No `timeout`: `overall` is proxy.default_call_timeout.
                 timeout: TimeoutPolicy {
                     per_try: None,
@@ -206,6 +209,7 @@ fn full_config() -> Config {
                 }),
                 init_timeout: Duration::from_secs(10),
                 reconnect: ReconnectPolicy::default(),
+                wait_for_ready: DEFAULT_WAIT_FOR_READY,
                 timeout: TimeoutPolicy {
                     per_try: Some(Duration::from_millis(500)),
                     overall: Some(Duration::from_secs(2)),

@@ -19,9 +19,9 @@ use super::raw::{
 };
 use super::source::{Node, Seg, path_string};
 use super::{
-    BackendConfig, BreakerPolicy, Config, DEFAULT_INIT_TIMEOUT, HedgePolicy, ProxySettings,
-    RateLimit, ReconnectPolicy, RetryBackoff, RetryBudget, RetryOn, RetryPolicy, SlowCall,
-    TimeoutPolicy, TransportConfig,
+    BackendConfig, BreakerPolicy, Config, DEFAULT_INIT_TIMEOUT, DEFAULT_WAIT_FOR_READY,
+    HedgePolicy, ProxySettings, RateLimit, ReconnectPolicy, RetryBackoff, RetryBudget, RetryOn,
+    RetryPolicy, SlowCall, TimeoutPolicy, TransportConfig,
 };
 
 mod pool;
@@ -220,6 +220,7 @@ impl Validator<'_> {
             return Err(self.error(&child(path, "init_timeout"), "must be greater than zero"));
         }
         let reconnect = self.reconnect(raw.reconnect.as_ref(), &child(path, "reconnect"))?;
+        let wait_for_ready = raw.wait_for_ready.map_or(DEFAULT_WAIT_FOR_READY, |d| d.0);
         let timeout = self.timeout(
             raw.timeout.as_ref(),
             &child(path, "timeout"),
@@ -308,6 +309,7 @@ impl Validator<'_> {
             outlier_detection,
             init_timeout,
             reconnect,
+            wait_for_ready,
             timeout,
             retry,
             safe_to_repeat,

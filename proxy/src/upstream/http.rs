@@ -15,12 +15,18 @@
 //! - an HTTP error status, a wrong content type or a malformed body is a
 //!   [`UpstreamError::Protocol`] error for that request only; the
 //!   connection stays usable;
-//! - a transport failure (refused, reset, body cut off) closes the
-//!   connection — [`HttpConnection::closed`] resolves and the backend
-//!   supervisor connects anew — and is [`UpstreamError::Connect`] if the
-//!   request provably never left, [`UpstreamError::Lost`] otherwise;
-//! - a 404 while we hold a session id means the server forgot the session:
-//!   the connection is closed as "session expired".
+//! - a transport failure on one message (a reset, a body cut off, a
+//!   redirect loop) is [`UpstreamError::Lost`] for that request only: the
+//!   session and every other call in flight stay, because real servers and
+//!   load balancers reset keep-alive connections routinely. A message
+//!   whose pooled connection turned out closed before anything was written
+//!   is re-sent on a fresh one by the pooled client itself;
+//! - only evidence that the *server* is gone closes the connection —
+//!   [`HttpConnection::closed`] resolves and the backend supervisor
+//!   connects anew: no connection could be made at all (refused,
+//!   unreachable; [`UpstreamError::Connect`], the message provably never
+//!   left), a 404 while we hold a session id ("session expired"), or the
+//!   GET event stream lost and not re-openable (see [`listen`]).
 //!
 //! Messages travel on hyper-util's pooled client (idle connections are
 //! reused), whose connections come from the platform's dialer
@@ -59,6 +65,7 @@ use super::connector::{self, HttpClient};
 use super::pending::Pending;
 use super::sse::{SseEvent, SseParser};
 use super::{ConnectSettings, EventSink, ProgressSink, UpstreamError, handshake, inbound};
+use crate::backoff::{Backoff, HEALTHY_AFTER};
 use crate::config::TransportConfig;
 use crate::jsonrpc::{self, ErrorObject};
 
@@ -97,9 +104,6 @@ const REFUSALS_BEFORE_GONE: u32 = 2;
 /// Backoff between attempts to reopen the GET event stream.
 const STREAM_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const STREAM_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A GET stream that stayed open this long counts as healthy: the backoff
-/// starts over.
-const STREAM_HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// A live MCP session with a streamable-HTTP server. Cheap to clone.
 #[derive(Clone)]
@@ -434,13 +438,19 @@ impl HttpConnection {
         let answered = tokio::select! {
             biased;
             answered = exchange => answered,
-            // Closed under us (another request's transport failure, an
-            // expired session, shutdown): the table has already failed this
-            // request; stop reading its answer.
+            // Closed under us (the server found gone, an expired session,
+            // shutdown): the table has already failed this request; stop
+            // reading its answer.
             _ = link.pending.closed() => Ok(()),
         };
         match answered {
             Ok(()) => in_flight.wait().await,
+            // The server may have the request and still be working on it:
+            // dropping it tells the server it is cancelled.
+            Err(error @ UpstreamError::Lost(_)) => {
+                drop(in_flight);
+                Err(error)
+            }
             Err(error) => {
                 in_flight.abandon();
                 Err(error)
@@ -457,6 +467,11 @@ impl HttpConnection {
     /// session, or shutdown.
     pub async fn closed(&self) {
         self.inner.link.pending.closed().await;
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.link.pending.is_closed()
     }
 
     /// Why the connection ended, once it has.
@@ -520,7 +535,7 @@ impl Link {
         &self.poster.backend
     }
 
-    /// POST one message. A transport failure closes the connection.
+    /// POST one message. Failing to connect at all closes the connection.
     async fn send(&self, message: &Value) -> Result<Response, UpstreamError> {
         self.poster
             .post(message)
@@ -536,12 +551,14 @@ impl Link {
         self.check_status(response, None).await.map(drop)
     }
 
-    /// The connection is unusable: close it, and tell the caller whether its
-    /// message provably never left.
+    /// A message failed in transit. If no connection to the server could be
+    /// made, the server is gone: the connection closes and the message
+    /// provably never left. Anything else (a reset, a body cut off) is this
+    /// message's failure alone.
     fn transport_failure(&self, context: &str, error: TransportError) -> UpstreamError {
         let reason = format!("{context}: {}", error.description);
-        self.pending.close(reason.clone());
         if error.never_sent {
+            self.pending.close(format!("server gone: {reason}"));
             UpstreamError::Connect(reason)
         } else {
             UpstreamError::Lost(reason)
@@ -705,7 +722,7 @@ async fn deliver_cancellations(poster: Arc<Poster>, mut cancelled: mpsc::Unbound
 /// is closed so the supervisor reconnects with a new session.
 async fn listen(link: Link, stop: CancellationToken) {
     let backend = link.backend().to_owned();
-    let mut backoff = STREAM_BACKOFF_INITIAL;
+    let mut backoff = Backoff::new(STREAM_BACKOFF_INITIAL, STREAM_BACKOFF_MAX);
     let mut last_event_id: Option<HeaderValue> = None;
     let mut was_open = false;
     let mut refused = 0;
@@ -783,8 +800,8 @@ async fn listen(link: Link, stop: CancellationToken) {
                 {
                     last_event_id = Some(id);
                 }
-                if since.elapsed() >= STREAM_HEALTHY_AFTER {
-                    backoff = STREAM_BACKOFF_INITIAL;
+                if since.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
                 }
                 tracing::debug!(backend, how = %ended, "event stream ended; reopening");
             }
@@ -793,9 +810,8 @@ async fn listen(link: Link, stop: CancellationToken) {
             biased;
             _ = stop.cancelled() => return,
             _ = link.pending.closed() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(STREAM_BACKOFF_MAX);
     }
 }
 
@@ -1663,8 +1679,10 @@ mod tests {
 
     // ---- transport faults: a hand-written HTTP/1.1 server ----
 
-    /// Serves the handshake properly, then cuts `tools/call` answers off in
-    /// the middle of the body. Every response closes its connection.
+    /// Serves the handshake properly; answers the tool `whole`, resets the
+    /// connection on the tool `reset` and cuts every other `tools/call`
+    /// answer off in the middle of the body. Every response closes its
+    /// connection.
     async fn cutting_server() -> (String, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -1689,6 +1707,18 @@ mod tests {
                     } else if message.get("id").is_none() {
                         "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                             .to_owned()
+                    } else if message["params"]["name"] == json!("whole") {
+                        let body = json!({"jsonrpc": "2.0", "id": message["id"],
+                                          "result": {"content": []}})
+                        .to_string();
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    } else if message["params"]["name"] == json!("reset") {
+                        // Zero linger turns the close into an RST.
+                        let _ = socket.set_zero_linger();
+                        return;
                     } else {
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n{\"jsonrpc\":".to_owned()
                     };
@@ -1739,22 +1769,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_cut_off_closes_the_connection_as_lost() {
+    async fn a_reset_or_a_body_cut_off_fails_that_call_only() {
         let (url, _server) = cutting_server().await;
         let (connection, init, _events) = connect(&url).await;
         assert_eq!(init["serverInfo"]["name"], json!("raw"));
-        let error = call(&connection, "anything").await.unwrap_err();
-        assert!(
-            matches!(&error, UpstreamError::Lost(message) if message.starts_with("reading the response failed")),
-            "{error:?}"
-        );
-        within(connection.closed()).await;
-        assert!(
-            connection
-                .close_reason()
-                .unwrap()
-                .starts_with("reading the response failed")
-        );
+        for (tool, failure) in [
+            ("reset", "sending to the backend failed"),
+            ("cut", "reading the response failed"),
+        ] {
+            let error = within(call(&connection, tool)).await.unwrap_err();
+            assert!(
+                matches!(&error, UpstreamError::Lost(message) if message.starts_with(failure)),
+                "{tool}: {error:?}"
+            );
+            assert_eq!(connection.close_reason(), None, "{tool}");
+            assert_eq!(
+                within(call(&connection, "whole")).await,
+                Ok(json!({"content": []})),
+                "after {tool}"
+            );
+        }
     }
 
     #[tokio::test]

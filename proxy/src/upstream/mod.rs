@@ -183,6 +183,14 @@ impl Connection {
         }
     }
 
+    /// Whether the connection is dead (see [`Connection::closed`]).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Connection::Stdio(connection) => connection.is_closed(),
+            Connection::Http(connection) => connection.is_closed(),
+        }
+    }
+
     /// Why the connection died, once it has.
     pub fn close_reason(&self) -> Option<String> {
         match self {

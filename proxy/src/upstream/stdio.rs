@@ -284,6 +284,11 @@ impl StdioConnection {
         self.inner.pending.closed().await;
     }
 
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.pending.is_closed()
+    }
+
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<String> {
         self.inner.pending.close_reason()

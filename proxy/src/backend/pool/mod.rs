@@ -14,16 +14,23 @@
 //!
 //! A single-endpoint backend is a pool of one: picking is trivial and
 //! ejecting it refuses its calls for the ejection's length.
+//!
+//! When no endpoint is connected, [`Pool::until_ready`] tells a restart in
+//! progress (worth waiting for) from a known outage (fail fast): see
+//! [`Readiness`].
 
 pub(crate) mod balance;
 pub(crate) mod outlier;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
+use tokio::sync::watch;
 
 use super::State;
 use super::listing::Listing;
@@ -44,8 +51,26 @@ pub(crate) struct Endpoint {
     pub(crate) connection: RwLock<Option<Connection>>,
     /// What it listed on this connection (`None` while it has none).
     listing: Mutex<Option<Arc<Listing>>>,
-    health: Mutex<EndpointHealth>,
+    /// Set by the supervisor; watched by calls waiting for a restart.
+    health: watch::Sender<EndpointHealth>,
     in_flight: AtomicU64,
+    /// Requests answered successfully, since start: a connection that
+    /// answered any has proved healthy.
+    answered: AtomicU64,
+}
+
+/// Whether an endpoint can take a call now, soon, or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// Connected: calls go out.
+    Ready,
+    /// A start or restart is under way (the first attempt at start-up, or
+    /// the first attempt right after a healthy connection ended): calls
+    /// wait for it.
+    Coming,
+    /// An attempt has failed since the last connection, or the proxy is
+    /// stopping: the endpoint is known down and calls fail fast.
+    Down,
 }
 
 /// An endpoint's connection state, as its supervisor last set it.
@@ -85,12 +110,13 @@ impl Pool {
                 transport: transport.clone(),
                 connection: RwLock::new(None),
                 listing: Mutex::new(None),
-                health: Mutex::new(EndpointHealth {
+                health: watch::Sender::new(EndpointHealth {
                     state: State::Connecting,
                     last_error: None,
                     restarts: 0,
                 }),
                 in_flight: AtomicU64::new(0),
+                answered: AtomicU64::new(0),
             })
             .collect::<Vec<_>>();
         let outliers = config
@@ -180,6 +206,38 @@ impl Pool {
         self.outliers.as_ref().map(|d| d.status(endpoint))
     }
 
+    /// Waits, at most `within`, until an endpoint is connected, as long as
+    /// one is [`Readiness::Coming`]. Returns whether one is connected; at
+    /// once when none is coming (a known outage fails fast).
+    pub(crate) async fn until_ready(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        // Subscribed before looking, so no change between the look and the
+        // wait is missed.
+        let mut watches: Vec<_> = self
+            .endpoints
+            .iter()
+            .map(|e| e.health.subscribe())
+            .collect();
+        loop {
+            let readiness: Vec<Readiness> =
+                self.endpoints.iter().map(Endpoint::readiness).collect();
+            if readiness.contains(&Readiness::Ready) {
+                return true;
+            }
+            if !readiness.contains(&Readiness::Coming) {
+                return false;
+            }
+            let changed = futures_util::future::select_all(
+                watches.iter_mut().map(|watch| watch.changed().boxed()),
+            );
+            tokio::select! {
+                biased;
+                _ = changed => {}
+                () = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+    }
+
     /// The backend's state from its endpoints': connected when any is.
     pub(crate) fn state(&self) -> State {
         let states: Vec<State> = self.endpoints.iter().map(|e| e.health().state).collect();
@@ -196,8 +254,28 @@ impl Pool {
 }
 
 impl Endpoint {
+    /// Whether it has a connection that is still alive.
     pub(crate) fn is_connected(&self) -> bool {
-        read(&self.connection).is_some()
+        read(&self.connection)
+            .as_ref()
+            .is_some_and(|connection| !connection.is_closed())
+    }
+
+    pub(crate) fn readiness(&self) -> Readiness {
+        if self.is_connected() {
+            return Readiness::Ready;
+        }
+        match self.health.borrow().state {
+            // A connection that just died: its supervisor is about to
+            // restart it.
+            State::Connecting | State::Connected => Readiness::Coming,
+            State::Unavailable | State::Stopped => Readiness::Down,
+        }
+    }
+
+    /// Requests it answered successfully, since start.
+    pub(crate) fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
     }
 
     /// What it listed on its current connection.
@@ -211,19 +289,20 @@ impl Endpoint {
     }
 
     pub(crate) fn health(&self) -> EndpointHealth {
-        lock(&self.health).clone()
+        self.health.borrow().clone()
     }
 
     pub(crate) fn set_state(&self, state: State, error: Option<String>) {
-        let mut health = lock(&self.health);
-        health.state = state;
-        if error.is_some() {
-            health.last_error = error;
-        }
+        self.health.send_modify(|health| {
+            health.state = state;
+            if error.is_some() {
+                health.last_error = error;
+            }
+        });
     }
 
     pub(crate) fn count_restart(&self) {
-        lock(&self.health).restarts += 1;
+        self.health.send_modify(|health| health.restarts += 1);
     }
 
     pub(crate) fn in_flight(&self) -> u64 {
@@ -244,7 +323,11 @@ impl Endpoint {
         let connection = read(&self.connection).clone()?;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.in_flight);
-        Some(connection.request(method, params, progress).await)
+        let answer = connection.request(method, params, progress).await;
+        if answer.is_ok() {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(answer)
     }
 }
 

@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -51,6 +51,7 @@ use super::CallError;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
+use crate::backoff::Backoff;
 use crate::config::{
     BackendConfig, BreakerPolicy, HedgePolicy, RateLimit, RetryPolicy, TimeoutPolicy,
 };
@@ -210,19 +211,20 @@ impl Resilience {
             lock(&retry.budget).record_call();
         }
         let mut retries = 0;
+        let mut pauses = self.retry.as_ref().map(Retry::pauses);
         loop {
             let result = self.hedged(safe, waiting_for_slot, &attempt).await;
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            let Some(retry) = &self.retry else {
+            let (Some(retry), Some(pauses)) = (&self.retry, &mut pauses) else {
                 return Err(error);
             };
             if retries >= retry.policy.max_retries || !retry.retries(&error, safe) {
                 return Err(error);
             }
-            let pause = retry.pause(retries + 1);
+            let pause = retry.pause(pauses);
             // A retry that could not start before the overall deadline would
             // only turn this error into a timeout: the client gets the
             // attempt's own error instead, and no retry is counted.
@@ -371,19 +373,19 @@ impl Retry {
         }
     }
 
-    /// The pause before retry number `n` (from 1): doubling from `initial`,
-    /// capped at `max`, with full jitter a uniform draw from 0 to that.
-    fn pause(&self, n: u32) -> Duration {
-        let backoff = self.policy.backoff;
-        let doubled = backoff
-            .initial
-            .saturating_mul(1u32 << (n - 1).min(20))
-            .min(backoff.max);
-        if backoff.full_jitter {
-            let nanos = doubled.as_nanos() as u64;
-            Duration::from_nanos(lock(&self.rng).random_range(0..=nanos))
+    /// The pauses of one call's retries: doubling from `initial`, capped
+    /// at `max`.
+    fn pauses(&self) -> Backoff {
+        Backoff::new(self.policy.backoff.initial, self.policy.backoff.max)
+    }
+
+    /// The next pause of `pauses`; with full jitter a uniform draw from 0
+    /// to it, from the backend's seeded generator.
+    fn pause(&self, pauses: &mut Backoff) -> Duration {
+        if self.policy.backoff.full_jitter {
+            pauses.next_jittered(&mut *lock(&self.rng))
         } else {
-            doubled
+            pauses.next_delay()
         }
     }
 }
