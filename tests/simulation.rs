@@ -342,6 +342,79 @@ const MUTANTS: &[Mutant] = &[
         )],
         fails: &["first fast rejection of files within 1s"],
     },
+    // flaky-network.yaml: on the code before issue 16 its threshold checks
+    // fail already (a reset takes the session down), so only the fix shows
+    // that the mutants' own failures are what fails them.
+    Mutant {
+        scenario: "flaky-network.yaml",
+        name: "bare failing 4% of its calls",
+        edits: &[Replace(
+            "  - name: bare\n    transport: http\n    tools:\n      - name: lookup\n        read_only: true\n        latency: { lognormal: { median: 2ms, sigma: 0.5 } }\n        outcomes:\n          - { probability: 0.05, reset: true }\n          - { probability: 0.03,",
+            "  - name: bare\n    transport: http\n    tools:\n      - name: lookup\n        read_only: true\n        latency: { lognormal: { median: 2ms, sigma: 0.5 } }\n        outcomes:\n          - { probability: 0.02, reset: true }\n          - { probability: 0.02,",
+        )],
+        fails: &["without retries clients see at least 6.3% errors"],
+    },
+    Mutant {
+        scenario: "flaky-network.yaml",
+        name: "bare failing 12% of its calls",
+        edits: &[Replace(
+            "  - name: bare\n    transport: http\n    tools:\n      - name: lookup\n        read_only: true\n        latency: { lognormal: { median: 2ms, sigma: 0.5 } }\n        outcomes:\n          - { probability: 0.05, reset: true }",
+            "  - name: bare\n    transport: http\n    tools:\n      - name: lookup\n        read_only: true\n        latency: { lognormal: { median: 2ms, sigma: 0.5 } }\n        outcomes:\n          - { probability: 0.09, reset: true }",
+        )],
+        fails: &["without retries clients see at most 9.7% errors"],
+    },
+    Mutant {
+        scenario: "flaky-network.yaml",
+        name: "no retry policy on api",
+        edits: &[Remove("retry")],
+        fails: &["retries hide the flaky network from a read-only tool"],
+    },
+    Mutant {
+        scenario: "flaky-network.yaml",
+        name: "submit declared safe to repeat",
+        edits: &[Replace(
+            "      retry:\n",
+            "      safe_to_repeat: { tools: [submit] }\n      retry:\n",
+        )],
+        fails: &["submit is never run twice for one call"],
+    },
+    // crash-loop.yaml: "retries keep files under 1% errors" fails on the
+    // code before issue 16 already; the neighbour's checks pass there and
+    // their mutants fail them on either code.
+    Mutant {
+        scenario: "crash-loop.yaml",
+        name: "no retry policy on files",
+        edits: &[Remove("retry")],
+        fails: &["retries keep files under 1% errors while it crash-loops"],
+    },
+    Mutant {
+        // No proxy setting couples two backends: the fault timeline stands in.
+        scenario: "crash-loop.yaml",
+        name: "notes crash-looping too",
+        edits: &[Replace(
+            "faults:\n",
+            "faults:\n  - { fake: notes, at: 5s, outcomes: [{ probability: 0.01, exit: { code: 3 } }] }\n",
+        )],
+        fails: &["notes sees no errors while files crash-loops"],
+    },
+    Mutant {
+        scenario: "crash-loop.yaml",
+        name: "notes slowed while files crash-loops",
+        edits: &[Replace(
+            "faults:\n",
+            "faults:\n  - { fake: notes, at: 5s, latency: { uniform: { min: 20ms, max: 40ms } } }\n",
+        )],
+        fails: &["notes just as fast while files crash-loops"],
+    },
+    Mutant {
+        scenario: "crash-loop.yaml",
+        name: "notes slow from the start",
+        edits: &[Replace(
+            "  - name: notes\n    transport: stdio\n    tools:\n      - name: read\n        read_only: true\n        latency: { uniform: { min: 1ms, max: 4ms } }",
+            "  - name: notes\n    transport: stdio\n    tools:\n      - name: read\n        read_only: true\n        latency: { uniform: { min: 20ms, max: 40ms } }",
+        )],
+        fails: &["notes fast before files crash-loops"],
+    },
 ];
 
 fn scenarios_dir() -> PathBuf {
@@ -444,7 +517,7 @@ fn parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec
 fn every_shipped_scenario_passes_in_simulation_and_replays_identically() {
     let _alone = run_alone();
     let files = shipped();
-    assert!(files.len() >= 8, "{files:?}");
+    assert!(files.len() >= 10, "{files:?}");
     let outcomes = parallel(&files, |file| {
         let scenario = load(file);
         sim::check_determinism(&scenario, scenario.seed)

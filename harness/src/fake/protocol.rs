@@ -204,6 +204,11 @@ impl Server {
         self.clock
     }
 
+    /// How long this process takes to start (see [`Script::startup`]).
+    pub(crate) fn startup(&self) -> Duration {
+        self.script().startup()
+    }
+
     /// The exit code of the outage in force at `now`, if any.
     pub(crate) fn outage_at(&self, now: Duration) -> Option<i32> {
         self.script().outage_at(now)

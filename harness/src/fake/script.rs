@@ -35,6 +35,7 @@ pub struct Decision {
 
 /// The seeded decision maker of one fake process.
 pub struct Script {
+    startup: Option<Latency>,
     tools: Vec<ToolSpec>,
     faults: Vec<Fault>,
     rng: StdRng,
@@ -48,6 +49,7 @@ impl Script {
     /// sequence, the same on every run with the same seed.
     pub fn new(spec: &FakeSpec, faults: &[Fault], seed: u64, generation: u64) -> Self {
         Self {
+            startup: spec.startup,
             tools: spec.tools.clone(),
             faults: faults
                 .iter()
@@ -57,6 +59,16 @@ impl Script {
             rng: StdRng::seed_from_u64(derive_seed(seed, &spec.name, generation)),
             calls: HashMap::new(),
         }
+    }
+
+    /// How long this process takes to start (the fake's `startup`): drawn
+    /// from its generator, which a face asks before any call, so each
+    /// generation of a stdio fake starts as slowly on every run with the
+    /// same seed. Zero, and nothing drawn, for a fake without one.
+    pub fn startup(&mut self) -> Duration {
+        self.startup.map_or(Duration::ZERO, |startup| {
+            sample_latency(&startup, &mut self.rng)
+        })
     }
 
     /// Decides the next call of `tool` at scenario time `now`, counting it.
@@ -258,6 +270,7 @@ mod tests {
                     behaviour: behaviour.clone(),
                 })
                 .collect(),
+            startup: None,
         }
     }
 
@@ -472,6 +485,48 @@ mod tests {
         assert_eq!(run(1, 0), run(1, 0));
         assert_ne!(run(1, 0), run(1, 1));
         assert_ne!(run(1, 0), run(2, 0));
+    }
+
+    #[test]
+    fn each_generation_draws_its_startup_first_and_a_fake_without_one_draws_nothing() {
+        let behaviour = Behaviour {
+            latency: Latency::Uniform {
+                min: Duration::ZERO,
+                max: ms(100),
+            },
+            outcomes: Vec::new(),
+        };
+        let quick = spec(&[("read", behaviour)]);
+        let slow = FakeSpec {
+            startup: Some(Latency::Uniform {
+                min: ms(20),
+                max: ms(200),
+            }),
+            ..quick.clone()
+        };
+        let startups = |spec: &FakeSpec, seed| {
+            (0..200)
+                .map(|generation| Script::new(spec, &[], seed, generation).startup())
+                .collect::<Vec<_>>()
+        };
+        let drawn = startups(&slow, 1);
+        assert_eq!(drawn, startups(&slow, 1));
+        assert_ne!(drawn, startups(&slow, 2));
+        assert!(drawn.iter().all(|d| (ms(20)..=ms(200)).contains(d)));
+        assert!(drawn.iter().any(|d| *d < ms(50)) && drawn.iter().any(|d| *d > ms(170)));
+        assert!(startups(&quick, 1).iter().all(Duration::is_zero));
+        // Without a startup the calls draw what they always drew.
+        let first_call = |spec: &FakeSpec| {
+            let mut script = Script::new(spec, &[], 1, 0);
+            script.startup();
+            script.decide("read", Duration::ZERO).unwrap()
+        };
+        let mut untouched = Script::new(&quick, &[], 1, 0);
+        assert_eq!(
+            first_call(&quick),
+            untouched.decide("read", Duration::ZERO).unwrap()
+        );
+        assert_ne!(first_call(&slow), first_call(&quick));
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub enum StdioEnd {
 }
 
 /// Serves MCP on `reader`/`writer` until the input ends or the script says
-/// to exit. Started inside an outage, it returns at once without reading
+/// to exit. It first waits out the fake's `startup` delay, if it has one.
+/// Started inside an outage, it returns at once without reading
 /// (a respawned fake keeps failing while the outage lasts); otherwise it
 /// returns when the next outage starts. Answers already written are flushed
 /// and the writer shut down before it returns.
@@ -56,6 +57,8 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let server = Arc::new(Server::new(&cfg, Face::Stdio));
+    // A slow start: nothing is read (nor an outage noticed) before it ends.
+    tokio::time::sleep(server.startup()).await;
     if let Some(code) = server.outage_at(cfg.clock.elapsed()) {
         return StdioEnd::Exit(code);
     }

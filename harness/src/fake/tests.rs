@@ -40,6 +40,7 @@ fn config(transport: FakeTransport, tools: Vec<ToolSpec>, faults: Vec<Fault>) ->
             name: "files".into(),
             transport,
             tools,
+            startup: None,
         },
         faults,
         seed: 42,

@@ -425,6 +425,7 @@ async fn each_record_keeps_the_call_number_a_fakes_answer_echoes() {
                     outcomes: Vec::new(),
                 },
             }],
+            startup: None,
         },
         faults: Vec::new(),
         seed: 1,

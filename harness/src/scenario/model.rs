@@ -60,6 +60,9 @@ pub struct FakeSpec {
     pub transport: FakeTransport,
     /// `tools`: at least one.
     pub tools: Vec<ToolSpec>,
+    /// `startup` (stdio fakes): how long each process of the fake takes to
+    /// start before it reads its input; `None` starts at once.
+    pub startup: Option<Latency>,
 }
 
 /// How a fake is reached.

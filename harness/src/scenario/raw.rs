@@ -38,6 +38,7 @@ pub(crate) struct RawFake {
     pub(crate) name: String,
     pub(crate) transport: RawTransport,
     pub(crate) port: Option<u16>,
+    pub(crate) startup: Option<RawLatency>,
     pub(crate) tools: Vec<RawTool>,
 }
 

@@ -138,6 +138,34 @@ fn fake_references_must_resolve() {
 }
 
 #[test]
+fn only_stdio_fakes_have_a_startup_delay() {
+    let stdio = BASE.replace("transport: http", "transport: stdio");
+    let slow = "    tools:\n      - name: echo";
+    let text = stdio.replacen(
+        slow,
+        "    startup: { uniform: { min: 20ms, max: 200ms } }\n    tools:\n      - name: echo",
+        1,
+    );
+    let scenario = load_str(&text, Path::new("s.yaml")).unwrap();
+    assert_eq!(
+        scenario.fakes[0].startup,
+        Some(Latency::Uniform {
+            min: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+        })
+    );
+    let text = BASE.replacen(
+        slow,
+        "    startup: { fixed: 20ms }\n    tools:\n      - name: echo",
+        1,
+    );
+    assert_eq!(
+        err(&text),
+        "s.yaml:11: fakes[0].startup: only stdio fakes have a startup delay"
+    );
+}
+
+#[test]
 fn outcomes_must_fit_the_transport_and_add_up() {
     let stdio = BASE.replace("transport: http", "transport: stdio");
     let text = stdio.replace(

@@ -148,6 +148,15 @@ impl Validator<'_> {
                     port: port.unwrap_or(0),
                 },
             };
+            let startup = match (fake.startup, transport) {
+                (None, _) => None,
+                (Some(_), FakeTransport::Http { .. }) => {
+                    return Err(
+                        self.error(&p.key("startup"), "only stdio fakes have a startup delay")
+                    );
+                }
+                (Some(l), FakeTransport::Stdio) => Some(self.latency(l, &p.key("startup"))?),
+            };
             if fake.tools.is_empty() {
                 return Err(self.error(&p.key("tools"), "at least one tool is required"));
             }
@@ -183,6 +192,7 @@ impl Validator<'_> {
                 name: fake.name,
                 transport,
                 tools,
+                startup,
             });
         }
         Ok(fakes)

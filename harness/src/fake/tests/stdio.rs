@@ -363,6 +363,24 @@ async fn a_reset_closes_the_output_and_exits_1() {
 }
 
 #[tokio::test]
+async fn a_slow_start_answers_nothing_before_its_drawn_delay() {
+    let mut cfg = stdio(vec![tool("read", Outcome::Success)], vec![]);
+    cfg.spec.startup = Some(Latency::Uniform {
+        min: Duration::from_millis(300),
+        max: Duration::from_millis(400),
+    });
+    let journal = cfg.journal.clone();
+    let started = Instant::now();
+    let mut pipe = Pipe::start(cfg);
+    pipe.send(call(1, "read", 1)).await;
+    // Sent at once, read only once the process has started.
+    assert_eq!(pipe.answer().await["id"], 1);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(journal.snapshot()[0].at >= Duration::from_millis(300));
+}
+
+#[tokio::test]
 async fn started_inside_an_outage_it_exits_at_once_without_reading() {
     let cfg = stdio(
         vec![tool("read", Outcome::Success)],
