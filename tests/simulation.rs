@@ -378,14 +378,24 @@ const MUTANTS: &[Mutant] = &[
         )],
         fails: &["submit is never run twice for one call"],
     },
-    // crash-loop.yaml: "retries keep files under 1% errors" fails on the
+    // crash-loop.yaml: "retries keep files under 0.3% errors" fails on the
     // code before issue 16 already; the neighbour's checks pass there and
     // their mutants fail them on either code.
     Mutant {
         scenario: "crash-loop.yaml",
         name: "no retry policy on files",
         edits: &[Remove("retry")],
-        fails: &["retries keep files under 1% errors while it crash-loops"],
+        fails: &["retries keep files under 0.3% errors while it crash-loops"],
+    },
+    Mutant {
+        // What the proxy did before issue 16: fail calls while it restarts.
+        scenario: "crash-loop.yaml",
+        name: "files not waiting for its restarts",
+        edits: &[Replace(
+            "      reconnect: { initial: 10ms, max: 200ms }\n      retry:",
+            "      reconnect: { initial: 10ms, max: 200ms }\n      wait_for_ready: 0s\n      retry:",
+        )],
+        fails: &["retries keep files under 0.3% errors while it crash-loops"],
     },
     Mutant {
         // No proxy setting couples two backends: the fault timeline stands in.

@@ -6,12 +6,13 @@
 //! `backend{name=..}` span), because "which backend flapped, when, and
 //! why" is the first thing an operator asks.
 //!
-//! When a healthy connection ends (it answered a call, or lasted
-//! [`HEALTHY_AFTER`]), the restart begins at once and the endpoint stays
-//! `connecting`: calls wait for it (see `Pool::until_ready`). Otherwise,
-//! and after every failed attempt, the endpoint is `unavailable` — calls
-//! fail fast — and the next attempt waits a capped exponential backoff, so
-//! a child that dies right after starting does not spin.
+//! When a connection ends, the endpoint is `connecting`: calls wait for
+//! the restart (see `Pool::until_ready`). A healthy connection (it
+//! answered a call, or lasted [`HEALTHY_AFTER`]) restarts at once; one
+//! that died before answering restarts after a capped exponential
+//! backoff, so a child that dies right after starting does not spin. After
+//! a failed attempt the endpoint is `unavailable` — calls fail fast — and
+//! attempts go on after the backoff.
 
 use std::sync::{Arc, PoisonError};
 
@@ -38,8 +39,8 @@ pub(super) async fn run(
     let reconnect = backend.config.reconnect;
     let mut backoff = Backoff::new(reconnect.initial, reconnect.max);
     let mut ever_connected = false;
-    // The first attempt, and one right after a healthy connection, is a
-    // start calls wait for; later ones run while the endpoint is known down.
+    // The first attempt, and the one after a connection ended, is a start
+    // calls wait for; after a failed attempt the endpoint is known down.
     let mut restarting = true;
     loop {
         if restarting {
@@ -104,37 +105,47 @@ pub(super) async fn run(
                     connection.shutdown().await;
                     break;
                 }
-                // Only a connection that served counts as recovery: a child
-                // that dies right after starting keeps backing off.
-                restarting =
-                    this.answered() > answered_before || connected_at.elapsed() >= HEALTHY_AFTER;
+                restarting = true;
                 let reason = connection
                     .close_reason()
                     .unwrap_or_else(|| "connection closed".to_owned());
-                match backend.config.transport_kind() {
+                let failure = match backend.config.transport_kind() {
                     "stdio" => format!("process ended: {reason}"),
                     _ => format!("connection lost: {reason}"),
+                };
+                // Only a connection that served counts as recovery: a child
+                // that dies right after starting keeps backing off.
+                if this.answered() > answered_before || connected_at.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
+                    tracing::warn!(error = %failure, "backend connection ended; restarting at once");
+                    backend.record_failure(this, &failure);
+                    this.set_state(State::Connecting, Some(failure));
+                    continue;
                 }
+                failure
             }
             Err(error) => {
                 restarting = false;
                 error.to_string()
             }
         };
+        let delay = backoff.next_delay();
         backend.record_failure(this, &failure);
         if restarting {
-            backoff.reset();
-            tracing::warn!(error = %failure, "backend connection ended; restarting at once");
-            this.set_state(State::Connecting, Some(failure));
-            continue;
+            tracing::warn!(
+                error = %failure,
+                retry_in = ?delay,
+                "backend connection ended before it answered; restarting after a backoff"
+            );
+            this.set_restarting(Instant::now() + delay, failure);
+        } else {
+            tracing::warn!(
+                error = %failure,
+                retry_in = ?delay,
+                "backend marked unavailable; retrying in the background"
+            );
+            this.set_state(State::Unavailable, Some(failure));
         }
-        let delay = backoff.next_delay();
-        tracing::warn!(
-            error = %failure,
-            retry_in = ?delay,
-            "backend marked unavailable; retrying in the background"
-        );
-        this.set_state(State::Unavailable, Some(failure));
         tokio::select! {
             biased;
             () = tokio::time::sleep(delay) => {}

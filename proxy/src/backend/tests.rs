@@ -143,7 +143,7 @@ async fn a_stdio_child_that_exits_is_respawned_and_the_respawn_is_logged() {
         backend.status()
     );
     assert!(logs_contain("scripted-one"));
-    assert!(logs_contain("backend marked unavailable"));
+    assert!(logs_contain("restarting after a backoff"));
     assert!(logs_contain("backend respawned and re-initialized"));
 
     stop.cancel();

@@ -26,11 +26,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::State;
 use super::listing::Listing;
@@ -51,8 +51,13 @@ pub(crate) struct Endpoint {
     pub(crate) connection: RwLock<Option<Connection>>,
     /// What it listed on this connection (`None` while it has none).
     listing: Mutex<Option<Arc<Listing>>>,
-    /// Set by the supervisor; watched by calls waiting for a restart.
-    health: watch::Sender<EndpointHealth>,
+    /// Set by the supervisor.
+    health: Mutex<EndpointHealth>,
+    /// Wakes the calls waiting for a restart when `health` changes. A
+    /// `Notify` rather than a `watch` channel: a watch wakes its receivers
+    /// in an order drawn from tokio's random generator, and simulated runs
+    /// must replay.
+    health_changed: Notify,
     in_flight: AtomicU64,
     /// Requests answered successfully, since start: a connection that
     /// answered any has proved healthy.
@@ -64,9 +69,9 @@ pub(crate) struct Endpoint {
 pub(crate) enum Readiness {
     /// Connected: calls go out.
     Ready,
-    /// A start or restart is under way (the first attempt at start-up, or
-    /// the first attempt right after a healthy connection ended): calls
-    /// wait for it.
+    /// A start or restart is under way, or begins before the caller would
+    /// stop waiting (the first attempt at start-up, or the first after a
+    /// connection ended): calls wait for it.
     Coming,
     /// An attempt has failed since the last connection, or the proxy is
     /// stopping: the endpoint is known down and calls fail fast.
@@ -79,6 +84,9 @@ pub(crate) struct EndpointHealth {
     pub(crate) state: State,
     pub(crate) last_error: Option<String>,
     pub(crate) restarts: u64,
+    /// While `connecting` after a connection ended: when the restart
+    /// begins (after the reconnect backoff).
+    pub(crate) restart_at: Option<Instant>,
 }
 
 /// The endpoints of one backend, their balancer and outlier detector.
@@ -110,11 +118,13 @@ impl Pool {
                 transport: transport.clone(),
                 connection: RwLock::new(None),
                 listing: Mutex::new(None),
-                health: watch::Sender::new(EndpointHealth {
+                health: Mutex::new(EndpointHealth {
                     state: State::Connecting,
                     last_error: None,
                     restarts: 0,
+                    restart_at: None,
                 }),
+                health_changed: Notify::new(),
                 in_flight: AtomicU64::new(0),
                 answered: AtomicU64::new(0),
             })
@@ -210,29 +220,32 @@ impl Pool {
     /// one is [`Readiness::Coming`]. Returns whether one is connected; at
     /// once when none is coming (a known outage fails fast).
     pub(crate) async fn until_ready(&self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        // Subscribed before looking, so no change between the look and the
-        // wait is missed.
-        let mut watches: Vec<_> = self
-            .endpoints
-            .iter()
-            .map(|e| e.health.subscribe())
-            .collect();
+        let deadline = Instant::now() + within;
         loop {
-            let readiness: Vec<Readiness> =
-                self.endpoints.iter().map(Endpoint::readiness).collect();
+            // Registered before looking, so no change between the look and
+            // the wait is missed.
+            let mut changes: Vec<_> = self
+                .endpoints
+                .iter()
+                .map(|e| Box::pin(e.health_changed.notified()))
+                .collect();
+            for change in &mut changes {
+                change.as_mut().enable();
+            }
+            let readiness: Vec<Readiness> = self
+                .endpoints
+                .iter()
+                .map(|e| e.readiness(deadline))
+                .collect();
             if readiness.contains(&Readiness::Ready) {
                 return true;
             }
             if !readiness.contains(&Readiness::Coming) {
                 return false;
             }
-            let changed = futures_util::future::select_all(
-                watches.iter_mut().map(|watch| watch.changed().boxed()),
-            );
             tokio::select! {
                 biased;
-                _ = changed => {}
+                _ = futures_util::future::select_all(changes) => {}
                 () = tokio::time::sleep_until(deadline) => return false,
             }
         }
@@ -261,13 +274,19 @@ impl Endpoint {
             .is_some_and(|connection| !connection.is_closed())
     }
 
-    pub(crate) fn readiness(&self) -> Readiness {
+    /// Whether it can take a call now, or soon enough for a caller who
+    /// waits until `deadline`.
+    pub(crate) fn readiness(&self, deadline: Instant) -> Readiness {
         if self.is_connected() {
             return Readiness::Ready;
         }
-        match self.health.borrow().state {
-            // A connection that just died: its supervisor is about to
-            // restart it.
+        let health = lock(&self.health);
+        match health.state {
+            State::Connecting if health.restart_at.is_some_and(|at| at > deadline) => {
+                Readiness::Down
+            }
+            // Connected: a connection that just died, which its supervisor
+            // is about to restart.
             State::Connecting | State::Connected => Readiness::Coming,
             State::Unavailable | State::Stopped => Readiness::Down,
         }
@@ -289,20 +308,35 @@ impl Endpoint {
     }
 
     pub(crate) fn health(&self) -> EndpointHealth {
-        self.health.borrow().clone()
+        lock(&self.health).clone()
     }
 
     pub(crate) fn set_state(&self, state: State, error: Option<String>) {
-        self.health.send_modify(|health| {
+        self.change_health(|health| {
             health.state = state;
+            health.restart_at = None;
             if error.is_some() {
                 health.last_error = error;
             }
         });
     }
 
+    /// Its connection ended; the restart begins at `at`.
+    pub(crate) fn set_restarting(&self, at: Instant, error: String) {
+        self.change_health(|health| {
+            health.state = State::Connecting;
+            health.restart_at = Some(at);
+            health.last_error = Some(error);
+        });
+    }
+
     pub(crate) fn count_restart(&self) {
-        self.health.send_modify(|health| health.restarts += 1);
+        lock(&self.health).restarts += 1;
+    }
+
+    fn change_health(&self, change: impl FnOnce(&mut EndpointHealth)) {
+        change(&mut lock(&self.health));
+        self.health_changed.notify_waiters();
     }
 
     pub(crate) fn in_flight(&self) -> u64 {
@@ -393,5 +427,30 @@ mod tests {
         assert_eq!(pool.state(), State::Unavailable);
         pool.endpoints()[1].set_state(State::Connected, None);
         assert_eq!(pool.state(), State::Connected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_wait_for_a_restart_that_begins_in_time_and_not_for_a_known_outage() {
+        let pool = pool_of_two();
+        let [first, second] = pool.endpoints() else {
+            panic!("two endpoints")
+        };
+        second.set_state(State::Unavailable, Some("refused".into()));
+        let soon = || Instant::now() + Duration::from_secs(2);
+        // Starting up: worth waiting for, until the wait runs out.
+        assert_eq!(first.readiness(soon()), Readiness::Coming);
+        assert!(!pool.until_ready(Duration::from_secs(2)).await);
+        // A restart after a backoff longer than the caller waits: fail now.
+        first.set_restarting(Instant::now() + Duration::from_secs(5), "ended".into());
+        assert_eq!(first.readiness(soon()), Readiness::Down);
+        let before = Instant::now();
+        assert!(!pool.until_ready(Duration::from_secs(2)).await);
+        assert_eq!(Instant::now(), before, "no wait for a restart out of reach");
+        first.set_restarting(Instant::now() + Duration::from_secs(1), "ended".into());
+        assert_eq!(first.readiness(soon()), Readiness::Coming);
+        // A known outage: fail at once.
+        first.set_state(State::Unavailable, Some("refused".into()));
+        assert!(!pool.until_ready(Duration::from_secs(2)).await);
+        assert_eq!(Instant::now(), before);
     }
 }
