@@ -31,3 +31,5 @@ mod pool;
 mod traffic;
 // Filters, aliases, arguments, size limit, cache and coalescing.
 mod shaping;
+// Bounds: default call timeout, sessions, requests in flight, idle expiry.
+mod bounds;

@@ -28,7 +28,9 @@ pub const BACKEND_TRANSPORT: i64 = -32011;
 /// (`per_try` or `overall`); the call was cancelled at the backend.
 pub const BACKEND_TIMEOUT: i64 = -32013;
 /// Proxy: the proxy refused to send the call, to protect the backend
-/// (`rate_limit`, or no `concurrency` slot within `timeout.overall`).
+/// (`rate_limit`, or no `concurrency` slot within `timeout.overall`, ...)
+/// or itself (`max_sessions`, `max_in_flight`, `max_in_flight_per_session`);
+/// `data.reason` says which.
 pub const BACKEND_LIMITED: i64 = -32014;
 /// Proxy: the client cancelled the request.
 pub const REQUEST_CANCELLED: i64 = -32800;

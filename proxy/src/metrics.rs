@@ -7,16 +7,23 @@
 //! misses, coalesced calls) are read from its status at each scrape. The label values
 //! come from the config (backend names) and a fixed set of outcomes and
 //! forwarded methods, so the number of series stays bounded.
+//!
+//! The bounds on clients ([`crate::session`]) are read from the session
+//! store's counts the same way: live sessions and requests in flight, the
+//! refusals of each bound, sessions expired as idle and progress
+//! notifications dropped from full queues.
 
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::backend::Status;
+use crate::session::Counts;
 
 /// How a forwarded request ended, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +82,11 @@ fn latency_histogram() -> Histogram {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BoundLabels {
+    bound: &'static str,
 }
 
 /// The proxy's metrics: request counts and latency recorded here, plus the
@@ -176,8 +188,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The Prometheus text exposition, with `backends`' resilience counters.
-    pub fn render(&self, backends: &[Status]) -> String {
+    /// The Prometheus text exposition, with `backends`' resilience counters
+    /// and the bounds' `counts`.
+    pub fn render(&self, backends: &[Status], counts: &Counts) -> String {
         // A registry per scrape: the recorded families are shared handles,
         // and the resilience counters are read from the backends now.
         let mut registry = Registry::default();
@@ -202,10 +215,64 @@ impl Metrics {
             }
             registry.register(name, help, family);
         }
+        register_bounds(&mut registry, counts);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
         text
+    }
+}
+
+/// The bounds on clients: gauges of what is held, counters of what was
+/// refused, expired or dropped.
+fn register_bounds(registry: &mut Registry, counts: &Counts) {
+    for (name, help, value) in [
+        (
+            "mcp_proxy_sessions",
+            "Client sessions open",
+            counts.sessions,
+        ),
+        (
+            "mcp_proxy_requests_in_flight",
+            "Client requests in flight, over all sessions",
+            counts.in_flight,
+        ),
+    ] {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        registry.register(name, help, gauge);
+    }
+    let refusals = Family::<BoundLabels, Counter>::default();
+    for (bound, value) in [
+        ("max_sessions", counts.refused_sessions),
+        ("max_in_flight", counts.refused_proxy_in_flight),
+        (
+            "max_in_flight_per_session",
+            counts.refused_session_in_flight,
+        ),
+    ] {
+        refusals.get_or_create(&BoundLabels { bound }).inc_by(value);
+    }
+    registry.register(
+        "mcp_proxy_bound_refusals",
+        "Sessions or requests refused because a proxy bound was reached, by bound (its config key)",
+        refusals,
+    );
+    for (name, help, value) in [
+        (
+            "mcp_proxy_sessions_expired",
+            "Client sessions ended after session_idle_timeout without activity",
+            counts.expired,
+        ),
+        (
+            "mcp_proxy_progress_dropped",
+            "Progress notifications dropped because their request's progress_queue was full",
+            counts.progress_dropped,
+        ),
+    ] {
+        let counter = Counter::<u64>::default();
+        counter.inc_by(value);
+        registry.register(name, help, counter);
     }
 }
 
@@ -229,7 +296,7 @@ mod tests {
             Duration::from_millis(5),
         );
         metrics.record("search", "tools/call", Outcome::Unavailable, Duration::ZERO);
-        let text = metrics.render(&[]);
+        let text = metrics.render(&[], &Counts::default());
         assert!(
             text.contains(
                 r#"mcp_proxy_requests_total{backend="search",method="tools/call",outcome="ok"} 2"#
@@ -272,7 +339,7 @@ mod tests {
             mirror_dropped: 9,
             endpoints: Vec::new(),
         };
-        let text = Metrics::default().render(&[status]);
+        let text = Metrics::default().render(&[status], &Counts::default());
         for line in [
             r#"mcp_proxy_retries_total{backend="search"} 7"#,
             r#"mcp_proxy_hedges_total{backend="search"} 4"#,
@@ -290,5 +357,30 @@ mod tests {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
         assert_eq!(text.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn renders_the_bounds_counts() {
+        let counts = Counts {
+            sessions: 3,
+            in_flight: 4,
+            refused_sessions: 5,
+            refused_session_in_flight: 6,
+            refused_proxy_in_flight: 7,
+            expired: 8,
+            progress_dropped: 9,
+        };
+        let text = Metrics::default().render(&[], &counts);
+        for line in [
+            "mcp_proxy_sessions 3",
+            "mcp_proxy_requests_in_flight 4",
+            r#"mcp_proxy_bound_refusals_total{bound="max_sessions"} 5"#,
+            r#"mcp_proxy_bound_refusals_total{bound="max_in_flight_per_session"} 6"#,
+            r#"mcp_proxy_bound_refusals_total{bound="max_in_flight"} 7"#,
+            "mcp_proxy_sessions_expired_total 8",
+            "mcp_proxy_progress_dropped_total 9",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::front::{self, App};
 use crate::gateway::Gateway;
 use crate::platform::{self, BoxStream, Listener, Platform};
-use crate::session::SessionStore;
+use crate::session::{Limits, SessionStore};
 
 /// How long cancelled calls get to send their answers before the HTTP server is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
@@ -89,7 +89,10 @@ pub fn start_on(
         source,
     })?;
 
-    let sessions = Arc::new(SessionStore::new(Arc::clone(&platform.session_ids)));
+    let sessions = Arc::new(SessionStore::new(
+        Arc::clone(&platform.session_ids),
+        limits(&config),
+    ));
     let gateway = Arc::new(Gateway::new(&config, Arc::clone(&sessions), &platform));
     let (events, event_receiver) = mpsc::unbounded_channel();
     tokio::spawn(Arc::clone(&gateway).run_events(event_receiver));
@@ -110,7 +113,7 @@ pub fn start_on(
         allowed_origins: config.proxy.allowed_origins.clone(),
         max_body_size: config.proxy.max_body_size,
     });
-    let housekeeping = tokio::spawn(expire_sessions(sessions, config.proxy.session_idle_timeout));
+    let housekeeping = tokio::spawn(expire_sessions(sessions));
     let router = front::router(Arc::clone(&app));
     let draining = app.draining.clone();
     let server = tokio::spawn(async move {
@@ -159,12 +162,33 @@ impl axum::serve::Listener for ServeListener {
     }
 }
 
-async fn expire_sessions(sessions: Arc<SessionStore>, idle: Duration) {
+/// The bounds on clients the config sets. A request in flight holds its
+/// session as long as the longest call may take by its `timeout.overall`.
+fn limits(config: &Config) -> Limits {
+    let proxy = &config.proxy;
+    let call_limit = config
+        .backends
+        .iter()
+        .filter_map(|backend| backend.timeout.overall)
+        .max()
+        .unwrap_or(proxy.default_call_timeout);
+    Limits {
+        max_sessions: proxy.max_sessions,
+        max_in_flight: proxy.max_in_flight,
+        max_in_flight_per_session: proxy.max_in_flight_per_session,
+        progress_queue: proxy.progress_queue,
+        idle_timeout: proxy.session_idle_timeout,
+        call_limit,
+    }
+}
+
+async fn expire_sessions(sessions: Arc<SessionStore>) {
+    let idle = sessions.limits().idle_timeout;
     let period = (idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
     let mut ticks = tokio::time::interval(period);
     loop {
         ticks.tick().await;
-        let expired = sessions.expire_idle(idle);
+        let expired = sessions.expire_idle();
         if expired > 0 {
             tracing::debug!(expired, "idle client sessions expired");
         }

@@ -35,8 +35,26 @@ pub struct ProxySettings {
     /// `allowed_origins`: browser origins allowed besides localhost ones
     /// (`http://localhost:*`, `http://127.0.0.1:*`, `http://[::1]:*`). Default empty.
     pub allowed_origins: Vec<String>,
-    /// `session_idle_timeout`: a client session unused this long is forgotten. Default 30m.
+    /// `session_idle_timeout`: a client session that sent no request and
+    /// got no answer for this long is forgotten (an open GET stream does not
+    /// count; see [`crate::session`]). Default 30m.
     pub session_idle_timeout: Duration,
+    /// `default_call_timeout`: the `timeout.overall` of every backend that
+    /// sets none, so no call waits for a hung backend forever. Default 60s.
+    pub default_call_timeout: Duration,
+    /// `max_sessions`: client sessions at once; an `initialize` beyond it is
+    /// refused (HTTP 503). Default 1024.
+    pub max_sessions: usize,
+    /// `max_in_flight`: client requests in flight at once, over all
+    /// sessions; one beyond it is refused with `-32014`. Default 1024.
+    pub max_in_flight: usize,
+    /// `max_in_flight_per_session`: client requests in flight at once in
+    /// one session; one beyond it is refused with `-32014`. Default 128.
+    pub max_in_flight_per_session: usize,
+    /// `progress_queue`: progress notifications of one request waiting for
+    /// the client to read them; newer ones are dropped while it is full.
+    /// Default 64.
+    pub progress_queue: usize,
     /// `seed`: seeds every random choice of the proxy (retry jitter). Default 0.
     pub seed: u64,
 }
@@ -63,7 +81,8 @@ pub struct BackendConfig {
     /// progress (the first attempt after a healthy connection ended) before
     /// failing as unavailable. Default 2s; `0s` fails at once.
     pub wait_for_ready: Duration,
-    /// `timeout`: bounds on each attempt and on the whole call. Default: none.
+    /// `timeout`: bounds on each attempt and on the whole call. Default: no
+    /// `per_try`; `overall` is `proxy.default_call_timeout`.
     pub timeout: TimeoutPolicy,
     /// `retry`: repeat failed calls. Default: off.
     pub retry: Option<RetryPolicy>,
@@ -340,7 +359,10 @@ impl BackendConfig {
             init_timeout: DEFAULT_INIT_TIMEOUT,
             reconnect: ReconnectPolicy::default(),
             wait_for_ready: DEFAULT_WAIT_FOR_READY,
-            timeout: TimeoutPolicy::default(),
+            timeout: TimeoutPolicy {
+                per_try: None,
+                overall: Some(DEFAULT_CALL_TIMEOUT),
+            },
             retry: None,
             safe_to_repeat: Vec::new(),
             max_concurrency: None,
@@ -361,6 +383,9 @@ impl BackendConfig {
 /// Default `init_timeout` of a backend.
 pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default `proxy.default_call_timeout`: what MCP SDKs wait for a request.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Default `wait_for_ready` of a backend.
 pub const DEFAULT_WAIT_FOR_READY: Duration = Duration::from_secs(2);
 
@@ -370,6 +395,9 @@ pub struct TimeoutPolicy {
     /// `per_try`: one attempt may take this long; it is then cancelled at the backend.
     pub per_try: Option<Duration>,
     /// `overall`: the call, retries and backoff included, may take this long.
+    /// A loaded config always has one (`proxy.default_call_timeout` when the
+    /// backend sets none); `None`, no limit, is left to code that builds a
+    /// policy itself.
     pub overall: Option<Duration>,
 }
 
@@ -500,6 +528,11 @@ impl Default for ProxySettings {
             max_body_size: 4 * 1024 * 1024,
             allowed_origins: Vec::new(),
             session_idle_timeout: Duration::from_secs(30 * 60),
+            default_call_timeout: DEFAULT_CALL_TIMEOUT,
+            max_sessions: 1024,
+            max_in_flight: 1024,
+            max_in_flight_per_session: 128,
+            progress_queue: 64,
             seed: 0,
         }
     }

@@ -40,6 +40,11 @@ pub(crate) struct RawProxy {
     pub(crate) max_body_size: Option<ByteSize>,
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) session_idle_timeout: Option<ConfigDuration>,
+    pub(crate) default_call_timeout: Option<ConfigDuration>,
+    pub(crate) max_sessions: Option<usize>,
+    pub(crate) max_in_flight: Option<usize>,
+    pub(crate) max_in_flight_per_session: Option<usize>,
+    pub(crate) progress_queue: Option<usize>,
     pub(crate) seed: Option<u64>,
 }
 

@@ -47,6 +47,11 @@ const FULL_YAML: &str = r#"proxy:
   max_body_size: 1MiB
   allowed_origins: ["https://app.example.com"]
   session_idle_timeout: 1h
+  default_call_timeout: 90s
+  max_sessions: 10
+  max_in_flight: 20
+  max_in_flight_per_session: 5
+  progress_queue: 8
   seed: 7
 backends:
   - name: everything
@@ -95,6 +100,11 @@ shutdown_timeout = "5s"
 max_body_size = 1048576
 allowed_origins = ["https://app.example.com"]
 session_idle_timeout = "1h"
+default_call_timeout = "90s"
+max_sessions = 10
+max_in_flight = 20
+max_in_flight_per_session = 5
+progress_queue = 8
 seed = 7
 
 [[backends]]
@@ -140,6 +150,11 @@ fn full_config() -> Config {
             max_body_size: 1 << 20,
             allowed_origins: vec!["https://app.example.com".into()],
             session_idle_timeout: Duration::from_secs(3600),
+            default_call_timeout: Duration::from_secs(90),
+            max_sessions: 10,
+            max_in_flight: 20,
+            max_in_flight_per_session: 5,
+            progress_queue: 8,
             seed: 7,
         },
         backends: vec![
@@ -163,7 +178,11 @@ fn full_config() -> Config {
                     max: Duration::from_secs(120),
                 },
                 wait_for_ready: Duration::from_millis(500),
-                timeout: TimeoutPolicy::default(),
+                // No `timeout`: `overall` is proxy.default_call_timeout.
+                timeout: TimeoutPolicy {
+                    per_try: None,
+                    overall: Some(Duration::from_secs(90)),
+                },
                 retry: None,
                 safe_to_repeat: Vec::new(),
                 max_concurrency: None,
@@ -276,6 +295,14 @@ fn defaults_fill_everything_optional() {
     );
     assert_eq!(backend.load_balancing, LoadBalancing::LeastRequests);
     assert_eq!(backend.outlier_detection, None);
+    // No backend waits for an answer forever.
+    assert_eq!(
+        backend.timeout,
+        TimeoutPolicy {
+            per_try: None,
+            overall: Some(Duration::from_secs(60)),
+        }
+    );
     // An empty `proxy:` or `reconnect:` is the same as leaving it out.
     let text =
         "proxy:\nbackends:\n  - name: a\n    transport: stdio\n    command: srv\n    reconnect:\n";
@@ -526,6 +553,10 @@ fn timeout_and_retry_rules() {
             "proxy.yaml:5: backends[0].timeout.per_try: per_try (2s) must not be longer than overall (1s)",
         ),
         (
+            "    timeout: { per_try: 2m }\n",
+            "proxy.yaml:5: backends[0].timeout.per_try: per_try (120s) must not be longer than overall (60s, proxy.default_call_timeout)",
+        ),
+        (
             "    timeout: { per_try: 0ms }\n",
             "proxy.yaml:5: backends[0].timeout.per_try: must be greater than zero",
         ),
@@ -687,6 +718,25 @@ fn proxy_rules() {
     assert_eq!(
         err("session_idle_timeout: 0s"),
         "proxy.yaml:2: proxy.session_idle_timeout: must be greater than zero"
+    );
+    assert_eq!(
+        err("default_call_timeout: 0s"),
+        "proxy.yaml:2: proxy.default_call_timeout: must be greater than zero"
+    );
+    for bound in [
+        "max_sessions",
+        "max_in_flight",
+        "max_in_flight_per_session",
+        "progress_queue",
+    ] {
+        assert_eq!(
+            err(&format!("{bound}: 0")),
+            format!("proxy.yaml:2: proxy.{bound}: must be at least 1")
+        );
+    }
+    assert_eq!(
+        err("max_sessions: -1"),
+        "proxy.yaml:2: proxy.max_sessions: expected usize, found an integer (-1)"
     );
     assert_eq!(
         err("max_body_size: 4MB"),

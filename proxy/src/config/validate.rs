@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::ConfigError;
+use super::duration::ConfigDuration;
 use super::raw::{
     RawBackend, RawBreaker, RawConfig, RawProxy, RawReconnect, RawRetry, RawTimeout, RetryOnItem,
     TransportKind,
@@ -56,7 +57,7 @@ pub(crate) fn validate(
     let mut first_index: HashMap<String, usize> = HashMap::new();
     for (i, raw_backend) in raw.backends.into_iter().enumerate() {
         let path = [key("backends"), Seg::Index(i)];
-        let backend = v.backend(raw_backend, &path, &proxy.separator, base_dir)?;
+        let backend = v.backend(raw_backend, &path, &proxy, base_dir)?;
         if let Some(&first) = first_index.get(&backend.name) {
             let first_line = tree.line_near(&[key("backends"), Seg::Index(first), key("name")]);
             return Err(v.error(
@@ -127,15 +128,39 @@ impl Validator<'_> {
         if max_body_size == 0 {
             return Err(self.error(&child(&path, "max_body_size"), "must be greater than zero"));
         }
-        let session_idle_timeout = raw
-            .session_idle_timeout
-            .map_or(defaults.session_idle_timeout, |d| d.0);
-        if session_idle_timeout.is_zero() {
-            return Err(self.error(
-                &child(&path, "session_idle_timeout"),
-                "must be greater than zero",
-            ));
-        }
+        let positive = |value: Option<ConfigDuration>, k: &str, default: Duration| match value {
+            Some(d) if d.0.is_zero() => {
+                Err(self.error(&child(&path, k), "must be greater than zero"))
+            }
+            value => Ok(value.map_or(default, |d| d.0)),
+        };
+        let session_idle_timeout = positive(
+            raw.session_idle_timeout,
+            "session_idle_timeout",
+            defaults.session_idle_timeout,
+        )?;
+        let default_call_timeout = positive(
+            raw.default_call_timeout,
+            "default_call_timeout",
+            defaults.default_call_timeout,
+        )?;
+        let at_least_one = |value: Option<usize>, k: &str, default: usize| match value {
+            Some(0) => Err(self.error(&child(&path, k), "must be at least 1")),
+            value => Ok(value.unwrap_or(default)),
+        };
+        let max_sessions = at_least_one(raw.max_sessions, "max_sessions", defaults.max_sessions)?;
+        let max_in_flight =
+            at_least_one(raw.max_in_flight, "max_in_flight", defaults.max_in_flight)?;
+        let max_in_flight_per_session = at_least_one(
+            raw.max_in_flight_per_session,
+            "max_in_flight_per_session",
+            defaults.max_in_flight_per_session,
+        )?;
+        let progress_queue = at_least_one(
+            raw.progress_queue,
+            "progress_queue",
+            defaults.progress_queue,
+        )?;
         let allowed_origins = raw.allowed_origins.unwrap_or(defaults.allowed_origins);
         for (i, origin) in allowed_origins.iter().enumerate() {
             let mut p = child(&path, "allowed_origins");
@@ -153,6 +178,11 @@ impl Validator<'_> {
             max_body_size,
             allowed_origins,
             session_idle_timeout,
+            default_call_timeout,
+            max_sessions,
+            max_in_flight,
+            max_in_flight_per_session,
+            progress_queue,
             seed: raw.seed.unwrap_or(defaults.seed),
         })
     }
@@ -161,10 +191,10 @@ impl Validator<'_> {
         &self,
         raw: RawBackend,
         path: &[Seg],
-        separator: &str,
+        proxy: &ProxySettings,
         base_dir: &Path,
     ) -> Result<BackendConfig, ConfigError> {
-        self.backend_name(&raw.name, path, separator)?;
+        self.backend_name(&raw.name, path, &proxy.separator)?;
         if let Some(foreign) = raw.foreign_keys().first() {
             return Err(self.key_error(
                 path,
@@ -191,7 +221,11 @@ impl Validator<'_> {
         }
         let reconnect = self.reconnect(raw.reconnect.as_ref(), &child(path, "reconnect"))?;
         let wait_for_ready = raw.wait_for_ready.map_or(DEFAULT_WAIT_FOR_READY, |d| d.0);
-        let timeout = self.timeout(raw.timeout.as_ref(), &child(path, "timeout"))?;
+        let timeout = self.timeout(
+            raw.timeout.as_ref(),
+            &child(path, "timeout"),
+            proxy.default_call_timeout,
+        )?;
         let retry = raw
             .retry
             .as_ref()
@@ -436,30 +470,41 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    /// `timeout` of a backend; `overall` is `default_overall`
+    /// (`proxy.default_call_timeout`) when the backend sets none.
     fn timeout(
         &self,
         raw: Option<&RawTimeout>,
         path: &[Seg],
+        default_overall: Duration,
     ) -> Result<TimeoutPolicy, ConfigError> {
-        let Some(raw) = raw else {
-            return Ok(TimeoutPolicy::default());
-        };
-        let per_try = raw.per_try.map(|d| d.0);
-        let overall = raw.overall.map(|d| d.0);
-        for (key, value) in [("per_try", per_try), ("overall", overall)] {
+        let per_try = raw.and_then(|r| r.per_try).map(|d| d.0);
+        let written_overall = raw.and_then(|r| r.overall).map(|d| d.0);
+        for (key, value) in [("per_try", per_try), ("overall", written_overall)] {
             if value.is_some_and(|d| d.is_zero()) {
                 return Err(self.error(&child(path, key), "must be greater than zero"));
             }
         }
-        if let (Some(per_try), Some(overall)) = (per_try, overall)
+        let overall = written_overall.unwrap_or(default_overall);
+        if let Some(per_try) = per_try
             && per_try > overall
         {
+            let whose = if written_overall.is_some() {
+                ""
+            } else {
+                ", proxy.default_call_timeout"
+            };
             return Err(self.error(
                 &child(path, "per_try"),
-                format!("per_try ({per_try:?}) must not be longer than overall ({overall:?})"),
+                format!(
+                    "per_try ({per_try:?}) must not be longer than overall ({overall:?}{whose})"
+                ),
             ));
         }
-        Ok(TimeoutPolicy { per_try, overall })
+        Ok(TimeoutPolicy {
+            per_try,
+            overall: Some(overall),
+        })
     }
 
     /// `retry` of the backend at `backend_path`, whose `timeout` is known.

@@ -11,6 +11,11 @@
 //! Forwarded calls run as tasks of their own: a client that drops its HTTP
 //! connection does not cancel the call (the spec says only
 //! `notifications/cancelled` does), and shutdown can wait for them.
+//!
+//! The bounds the session store keeps are answered here: an `initialize`
+//! beyond `max_sessions` gets HTTP 503, and a request beyond
+//! `max_in_flight_per_session` or `max_in_flight` is answered `-32014`
+//! without running; both bodies name the key and its value.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,12 +30,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::abortable;
 use futures_util::stream::{self, Stream, StreamExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{App, origin};
 use crate::jsonrpc::{self, ErrorObject, Kind};
-use crate::session::{Session, SessionError};
+use crate::session::{Refusal, Session, SessionError};
 use crate::upstream::SUPPORTED_PROTOCOL_VERSIONS;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -218,7 +223,20 @@ pub async fn post(
 
 fn initialize(app: &App, message: Value) -> Response {
     let (version, result) = app.gateway.initialize(message.get("params"));
-    let session = app.sessions.create(&version);
+    let Some(session) = app.sessions.create(&version) else {
+        // 503, not 429: the proxy is full, whoever asks; the client did
+        // nothing wrong and may try again once sessions end or expire.
+        let max = app.sessions.limits().max_sessions;
+        let message_text =
+            format!("mcp-proxy has {max} sessions open (proxy.max_sessions); try again later");
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            message["id"].clone(),
+            "max_sessions",
+            max,
+            message_text,
+        );
+    };
     let body = jsonrpc::response(message["id"].clone(), result);
     let mut response = Json(body).into_response();
     if let Ok(value) = HeaderValue::from_str(session.id()) {
@@ -258,7 +276,7 @@ async fn request(
         .and_then(|p| p.pointer("/_meta/progressToken"))
         .is_some();
     let (progress, progress_rx) = if wants_progress && accepts_stream {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = app.sessions.progress_queue();
         (Some(sender), Some(receiver))
     } else {
         (None, None)
@@ -272,16 +290,37 @@ async fn request(
             .handle(&call_session, &call_method, params, progress)
             .await
     });
-    if !session.track(&id, abort) {
-        let message = format!("request id {id} is already in flight in this session");
-        return reject(
-            StatusCode::BAD_REQUEST,
-            id,
-            jsonrpc::INVALID_REQUEST,
-            message,
-        )
-        .into_response();
-    }
+    let in_flight = match app.sessions.admit(&session, &id, abort) {
+        Ok(in_flight) => in_flight,
+        Err(Refusal::DuplicateId) => {
+            let message = format!("request id {id} is already in flight in this session");
+            return reject(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::INVALID_REQUEST,
+                message,
+            )
+            .into_response();
+        }
+        Err(Refusal::SessionInFlight(limit)) => {
+            let message = format!(
+                "this session has {limit} requests in flight (proxy.max_in_flight_per_session); request not sent"
+            );
+            return refused(
+                StatusCode::OK,
+                id,
+                "max_in_flight_per_session",
+                limit,
+                message,
+            );
+        }
+        Err(Refusal::ProxyInFlight(limit)) => {
+            let message = format!(
+                "mcp-proxy has {limit} requests in flight (proxy.max_in_flight); request not sent"
+            );
+            return refused(StatusCode::OK, id, "max_in_flight", limit, message);
+        }
+    };
     let cancel_calls = app.cancel_calls.clone();
     let gateway = Arc::clone(&app.gateway);
     let task_id = id.clone();
@@ -293,13 +332,18 @@ async fn request(
                 Ok(Err(ErrorObject::new(jsonrpc::SHUTTING_DOWN, "the proxy is shutting down; request cancelled")))
             }
         };
-        session.untrack(&task_id);
+        drop(in_flight);
         match outcome {
             Ok(Ok(result)) => jsonrpc::response(task_id, result),
             Ok(Err(error)) => jsonrpc::error_response(task_id, &error),
             Err(_aborted) => {
                 gateway.record_cancelled(&method);
-                let error = ErrorObject::new(jsonrpc::REQUEST_CANCELLED, "request cancelled by the client");
+                let message = if session.has_ended() {
+                    "the session ended (deleted, or expired as idle); request cancelled"
+                } else {
+                    "request cancelled by the client"
+                };
+                let error = ErrorObject::new(jsonrpc::REQUEST_CANCELLED, message);
                 jsonrpc::error_response(task_id, &error)
             }
         }
@@ -323,16 +367,22 @@ async fn request(
     }
 }
 
+/// The answer to a request a bound refused: `-32014`, as for the proxy's
+/// other refusals, with the bound's key and value in `data`; nothing was
+/// sent to any backend.
+fn refused(status: StatusCode, id: Value, key: &str, limit: usize, message: String) -> Response {
+    let error = ErrorObject::new(jsonrpc::BACKEND_LIMITED, message)
+        .with_data(json!({ "reason": key, "limit": limit }));
+    (status, Json(jsonrpc::error_response(id, &error))).into_response()
+}
+
 /// Progress notifications as they come, then the response, then the end.
 fn event_stream(
-    progress: mpsc::UnboundedReceiver<Value>,
+    progress: mpsc::Receiver<Value>,
     task: tokio::task::JoinHandle<Value>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     enum Step {
-        Progress(
-            mpsc::UnboundedReceiver<Value>,
-            tokio::task::JoinHandle<Value>,
-        ),
+        Progress(mpsc::Receiver<Value>, tokio::task::JoinHandle<Value>),
         Done,
     }
     let events = stream::unfold(Step::Progress(progress, task), |step| async move {

@@ -74,7 +74,9 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (
         [(header::CONTENT_TYPE, content_type)],
-        app.gateway.metrics().render(&statuses),
+        app.gateway
+            .metrics()
+            .render(&statuses, &app.sessions.counts()),
     )
         .into_response()
 }

@@ -1,15 +1,28 @@
-//! Client sessions of the streamable-HTTP endpoint.
+//! Client sessions of the streamable-HTTP endpoint, and the bounds on
+//! what clients may hold in the proxy.
 //!
 //! A session is created by `initialize` and named by the `Mcp-Session-Id`
 //! header after it. It remembers the negotiated protocol version, the
 //! client's in-flight requests (so `notifications/cancelled` can stop the
 //! right one), its resource subscriptions, and the sender of its optional
 //! GET event stream, through which the proxy pushes `list_changed` and other
-//! server notifications. Sessions idle for longer than the configured time
-//! are forgotten.
+//! server notifications.
+//!
+//! The store also owns the bounds that keep clients from growing the
+//! proxy's memory without end, so that what a session holds is counted in
+//! one place ([`Limits`]): sessions at once (`max_sessions`), requests in
+//! flight per session and over all (`max_in_flight_per_session`,
+//! `max_in_flight`), each request's progress queue (`progress_queue`), and
+//! idle expiry. A session is idle once it has sent no request and got no
+//! answer for `session_idle_timeout`; an open GET stream is not activity (an
+//! abandoned one would otherwise keep it forever), and a request in flight
+//! keeps it only until the request ends, or at most the longest call
+//! timeout after it started. An expired session is ended as DELETE ends
+//! it: its event stream closes and its requests still in flight are
+//! aborted.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -19,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::platform::{RandomSessionIds, SessionIds};
+use crate::upstream::ProgressSink;
 
 /// How many undelivered notifications a session's event stream may queue
 /// before further ones are dropped (a stalled client must not grow memory).
@@ -29,12 +43,24 @@ pub struct Session {
     id: String,
     protocol_version: String,
     last_seen: Mutex<Instant>,
-    in_flight: Mutex<HashMap<String, AbortHandle>>,
+    in_flight: Mutex<HashMap<String, Call>>,
+    /// Numbers the session's calls, so a finished call forgets only itself
+    /// when the client reused its id after cancelling it.
+    next_call: AtomicU64,
+    /// Set once the session is deleted or expired.
+    ended: AtomicBool,
     subscriptions: Mutex<HashSet<String>>,
     stream: Mutex<Option<mpsc::Sender<Value>>>,
     /// The least severe log level the client asked for (`logging/setLevel`);
     /// `None` until it asks, and then it gets no backend log messages.
     log_severity: Mutex<Option<u8>>,
+}
+
+/// A request in flight in a session.
+struct Call {
+    number: u64,
+    abort: AbortHandle,
+    started: Instant,
 }
 
 impl Session {
@@ -48,6 +74,11 @@ impl Session {
         &self.protocol_version
     }
 
+    /// Whether the session was deleted or expired.
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+
     fn touch(&self) {
         *self
             .last_seen
@@ -55,40 +86,43 @@ impl Session {
             .unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
-    /// Remember a request in flight under the client's own id, so that a later
-    /// `notifications/cancelled` can abort it. False (and nothing tracked)
-    /// when a request with that id is already in flight: ids must not be
-    /// reused within a session.
-    pub fn track(&self, request_id: &Value, handle: AbortHandle) -> bool {
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match in_flight.entry(request_id.to_string()) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(slot) => {
-                slot.insert(handle);
-                true
-            }
-        }
-    }
-
-    /// Forget a finished request.
-    pub fn untrack(&self, request_id: &Value) {
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, Call>> {
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&request_id.to_string());
     }
 
     /// Abort the request the client cancelled; true if it was still running.
     pub fn cancel(&self, request_id: &Value) -> bool {
-        let handle = self
-            .in_flight
+        let call = self.calls().remove(&request_id.to_string());
+        call.map(|call| call.abort.abort()).is_some()
+    }
+
+    /// Idle: no request and no answer for `idle`, and every request in
+    /// flight started at least `call_limit` ago (it should have ended by
+    /// its timeout; one that has not does not hold the session).
+    fn is_idle(&self, now: Instant, idle: Duration, call_limit: Duration) -> bool {
+        let last_seen = *self
+            .last_seen
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&request_id.to_string());
-        handle.map(|handle| handle.abort()).is_some()
+            .unwrap_or_else(PoisonError::into_inner);
+        now.duration_since(last_seen) >= idle
+            && self
+                .calls()
+                .values()
+                .all(|call| now.duration_since(call.started) >= call_limit)
+    }
+
+    /// End the session: close its stream, abort its requests in id order
+    /// (see [`SessionStore::all`]).
+    fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+        self.close_stream();
+        let mut calls: Vec<(String, Call)> = self.calls().drain().collect();
+        calls.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (_, call) in calls {
+            call.abort.abort();
+        }
     }
 
     /// Add or remove a resource subscription.
@@ -146,15 +180,6 @@ impl Session {
         }
     }
 
-    /// Whether the client holds the session's event stream open.
-    fn is_listening(&self) -> bool {
-        self.stream
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(|sender| !sender.is_closed())
-    }
-
     /// Close the event stream (shutdown, session deleted).
     pub fn close_stream(&self) {
         self.stream
@@ -173,43 +198,159 @@ pub enum SessionError {
     Unknown,
 }
 
+/// The bounds on clients (the `proxy:` keys of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Sessions at once.
+    pub max_sessions: usize,
+    /// Requests in flight at once, over all sessions.
+    pub max_in_flight: usize,
+    /// Requests in flight at once in one session.
+    pub max_in_flight_per_session: usize,
+    /// Progress notifications queued per request.
+    pub progress_queue: usize,
+    /// A session without requests or answers for this long is idle.
+    pub idle_timeout: Duration,
+    /// How long a request in flight keeps its session from idling: the
+    /// longest a call may take by its timeout.
+    pub call_limit: Duration,
+}
+
+impl Default for Limits {
+    /// The defaults of the config keys.
+    fn default() -> Self {
+        let proxy = crate::config::ProxySettings::default();
+        Self {
+            max_sessions: proxy.max_sessions,
+            max_in_flight: proxy.max_in_flight,
+            max_in_flight_per_session: proxy.max_in_flight_per_session,
+            progress_queue: proxy.progress_queue,
+            idle_timeout: proxy.session_idle_timeout,
+            call_limit: proxy.default_call_timeout,
+        }
+    }
+}
+
+/// Why a new request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A request with this id is already in flight in the session.
+    DuplicateId,
+    /// The session has `max_in_flight_per_session` requests in flight.
+    SessionInFlight(usize),
+    /// The proxy has `max_in_flight` requests in flight.
+    ProxyInFlight(usize),
+}
+
+/// The bounds' counters, for `/admin/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Live sessions.
+    pub sessions: usize,
+    /// Requests in flight, over all sessions.
+    pub in_flight: usize,
+    /// `initialize` refused at `max_sessions`.
+    pub refused_sessions: u64,
+    /// Requests refused at `max_in_flight_per_session`.
+    pub refused_session_in_flight: u64,
+    /// Requests refused at `max_in_flight`.
+    pub refused_proxy_in_flight: u64,
+    /// Sessions ended as idle.
+    pub expired: u64,
+    /// Progress notifications dropped because their request's queue was full.
+    pub progress_dropped: u64,
+}
+
 /// All live sessions.
 pub struct SessionStore {
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     ids: Arc<dyn SessionIds>,
+    limits: Limits,
+    in_flight: Arc<AtomicUsize>,
+    refused_sessions: AtomicU64,
+    refused_session_in_flight: AtomicU64,
+    refused_proxy_in_flight: AtomicU64,
+    expired: AtomicU64,
+    progress_dropped: Arc<AtomicU64>,
 }
 
 impl Default for SessionStore {
     fn default() -> Self {
-        Self::new(Arc::new(RandomSessionIds))
+        Self::new(Arc::new(RandomSessionIds), Limits::default())
+    }
+}
+
+/// Holds a request's place in the in-flight bounds; dropped when the
+/// request ends (answered, cancelled or aborted), which frees the place and
+/// counts as the session's activity.
+#[must_use = "the request is in flight while the guard lives"]
+pub struct InFlight {
+    session: Arc<Session>,
+    key: String,
+    number: u64,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.total.fetch_sub(1, Ordering::Relaxed);
+        let mut calls = self.session.calls();
+        if calls
+            .get(&self.key)
+            .is_some_and(|call| call.number == self.number)
+        {
+            calls.remove(&self.key);
+        }
+        drop(calls);
+        self.session.touch();
     }
 }
 
 impl SessionStore {
-    /// An empty store whose sessions are named by `ids`.
-    pub fn new(ids: Arc<dyn SessionIds>) -> Self {
+    /// An empty store whose sessions are named by `ids`, within `limits`.
+    pub fn new(ids: Arc<dyn SessionIds>, limits: Limits) -> Self {
         Self {
             sessions: RwLock::default(),
             ids,
+            limits,
+            in_flight: Arc::default(),
+            refused_sessions: AtomicU64::new(0),
+            refused_session_in_flight: AtomicU64::new(0),
+            refused_proxy_in_flight: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            progress_dropped: Arc::default(),
         }
     }
 
-    /// Create a session for a client that just initialized.
-    pub fn create(&self, protocol_version: &str) -> Arc<Session> {
+    /// The bounds this store keeps.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Create a session for a client that just initialized; `None` (and
+    /// counted) when `max_sessions` are live.
+    pub fn create(&self, protocol_version: &str) -> Option<Arc<Session>> {
+        let mut sessions = self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if sessions.len() >= self.limits.max_sessions {
+            self.refused_sessions.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let session = Arc::new(Session {
             id: self.ids.next(),
             protocol_version: protocol_version.to_owned(),
             last_seen: Mutex::new(Instant::now()),
             in_flight: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
             subscriptions: Mutex::new(HashSet::new()),
             stream: Mutex::new(None),
             log_severity: Mutex::new(None),
         });
-        self.sessions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(session.id.clone(), Arc::clone(&session));
-        session
+        sessions.insert(session.id.clone(), Arc::clone(&session));
+        Some(session)
     }
 
     /// Look a session up by the header value, and mark it used.
@@ -226,6 +367,59 @@ impl SessionStore {
         Ok(session)
     }
 
+    /// Admit a request of `session` under the client's own id, so that a
+    /// later `notifications/cancelled` can abort it through `abort`. Refused
+    /// (and nothing tracked) when the id is already in flight in the session
+    /// (ids must not be reused while in flight), or a bound on requests in
+    /// flight is reached (counted).
+    pub fn admit(
+        &self,
+        session: &Arc<Session>,
+        request_id: &Value,
+        abort: AbortHandle,
+    ) -> Result<InFlight, Refusal> {
+        let key = request_id.to_string();
+        let mut calls = session.calls();
+        if calls.contains_key(&key) {
+            return Err(Refusal::DuplicateId);
+        }
+        if calls.len() >= self.limits.max_in_flight_per_session {
+            self.refused_session_in_flight
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::SessionInFlight(
+                self.limits.max_in_flight_per_session,
+            ));
+        }
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) >= self.limits.max_in_flight {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.refused_proxy_in_flight.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::ProxyInFlight(self.limits.max_in_flight));
+        }
+        let number = session.next_call.fetch_add(1, Ordering::Relaxed);
+        calls.insert(
+            key.clone(),
+            Call {
+                number,
+                abort,
+                started: Instant::now(),
+            },
+        );
+        Ok(InFlight {
+            session: Arc::clone(session),
+            key,
+            number,
+            total: Arc::clone(&self.in_flight),
+        })
+    }
+
+    /// A bounded progress queue for one request (see [`ProgressSink`]).
+    pub fn progress_queue(&self) -> (ProgressSink, mpsc::Receiver<Value>) {
+        ProgressSink::bounded(
+            self.limits.progress_queue,
+            Arc::clone(&self.progress_dropped),
+        )
+    }
+
     /// End a session (DELETE): its in-flight requests are aborted.
     pub fn remove(&self, id: &str) -> bool {
         let removed = self
@@ -234,18 +428,7 @@ impl SessionStore {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
         if let Some(session) = &removed {
-            session.close_stream();
-            // Aborted in id order (see `all`).
-            let mut in_flight: Vec<(String, AbortHandle)> = session
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .drain()
-                .collect();
-            in_flight.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (_, handle) in in_flight {
-                handle.abort();
-            }
+            session.end();
         }
         removed.is_some()
     }
@@ -273,28 +456,41 @@ impl SessionStore {
             .len()
     }
 
-    /// Forget sessions idle for longer than `idle` with nothing in flight.
-    pub fn expire_idle(&self, idle: Duration) -> usize {
+    /// The bounds' counters.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            sessions: self.count(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            refused_sessions: self.refused_sessions.load(Ordering::Relaxed),
+            refused_session_in_flight: self.refused_session_in_flight.load(Ordering::Relaxed),
+            refused_proxy_in_flight: self.refused_proxy_in_flight.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+            progress_dropped: self.progress_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// End every idle session (see the module docs); returns how many.
+    pub fn expire_idle(&self) -> usize {
         let now = Instant::now();
-        let mut sessions = self
-            .sessions
+        let mut expired: Vec<Arc<Session>> = Vec::new();
+        self.sessions
             .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let before = sessions.len();
-        sessions.retain(|_, session| {
-            let last_seen = *session
-                .last_seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let busy = !session
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_empty()
-                || session.is_listening();
-            busy || now.duration_since(last_seen) < idle
-        });
-        before - sessions.len()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, session| {
+                let idle = session.is_idle(now, self.limits.idle_timeout, self.limits.call_limit);
+                if idle {
+                    expired.push(Arc::clone(session));
+                }
+                !idle
+            });
+        // Ended in id order (see `all`).
+        expired.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        for session in &expired {
+            session.end();
+        }
+        self.expired
+            .fetch_add(expired.len() as u64, Ordering::Relaxed);
+        expired.len()
     }
 
     /// Close every event stream, so that a graceful HTTP shutdown is not held
@@ -308,12 +504,22 @@ impl SessionStore {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::future::{Abortable, abortable};
+
     use super::*;
+
+    fn store(limits: Limits) -> SessionStore {
+        SessionStore::new(Arc::new(RandomSessionIds), limits)
+    }
+
+    fn pending_call() -> (Abortable<std::future::Pending<()>>, AbortHandle) {
+        abortable(std::future::pending::<()>())
+    }
 
     #[test]
     fn missing_and_unknown_ids_are_told_apart() {
         let store = SessionStore::default();
-        let session = store.create("2025-06-18");
+        let session = store.create("2025-06-18").expect("room for a session");
         assert_eq!(store.get(None).err(), Some(SessionError::Missing));
         assert_eq!(store.get(Some("nope")).err(), Some(SessionError::Unknown));
         assert_eq!(
@@ -323,44 +529,134 @@ mod tests {
             Ok("2025-06-18".to_owned())
         );
         assert!(store.remove(session.id()));
+        assert!(session.has_ended());
         assert_eq!(
             store.get(Some(session.id())).err(),
             Some(SessionError::Unknown)
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn idle_sessions_expire_and_busy_ones_stay() {
-        let store = SessionStore::default();
-        let idle = store.create("2025-06-18");
-        let busy = store.create("2025-06-18");
-        let listening = store.create("2025-06-18");
-        let (_pending, handle) = futures_util::future::abortable(std::future::pending::<()>());
-        assert!(busy.track(&Value::from(1), handle));
-        let _stream = listening.open_stream();
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(store.expire_idle(Duration::from_secs(60)), 1);
-        assert!(store.get(Some(idle.id())).is_err());
-        assert!(store.get(Some(busy.id())).is_ok());
-        assert!(
-            store.get(Some(listening.id())).is_ok(),
-            "an open event stream keeps a session"
+    #[test]
+    fn sessions_beyond_max_sessions_are_refused_until_one_ends() {
+        let store = store(Limits {
+            max_sessions: 2,
+            ..Limits::default()
+        });
+        let first = store.create("2025-06-18").expect("first");
+        assert!(store.create("2025-06-18").is_some());
+        assert!(store.create("2025-06-18").is_none());
+        assert_eq!(store.counts().refused_sessions, 1);
+        assert_eq!(store.counts().sessions, 2);
+        store.remove(first.id());
+        assert!(store.create("2025-06-18").is_some(), "room again");
+    }
+
+    #[test]
+    fn requests_beyond_the_in_flight_bounds_are_refused_and_places_come_back() {
+        let store = store(Limits {
+            max_in_flight: 3,
+            max_in_flight_per_session: 2,
+            ..Limits::default()
+        });
+        let a = store.create("2025-06-18").expect("a");
+        let b = store.create("2025-06-18").expect("b");
+        let admit = |session: &Arc<Session>, id: i64| {
+            store.admit(session, &Value::from(id), pending_call().1)
+        };
+        let a1 = admit(&a, 1).expect("a1");
+        let _a2 = admit(&a, 2).expect("a2");
+        assert_eq!(admit(&a, 3).err(), Some(Refusal::SessionInFlight(2)));
+        let _b1 = admit(&b, 1).expect("b1");
+        assert_eq!(admit(&b, 2).err(), Some(Refusal::ProxyInFlight(3)));
+        assert_eq!(admit(&b, 1).err(), Some(Refusal::DuplicateId));
+        let counts = store.counts();
+        assert_eq!(
+            (
+                counts.in_flight,
+                counts.refused_session_in_flight,
+                counts.refused_proxy_in_flight
+            ),
+            (3, 1, 1)
         );
+        drop(a1);
+        assert_eq!(store.counts().in_flight, 2);
+        assert!(admit(&b, 2).is_ok(), "a finished request frees its place");
     }
 
     #[tokio::test]
-    async fn cancel_aborts_the_tracked_request() {
+    async fn cancel_aborts_the_tracked_request_and_its_id_may_be_reused() {
         let store = SessionStore::default();
-        let session = store.create("2025-06-18");
-        let (pending, handle) = futures_util::future::abortable(std::future::pending::<()>());
-        assert!(session.track(&Value::from("a"), handle));
-        let (_other, duplicate) = futures_util::future::abortable(std::future::pending::<()>());
-        assert!(
-            !session.track(&Value::from("a"), duplicate),
-            "an id in flight is not reused"
-        );
+        let session = store.create("2025-06-18").expect("session");
+        let (pending, handle) = pending_call();
+        let first = store
+            .admit(&session, &Value::from("a"), handle)
+            .expect("admitted");
         assert!(session.cancel(&Value::from("a")));
         assert!(pending.await.is_err(), "the request was aborted");
         assert!(!session.cancel(&Value::from("a")));
+        // The client reuses the id before the cancelled request's task ended:
+        // that task's end must not forget the new request.
+        let (again, handle) = pending_call();
+        let _second = store
+            .admit(&session, &Value::from("a"), handle)
+            .expect("the id is free again");
+        drop(first);
+        assert!(session.cancel(&Value::from("a")));
+        assert!(again.await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_expire_even_with_an_open_stream() {
+        let store = store(Limits {
+            idle_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        });
+        let idle = store.create("2025-06-18").expect("idle");
+        let listening = store.create("2025-06-18").expect("listening");
+        let used = store.create("2025-06-18").expect("used");
+        let mut stream = listening.open_stream();
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(store.expire_idle(), 0);
+        assert!(store.get(Some(used.id())).is_ok(), "a request is activity");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(store.expire_idle(), 2);
+        assert!(store.get(Some(idle.id())).is_err());
+        assert!(
+            store.get(Some(listening.id())).is_err(),
+            "an open event stream does not keep a session"
+        );
+        assert_eq!(stream.recv().await, None, "its stream is closed");
+        assert!(store.get(Some(used.id())).is_ok());
+        assert_eq!(store.counts().expired, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_holds_its_session_only_up_to_the_call_limit() {
+        let store = store(Limits {
+            idle_timeout: Duration::from_secs(60),
+            call_limit: Duration::from_secs(90),
+            ..Limits::default()
+        });
+        let busy = store.create("2025-06-18").expect("busy");
+        let answered = store.create("2025-06-18").expect("answered");
+        let (hung, handle) = pending_call();
+        let _hung = store
+            .admit(&busy, &Value::from(1), handle)
+            .expect("admitted");
+        let done = store
+            .admit(&answered, &Value::from(1), pending_call().1)
+            .expect("admitted");
+        tokio::time::advance(Duration::from_secs(50)).await;
+        drop(done);
+        tokio::time::advance(Duration::from_secs(39)).await;
+        assert_eq!(store.expire_idle(), 0, "a call in flight within its limit");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(store.expire_idle(), 1, "past the call limit");
+        assert!(busy.has_ended());
+        assert!(hung.await.is_err(), "its request is aborted");
+        assert!(
+            store.get(Some(answered.id())).is_ok(),
+            "an answer is activity: idle only since it was sent"
+        );
     }
 }

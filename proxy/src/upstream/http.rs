@@ -1177,7 +1177,7 @@ mod tests {
     async fn progress_and_notifications_arrive_on_the_get_stream() {
         let url = tower_server(false).await;
         let (connection, _, mut events) = connect(&url).await;
-        let (sink, mut progress) = mpsc::unbounded_channel();
+        let (sink, mut progress) = ProgressSink::bounded(16, Default::default());
         let params =
             json!({"name": "slow", "arguments": {}, "_meta": {"progressToken": "caller-token"}});
         let result = within(connection.request("tools/call", Some(params), Some(sink)))
@@ -1420,7 +1420,7 @@ mod tests {
         on_tool(&server, "cut", cut).await;
         let (connection, _, mut events) = connect(&server.uri()).await;
 
-        let (sink, mut progress) = mpsc::unbounded_channel();
+        let (sink, mut progress) = ProgressSink::bounded(16, Default::default());
         let params = json!({"name": "stream", "_meta": {"progressToken": 77}});
         let result = within(connection.request("tools/call", Some(params), Some(sink)))
             .await

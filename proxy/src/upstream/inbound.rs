@@ -177,13 +177,14 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::upstream::ProgressSink;
 
     #[tokio::test]
     async fn routes_every_kind_of_message() {
         let (cancels, _cancelled) = mpsc::unbounded_channel();
         let pending = Pending::new("b", cancels);
         let (events, mut received) = mpsc::unbounded_channel();
-        let (sink, mut progress) = mpsc::unbounded_channel();
+        let (sink, mut progress) = ProgressSink::bounded(16, Default::default());
         let (_, flight) = pending
             .start(
                 "x",

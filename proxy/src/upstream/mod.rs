@@ -16,6 +16,8 @@ pub mod pending;
 mod sse;
 pub mod stdio;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -54,7 +56,38 @@ pub enum UpstreamError {
 
 /// Receives the progress notifications of one request, as complete JSON-RPC
 /// notification messages whose `progressToken` is already the caller's own.
-pub type ProgressSink = mpsc::UnboundedSender<Value>;
+///
+/// The queue is bounded: while it is full (the client does not read its
+/// event stream), newer notifications are dropped and counted. Progress is
+/// advisory and the next one supersedes it; holding the backend's reader
+/// until the client reads would stall every other call on the connection.
+#[derive(Debug, Clone)]
+pub struct ProgressSink {
+    sender: mpsc::Sender<Value>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl ProgressSink {
+    /// A sink queueing at most `capacity` notifications, counting the ones
+    /// it drops in `dropped`, and the receiver of the queue.
+    pub fn bounded(capacity: usize, dropped: Arc<AtomicU64>) -> (Self, mpsc::Receiver<Value>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        (Self { sender, dropped }, receiver)
+    }
+
+    /// Queue a notification; false when it was dropped (queue full, counted)
+    /// or nobody listens any more.
+    pub fn send(&self, notification: Value) -> bool {
+        match self.sender.try_send(notification) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
 
 /// Receives the backend's notifications that belong to no request of ours
 /// (`notifications/tools/list_changed`, `notifications/resources/updated`,

@@ -13,8 +13,9 @@
 //!
 //! A caller that stops waiting (its future is dropped) must tell the backend
 //! with `notifications/cancelled`, but a `Drop` cannot do I/O. [`InFlight`]
-//! therefore pushes the notification onto an unbounded channel that the
-//! transport drains, so the dropper is never delayed.
+//! therefore hands the notification to the transport's [`CancelSink`]
+//! without waiting (a channel the transport drains, or its own queue), so
+//! the dropper is never delayed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +32,25 @@ use crate::jsonrpc::{self, ErrorObject};
 pub const CANCEL_REASON: &str = "the client of mcp-proxy stopped waiting for the answer";
 
 /// Where [`InFlight`] sends the `notifications/cancelled` messages of
-/// abandoned requests; the transport delivers them.
-pub type CancelSink = mpsc::UnboundedSender<Value>;
+/// abandoned requests; the transport delivers them. Any function that
+/// queues without waiting, so a transport can put a cancellation in line
+/// with its requests; usually an unbounded channel's sender.
+#[derive(Clone)]
+pub struct CancelSink(Arc<dyn Fn(Value) -> bool + Send + Sync>);
+
+impl CancelSink {
+    /// A sink that hands each cancellation to `queue`, which says whether
+    /// the transport took it.
+    pub fn new(queue: impl Fn(Value) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(queue))
+    }
+}
+
+impl From<mpsc::UnboundedSender<Value>> for CancelSink {
+    fn from(sender: mpsc::UnboundedSender<Value>) -> Self {
+        Self::new(move |message| sender.send(message).is_ok())
+    }
+}
 
 /// The answer a waiting request receives: the `result` member, or the error.
 type Answer = Result<Value, UpstreamError>;
@@ -63,11 +81,11 @@ struct Entry {
 impl Pending {
     /// A table for the connection to `backend`; abandoned requests are
     /// announced on `cancels`.
-    pub fn new(backend: impl Into<String>, cancels: CancelSink) -> Arc<Self> {
+    pub fn new(backend: impl Into<String>, cancels: impl Into<CancelSink>) -> Arc<Self> {
         Arc::new(Self {
             backend: backend.into(),
             next_id: AtomicU64::new(1),
-            cancels,
+            cancels: cancels.into(),
             state: Mutex::new(State::default()),
             closed: CancellationToken::new(),
         })
@@ -160,8 +178,9 @@ impl Pending {
 
     /// Route a `notifications/progress` from the backend to the request it
     /// belongs to, with the caller's own token restored. Progress for a token
-    /// this table does not know is logged and dropped. Returns whether it
-    /// reached a sink.
+    /// this table does not know is logged and dropped, and so is progress
+    /// its request's full queue has no room for (see [`ProgressSink`]).
+    /// Returns whether it reached a sink.
     pub fn progress(&self, mut notification: Value) -> bool {
         let token = notification
             .get("params")
@@ -197,7 +216,7 @@ impl Pending {
         {
             params.insert("progressToken".into(), original);
         }
-        sink.send(notification).is_ok()
+        sink.send(notification)
     }
 
     /// Fail one request in flight with `error`; false if it is not pending.
@@ -368,7 +387,7 @@ impl Drop for InFlight {
         if self.pending.remove(self.id) && self.cancel_on_drop {
             let params = json!({ "requestId": self.id, "reason": CANCEL_REASON });
             let message = jsonrpc::notification("notifications/cancelled", Some(params));
-            if self.pending.cancels.send(message).is_err() {
+            if !(self.pending.cancels.0)(message) {
                 tracing::debug!(
                     backend = %self.pending.backend,
                     id = self.id,
@@ -452,8 +471,8 @@ mod tests {
     #[tokio::test]
     async fn progress_tokens_are_remapped_both_ways() {
         let (pending, _cancelled) = table();
-        let (sink_a, mut progress_a) = mpsc::unbounded_channel();
-        let (sink_b, mut progress_b) = mpsc::unbounded_channel();
+        let (sink_a, mut progress_a) = ProgressSink::bounded(16, Default::default());
+        let (sink_b, mut progress_b) = ProgressSink::bounded(16, Default::default());
         // Two callers chose the same token: upstream they must differ.
         let params = json!({"name": "t", "_meta": {"progressToken": "same", "other": 1}});
         let (message_a, flight_a) = pending
@@ -494,17 +513,29 @@ mod tests {
         assert!(!pending.progress(upstream(&token_b, 4)));
     }
 
-    #[tokio::test]
-    async fn unknown_or_malformed_progress_is_dropped() {
-        let (pending, _cancelled) = table();
-        let (sink, mut progress) = mpsc::unbounded_channel();
-        let (_, _flight) = pending
+    /// A request with progress token `"t"` whose progress queue holds
+    /// `capacity`, counting drops in `dropped`: its upstream message, its
+    /// guard and its queue.
+    fn with_progress(
+        pending: &Arc<Pending>,
+        capacity: usize,
+        dropped: Arc<AtomicU64>,
+    ) -> (Value, InFlight, mpsc::Receiver<Value>) {
+        let (sink, progress) = ProgressSink::bounded(capacity, dropped);
+        let (message, flight) = pending
             .start(
                 "x",
                 Some(json!({"_meta": {"progressToken": "t"}})),
                 Some(sink),
             )
             .unwrap();
+        (message, flight, progress)
+    }
+
+    #[tokio::test]
+    async fn unknown_or_malformed_progress_is_dropped() {
+        let (pending, _cancelled) = table();
+        let (_, _flight, mut progress) = with_progress(&pending, 16, Arc::default());
         for notification in [
             json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t"}}),
             json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 42}}),
@@ -514,6 +545,26 @@ mod tests {
             assert!(!pending.progress(notification));
         }
         assert!(progress.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn progress_beyond_a_full_queue_is_dropped_and_counted() {
+        let (pending, _cancelled) = table();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (message, _flight, mut progress) = with_progress(&pending, 2, Arc::clone(&dropped));
+        let token = message["params"]["_meta"]["progressToken"].clone();
+        let upstream = |n: u64| {
+            json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                   "params": {"progressToken": token, "progress": n}})
+        };
+        assert!(pending.progress(upstream(1)));
+        assert!(pending.progress(upstream(2)));
+        assert!(!pending.progress(upstream(3)), "the queue is full");
+        assert_eq!(dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(progress.try_recv().unwrap()["params"]["progress"], json!(1));
+        assert!(pending.progress(upstream(4)), "room again once read");
+        assert_eq!(progress.try_recv().unwrap()["params"]["progress"], json!(2));
+        assert_eq!(progress.try_recv().unwrap()["params"]["progress"], json!(4));
     }
 
     #[tokio::test]
@@ -570,7 +621,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_a_waiting_request_cancels_it_upstream() {
         let (pending, mut cancelled) = table();
-        let (sink, _progress) = mpsc::unbounded_channel();
+        let (sink, _progress) = ProgressSink::bounded(16, Default::default());
         let (_, flight) = pending
             .start(
                 "slow",

@@ -2,8 +2,16 @@
 //!
 //! One [`StdioConnection`] owns one child and four tasks around it:
 //!
-//! - the **writer** sends one JSON message per line to stdin, from a channel
-//!   every handle (and every abandoned request's cancellation) pushes onto;
+//! - the **writer** sends one JSON message per line to stdin, in the order
+//!   they were queued: requests, notifications, replies to the child's own
+//!   requests, and the cancellations of abandoned requests. Requests,
+//!   notifications and replies take one of [`OUTGOING_QUEUE`] places, given
+//!   back once written. A child that stops reading its stdin uses them up;
+//!   a request then waits for a place, which its call's deadline bounds, and
+//!   one given up while waiting was never registered, so it costs nothing. A
+//!   reply that finds no place is dropped (waiting would stop the reader,
+//!   and the child is not reading anyway). Cancellations need no place:
+//!   there is at most one per request that got one;
 //! - the **reader** splits stdout into lines of at most [`MAX_LINE_BYTES`]
 //!   and routes each message (see `inbound.rs`); a line that is not
 //!   valid UTF-8 or JSON is logged and skipped, never fatal;
@@ -21,16 +29,19 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::child::KillOnDrop;
-use super::pending::Pending;
+use super::pending::{CancelSink, Pending};
 use super::{ConnectSettings, EventSink, ProgressSink, UpstreamError, handshake, inbound};
 use crate::config::TransportConfig;
 use crate::jsonrpc;
 use crate::platform::{BoxFuture, ChildCommand, ChildSignals, SpawnedChild};
+
+/// Messages waiting for the child to read its stdin, at most.
+pub const OUTGOING_QUEUE: usize = 256;
 
 /// The longest stdout line (one JSON-RPC message) accepted; a longer one is
 /// logged and skipped up to its newline.
@@ -63,7 +74,9 @@ pub struct StdioConnection {
 
 struct Inner {
     pending: Arc<Pending>,
-    outgoing: mpsc::UnboundedSender<Value>,
+    outgoing: mpsc::UnboundedSender<Queued>,
+    /// Places in the queue for requests, notifications and replies.
+    room: Arc<Semaphore>,
     /// Cancelled to close the child's stdin (first step of shutdown).
     close_stdin: CancellationToken,
     /// `Some(how it ended)` once the child has been reaped.
@@ -153,7 +166,12 @@ impl StdioConnection {
             signals: group,
         } = child;
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
-        let pending = Pending::new(backend, outgoing.clone());
+        let room = Arc::new(Semaphore::new(OUTGOING_QUEUE));
+        let cancels = outgoing.clone();
+        let pending = Pending::new(
+            backend,
+            CancelSink::new(move |message| cancels.send(Queued::placeless(message)).is_ok()),
+        );
         let tasks = CancellationToken::new();
         let close_stdin = CancellationToken::new();
         let write_error = Arc::new(Mutex::new(None));
@@ -173,7 +191,7 @@ impl StdioConnection {
             stdout,
             Arc::clone(&pending),
             events,
-            outgoing.clone(),
+            (outgoing.clone(), Arc::clone(&room)),
             tasks.clone(),
         ));
         tokio::spawn(log_stderr(stderr, backend.to_owned(), tasks.clone()));
@@ -181,6 +199,7 @@ impl StdioConnection {
         let inner = Arc::new(Inner {
             pending,
             outgoing,
+            room,
             close_stdin,
             exited,
             group: Arc::clone(&group),
@@ -203,29 +222,47 @@ impl StdioConnection {
         let params = handshake::initialize_params(settings);
         let (message, in_flight) = self.inner.pending.start("initialize", Some(params), None)?;
         let in_flight = in_flight.without_cancel();
-        self.send(message)?;
+        let place = self.place().await?;
+        self.send(message, place)?;
         let result = in_flight.wait().await?;
         handshake::negotiated_version(&result)?;
         self.notify("notifications/initialized", None).await?;
         Ok(result)
     }
 
-    fn send(&self, message: Value) -> Result<(), UpstreamError> {
+    /// Wait for a place in the queue.
+    async fn place(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
+        // The semaphore is never closed; if it were, nothing could be sent.
+        Arc::clone(&self.inner.room)
+            .acquire_owned()
+            .await
+            .map_err(|_| self.inner.pending.not_sent())
+    }
+
+    /// Queue a message in `place`.
+    fn send(&self, message: Value, place: OwnedSemaphorePermit) -> Result<(), UpstreamError> {
+        let queued = Queued {
+            message,
+            _place: Some(place),
+        };
         self.inner
             .outgoing
-            .send(message)
+            .send(queued)
             .map_err(|_| self.inner.pending.not_sent())
     }
 
     /// Send a request and wait for its answer. See [`super::Connection::request`].
+    /// The request is registered only once it has a place in the queue, so
+    /// a caller that gives up while waiting for one leaves nothing to cancel.
     pub async fn request(
         &self,
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
     ) -> Result<Value, UpstreamError> {
+        let place = self.place().await?;
         let (message, in_flight) = self.inner.pending.start(method, params, progress)?;
-        if let Err(error) = self.send(message) {
+        if let Err(error) = self.send(message, place) {
             in_flight.abandon();
             return Err(error);
         }
@@ -237,7 +274,8 @@ impl StdioConnection {
         if self.inner.pending.is_closed() {
             return Err(self.inner.pending.not_sent());
         }
-        self.send(jsonrpc::notification(method, params))
+        let place = self.place().await?;
+        self.send(jsonrpc::notification(method, params), place)
     }
 
     /// Resolves once the child has exited (or its stdout closed, or writing
@@ -358,11 +396,27 @@ async fn supervise(
     let _ = exited.send(Some(exit));
 }
 
+/// A message waiting for the writer, holding its place in the queue (a
+/// cancellation holds none) until it is written.
+struct Queued {
+    message: Value,
+    _place: Option<OwnedSemaphorePermit>,
+}
+
+impl Queued {
+    fn placeless(message: Value) -> Self {
+        Self {
+            message,
+            _place: None,
+        }
+    }
+}
+
 /// Sends queued messages to the child's stdin, one per line.
 struct Writer {
     backend: String,
     stdin: Box<dyn AsyncWrite + Send + Unpin>,
-    outgoing: mpsc::UnboundedReceiver<Value>,
+    outgoing: mpsc::UnboundedReceiver<Queued>,
     close_stdin: CancellationToken,
     stop: CancellationToken,
     group: Arc<dyn ChildSignals>,
@@ -372,18 +426,19 @@ struct Writer {
 impl Writer {
     async fn run(mut self) {
         loop {
-            let message = tokio::select! {
+            let queued = tokio::select! {
                 biased;
                 _ = self.close_stdin.cancelled() => break,
                 _ = self.stop.cancelled() => break,
-                message = self.outgoing.recv() => match message {
-                    Some(message) => message,
+                queued = self.outgoing.recv() => match queued {
+                    Some(queued) => queued,
                     None => break,
                 },
             };
             // A `Value` always serializes, and compact JSON escapes every
-            // newline inside strings, so one message is one line.
-            let mut line = serde_json::to_vec(&message).unwrap_or_default();
+            // newline inside strings, so one message is one line. Its place
+            // is given back once it is written.
+            let mut line = serde_json::to_vec(&queued.message).unwrap_or_default();
             line.push(b'\n');
             let written = tokio::select! {
                 biased;
@@ -463,12 +518,14 @@ async fn read_capped_line<R: AsyncBufRead + Unpin>(
 }
 
 /// Route every message the child writes to stdout; replies to its requests
-/// go back through `outgoing`.
+/// go back through `outgoing`, or are dropped when the queue has no place:
+/// waiting for one would stop reading stdout, and a child blocked writing
+/// its stdout may be the one not reading its stdin.
 async fn read_stdout<R: AsyncRead + Unpin>(
     stdout: R,
     pending: Arc<Pending>,
     events: EventSink,
-    outgoing: mpsc::UnboundedSender<Value>,
+    outgoing: (mpsc::UnboundedSender<Queued>, Arc<Semaphore>),
     stop: CancellationToken,
 ) {
     let backend = pending.backend().to_owned();
@@ -486,7 +543,19 @@ async fn read_stdout<R: AsyncRead + Unpin>(
                     .map(|message| inbound::route(message, &pending, &events))
                     .unwrap_or_default()
                 {
-                    let _ = outgoing.send(reply);
+                    let (queue, room) = &outgoing;
+                    match Arc::clone(room).try_acquire_owned() {
+                        Ok(place) => {
+                            let _ = queue.send(Queued {
+                                message: reply,
+                                _place: Some(place),
+                            });
+                        }
+                        Err(_) => tracing::warn!(
+                            backend,
+                            "stdin queue full; reply to the backend's request dropped"
+                        ),
+                    }
                 }
             }
             Ok(LineRead::Truncated(length)) => {
@@ -888,7 +957,7 @@ if mode == "stubborn":
     #[tokio::test]
     async fn progress_reaches_the_caller_with_its_own_token() {
         let (connection, _, _events) = start("normal").await;
-        let (sink, mut progress) = mpsc::unbounded_channel();
+        let (sink, mut progress) = ProgressSink::bounded(16, Default::default());
         let params = json!({"name": "slow", "_meta": {"progressToken": "client-token"}});
         let result = within(connection.request("progress", Some(params), Some(sink)))
             .await
@@ -1193,5 +1262,69 @@ if mode == "stubborn":
         assert_eq!(parse_line(b"  ", "b"), None);
         assert_eq!(parse_line(b"{", "b"), None);
         assert_eq!(parse_line(b"\xff", "b"), None);
+    }
+
+    /// A child in this process that is never signalled.
+    #[derive(Debug)]
+    struct Unsignalled;
+
+    impl ChildSignals for Unsignalled {
+        fn id(&self) -> Option<u32> {
+            None
+        }
+        fn terminate(&self) -> bool {
+            false
+        }
+        fn kill(&self) -> bool {
+            false
+        }
+        fn sweep(&self) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_child_that_stops_reading_stdin_holds_at_most_the_queue() {
+        // Its stdin is a one-byte pipe nobody reads; its stdout stays silent.
+        let (stdin, _unread) = tokio::io::duplex(1);
+        let (_silent, stdout) = tokio::io::duplex(1);
+        let (_quiet, stderr) = tokio::io::duplex(1);
+        let child = SpawnedChild {
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+            stderr: Box::new(stderr),
+            exit: Box::pin(std::future::pending()),
+            signals: Arc::new(Unsignalled),
+        };
+        let (events, _received) = mpsc::unbounded_channel();
+        let (connection, _supervision, _exit) = StdioConnection::start("deaf", child, events);
+        // A message holds its place until written: the one stuck in the
+        // pipe too.
+        let calls: Vec<_> = (0..OUTGOING_QUEUE)
+            .map(|_| {
+                let connection = connection.clone();
+                tokio::spawn(async move { connection.request("hang", None, None).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            connection.inner.room.available_permits(),
+            0,
+            "the queue is full"
+        );
+        assert_eq!(connection.inner.pending.len(), OUTGOING_QUEUE);
+        let late = tokio::time::timeout(
+            Duration::from_secs(1),
+            connection.request("hang", None, None),
+        )
+        .await;
+        assert!(
+            late.is_err(),
+            "a request that finds it full waits, up to its deadline"
+        );
+        assert_eq!(
+            connection.inner.pending.len(),
+            OUTGOING_QUEUE,
+            "the request given up while waiting was never registered"
+        );
+        assert!(calls.iter().all(|call| !call.is_finished()));
     }
 }
