@@ -43,7 +43,7 @@ pub struct ProxySettings {
     /// sets none, so no call waits for a hung backend forever. Default 60s.
     pub default_call_timeout: Duration,
     /// `max_sessions`: client sessions at once; an `initialize` beyond it is
-    /// refused (HTTP 503). Default 1024.
+    /// refused (HTTP 503). Default 10,000.
     pub max_sessions: usize,
     /// `max_in_flight`: client requests in flight at once, over all
     /// sessions; one beyond it is refused with `-32014`. Default 1024.
@@ -529,7 +529,7 @@ impl Default for ProxySettings {
             allowed_origins: Vec::new(),
             session_idle_timeout: Duration::from_secs(30 * 60),
             default_call_timeout: DEFAULT_CALL_TIMEOUT,
-            max_sessions: 1024,
+            max_sessions: 10_000,
             max_in_flight: 1024,
             max_in_flight_per_session: 128,
             progress_queue: 64,
