@@ -18,12 +18,13 @@ mod tests;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -395,44 +396,47 @@ impl Backend {
         // to increase. The sink goes to the first attempt that is sent and
         // comes back if it provably never left.
         let progress = Mutex::new(progress);
-        let tried: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+        let mut tried: Vec<usize> = Vec::new();
+        // Before each attempt (and before its slot, breaker pass, per-try
+        // timer or hedge timer), a restart in progress is waited for: up to
+        // `wait_for_ready`, never past the call's own deadline.
+        let wait_for_ready = self.config.wait_for_ready;
+        let ready = |deadline: Option<Instant>| {
+            let within = deadline.map_or(wait_for_ready, |deadline| {
+                wait_for_ready.min(deadline.saturating_duration_since(Instant::now()))
+            });
+            self.pool.until_ready(within).map(drop)
+        };
         self.resilience
-            .call(safe, || {
-                let picked = Arc::new(OnceLock::new());
-                let report = EndpointReport {
-                    backend: self,
-                    picked: Arc::clone(&picked),
+            .call(ready, safe, || {
+                let pick = self.pool.pick(&tried);
+                let report = match pick {
+                    Pick::Endpoint(endpoint) => {
+                        tried.push(endpoint);
+                        EndpointReport::on(self, endpoint)
+                    }
+                    Pick::NotConnected | Pick::AllEjected => EndpointReport::none(self),
                 };
-                let attempt = self.attempt(&tried, picked, method, params.clone(), &progress);
-                (attempt, report)
+                (
+                    self.attempt(pick, method, params.clone(), &progress),
+                    report,
+                )
             })
             .await
     }
 
-    /// One attempt of a call: picks an endpoint the call has not `tried`
-    /// if it can, and records it in `picked`. With none connected it waits
-    /// for a restart in progress, up to `wait_for_ready`, and fails fast
-    /// when the backend is known down. It takes the progress sink from
-    /// `progress` when it sends, and puts it back when the request never
-    /// left.
+    /// One attempt of a call on the endpoint `pick` names: fails fast when
+    /// there is none. It takes the progress sink from `progress` when it
+    /// sends, and puts it back when the request never left.
     async fn attempt(
         &self,
-        tried: &Mutex<Vec<usize>>,
-        picked: Arc<OnceLock<(usize, u64)>>,
+        pick: Pick,
         method: &str,
         params: Option<Value>,
         progress: &Mutex<Option<ProgressSink>>,
     ) -> Result<Value, CallError> {
-        let mut pick = self.pool.pick(&pool::lock(tried));
-        if pick == Pick::NotConnected && self.pool.until_ready(self.config.wait_for_ready).await {
-            pick = self.pool.pick(&pool::lock(tried));
-        }
         let endpoint = match pick {
-            Pick::Endpoint(index) => {
-                pool::lock(tried).push(index);
-                let _ = picked.set((index, self.pool.epoch(index)));
-                &self.pool.endpoints()[index]
-            }
+            Pick::Endpoint(endpoint) => &self.pool.endpoints()[endpoint],
             Pick::NotConnected => return Err(self.unavailable()),
             Pick::AllEjected => {
                 return Err(CallError::Refused {
@@ -607,14 +611,29 @@ impl Backend {
 /// Tells the pool's outlier detector how an attempt on one endpoint went.
 struct EndpointReport<'a> {
     backend: &'a Backend,
-    /// The endpoint, and its outlier epoch when the attempt was sent; unset
-    /// when the attempt found none to send to.
-    picked: Arc<OnceLock<(usize, u64)>>,
+    /// The endpoint, and its outlier epoch when the attempt was sent.
+    endpoint: Option<(usize, u64)>,
+}
+
+impl<'a> EndpointReport<'a> {
+    fn on(backend: &'a Backend, endpoint: usize) -> Self {
+        Self {
+            backend,
+            endpoint: Some((endpoint, backend.pool.epoch(endpoint))),
+        }
+    }
+
+    fn none(backend: &'a Backend) -> Self {
+        Self {
+            backend,
+            endpoint: None,
+        }
+    }
 }
 
 impl AttemptReport for EndpointReport<'_> {
     fn report(self, verdict: Verdict) {
-        if let Some(&(endpoint, epoch)) = self.picked.get() {
+        if let Some((endpoint, epoch)) = self.endpoint {
             self.backend
                 .pool
                 .report(&self.backend.config.name, endpoint, epoch, verdict);

@@ -292,6 +292,15 @@ async fn request(
     });
     let in_flight = match app.sessions.admit(&session, &id, abort) {
         Ok(in_flight) => in_flight,
+        Err(Refusal::SessionEnded) => {
+            return reject(
+                StatusCode::NOT_FOUND,
+                id,
+                jsonrpc::INVALID_REQUEST,
+                "unknown or expired session",
+            )
+            .into_response();
+        }
         Err(Refusal::DuplicateId) => {
             let message = format!("request id {id} is already in flight in this session");
             return reject(

@@ -234,6 +234,8 @@ impl Default for Limits {
 /// Why a new request was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// The session ended (deleted, or expired) while the request arrived.
+    SessionEnded,
     /// A request with this id is already in flight in the session.
     DuplicateId,
     /// The session has `max_in_flight_per_session` requests in flight.
@@ -380,6 +382,12 @@ impl SessionStore {
     ) -> Result<InFlight, Refusal> {
         let key = request_id.to_string();
         let mut calls = session.calls();
+        // Checked under the lock `end` drains the calls with, after it
+        // marks the session ended: a request is either refused here or
+        // aborted there.
+        if session.has_ended() {
+            return Err(Refusal::SessionEnded);
+        }
         if calls.contains_key(&key) {
             return Err(Refusal::DuplicateId);
         }
@@ -581,6 +589,10 @@ mod tests {
         drop(a1);
         assert_eq!(store.counts().in_flight, 2);
         assert!(admit(&b, 2).is_ok(), "a finished request frees its place");
+        // A request racing the session's end is refused, not left running
+        // where no one would abort it.
+        assert!(store.remove(a.id()));
+        assert_eq!(admit(&a, 9).err(), Some(Refusal::SessionEnded));
     }
 
     #[tokio::test]

@@ -16,16 +16,18 @@
 //!   [`UpstreamError::Protocol`] error for that request only; the
 //!   connection stays usable;
 //! - a transport failure on one message (a reset, a body cut off, a
-//!   redirect loop) is [`UpstreamError::Lost`] for that request only: the
-//!   session and every other call in flight stay, because real servers and
-//!   load balancers reset keep-alive connections routinely. A message
-//!   whose pooled connection turned out closed before anything was written
-//!   is re-sent on a fresh one by the pooled client itself;
+//!   redirect loop: [`UpstreamError::Lost`]; a connect timeout or a failed
+//!   TLS handshake: [`UpstreamError::Connect`], provably never sent) is that
+//!   request's alone: the session and every other call in flight stay,
+//!   because real servers and load balancers reset keep-alive connections
+//!   routinely. A message whose pooled connection turned out closed before
+//!   anything was written is re-sent on a fresh one by the pooled client
+//!   itself;
 //! - only evidence that the *server* is gone closes the connection —
 //!   [`HttpConnection::closed`] resolves and the backend supervisor
-//!   connects anew: no connection could be made at all (refused,
-//!   unreachable; [`UpstreamError::Connect`], the message provably never
-//!   left), a 404 while we hold a session id ("session expired"), or the
+//!   connects anew: the connection refused or the host unreachable,
+//!   `LOST_IN_A_ROW_BEFORE_GONE` requests in a row lost with no answer
+//!   between, a 404 while we hold a session id ("session expired"), or the
 //!   GET event stream lost and not re-openable (see [`listen`]).
 //!
 //! Messages travel on hyper-util's pooled client (idle connections are
@@ -43,7 +45,7 @@
 
 use std::error::Error as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -100,6 +102,9 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Consecutive refused reconnects of a GET stream that mean the server is gone.
 const REFUSALS_BEFORE_GONE: u32 = 2;
+/// Requests lost in a row (reset, cut off) with no answer between them that
+/// mean the server is gone.
+const LOST_IN_A_ROW_BEFORE_GONE: u32 = 5;
 
 /// Backoff between attempts to reopen the GET event stream.
 const STREAM_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -129,6 +134,9 @@ impl Drop for Inner {
 struct TransportError {
     /// No connection could be made: the message provably never left.
     never_sent: bool,
+    /// The server refused the connection or cannot be reached at all: it
+    /// is gone (a connect timeout or a failed TLS handshake is not proof).
+    server_gone: bool,
     /// What happened, with its causes (never the URL, which may carry
     /// credentials).
     description: String,
@@ -139,6 +147,7 @@ impl TransportError {
     fn sending(error: &hyper_util::client::legacy::Error) -> Self {
         Self {
             never_sent: error.is_connect(),
+            server_gone: error.is_connect() && is_refused_or_unreachable(error),
             description: chain(error),
         }
     }
@@ -147,6 +156,7 @@ impl TransportError {
     fn reading(error: &hyper::Error) -> Self {
         Self {
             never_sent: false,
+            server_gone: false,
             description: chain(error),
         }
     }
@@ -155,6 +165,7 @@ impl TransportError {
     fn redirect(why: String) -> Self {
         Self {
             never_sent: false,
+            server_gone: false,
             description: format!("following a redirect failed: {why}"),
         }
     }
@@ -363,6 +374,8 @@ struct Link {
     poster: Arc<Poster>,
     pending: Arc<Pending>,
     events: EventSink,
+    /// Requests lost in a row (see [`Link::count_outcome`]).
+    lost_in_a_row: Arc<AtomicU32>,
 }
 
 impl HttpConnection {
@@ -403,6 +416,7 @@ impl HttpConnection {
             poster: Arc::new(Poster::new(&settings.backend, client, url, uri, configured)),
             pending,
             events,
+            lost_in_a_row: Arc::default(),
         };
         let handshake = initialize(link, settings);
         let (link, result) = match tokio::time::timeout(settings.init_timeout, handshake).await {
@@ -443,7 +457,7 @@ impl HttpConnection {
             // reading its answer.
             _ = link.pending.closed() => Ok(()),
         };
-        match answered {
+        let outcome = match answered {
             Ok(()) => in_flight.wait().await,
             // The server may have the request and still be working on it:
             // dropping it tells the server it is cancelled.
@@ -455,7 +469,9 @@ impl HttpConnection {
                 in_flight.abandon();
                 Err(error)
             }
-        }
+        };
+        link.count_outcome(&outcome);
+        outcome
     }
 
     /// POST a notification; the server must accept it (202, or 200).
@@ -525,6 +541,7 @@ async fn initialize(
         poster: Arc::new(link.poster.for_session(session, &version)),
         pending: link.pending,
         events: link.events,
+        lost_in_a_row: link.lost_in_a_row,
     };
     link.notify("notifications/initialized", None).await?;
     Ok((link, result))
@@ -551,17 +568,35 @@ impl Link {
         self.check_status(response, None).await.map(drop)
     }
 
-    /// A message failed in transit. If no connection to the server could be
-    /// made, the server is gone: the connection closes and the message
-    /// provably never left. Anything else (a reset, a body cut off) is this
-    /// message's failure alone.
+    /// A message failed in transit: this message's failure alone (a reset,
+    /// a body cut off, a connect timeout). Only a server that refuses the
+    /// connection or cannot be reached is gone: then the connection closes.
     fn transport_failure(&self, context: &str, error: TransportError) -> UpstreamError {
         let reason = format!("{context}: {}", error.description);
-        if error.never_sent {
+        if error.server_gone {
             self.pending.close(format!("server gone: {reason}"));
+        }
+        if error.never_sent {
             UpstreamError::Connect(reason)
         } else {
             UpstreamError::Lost(reason)
+        }
+    }
+
+    /// Counts requests lost in a row: a server that resets every request
+    /// is gone too, though it still accepts connections. Any answer —
+    /// an HTTP error status included — starts the count over.
+    fn count_outcome(&self, outcome: &Result<Value, UpstreamError>) {
+        let Err(UpstreamError::Lost(reason)) = outcome else {
+            self.lost_in_a_row.store(0, Ordering::Relaxed);
+            return;
+        };
+        let lost = self.lost_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if lost >= LOST_IN_A_ROW_BEFORE_GONE {
+            tracing::warn!(backend = self.backend(), lost, "every request is lost");
+            self.pending.close(format!(
+                "server gone: {lost} requests in a row lost, the last: {reason}"
+            ));
         }
     }
 
@@ -953,6 +988,26 @@ fn referer(next: &Url, previous: &Url) -> Option<HeaderValue> {
 
 /// Whether the server refused a message at the HTTP/2 level without
 /// processing it (a graceful GOAWAY, or REFUSED_STREAM): safe to send again.
+/// Whether a failure to connect says the server is not there: refused, or
+/// no route to it.
+fn is_refused_or_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 fn is_protocol_nack(error: &hyper_util::client::legacy::Error) -> bool {
     let mut source = error.source();
     while let Some(cause) = source {
@@ -1788,6 +1843,56 @@ mod tests {
                 Ok(json!({"content": []})),
                 "after {tool}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_loses_every_request_is_gone() {
+        let (url, _server) = cutting_server().await;
+        let (connection, _, _events) = connect(&url).await;
+        // An answer between the losses starts the count over.
+        for _ in 0..LOST_IN_A_ROW_BEFORE_GONE - 1 {
+            let _ = within(call(&connection, "reset")).await;
+        }
+        assert!(within(call(&connection, "whole")).await.is_ok());
+        for _ in 0..LOST_IN_A_ROW_BEFORE_GONE - 1 {
+            let _ = within(call(&connection, "reset")).await;
+        }
+        assert_eq!(connection.close_reason(), None);
+        let _ = within(call(&connection, "reset")).await;
+        within(connection.closed()).await;
+        let reason = connection.close_reason().unwrap();
+        assert!(reason.contains("5 requests in a row lost"), "{reason}");
+    }
+
+    /// An error caused by an I/O error, as the pooled client reports one.
+    #[derive(Debug)]
+    struct CausedBy(std::io::Error);
+
+    impl std::fmt::Display for CausedBy {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+
+    impl std::error::Error for CausedBy {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn only_a_refused_or_unreachable_server_is_gone() {
+        use std::io::ErrorKind;
+        for (kind, gone) in [
+            (ErrorKind::ConnectionRefused, true),
+            (ErrorKind::HostUnreachable, true),
+            (ErrorKind::NetworkUnreachable, true),
+            (ErrorKind::TimedOut, false),
+            (ErrorKind::ConnectionReset, false),
+        ] {
+            let error = CausedBy(std::io::Error::from(kind));
+            assert_eq!(is_refused_or_unreachable(&error), gone, "{kind:?}");
         }
     }
 

@@ -171,15 +171,25 @@ impl Resilience {
     /// Runs `attempt` under the stack. `safe` says whether the call may be
     /// repeated after it may have reached the backend. Each call of
     /// `attempt` makes one attempt and the report that hears its verdict.
-    pub(crate) async fn call<F, Fut, R>(&self, safe: bool, attempt: F) -> Result<Value, CallError>
+    /// Before each try (first or retry) `ready`, given the call's overall
+    /// deadline, waits until the backend can take it (a restart in
+    /// progress); the try's slot, breaker pass and timers start after.
+    pub(crate) async fn call<W, WFut, F, Fut, R>(
+        &self,
+        ready: W,
+        safe: bool,
+        attempt: F,
+    ) -> Result<Value, CallError>
     where
+        W: Fn(Option<Instant>) -> WFut,
+        WFut: Future<Output = ()>,
         F: FnMut() -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
         R: AttemptReport,
     {
         let deadline = self.timeout.overall.map(|limit| Instant::now() + limit);
         let waiting_for_slot = AtomicBool::new(false);
-        let retried = self.retried(safe, deadline, &waiting_for_slot, attempt);
+        let retried = self.retried(ready, safe, deadline, &waiting_for_slot, attempt);
         match self.timeout.overall {
             Some(limit) => match tokio::time::timeout(limit, retried).await {
                 Ok(result) => result,
@@ -192,14 +202,17 @@ impl Resilience {
         }
     }
 
-    async fn retried<F, Fut, R>(
+    async fn retried<W, WFut, F, Fut, R>(
         &self,
+        ready: W,
         safe: bool,
         deadline: Option<Instant>,
         waiting_for_slot: &AtomicBool,
         attempt: F,
     ) -> Result<Value, CallError>
     where
+        W: Fn(Option<Instant>) -> WFut,
+        WFut: Future<Output = ()>,
         F: FnMut() -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
         R: AttemptReport,
@@ -213,6 +226,7 @@ impl Resilience {
         let mut retries = 0;
         let mut pauses = self.retry.as_ref().map(Retry::pauses);
         loop {
+            ready(deadline).await;
             let result = self.hedged(safe, waiting_for_slot, &attempt).await;
             let error = match result {
                 Ok(value) => return Ok(value),

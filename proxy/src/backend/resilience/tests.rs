@@ -85,6 +85,7 @@ async fn run(
     let script = Mutex::new(failures.into_iter());
     let result = stack
         .call(
+            at_once,
             safe,
             unreported(|| {
                 starts.lock().unwrap().push(start.elapsed());
@@ -100,6 +101,9 @@ async fn run(
         .await;
     (result, starts.into_inner().unwrap())
 }
+
+/// A backend that is always ready: nothing to wait for before a try.
+async fn at_once(_deadline: Option<Instant>) {}
 
 #[tokio::test(start_paused = true)]
 async fn a_safe_call_is_retried_with_doubling_capped_pauses() {
@@ -187,6 +191,7 @@ async fn a_slow_attempt_is_cut_at_per_try_and_retried() {
     let start = Instant::now();
     let result = s
         .call(
+            at_once,
             true,
             unreported(|| {
                 let n = {
@@ -228,6 +233,7 @@ async fn the_overall_timeout_bounds_retries_and_pauses() {
     let start = Instant::now();
     let result = s
         .call(
+            at_once,
             true,
             unreported(|| async {
                 std::future::pending::<()>().await;
@@ -305,6 +311,7 @@ async fn a_call_still_waiting_for_a_slot_at_the_overall_deadline_is_refused_not_
         let s = std::sync::Arc::clone(&s);
         async move {
             s.call(
+                at_once,
                 true,
                 unreported(|| async {
                     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -318,6 +325,7 @@ async fn a_call_still_waiting_for_a_slot_at_the_overall_deadline_is_refused_not_
     let attempts = Mutex::new(0);
     let result = s
         .call(
+            at_once,
             true,
             unreported(|| {
                 *attempts.lock().unwrap() += 1;
@@ -454,7 +462,7 @@ async fn a_slow_attempt_is_raced_by_a_hedge_and_the_loser_is_dropped() {
     let s = hedging(1);
     let script = Script::new(&[500, 20], &[false, false]);
     let start = Instant::now();
-    let result = s.call(true, || (script.attempt(), ())).await;
+    let result = s.call(at_once, true, || (script.attempt(), ())).await;
     assert_eq!(result.unwrap(), json!(2));
     assert_eq!(start.elapsed(), Duration::from_millis(70));
     assert_eq!(
@@ -472,7 +480,7 @@ async fn a_fast_error_does_not_beat_a_slower_success() {
     // succeeds at 150 ms.
     let script = Script::new(&[60, 100], &[true, false]);
     let start = Instant::now();
-    let result = s.call(true, || (script.attempt(), ())).await;
+    let result = s.call(at_once, true, || (script.attempt(), ())).await;
     assert_eq!(result.unwrap(), json!(2));
     assert_eq!(start.elapsed(), Duration::from_millis(150));
 }
@@ -481,7 +489,7 @@ async fn a_fast_error_does_not_beat_a_slower_success() {
 async fn hedges_stop_at_max_hedges_and_all_failing_returns_an_error() {
     let s = hedging(2);
     let script = Script::new(&[300, 300, 300], &[true, true, true]);
-    let result = s.call(true, || (script.attempt(), ())).await;
+    let result = s.call(at_once, true, || (script.attempt(), ())).await;
     assert_eq!(result.unwrap_err(), lost());
     assert_eq!(*script.started.lock().unwrap(), 3);
     assert_eq!(s.counts().hedges, 2);
@@ -492,8 +500,57 @@ async fn a_call_that_is_not_safe_to_repeat_is_never_hedged() {
     let s = hedging(1);
     let script = Script::new(&[500, 20], &[false, false]);
     let start = Instant::now();
-    let result = s.call(false, || (script.attempt(), ())).await;
+    let result = s.call(at_once, false, || (script.attempt(), ())).await;
     assert_eq!(result.unwrap(), json!(1));
     assert_eq!(start.elapsed(), Duration::from_millis(500));
     assert_eq!(*script.started.lock().unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_try_waits_for_readiness_before_its_timer_starts_and_never_past_the_deadline() {
+    let timeout = TimeoutPolicy {
+        per_try: Some(Duration::from_millis(100)),
+        overall: Some(Duration::from_secs(5)),
+    };
+    let stack = stack(Some(policy(3, false)), timeout);
+    let start = Instant::now();
+    let waits = Mutex::new(Vec::new());
+    // A restart in progress: each wait takes 300 ms, longer than a try may.
+    let ready = |deadline: Option<Instant>| {
+        waits.lock().unwrap().push(deadline);
+        tokio::time::sleep(Duration::from_millis(300))
+    };
+    let tries = Mutex::new(Vec::new());
+    let result = stack
+        .call(
+            ready,
+            true,
+            unreported(|| {
+                let mut tries = tries.lock().unwrap();
+                tries.push(start.elapsed());
+                let first = tries.len() == 1;
+                async move {
+                    if first {
+                        Err(lost())
+                    } else {
+                        Ok(json!({"ok": true}))
+                    }
+                }
+            }),
+        )
+        .await;
+    assert_eq!(result, Ok(json!({"ok": true})), "no try timed out waiting");
+    let waits = waits.into_inner().unwrap();
+    assert_eq!(waits.len(), 2, "the retry waited too");
+    assert!(
+        waits
+            .iter()
+            .all(|&d| d == Some(start + Duration::from_secs(5))),
+        "each wait knows the call's deadline: {waits:?}"
+    );
+    assert_eq!(
+        tries.into_inner().unwrap(),
+        // The retry: after the first wait, the 10 ms pause and the second wait.
+        vec![Duration::from_millis(300), Duration::from_millis(610)]
+    );
 }
