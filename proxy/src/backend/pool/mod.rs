@@ -59,8 +59,8 @@ pub(crate) struct Endpoint {
     /// must replay.
     health_changed: Notify,
     in_flight: AtomicU64,
-    /// Requests answered successfully, since start: a connection that
-    /// answered any has proved healthy.
+    /// Requests answered (a result, or the server's own JSON-RPC error),
+    /// since start: a connection that answered any has proved healthy.
     answered: AtomicU64,
 }
 
@@ -293,7 +293,7 @@ impl Endpoint {
         }
     }
 
-    /// Requests it answered successfully, since start.
+    /// Requests it answered, since start.
     pub(crate) fn answered(&self) -> u64 {
         self.answered.load(Ordering::Relaxed)
     }
@@ -361,7 +361,7 @@ impl Endpoint {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.in_flight);
         let answer = connection.request(method, params, progress).await;
-        if answer.is_ok() {
+        if matches!(answer, Ok(_) | Err(UpstreamError::JsonRpc(_))) {
             self.answered.fetch_add(1, Ordering::Relaxed);
         }
         Some(answer)
