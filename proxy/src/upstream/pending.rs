@@ -44,6 +44,11 @@ impl CancelSink {
     pub fn new(queue: impl Fn(Value) -> bool + Send + Sync + 'static) -> Self {
         Self(Arc::new(queue))
     }
+
+    /// Hands over one cancellation; false when the transport is gone.
+    fn send(&self, cancellation: Value) -> bool {
+        (self.0)(cancellation)
+    }
 }
 
 impl From<mpsc::UnboundedSender<Value>> for CancelSink {
@@ -387,7 +392,7 @@ impl Drop for InFlight {
         if self.pending.remove(self.id) && self.cancel_on_drop {
             let params = json!({ "requestId": self.id, "reason": CANCEL_REASON });
             let message = jsonrpc::notification("notifications/cancelled", Some(params));
-            if !(self.pending.cancels.0)(message) {
+            if !self.pending.cancels.send(message) {
                 tracing::debug!(
                     backend = %self.pending.backend,
                     id = self.id,
