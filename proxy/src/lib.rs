@@ -27,6 +27,7 @@
 
 pub mod backend;
 mod backoff;
+mod call;
 pub mod config;
 pub mod front;
 pub mod gateway;

@@ -9,6 +9,7 @@
 //! reconnect: they go to a connected endpoint, and while there is none they
 //! fail fast with an error that names the backend.
 
+mod failure;
 pub mod listing;
 mod pool;
 mod resilience;
@@ -22,16 +23,18 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures_util::FutureExt;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::call::{Call, Method, Safety};
 use crate::config::{BackendConfig, RoleKind};
-use crate::jsonrpc::{self, ErrorObject};
+
 use crate::platform::Platform;
 use crate::upstream::{ConnectSettings, ProgressSink, UpstreamError};
+pub use failure::CallError;
 pub use listing::{ListKind, Listing, Lists};
 use pool::{Endpoint, Pick, Pool};
 use resilience::{AttemptReport, Policies, Resilience, Verdict};
@@ -163,92 +166,6 @@ pub struct EndpointStatus {
     pub consecutive_failures: Option<u32>,
 }
 
-/// Why a call through a backend failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CallError {
-    /// There is no live connection; the call was not sent.
-    #[error("backend \"{backend}\" is unavailable: {reason}")]
-    Unavailable {
-        /// Backend name.
-        backend: String,
-        /// Why (the last connection error, or "starting").
-        reason: String,
-    },
-    /// The backend did not answer in time (`timeout.per_try` or `overall`).
-    #[error("backend \"{backend}\" did not answer within {after:?}")]
-    Timeout {
-        /// Backend name.
-        backend: String,
-        /// The limit that ran out.
-        after: std::time::Duration,
-    },
-    /// The proxy refused to send the call, to protect the backend
-    /// (`rate_limit`, `concurrency`, `circuit_breaker`, every connected
-    /// endpoint ejected): a local rejection.
-    #[error("backend \"{backend}\": call refused by the proxy ({})", .reason.as_str())]
-    Refused {
-        /// Backend name.
-        backend: String,
-        /// Which limit.
-        reason: Refusal,
-    },
-    /// The upstream request failed.
-    #[error("backend \"{backend}\": {error}")]
-    Upstream {
-        /// Backend name.
-        backend: String,
-        /// What went wrong.
-        error: UpstreamError,
-    },
-}
-
-impl CallError {
-    /// The same failure, told as `backend`'s: a canary's or standby's
-    /// failure reaches the client as the primary's it addressed.
-    pub fn as_backend(mut self, name: &str) -> Self {
-        match &mut self {
-            CallError::Unavailable { backend, .. }
-            | CallError::Timeout { backend, .. }
-            | CallError::Refused { backend, .. }
-            | CallError::Upstream { backend, .. } => *backend = name.to_owned(),
-        }
-        self
-    }
-
-    /// The JSON-RPC error the client receives. A backend's own JSON-RPC error
-    /// passes unchanged; the proxy's errors name the backend in the message and
-    /// in `data.backend`.
-    pub fn to_error_object(&self) -> ErrorObject {
-        match self {
-            CallError::Upstream {
-                error: UpstreamError::JsonRpc(error),
-                ..
-            } => error.clone(),
-            CallError::Unavailable { backend, reason } => {
-                ErrorObject::new(jsonrpc::BACKEND_UNAVAILABLE, self.to_string())
-                    .with_data(json!({ "backend": backend, "reason": reason }))
-            }
-            CallError::Refused { backend, reason } => {
-                ErrorObject::new(jsonrpc::BACKEND_LIMITED, self.to_string())
-                    .with_data(json!({ "backend": backend, "reason": reason.as_str() }))
-            }
-            CallError::Timeout { backend, after } => {
-                ErrorObject::new(jsonrpc::BACKEND_TIMEOUT, self.to_string()).with_data(
-                    json!({ "backend": backend, "timeout_ms": after.as_millis() as u64 }),
-                )
-            }
-            CallError::Upstream { backend, error } => {
-                let code = match error {
-                    UpstreamError::Connect(_) => jsonrpc::BACKEND_UNAVAILABLE,
-                    _ => jsonrpc::BACKEND_TRANSPORT,
-                };
-                ErrorObject::new(code, self.to_string())
-                    .with_data(json!({ "backend": backend, "reason": error.to_string() }))
-            }
-        }
-    }
-}
-
 /// A configured backend: its endpoints, listing and status.
 pub struct Backend {
     index: usize,
@@ -307,21 +224,15 @@ impl Backend {
         &self.config.name
     }
 
-    /// Whether a call may be repeated without harm (see retry's rules):
-    /// a read, a tool the server marks read-only or idempotent, or one
-    /// named in `safe_to_repeat`.
-    pub(crate) fn is_safe_to_repeat(&self, method: &str, params: Option<&Value>) -> bool {
-        resilience::safety::safe_to_repeat(
+    /// Whether `method` addressing `target` (its own tool name, or a URI)
+    /// may be repeated or cached, by its listing and `safe_to_repeat`.
+    pub(crate) fn safety(&self, method: Method, target: &str) -> Safety {
+        Safety::of(
             method,
-            params,
+            target,
             &self.listing().lists.tools,
             &self.config.safe_to_repeat,
         )
-    }
-
-    /// Whether a call only reads (a read, or a tool marked `readOnlyHint`).
-    pub(crate) fn is_read_only(&self, method: &str, params: Option<&Value>) -> bool {
-        resilience::safety::read_only(method, params, &self.listing().lists.tools)
     }
 
     /// Whether its names are its own (it has no `canary_of`, `mirror_of`
@@ -366,31 +277,27 @@ impl Backend {
         self.pool.endpoints().iter().any(Endpoint::is_connected)
     }
 
-    /// Forward one request. With no endpoint connected it waits for a
+    /// Forward one call. With no endpoint connected it waits for a
     /// restart in progress (`wait_for_ready`) and fails fast otherwise.
-    pub async fn call(
-        &self,
-        method: &str,
-        params: Option<Value>,
-        progress: Option<ProgressSink>,
-    ) -> Result<Value, CallError> {
-        // Only a stack that may repeat the call needs to know whether it is
-        // safe to: the lookup scans the tool list, so it stays off the path
-        // of backends without retry or hedging.
-        let safe = self.resilience.may_repeat()
-            && resilience::safety::safe_to_repeat(
-                method,
-                params.as_ref(),
-                &self.listing().lists.tools,
-                &self.config.safe_to_repeat,
-            );
+    pub(crate) async fn call(&self, call: Call) -> Result<Value, CallError> {
         // Every replica must know a subscription: any of them may send the
         // update, and any may serve the next read.
         if self.pool.endpoints().len() > 1
-            && matches!(method, "resources/subscribe" | "resources/unsubscribe")
+            && matches!(
+                call.method,
+                Method::ResourcesSubscribe | Method::ResourcesUnsubscribe
+            )
         {
-            return self.broadcast(method, params).await;
+            return self.broadcast(call).await;
         }
+        let Call {
+            method,
+            params,
+            progress,
+            safety,
+            ..
+        } = call;
+        let method = method.as_str();
         // Progress is relayed by one attempt only: a retry's backend would
         // count again from the start, and MCP requires a request's progress
         // to increase. The sink goes to the first attempt that is sent and
@@ -408,7 +315,7 @@ impl Backend {
             self.pool.until_ready(within).map(drop)
         };
         self.resilience
-            .call(ready, safe, || {
+            .call(ready, safety.repeatable, || {
                 let pick = self.pool.pick(&tried);
                 let report = match pick {
                     Pick::Endpoint(endpoint) => {
@@ -465,8 +372,9 @@ impl Backend {
     /// resilience stack: a per-try timeout over the whole fan-out would
     /// turn replicas that did answer into a failure. Any success is the
     /// answer, else the first error.
-    async fn broadcast(&self, method: &str, params: Option<Value>) -> Result<Value, CallError> {
+    async fn broadcast(&self, call: Call) -> Result<Value, CallError> {
         let within = self.config.init_timeout;
+        let (method, params) = (call.method_name(), call.params);
         let sends = self.pool.endpoints().iter().map(|endpoint| {
             let params = params.clone();
             async move {

@@ -27,6 +27,7 @@ use super::listing::{self, ListKind, Listing};
 use super::pool::Endpoint;
 use super::{Backend, BackendEvent, State};
 use crate::backoff::{Backoff, HEALTHY_AFTER};
+use crate::call::{Method, Safety};
 use crate::upstream::{Connection, UpstreamError};
 
 /// Keep endpoint number `endpoint` of `backend` connected until `shutdown`
@@ -318,13 +319,7 @@ impl Backend {
         let tools = &listing.lists.tools;
         let any_safe = tools.iter().any(|tool| {
             let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
-            let params = serde_json::json!({ "name": name });
-            super::resilience::safety::safe_to_repeat(
-                "tools/call",
-                Some(&params),
-                tools,
-                &self.config.safe_to_repeat,
-            )
+            Safety::of(Method::ToolsCall, name, tools, &self.config.safe_to_repeat).repeatable
         });
         if !tools.is_empty() && !any_safe {
             tracing::warn!(

@@ -17,6 +17,7 @@ use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use super::{Backend, CallError, State};
+use crate::call::{Call, Method};
 use crate::config::{BackendConfig, ReconnectPolicy, TransportConfig};
 use crate::jsonrpc;
 use crate::platform::Platform;
@@ -87,13 +88,13 @@ async fn wait_for(what: &str, backend: &Backend, condition: impl Fn(&super::Stat
 }
 
 async fn call_tool(backend: &Backend, name: &str, arguments: Value) -> Result<Value, CallError> {
-    backend
-        .call(
-            "tools/call",
-            Some(json!({ "name": name, "arguments": arguments })),
-            None,
-        )
-        .await
+    let mut call = Call::new(
+        Method::ToolsCall,
+        0,
+        Some(json!({ "name": name, "arguments": arguments })),
+    );
+    call.safety = backend.safety(Method::ToolsCall, name);
+    backend.call(call).await
 }
 
 #[tokio::test]

@@ -40,7 +40,7 @@ const STREAM_QUEUE: usize = 256;
 
 /// One client session.
 pub struct Session {
-    id: String,
+    id: Arc<str>,
     protocol_version: String,
     last_seen: Mutex<Instant>,
     in_flight: Mutex<HashMap<String, Call>>,
@@ -67,6 +67,11 @@ impl Session {
     /// The `Mcp-Session-Id`.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The id, shared with the calls the session makes.
+    pub(crate) fn shared_id(&self) -> Arc<str> {
+        Arc::clone(&self.id)
     }
 
     /// The protocol version agreed at `initialize`.
@@ -341,7 +346,7 @@ impl SessionStore {
             return None;
         }
         let session = Arc::new(Session {
-            id: self.ids.next(),
+            id: Arc::from(self.ids.next()),
             protocol_version: protocol_version.to_owned(),
             last_seen: Mutex::new(Instant::now()),
             in_flight: Mutex::new(HashMap::new()),
@@ -351,7 +356,7 @@ impl SessionStore {
             stream: Mutex::new(None),
             log_severity: Mutex::new(None),
         });
-        sessions.insert(session.id.clone(), Arc::clone(&session));
+        sessions.insert(session.id.to_string(), Arc::clone(&session));
         Some(session)
     }
 

@@ -11,11 +11,12 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::backend::ListKind;
 use crate::config::{Injection, NamePatterns, Shaping};
 use crate::glob;
+use crate::jsonrpc::{self, ErrorObject};
 
 /// One primary's rules.
 #[derive(Debug, Default)]
@@ -109,6 +110,38 @@ impl Rules {
                 }
             }
         }
+    }
+
+    /// Completes the params of a call of the tool `own` (`name` as the
+    /// client called it) with the configured arguments, then checks their
+    /// size.
+    pub(crate) fn shape_tool_params(
+        &self,
+        own: &str,
+        name: &str,
+        params: &mut Value,
+    ) -> Result<(), ErrorObject> {
+        if self.touches_arguments() {
+            let arguments = params
+                .as_object_mut()
+                .map(|p| p.entry("arguments").or_insert_with(|| json!({})));
+            // Arguments that are not an object are the backend's to refuse.
+            if let Some(Value::Object(arguments)) = arguments {
+                self.shape_arguments(own, arguments);
+            }
+        }
+        if let Some(arguments) = params.get("arguments")
+            && let Err(TooLarge { size, limit }) = self.check_size(arguments)
+        {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!(
+                    "the arguments of {name} take {size} bytes, over the backend's max_argument_size of {limit} bytes"
+                ),
+            )
+            .with_data(json!({ "size": size, "max_argument_size": limit })));
+        }
+        Ok(())
     }
 
     /// Whether `arguments`, as JSON, stay within `max_argument_size`.

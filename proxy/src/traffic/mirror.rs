@@ -8,15 +8,13 @@
 //! proxy. Sampling draws from the seeded generator: `mirror_percent: 0`
 //! mirrors nothing, `100` everything.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 use tokio::sync::Semaphore;
-
-use crate::backend::Backend;
 
 /// One mirror of a primary.
 pub(crate) struct Mirror {
@@ -51,9 +49,12 @@ impl Mirror {
         &self.counts
     }
 
-    /// Sends a copy of the call to `mirror` if this call is sampled and
-    /// there is room; returns at once either way.
-    pub(crate) fn copy(&self, mirror: &Arc<Backend>, method: &str, params: Option<Value>) {
+    /// Runs the copy `send` makes in a task of its own, if this call is
+    /// sampled and there is room; returns at once either way.
+    pub(crate) fn copy<F>(&self, send: impl FnOnce() -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let sampled = self
             .rng
             .lock()
@@ -68,12 +69,10 @@ impl Mirror {
             return;
         };
         self.counts.sent.fetch_add(1, Ordering::Relaxed);
-        let mirror = Arc::clone(mirror);
-        let method = method.to_owned();
+        let copy = send();
         tokio::spawn(async move {
             let _permit = permit;
-            // The mirror's answer, success or failure, is discarded.
-            let _ = mirror.call(&method, params, None).await;
+            copy.await;
         });
     }
 }

@@ -15,24 +15,48 @@
 //! `tools/call`, `prompts/get`, `resources/read`; subscriptions, completion
 //! and log levels stay with the primary.
 //!
-//! Failover is for health only (see [`is_health_failure`]): a bad request,
+//! Failover is for health only ([`CallError::fails_over`]): a bad request,
 //! a backend's JSON-RPC error or a tool's error result is the answer, not a
 //! reason to ask someone else (mcp-proxy 0.6 fails over on any JSON-RPC
 //! error, invalid params included). And like a retry, it repeats a call
 //! that may have run (a timeout, a lost connection) only when the call is
-//! safe to repeat; one that never left ([`never_sent`]) may always go. A
-//! canary that fails falls back to its primary before the standbys.
+//! safe to repeat; one that never left ([`CallError::never_sent`]) may
+//! always go. A canary that fails falls back to its primary before the
+//! standbys.
+//!
+//! [`Traffic::serve`] runs this for one call over [`Backends`], the one
+//! thing it needs from below: a way to call a backend by index.
 
 pub(crate) mod mirror;
 pub(crate) mod split;
 
-use crate::backend::{CallError, Refusal};
+use std::future::Future;
+
+use serde_json::Value;
+
+use crate::backend::CallError;
+use crate::call::Call;
 use crate::config::{Config, Role};
+use crate::jsonrpc::ErrorObject;
 use mirror::Mirror;
 use split::Split;
 
-/// Methods the canary, mirror and failover apply to.
-pub(crate) const ROUTED_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
+/// The backends below the traffic layer, by config index.
+pub(crate) trait Backends {
+    /// Sends `call` to the backend at `backend` and waits for its answer.
+    fn call(
+        &self,
+        backend: usize,
+        call: Call,
+    ) -> impl Future<Output = Result<Value, CallError>> + Send;
+
+    /// A mirror's copy of `call` for the backend at `backend`, to run in a
+    /// task of its own; its answer is dropped.
+    fn copy(&self, backend: usize, call: Call) -> impl Future<Output = ()> + Send + 'static;
+
+    /// The backend's name, as errors and logs tell it.
+    fn name(&self, backend: usize) -> &str;
+}
 
 /// How one primary's calls are spread.
 pub(crate) struct Route {
@@ -105,8 +129,71 @@ impl Traffic {
 
     /// The route of the primary at `backend` (`None` for a backend with a
     /// role, and for a primary without canaries, mirrors or failovers).
-    pub(crate) fn route(&self, backend: usize) -> Option<&Route> {
+    fn route(&self, backend: usize) -> Option<&Route> {
         self.routes.get(backend)?.as_ref()
+    }
+
+    /// Sends a call addressed to its primary through the primary's route:
+    /// mirror copies, the canary split, failover on a health failure.
+    /// Without a route it goes to the primary alone.
+    pub(crate) async fn serve<B: Backends>(
+        &self,
+        call: Call,
+        backends: &B,
+    ) -> Result<Value, ErrorObject> {
+        let primary = call.backend;
+        let Some(route) = self.route(primary) else {
+            return backends
+                .call(primary, call)
+                .await
+                .map_err(|error| error.to_error_object());
+        };
+        debug_assert!(call.method.is_routed());
+        for mirror in &route.mirrors {
+            mirror.copy(|| backends.copy(mirror.backend, call.without_progress()));
+        }
+        let chosen = route.split.choose(&call.session).unwrap_or(primary);
+        // Progress goes to one backend only (another would count from zero
+        // again): to a fallback only while every attempt before never left.
+        let mut spare_progress = call.progress.clone();
+        let spare = call.without_progress();
+        let mut failed = match backends.call(chosen, call).await {
+            Err(error) if error.fails_over() => error,
+            answered => return answered.map_err(|error| error.to_error_object()),
+        };
+        // A failed canary falls back to its primary first, then the standbys.
+        let fallbacks = (chosen != primary)
+            .then_some(primary)
+            .into_iter()
+            .chain(route.failovers.iter().copied());
+        for fallback in fallbacks {
+            // A call that may have run (a timeout, a lost connection) runs
+            // elsewhere only when it is safe to repeat, as for retries.
+            if !failed.never_sent() {
+                if !spare.safety.repeatable {
+                    break;
+                }
+                spare_progress = None;
+            }
+            let mut again = spare.clone();
+            again.progress.clone_from(&spare_progress);
+            match backends.call(fallback, again).await {
+                Err(error) if error.fails_over() => {
+                    tracing::debug!(backend = backends.name(fallback), %error, "fallback failed too");
+                    failed = error;
+                }
+                answered => {
+                    tracing::debug!(
+                        from = backends.name(chosen),
+                        to = backends.name(fallback),
+                        "failed over"
+                    );
+                    return answered.map_err(|error| error.to_error_object());
+                }
+            }
+        }
+        // The client hears about the backend it addressed, not a hidden one.
+        Err(failed.as_backend(backends.name(primary)).to_error_object())
     }
 
     /// Under a sticky canary split, which side `session` is on, as a key
@@ -129,107 +216,5 @@ impl Traffic {
     }
 }
 
-/// Whether a failed call provably never ran at the backend (not connected,
-/// connection refused, refused by the proxy), so it may run elsewhere
-/// whether or not it is safe to repeat.
-pub(crate) fn never_sent(error: &CallError) -> bool {
-    matches!(
-        error,
-        CallError::Unavailable { .. }
-            | CallError::Refused { .. }
-            | CallError::Upstream {
-                error: crate::upstream::UpstreamError::Connect(_),
-                ..
-            }
-    )
-}
-
-/// Whether a failure is about the backend's health, so another backend may
-/// serve the call: it could not be reached or did not answer (transport,
-/// timeout, not connected), its breaker is open, or every endpoint is
-/// ejected. A backend's JSON-RPC error is its answer; the proxy's rate and
-/// concurrency limits are its own decisions about load, not health.
-pub(crate) fn is_health_failure(error: &CallError) -> bool {
-    match error {
-        CallError::Unavailable { .. } | CallError::Timeout { .. } => true,
-        CallError::Refused { reason, .. } => {
-            matches!(reason, Refusal::BreakerOpen | Refusal::Ejected)
-        }
-        CallError::Upstream {
-            error: crate::upstream::UpstreamError::JsonRpc(_),
-            ..
-        } => false,
-        CallError::Upstream { .. } => true,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::jsonrpc::ErrorObject;
-    use crate::upstream::UpstreamError;
-
-    #[test]
-    fn only_health_failures_fail_over() {
-        let backend = || "p".to_owned();
-        let health = [
-            CallError::Unavailable {
-                backend: backend(),
-                reason: "down".into(),
-            },
-            CallError::Timeout {
-                backend: backend(),
-                after: Duration::from_secs(1),
-            },
-            CallError::Refused {
-                backend: backend(),
-                reason: Refusal::BreakerOpen,
-            },
-            CallError::Refused {
-                backend: backend(),
-                reason: Refusal::Ejected,
-            },
-            CallError::Upstream {
-                backend: backend(),
-                error: UpstreamError::Lost("reset".into()),
-            },
-        ];
-        for error in &health {
-            assert!(is_health_failure(error), "{error}");
-        }
-        let answers = [
-            CallError::Upstream {
-                backend: backend(),
-                error: UpstreamError::JsonRpc(ErrorObject::new(-32602, "bad params")),
-            },
-            CallError::Upstream {
-                backend: backend(),
-                error: UpstreamError::JsonRpc(ErrorObject::new(-32603, "internal")),
-            },
-            CallError::Refused {
-                backend: backend(),
-                reason: Refusal::RateLimit,
-            },
-            CallError::Refused {
-                backend: backend(),
-                reason: Refusal::Concurrency,
-            },
-        ];
-        for error in &answers {
-            assert!(!is_health_failure(error), "{error}");
-        }
-        let [unavailable, timeout, breaker, ejected, lost] = &health;
-        for sent in [timeout, lost] {
-            assert!(!never_sent(sent), "{sent}");
-        }
-        for unsent in [unavailable, breaker, ejected] {
-            assert!(never_sent(unsent), "{unsent}");
-        }
-        assert!(never_sent(&CallError::Upstream {
-            backend: backend(),
-            error: UpstreamError::Connect("refused".into()),
-        }));
-    }
-}
+mod tests;

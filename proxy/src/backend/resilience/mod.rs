@@ -25,17 +25,17 @@
 //! from the config (`proxy.seed`), so tests on a paused clock and replayed
 //! scenarios see the same choices.
 //!
-//! What may be repeated follows the error model: a call that provably never
-//! reached the backend (not connected, connection refused) may always be
-//! retried; one that may have reached it (lost connection, timeout, a
-//! JSON-RPC error) only when it is safe to repeat (see [`safety`]).
+//! What may be repeated, and what the breaker counts, follow the error
+//! model in [`super::failure`]: a call that provably never reached the
+//! backend (not connected, connection refused) may always be retried; one
+//! that may have reached it (lost connection, timeout, a JSON-RPC error)
+//! only when it is safe to repeat ([`crate::call::Safety`]).
 //! Local decisions (budget spent) never count against the backend; the
 //! client then gets the attempt's own error.
 
 mod breaker;
 mod budget;
 mod limits;
-pub(crate) mod safety;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,7 +55,6 @@ use crate::backoff::Backoff;
 use crate::config::{
     BackendConfig, BreakerPolicy, HedgePolicy, RateLimit, RetryPolicy, TimeoutPolicy,
 };
-use crate::upstream::UpstreamError;
 pub use breaker::BreakerState;
 pub(crate) use breaker::Verdict;
 use breaker::{Breaker, BreakerCounts};
@@ -162,12 +161,6 @@ impl Resilience {
         }
     }
 
-    /// Whether this stack ever repeats a call that may have reached the
-    /// backend (retry or hedging is configured).
-    pub(crate) fn may_repeat(&self) -> bool {
-        self.retry.is_some() || self.hedging.is_some()
-    }
-
     /// Runs `attempt` under the stack. `safe` says whether the call may be
     /// repeated after it may have reached the backend. Each call of
     /// `attempt` makes one attempt and the report that hears its verdict.
@@ -235,7 +228,7 @@ impl Resilience {
             let (Some(retry), Some(pauses)) = (&self.retry, &mut pauses) else {
                 return Err(error);
             };
-            if retries >= retry.policy.max_retries || !retry.retries(&error, safe) {
+            if retries >= retry.policy.max_retries || !error.is_retried(&retry.policy.on, safe) {
                 return Err(error);
             }
             let pause = retry.pause(pauses);
@@ -332,7 +325,11 @@ impl Resilience {
         // A refusal from below (every endpoint ejected) is the proxy's own
         // decision: counted, and judged by neither the breaker nor the
         // detector (an unreported pass is handed back).
-        match verdict(&result) {
+        let verdict = match &result {
+            Ok(_) => Some(Verdict::Healthy),
+            Err(error) => error.verdict(),
+        };
+        match verdict {
             Some(verdict) => {
                 if let (Some(breaker), Some(pass)) = (&self.breaker, pass) {
                     breaker.record(pass, verdict);
@@ -364,29 +361,6 @@ impl Resilience {
 }
 
 impl Retry {
-    /// Whether `error` is one the policy retries, given whether the call is
-    /// safe to repeat.
-    fn retries(&self, error: &CallError, safe: bool) -> bool {
-        let on = &self.policy.on;
-        match error {
-            // Never sent: repeating cannot run it twice.
-            CallError::Unavailable { .. } => on.unavailable,
-            CallError::Upstream {
-                error: UpstreamError::Connect(_),
-                ..
-            } => on.transport,
-            // May have reached the backend.
-            CallError::Upstream {
-                error: UpstreamError::JsonRpc(e),
-                ..
-            } => safe && on.codes.contains(&e.code),
-            CallError::Upstream { .. } => safe && on.transport,
-            CallError::Timeout { .. } => safe && on.timeout,
-            // The proxy's own decision: asking again at once changes nothing.
-            CallError::Refused { .. } => false,
-        }
-    }
-
     /// The pauses of one call's retries: doubling from `initial`, capped
     /// at `max`.
     fn pauses(&self) -> Backoff {
@@ -409,18 +383,6 @@ impl Retry {
 /// internal error (-32603, or the -32000..-32099 server range). A tool's
 /// error result or a client-side JSON-RPC error is a healthy answer. A
 /// refusal by the proxy says nothing about the backend: `None`.
-fn verdict(result: &Result<Value, CallError>) -> Option<Verdict> {
-    match result {
-        Ok(_) => Some(Verdict::Healthy),
-        Err(CallError::Upstream {
-            error: UpstreamError::JsonRpc(e),
-            ..
-        }) if !(e.code == -32603 || (-32099..=-32000).contains(&e.code)) => Some(Verdict::Healthy),
-        Err(CallError::Refused { .. }) => None,
-        Err(_) => Some(Verdict::Failed),
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

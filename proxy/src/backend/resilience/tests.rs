@@ -13,6 +13,7 @@ use std::future::Future;
 use super::*;
 use crate::config::{RetryBackoff, RetryBudget, RetryOn};
 use crate::jsonrpc::ErrorObject;
+use crate::upstream::UpstreamError;
 
 fn policy(max_retries: u32, full_jitter: bool) -> RetryPolicy {
     RetryPolicy {

@@ -1,0 +1,188 @@
+//! From a client's request to a [`Call`]: which backend serves the name or
+//! URI it addresses, what the backend calls it, the params as the
+//! backend's shaping rules make them, and whether the call may be
+//! repeated or cached, all decided here once.
+//!
+//! A name is `backend<separator>name`; hidden names, and a tool's name
+//! under its alias, are unknown (`-32602`). A URI belongs to the backend
+//! that lists it (or whose template matches it); an unknown or hidden one
+//! is `-32002`, as a server answers it.
+
+use serde_json::{Value, json};
+
+use super::Gateway;
+use crate::backend::ListKind;
+use crate::call::{Call, Method};
+use crate::jsonrpc::{self, ErrorObject};
+use crate::session::Session;
+use crate::upstream::ProgressSink;
+
+impl Gateway {
+    /// The call a `tools/call`, `prompts/get` or `resources/read` makes.
+    pub(super) fn resolve(
+        &self,
+        session: &Session,
+        method: Method,
+        params: Option<Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<Call, ErrorObject> {
+        let (backend, target, params) = match method {
+            Method::ResourcesRead => {
+                let (uri, backend) = self.uri_target(method, params.as_ref())?;
+                let params = params.unwrap_or_else(|| json!({ "uri": uri }));
+                (backend, uri, params)
+            }
+            _ => self.named(method, params)?,
+        };
+        let session = session.shared_id();
+        Ok(Call {
+            method,
+            backend,
+            safety: self.backends[backend].safety(method, &target),
+            // Under a sticky canary split, each side keeps its own answers.
+            audience: self.traffic.sticky_side(backend, &session),
+            target,
+            params: Some(params),
+            progress,
+            session,
+        })
+    }
+
+    /// The backend, own name and shaped params of a tool call or prompt.
+    fn named(
+        &self,
+        method: Method,
+        params: Option<Value>,
+    ) -> Result<(usize, String, Value), ErrorObject> {
+        let what = match method {
+            Method::ToolsCall => "tool",
+            _ => "prompt",
+        };
+        let Some(mut params) = params.filter(Value::is_object) else {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("{} needs params with a {what} name", method.as_str()),
+            ));
+        };
+        let Some(name) = params
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("{} needs a \"name\" string", method.as_str()),
+            ));
+        };
+        let name = name.as_str();
+        let unknown =
+            || ErrorObject::new(jsonrpc::INVALID_PARAMS, format!("unknown {what}: {name}"));
+        let Some((backend, client_name)) = self.split_name(name) else {
+            return Err(unknown());
+        };
+        let rules = &self.shapers[backend].rules;
+        // Hidden names, and a tool's name under its alias, are unknown.
+        let own = match method {
+            Method::ToolsCall => rules.called_tool(client_name),
+            _ => rules
+                .visible(ListKind::Prompts, client_name)
+                .then(|| client_name.to_owned()),
+        };
+        let Some(own) = own else {
+            return Err(unknown());
+        };
+        if method == Method::ToolsCall {
+            rules.shape_tool_params(&own, name, &mut params)?;
+        }
+        params["name"] = Value::String(own.clone());
+        Ok((backend, own, params))
+    }
+
+    /// The call a `completion/complete` makes: to the backend owning the
+    /// prompt or resource template it refers to.
+    pub(super) fn resolve_completion(&self, params: Option<Value>) -> Result<Call, ErrorObject> {
+        let Some(mut params) = params.filter(Value::is_object) else {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                "completion/complete needs params",
+            ));
+        };
+        let reference = &params["ref"];
+        let backend = match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = reference
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let Some((backend, own_name)) = self
+                    .split_name(name)
+                    .filter(|&(b, own)| self.shapers[b].rules.visible(ListKind::Prompts, own))
+                else {
+                    return Err(ErrorObject::new(
+                        jsonrpc::INVALID_PARAMS,
+                        format!("unknown prompt: {name}"),
+                    ));
+                };
+                params["ref"]["name"] = Value::String(own_name.to_owned());
+                backend
+            }
+            Some("ref/resource") => {
+                let uri = reference
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let catalog = self.catalog();
+                let Some(backend) = catalog
+                    .route_template(uri)
+                    .or_else(|| catalog.route_uri(uri))
+                    .filter(|&b| self.shapers[b].rules.visible(ListKind::Resources, uri))
+                else {
+                    return Err(ErrorObject::new(
+                        jsonrpc::INVALID_PARAMS,
+                        format!("unknown resource template: {uri}"),
+                    ));
+                };
+                backend
+            }
+            _ => {
+                return Err(ErrorObject::new(
+                    jsonrpc::INVALID_PARAMS,
+                    "ref.type must be ref/prompt or ref/resource",
+                ));
+            }
+        };
+        Ok(Call::new(Method::Complete, backend, Some(params)))
+    }
+
+    /// Split `backend<separator>name` into the backend's index and the backend's own name.
+    fn split_name<'a>(&self, name: &'a str) -> Option<(usize, &'a str)> {
+        let (backend, rest) = name.split_once(self.separator.as_str())?;
+        self.by_name.get(backend).map(|&index| (index, rest))
+    }
+
+    /// The URI a request names and the backend that serves it.
+    pub(super) fn uri_target(
+        &self,
+        method: Method,
+        params: Option<&Value>,
+    ) -> Result<(String, usize), ErrorObject> {
+        let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) else {
+            return Err(ErrorObject::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("{} needs a \"uri\" string", method.as_str()),
+            ));
+        };
+        let Some(backend) = self
+            .catalog()
+            .route_uri(uri)
+            .filter(|&b| self.shapers[b].rules.visible(ListKind::Resources, uri))
+        else {
+            return Err(ErrorObject::new(
+                jsonrpc::RESOURCE_NOT_FOUND,
+                format!("resource not found: {uri}"),
+            )
+            .with_data(json!({ "uri": uri })));
+        };
+        Ok((uri.to_owned(), backend))
+    }
+}
