@@ -8,13 +8,16 @@
 //! | `Unavailable` (not connected)  | yes        | failed           | `unavailable`    | yes      | -32010      |
 //! | `Upstream(Connect)`            | yes        | failed           | `transport`      | yes      | -32010      |
 //! | `Upstream(Lost, ...)`          | no         | failed           | safe, `transport`| safe     | -32011      |
-//! | `Timeout`                      | no         | failed           | safe, `timeout`  | safe     | -32013      |
+//! | `Timeout` of one try (`per_try`) | no       | failed           | safe, `timeout`  | safe     | -32013      |
+//! | `Timeout` of the call (`overall`) | no      | not judged       | no (the call is over) | safe | -32013   |
 //! | `Upstream(JsonRpc)` -32603, -32000..-32099 | no | failed       | safe, `codes`    | no       | the backend's |
 //! | `Upstream(JsonRpc)` other      | no         | healthy          | safe, `codes`    | no       | the backend's |
 //! | `Refused(BreakerOpen, Ejected)`| yes        | not judged       | no               | yes      | -32014      |
 //! | `Refused(RateLimit, Concurrency)` | yes     | not judged       | no               | no       | -32014      |
 //!
-//! "safe": only when the call is safe to repeat ([`crate::call::Safety`]),
+//! A call whose `timeout.overall` runs out while it still waits for a
+//! concurrency slot is `Refused(Concurrency)` instead. "safe": only when
+//! the call is safe to repeat ([`crate::call::Safety`]),
 //! since it may have run. A backend's JSON-RPC error is its answer: it
 //! never fails over, and only an internal or server error counts against
 //! its health. The proxy's own refusals judge nothing: asking again at

@@ -13,6 +13,7 @@ mod failure;
 pub mod listing;
 mod pool;
 mod resilience;
+mod set;
 mod supervisor;
 #[cfg(test)]
 mod tests;
@@ -29,7 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::call::{Call, Method, Safety};
+use crate::call::{Call, Method, Safety, ToolSafety};
 use crate::config::{BackendConfig, RoleKind};
 
 use crate::platform::Platform;
@@ -39,6 +40,7 @@ pub use listing::{ListKind, Listing, Lists};
 use pool::{Endpoint, Pick, Pool};
 use resilience::{AttemptReport, Policies, Resilience, Verdict};
 pub use resilience::{BreakerState, Refusal};
+pub(crate) use set::BackendSet;
 
 /// Something a backend tells the gateway.
 #[derive(Debug)]
@@ -174,6 +176,8 @@ pub struct Backend {
     /// The replicas and their connections.
     pool: Pool,
     listing: RwLock<Arc<Listing>>,
+    /// The safety of each tool of `listing`, kept beside it.
+    tool_safety: RwLock<Arc<ToolSafety>>,
     /// Whether any endpoint has listed yet (the names are known).
     listed: AtomicBool,
     /// The most recent failure of any endpoint, kept after recovery.
@@ -213,6 +217,7 @@ impl Backend {
             resilience,
             pool,
             listing: RwLock::new(Arc::new(Listing::default())),
+            tool_safety: RwLock::default(),
             listed: AtomicBool::new(false),
             last_error: Mutex::new(None),
             subscriptions: Mutex::default(),
@@ -227,12 +232,18 @@ impl Backend {
     /// Whether `method` addressing `target` (its own tool name, or a URI)
     /// may be repeated or cached, by its listing and `safe_to_repeat`.
     pub(crate) fn safety(&self, method: Method, target: &str) -> Safety {
-        Safety::of(
-            method,
-            target,
-            &self.listing().lists.tools,
-            &self.config.safe_to_repeat,
-        )
+        let table = Arc::clone(
+            &self
+                .tool_safety
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        table.of(method, target, &self.config.safe_to_repeat)
+    }
+
+    /// Whether any endpoint has listed yet (its tools' safety is known).
+    pub(crate) fn has_listed(&self) -> bool {
+        self.listed.load(Ordering::Relaxed)
     }
 
     /// Whether its names are its own (it has no `canary_of`, `mirror_of`

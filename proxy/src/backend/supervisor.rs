@@ -27,7 +27,7 @@ use super::listing::{self, ListKind, Listing};
 use super::pool::Endpoint;
 use super::{Backend, BackendEvent, State};
 use crate::backoff::{Backoff, HEALTHY_AFTER};
-use crate::call::{Method, Safety};
+use crate::call::{Method, Safety, ToolSafety};
 use crate::upstream::{Connection, UpstreamError};
 
 /// Keep endpoint number `endpoint` of `backend` connected until `shutdown`
@@ -363,6 +363,11 @@ impl Backend {
             if Arc::ptr_eq(&shown, &preferred) {
                 return;
             }
+            let safety = ToolSafety::new(&preferred.lists.tools, &self.config.safe_to_repeat);
+            *self
+                .tool_safety
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Arc::new(safety);
             *shown = preferred;
         }
         self.listed

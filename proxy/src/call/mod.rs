@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::backend::ListKind;
+use crate::backend::{CallError, ListKind};
 use crate::jsonrpc::ErrorObject;
 use crate::upstream::ProgressSink;
-pub(crate) use safety::Safety;
+pub(crate) use safety::{Safety, ToolSafety};
 
 /// A request method the proxy knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,8 +119,9 @@ pub(crate) struct Call {
     /// for them. Only one attempt on one backend relays them.
     pub(crate) progress: Option<ProgressSink>,
     /// Whether it may be repeated or cached, decided by the addressed
-    /// backend's listing and config (canaries and standbys serve the same
-    /// tools, so their answer is the primary's).
+    /// backend's listing and config (canaries, mirrors and standbys serve
+    /// the same tools, so their answer is the primary's; until the primary
+    /// has listed, the first of them that has).
     pub(crate) safety: Safety,
     /// The client session that sent it.
     pub(crate) session: Arc<str>,
@@ -131,7 +132,9 @@ pub(crate) struct Call {
 
 impl Call {
     /// A call with nothing decided yet beyond what it sends where: no
-    /// progress, not safe to repeat, shared with anyone.
+    /// progress, not safe to repeat, shared with anyone, from no session.
+    /// For what bypasses shaping and traffic (subscriptions, completion,
+    /// log levels); the gateway's `resolve` builds the routed ones.
     pub(crate) fn new(method: Method, backend: usize, params: Option<Value>) -> Self {
         Self {
             method,
@@ -164,15 +167,34 @@ impl Call {
 /// service: a stage decides what to do with a call and hands it on by
 /// [`Next::run`]. The future owns what it uses, so a stage may share it
 /// between callers (coalescing) or let it outlive the one that started it.
-pub(crate) trait Next: Clone + Send + Sync + 'static {
-    /// Runs `call` through everything below. The future does nothing
-    /// until polled: a coalesced follower's is dropped unstarted.
+pub(crate) trait Next: Send + Sync {
+    /// Runs `call` through everything below.
     fn run(&self, call: Call) -> impl Future<Output = Result<Value, ErrorObject>> + Send + 'static;
+}
+
+/// The backends at the bottom of the stages, by config index: what the
+/// traffic stage needs to send a call to the backend it chose.
+pub(crate) trait Backends {
+    /// Sends `call` to the backend at `backend` (the chosen one, which may
+    /// be another than `call.backend`, the one the client addressed) and
+    /// waits for its answer.
+    fn call(
+        &self,
+        backend: usize,
+        call: Call,
+    ) -> impl Future<Output = Result<Value, CallError>> + Send;
+
+    /// A mirror's copy of `call` for the backend at `backend`, to run in a
+    /// task of its own; its answer is dropped.
+    fn copy(&self, backend: usize, call: Call) -> impl Future<Output = ()> + Send + 'static;
+
+    /// The backend's name, as errors and logs tell it.
+    fn name(&self, backend: usize) -> &str;
 }
 
 impl<F, Fut> Next for F
 where
-    F: Fn(Call) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Call) -> Fut + Send + Sync,
     Fut: Future<Output = Result<Value, ErrorObject>> + Send + 'static,
 {
     fn run(&self, call: Call) -> impl Future<Output = Result<Value, ErrorObject>> + Send + 'static {

@@ -10,6 +10,8 @@
 //! tool with side effects and no hints — is repeated only when it provably
 //! never reached the backend.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::Method;
@@ -38,6 +40,20 @@ impl Safety {
     /// listed, with annotations; `patterns` its `safe_to_repeat.tools`.
     pub(crate) fn of(method: Method, target: &str, tools: &[Value], patterns: &[String]) -> Self {
         match method {
+            Method::ToolsCall => {
+                let listed = tools
+                    .iter()
+                    .find(|t| t.get("name").and_then(Value::as_str) == Some(target));
+                Self::tool(target, listed, patterns)
+            }
+            _ => Self::method(method),
+        }
+    }
+
+    /// What a method is by nature (a tool call is unsafe unless shown
+    /// otherwise).
+    fn method(method: Method) -> Self {
+        match method {
             Method::ResourcesRead | Method::PromptsGet => Safety {
                 repeatable: true,
                 read_only: true,
@@ -46,22 +62,57 @@ impl Safety {
                 repeatable: true,
                 read_only: false,
             },
-            Method::ToolsCall => {
-                let hints = tools
-                    .iter()
-                    .find(|t| t.get("name").and_then(Value::as_str) == Some(target))
-                    .and_then(|t| t.get("annotations"));
-                let hinted =
-                    |hint: &str| hints.is_some_and(|a| a.get(hint) == Some(&Value::Bool(true)));
-                let read_only = hinted("readOnlyHint");
-                Safety {
-                    repeatable: read_only
-                        || hinted("idempotentHint")
-                        || patterns.iter().any(|p| glob::matches(p, target)),
-                    read_only,
-                }
-            }
             _ => Safety::UNSAFE,
+        }
+    }
+
+    /// A call of the tool `name`, as the backend listed it (`None`: not
+    /// listed, so only `patterns` can make it safe).
+    fn tool(name: &str, listed: Option<&Value>, patterns: &[String]) -> Self {
+        let hints = listed.and_then(|t| t.get("annotations"));
+        let hinted = |hint: &str| hints.is_some_and(|a| a.get(hint) == Some(&Value::Bool(true)));
+        let read_only = hinted("readOnlyHint");
+        Safety {
+            repeatable: read_only
+                || hinted("idempotentHint")
+                || patterns.iter().any(|p| glob::matches(p, name)),
+            read_only,
+        }
+    }
+}
+
+/// The safety of every tool of one listing, worked out once when the
+/// backend lists, so that deciding a call's safety is one lookup.
+#[derive(Debug, Default)]
+pub(crate) struct ToolSafety {
+    tools: HashMap<String, Safety>,
+}
+
+impl ToolSafety {
+    /// Each of `tools` (as listed) under `patterns` (`safe_to_repeat.tools`).
+    pub(crate) fn new(tools: &[Value], patterns: &[String]) -> Self {
+        let mut by_name = HashMap::with_capacity(tools.len());
+        for tool in tools {
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                // A name listed twice is the first one, as a lookup finds it.
+                by_name
+                    .entry(name.to_owned())
+                    .or_insert_with(|| Safety::tool(name, Some(tool), patterns));
+            }
+        }
+        Self { tools: by_name }
+    }
+
+    /// The safety of `method` addressing `target`; `patterns` are the ones
+    /// the table was built with, for a tool the listing does not have.
+    pub(crate) fn of(&self, method: Method, target: &str, patterns: &[String]) -> Safety {
+        match method {
+            Method::ToolsCall => self
+                .tools
+                .get(target)
+                .copied()
+                .unwrap_or_else(|| Safety::tool(target, None, patterns)),
+            _ => Safety::method(method),
         }
     }
 }
@@ -110,5 +161,29 @@ mod tests {
         assert!(Safety::of(Method::PromptsGet, "", &[], &[]).repeatable);
         assert!(Safety::of(Method::List(ListKind::Tools), "", &[], &[]).repeatable);
         assert!(!Safety::of(Method::ResourcesSubscribe, "", &[], &[]).repeatable);
+    }
+
+    #[test]
+    fn the_table_of_a_listing_agrees_with_a_lookup_in_it() {
+        let tools = vec![
+            json!({"name": "lookup", "annotations": {"readOnlyHint": true}}),
+            json!({"name": "put", "annotations": {"idempotentHint": true}}),
+            json!({"name": "send"}),
+            json!({"name": "send", "annotations": {"readOnlyHint": true}}),
+            json!({"no name": true}),
+        ];
+        let patterns = vec!["get_*".to_owned()];
+        let table = ToolSafety::new(&tools, &patterns);
+        for name in ["lookup", "put", "send", "get_user", "unknown", ""] {
+            assert_eq!(
+                table.of(Method::ToolsCall, name, &patterns),
+                tool(name, &tools, &patterns),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            table.of(Method::ResourcesRead, "file:///a", &patterns),
+            Safety::of(Method::ResourcesRead, "file:///a", &tools, &patterns)
+        );
     }
 }

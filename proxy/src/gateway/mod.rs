@@ -14,8 +14,9 @@
 //! Routing is by name prefix (`backend<separator>tool`), so a call for a
 //! tool the backend does not list still reaches that backend and gets the
 //! backend's own error, exactly as a direct client would. The request's
-//! params pass through unchanged apart from the stripped prefix; `_meta` and
-//! progress tokens included. Subscriptions ([`subscriptions`]) and backend
+//! params pass through as the client sent them, `_meta` and progress
+//! tokens included, apart from the stripped prefix and what the backend's
+//! shaping rules add (default and injected arguments). Subscriptions ([`subscriptions`]) and backend
 //! events ([`notify`]: list changes, resource updates, log messages) are
 //! the gateway's other two concerns.
 
@@ -25,14 +26,12 @@ mod resolve;
 mod subscriptions;
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::{Map, Value, json};
-use tokio::time::Instant;
 
-use crate::backend::{Backend, CallError, ListKind, Status};
+use crate::backend::{Backend, BackendSet, ListKind, Status};
 use crate::call::{Call, Method};
 use crate::config::{Config, Role};
 use crate::jsonrpc::{self, ErrorObject};
@@ -40,23 +39,25 @@ use crate::metrics::{Metrics, Outcome};
 use crate::platform::Platform;
 use crate::session::{Session, SessionStore};
 use crate::shaping::Shaper;
-use crate::traffic::{Backends, Traffic};
+use crate::traffic::{self, Traffic};
 use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSIONS};
 use catalog::Catalog;
 
 /// Routes client requests over the configured backends.
 pub struct Gateway {
-    backends: Vec<Arc<Backend>>,
+    /// The backends (and the metrics of calls to them), at the bottom.
+    backends: Arc<BackendSet>,
     by_name: HashMap<String, usize>,
     separator: String,
     server_name: String,
     catalog: RwLock<Arc<Catalog>>,
     sessions: Arc<SessionStore>,
-    metrics: Metrics,
     /// Each backend's filters, aliases, arguments, cache and coalescing.
     shapers: Vec<Shaper>,
     /// Canaries, mirrors and failovers of each primary.
-    traffic: Traffic,
+    traffic: Arc<Traffic>,
+    /// What follows shaping: the traffic stage over the backends.
+    routing: traffic::Stage<BackendSet>,
     /// Resource URI → the sessions subscribed to it (see [`subscriptions`]).
     subscribers: tokio::sync::Mutex<HashMap<String, HashSet<String>>>,
 }
@@ -87,33 +88,35 @@ impl Gateway {
             .filter(|(_, backend)| backend.role == Role::Primary)
             .map(|(index, backend)| (backend.name.clone(), index))
             .collect();
+        let backends = Arc::new(BackendSet::new(backends));
+        let traffic = Arc::new(Traffic::new(config));
         Self {
+            routing: traffic::Stage::new(Arc::clone(&traffic), Arc::clone(&backends)),
             backends,
             by_name,
             separator: config.proxy.separator.clone(),
             server_name: config.proxy.name.clone(),
             catalog: RwLock::new(Arc::new(Catalog::default())),
             sessions,
-            metrics: Metrics::default(),
             shapers: config
                 .backends
                 .iter()
                 .map(|backend| Shaper::new(&backend.shaping))
                 .collect(),
-            traffic: Traffic::new(config),
+            traffic,
             subscribers: tokio::sync::Mutex::default(),
         }
     }
 
     /// The backends, in config order.
     pub fn backends(&self) -> &[Arc<Backend>] {
-        &self.backends
+        self.backends.all()
     }
 
     /// Every backend's status, in config order, with what the shaping and
     /// traffic layers counted for it (cache, coalescing, mirror copies).
     pub fn statuses(&self) -> Vec<Status> {
-        self.backends
+        self.backends()
             .iter()
             .enumerate()
             .map(|(index, backend)| {
@@ -134,7 +137,7 @@ impl Gateway {
 
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        self.backends.metrics()
     }
 
     fn catalog(&self) -> Arc<Catalog> {
@@ -205,64 +208,19 @@ impl Gateway {
 
     /// A call for a primary's item, down its stages: shaping, then the
     /// traffic route over the backends.
-    async fn serve(self: &Arc<Self>, call: Call) -> Result<Value, ErrorObject> {
-        let gateway = Arc::clone(self);
-        let traffic = move |call: Call| {
-            let gateway = Arc::clone(&gateway);
-            async move { gateway.traffic.serve(call, &*gateway).await }
-        };
-        self.shapers[call.backend].serve(call, &traffic).await
+    async fn serve(&self, call: Call) -> Result<Value, ErrorObject> {
+        self.shapers[call.backend].serve(call, &self.routing).await
     }
 
     /// A call to the one backend it names, past shaping and traffic.
     async fn forward(&self, call: Call) -> Result<Value, ErrorObject> {
-        let backend = call.backend;
-        self.call(backend, call)
-            .await
-            .map_err(|error| error.to_error_object())
-    }
-
-    /// Call one backend and record the outcome in the metrics.
-    async fn call(&self, backend: usize, call: Call) -> Result<Value, CallError> {
-        let target = &self.backends[backend];
-        let method = call.method_name();
-        let started = Instant::now();
-        let result = target.call(call).await;
-        let outcome = match &result {
-            Ok(value) if value.get("isError").and_then(Value::as_bool) == Some(true) => {
-                Outcome::ToolError
-            }
-            Ok(_) => Outcome::Ok,
-            Err(error) => error.outcome(),
-        };
-        self.metrics
-            .record(target.name(), method, outcome, started.elapsed());
-        result
+        self.backends.forward(call).await
     }
 
     /// Record a request that ended because it was cancelled.
     pub fn record_cancelled(&self, method: &str) {
-        self.metrics
+        self.backends
+            .metrics()
             .record("-", method, Outcome::Cancelled, std::time::Duration::ZERO);
-    }
-}
-
-impl Backends for Gateway {
-    fn call(
-        &self,
-        backend: usize,
-        call: Call,
-    ) -> impl Future<Output = Result<Value, CallError>> + Send {
-        Gateway::call(self, backend, call)
-    }
-
-    fn copy(&self, backend: usize, call: Call) -> impl Future<Output = ()> + Send + 'static {
-        let mirror = Arc::clone(&self.backends[backend]);
-        // The mirror's answer, success or failure, is discarded.
-        async move { drop(mirror.call(call).await) }
-    }
-
-    fn name(&self, backend: usize) -> &str {
-        self.backends[backend].name()
     }
 }

@@ -58,7 +58,7 @@ impl Gateway {
             ));
         };
         session.set_log_severity(severity);
-        for (index, backend) in self.backends.iter().enumerate() {
+        for (index, backend) in self.backends().iter().enumerate() {
             if backend.is_connected() && backend.listing().capabilities.contains_key("logging") {
                 // One backend refusing a level must not fail the others.
                 let call = Call::new(Method::SetLogLevel, index, params.clone());
@@ -81,7 +81,7 @@ impl Gateway {
 
     fn rebuild(&self, kinds: &[ListKind]) {
         let rules: Vec<_> = self.shapers.iter().map(|s| &s.rules).collect();
-        let fresh = Arc::new(Catalog::build(&self.backends, &rules, &self.separator));
+        let fresh = Arc::new(Catalog::build(self.backends(), &rules, &self.separator));
         let previous = std::mem::replace(
             &mut *self.catalog.write().unwrap_or_else(PoisonError::into_inner),
             Arc::clone(&fresh),

@@ -35,12 +35,18 @@ impl Gateway {
             _ => self.named(method, params)?,
         };
         let session = session.shared_id();
+        // The primary's listing says what its tools are; until it has
+        // listed, the first backend serving it that has (a standby
+        // serving while the primary has never been up).
+        let listed = std::iter::once(backend)
+            .chain(self.traffic.serving(backend))
+            .find(|&b| self.backends[b].has_listed())
+            .unwrap_or(backend);
         Ok(Call {
             method,
             backend,
-            safety: self.backends[backend].safety(method, &target),
-            // Under a sticky canary split, each side keeps its own answers.
-            audience: self.traffic.sticky_side(backend, &session),
+            safety: self.backends[listed].safety(method, &target),
+            audience: self.traffic.audience(backend, &session),
             target,
             params: Some(params),
             progress,

@@ -62,10 +62,11 @@ where
         }
     }
 
-    /// Runs `call` for `key`, or, if a call for `key` is in flight, waits
-    /// for that one instead (and `call` is dropped unstarted).
-    pub(crate) async fn run<F>(&self, key: RequestKey, call: F) -> Result<Value, E>
+    /// Runs the call `start` makes for `key`, or, if a call for `key` is
+    /// in flight, waits for that one instead (and `start` is never called).
+    pub(crate) async fn run<S, F>(&self, key: RequestKey, start: S) -> Result<Value, E>
     where
+        S: FnOnce() -> F,
         F: Future<Output = Result<Value, E>> + Send + 'static,
     {
         let (shared, unused) = {
@@ -75,13 +76,13 @@ where
             match state.calls.get(&key).and_then(|entry| entry.call.upgrade()) {
                 Some(shared) => {
                     state.coalesced += 1;
-                    (shared, Some(call))
+                    (shared, Some(start))
                 }
-                None => (self.start(&mut state, key, call), None),
+                None => (self.start(&mut state, key, start()), None),
             }
         };
-        // A follower's own call is never started; it goes now rather than
-        // when the wait ends, with whatever it holds. Outside the lock, as
+        // A follower's own call is never made; what `start` holds goes now
+        // rather than when the wait ends. Outside the lock, as
         // is every drop of a clone of the call: the last clone drops the
         // call, and its guard takes the lock.
         drop(unused);
@@ -222,7 +223,7 @@ mod tests {
         // And a wait can move between worker threads, as handlers do.
         fn sendable<T: Send>(_: &T) {}
         let coalescer = Coalescer::<String>::new();
-        sendable(&coalescer.run(key("echo"), async { Ok(json!(1)) }));
+        sendable(&coalescer.run(key("echo"), || async { Ok(json!(1)) }));
     }
 
     #[tokio::test(start_paused = true)]
@@ -230,8 +231,8 @@ mod tests {
         let coalescer = Coalescer::<String>::new();
         let probe = Probe::default();
         let (a, b) = tokio::join!(
-            coalescer.run(key("echo"), probe.call(SLOW, Ok(json!("one")))),
-            coalescer.run(key("echo"), probe.call(SLOW, Ok(json!("two")))),
+            coalescer.run(key("echo"), || probe.call(SLOW, Ok(json!("one")))),
+            coalescer.run(key("echo"), || probe.call(SLOW, Ok(json!("two")))),
         );
         assert_eq!(a, Ok(json!("one")));
         assert_eq!(b, Ok(json!("one")), "the follower got the leader's answer");
@@ -245,8 +246,8 @@ mod tests {
         let coalescer = Coalescer::<String>::new();
         let probe = Probe::default();
         let (a, b) = tokio::join!(
-            coalescer.run(key("echo"), probe.call(SLOW, Ok(json!("one")))),
-            coalescer.run(key("other"), probe.call(SLOW, Ok(json!("two")))),
+            coalescer.run(key("echo"), || probe.call(SLOW, Ok(json!("one")))),
+            coalescer.run(key("other"), || probe.call(SLOW, Ok(json!("two")))),
         );
         assert_eq!((a, b), (Ok(json!("one")), Ok(json!("two"))));
         assert_eq!(probe.started(), 2);
@@ -258,10 +259,10 @@ mod tests {
         let coalescer = Coalescer::<String>::new();
         let probe = Probe::default();
         let first = coalescer
-            .run(key("echo"), probe.call(SLOW, Ok(json!("one"))))
+            .run(key("echo"), || probe.call(SLOW, Ok(json!("one"))))
             .await;
         let second = coalescer
-            .run(key("echo"), probe.call(SLOW, Ok(json!("two"))))
+            .run(key("echo"), || probe.call(SLOW, Ok(json!("two"))))
             .await;
         assert_eq!((first, second), (Ok(json!("one")), Ok(json!("two"))));
         assert_eq!(probe.started(), 2);
@@ -279,7 +280,7 @@ mod tests {
         let (coalescer, probe) = (Arc::clone(coalescer), probe.clone());
         let answer = json!(answer);
         tokio::spawn(async move {
-            let run = coalescer.run(key("echo"), probe.call(SLOW, Ok(answer)));
+            let run = coalescer.run(key("echo"), || probe.call(SLOW, Ok(answer)));
             match patience {
                 Some(patience) => tokio::time::timeout(patience, run).await.ok(),
                 None => Some(run.await),
@@ -304,14 +305,18 @@ mod tests {
         until(|| probe.started() == 1).await;
         let follower = spawn_run(&coalescer, &probe, "own call", None);
         until(|| coalescer.coalesced() == 1).await;
-        assert_eq!(probe.dropped(), 1, "the follower's own call went unstarted");
+        assert_eq!(
+            probe.dropped(),
+            0,
+            "the follower never made a call of its own"
+        );
 
         assert_eq!(leader.await.unwrap(), None, "the leader timed out");
-        assert_eq!(probe.dropped(), 1, "the shared call lives on");
+        assert_eq!(probe.dropped(), 0, "the shared call lives on");
         let answer = tokio::time::timeout(2 * SLOW, follower).await;
         assert_eq!(answer.unwrap().unwrap(), Some(Ok(json!("answer"))));
         assert_eq!(probe.started(), 1, "the shared call ran once");
-        assert_eq!(probe.dropped(), 2);
+        assert_eq!(probe.dropped(), 1);
         assert_eq!(in_flight(&coalescer), 0);
     }
 
@@ -337,23 +342,23 @@ mod tests {
         let (a, b) = tokio::join!(
             tokio::time::timeout(
                 SLOW / 2,
-                coalescer.run(key("echo"), probe.call(SLOW, Ok(json!("one"))))
+                coalescer.run(key("echo"), || probe.call(SLOW, Ok(json!("one"))))
             ),
             tokio::time::timeout(
                 SLOW / 4,
-                coalescer.run(key("echo"), probe.call(SLOW, Ok(json!("two"))))
+                coalescer.run(key("echo"), || probe.call(SLOW, Ok(json!("two"))))
             ),
         );
         assert!(a.is_err() && b.is_err());
         assert_eq!(probe.started(), 1);
         assert_eq!(
             probe.dropped(),
-            2,
-            "the shared call and the follower's unstarted one"
+            1,
+            "the shared call; the follower never made one"
         );
         assert_eq!(in_flight(&coalescer), 0, "no stale entry");
         let fresh = coalescer
-            .run(key("echo"), probe.call(SLOW, Ok(json!("fresh"))))
+            .run(key("echo"), || probe.call(SLOW, Ok(json!("fresh"))))
             .await;
         assert_eq!(fresh, Ok(json!("fresh")));
         assert_eq!(probe.started(), 2, "the new call ran, it did not join");
@@ -364,11 +369,9 @@ mod tests {
         let coalescer = Coalescer::<String>::new();
         let probe = Probe::default();
         let (a, b) = tokio::join!(
-            coalescer.run(
-                key("echo"),
-                probe.call(SLOW, Err("backend down".to_owned()))
-            ),
-            coalescer.run(key("echo"), probe.call(SLOW, Ok(json!("unused")))),
+            coalescer.run(key("echo"), || probe
+                .call(SLOW, Err("backend down".to_owned()))),
+            coalescer.run(key("echo"), || probe.call(SLOW, Ok(json!("unused")))),
         );
         assert_eq!(a, Err("backend down".to_owned()));
         assert_eq!(b, Err("backend down".to_owned()));
@@ -384,7 +387,7 @@ mod tests {
                 let coalescer = Arc::clone(&coalescer);
                 tokio::spawn(async move {
                     coalescer
-                        .run(key("echo"), async {
+                        .run(key("echo"), || async {
                             tokio::time::sleep(SLOW).await;
                             panic!("the backend call panicked")
                         })

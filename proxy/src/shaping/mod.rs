@@ -3,8 +3,10 @@
 //! calls need not reach a backend at all.
 //!
 //! ```text
-//! filter (expose/hide) -> alias -> arguments (defaults, injections)
-//!   -> size limit -> cache -> coalesce -> next (traffic: canary, mirror, failover)
+//! rules, applied by the gateway's resolve:
+//!   filter (expose/hide) -> alias -> arguments (defaults, injections) -> size limit
+//! Shaper::serve:
+//!   cache -> coalesce -> next (traffic: canary, mirror, failover)
 //! ```
 //!
 //! [`rules`] decides names and arguments; the gateway applies them while it
@@ -88,7 +90,7 @@ impl Shaper {
         }
         let result = match coalescer {
             // The shared call belongs to every waiter: `next` owns what it uses.
-            Some(coalescer) => coalescer.run(key.clone(), next.run(call)).await,
+            Some(coalescer) => coalescer.run(key.clone(), || next.run(call)).await,
             None => next.run(call).await,
         };
         if let (Some(ttl), Some(cache), Ok(value)) = (ttl, self.cache(), &result)

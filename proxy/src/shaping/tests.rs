@@ -46,16 +46,16 @@ fn call(safety: Safety, arguments: Value) -> Call {
     call
 }
 
-/// A `next` that answers `answer` after `delay` and counts the calls it runs.
+/// A `next` that answers `answer` after `delay` and counts the calls made.
 fn next(answer: Result<Value, ErrorObject>, delay: Duration) -> (impl Next, Arc<AtomicUsize>) {
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&runs);
     let next = move |_call: Call| {
-        let counted = Arc::clone(&counted);
+        // Counted when asked for, not when polled: a coalesced follower
+        // must not even ask.
+        counted.fetch_add(1, Ordering::SeqCst);
         let answer = answer.clone();
         async move {
-            // Counted when run: a follower's own future is dropped unpolled.
-            counted.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(delay).await;
             answer
         }

@@ -24,39 +24,23 @@
 //! always go. A canary that fails falls back to its primary before the
 //! standbys.
 //!
-//! [`Traffic::serve`] runs this for one call over [`Backends`], the one
-//! thing it needs from below: a way to call a backend by index.
+//! [`Traffic::serve`] runs this for one call over [`Backends`] (what it
+//! needs from below: a backend by index, to call, to copy to, to name);
+//! [`Stage`] is it as the `Next` of the shaping stage above.
 
 pub(crate) mod mirror;
 pub(crate) mod split;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::backend::CallError;
-use crate::call::Call;
+use crate::call::{Backends, Call, Next};
 use crate::config::{Config, Role};
 use crate::jsonrpc::ErrorObject;
 use mirror::Mirror;
 use split::Split;
-
-/// The backends below the traffic layer, by config index.
-pub(crate) trait Backends {
-    /// Sends `call` to the backend at `backend` and waits for its answer.
-    fn call(
-        &self,
-        backend: usize,
-        call: Call,
-    ) -> impl Future<Output = Result<Value, CallError>> + Send;
-
-    /// A mirror's copy of `call` for the backend at `backend`, to run in a
-    /// task of its own; its answer is dropped.
-    fn copy(&self, backend: usize, call: Call) -> impl Future<Output = ()> + Send + 'static;
-
-    /// The backend's name, as errors and logs tell it.
-    fn name(&self, backend: usize) -> &str;
-}
 
 /// How one primary's calls are spread.
 pub(crate) struct Route {
@@ -109,6 +93,26 @@ impl Route {
             mirrors,
             failovers: failovers.into_iter().map(|(_, i)| i).collect(),
         })
+    }
+}
+
+/// The traffic stage over `B`, as the shaping stage's `Next`.
+pub(crate) struct Stage<B> {
+    traffic: Arc<Traffic>,
+    backends: Arc<B>,
+}
+
+impl<B> Stage<B> {
+    pub(crate) fn new(traffic: Arc<Traffic>, backends: Arc<B>) -> Self {
+        Self { traffic, backends }
+    }
+}
+
+impl<B: Backends + Send + Sync + 'static> Next for Stage<B> {
+    fn run(&self, call: Call) -> impl Future<Output = Result<Value, ErrorObject>> + Send + 'static {
+        let traffic = Arc::clone(&self.traffic);
+        let backends = Arc::clone(&self.backends);
+        async move { traffic.serve(call, &*backends).await }
     }
 }
 
@@ -196,14 +200,26 @@ impl Traffic {
         Err(failed.as_backend(backends.name(primary)).to_error_object())
     }
 
-    /// Under a sticky canary split, which side `session` is on, as a key
-    /// part: answers shared between sessions (cache, coalescing) must not
-    /// cross sides, or a session would see the other side's answers.
-    pub(crate) fn sticky_side(&self, backend: usize, session: &str) -> Option<String> {
+    /// Who may share the answers of `session`'s calls to `backend` (the
+    /// cache, coalescing): under a sticky canary split, the side `session`
+    /// is on, or a session would see the other side's answers; else anyone.
+    pub(crate) fn audience(&self, backend: usize, session: &str) -> Option<String> {
         let split = &self.route(backend)?.split;
         split
             .is_sticky()
             .then(|| format!("side:{}", split.choose(session).unwrap_or(backend)))
+    }
+
+    /// The backends that serve `primary`'s calls besides it: its
+    /// canaries, then its standbys, then its mirrors.
+    pub(crate) fn serving(&self, primary: usize) -> impl Iterator<Item = usize> + '_ {
+        self.route(primary).into_iter().flat_map(|route| {
+            route
+                .split
+                .canaries()
+                .chain(route.failovers.iter().copied())
+                .chain(route.mirrors.iter().map(|mirror| mirror.backend))
+        })
     }
 
     /// The mirror at backend index `backend`, wherever it is configured.

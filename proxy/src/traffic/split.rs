@@ -35,6 +35,11 @@ impl Split {
         }
     }
 
+    /// The canaries' backend indices, in config order.
+    pub(crate) fn canaries(&self) -> impl Iterator<Item = usize> + '_ {
+        self.canaries.iter().map(|&(backend, _)| backend)
+    }
+
     /// Whether the choice is made once per session.
     pub(crate) fn is_sticky(&self) -> bool {
         self.sticky && !self.canaries.is_empty()

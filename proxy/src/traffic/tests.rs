@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::mirror::Mirror;
 use super::split::Split;
-use super::{Backends, Route, Traffic};
+use super::{Route, Traffic};
 use crate::backend::{CallError, Refusal};
-use crate::call::{Call, Method, Safety};
+use crate::call::{Backends, Call, Method, Safety};
 use crate::jsonrpc::ErrorObject;
 use crate::upstream::{ProgressSink, UpstreamError};
 
@@ -261,4 +261,11 @@ async fn a_mirror_gets_a_copy_without_progress_and_its_fate_is_not_the_callers()
         }]
     );
     assert_eq!(fakes.calls(), [PRIMARY]);
+}
+
+#[test]
+fn the_backends_serving_a_primary_are_its_canaries_standbys_and_mirrors() {
+    let serving: Vec<usize> = traffic(50.0, true).serving(PRIMARY).collect();
+    assert_eq!(serving, [CANARY, STANDBY, SECOND_STANDBY, MIRROR]);
+    assert_eq!(traffic(50.0, true).serving(CANARY).count(), 0);
 }
