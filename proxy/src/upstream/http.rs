@@ -986,8 +986,6 @@ fn referer(next: &Url, previous: &Url) -> Option<HeaderValue> {
     HeaderValue::from_str(referer.as_str()).ok()
 }
 
-/// Whether the server refused a message at the HTTP/2 level without
-/// processing it (a graceful GOAWAY, or REFUSED_STREAM): safe to send again.
 /// Whether a failure to connect says the server is not there: refused, or
 /// no route to it.
 fn is_refused_or_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -1008,6 +1006,8 @@ fn is_refused_or_unreachable(error: &(dyn std::error::Error + 'static)) -> bool 
     false
 }
 
+/// Whether the server refused a message at the HTTP/2 level without
+/// processing it (a graceful GOAWAY, or REFUSED_STREAM): safe to send again.
 fn is_protocol_nack(error: &hyper_util::client::legacy::Error) -> bool {
     let mut source = error.source();
     while let Some(cause) = source {
