@@ -28,7 +28,7 @@
 //!   connects anew: the connection refused or the host unreachable,
 //!   `LOST_IN_A_ROW_BEFORE_GONE` requests in a row lost with no answer
 //!   between, a 404 while we hold a session id ("session expired"), or the
-//!   GET event stream lost and not re-openable (see [`listen`](event_stream::listen)).
+//!   GET event stream lost and not re-openable (see [`listen`]).
 //!
 //! Messages travel on hyper-util's pooled client (idle connections are
 //! reused), whose connections come from the platform's dialer
