@@ -1,9 +1,9 @@
 //! The connections under the streamable-HTTP client, opened through the
 //! platform's [`Dialer`].
 //!
-//! `http.rs` sends its messages with hyper-util's pooled client, which asks
-//! a connector for every new connection (and keeps idle ones for reuse).
-//! This is that connector. It exists so that no byte to an HTTP backend
+//! `http/posting.rs` sends its messages with hyper-util's pooled client,
+//! which asks a connector for every new connection (and keeps idle ones for
+//! reuse). This is that connector. It exists so that no byte to an HTTP backend
 //! bypasses the seam in [`crate::platform`]: in production the dialer opens
 //! TCP, in a simulation it opens the simulated network's streams, and the
 //! client above cannot tell the difference.
