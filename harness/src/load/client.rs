@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use super::LoadTarget;
 use super::connector::DialConnector;
+use super::error::LoadError;
 use super::record::CallOutcome;
 use super::sse::{MAX_EVENT_BYTES, SseParser};
 
@@ -49,7 +50,7 @@ const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A server that never stops paginating `tools/list` is broken, not patient.
-const MAX_TOOL_PAGES: usize = 1000;
+pub(super) const MAX_TOOL_PAGES: usize = 1000;
 
 /// The HTTP client of a load; its clones share one connection pool.
 pub(crate) type HttpClient = Client<DialConnector, Full<Bytes>>;
@@ -102,7 +103,7 @@ enum Answer {
 impl McpSession {
     /// Opens a session at the target: `initialize`, then
     /// `notifications/initialized`.
-    pub async fn open(target: &LoadTarget) -> Result<McpSession, String> {
+    pub async fn open(target: &LoadTarget) -> Result<McpSession, LoadError> {
         let mut session = McpSession {
             http: target.http.clone(),
             url: target.url.clone(),
@@ -122,38 +123,42 @@ impl McpSession {
         let response = session
             .post(&request_body(id, "initialize", params))
             .await
-            .map_err(|e| format!("initialize: {e}"))?;
+            .map_err(|message| LoadError::Transport {
+                step: "initialize",
+                message,
+            })?;
         let session_id = response
             .headers()
             .get(SESSION_HEADER)
             .map(|v| {
                 v.to_str()
                     .map(str::to_string)
-                    .map_err(|_| "initialize: Mcp-Session-Id is not visible ASCII".to_string())
+                    .map_err(|_| LoadError::SessionIdNotAscii)
             })
             .transpose()?;
         let result = result_of(session.read_answer(response, id).await, "initialize")?;
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
-            .ok_or("initialize: the result has no protocolVersion")?;
+            .ok_or(LoadError::NoProtocolVersion)?;
         if !KNOWN_VERSIONS.contains(&version) {
-            return Err(format!(
-                "initialize: the server chose protocol version {version:?}, which the harness does not speak"
-            ));
+            return Err(LoadError::UnknownProtocolVersion(version.to_string()));
         }
         session.session_id = session_id;
         session.protocol_version = Some(version.to_string());
 
         let notification = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        let response = session
-            .post(&notification)
-            .await
-            .map_err(|e| format!("notifications/initialized: {e}"))?;
+        let response =
+            session
+                .post(&notification)
+                .await
+                .map_err(|message| LoadError::Transport {
+                    step: "notifications/initialized",
+                    message,
+                })?;
         if response.status() != StatusCode::ACCEPTED {
-            return Err(format!(
-                "notifications/initialized: expected 202, got {}",
-                response.status().as_u16()
+            return Err(LoadError::InitializedNotAccepted(
+                response.status().as_u16(),
             ));
         }
         Ok(session)
@@ -194,7 +199,7 @@ impl McpSession {
     }
 
     /// The names of all tools the server lists, following `nextCursor`.
-    pub async fn list_tools(&self) -> Result<Vec<String>, String> {
+    pub async fn list_tools(&self) -> Result<Vec<String>, LoadError> {
         let mut names = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_TOOL_PAGES {
@@ -206,26 +211,24 @@ impl McpSession {
             let tools = result
                 .get("tools")
                 .and_then(Value::as_array)
-                .ok_or("tools/list: the result has no tools array")?;
+                .ok_or(LoadError::NoToolsArray)?;
             for tool in tools {
                 let name = tool
                     .get("name")
                     .and_then(Value::as_str)
-                    .ok_or("tools/list: a tool has no name")?;
+                    .ok_or(LoadError::ToolWithoutName)?;
                 names.push(name.to_string());
             }
             match result.get("nextCursor") {
                 None | Some(Value::Null) => return Ok(names),
                 Some(Value::String(next)) if cursor.as_ref() == Some(next) => {
-                    return Err(format!("tools/list: the server repeats cursor {next:?}"));
+                    return Err(LoadError::RepeatedCursor(next.clone()));
                 }
                 Some(Value::String(next)) => cursor = Some(next.clone()),
-                Some(_) => return Err("tools/list: nextCursor is not a string".into()),
+                Some(_) => return Err(LoadError::CursorNotAString),
             }
         }
-        Err(format!(
-            "tools/list: more than {MAX_TOOL_PAGES} pages; giving up"
-        ))
+        Err(LoadError::TooManyPages)
     }
 
     /// Answers that arrived for a request this session had already seen
@@ -532,19 +535,22 @@ fn text_content(content: Option<&Value>) -> String {
 
 /// The result of a response to a harness request (not a tool call), or why
 /// there is none.
-fn result_of(answer: Answer, what: &str) -> Result<Value, String> {
+fn result_of(answer: Answer, step: &'static str) -> Result<Value, LoadError> {
     match answer {
         Answer::Response(mut message) => {
-            if let Some(error) = message.get("error") {
-                return Err(format!("{what}: JSON-RPC error {error}"));
+            if let Some(error) = message.get_mut("error") {
+                return Err(LoadError::Rpc {
+                    step,
+                    error: error.take(),
+                });
             }
             match message.get_mut("result").map(Value::take) {
                 Some(result @ Value::Object(_)) => Ok(result),
-                _ => Err(format!("{what}: the result is not an object")),
+                _ => Err(LoadError::ResultNotAnObject { step }),
             }
         }
-        Answer::HttpStatus(status) => Err(format!("{what}: HTTP {status}")),
-        Answer::Transport(message) => Err(format!("{what}: {message}")),
+        Answer::HttpStatus(status) => Err(LoadError::HttpStatus { step, status }),
+        Answer::Transport(message) => Err(LoadError::Transport { step, message }),
     }
 }
 
@@ -636,7 +642,7 @@ mod tests {
         let target = LoadTarget::new(&format!("http://{addr}/mcp")).unwrap();
         let error = McpSession::open(&target).await.unwrap_err();
         assert!(
-            error.starts_with(&format!(
+            error.to_string().starts_with(&format!(
                 "initialize: client error (Connect): cannot connect to {addr}: "
             )),
             "{error}"
@@ -650,7 +656,7 @@ mod tests {
         let error = McpSession::open(&LoadTarget::new(&url).unwrap())
             .await
             .unwrap_err();
-        assert_eq!(error, "initialize: HTTP 404");
+        assert_eq!(error.to_string(), "initialize: HTTP 404");
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use rand::distr::weighted::WeightedIndex;
 use rand::rngs::StdRng;
 use serde_json::Value;
 
+use super::LoadError;
 use crate::scenario::CallMix;
 
 /// Keeps the load generator's draws apart from other users of the scenario
@@ -41,9 +42,9 @@ pub(crate) struct Mix {
 impl Mix {
     /// A mix over `calls` for a run with `seed`; fails if no entry has a
     /// positive weight (the scenario validator prevents that).
-    pub(crate) fn new(calls: &[CallMix], seed: u64) -> Result<Self, String> {
-        let choose = WeightedIndex::new(calls.iter().map(|c| c.weight))
-            .map_err(|e| format!("workload: the call mix cannot be drawn from: {e}"))?;
+    pub(crate) fn new(calls: &[CallMix], seed: u64) -> Result<Self, LoadError> {
+        let choose =
+            WeightedIndex::new(calls.iter().map(|c| c.weight)).map_err(LoadError::CallMix)?;
         Ok(Self {
             calls: calls.to_vec(),
             choose,

@@ -23,6 +23,7 @@
 pub mod client;
 mod closed;
 mod connector;
+mod error;
 mod mix;
 mod open;
 pub mod record;
@@ -47,6 +48,7 @@ use crate::clock::ScenarioClock;
 use crate::scenario::{LoadMode, Workload};
 use client::HttpClient;
 pub use client::{McpSession, PROTOCOL_VERSION, ToolAnswer};
+pub use error::LoadError;
 use mix::{Mix, PlannedCall};
 pub use record::{CallOutcome, CallRecord, LoadResult};
 
@@ -63,20 +65,23 @@ pub struct LoadTarget {
 impl LoadTarget {
     /// A target at `url` (plain `http://`), reached over TCP
     /// ([`TcpDialer`]).
-    pub fn new(url: &str) -> Result<Self, String> {
+    pub fn new(url: &str) -> Result<Self, LoadError> {
         Self::with_dialer(url, Arc::new(TcpDialer))
     }
 
     /// A target at `url` (plain `http://`) whose connections `dialer` opens:
     /// a simulated network's, say.
-    pub fn with_dialer(url: &str, dialer: Arc<dyn Dialer>) -> Result<Self, String> {
-        let parsed: Uri = url
-            .parse()
-            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    pub fn with_dialer(url: &str, dialer: Arc<dyn Dialer>) -> Result<Self, LoadError> {
+        let parsed: Uri =
+            url.parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| LoadError::NotAUrl {
+                    url: url.to_owned(),
+                    reason: e.to_string(),
+                })?;
         if parsed.scheme() != Some(&Scheme::HTTP) || parsed.host().is_none() {
-            return Err(format!(
-                "{url:?} is not an http:// URL with a host (the load speaks plain HTTP)"
-            ));
+            return Err(LoadError::NotPlainHttp {
+                url: url.to_owned(),
+            });
         }
         Ok(Self {
             url: parsed,
@@ -165,8 +170,8 @@ pub async fn run(
     let give_up_all = clock.at(duration.saturating_add(grace));
     let mix = match Mix::new(&workload.calls, seed) {
         Ok(mix) => mix,
-        Err(message) => {
-            result.session_errors.push(message);
+        Err(error) => {
+            result.session_errors.push(error.to_string());
             return result;
         }
     };
@@ -174,7 +179,7 @@ pub async fn run(
     let opened = join_all((0..workload.clients).map(|client| async move {
         let opened = tokio::time::timeout_at(give_up_all, McpSession::open(target))
             .await
-            .unwrap_or_else(|_| Err("no answer before the end of the run".into()));
+            .unwrap_or(Err(LoadError::NoAnswerBeforeEnd));
         (client, opened)
     }))
     .await;

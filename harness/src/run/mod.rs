@@ -14,6 +14,7 @@
 //! operating system's network cannot be partitioned or slowed per link by
 //! the harness, only the simulated one can (`run --sim`).
 
+mod error;
 mod progress;
 mod proxy;
 mod workdir;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use error::RunError;
 pub use proxy::ProxyMode;
 
 use crate::checks::CheckResult;
@@ -84,7 +86,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
             }
             report
         }
-        Err(e) => RunReport::stopped(scenario, &mode, took, e),
+        Err(e) => RunReport::stopped(scenario, &mode, took, e.to_string()),
     };
     report.seed = seed;
     report
@@ -117,13 +119,20 @@ fn proxy_stayed_up(stayed_up: Result<(), String>) -> CheckResult {
 }
 
 /// Starts everything, runs the load, stops everything, collects journals.
-async fn execute(scenario: &Scenario, options: &RunOptions, seed: u64) -> Result<Finished, String> {
-    let work_dir = WorkDir::create().map_err(|e| format!("cannot create a work folder: {e}"))?;
+async fn execute(
+    scenario: &Scenario,
+    options: &RunOptions,
+    seed: u64,
+) -> Result<Finished, RunError> {
+    let work_dir = WorkDir::create().map_err(RunError::WorkDir)?;
     let target_mode = matches!(options.mode, ProxyMode::Target(_));
     let clock = ScenarioClock::start_now();
     let journal = Journal::in_memory();
-    let scenario_file = std::path::absolute(&scenario.file)
-        .map_err(|e| format!("cannot resolve {}: {e}", scenario.file.display()))?;
+    let scenario_file =
+        std::path::absolute(&scenario.file).map_err(|source| RunError::ResolveScenario {
+            path: scenario.file.clone(),
+            source,
+        })?;
 
     let mut http_fakes = Vec::new();
     let mut addresses: HashMap<String, FakeAddress> = HashMap::new();
@@ -132,10 +141,9 @@ async fn execute(scenario: &Scenario, options: &RunOptions, seed: u64) -> Result
         let address = match spec.transport {
             FakeTransport::Http { port } => {
                 if target_mode && port == 0 {
-                    return Err(format!(
-                        "fake {:?} needs a fixed `port` to run against --target",
-                        spec.name
-                    ));
+                    return Err(RunError::FakeNeedsPort {
+                        fake: spec.name.clone(),
+                    });
                 }
                 let fake = HttpFake::start(FakeConfig {
                     spec: spec.clone(),
@@ -146,17 +154,19 @@ async fn execute(scenario: &Scenario, options: &RunOptions, seed: u64) -> Result
                     generation: 0,
                 })
                 .await
-                .map_err(|e| format!("cannot start fake {:?}: {e}", spec.name))?;
+                .map_err(|source| RunError::FakeStart {
+                    fake: spec.name.clone(),
+                    source,
+                })?;
                 let url = fake.url();
                 http_fakes.push(fake);
                 FakeAddress::Http { url }
             }
             FakeTransport::Stdio => {
                 if target_mode {
-                    return Err(format!(
-                        "fake {:?} is a stdio fake; --target runs support http fakes only (the target proxy would have to spawn it)",
-                        spec.name
-                    ));
+                    return Err(RunError::StdioFakeWithTarget {
+                        fake: spec.name.clone(),
+                    });
                 }
                 let journal_file = work_dir.path().join(format!("{}.jsonl", spec.name));
                 let args = stdio_fake_args(&scenario_file, &spec.name, &journal_file, clock, seed);
@@ -193,8 +203,10 @@ async fn execute(scenario: &Scenario, options: &RunOptions, seed: u64) -> Result
     let mut entries = journal.snapshot();
     for file in &journal_files {
         entries.extend(
-            journal::read_file(file)
-                .map_err(|e| format!("cannot read the journal {}: {e}", file.display()))?,
+            journal::read_file(file).map_err(|source| RunError::ReadJournal {
+                path: file.clone(),
+                source,
+            })?,
         );
     }
     entries.sort_by_key(|e| e.at);
@@ -212,7 +224,7 @@ async fn drive(
     seed: u64,
     clock: ScenarioClock,
     proxy: &mut ProxyUnderTest,
-) -> Result<LoadResult, String> {
+) -> Result<LoadResult, RunError> {
     let url = proxy.url();
     // One client for readiness and load: its pool carries over.
     let target = LoadTarget::new(&url)?;
@@ -249,17 +261,16 @@ pub(crate) async fn wait_ready(
     clock: ScenarioClock,
     cancel: &CancellationToken,
     exited: &mut dyn FnMut() -> Option<String>,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     poll_until_listed(scenario, target, url, cancel, exited).await?;
     let ready_at = clock.elapsed();
     if let Some(first_outage) = first_outage_start(scenario)
         && ready_at > first_outage
     {
-        return Err(format!(
-            "the proxy took {:.1}s to become ready, past the first outage at {:.1}s",
-            ready_at.as_secs_f64(),
-            first_outage.as_secs_f64()
-        ));
+        return Err(RunError::ReadyTooLate {
+            ready_at,
+            first_outage,
+        });
     }
     Ok(())
 }
@@ -270,7 +281,7 @@ async fn poll_until_listed(
     url: &str,
     cancel: &CancellationToken,
     exited: &mut dyn FnMut() -> Option<String>,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let wanted: Vec<&str> = scenario
         .workload
         .calls
@@ -280,10 +291,10 @@ async fn poll_until_listed(
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     loop {
         if cancel.is_cancelled() {
-            return Err("interrupted".into());
+            return Err(RunError::Interrupted);
         }
         if let Some(status) = exited() {
-            return Err(format!("the proxy exited before it was ready ({status})"));
+            return Err(RunError::ProxyExited { status });
         }
         // Each attempt is bounded too: a proxy that accepts and never
         // answers must not hold the run (or Ctrl-C) forever.
@@ -291,10 +302,10 @@ async fn poll_until_listed(
         let attempt = tokio::time::timeout_at(attempt_deadline, list_tools(target));
         let problem = tokio::select! {
             biased;
-            () = cancel.cancelled() => return Err("interrupted".into()),
+            () = cancel.cancelled() => return Err(RunError::Interrupted),
             listed = attempt => match listed {
                 Err(_) => "no answer".to_owned(),
-                Ok(Err(e)) => e,
+                Ok(Err(e)) => e.to_string(),
                 Ok(Ok(tools)) => {
                     let missing: Vec<&str> = wanted
                         .iter()
@@ -309,21 +320,22 @@ async fn poll_until_listed(
             },
         };
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "the proxy at {url} was not ready within {}s ({problem})",
-                READY_TIMEOUT.as_secs()
-            ));
+            return Err(RunError::NotReady {
+                url: url.to_owned(),
+                timeout: READY_TIMEOUT,
+                problem,
+            });
         }
         tokio::time::sleep(READY_POLL).await;
     }
 }
 
 /// Lists the proxy's tools in a fresh session.
-async fn list_tools(target: &LoadTarget) -> Result<Vec<String>, String> {
+async fn list_tools(target: &LoadTarget) -> Result<Vec<String>, RunError> {
     let session = McpSession::open(target).await?;
     let listed = session.list_tools().await;
     session.close().await;
-    listed.map_err(|e| format!("tools/list failed: {e}"))
+    listed.map_err(RunError::ListTools)
 }
 
 /// The faults that apply to one fake.

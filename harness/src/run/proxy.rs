@@ -16,6 +16,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use super::RunError;
 use crate::scenario::{FakeAddress, Scenario, to_json};
 
 /// How long a spawned proxy binary may take to exit after SIGTERM.
@@ -58,7 +59,7 @@ impl ProxyUnderTest {
         address: &dyn Fn(&str) -> FakeAddress,
         work_dir: &Path,
         seed: u64,
-    ) -> Result<ProxyUnderTest, String> {
+    ) -> Result<ProxyUnderTest, RunError> {
         let file = scenario.file.display().to_string();
         let base_dir = match scenario.file.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
@@ -70,23 +71,24 @@ impl ProxyUnderTest {
                 let config = scenario
                     .proxy
                     .config(&file, &base_dir, address, listen, seed)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(RunError::ProxyConfig)?;
                 let proxy = mcp_proxy::server::start(config)
                     .await
-                    .map_err(|e| format!("cannot start the proxy: {e}"))?;
+                    .map_err(RunError::ProxyStart)?;
                 Ok(ProxyUnderTest::InProcess(proxy))
             }
             ProxyMode::Binary(bin) => {
-                let listen = free_loopback_port()
-                    .map_err(|e| format!("cannot find a free port for the proxy: {e}"))?;
+                let listen = free_loopback_port().map_err(RunError::FreePort)?;
                 let tree = scenario.proxy.config_tree(address, listen, seed);
                 let config_path = work_dir.join("proxy.yaml");
                 let text = serde_json::to_string_pretty(&to_json(&tree))
-                    .map_err(|e| format!("cannot write the proxy config: {e}"))?;
-                std::fs::write(&config_path, text)
-                    .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+                    .map_err(RunError::SerializeConfig)?;
+                std::fs::write(&config_path, text).map_err(|source| RunError::WriteConfig {
+                    path: config_path.clone(),
+                    source,
+                })?;
                 let log = std::fs::File::create(work_dir.join("proxy.log"))
-                    .map_err(|e| format!("cannot create the proxy log: {e}"))?;
+                    .map_err(RunError::CreateLog)?;
                 let child = Command::new(bin)
                     .arg("serve")
                     .arg("--config")
@@ -97,7 +99,10 @@ impl ProxyUnderTest {
                     .process_group(0)
                     .kill_on_drop(true)
                     .spawn()
-                    .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+                    .map_err(|source| RunError::Spawn {
+                        bin: bin.clone(),
+                        source,
+                    })?;
                 Ok(ProxyUnderTest::Binary {
                     child,
                     url: format!("http://{listen}/mcp"),

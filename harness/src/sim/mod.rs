@@ -47,6 +47,7 @@ use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{Journal, JournalEntry};
 use crate::load::{self, LoadResult, Progress};
 use crate::report::RunReport;
+use crate::run::RunError;
 use crate::scenario::{FakeAddress, FakeSpec, FakeTransport, Scenario};
 use net::{HTTP_PORT, SimDialer, SimListener, SimNetwork};
 use stdio::{InProcessSpawner, SIM_FAKE_PROGRAM};
@@ -206,7 +207,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
         }
     });
 
-    let outcome: Rc<RefCell<Option<Result<LoadResult, String>>>> = Rc::default();
+    let outcome: Rc<RefCell<Option<Result<LoadResult, RunError>>>> = Rc::default();
     let load_outcome = Rc::clone(&outcome);
     let client_scenario = scenario.clone();
     sim.client("harness", async move {
@@ -241,7 +242,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
     }
     let load = match outcome.borrow_mut().take() {
         Some(Ok(load)) => load,
-        Some(Err(error)) => return Err((error, virtual_time)),
+        Some(Err(error)) => return Err((error.to_string(), virtual_time)),
         None => return Err(("the load never finished".into(), virtual_time)),
     };
     let mut journal = journal.snapshot();

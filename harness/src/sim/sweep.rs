@@ -145,9 +145,20 @@ pub fn sweep(scenario: &Scenario, seeds: Range<u64>, threads: usize) -> Sweep {
     }
 }
 
+/// Why `--seeds` could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeedsError {
+    /// Not `A..B` or `A..=B` with whole numbers that fit.
+    #[error("expected seeds as A..B or A..=B, got {0:?}")]
+    Malformed(String),
+    /// A range with no seed in it.
+    #[error("the seed range {0:?} is empty")]
+    Empty(String),
+}
+
 /// Reads `A..B` (B excluded) or `A..=B`.
-pub fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
-    let bad = || format!("expected seeds as A..B or A..=B, got {text:?}");
+pub fn parse_seeds(text: &str) -> Result<Range<u64>, SeedsError> {
+    let bad = || SeedsError::Malformed(text.to_owned());
     let (start, end, inclusive) = match text.split_once("..=") {
         Some((a, b)) => (a, b, true),
         None => {
@@ -163,7 +174,7 @@ pub fn parse_seeds(text: &str) -> Result<Range<u64>, String> {
         end
     };
     if end <= start {
-        return Err(format!("the seed range {text:?} is empty"));
+        return Err(SeedsError::Empty(text.to_owned()));
     }
     Ok(start..end)
 }

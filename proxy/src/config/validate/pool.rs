@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use super::super::raw::{RawBackend, RawOutlier};
 use super::super::source::Seg;
 use super::super::{ConfigError, LoadBalancing, OutlierPolicy};
-use super::{Validator, check_url, child};
+use super::transport::check_url;
+use super::{Validator, child};
 
 impl Validator<'_> {
     /// `url` (one endpoint) or `endpoints` (a pool), exactly one of them.

@@ -1,0 +1,260 @@
+//! The `expect` section: one check per entry (threshold, errors, count,
+//! ratio or timing), the calls each selects, and the fakes it names.
+
+use mcp_proxy::config::ConfigError;
+
+use super::super::model::*;
+use super::super::raw::*;
+use super::timeline::Phases;
+use super::{KeyPath, Validator};
+
+/// Default `ratio.min_calls`.
+const DEFAULT_RATIO_MIN_CALLS: u64 = 30;
+
+impl Validator<'_> {
+    pub(super) fn check(
+        &self,
+        raw: RawCheck,
+        path: &KeyPath,
+        fakes: &[FakeSpec],
+        phases: &Phases,
+    ) -> Result<CheckSpec, ConfigError> {
+        let line = self.tree.line_near(&path.0);
+        let mut kinds = Vec::new();
+        if let Some(t) = raw.threshold {
+            let p = path.key("threshold");
+            if t.code.is_some() && matches!(t.outcome, Some(RawOutcomeFilter::Success)) {
+                return Err(self.error(&p.key("code"), "selects errors: not with outcome: success"));
+            }
+            let mut select = self.selector(t.calls, t.window, t.outcome, &p, phases)?;
+            select.code = t.code;
+            let max_error_rate = match t.error_rate {
+                Some(r) if !(0.0..=1.0).contains(&r.max) => {
+                    return Err(
+                        self.error(&p.key("error_rate").key("max"), "must be between 0 and 1")
+                    );
+                }
+                r => r.map(|r| r.max),
+            };
+            let mut latency = Vec::new();
+            for (key, bound) in t.latency.unwrap_or_default() {
+                let Some(percentile) = percentile(&key) else {
+                    return Err(self.error(
+                        &p.key("latency").key(&key),
+                        "unknown percentile; use p50, p90, p95, p99, p999 or max",
+                    ));
+                };
+                latency.push((percentile, bound.0));
+            }
+            latency.sort_by(|a, b| a.0.quantile.total_cmp(&b.0.quantile));
+            if max_error_rate.is_none() && latency.is_empty() {
+                return Err(self.error(&p, "needs error_rate or latency"));
+            }
+            kinds.push((
+                "threshold",
+                CheckKind::Threshold(ThresholdCheck {
+                    select,
+                    max_error_rate,
+                    latency,
+                    min_calls: t.min_calls.unwrap_or(1),
+                }),
+            ));
+        }
+        if let Some(e) = raw.errors {
+            let p = path.key("errors");
+            let select = self.selector(e.calls, e.window, None, &p, phases)?;
+            if let Some(r) = e.min_rate
+                && !(0.0..=1.0).contains(&r)
+            {
+                return Err(self.error(&p.key("min_rate"), "must be between 0 and 1"));
+            }
+            if e.code.is_none() && e.message_contains.is_none() && e.min_rate.is_none() {
+                return Err(self.error(&p, "needs code, message_contains or min_rate"));
+            }
+            kinds.push((
+                "errors",
+                CheckKind::Errors(ErrorsCheck {
+                    select,
+                    code: e.code,
+                    message_contains: e.message_contains,
+                    min_rate: e.min_rate,
+                }),
+            ));
+        }
+        if let Some(c) = raw.count {
+            let p = path.key("count");
+            self.fake_ref(fakes, &c.fake, &p.key("fake"))?;
+            if c.min.is_none() && c.max.is_none() {
+                return Err(self.error(&p, "needs min or max"));
+            }
+            if let (Some(min), Some(max)) = (c.min, c.max)
+                && min > max
+            {
+                return Err(self.error(&p.key("max"), "must be ≥ min"));
+            }
+            let per_call = c.per_call.unwrap_or(false);
+            if per_call && (c.min.is_some() || c.max.is_none()) {
+                return Err(self.error(&p.key("per_call"), "bounds each call with `max` only"));
+            }
+            kinds.push((
+                "count",
+                CheckKind::Count(CountCheck {
+                    select: JournalSelector {
+                        fake: c.fake,
+                        tool: c.tool,
+                        method: c.method.unwrap_or_else(|| "tools/call".into()),
+                        endpoint: c.endpoint,
+                        outcomes: c.outcomes,
+                        window: self.window(c.window, &p.key("window"), phases)?,
+                    },
+                    min: c.min,
+                    max: c.max,
+                    per_call,
+                }),
+            ));
+        }
+        if let Some(r) = raw.ratio {
+            let p = path.key("ratio");
+            if r.ways.len() < 2 {
+                return Err(self.error(&p.key("ways"), "needs at least two ways"));
+            }
+            let mut ways = Vec::new();
+            let mut total = 0.0;
+            for (i, w) in r.ways.into_iter().enumerate() {
+                let wp = p.key("ways").index(i);
+                self.fake_ref(fakes, &w.fake, &wp.key("fake"))?;
+                if !(w.share > 0.0 && w.share < 1.0) {
+                    return Err(self.error(&wp.key("share"), "must be between 0 and 1 (exclusive)"));
+                }
+                if ways.iter().any(|(f, _)| f == &w.fake) {
+                    return Err(self.error(&wp.key("fake"), "is listed twice"));
+                }
+                total += w.share;
+                ways.push((w.fake, w.share));
+            }
+            if (total - 1.0).abs() > 1e-6 {
+                return Err(self.error(&p.key("ways"), format!("shares add up to {total}, not 1")));
+            }
+            if !(r.confidence > 0.0 && r.confidence < 1.0) {
+                return Err(self.error(
+                    &p.key("confidence"),
+                    "must be between 0 and 1 (exclusive), e.g. 0.9999",
+                ));
+            }
+            kinds.push((
+                "ratio",
+                CheckKind::Ratio(RatioCheck {
+                    ways,
+                    tool: r.tool,
+                    window: self.window(r.window, &p.key("window"), phases)?,
+                    confidence: r.confidence,
+                    min_calls: r.min_calls.unwrap_or(DEFAULT_RATIO_MIN_CALLS),
+                }),
+            ));
+        }
+        if let Some(t) = raw.timing {
+            let p = path.key("timing");
+            let (after, after_label) = match (t.after.start, t.after.end) {
+                (Some(phase), None) => {
+                    let ranges = phases.get(&phase).ok_or_else(|| {
+                        self.error(&p.key("after").key("start"), phases.unknown(&phase))
+                    })?;
+                    (ranges[0].start, format!("start of {phase}"))
+                }
+                (None, Some(phase)) => {
+                    let ranges = phases.get(&phase).ok_or_else(|| {
+                        self.error(&p.key("after").key("end"), phases.unknown(&phase))
+                    })?;
+                    (ranges[0].end, format!("end of {phase}"))
+                }
+                _ => {
+                    return Err(self.error(
+                        &p.key("after"),
+                        "needs start or end (a phase name), one of them",
+                    ));
+                }
+            };
+            kinds.push((
+                "timing",
+                CheckKind::Timing(TimingCheck {
+                    after,
+                    after_label,
+                    tool: t.first.calls.unwrap_or_else(|| "*".into()),
+                    outcome: t.first.outcome.into(),
+                    code: t.first.code,
+                    faster_than: t.first.faster_than.map(|d| d.0),
+                    within: t.within.0,
+                }),
+            ));
+        }
+        let (label, kind) = match kinds.len() {
+            1 => kinds.remove(0),
+            0 => {
+                return Err(
+                    self.error(path, "needs one of threshold, errors, count, ratio, timing")
+                );
+            }
+            _ => {
+                return Err(self.error(
+                    path,
+                    format!(
+                        "has {}; an entry is one check",
+                        kinds.iter().map(|k| k.0).collect::<Vec<_>>().join(" and ")
+                    ),
+                ));
+            }
+        };
+        Ok(CheckSpec {
+            name: raw.name.unwrap_or_else(|| format!("{label} (line {line})")),
+            line,
+            kind,
+        })
+    }
+
+    fn fake_ref(&self, fakes: &[FakeSpec], name: &str, path: &KeyPath) -> Result<(), ConfigError> {
+        if fakes.iter().any(|f| f.name == name) {
+            Ok(())
+        } else {
+            Err(self.error(path, format!("no fake named {name:?}")))
+        }
+    }
+
+    fn selector(
+        &self,
+        calls: Option<String>,
+        window: Option<RawWindow>,
+        outcome: Option<RawOutcomeFilter>,
+        path: &KeyPath,
+        phases: &Phases,
+    ) -> Result<CallSelector, ConfigError> {
+        Ok(CallSelector {
+            tool: calls.unwrap_or_else(|| "*".into()),
+            window: self.window(window, &path.key("window"), phases)?,
+            outcome: outcome.map(Into::into),
+            code: None,
+        })
+    }
+}
+
+impl From<RawOutcomeFilter> for OutcomeFilter {
+    fn from(raw: RawOutcomeFilter) -> Self {
+        match raw {
+            RawOutcomeFilter::Success => OutcomeFilter::Success,
+            RawOutcomeFilter::Error => OutcomeFilter::Error,
+        }
+    }
+}
+
+/// A percentile key of `threshold.latency`.
+fn percentile(key: &str) -> Option<Percentile> {
+    let (label, quantile) = match key {
+        "p50" => ("p50", 0.5),
+        "p90" => ("p90", 0.9),
+        "p95" => ("p95", 0.95),
+        "p99" => ("p99", 0.99),
+        "p999" => ("p999", 0.999),
+        "max" => ("max", 1.0),
+        _ => return None,
+    };
+    Some(Percentile { label, quantile })
+}
