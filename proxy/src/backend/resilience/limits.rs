@@ -6,11 +6,56 @@
 //! Both are the proxy's own decisions to protect a backend, so a refusal is
 //! a local rejection: never retried, never counted against the backend's
 //! health. Time comes from `tokio::time`.
+//!
+//! The rate limit is tower-resilience's (0.13.0, crate
+//! `tower-resilience-ratelimiter`), checked against its source:
+//!
+//! - `burst_size(0)` selects its token bucket (`TokenBucketState` in
+//!   `src/limiter.rs`): capacity `limit_for_period + burst_size`, starting
+//!   full, refilled continuously at `limit_for_period` per `refresh_period`:
+//!   our `requests` per `per`, exactly. Its windows (`Fixed`, `SlidingLog`,
+//!   `SlidingCounter`) would not be: a fixed window lets `2 * requests`
+//!   through around a boundary.
+//! - `timeout_duration(ZERO)` refuses at once: `SharedRateLimiter::acquire`
+//!   returns `Err` on the first empty bucket, before any `sleep`, when no
+//!   timeout remains. A refusal takes no (virtual) time and consumes nothing.
+//! - Every decision reads `tokio::time::Instant` (`src/limiter.rs` imports
+//!   it), so it follows the paused clock; no task is spawned and nothing is
+//!   random. `std::time::Instant` (`src/lib.rs`) only stamps the events it
+//!   emits, to no listener here.
+//! - The limiter state is reachable only through its tower `Service`
+//!   (`SharedRateLimiter` is `pub(crate)`; `RateLimiterHandle` only reads),
+//!   so a call passes through a `RateLimiter` around a service that admits
+//!   nothing but `()`; clones share one bucket. Per call that costs a clone
+//!   of that service (two `Arc`s), one mutex lock (as our own bucket took),
+//!   one boxed future, a read of std's clock for the event's stamp and a
+//!   clone of the limiter's name, which is empty so as not to allocate.
+//!
+//! A rejection is its `RateLimiterServiceError::RateLimited`, turned into
+//! [`Refusal::RateLimit`] here; the inner service never fails.
+//!
+//! The concurrency limit stays a `tokio::sync::Semaphore` of our own. The
+//! bulkhead of tower-resilience 0.13.0 (`tower-resilience-bulkhead`,
+//! `src/service.rs`) is the same semaphore behind a `Service`, and does not
+//! fit as designed: in its default mode it holds the permit only while its
+//! inner service's call runs, and that call's future must be `Send +
+//! 'static`, whereas our slot is held across the breaker pass, the per-try
+//! timeout and an attempt that borrows the call's state. Only its
+//! `backpressure` mode reserves a permit outside `call` (in `poll_ready`,
+//! kept by that service clone), which would make a slot "a clone made ready
+//! and never called": a permit in disguise, that adds nothing to the
+//! semaphore (without `max_wait_duration` it waits as ours does, reading no
+//! clock) but a service clone per attempt.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
+use tower::util::ServiceFn;
+use tower::{Layer, ServiceExt, service_fn};
+use tower_resilience::ratelimiter::{RateLimiter, RateLimiterLayer};
 
 use crate::config::RateLimit;
 
@@ -39,10 +84,13 @@ impl Refusal {
     }
 }
 
+/// The service behind the rate limiter: taking a token is all a call asks.
+type Admission = ServiceFn<fn(()) -> Ready<Result<(), Infallible>>>;
+
 /// One backend's limits.
 pub(crate) struct Limits {
     slots: Option<Arc<Semaphore>>,
-    bucket: Option<Mutex<Bucket>>,
+    rate: Option<RateLimiter<Admission>>,
 }
 
 /// A sending slot, held for one attempt (the permit frees it on drop).
@@ -54,17 +102,14 @@ impl Limits {
     pub(crate) fn new(max_concurrency: Option<usize>, rate_limit: Option<RateLimit>) -> Self {
         Self {
             slots: max_concurrency.map(|max| Arc::new(Semaphore::new(max))),
-            bucket: rate_limit.map(|rate| Mutex::new(Bucket::new(rate))),
+            rate: rate_limit.map(token_bucket),
         }
     }
 
     /// Takes a token (or refuses at once), then waits for a slot.
     pub(crate) async fn admit(&self) -> Result<Slot, Refusal> {
-        if let Some(bucket) = &self.bucket
-            && !bucket
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .try_take()
+        if let Some(rate) = &self.rate
+            && rate.clone().oneshot(()).await.is_err()
         {
             return Err(Refusal::RateLimit);
         }
@@ -79,37 +124,23 @@ impl Limits {
     }
 }
 
-/// A token bucket that starts full.
-struct Bucket {
-    capacity: f64,
-    per_token: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(rate: RateLimit) -> Self {
-        let capacity = f64::from(rate.requests);
-        Self {
-            capacity,
-            per_token: rate.per.as_secs_f64() / capacity,
-            tokens: capacity,
-            last: Instant::now(),
-        }
+/// A token bucket of `requests` that starts full, refills evenly over `per`
+/// and never waits.
+fn token_bucket(rate: RateLimit) -> RateLimiter<Admission> {
+    fn admitted((): ()) -> Ready<Result<(), Infallible>> {
+        ready(Ok(()))
     }
-
-    fn try_take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = (now - self.last).as_secs_f64() / self.per_token;
-        self.tokens = (self.tokens + refill).min(self.capacity);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+    let layer = RateLimiterLayer::builder()
+        .limit_for_period(rate.requests as usize)
+        .refresh_period(rate.per)
+        .burst_size(0)
+        .timeout_duration(Duration::ZERO)
+        .name("")
+        .build()
+        // Only a zero `requests` or `per` is refused, and config validation
+        // (`config/validate.rs`) rejects both.
+        .expect("rate_limit is validated: requests >= 1, per > 0");
+    layer.layer(service_fn(admitted as fn(()) -> _))
 }
 
 #[cfg(test)]
