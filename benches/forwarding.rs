@@ -66,7 +66,7 @@ fn forwarding(c: &mut Criterion) {
             if proxy
                 .backend_status()
                 .iter()
-                .all(|s| s.state == mcp_proxy::backend::State::Connected)
+                .all(|s| s.state == mcp_proxy::State::Connected)
             {
                 break;
             }

@@ -28,7 +28,7 @@ async fn pool_of(replicas: &[&TestBackend], policy: &str) -> RunningProxy {
         proxy::status(&proxy, "alpha")
             .endpoints
             .iter()
-            .all(|e| e.state == mcp_proxy::backend::State::Connected)
+            .all(|e| e.state == mcp_proxy::State::Connected)
     })
     .await;
     proxy
@@ -116,7 +116,7 @@ async fn a_replica_that_is_down_is_skipped_and_rejoins_when_back() {
     client.initialize().await;
     b.stop().await;
     wait_until("b marked down", || async {
-        proxy::status(&proxy, "alpha").endpoints[1].state != mcp_proxy::backend::State::Connected
+        proxy::status(&proxy, "alpha").endpoints[1].state != mcp_proxy::State::Connected
     })
     .await;
     for _ in 0..4 {
@@ -129,7 +129,7 @@ async fn a_replica_that_is_down_is_skipped_and_rejoins_when_back() {
     );
     b.restart().await;
     wait_until("b back", || async {
-        proxy::status(&proxy, "alpha").endpoints[1].state == mcp_proxy::backend::State::Connected
+        proxy::status(&proxy, "alpha").endpoints[1].state == mcp_proxy::State::Connected
     })
     .await;
     let mut answered = Vec::new();

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use mcp_proxy::backend::State;
+use mcp_proxy::State;
 use mcp_proxy::config::ReconnectPolicy;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

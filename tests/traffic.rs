@@ -156,7 +156,7 @@ async fn failover_serves_when_the_primary_is_down_but_not_for_bad_requests_or_to
     wait_until("the primary is down", || async {
         !proxy.backend_status()[0].endpoints[0]
             .state
-            .eq(&mcp_proxy::backend::State::Connected)
+            .eq(&mcp_proxy::State::Connected)
     })
     .await;
     for _ in 0..3 {
@@ -221,7 +221,7 @@ async fn a_canary_that_is_down_falls_back_to_its_primary() {
     assert_eq!(whoami(&client).await, "canary");
     canary.stop().await;
     wait_until("the canary is down", || async {
-        proxy.backend_status()[1].state != mcp_proxy::backend::State::Connected
+        proxy.backend_status()[1].state != mcp_proxy::State::Connected
     })
     .await;
     for _ in 0..3 {
@@ -250,9 +250,7 @@ async fn readiness_follows_what_can_serve_a_primarys_calls() {
     };
     let down = |index: usize| {
         let proxy = &proxy;
-        move || async move {
-            proxy.backend_status()[index].state != mcp_proxy::backend::State::Connected
-        }
+        move || async move { proxy.backend_status()[index].state != mcp_proxy::State::Connected }
     };
     assert!(ready().await);
     mirror.stop().await;

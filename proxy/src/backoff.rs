@@ -14,11 +14,11 @@ use rand::Rng;
 
 /// A connection or stream that stayed up this long proved healthy: the
 /// backoff before the next attempt starts over.
-pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
 /// One sequence of delays.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     next: Duration,
@@ -26,7 +26,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Starts at `initial`, doubles up to `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         Self {
             initial,
             max,
@@ -36,20 +36,20 @@ impl Backoff {
 
     /// The delay before the next attempt; each call doubles the following
     /// one, up to the cap.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = self.next.saturating_mul(2).min(self.max);
         delay
     }
 
     /// Full jitter: a uniform draw from zero to [`Backoff::next_delay`].
-    pub fn next_jittered(&mut self, rng: &mut impl Rng) -> Duration {
+    pub(crate) fn next_jittered(&mut self, rng: &mut impl Rng) -> Duration {
         let nanos = self.next_delay().as_nanos() as u64;
         Duration::from_nanos(rng.random_range(0..=nanos))
     }
 
     /// Back to `initial`.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = self.initial;
     }
 }

@@ -8,38 +8,38 @@
 use serde_json::{Map, Value, json};
 
 /// Invalid JSON was received.
-pub const PARSE_ERROR: i64 = -32700;
+pub(crate) const PARSE_ERROR: i64 = -32700;
 /// The JSON sent is not a valid request object.
-pub const INVALID_REQUEST: i64 = -32600;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
 /// The method does not exist or is not available.
-pub const METHOD_NOT_FOUND: i64 = -32601;
+pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
 /// Invalid method parameters.
-pub const INVALID_PARAMS: i64 = -32602;
+pub(crate) const INVALID_PARAMS: i64 = -32602;
 /// Internal JSON-RPC error.
-pub const INTERNAL_ERROR: i64 = -32603;
+pub(crate) const INTERNAL_ERROR: i64 = -32603;
 /// MCP: the requested resource does not exist.
-pub const RESOURCE_NOT_FOUND: i64 = -32002;
+pub(crate) const RESOURCE_NOT_FOUND: i64 = -32002;
 /// Proxy: the backend is not connected (down, starting, or reconnecting).
-pub const BACKEND_UNAVAILABLE: i64 = -32010;
+pub(crate) const BACKEND_UNAVAILABLE: i64 = -32010;
 /// Proxy: the connection to the backend failed while the call was in flight;
 /// the call may or may not have reached the backend.
-pub const BACKEND_TRANSPORT: i64 = -32011;
+pub(crate) const BACKEND_TRANSPORT: i64 = -32011;
 /// Proxy: the backend did not answer within the configured `timeout`
 /// (`per_try` or `overall`); the call was cancelled at the backend.
-pub const BACKEND_TIMEOUT: i64 = -32013;
+pub(crate) const BACKEND_TIMEOUT: i64 = -32013;
 /// Proxy: the proxy refused to send the call, to protect the backend
 /// (`rate_limit`, or no `concurrency` slot within `timeout.overall`, ...)
 /// or itself (`max_sessions`, `max_in_flight`, `max_in_flight_per_session`);
 /// `data.reason` says which.
-pub const BACKEND_LIMITED: i64 = -32014;
+pub(crate) const BACKEND_LIMITED: i64 = -32014;
 /// Proxy: the client cancelled the request.
-pub const REQUEST_CANCELLED: i64 = -32800;
+pub(crate) const REQUEST_CANCELLED: i64 = -32800;
 /// Proxy: the proxy is shutting down and cancelled the request.
-pub const SHUTTING_DOWN: i64 = -32012;
+pub(crate) const SHUTTING_DOWN: i64 = -32012;
 
 /// A JSON-RPC error object, kept whole so it can be relayed unchanged.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ErrorObject {
+pub(crate) struct ErrorObject {
     /// The error code.
     pub code: i64,
     /// The human-readable message.
@@ -50,7 +50,7 @@ pub struct ErrorObject {
 
 impl ErrorObject {
     /// An error with no data.
-    pub fn new(code: i64, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: i64, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -59,14 +59,14 @@ impl ErrorObject {
     }
 
     /// Attach structured data.
-    pub fn with_data(mut self, data: Value) -> Self {
+    pub(crate) fn with_data(mut self, data: Value) -> Self {
         self.data = Some(data);
         self
     }
 
     /// Read an error object from a JSON-RPC `error` member. A malformed one
     /// (missing code or message) becomes an internal error that says so.
-    pub fn from_value(value: &Value) -> Self {
+    pub(crate) fn from_value(value: &Value) -> Self {
         let code = value.get("code").and_then(Value::as_i64);
         let message = value.get("message").and_then(Value::as_str);
         match (code, message) {
@@ -83,7 +83,7 @@ impl ErrorObject {
     }
 
     /// The `error` member as JSON.
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let mut map = Map::new();
         map.insert("code".into(), self.code.into());
         map.insert("message".into(), Value::String(self.message.clone()));
@@ -96,7 +96,7 @@ impl ErrorObject {
 
 /// What kind of JSON-RPC message a value is, by the members it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Has `method` and `id`.
     Request,
     /// Has `method`, no `id`.
@@ -108,7 +108,7 @@ pub enum Kind {
 }
 
 /// Classify a message.
-pub fn kind(message: &Value) -> Kind {
+pub(crate) fn kind(message: &Value) -> Kind {
     let Some(object) = message.as_object() else {
         return Kind::Invalid;
     };
@@ -126,22 +126,22 @@ pub fn kind(message: &Value) -> Kind {
 }
 
 /// JSON-RPC ids are strings or integers (MCP forbids null).
-pub fn is_valid_id(id: &Value) -> bool {
+pub(crate) fn is_valid_id(id: &Value) -> bool {
     id.is_string() || id.is_i64() || id.is_u64()
 }
 
 /// A success response.
-pub fn response(id: Value, result: Value) -> Value {
+pub(crate) fn response(id: Value, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
 
 /// An error response.
-pub fn error_response(id: Value, error: &ErrorObject) -> Value {
+pub(crate) fn error_response(id: Value, error: &ErrorObject) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "error": error.to_value() })
 }
 
 /// A notification.
-pub fn notification(method: &str, params: Option<Value>) -> Value {
+pub(crate) fn notification(method: &str, params: Option<Value>) -> Value {
     match params {
         Some(params) => json!({ "jsonrpc": "2.0", "method": method, "params": params }),
         None => json!({ "jsonrpc": "2.0", "method": method }),
@@ -149,7 +149,7 @@ pub fn notification(method: &str, params: Option<Value>) -> Value {
 }
 
 /// A request.
-pub fn request(id: Value, method: &str, params: Option<Value>) -> Value {
+pub(crate) fn request(id: Value, method: &str, params: Option<Value>) -> Value {
     match params {
         Some(params) => json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }),
         None => json!({ "jsonrpc": "2.0", "id": id, "method": method }),

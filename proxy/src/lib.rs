@@ -4,17 +4,27 @@
 //! behind one streamable-HTTP endpoint, their tools, resources and prompts
 //! namespaced per backend. The modules follow the path of one request:
 //!
-//! - [`front`]: the HTTP front door (`/mcp`, Origin check, body limit, ops endpoints)
-//! - [`session`]: client sessions (ids, in-flight requests, event streams)
-//! - [`gateway`]: the aggregated catalog and routing by name or URI
+//! - `front`: the HTTP front door (`/mcp`, Origin check, body limit, ops endpoints)
+//! - `session`: client sessions (ids, in-flight requests, event streams)
+//! - `gateway`: the dispatcher: the aggregated catalog, a request resolved
+//!   by name or URI into one typed `call::Call`
 //! - `shaping`: filters, aliases, arguments, size limit, answer cache, coalescing
 //! - `traffic`: canary split, mirroring and failover across backends
-//! - [`backend`]: one configured server: supervision, reconnects, status
-//! - [`upstream`]: transports to servers (stdio child, HTTP client)
+//! - `backend`: one configured server: resilience, replica pool,
+//!   supervision, reconnects, status
+//! - `upstream`: transports to servers (stdio child, HTTP client)
 //!
-//! plus [`platform`] (what comes from the machine: listener, dialer,
-//! spawner, session ids), [`config`] (strict loading with file:line:key errors), [`glob`], [`server`]
-//! (start and graceful shutdown), [`metrics`] and [`jsonrpc`].
+//! plus `platform` (what comes from the machine: listener, dialer,
+//! spawner, session ids), `config` (strict loading with file:line:key
+//! errors), `glob`, `server` (start and graceful shutdown), `metrics` and
+//! `jsonrpc`.
+//!
+//! The public face is what a program embedding the proxy (the harness, the
+//! tests, the benchmarks, the binary) needs: [`config`] to load and build a
+//! configuration, [`platform`] to run it on simulated sockets and
+//! processes, [`server`] to start and stop it, the [`Status`] it reports,
+//! and [`glob`], the pattern rule configs use. Everything else is the
+//! crate's own.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,18 +35,22 @@
 //! # Ok(()) }
 //! ```
 
-pub mod backend;
+#![warn(unreachable_pub)]
+
+mod backend;
 mod backoff;
 mod call;
 pub mod config;
-pub mod front;
-pub mod gateway;
+mod front;
+mod gateway;
 pub mod glob;
-pub mod jsonrpc;
-pub mod metrics;
+mod jsonrpc;
+mod metrics;
 pub mod platform;
 pub mod server;
-pub mod session;
+mod session;
 mod shaping;
 mod traffic;
-pub mod upstream;
+mod upstream;
+
+pub use backend::{BreakerState, EndpointStatus, State, Status};

@@ -27,7 +27,7 @@ use crate::session::Counts;
 
 /// How a forwarded request ended, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A result (for `tools/call`: without `isError`).
     Ok,
     /// A `tools/call` result with `isError: true`.
@@ -91,7 +91,7 @@ struct BoundLabels {
 
 /// The proxy's metrics: request counts and latency recorded here, plus the
 /// backends' own resilience counters, read when rendered.
-pub struct Metrics {
+pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
 }
@@ -172,7 +172,7 @@ const RESILIENCE_COUNTERS: [StatusCounter; 12] = [
 
 impl Metrics {
     /// Record one forwarded request.
-    pub fn record(&self, backend: &str, method: &str, outcome: Outcome, elapsed: Duration) {
+    pub(crate) fn record(&self, backend: &str, method: &str, outcome: Outcome, elapsed: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
                 backend: backend.to_owned(),
@@ -190,7 +190,7 @@ impl Metrics {
 
     /// The Prometheus text exposition, with `backends`' resilience counters
     /// and the bounds' `counts`.
-    pub fn render(&self, backends: &[Status], counts: &Counts) -> String {
+    pub(crate) fn render(&self, backends: &[Status], counts: &Counts) -> String {
         // A registry per scrape: the recorded families are shared handles,
         // and the resilience counters are read from the backends now.
         let mut registry = Registry::default();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mcp_proxy::backend::State;
+use mcp_proxy::State;
 use mcp_proxy::config::{BackendConfig, Config, ProxySettings, ReconnectPolicy, TransportConfig};
 use mcp_proxy::server::RunningProxy;
 
@@ -127,7 +127,7 @@ pub async fn wait_connected(proxy: &RunningProxy) {
 }
 
 /// The status of the named backend.
-pub fn status(proxy: &RunningProxy, name: &str) -> mcp_proxy::backend::Status {
+pub fn status(proxy: &RunningProxy, name: &str) -> mcp_proxy::Status {
     proxy
         .backend_status()
         .into_iter()

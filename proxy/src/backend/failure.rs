@@ -36,7 +36,7 @@ use crate::upstream::UpstreamError;
 
 /// Why a call through a backend failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CallError {
+pub(crate) enum CallError {
     /// There is no live connection; the call was not sent.
     #[error("backend \"{backend}\" is unavailable: {reason}")]
     Unavailable {
@@ -76,7 +76,7 @@ pub enum CallError {
 impl CallError {
     /// The same failure, told as `backend`'s: a canary's or standby's
     /// failure reaches the client as the primary's it addressed.
-    pub fn as_backend(mut self, name: &str) -> Self {
+    pub(crate) fn told_as(mut self, name: &str) -> Self {
         match &mut self {
             CallError::Unavailable { backend, .. }
             | CallError::Timeout { backend, .. }
@@ -89,7 +89,7 @@ impl CallError {
     /// The JSON-RPC error the client receives. A backend's own JSON-RPC error
     /// passes unchanged; the proxy's errors name the backend in the message and
     /// in `data.backend`.
-    pub fn to_error_object(&self) -> ErrorObject {
+    pub(crate) fn to_error_object(&self) -> ErrorObject {
         match self {
             CallError::Upstream {
                 error: UpstreamError::JsonRpc(error),

@@ -14,7 +14,7 @@ const MAX_PAGES: usize = 1000;
 
 /// One of the four listable kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListKind {
+pub(crate) enum ListKind {
     /// `tools/list` → `tools`.
     Tools,
     /// `resources/list` → `resources`.
@@ -27,7 +27,7 @@ pub enum ListKind {
 
 impl ListKind {
     /// All four, in listing order.
-    pub const ALL: [ListKind; 4] = [
+    pub(crate) const ALL: [ListKind; 4] = [
         ListKind::Tools,
         ListKind::Resources,
         ListKind::ResourceTemplates,
@@ -35,7 +35,7 @@ impl ListKind {
     ];
 
     /// The list method.
-    pub fn method(self) -> &'static str {
+    pub(crate) fn method(self) -> &'static str {
         match self {
             ListKind::Tools => "tools/list",
             ListKind::Resources => "resources/list",
@@ -45,7 +45,7 @@ impl ListKind {
     }
 
     /// The member of the list result that holds the items.
-    pub fn field(self) -> &'static str {
+    pub(crate) fn field(self) -> &'static str {
         match self {
             ListKind::Tools => "tools",
             ListKind::Resources => "resources",
@@ -55,7 +55,7 @@ impl ListKind {
     }
 
     /// The capability that must be advertised for the list to exist.
-    pub fn capability(self) -> &'static str {
+    pub(crate) fn capability(self) -> &'static str {
         match self {
             ListKind::Tools => "tools",
             ListKind::Resources | ListKind::ResourceTemplates => "resources",
@@ -64,7 +64,7 @@ impl ListKind {
     }
 
     /// The kind a `notifications/*/list_changed` method announces, if any.
-    pub fn from_list_changed(method: &str) -> Option<&'static [ListKind]> {
+    pub(crate) fn from_list_changed(method: &str) -> Option<&'static [ListKind]> {
         match method {
             "notifications/tools/list_changed" => Some(&[ListKind::Tools]),
             "notifications/resources/list_changed" => {
@@ -76,7 +76,7 @@ impl ListKind {
     }
 
     /// The notification the proxy sends its clients when this kind changed.
-    pub fn list_changed(self) -> &'static str {
+    pub(crate) fn list_changed(self) -> &'static str {
         match self {
             ListKind::Tools => "notifications/tools/list_changed",
             ListKind::Resources | ListKind::ResourceTemplates => {
@@ -90,7 +90,7 @@ impl ListKind {
 /// The items of the four listable kinds: a backend's own (in [`Listing`])
 /// or the proxy's aggregate (in the gateway's catalog).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Lists {
+pub(crate) struct Lists {
     /// Tools.
     pub tools: Vec<Value>,
     /// Resources.
@@ -103,7 +103,7 @@ pub struct Lists {
 
 impl Lists {
     /// The items of one kind.
-    pub fn items(&self, kind: ListKind) -> &[Value] {
+    pub(crate) fn items(&self, kind: ListKind) -> &[Value] {
         match kind {
             ListKind::Tools => &self.tools,
             ListKind::Resources => &self.resources,
@@ -113,7 +113,7 @@ impl Lists {
     }
 
     /// The items of one kind, to replace or extend.
-    pub fn items_mut(&mut self, kind: ListKind) -> &mut Vec<Value> {
+    pub(crate) fn items_mut(&mut self, kind: ListKind) -> &mut Vec<Value> {
         match kind {
             ListKind::Tools => &mut self.tools,
             ListKind::Resources => &mut self.resources,
@@ -125,7 +125,7 @@ impl Lists {
 
 /// A backend's capabilities and lists, as last fetched.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Listing {
+pub(crate) struct Listing {
     /// `capabilities` from the backend's `initialize` result.
     pub capabilities: Map<String, Value>,
     /// Items of each kind, in the backend's order.
@@ -134,7 +134,7 @@ pub struct Listing {
 
 impl Listing {
     /// Capabilities from an `initialize` result, with empty lists.
-    pub fn from_initialize(init: &Value) -> Self {
+    pub(crate) fn from_initialize(init: &Value) -> Self {
         let capabilities = init
             .get("capabilities")
             .and_then(Value::as_object)
@@ -147,13 +147,16 @@ impl Listing {
     }
 
     /// Whether the backend advertises the capability a kind needs.
-    pub fn offers(&self, kind: ListKind) -> bool {
+    pub(crate) fn offers(&self, kind: ListKind) -> bool {
         self.capabilities.contains_key(kind.capability())
     }
 }
 
 /// Fetch every page of one list. A kind the backend does not offer is empty.
-pub async fn fetch(connection: &Connection, kind: ListKind) -> Result<Vec<Value>, UpstreamError> {
+pub(crate) async fn fetch(
+    connection: &Connection,
+    kind: ListKind,
+) -> Result<Vec<Value>, UpstreamError> {
     let mut items = Vec::new();
     let mut cursor: Option<Value> = None;
     for _ in 0..MAX_PAGES {

@@ -10,7 +10,7 @@
 //! fail fast with an error that names the backend.
 
 mod failure;
-pub mod listing;
+pub(crate) mod listing;
 mod pool;
 mod resilience;
 mod set;
@@ -35,21 +35,20 @@ use crate::config::{BackendConfig, RoleKind};
 
 use crate::platform::Platform;
 use crate::upstream::{ConnectSettings, ProgressSink, UpstreamError};
-pub use failure::CallError;
-pub use listing::{ListKind, Listing, Lists};
+pub(crate) use failure::CallError;
+pub(crate) use listing::{ListKind, Listing, Lists};
 use pool::{Endpoint, Pick, Pool};
+pub use resilience::BreakerState;
+pub(crate) use resilience::Refusal;
 use resilience::{AttemptReport, Policies, Resilience, Verdict};
-pub use resilience::{BreakerState, Refusal};
 pub(crate) use set::BackendSet;
 
 /// Something a backend tells the gateway.
 #[derive(Debug)]
-pub enum BackendEvent {
+pub(crate) enum BackendEvent {
     /// The listed items of these kinds may have changed (after a connect, or a
     /// `list_changed` from the backend).
     ListingChanged {
-        /// Index of the backend in the config.
-        backend: usize,
         /// The kinds that were re-listed.
         kinds: Vec<ListKind>,
     },
@@ -169,7 +168,7 @@ pub struct EndpointStatus {
 }
 
 /// A configured backend: its endpoints, listing and status.
-pub struct Backend {
+pub(crate) struct Backend {
     index: usize,
     config: BackendConfig,
     settings: ConnectSettings,
@@ -192,7 +191,7 @@ pub struct Backend {
 impl Backend {
     /// A backend that has not connected yet. `index` is its place in the
     /// config; `seed` (the proxy's) seeds its random choices.
-    pub fn new(
+    pub(crate) fn new(
         index: usize,
         config: BackendConfig,
         client_name: &str,
@@ -225,7 +224,7 @@ impl Backend {
     }
 
     /// The backend's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
@@ -248,7 +247,7 @@ impl Backend {
 
     /// Whether its names are its own (it has no `canary_of`, `mirror_of`
     /// or `failover_for`).
-    pub fn serves_own_traffic(&self) -> bool {
+    pub(crate) fn serves_own_traffic(&self) -> bool {
         self.config.role == crate::config::Role::Primary
     }
 
@@ -257,7 +256,7 @@ impl Backend {
     /// connections down (for a stdio child: close stdin, SIGTERM, SIGKILL)
     /// and the task ends. The endpoints' supervisors run inside this one
     /// task, so aborting it drops (and kills) them all.
-    pub fn spawn_supervisor(
+    pub(crate) fn spawn_supervisor(
         self: &Arc<Self>,
         events: mpsc::UnboundedSender<BackendEvent>,
         shutdown: CancellationToken,
@@ -279,12 +278,12 @@ impl Backend {
     }
 
     /// The last listing (kept while the backend is down, so names stay stable).
-    pub fn listing(&self) -> Arc<Listing> {
+    pub(crate) fn listing(&self) -> Arc<Listing> {
         Arc::clone(&self.listing.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Whether any endpoint of the backend is connected now.
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.pool.endpoints().iter().any(Endpoint::is_connected)
     }
 
@@ -430,7 +429,7 @@ impl Backend {
     }
 
     /// Remember that clients are (or no longer are) subscribed to `uri`.
-    pub fn record_subscription(&self, uri: &str, subscribed: bool) {
+    pub(crate) fn record_subscription(&self, uri: &str, subscribed: bool) {
         let mut subscriptions = self
             .subscriptions
             .lock()
@@ -443,7 +442,7 @@ impl Backend {
     }
 
     /// The status `/admin/backends` reports.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let listing = self.listing();
         let counts = self.resilience.counts();
         let endpoints: Vec<EndpointStatus> = self

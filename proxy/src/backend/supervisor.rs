@@ -372,9 +372,6 @@ impl Backend {
         }
         self.listed
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = events.send(BackendEvent::ListingChanged {
-            backend: self.index,
-            kinds,
-        });
+        let _ = events.send(BackendEvent::ListingChanged { kinds });
     }
 }

@@ -128,7 +128,7 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 }
 
 /// POST /mcp
-pub async fn post(
+pub(super) async fn post(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -222,8 +222,8 @@ pub async fn post(
 }
 
 fn initialize(app: &App, message: Value) -> Response {
-    let (version, result) = app.gateway.initialize(message.get("params"));
-    let Some(session) = app.sessions.create(&version) else {
+    let result = app.gateway.initialize(message.get("params"));
+    let Some(session) = app.sessions.create() else {
         // 503, not 429: the proxy is full, whoever asks; the client did
         // nothing wrong and may try again once sessions end or expire.
         let max = app.sessions.limits().max_sessions;
@@ -427,7 +427,7 @@ fn sse_event(message: &Value) -> Result<Event, Infallible> {
 }
 
 /// GET /mcp: the session's stream of server notifications.
-pub async fn get_stream(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(super) async fn get_stream(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Err(response) = check_origin(&app, &headers) {
         return response.into_response();
     }
@@ -455,7 +455,7 @@ pub async fn get_stream(State(app): State<Arc<App>>, headers: HeaderMap) -> Resp
 }
 
 /// DELETE /mcp: end the session.
-pub async fn delete(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(super) async fn delete(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Err(response) = check_origin(&app, &headers) {
         return response.into_response();
     }

@@ -6,7 +6,7 @@
 
 mod mcp;
 mod ops;
-pub mod origin;
+pub(crate) mod origin;
 
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use crate::gateway::Gateway;
 use crate::session::SessionStore;
 
 /// What every handler shares.
-pub struct App {
+pub(crate) struct App {
     /// Routes requests to backends.
     pub gateway: Arc<Gateway>,
     /// Client sessions.
@@ -38,7 +38,7 @@ pub struct App {
 }
 
 /// The whole HTTP app.
-pub fn router(app: Arc<App>) -> Router {
+pub(crate) fn router(app: Arc<App>) -> Router {
     let body_limit = app.max_body_size;
     Router::new()
         .route(

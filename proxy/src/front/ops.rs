@@ -16,7 +16,7 @@ use crate::backend::State as BackendState;
 use crate::config::RoleKind;
 
 /// `GET /livez`: the process is up and serving HTTP.
-pub async fn livez() -> Json<Value> {
+pub(super) async fn livez() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
@@ -25,7 +25,7 @@ pub async fn livez() -> Json<Value> {
 /// connected — else 503 with the reasons. Canaries and mirrors do not
 /// count: a call falls back from a canary to its primary, and a mirror's
 /// copies are fire and forget.
-pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
     let statuses = app.gateway.statuses();
     let standby_up = |primary: &str| {
         statuses.iter().any(|s| {
@@ -58,7 +58,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `GET /admin/backends`: state, last error, restarts and in-flight calls per backend.
-pub async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
+pub(super) async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
     let backends: Vec<Value> = app
         .gateway
         .statuses()
@@ -69,7 +69,7 @@ pub async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
 }
 
 /// `GET /admin/metrics`: Prometheus text exposition.
-pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
     let statuses = app.gateway.statuses();
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (

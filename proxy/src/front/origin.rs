@@ -6,7 +6,7 @@
 //! `proxy.allowed_origins`.
 
 /// Whether a request with this `Origin` header value may proceed.
-pub fn is_allowed(origin: &str, allowed: &[String]) -> bool {
+pub(crate) fn is_allowed(origin: &str, allowed: &[String]) -> bool {
     if allowed.iter().any(|entry| entry == origin) {
         return true;
     }

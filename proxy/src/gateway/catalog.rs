@@ -18,7 +18,7 @@ use crate::shaping::rules::Rules;
 
 /// One snapshot of everything the proxy lists.
 #[derive(Debug, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     lists: Lists,
     resource_routes: HashMap<String, usize>,
     template_routes: Vec<TemplateRoute>,
@@ -151,18 +151,18 @@ impl Catalog {
     }
 
     /// The namespaced items of one kind.
-    pub fn items(&self, kind: ListKind) -> &[Value] {
+    pub(crate) fn items(&self, kind: ListKind) -> &[Value] {
         self.lists.items(kind)
     }
 
     /// The capabilities the proxy advertises in `initialize`.
-    pub fn capabilities(&self) -> &Map<String, Value> {
+    pub(crate) fn capabilities(&self) -> &Map<String, Value> {
         &self.capabilities
     }
 
     /// Which backend serves a resource URI: an exact listed URI, else the
     /// template with the longest matching literal prefix.
-    pub fn route_uri(&self, uri: &str) -> Option<usize> {
+    pub(crate) fn route_uri(&self, uri: &str) -> Option<usize> {
         if let Some(&backend) = self.resource_routes.get(uri) {
             return Some(backend);
         }
@@ -177,7 +177,7 @@ impl Catalog {
     }
 
     /// Which backend owns a resource template (for `completion/complete`).
-    pub fn route_template(&self, uri_template: &str) -> Option<usize> {
+    pub(crate) fn route_template(&self, uri_template: &str) -> Option<usize> {
         self.template_routes
             .iter()
             .find(|route| route.template == uri_template)

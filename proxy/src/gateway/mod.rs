@@ -20,7 +20,7 @@
 //! events ([`notify`]: list changes, resource updates, log messages) are
 //! the gateway's other two concerns.
 
-pub mod catalog;
+pub(crate) mod catalog;
 mod notify;
 mod resolve;
 mod subscriptions;
@@ -44,7 +44,7 @@ use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSION
 use catalog::Catalog;
 
 /// Routes client requests over the configured backends.
-pub struct Gateway {
+pub(crate) struct Gateway {
     /// The backends (and the metrics of calls to them), at the bottom.
     backends: Arc<BackendSet>,
     by_name: HashMap<String, usize>,
@@ -64,7 +64,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway over the config's backends (not yet connected).
-    pub fn new(config: &Config, sessions: Arc<SessionStore>, platform: &Platform) -> Self {
+    pub(crate) fn new(config: &Config, sessions: Arc<SessionStore>, platform: &Platform) -> Self {
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
@@ -109,13 +109,13 @@ impl Gateway {
     }
 
     /// The backends, in config order.
-    pub fn backends(&self) -> &[Arc<Backend>] {
+    pub(crate) fn backends(&self) -> &[Arc<Backend>] {
         self.backends.all()
     }
 
     /// Every backend's status, in config order, with what the shaping and
     /// traffic layers counted for it (cache, coalescing, mirror copies).
-    pub fn statuses(&self) -> Vec<Status> {
+    pub(crate) fn statuses(&self) -> Vec<Status> {
         self.backends()
             .iter()
             .enumerate()
@@ -136,7 +136,7 @@ impl Gateway {
     }
 
     /// The metrics registry.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         self.backends.metrics()
     }
 
@@ -144,8 +144,8 @@ impl Gateway {
         Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Answer `initialize`: the negotiated version and the result to send.
-    pub fn initialize(&self, params: Option<&Value>) -> (String, Value) {
+    /// Answer `initialize`: the result to send, with the negotiated version.
+    pub(crate) fn initialize(&self, params: Option<&Value>) -> Value {
         let requested = params
             .and_then(|p| p.get("protocolVersion"))
             .and_then(Value::as_str);
@@ -153,16 +153,15 @@ impl Gateway {
             Some(version) if SUPPORTED_PROTOCOL_VERSIONS.contains(&version) => version,
             _ => PROTOCOL_VERSION,
         };
-        let result = json!({
+        json!({
             "protocolVersion": version,
             "capabilities": self.catalog().capabilities(),
             "serverInfo": { "name": self.server_name, "version": env!("CARGO_PKG_VERSION") },
-        });
-        (version.to_owned(), result)
+        })
     }
 
     /// Answer one request of a session (anything but `initialize`).
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: &Arc<Self>,
         session: &Session,
         method: &str,
@@ -218,7 +217,7 @@ impl Gateway {
     }
 
     /// Record a request that ended because it was cancelled.
-    pub fn record_cancelled(&self, method: &str) {
+    pub(crate) fn record_cancelled(&self, method: &str) {
         self.backends
             .metrics()
             .record("-", method, Outcome::Cancelled, std::time::Duration::ZERO);

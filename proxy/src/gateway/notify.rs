@@ -70,10 +70,13 @@ impl Gateway {
 
     /// Consume backend events until every sender is gone: rebuild the catalog
     /// on listing changes and tell the sessions what changed.
-    pub async fn run_events(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<BackendEvent>) {
+    pub(crate) async fn run_events(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<BackendEvent>,
+    ) {
         while let Some(event) = events.recv().await {
             match event {
-                BackendEvent::ListingChanged { kinds, .. } => self.rebuild(&kinds),
+                BackendEvent::ListingChanged { kinds } => self.rebuild(&kinds),
                 BackendEvent::Notification { backend, message } => self.relay(backend, message),
             }
         }

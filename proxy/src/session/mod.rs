@@ -39,9 +39,8 @@ use crate::upstream::ProgressSink;
 const STREAM_QUEUE: usize = 256;
 
 /// One client session.
-pub struct Session {
+pub(crate) struct Session {
     id: Arc<str>,
-    protocol_version: String,
     last_seen: Mutex<Instant>,
     in_flight: Mutex<HashMap<String, Call>>,
     /// Numbers the session's calls, so a finished call forgets only itself
@@ -65,7 +64,7 @@ struct Call {
 
 impl Session {
     /// The `Mcp-Session-Id`.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
@@ -74,13 +73,8 @@ impl Session {
         Arc::clone(&self.id)
     }
 
-    /// The protocol version agreed at `initialize`.
-    pub fn protocol_version(&self) -> &str {
-        &self.protocol_version
-    }
-
     /// Whether the session was deleted or expired.
-    pub fn has_ended(&self) -> bool {
+    pub(crate) fn has_ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
     }
 
@@ -98,7 +92,7 @@ impl Session {
     }
 
     /// Abort the request the client cancelled; true if it was still running.
-    pub fn cancel(&self, request_id: &Value) -> bool {
+    pub(crate) fn cancel(&self, request_id: &Value) -> bool {
         let call = self.calls().remove(&request_id.to_string());
         call.map(|call| call.abort.abort()).is_some()
     }
@@ -131,7 +125,7 @@ impl Session {
     }
 
     /// Add or remove a resource subscription.
-    pub fn set_subscribed(&self, uri: &str, subscribed: bool) {
+    pub(crate) fn set_subscribed(&self, uri: &str, subscribed: bool) {
         let mut subscriptions = self
             .subscriptions
             .lock()
@@ -144,7 +138,7 @@ impl Session {
     }
 
     /// Whether the session subscribed to a resource.
-    pub fn is_subscribed(&self, uri: &str) -> bool {
+    pub(crate) fn is_subscribed(&self, uri: &str) -> bool {
         self.subscriptions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -152,7 +146,7 @@ impl Session {
     }
 
     /// Receive backend log messages of this severity rank and above.
-    pub fn set_log_severity(&self, severity: u8) {
+    pub(crate) fn set_log_severity(&self, severity: u8) {
         *self
             .log_severity
             .lock()
@@ -160,7 +154,7 @@ impl Session {
     }
 
     /// Whether a log message of this severity rank is for this session.
-    pub fn wants_log(&self, severity: u8) -> bool {
+    pub(crate) fn wants_log(&self, severity: u8) -> bool {
         self.log_severity
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -168,7 +162,7 @@ impl Session {
     }
 
     /// Open the session's event stream (replacing an older one) and return its receiver.
-    pub fn open_stream(&self) -> mpsc::Receiver<Value> {
+    pub(crate) fn open_stream(&self) -> mpsc::Receiver<Value> {
         let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
         *self.stream.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
         receiver
@@ -176,7 +170,7 @@ impl Session {
 
     /// Push a notification to the session's event stream, if it has one open.
     /// Dropped (and logged) when the client does not keep up.
-    pub fn push(&self, message: &Value) {
+    pub(crate) fn push(&self, message: &Value) {
         let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = stream.as_ref()
             && sender.try_send(message.clone()).is_err()
@@ -186,7 +180,7 @@ impl Session {
     }
 
     /// Close the event stream (shutdown, session deleted).
-    pub fn close_stream(&self) {
+    pub(crate) fn close_stream(&self) {
         self.stream
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -196,7 +190,7 @@ impl Session {
 
 /// Why a request's session could not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     /// No `Mcp-Session-Id` header (HTTP 400).
     Missing,
     /// An id the proxy does not know or has expired (HTTP 404).
@@ -205,7 +199,7 @@ pub enum SessionError {
 
 /// The bounds on clients (the `proxy:` keys of the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Sessions at once.
     pub max_sessions: usize,
     /// Requests in flight at once, over all sessions.
@@ -238,7 +232,7 @@ impl Default for Limits {
 
 /// Why a new request was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The session ended (deleted, or expired) while the request arrived.
     SessionEnded,
     /// A request with this id is already in flight in the session.
@@ -251,7 +245,7 @@ pub enum Refusal {
 
 /// The bounds' counters, for `/admin/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Live sessions.
     pub sessions: usize,
     /// Requests in flight, over all sessions.
@@ -269,7 +263,7 @@ pub struct Counts {
 }
 
 /// All live sessions.
-pub struct SessionStore {
+pub(crate) struct SessionStore {
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     ids: Arc<dyn SessionIds>,
     limits: Limits,
@@ -291,7 +285,7 @@ impl Default for SessionStore {
 /// request ends (answered, cancelled or aborted), which frees the place and
 /// counts as the session's activity.
 #[must_use = "the request is in flight while the guard lives"]
-pub struct InFlight {
+pub(crate) struct InFlight {
     session: Arc<Session>,
     key: String,
     number: u64,
@@ -315,7 +309,7 @@ impl Drop for InFlight {
 
 impl SessionStore {
     /// An empty store whose sessions are named by `ids`, within `limits`.
-    pub fn new(ids: Arc<dyn SessionIds>, limits: Limits) -> Self {
+    pub(crate) fn new(ids: Arc<dyn SessionIds>, limits: Limits) -> Self {
         Self {
             sessions: RwLock::default(),
             ids,
@@ -330,13 +324,13 @@ impl SessionStore {
     }
 
     /// The bounds this store keeps.
-    pub fn limits(&self) -> &Limits {
+    pub(crate) fn limits(&self) -> &Limits {
         &self.limits
     }
 
     /// Create a session for a client that just initialized; `None` (and
     /// counted) when `max_sessions` are live.
-    pub fn create(&self, protocol_version: &str) -> Option<Arc<Session>> {
+    pub(crate) fn create(&self) -> Option<Arc<Session>> {
         let mut sessions = self
             .sessions
             .write()
@@ -347,7 +341,6 @@ impl SessionStore {
         }
         let session = Arc::new(Session {
             id: Arc::from(self.ids.next()),
-            protocol_version: protocol_version.to_owned(),
             last_seen: Mutex::new(Instant::now()),
             in_flight: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(0),
@@ -361,7 +354,7 @@ impl SessionStore {
     }
 
     /// Look a session up by the header value, and mark it used.
-    pub fn get(&self, id: Option<&str>) -> Result<Arc<Session>, SessionError> {
+    pub(crate) fn get(&self, id: Option<&str>) -> Result<Arc<Session>, SessionError> {
         let id = id.ok_or(SessionError::Missing)?;
         let session = self
             .sessions
@@ -379,7 +372,7 @@ impl SessionStore {
     /// (and nothing tracked) when the id is already in flight in the session
     /// (ids must not be reused while in flight), or a bound on requests in
     /// flight is reached (counted).
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         session: &Arc<Session>,
         request_id: &Value,
@@ -426,7 +419,7 @@ impl SessionStore {
     }
 
     /// A bounded progress queue for one request (see [`ProgressSink`]).
-    pub fn progress_queue(&self) -> (ProgressSink, mpsc::Receiver<Value>) {
+    pub(crate) fn progress_queue(&self) -> (ProgressSink, mpsc::Receiver<Value>) {
         ProgressSink::bounded(
             self.limits.progress_queue,
             Arc::clone(&self.progress_dropped),
@@ -434,7 +427,7 @@ impl SessionStore {
     }
 
     /// End a session (DELETE): its in-flight requests are aborted.
-    pub fn remove(&self, id: &str) -> bool {
+    pub(crate) fn remove(&self, id: &str) -> bool {
         let removed = self
             .sessions
             .write()
@@ -449,7 +442,7 @@ impl SessionStore {
     /// Every live session, for broadcasting notifications, in id order:
     /// what is sent (and so woken) first must not depend on the hash map's
     /// random order, or a simulation would not replay from its seed.
-    pub fn all(&self) -> Vec<Arc<Session>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
         let mut sessions: Vec<Arc<Session>> = self
             .sessions
             .read()
@@ -462,7 +455,7 @@ impl SessionStore {
     }
 
     /// Number of live sessions.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.sessions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -470,7 +463,7 @@ impl SessionStore {
     }
 
     /// The bounds' counters.
-    pub fn counts(&self) -> Counts {
+    pub(crate) fn counts(&self) -> Counts {
         Counts {
             sessions: self.count(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
@@ -483,7 +476,7 @@ impl SessionStore {
     }
 
     /// End every idle session (see the module docs); returns how many.
-    pub fn expire_idle(&self) -> usize {
+    pub(crate) fn expire_idle(&self) -> usize {
         let now = Instant::now();
         let mut expired: Vec<Arc<Session>> = Vec::new();
         self.sessions
@@ -508,7 +501,7 @@ impl SessionStore {
 
     /// Close every event stream, so that a graceful HTTP shutdown is not held
     /// open by long-lived GET streams.
-    pub fn close_streams(&self) {
+    pub(crate) fn close_streams(&self) {
         for session in self.all() {
             session.close_stream();
         }
@@ -532,14 +525,12 @@ mod tests {
     #[test]
     fn missing_and_unknown_ids_are_told_apart() {
         let store = SessionStore::default();
-        let session = store.create("2025-06-18").expect("room for a session");
+        let session = store.create().expect("room for a session");
         assert_eq!(store.get(None).err(), Some(SessionError::Missing));
         assert_eq!(store.get(Some("nope")).err(), Some(SessionError::Unknown));
         assert_eq!(
-            store
-                .get(Some(session.id()))
-                .map(|s| s.protocol_version().to_owned()),
-            Ok("2025-06-18".to_owned())
+            store.get(Some(session.id())).map(|s| s.id().to_owned()),
+            Ok(session.id().to_owned())
         );
         assert!(store.remove(session.id()));
         assert!(session.has_ended());
@@ -555,13 +546,13 @@ mod tests {
             max_sessions: 2,
             ..Limits::default()
         });
-        let first = store.create("2025-06-18").expect("first");
-        assert!(store.create("2025-06-18").is_some());
-        assert!(store.create("2025-06-18").is_none());
+        let first = store.create().expect("first");
+        assert!(store.create().is_some());
+        assert!(store.create().is_none());
         assert_eq!(store.counts().refused_sessions, 1);
         assert_eq!(store.counts().sessions, 2);
         store.remove(first.id());
-        assert!(store.create("2025-06-18").is_some(), "room again");
+        assert!(store.create().is_some(), "room again");
     }
 
     #[test]
@@ -571,8 +562,8 @@ mod tests {
             max_in_flight_per_session: 2,
             ..Limits::default()
         });
-        let a = store.create("2025-06-18").expect("a");
-        let b = store.create("2025-06-18").expect("b");
+        let a = store.create().expect("a");
+        let b = store.create().expect("b");
         let admit = |session: &Arc<Session>, id: i64| {
             store.admit(session, &Value::from(id), pending_call().1)
         };
@@ -603,7 +594,7 @@ mod tests {
     #[tokio::test]
     async fn cancel_aborts_the_tracked_request_and_its_id_may_be_reused() {
         let store = SessionStore::default();
-        let session = store.create("2025-06-18").expect("session");
+        let session = store.create().expect("session");
         let (pending, handle) = pending_call();
         let first = store
             .admit(&session, &Value::from("a"), handle)
@@ -628,9 +619,9 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             ..Limits::default()
         });
-        let idle = store.create("2025-06-18").expect("idle");
-        let listening = store.create("2025-06-18").expect("listening");
-        let used = store.create("2025-06-18").expect("used");
+        let idle = store.create().expect("idle");
+        let listening = store.create().expect("listening");
+        let used = store.create().expect("used");
         let mut stream = listening.open_stream();
         tokio::time::advance(Duration::from_secs(59)).await;
         assert_eq!(store.expire_idle(), 0);
@@ -654,8 +645,8 @@ mod tests {
             call_limit: Duration::from_secs(90),
             ..Limits::default()
         });
-        let busy = store.create("2025-06-18").expect("busy");
-        let answered = store.create("2025-06-18").expect("answered");
+        let busy = store.create().expect("busy");
+        let answered = store.create().expect("answered");
         let (hung, handle) = pending_call();
         let _hung = store
             .admit(&busy, &Value::from(1), handle)

@@ -197,7 +197,7 @@ impl Traffic {
             }
         }
         // The client hears about the backend it addressed, not a hidden one.
-        Err(failed.as_backend(backends.name(primary)).to_error_object())
+        Err(failed.told_as(backends.name(primary)).to_error_object())
     }
 
     /// Who may share the answers of `session`'s calls to `backend` (the

@@ -22,7 +22,7 @@ use crate::platform::{ChildCommand, ChildSignals, SpawnedChild, Spawner};
 /// Starts stdio backends as child processes, each the leader of its own
 /// process group, killed (with its group) when dropped.
 #[derive(Debug, Default)]
-pub struct ProcessSpawner;
+pub(crate) struct ProcessSpawner;
 
 impl Spawner for ProcessSpawner {
     fn spawn(&self, command: &ChildCommand) -> std::io::Result<SpawnedChild> {
@@ -57,7 +57,7 @@ impl Spawner for ProcessSpawner {
 
 /// The process group of one child (its id is the child's pid).
 #[derive(Debug)]
-pub struct ProcessGroup {
+pub(super) struct ProcessGroup {
     backend: String,
     pgid: Option<Pid>,
     /// Set once the group has been swept after the leader was reaped.
@@ -67,7 +67,7 @@ pub struct ProcessGroup {
 impl ProcessGroup {
     /// The group led by `pid` (`None` if the pid is unknown, which makes
     /// every signal a no-op).
-    pub fn new(backend: impl Into<String>, pid: Option<u32>) -> Self {
+    pub(super) fn new(backend: impl Into<String>, pid: Option<u32>) -> Self {
         let pgid = pid
             .and_then(|pid| i32::try_from(pid).ok())
             .filter(|&pid| pid > 0)
@@ -80,13 +80,13 @@ impl ProcessGroup {
     }
 
     /// The group id (the leader's pid).
-    pub fn id(&self) -> Option<u32> {
+    pub(super) fn id(&self) -> Option<u32> {
         self.pgid.and_then(|pgid| u32::try_from(pgid.as_raw()).ok())
     }
 
     /// Send `signal` to every process of the group, unless it has been swept.
     /// Returns whether some process received it.
-    pub fn signal(&self, signal: Signal) -> bool {
+    pub(super) fn signal(&self, signal: Signal) -> bool {
         if self.swept.load(Ordering::Acquire) {
             return false;
         }
@@ -123,7 +123,7 @@ impl ProcessGroup {
 
     /// The leader has been reaped: SIGKILL whatever is left of the group
     /// (orphaned grandchildren), then never signal it again.
-    pub fn sweep(&self) {
+    pub(super) fn sweep(&self) {
         if !self.swept.swap(true, Ordering::AcqRel) && self.send(Signal::SIGKILL) {
             tracing::debug!(backend = %self.backend, "killed processes the backend left behind");
         }
@@ -151,7 +151,7 @@ impl ChildSignals for ProcessGroup {
 /// Kills the child with SIGKILL when dropped, unless it was swept already:
 /// held by the connection so that no child outlives its last handle.
 #[derive(Debug)]
-pub struct KillOnDrop(pub Arc<dyn ChildSignals>);
+pub(super) struct KillOnDrop(pub Arc<dyn ChildSignals>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -161,7 +161,7 @@ impl Drop for KillOnDrop {
 
 /// Say how a process ended, for close reasons: `process exited with status
 /// 1`, `process killed by signal 9 (SIGKILL)`.
-pub fn describe_exit(status: ExitStatus) -> String {
+pub(super) fn describe_exit(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     if let Some(code) = status.code() {
         return format!("process exited with status {code}");

@@ -35,7 +35,7 @@ use tokio_rustls::rustls::{self, ClientConfig};
 use crate::platform::{BoxFuture, BoxStream, Dialer};
 
 /// The HTTP client of one backend connection.
-pub type HttpClient = Client<DialConnector, Full<Bytes>>;
+pub(super) type HttpClient = Client<DialConnector, Full<Bytes>>;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -44,7 +44,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// `dialer`, each within `connect_timeout`. Its timers are tokio's, so idle
 /// connections expire on the same clock as everything else (hyper-util
 /// would read the wall clock without a pool timer).
-pub fn client(dialer: Arc<dyn Dialer>, connect_timeout: Duration) -> HttpClient {
+pub(super) fn client(dialer: Arc<dyn Dialer>, connect_timeout: Duration) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -55,7 +55,7 @@ pub fn client(dialer: Arc<dyn Dialer>, connect_timeout: Duration) -> HttpClient 
 /// Opens the client's connections with a [`Dialer`], adding TLS for
 /// `https://`. Cheap to clone.
 #[derive(Clone)]
-pub struct DialConnector {
+pub(super) struct DialConnector {
     dialer: Arc<dyn Dialer>,
     connect_timeout: Duration,
     /// Built on the first `https://` connection; an error is kept and
@@ -66,7 +66,7 @@ pub struct DialConnector {
 impl DialConnector {
     /// Connections from `dialer`, each dialed (and TLS set up) within
     /// `connect_timeout`.
-    pub fn new(dialer: Arc<dyn Dialer>, connect_timeout: Duration) -> Self {
+    pub(super) fn new(dialer: Arc<dyn Dialer>, connect_timeout: Duration) -> Self {
         Self {
             dialer,
             connect_timeout,
@@ -77,7 +77,11 @@ impl DialConnector {
     /// The same, with `tls` for `https://` instead of the platform's
     /// verifier (tests trust their own certificate this way).
     #[cfg(test)]
-    pub fn with_tls(dialer: Arc<dyn Dialer>, connect_timeout: Duration, tls: ClientConfig) -> Self {
+    pub(super) fn with_tls(
+        dialer: Arc<dyn Dialer>,
+        connect_timeout: Duration,
+        tls: ClientConfig,
+    ) -> Self {
         let connector = Self::new(dialer, connect_timeout);
         let _ = connector
             .tls
@@ -199,7 +203,7 @@ fn with_alpn(mut config: ClientConfig) -> ClientConfig {
 
 /// A dialed connection (with TLS, for `https://`), as hyper reads and
 /// writes it.
-pub struct Dialed {
+pub(super) struct Dialed {
     io: TokioIo<BoxStream>,
     /// TLS agreed on HTTP/2.
     h2: bool,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{ConnectSettings, PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, UpstreamError};
 
 /// The `params` of the proxy's `initialize` request.
-pub fn initialize_params(settings: &ConnectSettings) -> Value {
+pub(super) fn initialize_params(settings: &ConnectSettings) -> Value {
     json!({
         "protocolVersion": PROTOCOL_VERSION,
         "capabilities": {},
@@ -20,7 +20,7 @@ pub fn initialize_params(settings: &ConnectSettings) -> Value {
 
 /// Check the backend's `initialize` result; returns the negotiated protocol
 /// revision.
-pub fn negotiated_version(result: &Value) -> Result<String, UpstreamError> {
+pub(super) fn negotiated_version(result: &Value) -> Result<String, UpstreamError> {
     let Some(version) = result.get("protocolVersion") else {
         return Err(UpstreamError::Protocol(
             "initialize result has no protocolVersion".into(),
@@ -38,7 +38,7 @@ pub fn negotiated_version(result: &Value) -> Result<String, UpstreamError> {
 
 /// A connection that dies during the handshake never came up: the caller
 /// sees a connect failure, not a lost request.
-pub fn as_connect_failure(error: UpstreamError) -> UpstreamError {
+pub(super) fn as_connect_failure(error: UpstreamError) -> UpstreamError {
     match error {
         UpstreamError::Lost(reason) => {
             UpstreamError::Connect(format!("connection lost during initialize: {reason}"))

@@ -16,15 +16,15 @@ use super::pending::Pending;
 use crate::jsonrpc::{self, ErrorObject, Kind};
 
 /// The message in the JSON-RPC error the proxy answers server requests with.
-pub const UNSUPPORTED_METHOD: &str = "method not supported by mcp-proxy";
+pub(super) const UNSUPPORTED_METHOD: &str = "method not supported by mcp-proxy";
 
 /// How many characters of a bad message go into a log line.
-pub const PREVIEW_CHARS: usize = 200;
+pub(super) const PREVIEW_CHARS: usize = 200;
 
 /// Route one message (or a batch) from the backend: responses and progress
 /// to the [`Pending`] table, other notifications to `events`. Returns the
 /// replies the transport must send back, one per server request.
-pub fn route(message: Value, pending: &Pending, events: &EventSink) -> Vec<Value> {
+pub(super) fn route(message: Value, pending: &Pending, events: &EventSink) -> Vec<Value> {
     let mut replies = Vec::new();
     match message {
         Value::Array(batch) => {
@@ -88,7 +88,7 @@ fn route_one(message: Value, pending: &Pending, events: &EventSink, replies: &mu
 }
 
 /// The first [`PREVIEW_CHARS`] characters of `text`, for logs.
-pub fn preview(text: &str) -> String {
+pub(super) fn preview(text: &str) -> String {
     match text.char_indices().nth(PREVIEW_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
@@ -101,7 +101,7 @@ pub fn preview(text: &str) -> String {
 /// nested in the result, and a message with a top-level `"method"` (a request
 /// from the server, numbered by the server) has none of ours: so a cut-off
 /// message can only ever be blamed on its own request.
-pub fn top_level_id(prefix: &[u8]) -> Option<u64> {
+pub(super) fn top_level_id(prefix: &[u8]) -> Option<u64> {
     let mut depth = 0usize;
     let mut index = 0;
     let mut id = None;

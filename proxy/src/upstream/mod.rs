@@ -10,11 +10,11 @@
 mod child;
 mod connector;
 mod handshake;
-pub mod http;
+pub(crate) mod http;
 mod inbound;
-pub mod pending;
+pub(crate) mod pending;
 mod sse;
-pub mod stdio;
+pub(crate) mod stdio;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,11 +27,11 @@ use crate::config::TransportConfig;
 use crate::jsonrpc::ErrorObject;
 use crate::platform::Platform;
 
-pub use child::ProcessSpawner;
+pub(crate) use child::ProcessSpawner;
 
 /// Why an upstream request failed, by whose fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// The backend answered with a JSON-RPC error; relayed to the client unchanged.
     #[error("backend returned error {}: {}", .0.code, .0.message)]
     JsonRpc(ErrorObject),
@@ -62,7 +62,7 @@ pub enum UpstreamError {
 /// advisory and the next one supersedes it; holding the backend's reader
 /// until the client reads would stall every other call on the connection.
 #[derive(Debug, Clone)]
-pub struct ProgressSink {
+pub(crate) struct ProgressSink {
     sender: mpsc::Sender<Value>,
     dropped: Arc<AtomicU64>,
 }
@@ -70,14 +70,17 @@ pub struct ProgressSink {
 impl ProgressSink {
     /// A sink queueing at most `capacity` notifications, counting the ones
     /// it drops in `dropped`, and the receiver of the queue.
-    pub fn bounded(capacity: usize, dropped: Arc<AtomicU64>) -> (Self, mpsc::Receiver<Value>) {
+    pub(crate) fn bounded(
+        capacity: usize,
+        dropped: Arc<AtomicU64>,
+    ) -> (Self, mpsc::Receiver<Value>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         (Self { sender, dropped }, receiver)
     }
 
     /// Queue a notification; false when it was dropped (queue full, counted)
     /// or nobody listens any more.
-    pub fn send(&self, notification: Value) -> bool {
+    pub(crate) fn send(&self, notification: Value) -> bool {
         match self.sender.try_send(notification) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -92,11 +95,11 @@ impl ProgressSink {
 /// Receives the backend's notifications that belong to no request of ours
 /// (`notifications/tools/list_changed`, `notifications/resources/updated`,
 /// `notifications/message`, ...), as complete JSON-RPC messages.
-pub type EventSink = mpsc::UnboundedSender<Value>;
+pub(crate) type EventSink = mpsc::UnboundedSender<Value>;
 
 /// What a connection needs besides the transport's own config.
 #[derive(Debug, Clone)]
-pub struct ConnectSettings {
+pub(crate) struct ConnectSettings {
     /// Where connections come from: the dialer for HTTP, the spawner for stdio.
     pub platform: Platform,
     /// Backend name, for logs and error messages.
@@ -110,15 +113,15 @@ pub struct ConnectSettings {
 }
 
 /// The protocol revision the proxy asks backends for.
-pub const PROTOCOL_VERSION: &str = "2025-11-25";
+pub(crate) const PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// Protocol revisions the proxy understands, oldest first.
-pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
+pub(crate) const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
     &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
 /// A live, initialized session with one backend. Cheap to clone.
 #[derive(Clone)]
-pub enum Connection {
+pub(crate) enum Connection {
     /// A stdio child process.
     Stdio(stdio::StdioConnection),
     /// A streamable-HTTP server.
@@ -129,7 +132,7 @@ impl Connection {
     /// Start or reach the backend and run the `initialize` handshake
     /// (request, then `notifications/initialized`). Returns the connection and
     /// the backend's `initialize` result.
-    pub async fn connect(
+    pub(crate) async fn connect(
         transport: &TransportConfig,
         settings: &ConnectSettings,
         events: EventSink,
@@ -153,7 +156,7 @@ impl Connection {
     /// `notifications/cancelled` for it to the backend (without delaying the
     /// caller). If `params._meta.progressToken` is set, progress for this
     /// request is delivered to `progress` with the caller's token restored.
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         method: &str,
         params: Option<Value>,
@@ -165,18 +168,10 @@ impl Connection {
         }
     }
 
-    /// Send a notification.
-    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), UpstreamError> {
-        match self {
-            Connection::Stdio(connection) => connection.notify(method, params).await,
-            Connection::Http(connection) => connection.notify(method, params).await,
-        }
-    }
-
     /// Resolves once the connection is dead and will not carry more requests
     /// (child exited or its stdout closed; an HTTP request failed at the
     /// transport level or the server forgot our session).
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         match self {
             Connection::Stdio(connection) => connection.closed().await,
             Connection::Http(connection) => connection.closed().await,
@@ -184,7 +179,7 @@ impl Connection {
     }
 
     /// Whether the connection is dead (see [`Connection::closed`]).
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         match self {
             Connection::Stdio(connection) => connection.is_closed(),
             Connection::Http(connection) => connection.is_closed(),
@@ -192,7 +187,7 @@ impl Connection {
     }
 
     /// Why the connection died, once it has.
-    pub fn close_reason(&self) -> Option<String> {
+    pub(crate) fn close_reason(&self) -> Option<String> {
         match self {
             Connection::Stdio(connection) => connection.close_reason(),
             Connection::Http(connection) => connection.close_reason(),
@@ -200,7 +195,7 @@ impl Connection {
     }
 
     /// The process id of a stdio child; `None` for HTTP.
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         match self {
             Connection::Stdio(connection) => connection.pid(),
             Connection::Http(_) => None,
@@ -210,7 +205,7 @@ impl Connection {
     /// End the session politely. stdio: close stdin, wait, SIGTERM the
     /// child's process group, wait, SIGKILL. HTTP: DELETE the session.
     /// Requests still in flight fail with [`UpstreamError::Lost`].
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         match self {
             Connection::Stdio(connection) => connection.shutdown().await,
             Connection::Http(connection) => connection.shutdown().await,

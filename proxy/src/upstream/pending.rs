@@ -29,19 +29,19 @@ use super::{ProgressSink, UpstreamError};
 use crate::jsonrpc::{self, ErrorObject};
 
 /// The `reason` sent in `notifications/cancelled` when a caller stops waiting.
-pub const CANCEL_REASON: &str = "the client of mcp-proxy stopped waiting for the answer";
+pub(crate) const CANCEL_REASON: &str = "the client of mcp-proxy stopped waiting for the answer";
 
 /// Where [`InFlight`] sends the `notifications/cancelled` messages of
 /// abandoned requests; the transport delivers them. Any function that
 /// queues without waiting, so a transport can put a cancellation in line
 /// with its requests; usually an unbounded channel's sender.
 #[derive(Clone)]
-pub struct CancelSink(Arc<dyn Fn(Value) -> bool + Send + Sync>);
+pub(crate) struct CancelSink(Arc<dyn Fn(Value) -> bool + Send + Sync>);
 
 impl CancelSink {
     /// A sink that hands each cancellation to `queue`, which says whether
     /// the transport took it.
-    pub fn new(queue: impl Fn(Value) -> bool + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(queue: impl Fn(Value) -> bool + Send + Sync + 'static) -> Self {
         Self(Arc::new(queue))
     }
 
@@ -61,7 +61,7 @@ impl From<mpsc::UnboundedSender<Value>> for CancelSink {
 type Answer = Result<Value, UpstreamError>;
 
 /// The request table of one connection. See the module docs.
-pub struct Pending {
+pub(crate) struct Pending {
     backend: String,
     next_id: AtomicU64,
     cancels: CancelSink,
@@ -86,7 +86,7 @@ struct Entry {
 impl Pending {
     /// A table for the connection to `backend`; abandoned requests are
     /// announced on `cancels`.
-    pub fn new(backend: impl Into<String>, cancels: impl Into<CancelSink>) -> Arc<Self> {
+    pub(crate) fn new(backend: impl Into<String>, cancels: impl Into<CancelSink>) -> Arc<Self> {
         Arc::new(Self {
             backend: backend.into(),
             next_id: AtomicU64::new(1),
@@ -97,7 +97,7 @@ impl Pending {
     }
 
     /// The backend name, for logs.
-    pub fn backend(&self) -> &str {
+    pub(crate) fn backend(&self) -> &str {
         &self.backend
     }
 
@@ -110,7 +110,7 @@ impl Pending {
     /// Register a new request: allocate its upstream id, swap its progress
     /// token (if any) for one unique on this connection, and build the
     /// message to send. Fails at once if the connection is closed.
-    pub fn start(
+    pub(crate) fn start(
         self: &Arc<Self>,
         method: &str,
         mut params: Option<Value>,
@@ -143,7 +143,7 @@ impl Pending {
     /// Hand a response to the request it answers. A response for an id this
     /// table does not know (never issued, already answered, or abandoned) is
     /// logged and dropped. Returns whether it reached a waiting request.
-    pub fn resolve(&self, response: Value) -> bool {
+    pub(crate) fn resolve(&self, response: Value) -> bool {
         let Some(id) = response.get("id").and_then(upstream_id) else {
             let id = response.get("id").map(Value::to_string).unwrap_or_default();
             tracing::warn!(
@@ -186,7 +186,7 @@ impl Pending {
     /// this table does not know is logged and dropped, and so is progress
     /// its request's full queue has no room for (see [`ProgressSink`]).
     /// Returns whether it reached a sink.
-    pub fn progress(&self, mut notification: Value) -> bool {
+    pub(crate) fn progress(&self, mut notification: Value) -> bool {
         let token = notification
             .get("params")
             .and_then(|params| params.get("progressToken"));
@@ -225,7 +225,7 @@ impl Pending {
     }
 
     /// Fail one request in flight with `error`; false if it is not pending.
-    pub fn fail(&self, id: u64, error: UpstreamError) -> bool {
+    pub(crate) fn fail(&self, id: u64, error: UpstreamError) -> bool {
         let Some(entry) = self.state().requests.remove(&id) else {
             return false;
         };
@@ -237,7 +237,7 @@ impl Pending {
     /// every later one with [`UpstreamError::Lost`], and wake
     /// [`Pending::closed`]. Only the first reason counts; returns whether
     /// this call was the one that closed the table.
-    pub fn close(&self, reason: impl Into<String>) -> bool {
+    pub(crate) fn close(&self, reason: impl Into<String>) -> bool {
         let reason = reason.into();
         let entries: Vec<Entry> = {
             let mut state = self.state();
@@ -261,23 +261,23 @@ impl Pending {
     }
 
     /// Resolves once [`Pending::close`] has been called.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.closed.cancelled().await;
     }
 
     /// Whether [`Pending::close`] has been called.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.is_cancelled()
     }
 
     /// Why the connection was closed, once it has been.
-    pub fn close_reason(&self) -> Option<String> {
+    pub(crate) fn close_reason(&self) -> Option<String> {
         self.state().close_reason.clone()
     }
 
     /// The error for a message that could not be sent because the
     /// connection is closed (or closing): it never reached the backend.
-    pub fn not_sent(&self) -> UpstreamError {
+    pub(crate) fn not_sent(&self) -> UpstreamError {
         UpstreamError::Connect(
             self.close_reason()
                 .unwrap_or_else(|| "connection closed".into()),
@@ -286,7 +286,7 @@ impl Pending {
 
     /// The error for a request whose connection closed while it waited for
     /// its answer: it may have reached the backend.
-    pub fn lost(&self) -> UpstreamError {
+    pub(crate) fn lost(&self) -> UpstreamError {
         UpstreamError::Lost(
             self.close_reason()
                 .unwrap_or_else(|| "connection closed".into()),
@@ -294,17 +294,19 @@ impl Pending {
     }
 
     /// Whether the request with this upstream id still waits for an answer.
-    pub fn contains(&self, id: u64) -> bool {
+    pub(crate) fn contains(&self, id: u64) -> bool {
         self.state().requests.contains_key(&id)
     }
 
     /// How many requests wait for an answer.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.state().requests.len()
     }
 
     /// Whether no request waits for an answer.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
@@ -339,7 +341,7 @@ fn upstream_id(value: &Value) -> Option<u64> {
 /// Dropping an `InFlight` whose answer has not arrived removes it from the
 /// table (with its progress mapping) and queues `notifications/cancelled`
 /// with its upstream id on the transport's [`CancelSink`].
-pub struct InFlight {
+pub(crate) struct InFlight {
     pending: Arc<Pending>,
     id: u64,
     /// Taken once the answer has been received.
@@ -349,19 +351,19 @@ pub struct InFlight {
 
 impl InFlight {
     /// The upstream id of this request.
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
     /// Do not send `notifications/cancelled` if this request is dropped
     /// unanswered (MCP forbids cancelling `initialize`).
-    pub fn without_cancel(mut self) -> Self {
+    pub(crate) fn without_cancel(mut self) -> Self {
         self.cancel_on_drop = false;
         self
     }
 
     /// Wait for the answer: the `result` member or the error.
-    pub async fn wait(mut self) -> Result<Value, UpstreamError> {
+    pub(crate) async fn wait(mut self) -> Result<Value, UpstreamError> {
         let Some(receiver) = self.answer.as_mut() else {
             return Err(self.pending.lost());
         };
@@ -376,7 +378,7 @@ impl InFlight {
 
     /// Forget this request without telling the backend: it failed before
     /// reaching it, or the failure has already been reported.
-    pub fn abandon(mut self) {
+    pub(crate) fn abandon(mut self) {
         self.pending.remove(self.id);
         self.answer = None;
     }

@@ -14,11 +14,11 @@
 //! allocate without bound.
 
 /// The largest event (all its data lines together) the parser keeps.
-pub const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
+pub(super) const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
+pub(super) struct SseEvent {
     /// The `event:` field, if the event had one (absent means `message`).
     pub event: Option<String>,
     /// The `data:` lines joined with `\n`.
@@ -29,14 +29,14 @@ pub struct SseEvent {
 
 impl SseEvent {
     /// Whether this event carries a JSON-RPC message (type `message`).
-    pub fn is_message(&self) -> bool {
+    pub(super) fn is_message(&self) -> bool {
         matches!(self.event.as_deref(), None | Some("message"))
     }
 }
 
 /// Parses one event stream. See the module docs.
 #[derive(Debug, Default)]
-pub struct SseParser {
+pub(super) struct SseParser {
     /// The current, unfinished line.
     line: Vec<u8>,
     /// The current line is too long and is being skipped.
@@ -55,17 +55,17 @@ pub struct SseParser {
 
 impl SseParser {
     /// A parser at the start of a stream.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::default()
     }
 
     /// The last event id seen (for `Last-Event-ID` when reconnecting).
-    pub fn last_event_id(&self) -> Option<&str> {
+    pub(super) fn last_event_id(&self) -> Option<&str> {
         self.last_id.as_deref()
     }
 
     /// Feed the next chunk of the body; returns the events it completed.
-    pub fn feed(&mut self, mut chunk: &[u8]) -> Vec<SseEvent> {
+    pub(super) fn feed(&mut self, mut chunk: &[u8]) -> Vec<SseEvent> {
         let mut events = Vec::new();
         if !self.started {
             // The BOM may itself be split across chunks; only handle the

@@ -61,7 +61,7 @@ use crate::config::RateLimit;
 
 /// Why the proxy refused to send a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// `rate_limit` reached.
     RateLimit,
     /// No `concurrency` slot freed up within the call's `timeout.overall`.
@@ -74,7 +74,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The reason as reported in errors and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Refusal::RateLimit => "rate_limit",
             Refusal::Concurrency => "concurrency",

@@ -60,7 +60,7 @@ pub(crate) use breaker::Verdict;
 use breaker::{Breaker, BreakerCounts};
 use budget::Budget;
 use limits::Limits;
-pub use limits::Refusal;
+pub(crate) use limits::Refusal;
 
 /// Hears how an attempt went: called once it answered or timed out, never
 /// for an attempt that was cancelled or refused by the proxy.

@@ -82,10 +82,10 @@ use crate::jsonrpc;
 type Response = http::Response<Incoming>;
 
 /// The largest JSON response body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Redirects followed for one message; one more is a transport failure.
-pub const MAX_REDIRECTS: usize = 10;
+pub(crate) const MAX_REDIRECTS: usize = 10;
 
 /// Bound on the DELETE that ends the session.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -96,7 +96,7 @@ const LOST_IN_A_ROW_BEFORE_GONE: u32 = 5;
 
 /// A live MCP session with a streamable-HTTP server. Cheap to clone.
 #[derive(Clone)]
-pub struct HttpConnection {
+pub(crate) struct HttpConnection {
     inner: Arc<Inner>,
 }
 
@@ -128,7 +128,7 @@ impl HttpConnection {
     /// Reach the server and run the `initialize` handshake within
     /// `settings.init_timeout`; returns the connection and the server's
     /// `initialize` result.
-    pub async fn connect(
+    pub(crate) async fn connect(
         transport: &TransportConfig,
         settings: &ConnectSettings,
         events: EventSink,
@@ -182,7 +182,7 @@ impl HttpConnection {
     }
 
     /// Send a request and wait for its answer. See [`super::Connection::request`].
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         method: &str,
         params: Option<Value>,
@@ -220,31 +220,26 @@ impl HttpConnection {
         outcome
     }
 
-    /// POST a notification; the server must accept it (202, or 200).
-    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), UpstreamError> {
-        self.inner.link.notify(method, params).await
-    }
-
     /// Resolves once the connection is dead: a transport failure, an expired
     /// session, or shutdown.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.inner.link.pending.closed().await;
     }
 
     /// Whether the connection has ended.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.inner.link.pending.is_closed()
     }
 
     /// Why the connection ended, once it has.
-    pub fn close_reason(&self) -> Option<String> {
+    pub(crate) fn close_reason(&self) -> Option<String> {
         self.inner.link.pending.close_reason()
     }
 
     /// Stop the GET stream, fail requests in flight with
     /// [`UpstreamError::Lost`], and DELETE the session (briefly, ignoring
     /// failures). Calling it again does nothing.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         if self.inner.shut_down.swap(true, Ordering::AcqRel) {
             return;
         }

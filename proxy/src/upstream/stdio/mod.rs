@@ -54,11 +54,11 @@ use crate::jsonrpc;
 use crate::platform::{BoxFuture, ChildCommand, ChildSignals, SpawnedChild};
 
 /// Messages waiting for the child to read its stdin, at most.
-pub const OUTGOING_QUEUE: usize = 256;
+pub(crate) const OUTGOING_QUEUE: usize = 256;
 
 /// The longest stdout line (one JSON-RPC message) accepted; a longer one is
 /// logged and skipped up to its newline.
-pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long shutdown waits for the child to exit after closing its stdin,
 /// and again after SIGTERM.
@@ -70,7 +70,7 @@ const KILL_WAIT: Duration = Duration::from_secs(2);
 /// A live MCP session with a child process. Cheap to clone; the child is
 /// killed (with its process group) when the last clone is dropped.
 #[derive(Clone)]
-pub struct StdioConnection {
+pub(crate) struct StdioConnection {
     inner: Arc<Inner>,
 }
 
@@ -102,7 +102,7 @@ impl StdioConnection {
     /// Start the child and run the `initialize` handshake within
     /// `settings.init_timeout`; returns the connection and the backend's
     /// `initialize` result. On any failure the child is killed.
-    pub async fn connect(
+    pub(crate) async fn connect(
         transport: &TransportConfig,
         settings: &ConnectSettings,
         events: EventSink,
@@ -256,7 +256,7 @@ impl StdioConnection {
     /// Send a request and wait for its answer. See [`super::Connection::request`].
     /// The request is registered only once it has a place in the queue, so
     /// a caller that gives up while waiting for one leaves nothing to cancel.
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         method: &str,
         params: Option<Value>,
@@ -272,7 +272,11 @@ impl StdioConnection {
     }
 
     /// Queue a notification for the child.
-    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), UpstreamError> {
+    pub(crate) async fn notify(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<(), UpstreamError> {
         if self.inner.pending.is_closed() {
             return Err(self.inner.pending.not_sent());
         }
@@ -282,29 +286,29 @@ impl StdioConnection {
 
     /// Resolves once the child has exited (or its stdout closed, or writing
     /// to it failed), or the connection was shut down.
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         self.inner.pending.closed().await;
     }
 
     /// Whether the connection has ended.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.inner.pending.is_closed()
     }
 
     /// Why the connection ended, once it has.
-    pub fn close_reason(&self) -> Option<String> {
+    pub(crate) fn close_reason(&self) -> Option<String> {
         self.inner.pending.close_reason()
     }
 
     /// The child's pid (also its process group id).
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.inner.group.id()
     }
 
     /// Close stdin, wait up to 2 s for the child to exit, SIGTERM its process
     /// group, wait up to 2 s more, then SIGKILL the group. Requests in flight
     /// fail with [`UpstreamError::Lost`]. Calling it again does nothing.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         let mut done = self.inner.shutdown.lock().await;
         if *done {
             return;

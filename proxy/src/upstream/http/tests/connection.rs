@@ -32,9 +32,14 @@ async fn initializes_and_calls_tools_on_a_real_server() {
     within(connection.request("ping", None, None))
         .await
         .unwrap();
-    within(connection.notify("notifications/roots/list_changed", None))
-        .await
-        .unwrap();
+    within(
+        connection
+            .inner
+            .link
+            .notify("notifications/roots/list_changed", None),
+    )
+    .await
+    .unwrap();
 
     within(connection.shutdown()).await;
     assert_eq!(

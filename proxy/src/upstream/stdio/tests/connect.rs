@@ -39,9 +39,6 @@ async fn works_through_the_connection_enum() {
     ))
     .await
     .unwrap();
-    within(connection.notify("notifications/roots/list_changed", None))
-        .await
-        .unwrap();
     let echo = within(connection.request("echo", None, None))
         .await
         .unwrap();
