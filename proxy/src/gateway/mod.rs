@@ -8,7 +8,7 @@
 //! handle (parse the method once)
 //!   -> resolve (name or URI -> backend, shaped params, safety)
 //!   -> Shaper::serve (cache, coalesce) -> Traffic::serve (split, mirror, failover)
-//!   -> Gateway::call (metrics) -> Backend::call (resilience, pool) -> upstream
+//!   -> BackendSet::call (metrics) -> Backend::call (resilience, pool) -> upstream
 //! ```
 //!
 //! Routing is by name prefix (`backend<separator>tool`), so a call for a

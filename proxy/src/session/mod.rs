@@ -2,8 +2,7 @@
 //! what clients may hold in the proxy.
 //!
 //! A session is created by `initialize` and named by the `Mcp-Session-Id`
-//! header after it. It remembers the negotiated protocol version, the
-//! client's in-flight requests (so `notifications/cancelled` can stop the
+//! header after it. It remembers the client's in-flight requests (so `notifications/cancelled` can stop the
 //! right one), its resource subscriptions, and the sender of its optional
 //! GET event stream, through which the proxy pushes `list_changed` and other
 //! server notifications.

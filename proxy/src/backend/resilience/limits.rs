@@ -102,7 +102,7 @@ impl Limits {
     pub(crate) fn new(max_concurrency: Option<usize>, rate_limit: Option<RateLimit>) -> Self {
         Self {
             slots: max_concurrency.map(|max| Arc::new(Semaphore::new(max))),
-            rate: rate_limit.map(token_bucket),
+            rate: rate_limit.and_then(token_bucket),
         }
     }
 
@@ -125,8 +125,11 @@ impl Limits {
 }
 
 /// A token bucket of `requests` that starts full, refills evenly over `per`
-/// and never waits.
-fn token_bucket(rate: RateLimit) -> RateLimiter<Admission> {
+/// and never waits. `None` for a zero `requests` or `per`, which the
+/// limiter cannot express: config validation (`config/validate/`) rejects
+/// both, and a config built in code that has them gets no limit, with a
+/// warning, rather than a panic.
+fn token_bucket(rate: RateLimit) -> Option<RateLimiter<Admission>> {
     fn admitted((): ()) -> Ready<Result<(), Infallible>> {
         ready(Ok(()))
     }
@@ -136,11 +139,14 @@ fn token_bucket(rate: RateLimit) -> RateLimiter<Admission> {
         .burst_size(0)
         .timeout_duration(Duration::ZERO)
         .name("")
-        .build()
-        // Only a zero `requests` or `per` is refused, and config validation
-        // (`config/validate.rs`) rejects both.
-        .expect("rate_limit is validated: requests >= 1, per > 0");
-    layer.layer(service_fn(admitted as fn(()) -> _))
+        .build();
+    match layer {
+        Ok(layer) => Some(layer.layer(service_fn(admitted as fn(()) -> _))),
+        Err(error) => {
+            tracing::warn!(%error, ?rate, "rate_limit cannot be applied; calls are not limited");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -378,11 +378,6 @@ impl Retry {
     }
 }
 
-/// Whether an attempt's outcome speaks against the backend's health: it
-/// failed to answer (transport, timeout, not connected) or answered with an
-/// internal error (-32603, or the -32000..-32099 server range). A tool's
-/// error result or a client-side JSON-RPC error is a healthy answer. A
-/// refusal by the proxy says nothing about the backend: `None`.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -39,6 +39,12 @@ async fn works_through_the_connection_enum() {
     ))
     .await
     .unwrap();
+    let Connection::Stdio(stdio) = &connection else {
+        panic!("a stdio transport makes a stdio connection");
+    };
+    within(stdio.notify("notifications/roots/list_changed", None))
+        .await
+        .unwrap();
     let echo = within(connection.request("echo", None, None))
         .await
         .unwrap();
