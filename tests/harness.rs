@@ -526,3 +526,83 @@ expect:
 {expect}"
     )
 }
+
+#[test]
+fn bench_compare_measures_the_backend_direct_and_through_the_proxy() {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new();
+    let json_path = dir.0.join("bench.json");
+    let json_arg = json_path.display().to_string();
+    let output = harness(&[
+        "bench",
+        "--compare",
+        "--concurrency",
+        "1,4",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--json",
+        &json_arg,
+    ]);
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for load in ["closed 1", "closed 4"] {
+        assert!(
+            stdout.contains(&format!("proxy / direct at {load}: ")),
+            "no ratio at {load}:\n{stdout}"
+        );
+    }
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap())
+        .expect("the JSON report parses");
+    let cells = report["cells"].as_array().expect("cells");
+    let order: Vec<(&str, u64)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["target"].as_str().unwrap(),
+                c["load"]["concurrency"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Interleaved: both targets at one load before the next load.
+    assert_eq!(
+        order,
+        [("direct", 1), ("proxy", 1), ("direct", 4), ("proxy", 4)]
+    );
+    for cell in cells {
+        assert!(cell["successes"].as_u64().unwrap() > 0, "{cell}");
+        assert_eq!(cell["errors"], serde_json::json!({}), "{cell}");
+        assert!(cell["latency_us"]["p50"].as_u64().unwrap() > 0, "{cell}");
+    }
+}
+
+#[test]
+fn bench_fails_when_nothing_can_be_measured() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let output = harness(&[
+        "bench",
+        "--target",
+        &url,
+        "--concurrency",
+        "1",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+    ]);
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("session not opened"), "{stdout}");
+    assert!(stderr.contains("no call succeeded"), "{stderr}");
+}

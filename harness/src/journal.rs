@@ -84,6 +84,9 @@ enum Sink {
     // Nothing kept in memory: a stdio fake may serve for hours, and the
     // harness reads the file anyway.
     File(Arc<Mutex<File>>),
+    // Nothing kept at all: a fake serving a benchmark, where no check reads
+    // the journal and keeping millions of entries would weigh on the run.
+    Discard,
 }
 
 impl Default for Journal {
@@ -97,6 +100,13 @@ impl Journal {
     pub fn in_memory() -> Self {
         Self {
             sink: Sink::Memory(Arc::default()),
+        }
+    }
+
+    /// A journal that keeps nothing (a benchmark's backend).
+    pub fn discard() -> Self {
+        Self {
+            sink: Sink::Discard,
         }
     }
 
@@ -127,18 +137,19 @@ impl Journal {
                 let _ = file.write_all(line.as_bytes());
                 let _ = file.flush();
             }
+            Sink::Discard => {}
         }
     }
 
     /// A copy of the entries recorded so far by an in-memory journal; always
-    /// empty for a file journal (use [`read_file`]).
+    /// empty for a file journal (use [`read_file`]) and a discarding one.
     pub fn snapshot(&self) -> Vec<JournalEntry> {
         match &self.sink {
             Sink::Memory(entries) => entries
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
-            Sink::File(_) => Vec::new(),
+            Sink::File(_) | Sink::Discard => Vec::new(),
         }
     }
 }

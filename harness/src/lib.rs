@@ -20,6 +20,7 @@
 //!
 //! plus [`clock`] (scenario time, read from tokio).
 
+pub mod bench;
 pub mod checks;
 pub mod clock;
 pub mod fake;

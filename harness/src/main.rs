@@ -71,6 +71,9 @@ enum Command {
         )]
         seeds: Option<String>,
     },
+    /// Measure tools/call throughput and latency of any MCP endpoint, or
+    /// (--compare) of an echo backend direct and through the proxy.
+    Bench(mcp_harness::bench::BenchArgs),
     /// Validate scenarios without running them.
     Check {
         /// Scenario files.
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
                 };
                 run_command(&files, seed, json, junit, mode, !quiet).await
             }
+            Command::Bench(args) => mcp_harness::bench::bench_command(args).await,
             Command::Check { files } => check_command(&files),
             Command::List { dir } => list_command(&dir),
             Command::FakeBackend {

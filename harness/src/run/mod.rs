@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use error::RunError;
 pub use proxy::ProxyMode;
+pub(crate) use proxy::ProxyUnderTest;
 
 use crate::checks::CheckResult;
 use crate::clock::ScenarioClock;
@@ -37,7 +38,6 @@ use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
 use crate::scenario::{FakeAddress, FakeTransport, FaultAction, LinkFault, Scenario, Trigger};
 use progress::ProgressLine;
-use proxy::ProxyUnderTest;
 use workdir::WorkDir;
 
 /// How long the proxy may take to list every tool the workload calls.

@@ -14,8 +14,9 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 const UNITS: &str = "ms, s, m, h";
 
-/// Parses `"10s"`-style durations; the error is the message to report.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses `"10s"`-style durations (as config files write them, and the
+/// harness's command line); the error is the message to report.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());

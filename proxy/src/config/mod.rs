@@ -28,6 +28,7 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
+pub use duration::parse_duration;
 pub use model::*;
 
 /// The syntax of a config file.

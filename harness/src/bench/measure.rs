@@ -1,0 +1,188 @@
+//! From one cell's call records to its figures: throughput over the
+//! measured window, latency percentiles (an HDR histogram, microseconds,
+//! three significant digits) and failures by kind.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::{Load, Target};
+use crate::load::{CallOutcome, LoadResult};
+
+/// Latency percentiles of the successful calls, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// The median.
+    pub p50: u64,
+    /// The 90th percentile.
+    pub p90: u64,
+    /// The 99th percentile.
+    pub p99: u64,
+    /// The 99.9th percentile.
+    pub p999: u64,
+    /// The slowest.
+    pub max: u64,
+}
+
+/// What one target did under one load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// The target's label.
+    pub target: String,
+    /// The load it was under.
+    pub load: Load,
+    /// The measured window, in seconds.
+    pub seconds: f64,
+    /// Successful calls in the window.
+    pub successes: u64,
+    /// Successful calls per second.
+    pub req_per_s: f64,
+    /// Latency of the successful calls (open loop: from when each was due).
+    pub latency_us: Latency,
+    /// Calls in the window that failed, by kind (`rpc -32010`,
+    /// `tool_error`, `http 503`, `transport`, `hung`).
+    pub errors: BTreeMap<String, u64>,
+    /// Open loop: slots of the whole run that could not be sent on time.
+    pub missed_slots: u64,
+    /// Sessions that could not be opened, with the reason.
+    pub session_errors: Vec<String>,
+}
+
+impl Measurement {
+    /// The figures of `result`, counting the calls sent at or after
+    /// `warmup` and ended by `warmup + window`.
+    pub(super) fn of(
+        target: &Target,
+        load: Load,
+        result: &LoadResult,
+        warmup: Duration,
+        window: Duration,
+    ) -> Self {
+        let end = warmup + window;
+        let mut histogram =
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid");
+        let mut successes = 0;
+        let mut errors = BTreeMap::new();
+        for call in &result.calls {
+            if call.intended < warmup || call.ended > end {
+                continue;
+            }
+            if call.is_success() {
+                successes += 1;
+                let micros = u64::try_from(call.latency().as_micros()).unwrap_or(u64::MAX);
+                histogram.saturating_record(micros.max(1));
+            } else {
+                *errors.entry(kind(&call.outcome)).or_insert(0) += 1;
+            }
+        }
+        let at = |quantile: f64| histogram.value_at_quantile(quantile);
+        Self {
+            target: target.label.clone(),
+            load,
+            seconds: window.as_secs_f64(),
+            successes,
+            req_per_s: successes as f64 / window.as_secs_f64(),
+            latency_us: Latency {
+                p50: at(0.5),
+                p90: at(0.9),
+                p99: at(0.99),
+                p999: at(0.999),
+                max: histogram.max(),
+            },
+            errors,
+            missed_slots: result.missed_slots,
+            session_errors: result.session_errors.clone(),
+        }
+    }
+
+    /// Failed calls in the window.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// A failure's kind, as the tables count it.
+fn kind(outcome: &CallOutcome) -> String {
+    match outcome {
+        CallOutcome::Success => "success".into(),
+        CallOutcome::ToolError { .. } => "tool_error".into(),
+        CallOutcome::RpcError { code, .. } => format!("rpc {code}"),
+        CallOutcome::HttpStatus { status } => format!("http {status}"),
+        CallOutcome::Transport { .. } => "transport".into(),
+        CallOutcome::Hung => "hung".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+    use crate::load::CallRecord;
+
+    fn record(sent_ms: u64, took_ms: u64, outcome: CallOutcome) -> CallRecord {
+        let sent = Duration::from_millis(sent_ms);
+        CallRecord {
+            call: sent_ms,
+            client: 0,
+            tool: "echo".into(),
+            intended: sent,
+            sent,
+            ended: sent + Duration::from_millis(took_ms),
+            outcome,
+            echoed_call: None,
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            label: "t".into(),
+            url: "http://127.0.0.1:1/mcp".into(),
+            tool: "echo".into(),
+            arguments: Map::new(),
+        }
+    }
+
+    #[test]
+    fn only_calls_inside_the_window_count() {
+        let result = LoadResult {
+            calls: vec![
+                // During the warm-up: not counted.
+                record(500, 1, CallOutcome::Success),
+                // In the window.
+                record(1_000, 2, CallOutcome::Success),
+                record(1_500, 4, CallOutcome::Success),
+                record(2_000, 1, CallOutcome::Hung),
+                record(
+                    2_100,
+                    1,
+                    CallOutcome::RpcError {
+                        code: -32010,
+                        message: "down".into(),
+                    },
+                ),
+                // Ends after the window: not counted.
+                record(2_999, 5, CallOutcome::Success),
+            ],
+            ..LoadResult::default()
+        };
+        let m = Measurement::of(
+            &target(),
+            Load::Closed { concurrency: 1 },
+            &result,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        assert_eq!(m.successes, 2);
+        assert!((m.req_per_s - 1.0).abs() < 1e-9);
+        assert_eq!(m.error_count(), 2);
+        assert_eq!(m.errors["hung"], 1);
+        assert_eq!(m.errors["rpc -32010"], 1);
+        // Three significant digits: within 0.1 % of the recorded value.
+        let near = |got: u64, want: u64| got.abs_diff(want) * 1000 <= want;
+        assert!(near(m.latency_us.p50, 2_000), "{:?}", m.latency_us);
+        assert!(near(m.latency_us.max, 4_000), "{:?}", m.latency_us);
+    }
+}

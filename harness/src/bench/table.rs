@@ -1,0 +1,151 @@
+//! The bench's tables: one row per cell, and in a comparison one line per
+//! load with each target's throughput as a share of the first target's and
+//! the p50 latency it adds.
+
+use std::fmt::Write;
+
+use super::Measurement;
+
+/// The header of [`row`]'s columns.
+pub fn header() -> String {
+    format!(
+        "{:<12} {:<14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "target", "load", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors"
+    )
+}
+
+/// One cell as a table row.
+pub fn row(m: &Measurement) -> String {
+    let l = &m.latency_us;
+    format!(
+        "{:<12} {:<14} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        m.target,
+        m.load.to_string(),
+        m.req_per_s,
+        micros(l.p50),
+        micros(l.p90),
+        micros(l.p99),
+        micros(l.p999),
+        micros(l.max),
+        m.error_count(),
+    )
+}
+
+/// Every cell, with the header, and under it each cell's failures by kind
+/// and any session that could not be opened.
+pub fn render(measurements: &[Measurement]) -> String {
+    let mut out = header();
+    out.push('\n');
+    for m in measurements {
+        out.push_str(&row(m));
+        out.push('\n');
+    }
+    for m in measurements {
+        for (kind, count) in &m.errors {
+            let _ = writeln!(out, "  {} at {}: {count} × {kind}", m.target, m.load);
+        }
+        for error in &m.session_errors {
+            let _ = writeln!(
+                out,
+                "  {} at {}: session not opened: {error}",
+                m.target, m.load
+            );
+        }
+        if m.missed_slots > 0 {
+            let _ = writeln!(
+                out,
+                "  {} at {}: {} slots missed (too many in flight, or late)",
+                m.target, m.load, m.missed_slots
+            );
+        }
+    }
+    out
+}
+
+/// For each load, every other target's req/s as a share of `baseline`'s
+/// and the p50 latency it adds to it.
+pub fn render_ratios(measurements: &[Measurement], baseline: &str) -> String {
+    let mut out = String::new();
+    for base in measurements.iter().filter(|m| m.target == baseline) {
+        for other in measurements
+            .iter()
+            .filter(|m| m.load == base.load && m.target != baseline)
+        {
+            let share = if base.req_per_s > 0.0 {
+                other.req_per_s / base.req_per_s
+            } else {
+                0.0
+            };
+            let added = i128::from(other.latency_us.p50) - i128::from(base.latency_us.p50);
+            let _ = writeln!(
+                out,
+                "{} / {} at {}: {share:.2}× req/s, p50 {added:+} µs",
+                other.target, baseline, base.load
+            );
+        }
+    }
+    out
+}
+
+/// Microseconds, as µs below 10 ms and ms above.
+fn micros(us: u64) -> String {
+    if us < 10_000 {
+        format!("{us}µs")
+    } else {
+        format!("{:.1}ms", us as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::bench::{Latency, Load};
+
+    fn measured(target: &str, load: Load, req_per_s: f64, p50: u64) -> Measurement {
+        Measurement {
+            target: target.into(),
+            load,
+            seconds: 1.0,
+            successes: req_per_s as u64,
+            req_per_s,
+            latency_us: Latency {
+                p50,
+                ..Latency::default()
+            },
+            errors: BTreeMap::new(),
+            missed_slots: 0,
+            session_errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_compare_each_target_with_the_baseline_at_the_same_load() {
+        let one = Load::Closed { concurrency: 1 };
+        let eight = Load::Closed { concurrency: 8 };
+        let cells = [
+            measured("direct", one, 10_000.0, 100),
+            measured("proxy", one, 7_500.0, 160),
+            measured("direct", eight, 30_000.0, 250),
+            measured("proxy", eight, 21_000.0, 370),
+        ];
+        assert_eq!(
+            render_ratios(&cells, "direct"),
+            "proxy / direct at closed 1: 0.75× req/s, p50 +60 µs\n\
+             proxy / direct at closed 8: 0.70× req/s, p50 +120 µs\n"
+        );
+    }
+
+    #[test]
+    fn the_table_names_every_failure_kind() {
+        let mut cell = measured("proxy", Load::Closed { concurrency: 1 }, 10.0, 100);
+        cell.errors.insert("rpc -32010".into(), 3);
+        let table = render(&[cell]);
+        assert!(
+            table.contains("proxy at closed 1: 3 × rpc -32010"),
+            "{table}"
+        );
+        assert_eq!(table.lines().count(), 3);
+    }
+}
