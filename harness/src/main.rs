@@ -1,6 +1,7 @@
-//! The `mcp-harness` command line: `run`, `check`, `list` and
-//! `fake-backend`. Exit codes: 0 every check passed, 1 a check failed,
-//! 2 an invalid scenario or a harness error, 130 interrupted.
+//! The `mcp-harness` command line: `run`, `bench`, `check`, `list` and
+//! `fake-backend`. Exit codes: 0 every check passed (bench: measured), 1 a
+//! check failed, 2 an invalid scenario or a harness error (bench: could
+//! not measure), 130 interrupted.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -165,7 +166,15 @@ fn main() -> ExitCode {
                 };
                 run_command(&files, seed, json, junit, mode, !quiet).await
             }
-            Command::Bench(args) => mcp_harness::bench::bench_command(args).await,
+            // Interrupted, the bench is dropped here, inside the runtime:
+            // the proxy child is killed with it (kill_on_drop).
+            Command::Bench(args) => tokio::select! {
+                code = mcp_harness::bench::bench_command(args) => code,
+                _ = wait_for_stop_signal() => {
+                    eprintln!("mcp-harness bench: interrupted");
+                    130
+                }
+            },
             Command::Check { files } => check_command(&files),
             Command::List { dir } => list_command(&dir),
             Command::FakeBackend {

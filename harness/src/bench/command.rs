@@ -21,7 +21,9 @@ pub struct BenchArgs {
     /// The tool to call at each --target.
     #[arg(long, default_value = "echo")]
     tool: String,
-    /// The call's arguments, as a JSON object.
+    /// The call's arguments, as a JSON object (the load engine adds
+    /// "harness_call": N to number the calls; a tool whose schema forbids
+    /// extra properties will refuse them).
     #[arg(long, value_name = "JSON", default_value = "{}")]
     arguments: String,
     /// Closed loop: calls in flight (one session each), one cell per value.
@@ -32,7 +34,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', conflicts_with = "concurrency")]
     rate: Vec<f64>,
     /// Open loop: sessions the calls are spread over.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, requires = "rate")]
     sessions: usize,
     /// The measured window of each cell.
     #[arg(long, default_value = "4s", value_parser = parse_duration)]
@@ -48,10 +50,18 @@ pub struct BenchArgs {
     /// this process.
     #[arg(long, value_name = "PATH", requires = "compare")]
     proxy_bin: Option<PathBuf>,
+    /// With --compare: the echo backend's port (default: an ephemeral one),
+    /// so that another gateway given with --target can serve it too.
+    #[arg(long, value_name = "PORT", requires = "compare")]
+    fake_port: Option<u16>,
     /// Also write every cell's figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
 }
+
+/// The most sessions a closed-loop cell opens (each holds a connection
+/// and a task in this process).
+const MAX_CONCURRENCY: usize = 10_000;
 
 /// What `--json` writes.
 #[derive(Serialize)]
@@ -78,9 +88,23 @@ async fn bench(args: BenchArgs) -> Result<(), BenchError> {
         _ => return Err(BenchError::Arguments(args.arguments.clone())),
     };
     let loads = loads(&args)?;
+    if args.duration.is_zero() {
+        return Err(BenchError::Duration);
+    }
+    if let Some(twice) = args
+        .target
+        .iter()
+        .enumerate()
+        .find(|(i, url)| args.target[..*i].contains(url))
+    {
+        return Err(BenchError::SameTarget(twice.1.clone()));
+    }
     let mut targets = Vec::new();
     let comparison = if args.compare {
-        let comparison = Comparison::start(args.proxy_bin.as_deref()).await?;
+        let comparison =
+            Comparison::start(args.proxy_bin.as_deref(), args.fake_port, &arguments).await?;
+        let direct = &comparison.targets[0];
+        eprintln!("echo backend at {} (tool {})", direct.url, direct.tool);
         targets.extend(comparison.targets.iter().cloned());
         Some(comparison)
     } else {
@@ -163,7 +187,11 @@ fn loads(args: &BenchArgs) -> Result<Vec<Load>, BenchError> {
             })
             .collect());
     }
-    if args.concurrency.contains(&0) {
+    if args
+        .concurrency
+        .iter()
+        .any(|&c| c == 0 || c > MAX_CONCURRENCY)
+    {
         return Err(BenchError::Concurrency);
     }
     Ok(args
@@ -182,8 +210,12 @@ enum BenchError {
     Rate(f64),
     #[error("--sessions must be at least 1")]
     Sessions,
-    #[error("--concurrency must be at least 1")]
+    #[error("--concurrency must be 1 to {MAX_CONCURRENCY}")]
     Concurrency,
+    #[error("--duration must be more than 0s")]
+    Duration,
+    #[error("--target {0} is given twice")]
+    SameTarget(String),
     #[error("nothing to measure: give --target URL, or --compare")]
     NoTarget,
     #[error("{target} at {load}: no call succeeded in the window (see above)")]

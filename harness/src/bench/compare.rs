@@ -15,8 +15,8 @@ use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::Journal;
 use crate::load::LoadTarget;
-use crate::run::{self, ProxyMode, ProxyUnderTest, RunError};
-use crate::scenario::{self, FakeAddress, Scenario};
+use crate::run::{self, ProxyMode, ProxyUnderTest, RunError, WorkDir};
+use crate::scenario::{self, FakeAddress, FakeTransport, Scenario};
 
 /// The label of the backend measured without the proxy.
 pub const DIRECT: &str = "direct";
@@ -54,17 +54,29 @@ pub struct StartError(#[from] RunError);
 pub struct Comparison {
     fake: HttpFake,
     proxy: ProxyUnderTest,
+    /// The proxy binary's config and log; removed when dropped.
+    work_dir: WorkDir,
     /// `direct`, then `proxy`.
     pub targets: Vec<Target>,
 }
 
 impl Comparison {
-    /// Starts the backend, then the proxy (`proxy_bin`, or in this process),
-    /// and waits until the proxy lists the backend's tool.
-    pub async fn start(proxy_bin: Option<&Path>) -> Result<Comparison, StartError> {
+    /// Starts the backend (on `fake_port`, or an ephemeral port), then the
+    /// proxy (`proxy_bin`, or in this process), and waits until the proxy
+    /// lists the backend's tool. A fixed port lets another gateway be set
+    /// up in front of the same backend and measured beside it.
+    pub async fn start(
+        proxy_bin: Option<&Path>,
+        fake_port: Option<u16>,
+        arguments: &Map<String, Value>,
+    ) -> Result<Comparison, StartError> {
         let setup = setup();
+        let work_dir = WorkDir::create().map_err(RunError::WorkDir)?;
         let clock = ScenarioClock::start_now();
-        let spec = setup.fakes[0].clone();
+        let mut spec = setup.fakes[0].clone();
+        spec.transport = FakeTransport::Http {
+            port: fake_port.unwrap_or(0),
+        };
         let fake = HttpFake::start(FakeConfig {
             spec,
             faults: Vec::new(),
@@ -83,9 +95,9 @@ impl Comparison {
         let mode = proxy_bin.map_or(ProxyMode::InProcess, |bin| {
             ProxyMode::Binary(PathBuf::from(bin))
         });
-        let work_dir = std::env::temp_dir();
         let mut proxy =
-            match ProxyUnderTest::start(&mode, &setup, &address, &work_dir, setup.seed).await {
+            match ProxyUnderTest::start(&mode, &setup, &address, work_dir.path(), setup.seed).await
+            {
                 Ok(proxy) => proxy,
                 Err(error) => {
                     fake.shutdown().await;
@@ -108,7 +120,6 @@ impl Comparison {
             fake.shutdown().await;
             return Err(error.into());
         }
-        let arguments: Map<String, Value> = Map::new();
         let targets = vec![
             Target {
                 label: DIRECT.into(),
@@ -120,20 +131,22 @@ impl Comparison {
                 label: PROXY.into(),
                 url: proxy_url,
                 tool: "bench/echo".into(),
-                arguments,
+                arguments: arguments.clone(),
             },
         ];
         Ok(Comparison {
             fake,
             proxy,
+            work_dir,
             targets,
         })
     }
 
-    /// Stops the proxy, then the backend.
+    /// Stops the proxy, then the backend, then removes the work folder.
     pub async fn stop(self) {
         self.proxy.stop().await;
         self.fake.shutdown().await;
+        drop(self.work_dir);
     }
 }
 

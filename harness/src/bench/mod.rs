@@ -6,8 +6,8 @@
 //! calls always in flight, one session each) or an open loop (`rate` calls
 //! per second whatever the answers do; latency counted from when a call was
 //! due, so a slow target cannot hide its queue: no coordinated omission). A
-//! cell runs for `warmup + duration`; only calls sent after the warm-up and
-//! answered within the measured window count. Cells run one after another,
+//! cell runs for `warmup + duration` (see [`measure`] for which calls
+//! count toward what). Cells run one after another,
 //! every target at one load before the next load, so that targets compared
 //! side by side were measured under the same conditions.
 //!
@@ -95,7 +95,8 @@ pub struct Plan {
 }
 
 /// Runs every cell of `plan`; `on_cell` hears each measurement as it ends
-/// (for a live table). Fails only when a target cannot be reached at all.
+/// (for a live table). Fails only on a URL that is not plain `http://`; a
+/// target that cannot be reached shows in its cells' session errors.
 pub async fn run(
     plan: &Plan,
     mut on_cell: impl FnMut(&Measurement),

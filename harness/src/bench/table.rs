@@ -54,7 +54,7 @@ pub fn render(measurements: &[Measurement]) -> String {
         if m.missed_slots > 0 {
             let _ = writeln!(
                 out,
-                "  {} at {}: {} slots missed (too many in flight, or late)",
+                "  {} at {}: {} slots missed, warm-up included (too many in flight, or late)",
                 m.target, m.load, m.missed_slots
             );
         }

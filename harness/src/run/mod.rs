@@ -26,19 +26,18 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use error::RunError;
-pub use proxy::ProxyMode;
-pub(crate) use proxy::ProxyUnderTest;
-
-use crate::checks::CheckResult;
+pub(crate) use crate::checks::CheckResult;
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
 use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
 use crate::scenario::{FakeAddress, FakeTransport, FaultAction, LinkFault, Scenario, Trigger};
+pub(crate) use error::RunError;
 use progress::ProgressLine;
-use workdir::WorkDir;
+pub use proxy::ProxyMode;
+pub(crate) use proxy::ProxyUnderTest;
+pub(crate) use workdir::WorkDir;
 
 /// How long the proxy may take to list every tool the workload calls.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
