@@ -1,6 +1,6 @@
 //! From one cell's call records to its figures: throughput over the
-//! measured window, latency percentiles (an HDR histogram, microseconds,
-//! three significant digits) and failures by kind.
+//! measured window, latency percentiles (the [`LatencySummary`] the
+//! scenario checks use) and failures by kind.
 //!
 //! Throughput counts the successes that ended inside the window, whenever
 //! they started. Latency and failures count the calls due inside the
@@ -11,11 +11,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::{Load, Target};
 use crate::load::{CallOutcome, LoadResult};
+use crate::stats::LatencySummary;
 
 /// Latency percentiles of the successful calls, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -67,27 +67,20 @@ impl Measurement {
         window: Duration,
     ) -> Self {
         let end = warmup + window;
-        let mut histogram =
-            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid");
-        let mut successes = 0;
-        let mut errors = BTreeMap::new();
         let in_window = |at: Duration| at >= warmup && at < end;
-        for call in &result.calls {
-            let success = call.is_success();
-            if success && in_window(call.ended) {
-                successes += 1;
-            }
-            if !in_window(call.intended) {
-                continue;
-            }
-            if success {
-                let micros = u64::try_from(call.latency().as_micros()).unwrap_or(u64::MAX);
-                histogram.saturating_record(micros.max(1));
-            } else {
-                *errors.entry(kind(&call.outcome)).or_insert(0) += 1;
-            }
+        let successes = result
+            .calls
+            .iter()
+            .filter(|call| call.is_success() && in_window(call.ended))
+            .count() as u64;
+        let due = || result.calls.iter().filter(|call| in_window(call.intended));
+        let latency = LatencySummary::of(due().filter(|call| call.is_success()));
+        let mut errors = BTreeMap::new();
+        for call in due().filter(|call| !call.is_success()) {
+            *errors.entry(kind(&call.outcome)).or_insert(0) += 1;
         }
-        let at = |quantile: f64| histogram.value_at_quantile(quantile);
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let at = |quantile: f64| micros(latency.quantile(quantile));
         Self {
             target: target.label.clone(),
             load,
@@ -99,7 +92,7 @@ impl Measurement {
                 p90: at(0.9),
                 p99: at(0.99),
                 p999: at(0.999),
-                max: histogram.max(),
+                max: micros(latency.max()),
             },
             errors,
             missed_slots: result.missed_slots,
