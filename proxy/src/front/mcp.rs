@@ -285,11 +285,13 @@ async fn request(
     let gateway = Arc::clone(&app.gateway);
     let call_session = Arc::clone(&session);
     let call_method = method.clone();
-    let (call, abort) = abortable(async move {
+    // Boxed: the gateway's future is large, and the task would otherwise
+    // copy all of it on every move into the runtime (perf showed it).
+    let (call, abort) = abortable(Box::pin(async move {
         gateway
             .handle(&call_session, &call_method, params, progress)
             .await
-    });
+    }));
     let in_flight = match app.sessions.admit(&session, &id, abort) {
         Ok(in_flight) => in_flight,
         Err(Refusal::SessionEnded) => {

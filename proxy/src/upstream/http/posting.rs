@@ -8,6 +8,7 @@
 //! Also the quiet POSTs nobody waits for (cancellations, replies to server
 //! requests).
 
+use std::borrow::Cow;
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,7 +155,7 @@ impl Poster {
 
     pub(super) async fn post(&self, message: &Value) -> Result<Response, TransportError> {
         let body = serde_json::to_vec(message).unwrap_or_default();
-        self.exchange(Method::POST, self.post_headers.clone(), Bytes::from(body))
+        self.exchange(Method::POST, &self.post_headers, Bytes::from(body))
             .await
     }
 
@@ -167,11 +168,11 @@ impl Poster {
         if let Some(id) = last_event_id {
             headers.insert(LAST_EVENT_ID, id.clone());
         }
-        self.exchange(Method::GET, headers, Bytes::new()).await
+        self.exchange(Method::GET, &headers, Bytes::new()).await
     }
 
     pub(super) async fn delete(&self) -> Result<Response, TransportError> {
-        self.exchange(Method::DELETE, self.get_headers.clone(), Bytes::new())
+        self.exchange(Method::DELETE, &self.get_headers, Bytes::new())
             .await
     }
 
@@ -180,22 +181,26 @@ impl Poster {
     async fn exchange(
         &self,
         mut method: Method,
-        mut headers: HeaderMap,
+        headers: &HeaderMap,
         mut body: Bytes,
     ) -> Result<Response, TransportError> {
-        let mut url = self.url.clone();
-        let mut uri = self.uri.clone();
-        let mut hop_headers = headers.clone();
+        // The first hop sends the configured URL and headers as they are;
+        // only a redirect makes copies of its own.
+        let mut headers = Cow::Borrowed(headers);
+        let mut url = Cow::Borrowed(&self.url);
+        let mut uri = Cow::Borrowed(&self.uri);
+        let mut hop_headers: Option<HeaderMap> = None;
         let mut redirects = 0;
         loop {
-            let response = self.send(&method, &uri, &hop_headers, &body).await?;
+            let this_hop = hop_headers.as_ref().unwrap_or(&headers);
+            let response = self.send(&method, &uri, this_hop, &body).await?;
             match response.status() {
                 StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => {
                     // User agents may turn a POST into a GET (RFC 9110 15.4.2, 15.4.3).
                     if method == Method::POST {
                         method = Method::GET;
                         body = Bytes::new();
-                        drop_payload_headers(&mut headers);
+                        drop_payload_headers(headers.to_mut());
                     }
                 }
                 StatusCode::SEE_OTHER => {
@@ -203,7 +208,7 @@ impl Poster {
                         method = Method::GET;
                     }
                     body = Bytes::new();
-                    drop_payload_headers(&mut headers);
+                    drop_payload_headers(headers.to_mut());
                 }
                 StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT => {}
                 _ => return Ok(response),
@@ -233,18 +238,19 @@ impl Poster {
                     next_url.scheme()
                 )));
             }
-            hop_headers = headers.clone();
+            let mut next_headers = headers.clone().into_owned();
             if !same_origin(&next_url, &self.url) {
                 for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, WWW_AUTHENTICATE] {
-                    hop_headers.remove(name);
+                    next_headers.remove(name);
                 }
-                hop_headers.remove("cookie2");
+                next_headers.remove("cookie2");
             }
             if let Some(referer) = referer(&next_url, &url) {
-                hop_headers.insert(REFERER, referer);
+                next_headers.insert(REFERER, referer);
             }
-            url = next_url;
-            uri = next_uri;
+            hop_headers = Some(next_headers);
+            url = Cow::Owned(next_url);
+            uri = Cow::Owned(next_uri);
         }
     }
 
