@@ -115,6 +115,7 @@ async fn bench(args: BenchArgs) -> Result<(), BenchError> {
         url: url.clone(),
         tool: args.tool.clone(),
         arguments: arguments.clone(),
+        process: None,
     }));
     if targets.is_empty() {
         return Err(BenchError::NoTarget);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::Target;
+use super::{ProcessCpu, Target};
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::Journal;
@@ -126,12 +126,14 @@ impl Comparison {
                 url,
                 tool: "echo".into(),
                 arguments: arguments.clone(),
+                process: None,
             },
             Target {
                 label: PROXY.into(),
                 url: proxy_url,
                 tool: "bench/echo".into(),
                 arguments: arguments.clone(),
+                process: proxy.pid().and_then(ProcessCpu::of),
             },
         ];
         Ok(Comparison {

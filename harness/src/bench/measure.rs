@@ -54,6 +54,10 @@ pub struct Measurement {
     pub missed_slots: u64,
     /// Sessions that could not be opened, with the reason.
     pub session_errors: Vec<String>,
+    /// CPU time (user and system) the target's process spent in the
+    /// window per successful call, in microseconds; only for a process the
+    /// bench started (see [`super::cpu`]).
+    pub cpu_us_per_call: Option<f64>,
 }
 
 impl Measurement {
@@ -97,7 +101,17 @@ impl Measurement {
             errors,
             missed_slots: result.missed_slots,
             session_errors: result.session_errors.clone(),
+            cpu_us_per_call: None,
         }
+    }
+
+    /// With the target process's CPU time over the window, spread over
+    /// the window's successful calls.
+    pub(super) fn with_cpu(mut self, cpu: Option<Duration>) -> Self {
+        self.cpu_us_per_call = cpu
+            .filter(|_| self.successes > 0)
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / self.successes as f64);
+        self
     }
 
     /// Failed calls in the window.
@@ -145,7 +159,32 @@ mod tests {
             url: "http://127.0.0.1:1/mcp".into(),
             tool: "echo".into(),
             arguments: Map::new(),
+            process: None,
         }
+    }
+
+    #[test]
+    fn cpu_time_is_spread_over_the_successes_of_the_window() {
+        let load = Load::Closed { concurrency: 1 };
+        let window = Duration::from_secs(1);
+        let calls = (0..4).map(|i| record(500 + i * 100, 10, CallOutcome::Success));
+        let result = LoadResult {
+            calls: calls.collect(),
+            ..LoadResult::default()
+        };
+        let cell = Measurement::of(&target(), load, &result, Duration::ZERO, window)
+            .with_cpu(Some(Duration::from_millis(2)));
+        assert_eq!(cell.successes, 4);
+        assert_eq!(cell.cpu_us_per_call, Some(500.0));
+        let empty = Measurement::of(
+            &target(),
+            load,
+            &LoadResult::default(),
+            Duration::ZERO,
+            window,
+        )
+        .with_cpu(Some(Duration::from_millis(2)));
+        assert_eq!(empty.cpu_us_per_call, None, "no success, no figure");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 mod command;
 pub mod compare;
+mod cpu;
 mod measure;
 mod table;
 
@@ -30,6 +31,7 @@ use crate::clock::ScenarioClock;
 use crate::load::{self, LoadError, LoadTarget, Progress};
 use crate::scenario::{CallMix, LoadMode, Workload};
 pub use command::{BenchArgs, bench_command};
+pub use cpu::ProcessCpu;
 pub use measure::{Latency, Measurement};
 
 /// How long a call may go unanswered before it counts as hung.
@@ -52,6 +54,10 @@ pub struct Target {
     pub tool: String,
     /// The call's arguments (the load engine adds `harness_call`).
     pub arguments: Map<String, Value>,
+    /// The process serving it, when this one started it: its CPU time
+    /// per call is measured too.
+    #[serde(skip)]
+    pub process: Option<ProcessCpu>,
 }
 
 /// How calls are paced in one cell.
@@ -140,15 +146,25 @@ async fn cell(plan: &Plan, target: &Target, endpoint: &LoadTarget, load: Load) -
         call_timeout: CALL_TIMEOUT,
     };
     let clock = ScenarioClock::start_now();
-    let result = load::run(
-        endpoint,
-        &workload,
-        0,
-        clock,
-        plan.warmup + plan.duration,
-        GRACE,
-        Arc::new(Progress::new()),
-    )
-    .await;
-    Measurement::of(target, load, &result, plan.warmup, plan.duration)
+    let started = tokio::time::Instant::now();
+    let cpu_in_window = async {
+        let process = target.process?;
+        tokio::time::sleep_until(started + plan.warmup).await;
+        let before = process.used()?;
+        tokio::time::sleep_until(started + plan.warmup + plan.duration).await;
+        process.used()?.checked_sub(before)
+    };
+    let (result, cpu) = tokio::join!(
+        load::run(
+            endpoint,
+            &workload,
+            0,
+            clock,
+            plan.warmup + plan.duration,
+            GRACE,
+            Arc::new(Progress::new()),
+        ),
+        cpu_in_window
+    );
+    Measurement::of(target, load, &result, plan.warmup, plan.duration).with_cpu(cpu)
 }

@@ -9,8 +9,8 @@ use super::Measurement;
 /// The header of [`row`]'s columns.
 pub fn header() -> String {
     format!(
-        "{:<12} {:<14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "target", "load", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors"
+        "{:<12} {:<14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "target", "load", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors", "cpu/call"
     )
 }
 
@@ -18,7 +18,7 @@ pub fn header() -> String {
 pub fn row(m: &Measurement) -> String {
     let l = &m.latency_us;
     format!(
-        "{:<12} {:<14} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "{:<12} {:<14} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}",
         m.target,
         m.load.to_string(),
         m.req_per_s,
@@ -28,6 +28,8 @@ pub fn row(m: &Measurement) -> String {
         micros(l.p999),
         micros(l.max),
         m.error_count(),
+        m.cpu_us_per_call
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}µs")),
     )
 }
 
@@ -117,6 +119,7 @@ mod tests {
             errors: BTreeMap::new(),
             missed_slots: 0,
             session_errors: Vec::new(),
+            cpu_us_per_call: None,
         }
     }
 

@@ -121,6 +121,14 @@ impl ProxyUnderTest {
         }
     }
 
+    /// A spawned binary's process id (while it runs).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match self {
+            ProxyUnderTest::Binary { child, .. } => child.id(),
+            _ => None,
+        }
+    }
+
     /// For a spawned binary: `Ok` while it runs, `Err(status)` once it
     /// exited; `None` for proxies whose life the harness does not own.
     pub(crate) fn stayed_up(&mut self) -> Option<Result<(), String>> {
