@@ -8,9 +8,10 @@
 //! notifications reach it before the result. GET opens the session's stream
 //! of server notifications; DELETE ends the session.
 //!
-//! Forwarded calls run as tasks of their own: a client that drops its HTTP
-//! connection does not cancel the call (the spec says only
-//! `notifications/cancelled` does), and shutdown can wait for them.
+//! A forwarded call runs in its request's task, tracked so that shutdown
+//! can wait for it; a client that drops its HTTP connection does not cancel
+//! the call (the spec says only `notifications/cancelled` does): it goes
+//! on as a task of its own ([`Detachable`]).
 //!
 //! The bounds the session store keeps are answered here: an `initialize`
 //! beyond `max_sessions` gets HTTP 503, and a request beyond
@@ -18,7 +19,10 @@
 //! without running; both bodies name the key and its value.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Json;
@@ -32,6 +36,7 @@ use futures_util::future::abortable;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_util::task::task_tracker::TrackedFuture;
 
 use super::{App, origin};
 use crate::jsonrpc::{self, ErrorObject, Kind};
@@ -335,7 +340,7 @@ async fn request(
     let cancel_calls = app.cancel_calls.clone();
     let gateway = Arc::clone(&app.gateway);
     let task_id = id.clone();
-    let task = app.calls.spawn(async move {
+    let answer = app.calls.track_future(Box::pin(async move {
         let outcome = tokio::select! {
             biased;
             outcome = call => outcome,
@@ -358,23 +363,55 @@ async fn request(
                 jsonrpc::error_response(task_id, &error)
             }
         }
-    });
+    }) as Pin<Box<dyn Future<Output = Value> + Send>>);
 
     match progress_rx {
-        None => match task.await {
-            Ok(response) => Json(response).into_response(),
-            Err(error) => {
-                tracing::error!(%error, "request task failed");
-                reject(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    id,
-                    jsonrpc::INTERNAL_ERROR,
-                    "internal error",
-                )
-                .into_response()
-            }
-        },
-        Some(progress_rx) => event_stream(progress_rx, task).into_response(),
+        None => Json(Detachable::new(answer).await).into_response(),
+        Some(progress_rx) => {
+            let task = tokio::spawn(answer);
+            event_stream(progress_rx, task).into_response()
+        }
+    }
+}
+
+/// A call tracked for shutdown (see [`super::App::calls`]).
+type TrackedCall = TrackedFuture<Pin<Box<dyn Future<Output = Value> + Send>>>;
+
+/// A call run inside the request's own task, which saves a task and a
+/// hand-over between threads per call. Should the request be dropped
+/// before the answer (the client closed its connection), the call goes on
+/// as a task of its own: only `notifications/cancelled` cancels a call.
+struct Detachable {
+    call: Option<TrackedCall>,
+}
+
+impl Detachable {
+    fn new(call: TrackedCall) -> Self {
+        Self { call: Some(call) }
+    }
+}
+
+impl Future for Detachable {
+    type Output = Value;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Value> {
+        let call = self
+            .call
+            .as_mut()
+            .expect("a Detachable is not polled after its answer");
+        let answer = ready!(Pin::new(call).poll(cx));
+        self.call = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl Drop for Detachable {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(call);
+        }
     }
 }
 
