@@ -24,6 +24,11 @@ use serde_json::json;
 use backend::TestBackend;
 use client::RawClient;
 
+/// The allocator of the mcp-proxy binary, so the proxy here runs as it
+/// ships (the client and backend in this process use it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SESSIONS: [usize; 3] = [1, 8, 32];
 
 /// Open `count` initialized client sessions to `url`.
