@@ -57,6 +57,9 @@ pub struct BenchArgs {
     /// Also write every cell's figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Do not draw the live progress line (it is drawn only on a terminal).
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// The most sessions a closed-loop cell opens (each holds a connection
@@ -125,6 +128,7 @@ async fn bench(args: BenchArgs) -> Result<(), BenchError> {
         loads,
         duration: args.duration,
         warmup: args.warmup,
+        progress: !args.quiet,
     };
     println!("{}", table::header());
     let measured = super::run(&plan, |cell| println!("{}", table::row(cell))).await;

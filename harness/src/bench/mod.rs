@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::ScenarioClock;
 use crate::load::{self, LoadError, LoadTarget, Progress};
+use crate::run::{Headline, ProgressLine};
 use crate::scenario::{CallMix, LoadMode, Workload};
 pub use command::{BenchArgs, bench_command};
 pub use cpu::ProcessCpu;
@@ -98,6 +99,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Load before the window, not counted (connections, caches, JIT).
     pub warmup: Duration,
+    /// Whether to draw a progress line while a cell runs (only on a terminal).
+    pub progress: bool,
 }
 
 /// Runs every cell of `plan`; `on_cell` hears each measurement as it ends
@@ -146,6 +149,14 @@ async fn cell(plan: &Plan, target: &Target, endpoint: &LoadTarget, load: Load) -
         call_timeout: CALL_TIMEOUT,
     };
     let clock = ScenarioClock::start_now();
+    let progress = Arc::new(Progress::new());
+    let warmup = plan.warmup;
+    let headline = Headline {
+        name: format!("{} {load}", target.label),
+        total: plan.warmup + plan.duration,
+        phase: Box::new(move |now| if now < warmup { "warm-up" } else { "measuring" }.to_owned()),
+    };
+    let line = ProgressLine::start(plan.progress, headline, clock, Arc::clone(&progress));
     let started = tokio::time::Instant::now();
     let cpu_in_window = async {
         let process = target.process?;
@@ -162,9 +173,10 @@ async fn cell(plan: &Plan, target: &Target, endpoint: &LoadTarget, load: Load) -
             clock,
             plan.warmup + plan.duration,
             GRACE,
-            Arc::new(Progress::new()),
+            progress,
         ),
         cpu_in_window
     );
+    line.finish();
     Measurement::of(target, load, &result, plan.warmup, plan.duration).with_cpu(cpu)
 }

@@ -34,7 +34,7 @@ use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
 use crate::scenario::{FakeAddress, FakeTransport, FaultAction, LinkFault, Scenario, Trigger};
 pub(crate) use error::RunError;
-use progress::ProgressLine;
+pub(crate) use progress::{Headline, ProgressLine};
 pub use proxy::ProxyMode;
 pub(crate) use proxy::ProxyUnderTest;
 pub(crate) use workdir::WorkDir;
@@ -230,7 +230,12 @@ async fn drive(
     let mut exited = || proxy.exited();
     wait_ready(scenario, &target, &url, clock, &options.cancel, &mut exited).await?;
     let progress = Arc::new(Progress::default());
-    let line = ProgressLine::start(options.progress, scenario, clock, progress.clone());
+    let line = ProgressLine::start(
+        options.progress,
+        Headline::of_scenario(scenario),
+        clock,
+        progress.clone(),
+    );
     // Ctrl-C wins over a load that ends at the same moment: the run is
     // reported as interrupted either way.
     let result = tokio::select! {
