@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::compare::{Comparison, DIRECT};
-use super::{Load, Measurement, Plan, Target, table};
+use super::{Load, Measurement, Plan, ProcessCpu, Target, TargetProcess, table};
+use crate::run::WorkDir;
 
 /// `mcp-harness bench`: measure `tools/call` throughput and latency.
 #[derive(Debug, clap::Args)]
@@ -18,6 +19,13 @@ pub struct BenchArgs {
     /// interleaved. With --compare, measured beside the proxy.
     #[arg(long, value_name = "URL")]
     target: Vec<String>,
+    /// A command that serves a --target (the first --target-cmd the first
+    /// --target, and so on): started once --compare's echo backend listens
+    /// (so another gateway can be set up in front of it with --fake-port),
+    /// ready when the target's port accepts connections, stopped at the
+    /// end; the CPU time of the process it execs is measured per call.
+    #[arg(long, value_name = "COMMAND")]
+    target_cmd: Vec<String>,
     /// The tool to call at each --target.
     #[arg(long, default_value = "echo")]
     tool: String,
@@ -102,6 +110,10 @@ async fn bench(args: BenchArgs) -> Result<(), BenchError> {
     {
         return Err(BenchError::SameTarget(twice.1.clone()));
     }
+    if args.target_cmd.len() > args.target.len() {
+        return Err(BenchError::TargetCmdWithoutTarget);
+    }
+    let work_dir = WorkDir::create().map_err(BenchError::WorkDir)?;
     let mut targets = Vec::new();
     let comparison = if args.compare {
         let comparison =
@@ -113,12 +125,26 @@ async fn bench(args: BenchArgs) -> Result<(), BenchError> {
     } else {
         None
     };
-    targets.extend(args.target.iter().map(|url| Target {
-        label: url.clone(),
-        url: url.clone(),
-        tool: args.tool.clone(),
-        arguments: arguments.clone(),
-        process: None,
+    let started = match start_target_cmds(&args, &work_dir).await {
+        Ok(started) => started,
+        Err(error) => {
+            if let Some(comparison) = comparison {
+                comparison.stop().await;
+            }
+            return Err(error);
+        }
+    };
+    targets.extend(args.target.iter().enumerate().map(|(i, url)| {
+        Target {
+            label: url.clone(),
+            url: url.clone(),
+            tool: args.tool.clone(),
+            arguments: arguments.clone(),
+            process: started
+                .get(i)
+                .and_then(TargetProcess::pid)
+                .and_then(ProcessCpu::of),
+        }
     }));
     if targets.is_empty() {
         return Err(BenchError::NoTarget);
@@ -132,6 +158,9 @@ async fn bench(args: BenchArgs) -> Result<(), BenchError> {
     };
     println!("{}", table::header());
     let measured = super::run(&plan, |cell| println!("{}", table::row(cell))).await;
+    for process in started {
+        process.stop().await;
+    }
     if let Some(comparison) = comparison {
         comparison.stop().await;
     }
@@ -172,6 +201,31 @@ async fn bench(args: BenchArgs) -> Result<(), BenchError> {
         }),
         None => Ok(()),
     }
+}
+
+/// Runs each --target-cmd (its log in `work_dir`) and waits until its
+/// target accepts connections; on a failure, stops those already started.
+async fn start_target_cmds(
+    args: &BenchArgs,
+    work_dir: &WorkDir,
+) -> Result<Vec<TargetProcess>, BenchError> {
+    let mut started = Vec::new();
+    for (i, (command, url)) in args.target_cmd.iter().zip(&args.target).enumerate() {
+        let log = work_dir.path().join(format!("target-{}.log", i + 1));
+        match TargetProcess::start(command, url, &log).await {
+            Ok(process) => {
+                eprintln!("started `{command}` for {url}");
+                started.push(process);
+            }
+            Err(error) => {
+                for process in started {
+                    process.stop().await;
+                }
+                return Err(error.into());
+            }
+        }
+    }
+    Ok(started)
 }
 
 /// The cells' loads, from --rate or else --concurrency.
@@ -223,6 +277,12 @@ enum BenchError {
     SameTarget(String),
     #[error("nothing to measure: give --target URL, or --compare")]
     NoTarget,
+    #[error("more --target-cmd than --target: each command serves the --target in its place")]
+    TargetCmdWithoutTarget,
+    #[error("cannot create a work folder for the target commands' logs: {0}")]
+    WorkDir(std::io::Error),
+    #[error(transparent)]
+    TargetCmd(#[from] super::TargetCmdError),
     #[error("{target} at {load}: no call succeeded in the window (see above)")]
     NothingMeasured { target: String, load: String },
     #[error(transparent)]

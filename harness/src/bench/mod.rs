@@ -19,6 +19,7 @@ pub mod compare;
 mod cpu;
 mod measure;
 mod table;
+mod target_cmd;
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::scenario::{CallMix, LoadMode, Workload};
 pub use command::{BenchArgs, bench_command};
 pub use cpu::ProcessCpu;
 pub use measure::{Latency, Measurement};
+pub use target_cmd::{TargetCmdError, TargetProcess};
 
 /// How long a call may go unanswered before it counts as hung.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,223 @@
+//! `bench --target-cmd`: a target the bench starts itself, once its own
+//! echo backend listens (another gateway in front of it, say, which may
+//! drop a backend that is down when it starts), and stops when done.
+//!
+//! The command runs as `sh -c "exec COMMAND"` in a process group of its
+//! own, its output in a log file: the process it execs is the one whose
+//! CPU time is measured, and the group is what is stopped (SIGTERM, then
+//! SIGKILL if it lingers; killed with this process in any case). It is
+//! ready when its target's port accepts a connection.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use hyper::http::Uri;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// How long the command may take to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long it may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much of its log an error quotes.
+const LOG_TAIL_LINES: usize = 10;
+
+/// Why a target command could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetCmdError {
+    /// The target's URL names no host and port to wait for.
+    #[error("--target {0} has no host to wait for")]
+    NoAddress(String),
+    /// The log file could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `sh` could not be spawned.
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It exited before accepting connections.
+    #[error("`{command}` exited ({status}) before {address} accepted connections; its log:\n{log}")]
+    Exited {
+        /// The command.
+        command: String,
+        /// How it exited.
+        status: String,
+        /// Where it should have listened.
+        address: String,
+        /// The end of its output.
+        log: String,
+    },
+    /// It did not accept connections in time.
+    #[error(
+        "`{command}`: nothing accepted connections at {address} within {READY_TIMEOUT:?}; its log:\n{log}"
+    )]
+    NotReady {
+        /// The command.
+        command: String,
+        /// Where it should have listened.
+        address: String,
+        /// The end of its output.
+        log: String,
+    },
+}
+
+/// A running target command; [`TargetProcess::stop`] ends it.
+pub struct TargetProcess {
+    child: Child,
+}
+
+impl TargetProcess {
+    /// Runs `command`, its output to `log`, and waits until the host and
+    /// port of `url` accept a TCP connection.
+    pub async fn start(command: &str, url: &str, log: &Path) -> Result<Self, TargetCmdError> {
+        let address = address_of(url).ok_or_else(|| TargetCmdError::NoAddress(url.into()))?;
+        let log_file = std::fs::File::create(log).map_err(|source| TargetCmdError::Log {
+            path: log.to_owned(),
+            source,
+        })?;
+        let log_err = log_file.try_clone().map_err(|source| TargetCmdError::Log {
+            path: log.to_owned(),
+            source,
+        })?;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {command}"))
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| TargetCmdError::Spawn {
+                command: command.into(),
+                source,
+            })?;
+        let mut process = TargetProcess { child };
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            if tokio::net::TcpStream::connect(&address).await.is_ok() {
+                return Ok(process);
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                return Err(TargetCmdError::Exited {
+                    command: command.into(),
+                    status: status.to_string(),
+                    address,
+                    log: tail(log),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                process.stop().await;
+                return Err(TargetCmdError::NotReady {
+                    command: command.into(),
+                    address,
+                    log: tail(log),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The process the command execs, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGTERM to its process group, SIGKILL if it lingers.
+    pub async fn stop(mut self) {
+        let Some(pid) = self.child.id() else {
+            return;
+        };
+        let group = Pid::from_raw(pid as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = killpg(group, Signal::SIGKILL);
+            let _ = self.child.wait().await;
+        }
+    }
+}
+
+/// `host:port` of an `http://` URL (port 80 when none is given).
+fn address_of(url: &str) -> Option<String> {
+    let uri: Uri = url.parse().ok()?;
+    let host = uri.host()?;
+    let port = uri.port_u16().unwrap_or(80);
+    Some(format!("{host}:{port}"))
+}
+
+/// The last lines of a log, for an error message.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_to_wait_for_comes_from_the_url() {
+        assert_eq!(
+            address_of("http://127.0.0.1:18080/").as_deref(),
+            Some("127.0.0.1:18080")
+        );
+        assert_eq!(
+            address_of("http://localhost/mcp").as_deref(),
+            Some("localhost:80")
+        );
+        assert_eq!(address_of("not a url"), None);
+    }
+
+    #[tokio::test]
+    async fn a_command_that_exits_early_is_an_error_quoting_its_output() {
+        let dir = std::env::temp_dir().join(format!("target-cmd-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("target.log");
+        let error = TargetProcess::start("echo no config here; false", "http://127.0.0.1:1/", &log)
+            .await
+            .err()
+            .expect("exits before listening");
+        let text = error.to_string();
+        assert!(text.contains("exited"), "{text}");
+        assert!(text.contains("no config here"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_listening_command_is_ready_and_stopped() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let dir = std::env::temp_dir().join(format!("target-cmd-ok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("target.log");
+        let command = format!(
+            "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(); time.sleep(60)'"
+        );
+        let process = TargetProcess::start(&command, &format!("http://127.0.0.1:{port}/"), &log)
+            .await
+            .expect("listens");
+        let pid = process.pid().expect("running");
+        process.stop().await;
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the target process was stopped"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
