@@ -24,7 +24,8 @@
 //! configuration, [`platform`] to run it on simulated sockets and
 //! processes, [`server`] to start and stop it, the [`Status`] it reports,
 //! and [`glob`], the pattern rule configs use. Everything else is the
-//! crate's own.
+//! crate's own; the `bench-internals` feature adds `internals`, a facade
+//! over the hot path's parts for the micro-benchmarks, and nothing else.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,6 +45,9 @@ pub mod config;
 mod front;
 mod gateway;
 pub mod glob;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod internals;
 mod jsonrpc;
 mod metrics;
 pub mod platform;

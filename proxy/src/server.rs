@@ -211,6 +211,13 @@ impl RunningProxy {
         self.app.gateway.statuses()
     }
 
+    /// The gateway and sessions it serves with, for the benchmarks'
+    /// facade (`crate::internals`).
+    #[cfg(feature = "bench-internals")]
+    pub(crate) fn app(&self) -> &App {
+        &self.app
+    }
+
     /// Stop gracefully: refuse new requests, drain in-flight calls up to
     /// `shutdown_timeout`, cancel the rest, stop every backend.
     pub async fn shutdown(mut self) -> ShutdownReport {

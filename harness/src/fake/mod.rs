@@ -52,5 +52,21 @@ pub struct FakeConfig {
     pub journal: Journal,
 }
 
+impl FakeConfig {
+    /// A fake no fault touches: the first of its name, on scenario time
+    /// from now, journalling nothing (the backend of a benchmark or of a
+    /// test of the load engine).
+    pub fn unscripted(spec: FakeSpec, seed: u64) -> Self {
+        Self {
+            spec,
+            faults: Vec::new(),
+            seed,
+            generation: 0,
+            clock: ScenarioClock::start_now(),
+            journal: Journal::discard(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

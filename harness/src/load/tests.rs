@@ -409,32 +409,25 @@ async fn open_loop_slots_reached_late_are_sent_counted_and_timed_from_their_due_
 #[tokio::test]
 async fn each_record_keeps_the_call_number_a_fakes_answer_echoes() {
     use crate::fake::{FakeConfig, HttpFake};
-    use crate::journal::Journal;
     use crate::scenario::{Behaviour, FakeSpec, FakeTransport, Latency, ToolSpec};
 
-    let fake = HttpFake::start(FakeConfig {
-        spec: FakeSpec {
-            name: "files".into(),
-            transport: FakeTransport::Http { port: 0 },
-            tools: vec![ToolSpec {
-                name: "read".into(),
-                read_only: None,
-                idempotent: None,
-                behaviour: Behaviour {
-                    latency: Latency::Fixed(Duration::from_millis(5)),
-                    outcomes: Vec::new(),
-                },
-            }],
-            startup: None,
-        },
-        faults: Vec::new(),
-        seed: 1,
-        generation: 0,
-        clock: ScenarioClock::start_now(),
-        journal: Journal::in_memory(),
-    })
-    .await
-    .unwrap();
+    let spec = FakeSpec {
+        name: "files".into(),
+        transport: FakeTransport::Http { port: 0 },
+        tools: vec![ToolSpec {
+            name: "read".into(),
+            read_only: None,
+            idempotent: None,
+            behaviour: Behaviour {
+                latency: Latency::Fixed(Duration::from_millis(5)),
+                outcomes: Vec::new(),
+            },
+        }],
+        startup: None,
+    };
+    let fake = HttpFake::start(FakeConfig::unscripted(spec, 1))
+        .await
+        .unwrap();
     let load = workload(
         2,
         LoadMode::Closed { concurrency: 4 },

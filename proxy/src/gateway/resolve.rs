@@ -19,7 +19,7 @@ use crate::upstream::ProgressSink;
 
 impl Gateway {
     /// The call a `tools/call`, `prompts/get` or `resources/read` makes.
-    pub(super) fn resolve(
+    pub(crate) fn resolve(
         &self,
         session: &Session,
         method: Method,

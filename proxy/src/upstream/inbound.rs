@@ -24,7 +24,7 @@ pub(super) const PREVIEW_CHARS: usize = 200;
 /// Route one message (or a batch) from the backend: responses and progress
 /// to the [`Pending`] table, other notifications to `events`. Returns the
 /// replies the transport must send back, one per server request.
-pub(super) fn route(message: Value, pending: &Pending, events: &EventSink) -> Vec<Value> {
+pub(crate) fn route(message: Value, pending: &Pending, events: &EventSink) -> Vec<Value> {
     let mut replies = Vec::new();
     match message {
         Value::Array(batch) => {

@@ -11,7 +11,7 @@ mod child;
 mod connector;
 mod handshake;
 pub(crate) mod http;
-mod inbound;
+pub(crate) mod inbound;
 pub(crate) mod pending;
 mod sse;
 pub(crate) mod stdio;
