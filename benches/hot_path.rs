@@ -39,6 +39,10 @@ use mcp_proxy::config::{BackendConfig, Config, ProxySettings, TransportConfig};
 use mcp_proxy::internals::{self, RequestTable, Router, Sessions};
 use serde_json::{Value, json};
 
+/// The allocator of the mcp-proxy binary, so each part runs as it ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BACKENDS: usize = 20;
 const TOOLS: usize = 50;
 const SESSIONS: usize = 10_000;
