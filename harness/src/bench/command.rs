@@ -221,7 +221,7 @@ enum BenchError {
     #[error("{target} at {load}: no call succeeded in the window (see above)")]
     NothingMeasured { target: String, load: String },
     #[error(transparent)]
-    Start(#[from] super::compare::StartError),
+    Start(#[from] super::setup::StartError),
     #[error(transparent)]
     Load(#[from] crate::load::LoadError),
     #[error("cannot write the JSON report: {0}")]

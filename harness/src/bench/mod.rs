@@ -11,12 +11,14 @@
 //! every target at one load before the next load, so that targets compared
 //! side by side were measured under the same conditions.
 //!
-//! [`compare`] starts what a comparison needs (an echo backend, the proxy
-//! in front of it) and names the ratios.
+//! `compare` starts what a comparison needs (an echo backend, the proxy in
+//! front of it, through `setup`, from a built-in scenario) and names the
+//! ratios.
 
 mod command;
-pub mod compare;
+mod compare;
 mod measure;
+mod setup;
 mod table;
 
 use std::fmt;
