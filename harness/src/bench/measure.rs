@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Load, Target};
+use super::Load;
 use crate::load::{CallOutcome, LoadResult};
 use crate::stats::LatencySummary;
 
@@ -57,10 +57,10 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    /// The figures of `result` over the window from `warmup` to
-    /// `warmup + window`.
+    /// The figures of `result` (a load on the target labelled `target`)
+    /// over the window from `warmup` to `warmup + window`.
     pub(super) fn of(
-        target: &Target,
+        target: &str,
         load: Load,
         result: &LoadResult,
         warmup: Duration,
@@ -82,7 +82,7 @@ impl Measurement {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let at = |quantile: f64| micros(latency.quantile(quantile));
         Self {
-            target: target.label.clone(),
+            target: target.to_owned(),
             load,
             seconds: window.as_secs_f64(),
             successes,
@@ -106,8 +106,8 @@ impl Measurement {
     }
 }
 
-/// A failure's kind, as the tables count it.
-fn kind(outcome: &CallOutcome) -> String {
+/// A call's outcome by kind, as the tables count it.
+pub(super) fn kind(outcome: &CallOutcome) -> String {
     match outcome {
         CallOutcome::Success => "success".into(),
         CallOutcome::ToolError { .. } => "tool_error".into(),
@@ -120,8 +120,6 @@ fn kind(outcome: &CallOutcome) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Map;
-
     use super::*;
     use crate::load::CallRecord;
 
@@ -136,15 +134,6 @@ mod tests {
             ended: sent + Duration::from_millis(took_ms),
             outcome,
             echoed_call: None,
-        }
-    }
-
-    fn target() -> Target {
-        Target {
-            label: "t".into(),
-            url: "http://127.0.0.1:1/mcp".into(),
-            tool: "echo".into(),
-            arguments: Map::new(),
         }
     }
 
@@ -172,7 +161,7 @@ mod tests {
             ..LoadResult::default()
         };
         let m = Measurement::of(
-            &target(),
+            "t",
             Load::Closed { concurrency: 1 },
             &result,
             Duration::from_secs(1),

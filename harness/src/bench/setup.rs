@@ -2,15 +2,18 @@
 //! its HTTP fakes (with their faults, on the scenario clock), then the
 //! proxy in front of them (in this process, or a binary with a generated
 //! config in a work folder of its own), and a wait until the proxy lists
-//! the tools the scenario's workload calls. The bench's modes share it, so
-//! there is one way a bench starts and stops what it measures;
-//! [`Setup::stop`] ends it all, and dropping it does too (a
-//! spawned proxy is killed with it).
+//! the tools the scenario's workload calls. `--compare`, `--memory` and
+//! `--soak` share it, so there is one way a bench starts and stops what it
+//! measures; [`Setup::stop`] ends it all, and dropping it does too (a
+//! spawned proxy is killed with it). `--memory` and `--soak` go through
+//! [`with_proxy_binary`], which runs the proxy as a binary and hands them
+//! its process id.
 
 use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
+use super::rss::{self, RssError};
 use crate::clock::ScenarioClock;
 use crate::fake::HttpFake;
 use crate::journal::Journal;
@@ -29,11 +32,39 @@ pub(crate) enum StartError {
     /// panicked on.
     #[error("the bench's built-in setup is invalid (a bug of mcp-harness): {0}")]
     Builtin(ConfigError),
+    /// The proxy binary was ready, and gone before its memory was read.
+    #[error("the proxy binary exited right after it became ready")]
+    Exited,
 }
 
 /// Parses a built-in scenario (named `name` in errors).
 pub(super) fn builtin(text: &str, name: &str) -> Result<Scenario, StartError> {
     scenario::load_str(text, Path::new(&format!("<bench {name}>"))).map_err(StartError::Builtin)
+}
+
+/// Starts `scenario`'s fakes and the proxy binary `proxy_bin` in front of
+/// them, runs `measure` with the setup and the proxy's process id (whose
+/// memory is the proxy's alone), and stops it all, however `measure`
+/// ended. Fails before starting anything where the proxy's memory cannot
+/// be read.
+pub(super) async fn with_proxy_binary<T, E>(
+    scenario: &Scenario,
+    proxy_bin: &Path,
+    journal: Journal,
+    measure: impl AsyncFnOnce(&mut Setup, u32) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StartError> + From<RssError>,
+{
+    rss::supported()?;
+    let mode = ProxyMode::Binary(proxy_bin.to_path_buf());
+    let mut setup = Setup::start(scenario, &mode, journal).await?;
+    let measured = match setup.proxy_pid() {
+        Some(pid) => measure(&mut setup, pid).await,
+        None => Err(StartError::Exited.into()),
+    };
+    setup.stop().await;
+    measured
 }
 
 /// The running fakes and proxy of a bench.
@@ -119,6 +150,17 @@ impl Setup {
     /// The proxy's MCP endpoint.
     pub(super) fn proxy_url(&self) -> String {
         self.proxy.url()
+    }
+
+    /// The process id of a spawned proxy binary (`None` in this process,
+    /// or once it has been reaped).
+    fn proxy_pid(&self) -> Option<u32> {
+        self.proxy.pid()
+    }
+
+    /// Whether a spawned proxy has exited (with its status).
+    pub(super) fn proxy_exited(&mut self) -> Option<String> {
+        self.proxy.exited()
     }
 
     /// Stops the proxy, then the fakes, then removes the work folder.

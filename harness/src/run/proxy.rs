@@ -121,6 +121,15 @@ impl ProxyUnderTest {
         }
     }
 
+    /// The process id of a spawned binary still running; `None` for the
+    /// others (whose memory is not theirs alone, or not the harness's to see).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match self {
+            ProxyUnderTest::Binary { child, .. } => child.id(),
+            _ => None,
+        }
+    }
+
     /// For a spawned binary: `Ok` while it runs, `Err(status)` once it
     /// exited; `None` for proxies whose life the harness does not own.
     pub(crate) fn stayed_up(&mut self) -> Option<Result<(), String>> {
