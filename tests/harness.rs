@@ -3,8 +3,9 @@
 //! and an HTTP backend — against the proxy in-process and as a spawned
 //! binary, and passes (that it fails on a weakened set-up is shown in
 //! simulation, with every other mutant); `--target`, Ctrl-C, a proxy that dies,
-//! `check`, `list` and bad files behave as promised; a stdio fake run by hand
-//! exits as scripted. In simulation ([`simulation`]): every shipped scenario
+//! `check`, `list` and bad files behave as promised; `bench` measures
+//! (`--compare`, and the proxy binary's memory: `--memory`, `--soak`); a
+//! stdio fake run by hand exits as scripted. In simulation ([`simulation`]): every shipped scenario
 //! passes and replays identically, and every check fails on a mutant.
 //!
 //! Real-mode runs take real time (about 20 s each) and load the machine, so
@@ -300,12 +301,13 @@ fn processes_with(marker: &str) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn ctrl_c_stops_a_run_and_leaves_no_process_behind() {
-    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let child = Command::new(harness_binary())
-        .args(["run", "--quiet"])
-        .arg(outage_scenario())
+/// Spawns `command` (an mcp-harness run or bench), waits until a process
+/// whose command line names its work folder runs (a stdio fake, a spawned
+/// proxy: the folder carries the harness's pid), lets it go on for
+/// `then`, interrupts it with SIGINT, and returns its output and that
+/// marker.
+fn interrupt_once_started(mut command: Command, then: Duration) -> (Output, String) {
+    let child = command
         .current_dir(root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -313,25 +315,33 @@ fn ctrl_c_stops_a_run_and_leaves_no_process_behind() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    // The stdio fake's command line names the run's work folder, which
-    // carries the harness's pid.
     let marker = format!("mcp-harness-{pid}-");
     let poll = Duration::from_millis(50);
-    let mut fake_seen = false;
+    let mut started = false;
     for _ in 0..600 {
         if !processes_with(&marker).is_empty() {
-            fake_seen = true;
+            started = true;
             break;
         }
         std::thread::sleep(poll);
     }
-    assert!(fake_seen, "the stdio fake never started");
+    assert!(started, "no process of the harness's work folder started");
+    std::thread::sleep(then);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let output = wait_with_bound(child, Duration::from_secs(60));
+    (wait_with_bound(child, Duration::from_secs(60)), marker)
+}
+
+#[test]
+fn ctrl_c_stops_a_run_and_leaves_no_process_behind() {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut command = Command::new(harness_binary());
+    command.args(["run", "--quiet"]).arg(outage_scenario());
+    // Once the stdio fake runs.
+    let (output, marker) = interrupt_once_started(command, Duration::ZERO);
     assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
     assert!(
         text(&output.stdout).contains("interrupted"),
@@ -584,6 +594,136 @@ fn bench_compare_measures_the_backend_direct_and_through_the_proxy() {
             "{cell}"
         );
     }
+}
+
+/// Runs `bench` with `args` plus `--proxy-bin` (the proxy binary) and
+/// `--json`; returns the exit code, stdout and the JSON report.
+fn bench_with_proxy_binary(args: &[&str]) -> (Option<i32>, String, Value) {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new();
+    let json_path = dir.0.join("bench.json");
+    let (bin, json) = (
+        proxy_binary().display().to_string(),
+        json_path.display().to_string(),
+    );
+    let mut all = vec!["bench", "--proxy-bin", &bin, "--json", &json];
+    all.extend_from_slice(args);
+    let output = harness(&all);
+    let stdout = text(&output.stdout);
+    let report = std::fs::read_to_string(&json_path).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); stdout:\n{stdout}\nstderr:\n{}",
+            text(&output.stderr)
+        )
+    });
+    let report = serde_json::from_str(&report).expect("the JSON report parses");
+    (output.status.code(), stdout, report)
+}
+
+#[test]
+fn bench_memory_reads_the_proxy_binarys_memory_as_sessions_and_calls_are_added() {
+    let (code, stdout, report) = bench_with_proxy_binary(&[
+        "--memory",
+        "--idle-sessions",
+        "2000",
+        "--in-flight",
+        "50",
+        "--hold",
+        "2s",
+    ]);
+    let memory = &report["memory"];
+    let rss = |reading: &str| memory[reading]["rss_kib"].as_u64().expect("rss_kib");
+    // A process of its own, read at each step: 2,000 sessions and then 50
+    // calls, each with two connections, add to what it holds.
+    assert!(rss("baseline") > 1024, "{memory}");
+    assert!(rss("baseline") < rss("idle"), "{memory}");
+    assert!(rss("idle") < rss("in_flight"), "{memory}");
+    assert_eq!(memory["idle"]["sessions"], 2000);
+    assert_eq!(memory["in_flight"]["sessions"], 50);
+    // Every call was in flight at the reading and came back as its own.
+    assert_eq!(memory["calls"]["sent"], 50);
+    assert_eq!(
+        memory["calls"]["outcomes"],
+        serde_json::json!({"success": 50})
+    );
+    assert_eq!(memory["calls"]["wrong_answers"], 0);
+    // A few MiB, far from the goals: it passes.
+    assert!(stdout.contains("\nPASS: "), "{stdout}");
+    assert_eq!(code, Some(0), "{stdout}");
+}
+
+#[test]
+fn bench_soak_samples_the_proxy_binarys_memory_under_faults_and_judges_its_growth() {
+    let (code, stdout, report) =
+        bench_with_proxy_binary(&["--soak", "6s", "--rate", "150", "--sessions", "4"]);
+    let soak = &report["soak"];
+    // A sample every 300 ms from 0 to 6 s, in order, each a real reading.
+    let samples = soak["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 21, "{soak}");
+    for (k, sample) in samples.iter().enumerate() {
+        let at = sample["at_s"].as_f64().unwrap();
+        assert!((at - 0.3 * k as f64).abs() < 1e-6, "{sample}");
+        assert!(sample["rss_kib"].as_u64().unwrap() > 1024, "{sample}");
+    }
+    // The growth is the highest sample after the 600 ms warm-up over the
+    // one that ends it.
+    let growth = &soak["growth"];
+    assert_eq!(growth["warmup_end"], samples[2], "{soak}");
+    let highest = samples[3..]
+        .iter()
+        .map(|s| s["rss_kib"].as_u64().unwrap())
+        .max();
+    assert_eq!(growth["max_after"]["rss_kib"].as_u64(), highest, "{soak}");
+    // The verdict, its line and the exit code agree.
+    let passed = growth["percent"].as_f64().unwrap() < 10.0;
+    assert_eq!(soak["passed"], passed, "{soak}");
+    let (verdict, exit) = if passed { ("PASS", 0) } else { ("FAIL", 1) };
+    assert!(
+        stdout.contains(&format!("\n{verdict}: growth after warm-up under 10 %")),
+        "{stdout}"
+    );
+    assert_eq!(code, Some(exit), "{stdout}");
+    // The load ran, and the faults made some of it fail.
+    let calls = &soak["calls"];
+    assert!(calls["successes"].as_u64().unwrap() > 400, "{calls}");
+    assert_ne!(calls["errors"], serde_json::json!({}), "{calls}");
+}
+
+#[test]
+fn ctrl_c_stops_a_soak_and_the_proxy_binary_with_it() {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = proxy_binary().display().to_string();
+    let mut command = Command::new(harness_binary());
+    command.args([
+        "bench",
+        "--soak",
+        "60s",
+        "--rate",
+        "50",
+        "--proxy-bin",
+        &bin,
+    ]);
+    // Into the load and the sampling.
+    let (output, marker) = interrupt_once_started(command, Duration::from_secs(2));
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("(warm-up)"), "{stdout}");
+    assert_eq!(
+        processes_with(&marker),
+        Vec::<u32>::new(),
+        "processes left behind"
+    );
+}
+
+#[test]
+fn bench_memory_needs_a_proxy_binary() {
+    let output = harness(&["bench", "--memory", "--idle-sessions", "10"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("--memory reads the proxy's own memory") && stderr.contains("--proxy-bin"),
+        "{stderr}"
+    );
 }
 
 #[test]

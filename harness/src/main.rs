@@ -1,7 +1,8 @@
 //! The `mcp-harness` command line: `run`, `bench`, `check`, `list` and
-//! `fake-backend`. Exit codes: 0 every check passed (bench: measured), 1 a
-//! check failed, 2 an invalid scenario or a harness error (bench: could
-//! not measure), 130 interrupted.
+//! `fake-backend`. Exit codes: 0 every check passed (bench: measured, and
+//! within the goals of --memory or --soak), 1 a check failed (bench: a goal
+//! missed), 2 an invalid scenario or a harness error (bench: could not
+//! measure), 130 interrupted.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -73,7 +74,8 @@ enum Command {
         seeds: Option<String>,
     },
     /// Measure tools/call throughput and latency of any MCP endpoint, or
-    /// (--compare) of an echo backend direct and through the proxy.
+    /// (--compare) of an echo backend direct and through the proxy; or the
+    /// memory of a proxy binary (--memory, --soak).
     Bench(mcp_harness::bench::BenchArgs),
     /// Validate scenarios without running them.
     Check {

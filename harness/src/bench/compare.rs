@@ -5,18 +5,15 @@
 //! backend `direct` and `proxy`; [`super::run`] then measures them
 //! interleaved, load by load, and the ratios compare each with `direct`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Map, Value};
-use tokio_util::sync::CancellationToken;
 
+use super::setup::{self, Setup, StartError};
 use super::{ProcessCpu, Target};
-use crate::clock::ScenarioClock;
-use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::Journal;
-use crate::load::LoadTarget;
-use crate::run::{self, ProxyMode, ProxyUnderTest, RunError, WorkDir};
-use crate::scenario::{self, FakeAddress, FakeTransport, Scenario};
+use crate::run::ProxyMode;
+use crate::scenario::{FakeTransport, Scenario};
 
 /// The label of the backend measured without the proxy.
 pub const DIRECT: &str = "direct";
@@ -45,17 +42,9 @@ workload:
 expect: []
 ";
 
-/// Why the comparison could not start.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct StartError(#[from] RunError);
-
 /// The running backend and proxy; [`Comparison::stop`] ends both.
 pub struct Comparison {
-    fake: HttpFake,
-    proxy: ProxyUnderTest,
-    /// The proxy binary's config and log; removed when dropped.
-    work_dir: WorkDir,
+    setup: Setup,
     /// `direct`, then `proxy`.
     pub targets: Vec<Target>,
 }
@@ -70,100 +59,49 @@ impl Comparison {
         fake_port: Option<u16>,
         arguments: &Map<String, Value>,
     ) -> Result<Comparison, StartError> {
-        let setup = setup();
-        let work_dir = WorkDir::create().map_err(RunError::WorkDir)?;
-        let clock = ScenarioClock::start_now();
-        let mut spec = setup.fakes[0].clone();
-        spec.transport = FakeTransport::Http {
+        let mut scenario = scenario()?;
+        scenario.fakes[0].transport = FakeTransport::Http {
             port: fake_port.unwrap_or(0),
         };
-        let fake = HttpFake::start(FakeConfig {
-            spec,
-            faults: Vec::new(),
-            seed: setup.seed,
-            clock,
-            journal: Journal::discard(),
-            generation: 0,
-        })
-        .await
-        .map_err(|source| RunError::FakeStart {
-            fake: "bench".into(),
-            source,
-        })?;
-        let url = fake.url();
-        let address = |_: &str| FakeAddress::Http { url: url.clone() };
         let mode = proxy_bin.map_or(ProxyMode::InProcess, |bin| {
-            ProxyMode::Binary(PathBuf::from(bin))
+            ProxyMode::Binary(bin.to_path_buf())
         });
-        let mut proxy =
-            match ProxyUnderTest::start(&mode, &setup, &address, work_dir.path(), setup.seed).await
-            {
-                Ok(proxy) => proxy,
-                Err(error) => {
-                    fake.shutdown().await;
-                    return Err(error.into());
-                }
-            };
-        let proxy_url = proxy.url();
-        let ready = match LoadTarget::new(&proxy_url) {
-            Ok(target) => {
-                let cancel = CancellationToken::new();
-                run::wait_ready(&setup, &target, &proxy_url, clock, &cancel, &mut || {
-                    proxy.exited()
-                })
-                .await
-            }
-            Err(error) => Err(RunError::Load(error)),
-        };
-        if let Err(error) = ready {
-            proxy.stop().await;
-            fake.shutdown().await;
-            return Err(error.into());
-        }
+        let setup = Setup::start(&scenario, &mode, Journal::discard()).await?;
         let targets = vec![
             Target {
                 label: DIRECT.into(),
-                url,
+                url: setup.fake_url(0).unwrap_or_default(),
                 tool: "echo".into(),
                 arguments: arguments.clone(),
                 process: None,
             },
             Target {
                 label: PROXY.into(),
-                url: proxy_url,
+                url: setup.proxy_url(),
                 tool: "bench/echo".into(),
                 arguments: arguments.clone(),
-                process: proxy.pid().and_then(ProcessCpu::of),
+                process: setup.proxy_pid().and_then(ProcessCpu::of),
             },
         ];
-        Ok(Comparison {
-            fake,
-            proxy,
-            work_dir,
-            targets,
-        })
+        Ok(Comparison { setup, targets })
     }
 
     /// Stops the proxy, then the backend, then removes the work folder.
     pub async fn stop(self) {
-        self.proxy.stop().await;
-        self.fake.shutdown().await;
-        drop(self.work_dir);
+        self.setup.stop().await;
     }
 }
 
-/// The built-in setup, parsed as any scenario is (it is a constant: a
-/// failure here is a bug of this file, caught by its test).
-fn setup() -> Scenario {
-    scenario::load_str(SETUP, Path::new("<bench setup>"))
-        .expect("the built-in bench setup is a valid scenario")
+/// The built-in scenario (one fake, `bench`).
+fn scenario() -> Result<Scenario, StartError> {
+    setup::builtin(SETUP, "compare")
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_built_in_setup_is_a_valid_scenario() {
-        let setup = super::setup();
+        let setup = super::scenario().unwrap();
         assert_eq!(setup.fakes.len(), 1);
         assert_eq!(setup.workload.calls[0].tool, "bench/echo");
     }

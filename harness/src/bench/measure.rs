@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Load, Target};
+use super::Load;
 use crate::load::{CallOutcome, LoadResult};
 use crate::stats::LatencySummary;
 
@@ -61,10 +61,10 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    /// The figures of `result` over the window from `warmup` to
-    /// `warmup + window`.
+    /// The figures of `result` (a load on the target labelled `target`)
+    /// over the window from `warmup` to `warmup + window`.
     pub(super) fn of(
-        target: &Target,
+        target: &str,
         load: Load,
         result: &LoadResult,
         warmup: Duration,
@@ -86,7 +86,7 @@ impl Measurement {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let at = |quantile: f64| micros(latency.quantile(quantile));
         Self {
-            target: target.label.clone(),
+            target: target.to_owned(),
             load,
             seconds: window.as_secs_f64(),
             successes,
@@ -120,8 +120,8 @@ impl Measurement {
     }
 }
 
-/// A failure's kind, as the tables count it.
-fn kind(outcome: &CallOutcome) -> String {
+/// A call's outcome by kind, as the tables count it.
+pub(super) fn kind(outcome: &CallOutcome) -> String {
     match outcome {
         CallOutcome::Success => "success".into(),
         CallOutcome::ToolError { .. } => "tool_error".into(),
@@ -134,8 +134,6 @@ fn kind(outcome: &CallOutcome) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Map;
-
     use super::*;
     use crate::load::CallRecord;
 
@@ -153,16 +151,6 @@ mod tests {
         }
     }
 
-    fn target() -> Target {
-        Target {
-            label: "t".into(),
-            url: "http://127.0.0.1:1/mcp".into(),
-            tool: "echo".into(),
-            arguments: Map::new(),
-            process: None,
-        }
-    }
-
     #[test]
     fn cpu_time_is_spread_over_the_successes_of_the_window() {
         let load = Load::Closed { concurrency: 1 };
@@ -172,18 +160,12 @@ mod tests {
             calls: calls.collect(),
             ..LoadResult::default()
         };
-        let cell = Measurement::of(&target(), load, &result, Duration::ZERO, window)
+        let cell = Measurement::of("t", load, &result, Duration::ZERO, window)
             .with_cpu(Some(Duration::from_millis(2)));
         assert_eq!(cell.successes, 4);
         assert_eq!(cell.cpu_us_per_call, Some(500.0));
-        let empty = Measurement::of(
-            &target(),
-            load,
-            &LoadResult::default(),
-            Duration::ZERO,
-            window,
-        )
-        .with_cpu(Some(Duration::from_millis(2)));
+        let empty = Measurement::of("t", load, &LoadResult::default(), Duration::ZERO, window)
+            .with_cpu(Some(Duration::from_millis(2)));
         assert_eq!(empty.cpu_us_per_call, None, "no success, no figure");
     }
 
@@ -211,7 +193,7 @@ mod tests {
             ..LoadResult::default()
         };
         let m = Measurement::of(
-            &target(),
+            "t",
             Load::Closed { concurrency: 1 },
             &result,
             Duration::from_secs(1),

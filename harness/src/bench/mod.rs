@@ -1,23 +1,34 @@
 //! `mcp-harness bench`: throughput and latency of `tools/call` against any
 //! MCP server or gateway, measured with the same load engine as scenario
-//! runs (real sessions, one record per call).
+//! runs (real sessions, one record per call); and the proxy's memory.
 //!
 //! Each cell is one target under one load: a closed loop (`concurrency`
 //! calls always in flight, one session each) or an open loop (`rate` calls
 //! per second whatever the answers do; latency counted from when a call was
 //! due, so a slow target cannot hide its queue: no coordinated omission). A
-//! cell runs for `warmup + duration` (see [`measure`] for which calls
+//! cell runs for `warmup + duration` (see `measure` for which calls
 //! count toward what). Cells run one after another,
 //! every target at one load before the next load, so that targets compared
 //! side by side were measured under the same conditions.
 //!
-//! [`compare`] starts what a comparison needs (an echo backend, the proxy
-//! in front of it) and names the ratios.
+//! What the bench starts itself (fakes, the proxy in front of them) comes
+//! from a built-in scenario through `setup`, for three modes:
+//!
+//! - `compare`: an echo backend, measured direct and through the proxy;
+//! - `memory`: the proxy's resident set per idle session and per call in
+//!   flight;
+//! - `soak`: the proxy's resident set over a long run with backend faults.
+//!
+//! The last two read the proxy binary's resident set (`rss`, Linux).
 
 mod command;
-pub mod compare;
+mod compare;
 mod cpu;
 mod measure;
+mod memory;
+mod rss;
+mod setup;
+mod soak;
 mod table;
 mod target_cmd;
 
@@ -180,5 +191,5 @@ async fn cell(plan: &Plan, target: &Target, endpoint: &LoadTarget, load: Load) -
         cpu_in_window
     );
     line.finish();
-    Measurement::of(target, load, &result, plan.warmup, plan.duration).with_cpu(cpu)
+    Measurement::of(&target.label, load, &result, plan.warmup, plan.duration).with_cpu(cpu)
 }

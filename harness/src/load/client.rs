@@ -175,7 +175,8 @@ impl McpSession {
     }
 
     /// Calls a tool. Every way the call can end is a [`CallOutcome`]; a call
-    /// that never ends is the caller's to give up (see `load::run`).
+    /// that never ends is the caller's to give up (see
+    /// [`Self::call_tool_until`]).
     pub async fn call_tool(&self, name: &str, arguments: Value) -> ToolAnswer {
         let params = json!({"name": name, "arguments": arguments});
         let outcome = match self.request("tools/call", params).await {
@@ -196,6 +197,22 @@ impl McpSession {
             outcome,
             result: None,
         }
+    }
+
+    /// [`Self::call_tool`], given up as [`CallOutcome::Hung`] if it has not
+    /// ended by `give_up`.
+    pub async fn call_tool_until(
+        &self,
+        name: &str,
+        arguments: Value,
+        give_up: Instant,
+    ) -> ToolAnswer {
+        tokio::time::timeout_at(give_up, self.call_tool(name, arguments))
+            .await
+            .unwrap_or(ToolAnswer {
+                outcome: CallOutcome::Hung,
+                result: None,
+            })
     }
 
     /// The names of all tools the server lists, following `nextCursor`.

@@ -260,13 +260,9 @@ impl Driver {
         let give_up = Instant::now()
             .checked_add(self.call_timeout)
             .map_or(self.give_up_all, |at| at.min(self.give_up_all));
-        let answer =
-            tokio::time::timeout_at(give_up, session.call_tool(&planned.tool, planned.arguments))
-                .await
-                .unwrap_or(ToolAnswer {
-                    outcome: CallOutcome::Hung,
-                    result: None,
-                });
+        let answer = session
+            .call_tool_until(&planned.tool, planned.arguments, give_up)
+            .await;
         let ended = self.clock.elapsed();
         self.progress.call_ended(&answer.outcome);
         lock(&self.records).push(CallRecord {

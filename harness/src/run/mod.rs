@@ -32,7 +32,9 @@ use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
 use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
-use crate::scenario::{FakeAddress, FakeTransport, FaultAction, LinkFault, Scenario, Trigger};
+use crate::scenario::{
+    FakeAddress, FakeSpec, FakeTransport, FaultAction, LinkFault, Scenario, Trigger,
+};
 pub(crate) use error::RunError;
 pub(crate) use progress::{Headline, ProgressLine};
 pub use proxy::ProxyMode;
@@ -144,19 +146,7 @@ async fn execute(
                         fake: spec.name.clone(),
                     });
                 }
-                let fake = HttpFake::start(FakeConfig {
-                    spec: spec.clone(),
-                    faults: faults_of(scenario, &spec.name),
-                    seed,
-                    clock,
-                    journal: journal.clone(),
-                    generation: 0,
-                })
-                .await
-                .map_err(|source| RunError::FakeStart {
-                    fake: spec.name.clone(),
-                    source,
-                })?;
+                let fake = start_http_fake(scenario, spec, seed, clock, &journal).await?;
                 let url = fake.url();
                 http_fakes.push(fake);
                 FakeAddress::Http { url }
@@ -340,6 +330,30 @@ async fn list_tools(target: &LoadTarget) -> Result<Vec<String>, RunError> {
     let listed = session.list_tools().await;
     session.close().await;
     listed.map_err(RunError::ListTools)
+}
+
+/// Starts the HTTP fake `spec` of `scenario` with the faults that name it,
+/// journalling to `journal`.
+pub(crate) async fn start_http_fake(
+    scenario: &Scenario,
+    spec: &FakeSpec,
+    seed: u64,
+    clock: ScenarioClock,
+    journal: &Journal,
+) -> Result<HttpFake, RunError> {
+    HttpFake::start(FakeConfig {
+        spec: spec.clone(),
+        faults: faults_of(scenario, &spec.name),
+        seed,
+        clock,
+        journal: journal.clone(),
+        generation: 0,
+    })
+    .await
+    .map_err(|source| RunError::FakeStart {
+        fake: spec.name.clone(),
+        source,
+    })
 }
 
 /// The faults that apply to one fake.

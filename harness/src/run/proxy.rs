@@ -121,7 +121,8 @@ impl ProxyUnderTest {
         }
     }
 
-    /// A spawned binary's process id (while it runs).
+    /// The process id of a spawned binary still running; `None` for the
+    /// others (whose memory is not theirs alone, or not the harness's to see).
     pub(crate) fn pid(&self) -> Option<u32> {
         match self {
             ProxyUnderTest::Binary { child, .. } => child.id(),
