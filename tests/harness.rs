@@ -562,10 +562,12 @@ fn bench_compare_measures_the_backend_direct_and_through_the_proxy() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     for load in ["closed 1", "closed 4"] {
-        assert!(
-            stdout.contains(&format!("proxy / direct at {load}: ")),
-            "no ratio at {load}:\n{stdout}"
-        );
+        for ratio in ["proxy / direct", "loaded / direct", "loaded / proxy"] {
+            assert!(
+                stdout.contains(&format!("{ratio} at {load}: ")),
+                "no {ratio} at {load}:\n{stdout}"
+            );
+        }
     }
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap())
         .expect("the JSON report parses");
@@ -579,10 +581,17 @@ fn bench_compare_measures_the_backend_direct_and_through_the_proxy() {
             )
         })
         .collect();
-    // Interleaved: both targets at one load before the next load.
+    // Interleaved: every target at one load before the next load.
     assert_eq!(
         order,
-        [("direct", 1), ("proxy", 1), ("direct", 4), ("proxy", 4)]
+        [
+            ("direct", 1),
+            ("proxy", 1),
+            ("loaded", 1),
+            ("direct", 4),
+            ("proxy", 4),
+            ("loaded", 4)
+        ]
     );
     for cell in cells {
         assert!(cell["successes"].as_u64().unwrap() > 0, "{cell}");
@@ -618,6 +627,34 @@ fn bench_with_proxy_binary(args: &[&str]) -> (Option<i32>, String, Value) {
     });
     let report = serde_json::from_str(&report).expect("the JSON report parses");
     (output.status.code(), stdout, report)
+}
+
+#[test]
+fn bench_compare_measures_the_cpu_time_per_call_of_the_proxy_binary() {
+    let (code, stdout, report) = bench_with_proxy_binary(&[
+        "--compare",
+        "--concurrency",
+        "2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 3, "{report}");
+    for cell in cells {
+        let cpu = &cell["cpu_us_per_call"];
+        if cell["target"] == "direct" {
+            // The echo backend runs in the harness's own process.
+            assert!(cpu.is_null(), "{cell}");
+        } else {
+            let us = cpu
+                .as_f64()
+                .unwrap_or_else(|| panic!("no CPU figure: {cell}"));
+            assert!(us > 0.0 && us < 100_000.0, "{cell}");
+        }
+    }
 }
 
 #[test]

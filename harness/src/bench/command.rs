@@ -8,7 +8,7 @@ use mcp_proxy::config::parse_duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::compare::{Comparison, DIRECT};
+use super::compare::{Comparison, DIRECT, LOADED, PROXY};
 use super::memory::{self, MemoryError, MemoryPlan, MemoryReport};
 use super::soak::{self, SoakError, SoakPlan, SoakReport};
 use super::{Load, Measurement, Plan, ProcessCpu, Target, TargetProcess, table};
@@ -361,6 +361,9 @@ async fn throughput(args: BenchArgs) -> Result<(), BenchError> {
     if plan.targets.len() > 1 {
         println!();
         print!("{}", table::render_ratios(&measurements, baseline));
+    }
+    if args.compare {
+        print!("{}", table::render_ratio_of(&measurements, LOADED, PROXY));
     }
     write_json(
         args.json.as_deref(),

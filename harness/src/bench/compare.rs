@@ -2,8 +2,10 @@
 //! started by the harness itself: an echo backend (a harness fake, no
 //! latency, no faults, keeping no journal) and the proxy in front of it,
 //! in this process or as a binary (`--proxy-bin`). The targets are the
-//! backend `direct` and `proxy`; [`super::run`] then measures them
-//! interleaved, load by load, and the ratios compare each with `direct`.
+//! backend `direct`, through the proxy with nothing configured (`proxy`)
+//! and with the resilience and shaping features configured (`loaded`);
+//! [`super::run`] then measures them interleaved, load by load, and the
+//! ratios compare each with `direct`, and `loaded` with `proxy`.
 
 use std::path::Path;
 
@@ -20,8 +22,17 @@ pub const DIRECT: &str = "direct";
 /// The label of the same backend through the proxy.
 pub const PROXY: &str = "proxy";
 
+/// The same backend through the proxy with every per-backend feature
+/// configured.
+pub const LOADED: &str = "loaded";
+
 /// The comparison's backend and proxy, as a scenario: one HTTP fake with
-/// one tool, one backend of the proxy serving it.
+/// one read-only tool (so the cache and coalescing apply to it), served by
+/// two backends of the proxy: `bench`, with nothing configured, and
+/// `loaded`, with a timeout, retries, a circuit breaker, a pool of one
+/// endpoint with outlier detection, a cache and coalescing. No fault ever
+/// makes them act; the calls carry distinct arguments, so the cache misses:
+/// what `loaded / proxy` measures is what having them costs each call.
 const SETUP: &str = "\
 name: bench
 description: An echo backend behind the proxy, for mcp-harness bench --compare.
@@ -30,22 +41,44 @@ proxy:
   backends:
     - name: bench
       fake: bench
+    - name: loaded
+      fake: [bench]
+      timeout: { per_try: 5s, overall: 10s }
+      retry:
+        max_retries: 2
+        backoff: { initial: 1ms, max: 5ms }
+        on: [transport, unavailable, -32603]
+      circuit_breaker:
+        window: 10s
+        min_calls: 20
+        failure_rate: 0.5
+        open_for: 5s
+        half_open_probes: 3
+      outlier_detection:
+        consecutive_failures: 5
+        base_ejection: 30s
+        max_ejection: 5m
+        max_ejection_percent: 10
+      cache: { tools: 30s, max_entries: 1000 }
+      coalesce: true
 fakes:
   - name: bench
     transport: http
     tools:
       - name: echo
+        read_only: true
 workload:
   closed: { concurrency: 1 }
   calls:
     - tool: bench/echo
+    - tool: loaded/echo
 expect: []
 ";
 
 /// The running backend and proxy; [`Comparison::stop`] ends both.
 pub struct Comparison {
     setup: Setup,
-    /// `direct`, then `proxy`.
+    /// `direct`, `proxy` and `loaded`.
     pub targets: Vec<Target>,
 }
 
@@ -82,6 +115,13 @@ impl Comparison {
                 arguments: arguments.clone(),
                 process: setup.proxy_pid().and_then(ProcessCpu::of),
             },
+            Target {
+                label: LOADED.into(),
+                url: setup.proxy_url(),
+                tool: "loaded/echo".into(),
+                arguments: arguments.clone(),
+                process: setup.proxy_pid().and_then(ProcessCpu::of),
+            },
         ];
         Ok(Comparison { setup, targets })
     }
@@ -104,5 +144,6 @@ mod tests {
         let setup = super::scenario().unwrap();
         assert_eq!(setup.fakes.len(), 1);
         assert_eq!(setup.workload.calls[0].tool, "bench/echo");
+        assert_eq!(setup.workload.calls[1].tool, "loaded/echo");
     }
 }

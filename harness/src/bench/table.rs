@@ -67,11 +67,20 @@ pub fn render(measurements: &[Measurement]) -> String {
 /// For each load, every other target's req/s as a share of `baseline`'s
 /// and the p50 latency it adds to it.
 pub fn render_ratios(measurements: &[Measurement], baseline: &str) -> String {
+    ratios(measurements, baseline, |_| true)
+}
+
+/// The same for `target` alone.
+pub fn render_ratio_of(measurements: &[Measurement], target: &str, baseline: &str) -> String {
+    ratios(measurements, baseline, |other| other == target)
+}
+
+fn ratios(measurements: &[Measurement], baseline: &str, include: impl Fn(&str) -> bool) -> String {
     let mut out = String::new();
     for base in measurements.iter().filter(|m| m.target == baseline) {
         for other in measurements
             .iter()
-            .filter(|m| m.load == base.load && m.target != baseline)
+            .filter(|m| m.load == base.load && m.target != baseline && include(&m.target))
         {
             let share = if base.req_per_s > 0.0 {
                 other.req_per_s / base.req_per_s
@@ -137,6 +146,20 @@ mod tests {
             render_ratios(&cells, "direct"),
             "proxy / direct at closed 1: 0.75× req/s, p50 +60 µs\n\
              proxy / direct at closed 8: 0.70× req/s, p50 +120 µs\n"
+        );
+    }
+
+    #[test]
+    fn one_target_can_be_compared_with_another_than_the_first() {
+        let one = Load::Closed { concurrency: 1 };
+        let cells = [
+            measured("direct", one, 10_000.0, 100),
+            measured("proxy", one, 8_000.0, 150),
+            measured("loaded", one, 7_600.0, 155),
+        ];
+        assert_eq!(
+            render_ratio_of(&cells, "loaded", "proxy"),
+            "loaded / proxy at closed 1: 0.95× req/s, p50 +5 µs\n"
         );
     }
 
