@@ -11,7 +11,7 @@
 //! Time comes from `tokio::time`, so the tests run on the paused clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -40,9 +40,9 @@ pub(crate) struct CacheCounts {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<Arc<RequestKey>, Entry>,
+    entries: HashMap<RequestKey, Entry>,
     /// Insertion number to key, oldest first: the FIFO eviction order.
-    by_age: BTreeMap<u64, Arc<RequestKey>>,
+    by_age: BTreeMap<u64, RequestKey>,
     /// `(expiry, insertion number)`, soonest first, to find the expired
     /// entries without looking at the live ones.
     by_expiry: BTreeSet<(Instant, u64)>,
@@ -109,8 +109,7 @@ impl ResponseCache {
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let expires_at = now + ttl.min(MAX_TTL);
-        let key = Arc::new(key);
-        inner.by_age.insert(seq, Arc::clone(&key));
+        inner.by_age.insert(seq, key.clone());
         inner.by_expiry.insert((expires_at, seq));
         inner.entries.insert(
             key,
@@ -157,7 +156,7 @@ impl Inner {
             }
             self.by_expiry.pop_first();
             if let Some(key) = self.by_age.remove(&seq) {
-                self.entries.remove(&*key);
+                self.entries.remove(&key);
             }
         }
     }

@@ -1,26 +1,32 @@
 //! What makes two calls "identical" for the cache and for coalescing:
 //! one [`RequestKey`], built here so that the two can never disagree.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 /// What identifies one request for caching and coalescing: the backend, the
 /// method, the backend's own name or URI, the arguments in canonical JSON
 /// (object keys sorted, so {"a":1,"b":2} and {"b":2,"a":1} are one key), and the
-/// caller identity (None until auth exists).
+/// caller identity (None until auth exists). Shared: the cache and the
+/// coalescer each keep a copy, which costs a reference count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct RequestKey {
+pub(crate) struct RequestKey(Arc<Parts>);
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Parts {
     /// Index of the backend in the config.
-    pub(crate) backend: usize,
+    backend: usize,
     /// The JSON-RPC method, e.g. `tools/call` or `resources/read`.
-    pub(crate) method: String,
+    method: &'static str,
     /// The tool or prompt name, or the resource URI, as the backend knows it
     /// (the namespace prefix already taken off).
-    pub(crate) target: String,
+    target: String,
     /// The arguments in canonical JSON; empty when the request had none.
-    pub(crate) arguments: String,
+    arguments: String,
     /// Who asked, so that one caller's answer is never served to another;
     /// under a sticky canary split, also which side of it the caller is on.
-    pub(crate) caller: Option<String>,
+    caller: Option<String>,
 }
 
 impl RequestKey {
@@ -35,67 +41,64 @@ impl RequestKey {
     /// merges requests the server distinguishes would serve a wrong answer.
     pub(crate) fn new(
         backend: usize,
-        method: &str,
+        method: &'static str,
         target: &str,
         arguments: Option<&Value>,
         caller: Option<&str>,
     ) -> Self {
-        Self {
+        Self(Arc::new(Parts {
             backend,
-            method: method.to_owned(),
+            method,
             target: target.to_owned(),
             arguments: arguments.map(canonical_json).unwrap_or_default(),
             caller: caller.map(str::to_owned),
-        }
+        }))
     }
 }
 
-/// `value` as compact JSON with the keys of every object sorted.
-///
-/// serde_json's `Map` is a `BTreeMap`, already sorted, unless its
-/// `preserve_order` feature is on. Neither proxy/Cargo.toml nor the
-/// workspace asks for it, so the proxy's own build has sorted maps, but the
-/// tower-mcp dev-dependency turns it on, so the tests run with maps that
-/// keep the order the client sent. The keys are sorted here rather than
-/// trusting whichever `Map` a build ends up with.
-///
-/// Numbers are written as serde_json parsed them, so `1` and `1.0` stay two
-/// keys; that only costs a cache miss, never a wrong answer.
 fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    // Only JSON was written: strings as serde_json escapes them, so UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes straight into one buffer: a key is built for every call a cache
+/// or coalescing applies to, so no string is allocated per member.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
+            out.push(b'{');
             for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                // Display on a string value writes it quoted and escaped.
-                out.push_str(&Value::from(key.as_str()).to_string());
-                out.push(':');
+                write_scalar(key, out);
+                out.push(b':');
                 write_canonical(item, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_scalar(scalar, out),
     }
+}
+
+/// A string, number, boolean or null as compact JSON. Writing to a `Vec`
+/// cannot fail, nor can serializing these.
+fn write_scalar(scalar: &(impl serde::Serialize + ?Sized), out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(out, scalar);
 }
 
 #[cfg(test)]
@@ -118,7 +121,7 @@ mod tests {
             serde_json::from_str(r#"{"b":{"y":null,"x":[{"q":2,"p":1}]},"a":1}"#).unwrap();
         assert_eq!(key(Some(&a)), key(Some(&b)));
         assert_eq!(
-            key(Some(&b)).arguments,
+            key(Some(&b)).0.arguments,
             r#"{"a":1,"b":{"x":[{"p":1,"q":2}],"y":null}}"#
         );
     }
@@ -134,7 +137,7 @@ mod tests {
     #[test]
     fn strings_are_escaped_in_keys_and_values() {
         let args = json!({"q\"uote": "line\nbreak"});
-        assert_eq!(key(Some(&args)).arguments, r#"{"q\"uote":"line\nbreak"}"#);
+        assert_eq!(key(Some(&args)).0.arguments, r#"{"q\"uote":"line\nbreak"}"#);
     }
 
     #[test]
