@@ -20,6 +20,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -32,6 +33,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use futures_util::future::abortable;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::{Value, json};
@@ -340,7 +342,8 @@ async fn request(
     let cancel_calls = app.cancel_calls.clone();
     let gateway = Arc::clone(&app.gateway);
     let task_id = id.clone();
-    let answer = app.calls.track_future(Box::pin(async move {
+    let panicked_id = id.clone();
+    let call = async move {
         let outcome = tokio::select! {
             biased;
             outcome = call => outcome,
@@ -363,7 +366,20 @@ async fn request(
                 jsonrpc::error_response(task_id, &error)
             }
         }
-    }) as Pin<Box<dyn Future<Output = Value> + Send>>);
+    };
+    // A bug that panics in a call answers that call with an internal error
+    // (as a task of its own would have) rather than resetting the client's
+    // connection, and leaves nothing half-run to detach.
+    let answer = AssertUnwindSafe(call).catch_unwind().map(|outcome| {
+        outcome.unwrap_or_else(|_| {
+            tracing::error!("a call panicked; answered with an internal error");
+            let error = ErrorObject::new(jsonrpc::INTERNAL_ERROR, "internal error");
+            jsonrpc::error_response(panicked_id, &error)
+        })
+    });
+    let answer = app
+        .calls
+        .track_future(Box::pin(answer) as Pin<Box<dyn Future<Output = Value> + Send>>);
 
     match progress_rx {
         None => Json(Detachable::new(answer).await).into_response(),
