@@ -28,7 +28,8 @@ pub struct BenchArgs {
     /// --target, and so on): started once --compare's echo backend listens
     /// (so another gateway can be set up in front of it with --fake-port),
     /// ready when the target's port accepts connections, stopped at the
-    /// end; the CPU time of the process it execs is measured per call.
+    /// end; the CPU time of the process it execs is measured per call (so
+    /// one program and its arguments: `env VAR=value program`, no `&&`).
     #[arg(long, value_name = "COMMAND")]
     target_cmd: Vec<String>,
     /// The tool to call at each --target.
@@ -327,6 +328,7 @@ async fn throughput(args: BenchArgs) -> Result<(), BenchError> {
                 .get(i)
                 .and_then(TargetProcess::pid)
                 .and_then(ProcessCpu::of),
+            distinct_cells: false,
         }
     }));
     if targets.is_empty() {

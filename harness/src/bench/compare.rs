@@ -107,6 +107,7 @@ impl Comparison {
                 tool: "echo".into(),
                 arguments: arguments.clone(),
                 process: None,
+                distinct_cells: true,
             },
             Target {
                 label: PROXY.into(),
@@ -114,6 +115,7 @@ impl Comparison {
                 tool: "bench/echo".into(),
                 arguments: arguments.clone(),
                 process: setup.proxy_pid().and_then(ProcessCpu::of),
+                distinct_cells: true,
             },
             Target {
                 label: LOADED.into(),
@@ -121,6 +123,7 @@ impl Comparison {
                 tool: "loaded/echo".into(),
                 arguments: arguments.clone(),
                 process: setup.proxy_pid().and_then(ProcessCpu::of),
+                distinct_cells: true,
             },
         ];
         Ok(Comparison { setup, targets })

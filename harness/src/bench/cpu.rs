@@ -28,7 +28,8 @@ impl ProcessCpu {
         cpu.used().map(|_| cpu)
     }
 
-    /// CPU time used so far, user and system; `None` once it has exited.
+    /// CPU time used so far, user and system; `None` once it has exited
+    /// (a zombie's figure would stand still and pass for an idle process).
     pub fn used(&self) -> Option<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
         let ticks = user_and_system_ticks(&stat)?;
@@ -43,7 +44,12 @@ impl ProcessCpu {
 /// fields are counted after its closing parenthesis.
 fn user_and_system_ticks(stat: &str) -> Option<u64> {
     let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
+    let mut fields = after_name.split_whitespace();
+    // Field 3, the state: Z (zombie) or X (dead) has exited.
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    let mut fields = fields.skip(10);
     let user: u64 = fields.next()?.parse().ok()?;
     let system: u64 = fields.next()?.parse().ok()?;
     Some(user + system)
@@ -59,6 +65,8 @@ mod tests {
                     1234 567 0 0 20 0 3 0 1000 0 0";
         assert_eq!(user_and_system_ticks(stat), Some(1234 + 567));
         assert_eq!(user_and_system_ticks("4242 (cut) S 1 2"), None);
+        let zombie = stat.replace(") S ", ") Z ");
+        assert_eq!(user_and_system_ticks(&zombie), None, "exited");
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub struct Target {
     /// per call is measured too.
     #[serde(skip)]
     pub process: Option<ProcessCpu>,
+    /// Whether to add `"bench_cell": N` (N counting the cells) to the
+    /// arguments. The load engine numbers the calls from 1 in every cell,
+    /// so a cache in front of the tool would answer a later cell's calls
+    /// from an earlier one's; only for a tool known to take any argument.
+    #[serde(skip)]
+    pub distinct_cells: bool,
 }
 
 /// How calls are paced in one cell.
@@ -128,9 +134,11 @@ pub async fn run(
         endpoints.push(LoadTarget::new(&target.url)?);
     }
     let mut measurements = Vec::new();
+    let mut cells = 0;
     for &load in &plan.loads {
         for (target, endpoint) in plan.targets.iter().zip(&endpoints) {
-            let measurement = cell(plan, target, endpoint, load).await;
+            cells += 1;
+            let measurement = cell(plan, target, endpoint, load, cells).await;
             on_cell(&measurement);
             measurements.push(measurement);
         }
@@ -139,7 +147,13 @@ pub async fn run(
 }
 
 /// One target under one load.
-async fn cell(plan: &Plan, target: &Target, endpoint: &LoadTarget, load: Load) -> Measurement {
+async fn cell(
+    plan: &Plan,
+    target: &Target,
+    endpoint: &LoadTarget,
+    load: Load,
+    number: u64,
+) -> Measurement {
     let (clients, mode) = match load {
         Load::Closed { concurrency } => (concurrency, LoadMode::Closed { concurrency }),
         Load::Open { rate, sessions } => (
@@ -151,12 +165,16 @@ async fn cell(plan: &Plan, target: &Target, endpoint: &LoadTarget, load: Load) -
             },
         ),
     };
+    let mut arguments = target.arguments.clone();
+    if target.distinct_cells {
+        arguments.insert("bench_cell".into(), number.into());
+    }
     let workload = Workload {
         clients,
         mode,
         calls: vec![CallMix {
             tool: target.tool.clone(),
-            arguments: target.arguments.clone(),
+            arguments,
             weight: 1.0,
         }],
         call_timeout: CALL_TIMEOUT,

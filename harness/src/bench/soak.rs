@@ -44,7 +44,7 @@ const MAX_INTERVAL: Duration = Duration::from_secs(10);
 /// Samples per run, at least (a short run samples more often).
 const MIN_SAMPLES: u32 = 20;
 /// The fault cycle's bounds.
-const MIN_CYCLE: Duration = Duration::from_secs(4);
+const MIN_CYCLE: Duration = Duration::from_secs(8);
 const MAX_CYCLE: Duration = Duration::from_secs(60);
 /// Open loop: calls outstanding beyond this are not sent (missed slots).
 const MAX_IN_FLIGHT: usize = 10_000;

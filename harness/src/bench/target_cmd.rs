@@ -4,9 +4,11 @@
 //!
 //! The command runs as `sh -c "exec COMMAND"` in a process group of its
 //! own, its output in a log file: the process it execs is the one whose
-//! CPU time is measured, and the group is what is stopped (SIGTERM, then
-//! SIGKILL if it lingers; killed with this process in any case). It is
-//! ready when its target's port accepts a connection.
+//! CPU time is measured, so COMMAND is one program with its arguments (no
+//! `VAR=value` prefix, `&&` or pipe: use `env VAR=value program`). The
+//! group is what is stopped (SIGTERM, then SIGKILL if it lingers; SIGKILL
+//! when dropped, as on Ctrl-C). It is ready when its target's port accepts
+//! a connection, which nothing may do before it starts.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,6 +32,9 @@ pub enum TargetCmdError {
     /// The target's URL names no host and port to wait for.
     #[error("--target {0} has no host to wait for")]
     NoAddress(String),
+    /// Something already accepts connections where the target should.
+    #[error("{0} already accepts connections before the command runs: stop what listens there")]
+    PortInUse(String),
     /// The log file could not be created.
     #[error("cannot create {}: {source}", path.display())]
     Log {
@@ -72,9 +77,19 @@ pub enum TargetCmdError {
     },
 }
 
-/// A running target command; [`TargetProcess::stop`] ends it.
+/// A running target command; [`TargetProcess::stop`] ends it, and so
+/// does dropping it (SIGKILL to the whole group: a gateway's own children
+/// too).
 pub struct TargetProcess {
     child: Child,
+}
+
+impl Drop for TargetProcess {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
 }
 
 impl TargetProcess {
@@ -82,6 +97,11 @@ impl TargetProcess {
     /// port of `url` accept a TCP connection.
     pub async fn start(command: &str, url: &str, log: &Path) -> Result<Self, TargetCmdError> {
         let address = address_of(url).ok_or_else(|| TargetCmdError::NoAddress(url.into()))?;
+        // Readiness is "the port accepts": something already there would
+        // pass for the command, and be measured in its place.
+        if tokio::net::TcpStream::connect(&address).await.is_ok() {
+            return Err(TargetCmdError::PortInUse(address));
+        }
         let log_file = std::fs::File::create(log).map_err(|source| TargetCmdError::Log {
             path: log.to_owned(),
             source,
