@@ -26,6 +26,7 @@ pub mod clock;
 pub mod fake;
 pub mod journal;
 pub mod load;
+mod process_group;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -32,7 +32,7 @@ use super::setup::{self, Setup, StartError};
 use super::{GRACE, Load, table};
 use crate::clock::ScenarioClock;
 use crate::journal::Journal;
-use crate::load::{self, LoadError, LoadTarget, Progress};
+use crate::load::{self, LoadError, LoadResult, LoadTarget, Progress};
 use crate::scenario::{Scenario, fmt_duration};
 
 /// Growth of the resident set after warm-up that still passes, in percent.
@@ -252,7 +252,17 @@ async fn run(
         GRACE,
         Arc::new(Progress::new()),
     );
-    let (result, sampled) = tokio::join!(load, sample(pid, plan.duration, schedule));
+    let sampling = sample(pid, plan.duration, schedule);
+    tokio::pin!(load, sampling);
+    // A proxy that is gone ends the soak there, not when the load would
+    // have ended; the load is dropped (its calls abandoned) with it.
+    let (result, sampled) = tokio::select! {
+        sampled = &mut sampling => match sampled {
+            Ok(samples) => (load.await, Ok(samples)),
+            Err(failure) => (LoadResult::default(), Err(failure)),
+        },
+        result = &mut load => (result, sampling.await),
+    };
     let samples = match sampled {
         Ok(samples) => samples,
         Err((at, source)) => {

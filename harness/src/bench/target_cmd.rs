@@ -15,9 +15,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use hyper::http::Uri;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use tokio::process::{Child, Command};
+
+use crate::process_group;
 
 /// How long the command may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,9 +86,7 @@ pub struct TargetProcess {
 
 impl Drop for TargetProcess {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
+        process_group::kill(&self.child);
     }
 }
 
@@ -156,18 +154,7 @@ impl TargetProcess {
 
     /// SIGTERM to its process group, SIGKILL if it lingers.
     pub async fn stop(mut self) {
-        let Some(pid) = self.child.id() else {
-            return;
-        };
-        let group = Pid::from_raw(pid as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = killpg(group, Signal::SIGKILL);
-            let _ = self.child.wait().await;
-        }
+        process_group::stop(&mut self.child, STOP_TIMEOUT).await;
     }
 }
 

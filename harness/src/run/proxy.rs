@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use super::RunError;
+use crate::process_group;
 use crate::scenario::{FakeAddress, Scenario, to_json};
 
 /// How long a spawned proxy binary may take to exit after SIGTERM.
@@ -161,17 +160,7 @@ impl ProxyUnderTest {
                 proxy.shutdown().await;
             }
             ProxyUnderTest::Binary { mut child, .. } => {
-                if let Some(pid) = child.id() {
-                    let group = Pid::from_raw(pid as i32);
-                    let _ = killpg(group, Signal::SIGTERM);
-                    if tokio::time::timeout(BINARY_STOP_TIMEOUT, child.wait())
-                        .await
-                        .is_err()
-                    {
-                        let _ = killpg(group, Signal::SIGKILL);
-                        let _ = child.wait().await;
-                    }
-                }
+                process_group::stop(&mut child, BINARY_STOP_TIMEOUT).await;
             }
             ProxyUnderTest::Target(_) => {}
         }
