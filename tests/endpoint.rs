@@ -228,6 +228,13 @@ async fn a_client_cancellation_stops_the_call_and_answers_it() {
         status(&proxy, "scripted").in_flight == 0
     })
     .await;
+    let (_, metrics) = proxy::ops_get_text(proxy.local_addr(), "/admin/metrics").await;
+    assert!(
+        metrics.contains(
+            r#"mcp_proxy_requests_total{backend="-",method="tools/call",outcome="cancelled"} 1"#
+        ),
+        "the cancelled call is counted under its method:\n{metrics}"
+    );
     proxy.shutdown().await;
 }
 

@@ -64,14 +64,14 @@ impl Outcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     backend: String,
-    method: String,
-    outcome: String,
+    method: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LatencyLabels {
     backend: String,
-    method: String,
+    method: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -172,18 +172,24 @@ const RESILIENCE_COUNTERS: [StatusCounter; 12] = [
 
 impl Metrics {
     /// Record one forwarded request.
-    pub(crate) fn record(&self, backend: &str, method: &str, outcome: Outcome, elapsed: Duration) {
+    pub(crate) fn record(
+        &self,
+        backend: &str,
+        method: &'static str,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
         self.requests
             .get_or_create(&RequestLabels {
                 backend: backend.to_owned(),
-                method: method.to_owned(),
-                outcome: outcome.label().to_owned(),
+                method,
+                outcome: outcome.label(),
             })
             .inc();
         self.latency
             .get_or_create(&LatencyLabels {
                 backend: backend.to_owned(),
-                method: method.to_owned(),
+                method,
             })
             .observe(elapsed.as_secs_f64());
     }

@@ -218,8 +218,11 @@ impl Gateway {
 
     /// Record a request that ended because it was cancelled.
     pub(crate) fn record_cancelled(&self, method: &str) {
+        // Labelled by the methods the proxy knows: a client's own string
+        // would add a time series per name it cares to send.
+        let label = Method::parse(method).map_or("unknown", Method::as_str);
         self.backends
             .metrics()
-            .record("-", method, Outcome::Cancelled, std::time::Duration::ZERO);
+            .record("-", label, Outcome::Cancelled, std::time::Duration::ZERO);
     }
 }
