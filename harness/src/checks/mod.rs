@@ -13,24 +13,26 @@
 pub mod accounting;
 pub mod count;
 pub mod errors;
+pub mod figures;
 pub mod ratio;
 pub mod threshold;
 pub mod timing;
 
 use mcp_proxy::glob;
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::journal::JournalEntry;
 use crate::load::record::{CallOutcome, CallRecord, LoadResult};
 use crate::scenario::{CallSelector, CheckKind, CheckSpec, OutcomeFilter, Scenario, Window};
 
 /// The outcome of one check, as reports show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckResult {
     /// The check's name (from the scenario, or the accounting check's own).
     pub name: String,
     /// Its kind: `threshold`, `errors`, `count`, `ratio`, `timing` or `accounting`.
-    pub kind: &'static str,
+    pub kind: String,
     /// The line of its `expect:` entry; `None` for accounting checks.
     pub line: Option<usize>,
     /// What was required, as short text.
@@ -41,6 +43,8 @@ pub struct CheckResult {
     pub passed: bool,
     /// More about a failure (which bound broke, an example call), if anything.
     pub detail: Option<String>,
+    /// The same verdict as numbers.
+    pub figures: figures::Figures,
 }
 
 /// What one check concluded, before it is named.
@@ -57,15 +61,17 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn named(self, name: String, kind: &'static str, line: Option<usize>) -> CheckResult {
+    /// The verdict as a report shows it: with the check's name, kind and line.
+    pub(crate) fn named(self, name: String, kind: &str, line: Option<usize>) -> CheckResult {
         CheckResult {
             name,
-            kind,
+            kind: kind.to_owned(),
             line,
             expected: self.expected,
             observed: self.observed,
             passed: self.passed,
             detail: self.detail,
+            figures: figures::Figures::default(),
         }
     }
 }
@@ -332,7 +338,7 @@ mod tests {
         let results = evaluate(&scenario(expect), &load, &journal);
         let heads: Vec<(&str, &str, Option<usize>)> = results
             .iter()
-            .map(|r| (r.name.as_str(), r.kind, r.line))
+            .map(|r| (r.name.as_str(), r.kind.as_str(), r.line))
             .collect();
         assert_eq!(
             &heads[..2],

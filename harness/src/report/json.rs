@@ -40,16 +40,22 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "backends",
+                "call_log",
                 "calls",
                 "checks",
                 "duration_us",
                 "error",
+                "faults",
                 "file",
                 "missed_slots",
                 "mode",
                 "phases",
+                "replay",
                 "scenario",
-                "seed"
+                "schema_version",
+                "seed",
+                "timeline"
             ]
         );
         assert_eq!(report["scenario"], "outage");
@@ -58,7 +64,7 @@ mod tests {
         assert_eq!(report["error"], serde_json::Value::Null);
         let check = &report["checks"][0];
         for key in [
-            "name", "kind", "line", "expected", "observed", "passed", "detail",
+            "name", "kind", "line", "expected", "observed", "passed", "detail", "figures",
         ] {
             assert!(check.get(key).is_some(), "check lacks {key}: {check}");
         }

@@ -10,20 +10,29 @@ pub mod format;
 pub mod json;
 pub mod junit;
 pub mod terminal;
+pub mod timeline;
 
 use std::time::Duration;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::checks::{self, CheckResult};
 use crate::journal::JournalEntry;
 use crate::load::record::{CallRecord, LoadResult};
 use crate::scenario::{Scenario, Trigger};
 use crate::stats::LatencySummary;
+use timeline::{BackendSample, CallRow, FaultSpan, Timeline};
+
+/// The version of the JSON report's shape (docs/report-schema.json); it
+/// changes whenever a field is renamed, removed or changes meaning.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The outcome of one scenario run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RunReport {
+    /// [`SCHEMA_VERSION`] of the report's shape.
+    pub schema_version: u32,
     /// The scenario's name.
     pub scenario: String,
     /// The file it was read from.
@@ -34,7 +43,10 @@ pub struct RunReport {
     pub mode: String,
     /// How long the run took.
     #[serde(rename = "duration_us", with = "crate::clock::micros")]
+    #[schemars(with = "u64")]
     pub duration: Duration,
+    /// The command that runs the scenario again the same way.
+    pub replay: String,
     /// Every check, scenario checks first, then accounting.
     pub checks: Vec<CheckResult>,
     /// Client results per phase (see [`phase_rows`]).
@@ -45,6 +57,15 @@ pub struct RunReport {
     pub calls: u64,
     /// A harness error that stopped the run before it could be judged.
     pub error: Option<String>,
+    /// The windows of the scenario's time-triggered faults.
+    pub faults: Vec<FaultSpan>,
+    /// Client calls and fake requests over time.
+    pub timeline: Timeline,
+    /// The proxy's view of its backends over time, when the harness could
+    /// read its `/admin/backends`.
+    pub backends: Vec<BackendSample>,
+    /// Every client call and how it ended, in the order they were due.
+    pub call_log: Vec<CallRow>,
 }
 
 impl RunReport {
@@ -77,6 +98,8 @@ impl RunReport {
 
     fn empty(scenario: &Scenario, mode: &str, duration: Duration) -> Self {
         Self {
+            schema_version: SCHEMA_VERSION,
+            replay: String::new(),
             scenario: scenario.name.clone(),
             file: scenario.file.display().to_string(),
             seed: scenario.seed,
@@ -87,6 +110,10 @@ impl RunReport {
             missed_slots: 0,
             calls: 0,
             error: None,
+            faults: Vec::new(),
+            timeline: Timeline::default(),
+            backends: Vec::new(),
+            call_log: Vec::new(),
         }
     }
 
@@ -111,16 +138,18 @@ impl RunReport {
 }
 
 /// Client results for the calls due in one stretch of the run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PhaseRow {
     /// `before NAME`, `during NAME`, `after NAME` or `whole run`.
     pub label: String,
     /// Start of the stretch, from scenario start.
     #[serde(rename = "from_us", with = "crate::clock::micros")]
+    #[schemars(with = "u64")]
     pub from: Duration,
     /// End of the stretch (exclusive); a stretch ending with the load also
     /// holds the calls due after it.
     #[serde(rename = "to_us", with = "crate::clock::micros")]
+    #[schemars(with = "u64")]
     pub to: Duration,
     /// Calls due in the stretch.
     pub calls: u64,
@@ -130,12 +159,15 @@ pub struct PhaseRow {
     pub error_rate: f64,
     /// Median latency.
     #[serde(rename = "p50_us", with = "crate::clock::micros")]
+    #[schemars(with = "u64")]
     pub p50: Duration,
     /// 99th percentile latency.
     #[serde(rename = "p99_us", with = "crate::clock::micros")]
+    #[schemars(with = "u64")]
     pub p99: Duration,
     /// Largest latency.
     #[serde(rename = "max_us", with = "crate::clock::micros")]
+    #[schemars(with = "u64")]
     pub max: Duration,
 }
 
@@ -207,11 +239,8 @@ pub(crate) mod tests {
     use crate::load::record::CallOutcome;
     use crate::scenario::{Fault, FaultAction};
 
-    fn check(name: &str, kind: &'static str, passed: bool) -> CheckResult {
-        CheckResult {
-            name: name.into(),
-            kind,
-            line: Some(30),
+    fn check(name: &str, kind: &str, passed: bool) -> CheckResult {
+        crate::checks::Verdict {
             expected: "error rate ≤ 0.0%".into(),
             observed: if passed {
                 "0.0% (0 of 100)"
@@ -222,17 +251,14 @@ pub(crate) mod tests {
             passed,
             detail: (!passed).then(|| "error rate 3.0% > 0.0%".into()),
         }
+        .named(name.into(), kind, Some(30))
     }
 
     /// A report of scenario `outage`: one passing and one failing check,
     /// one phase row.
     pub(crate) fn sample() -> RunReport {
         RunReport {
-            scenario: "outage".into(),
-            file: "scenarios/outage.yaml".into(),
             seed: 7,
-            mode: "in-process".into(),
-            duration: Duration::from_millis(12_500),
             checks: vec![
                 check("steady before", "threshold", true),
                 check("no errors during files-down", "threshold", false),
@@ -248,9 +274,12 @@ pub(crate) mod tests {
                 p99: Duration::from_micros(12_345),
                 max: Duration::from_millis(40),
             }],
-            missed_slots: 0,
             calls: 100,
-            error: None,
+            ..RunReport::empty(
+                &scenario(Vec::new()),
+                "in-process",
+                Duration::from_millis(12_500),
+            )
         }
     }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use crate::checks::CheckResult;
+use crate::checks::{CheckResult, Verdict};
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
@@ -105,10 +105,7 @@ struct Finished {
 /// The always-on check for a spawned proxy: it must not exit during a run,
 /// whatever its backends did.
 fn proxy_stayed_up(stayed_up: Result<(), String>) -> CheckResult {
-    CheckResult {
-        name: "the proxy stayed up".into(),
-        kind: "accounting",
-        line: None,
+    Verdict {
         expected: "running until stopped".into(),
         passed: stayed_up.is_ok(),
         observed: match stayed_up {
@@ -117,6 +114,7 @@ fn proxy_stayed_up(stayed_up: Result<(), String>) -> CheckResult {
         },
         detail: None,
     }
+    .named("the proxy stayed up".into(), "accounting", None)
 }
 
 /// Starts everything, runs the load, stops everything, collects journals.

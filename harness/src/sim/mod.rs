@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use mcp_proxy::platform::{Platform, SeededSessionIds};
 
-use crate::checks::CheckResult;
+use crate::checks::Verdict;
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{Journal, JournalEntry};
@@ -315,10 +315,7 @@ fn compare_twice(scenario: &Scenario, seed: u64) -> (SimRun, Option<String>) {
 /// more check, [`REPLAY_CHECK`] (so JSON and JUnit show it too).
 pub fn run_twice(scenario: &Scenario, seed: u64) -> SimRun {
     let (mut done, difference) = compare_twice(scenario, seed);
-    done.report.checks.push(CheckResult {
-        name: REPLAY_CHECK.into(),
-        kind: "accounting",
-        line: None,
+    let verdict = Verdict {
         expected: "an identical report and journal from two runs".into(),
         observed: match &difference {
             None => "identical".into(),
@@ -326,7 +323,10 @@ pub fn run_twice(scenario: &Scenario, seed: u64) -> SimRun {
         },
         passed: difference.is_none(),
         detail: difference,
-    });
+    };
+    done.report
+        .checks
+        .push(verdict.named(REPLAY_CHECK.into(), "accounting", None));
     done
 }
 
