@@ -84,6 +84,8 @@ pub enum TargetCmdError {
 /// too).
 pub struct TargetProcess {
     child: Child,
+    /// Where its output goes.
+    log: PathBuf,
 }
 
 impl Drop for TargetProcess {
@@ -123,7 +125,10 @@ impl TargetProcess {
                 command: command.into(),
                 source,
             })?;
-        let mut process = TargetProcess { child };
+        let mut process = TargetProcess {
+            child,
+            log: log.to_owned(),
+        };
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
             if tokio::net::TcpStream::connect(&address).await.is_ok() {
@@ -147,6 +152,11 @@ impl TargetProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Its log file.
+    pub fn log(&self) -> &Path {
+        &self.log
     }
 
     /// The process the command execs, while it runs.
@@ -177,7 +187,7 @@ fn address_of(url: &str) -> Option<String> {
 }
 
 /// The last lines of a log, for an error message.
-fn tail(log: &Path) -> String {
+pub(crate) fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
