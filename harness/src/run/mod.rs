@@ -468,6 +468,19 @@ mod tests {
 
     use super::*;
 
+    /// Options for `mode` that start nothing of their own.
+    fn options_for(mode: ProxyMode, ports: PortPlan) -> RunOptions {
+        RunOptions {
+            mode,
+            seed: None,
+            harness_bin: "/nonexistent/mcp-harness".into(),
+            progress: false,
+            cancel: CancellationToken::new(),
+            ports,
+            codes: None,
+        }
+    }
+
     #[tokio::test]
     async fn a_network_fault_refuses_a_real_run_before_anything_starts() {
         let text = "\
@@ -496,13 +509,8 @@ expect:
             ProxyMode::Target("http://127.0.0.1:1/mcp".into()),
         ] {
             let options = RunOptions {
-                mode,
                 seed: Some(7),
-                harness_bin: "/nonexistent/mcp-harness".into(),
-                progress: false,
-                cancel: CancellationToken::new(),
-                ports: PortPlan::default(),
-                codes: None,
+                ..options_for(mode, PortPlan::default())
             };
             let report = run(&scenario, &options).await;
             assert_eq!(
@@ -513,6 +521,41 @@ expect:
             );
             assert_eq!((report.calls, report.seed), (0, 7));
         }
+    }
+
+    #[test]
+    fn a_scenario_without_a_proxy_section_is_prepared_for_targets_only() {
+        let text = "\
+name: t
+description: a test
+duration: 2s
+fakes:
+  - { name: a, transport: http, tools: [{ name: echo }] }
+workload:
+  closed: { concurrency: 1 }
+  calls: [{ tool: a/echo }]
+expect:
+  - threshold: { error_rate: { max: 0 } }
+";
+        let scenario = crate::scenario::load_str(text, Path::new("bare.yaml")).unwrap();
+        let ports = PortPlan {
+            base: Some(18001),
+            named: Vec::new(),
+        };
+        let options = |mode| options_for(mode, ports.clone());
+        assert_eq!(
+            prepare(&scenario, &options(ProxyMode::InProcess)).unwrap_err(),
+            "bare.yaml has no proxy: section; run it against a gateway with --target"
+        );
+        let prepared = prepare(
+            &scenario,
+            &options(ProxyMode::Target("http://127.0.0.1:1/mcp".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            prepared.fakes[0].transport,
+            FakeTransport::Http { port: 18001 }
+        );
     }
 
     #[test]

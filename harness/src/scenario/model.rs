@@ -76,7 +76,8 @@ pub enum FakeTransport {
     Stdio,
     /// An HTTP server on 127.0.0.1; `port` 0 (the default) means an ephemeral one.
     Http {
-        /// `port`: fixed port, required for `--target` runs.
+        /// `port`: fixed port, required for a running `--target` (or given
+        /// by `run --ports` / `--port`).
         port: u16,
     },
 }
