@@ -2,7 +2,8 @@
 //! processes and wall clock): `run` judges `scenarios/outage.yaml` — a stdio
 //! and an HTTP backend — against the proxy in-process and as a spawned
 //! binary, and passes (that it fails on a weakened set-up is shown in
-//! simulation, with every other mutant); `--target`, Ctrl-C, a proxy that dies,
+//! simulation, with every other mutant); `--target` (a running gateway, and
+//! one the harness starts with `--target-cmd`), Ctrl-C, a proxy that dies,
 //! `check`, `list` and bad files behave as promised; `bench` measures
 //! (`--compare`, and the proxy binary's memory: `--memory`, `--soak`); a
 //! stdio fake run by hand exits as scripted. In simulation ([`simulation`]): every shipped scenario
@@ -426,7 +427,152 @@ backends:
     let outage = outage_scenario().display().to_string();
     let output = harness(&["run", "--target", &url, &outage]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stdout).contains("--target runs support http fakes only"));
+    assert!(
+        text(&output.stdout).contains("a running --target cannot spawn it"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+/// A scenario with no `proxy:` section: an HTTP fake (no port) that goes
+/// down, and a stdio fake, for a gateway the harness starts itself.
+const BLACK_BOX_SCENARIO: &str = "\
+name: black-box
+description: an http fake that goes down and a stdio fake, behind a gateway the harness starts
+duration: 5s
+grace: 2s
+fakes:
+  - { name: search, transport: http, tools: [{ name: query }] }
+  - { name: local, transport: stdio, tools: [{ name: echo }] }
+faults:
+  - { name: down, fake: search, at: 2500ms, for: 2s, outage: true }
+workload:
+  open: { rate: 40 }
+  calls: [{ tool: search/query }, { tool: local/echo }]
+expect:
+  - name: search fails as unavailable
+    errors:
+      calls: search/*
+      window: { during: down, skip: 500ms }
+      kind: unavailable
+      message_contains: words no gateway says
+      min_rate: 0.9
+  - name: local stays healthy
+    threshold: { calls: local/*, error_rate: { max: 0 } }
+  - name: the stdio fake saw its calls
+    count: { fake: local, min: 20 }
+  - name: the http fake saw calls before its outage
+    count: { fake: search, window: { before: down }, min: 20 }
+";
+
+/// Our proxy's config as a `--target-config` template: the fakes' places
+/// are placeholders (a YAML flow map's braces are text).
+fn black_box_template(port: u16) -> String {
+    format!(
+        "\
+proxy:
+  listen: 127.0.0.1:{port}
+backends:
+  - name: search
+    transport: http
+    url: \"{{fake.search.url}}\"
+    reconnect: {{ initial: 50ms, max: 100ms }}
+  - name: local
+    transport: stdio
+    command: sh
+    args: [\"-c\", \"exec {{fake.local.command}}\"]
+"
+    )
+}
+
+#[test]
+fn target_cmd_starts_a_gateway_from_a_rendered_config_and_judges_it_by_an_overlay() {
+    let dir = TempDir::new();
+    let scenario = dir.write("black-box.yaml", BLACK_BOX_SCENARIO);
+    let scenario = scenario.display().to_string();
+    // Without a proxy section the file is valid, but only runs with --target.
+    let output = harness(&["check", &scenario]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("runs with --target only"));
+    let output = harness(&["run", &scenario]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr)
+            .contains("has no proxy: section; run it against a gateway with --target"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let port = free_port();
+    let template = dir.write("gateway.yaml", &black_box_template(port));
+    let log = dir.0.join("gateway.log");
+    let right = dir.write(
+        "right.yaml",
+        "target: mcp-proxy (this workspace)\nkinds: { unavailable: [-32010] }\nignore_message_contains: true\n",
+    );
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let command = format!("{} serve --config {{config}}", proxy_binary().display());
+    let flags = |codes: &Path| {
+        [
+            "--target".to_owned(),
+            url.clone(),
+            "--target-cmd".into(),
+            command.clone(),
+            "--target-config".into(),
+            template.display().to_string(),
+            "--target-log".into(),
+            log.display().to_string(),
+            "--codes".into(),
+            codes.display().to_string(),
+        ]
+    };
+    let flags_right = flags(&right);
+    let flags_right: Vec<&str> = flags_right.iter().map(String::as_str).collect();
+    let (code, stdout, report) = run_scenario(Path::new(&scenario), &flags_right);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(failed_checks(&report).is_empty(), "{stdout}");
+    let mode = report["mode"].as_str().unwrap();
+    assert!(
+        mode.contains("codes of mcp-proxy (this workspace), messages not judged"),
+        "{mode}"
+    );
+    let ignored = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "search fails as unavailable")
+        .unwrap();
+    assert!(
+        ignored["expected"].as_str().unwrap().contains(
+            "unavailable (-32010), message contains \"words no gateway says\" not judged"
+        ),
+        "{ignored}"
+    );
+    // The gateway ran from the rendered config, and was stopped.
+    let gateway_log = std::fs::read_to_string(&log).unwrap();
+    assert!(gateway_log.contains("search"), "{gateway_log}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the gateway is stopped after the run"
+    );
+
+    // The same run with the kind mapped to a code this gateway never sends:
+    // the check that judges the kind fails.
+    let wrong = dir.write(
+        "wrong.yaml",
+        "target: a wrong guess\nkinds: { unavailable: [-32603] }\nignore_message_contains: true\n",
+    );
+    let flags_wrong = flags(&wrong);
+    let flags_wrong: Vec<&str> = flags_wrong.iter().map(String::as_str).collect();
+    let (code, stdout, report) = run_scenario(Path::new(&scenario), &flags_wrong);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert_eq!(
+        failed_checks(&report),
+        ["search fails as unavailable"],
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -101,7 +101,7 @@ const MUTANTS: &[Mutant] = &[
         fails: &[
             "the breaker opens within 1s of the failure",
             "no call reaches the backend while the breaker is open",
-            "refusals are -32014 and fast",
+            "refusals are refused errors, and fast",
         ],
     },
     Mutant {

@@ -17,6 +17,8 @@
 //! - [`report`]: terminal table, JSON and JUnit
 //! - [`run`]: one scenario from start to verdict
 //! - [`sim`]: the same run in virtual time on a simulated network
+//! - [`target_cmd`]: another gateway the harness starts itself (`run` and
+//!   `bench --target-cmd`)
 //!
 //! plus [`clock`] (scenario time, read from tokio).
 
@@ -32,3 +34,4 @@ pub mod run;
 pub mod scenario;
 pub mod sim;
 pub mod stats;
+pub mod target_cmd;

@@ -12,8 +12,8 @@ use mcp_harness::clock::ScenarioClock;
 use mcp_harness::fake::{self, FakeConfig, HttpFake, StdioEnd};
 use mcp_harness::journal::Journal;
 use mcp_harness::report::{self, RunReport};
-use mcp_harness::run::{self, ProxyMode, RunOptions};
-use mcp_harness::scenario::{self, FakeTransport, Scenario};
+use mcp_harness::run::{self, NamedPort, PortPlan, ProxyMode, RunOptions, TargetCmd};
+use mcp_harness::scenario::{self, CodeOverlay, FakeTransport, Scenario};
 use mcp_harness::sim::{self, sweep};
 use tokio_util::sync::CancellationToken;
 
@@ -48,16 +48,42 @@ enum Command {
         /// running the proxy in-process.
         #[arg(long, value_name = "PATH", conflicts_with = "target")]
         proxy_bin: Option<PathBuf>,
-        /// Aim at an already running proxy's MCP endpoint; fakes listen on the
-        /// ports the scenario names (http fakes only).
+        /// Aim at another gateway's MCP endpoint: one already running (fakes
+        /// listen on the ports the scenario or --ports/--port name; http
+        /// fakes only), or one --target-cmd starts.
         #[arg(long, value_name = "URL")]
         target: Option<String>,
+        /// Start the --target gateway with this command once the fakes
+        /// listen, and stop it after the run (its process group: SIGTERM,
+        /// then SIGKILL). Placeholders: {fake.NAME.url}, {fake.NAME.port},
+        /// {fake.NAME.command} (a stdio fake's command line), {config}.
+        #[arg(long, value_name = "CMD", requires = "target")]
+        target_cmd: Option<String>,
+        /// A config file for the --target-cmd gateway, with the same
+        /// placeholders; rendered into the run's work folder as {config}.
+        #[arg(long, value_name = "FILE", requires = "target_cmd")]
+        target_config: Option<PathBuf>,
+        /// Write the --target-cmd gateway's output here (default: the run's
+        /// work folder, removed after the run).
+        #[arg(long, value_name = "FILE", requires = "target_cmd")]
+        target_log: Option<PathBuf>,
+        /// The HTTP fakes listen on BASE, BASE+1, … in declaration order.
+        #[arg(long, value_name = "BASE")]
+        ports: Option<u16>,
+        /// The HTTP fake NAME listens on PORT (repeatable; wins over --ports
+        /// and the scenario's `port`).
+        #[arg(long = "port", value_name = "NAME=PORT", value_parser = run::parse_named_port)]
+        named_ports: Vec<NamedPort>,
+        /// The target's JSON-RPC codes for the checks' failure kinds (and
+        /// whether its messages name the backend): a YAML overlay.
+        #[arg(long, value_name = "FILE", requires = "target")]
+        codes: Option<PathBuf>,
         /// Do not draw the live progress line.
         #[arg(long)]
         quiet: bool,
         /// Run in simulation: virtual time, one simulated network, the
         /// proxy and every fake in this process; replayable from the seed.
-        #[arg(long, conflicts_with_all = ["proxy_bin", "target"])]
+        #[arg(long, conflicts_with_all = ["proxy_bin", "target", "ports", "named_ports"])]
         sim: bool,
         /// With --sim: run each scenario twice and fail at the first line
         /// where the reports or journals differ.
@@ -142,6 +168,12 @@ fn main() -> ExitCode {
                 junit,
                 proxy_bin,
                 target,
+                target_cmd,
+                target_config,
+                target_log,
+                ports,
+                named_ports,
+                codes,
                 quiet,
                 sim,
                 check_determinism,
@@ -161,12 +193,36 @@ fn main() -> ExitCode {
                     };
                     return sim_command(&files, how, json, junit).await;
                 }
-                let mode = match (proxy_bin, target) {
-                    (Some(bin), _) => ProxyMode::Binary(bin),
-                    (None, Some(url)) => ProxyMode::Target(url),
-                    (None, None) => ProxyMode::InProcess,
+                let mode = match (proxy_bin, target, target_cmd) {
+                    (Some(bin), _, _) => ProxyMode::Binary(bin),
+                    (None, Some(url), Some(command)) => ProxyMode::TargetCmd(TargetCmd {
+                        url,
+                        command,
+                        config_template: target_config,
+                        log: target_log,
+                    }),
+                    (None, Some(url), None) => ProxyMode::Target(url),
+                    (None, None, _) => ProxyMode::InProcess,
                 };
-                run_command(&files, seed, json, junit, mode, !quiet).await
+                let codes = match codes.as_deref().map(CodeOverlay::load).transpose() {
+                    Ok(codes) => codes,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 2;
+                    }
+                };
+                let ports = PortPlan {
+                    base: ports,
+                    named: named_ports,
+                };
+                let how = RunHow {
+                    seed,
+                    mode,
+                    ports,
+                    codes,
+                    progress: !quiet,
+                };
+                run_command(&files, how, json, junit).await
             }
             // Interrupted, the bench is dropped here, inside the runtime:
             // the proxy child is killed with it (kill_on_drop).
@@ -210,28 +266,25 @@ fn load_all(files: &[PathBuf]) -> Option<Vec<Scenario>> {
     ok.then_some(scenarios)
 }
 
+/// How `run` runs each scenario in real mode (the flags other than files
+/// and report files).
+struct RunHow {
+    seed: Option<u64>,
+    mode: ProxyMode,
+    ports: PortPlan,
+    codes: Option<CodeOverlay>,
+    progress: bool,
+}
+
 async fn run_command(
     files: &[PathBuf],
-    seed: Option<u64>,
+    how: RunHow,
     json: Option<PathBuf>,
     junit: Option<PathBuf>,
-    mode: ProxyMode,
-    progress: bool,
 ) -> u8 {
     let Some(scenarios) = load_all(files) else {
         return 2;
     };
-    // Refused before any scenario runs, like an invalid file.
-    let needs_sim: Vec<_> = scenarios
-        .iter()
-        .filter_map(Scenario::needs_simulation)
-        .collect();
-    if !needs_sim.is_empty() {
-        for error in needs_sim {
-            eprintln!("error: {error}");
-        }
-        return 2;
-    }
     let harness_bin = match std::env::current_exe() {
         Ok(path) => path,
         Err(e) => {
@@ -255,12 +308,29 @@ async fn run_command(
         }
     });
     let options = RunOptions {
-        mode,
-        seed,
+        mode: how.mode,
+        seed: how.seed,
         harness_bin,
-        progress,
+        progress: how.progress,
         cancel: cancel.clone(),
+        ports: how.ports,
+        codes: how.codes,
     };
+    // Refused before any scenario runs, like an invalid file.
+    let refused: Vec<String> = scenarios
+        .iter()
+        .filter_map(|s| {
+            s.needs_simulation()
+                .map(|e| e.to_string())
+                .or_else(|| run::prepare(s, &options).err())
+        })
+        .collect();
+    if !refused.is_empty() {
+        for error in refused {
+            eprintln!("error: {error}");
+        }
+        return 2;
+    }
     let mut reports: Vec<RunReport> = Vec::new();
     for scenario in &scenarios {
         let report = run::run(scenario, &options).await;
@@ -324,6 +394,16 @@ async fn sim_command(
     let Some(scenarios) = load_all(files) else {
         return 2;
     };
+    let needs_target: Vec<String> = scenarios
+        .iter()
+        .filter_map(Scenario::needs_target)
+        .collect();
+    if !needs_target.is_empty() {
+        for error in needs_target {
+            eprintln!("error: {error}");
+        }
+        return 2;
+    }
     // turmoil drives runtimes of its own: simulate off this one.
     let outcome = tokio::task::spawn_blocking(move || simulate_all(&scenarios, &how)).await;
     let (reports, mut code) = match outcome {
@@ -426,6 +506,8 @@ fn check_command(files: &[PathBuf]) -> u8 {
                     s.expect.len(),
                     if s.needs_simulation().is_some() {
                         "; network faults: runs with --sim only"
+                    } else if s.needs_target().is_some() {
+                        "; no proxy section: runs with --target only"
                     } else {
                         ""
                     }

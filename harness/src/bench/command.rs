@@ -11,8 +11,9 @@ use serde_json::Value;
 use super::compare::{Comparison, DIRECT, LOADED, PROXY};
 use super::memory::{self, MemoryError, MemoryPlan, MemoryReport};
 use super::soak::{self, SoakError, SoakPlan, SoakReport};
-use super::{Load, Measurement, Plan, ProcessCpu, Target, TargetProcess, table};
+use super::{Load, Measurement, Plan, ProcessCpu, Target, table};
 use crate::run::WorkDir;
+use crate::target_cmd::TargetProcess;
 
 /// `mcp-harness bench`: measure `tools/call` throughput and latency, or
 /// the proxy's memory (`--memory`, `--soak`).
@@ -462,7 +463,7 @@ enum BenchError {
     #[error("cannot create a work folder for the target commands' logs: {0}")]
     WorkDir(std::io::Error),
     #[error(transparent)]
-    TargetCmd(#[from] super::TargetCmdError),
+    TargetCmd(#[from] crate::target_cmd::TargetCmdError),
     #[error(
         "{0} reads the proxy's own memory, which only a proxy in a process of its own has: give --proxy-bin PATH (e.g. target/release/mcp-proxy)"
     )]

@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn the_setup_admits_every_session_and_call_of_the_plan() {
         let scenario = scenario(plan()).unwrap();
-        let tree = crate::scenario::to_json(&scenario.proxy.tree);
+        let tree = crate::scenario::to_json(&scenario.proxy.unwrap().tree);
         assert_eq!(tree["proxy"]["max_sessions"], 11_064);
         assert_eq!(tree["proxy"]["max_in_flight"], 1_064);
         assert_eq!(scenario.workload.calls[0].tool, TOOL);

@@ -30,7 +30,6 @@ mod rss;
 mod setup;
 mod soak;
 mod table;
-mod target_cmd;
 
 use std::fmt;
 use std::sync::Arc;
@@ -46,7 +45,6 @@ use crate::scenario::{CallMix, LoadMode, Workload};
 pub use command::{BenchArgs, bench_command};
 pub use cpu::ProcessCpu;
 pub use measure::{Latency, Measurement};
-pub use target_cmd::{TargetCmdError, TargetProcess};
 
 /// How long a call may go unanswered before it counts as hung.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -129,11 +129,12 @@ fn missed_slots(load: &LoadResult, max_in_flight: usize, max_share: f64) -> Verd
 /// proxy backend is a fake: with a real backend in the config, the answer
 /// may be that backend's, which echoes nothing.
 fn mismatched_answers<'a>(scenario: &Scenario, load: &'a LoadResult) -> Vec<&'a CallRecord> {
+    // Without a proxy section the gateway's config is the target's own,
+    // which a black-box scenario means to point at its fakes only.
     let only_fakes = scenario
         .proxy
-        .backend_fakes
-        .iter()
-        .all(|fakes| !fakes.is_empty());
+        .as_ref()
+        .is_none_or(|proxy| proxy.backend_fakes.iter().all(|fakes| !fakes.is_empty()));
     load.calls
         .iter()
         .filter(|c| {
@@ -289,7 +290,8 @@ mod tests {
         load.calls
             .push(call(3, "files/read", 20, 5, rpc_error(-32000, "down")));
         let mut scenario = scenario(Vec::new());
-        scenario.proxy.backend_fakes = vec![vec!["files".into()], vec!["a".into(), "b".into()]];
+        scenario.proxy.as_mut().unwrap().backend_fakes =
+            vec![vec!["files".into()], vec!["a".into(), "b".into()]];
         let results = checks(&scenario, &load);
         assert_eq!(failed(&results), ["every answer belongs to its call"]);
         assert!(
@@ -300,7 +302,12 @@ mod tests {
                 .ends_with("whose answer echoes no harness_call")
         );
         // A real backend may have answered it.
-        scenario.proxy.backend_fakes.push(Vec::new());
+        scenario
+            .proxy
+            .as_mut()
+            .unwrap()
+            .backend_fakes
+            .push(Vec::new());
         assert!(failed(&checks(&scenario, &load)).is_empty());
         // But never with another call's echo.
         load.calls[1].echoed_call = Some(7);

@@ -36,11 +36,15 @@ pub fn check(spec: &ErrorsCheck, calls: &[CallRecord]) -> Verdict {
         .collect();
 
     let mut expected = Vec::new();
-    if let Some(code) = spec.code {
+    if let Some(code) = &spec.code {
         expected.push(format!("failures are JSON-RPC {code}"));
     }
-    if let Some(text) = &spec.message_contains {
-        expected.push(format!("message contains \"{text}\""));
+    match &spec.message_contains {
+        Some(text) if spec.message_ignored => expected.push(format!(
+            "message contains \"{text}\" not judged (the code overlay ignores messages)"
+        )),
+        Some(text) => expected.push(format!("message contains \"{text}\"")),
+        None => {}
     }
     if let Some(rate) = spec.min_rate {
         expected.push(format!("≥ {} failed", percent(rate)));
@@ -94,12 +98,13 @@ pub fn check(spec: &ErrorsCheck, calls: &[CallRecord]) -> Verdict {
 
 /// Whether a failure is of the code and carries the message the spec asks for.
 fn matches_spec(spec: &ErrorsCheck, outcome: &CallOutcome) -> bool {
-    let code_ok = match spec.code {
+    let code_ok = match &spec.code {
         None => true,
-        Some(want) => matches!(outcome, CallOutcome::RpcError { code, .. } if *code == want),
+        Some(want) => matches!(outcome, CallOutcome::RpcError { code, .. } if want.matches(*code)),
     };
     let message_ok = match &spec.message_contains {
         None => true,
+        Some(_) if spec.message_ignored => true,
         Some(text) => outcome.message().is_some_and(|m| m.contains(text.as_str())),
     };
     code_ok && message_ok
@@ -109,7 +114,7 @@ fn matches_spec(spec: &ErrorsCheck, outcome: &CallOutcome) -> bool {
 mod tests {
     use super::*;
     use crate::checks::test_support::*;
-    use crate::scenario::CallSelector;
+    use crate::scenario::{CallSelector, CodeSelector};
 
     fn spec(code: Option<i64>, message: Option<&str>, min_rate: Option<f64>) -> ErrorsCheck {
         ErrorsCheck {
@@ -119,8 +124,9 @@ mod tests {
                 outcome: None,
                 code: None,
             },
-            code,
+            code: code.map(CodeSelector::code),
             message_contains: message.map(Into::into),
+            message_ignored: false,
             min_rate,
         }
     }
@@ -186,6 +192,40 @@ mod tests {
         // Hung calls carry no message, so they never contain one.
         let calls = outage_calls(CallOutcome::Hung);
         assert!(!check(&spec(None, Some("is down"), None), &calls).passed);
+    }
+
+    #[test]
+    fn a_kind_matches_any_of_its_codes() {
+        let mut kinded = spec(None, None, None);
+        kinded.code = Some(CodeSelector {
+            kind: Some(crate::scenario::FailureKind::Unavailable),
+            codes: vec![-32000, -32603],
+        });
+        let calls = outage_calls(rpc_error(-32603, "backend files is down"));
+        let v = check(&kinded, &calls);
+        assert!(v.passed, "{v:?}");
+        assert_eq!(
+            v.expected,
+            "failures are JSON-RPC unavailable (-32000 or -32603)"
+        );
+        let calls = outage_calls(rpc_error(-32010, "backend files is down"));
+        assert!(!check(&kinded, &calls).passed);
+    }
+
+    #[test]
+    fn an_ignored_message_test_is_shown_and_not_judged() {
+        let mut ignored = spec(Some(-32000), Some("is down"), None);
+        ignored.message_ignored = true;
+        let calls = outage_calls(rpc_error(-32000, "internal error"));
+        let v = check(&ignored, &calls);
+        assert!(v.passed, "{v:?}");
+        assert_eq!(
+            v.expected,
+            "failures are JSON-RPC -32000, message contains \"is down\" not judged (the code overlay ignores messages)"
+        );
+        // The code is still judged.
+        let calls = outage_calls(rpc_error(-32603, "internal error"));
+        assert!(!check(&ignored, &calls).passed);
     }
 
     #[test]

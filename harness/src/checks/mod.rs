@@ -124,8 +124,8 @@ fn select_calls<'a>(
         glob::matches(&selector.tool, &c.tool)
             && selector.window.contains(c.intended)
             && selector.outcome.is_none_or(|f| outcome_matches(c, f))
-            && selector.code.is_none_or(
-                |want| matches!(c.outcome, CallOutcome::RpcError { code, .. } if code == want),
+            && selector.code.as_ref().is_none_or(
+                |want| matches!(c.outcome, CallOutcome::RpcError { code, .. } if want.matches(code)),
             )
     })
 }
@@ -221,13 +221,13 @@ pub(crate) mod test_support {
             seed: 7,
             duration: Duration::from_secs(10),
             grace: Duration::from_secs(5),
-            proxy: ProxySection {
+            proxy: Some(ProxySection {
                 tree: Node {
                     line: 1,
                     value: Value::Null,
                 },
                 backend_fakes: Vec::new(),
-            },
+            }),
             fakes: Vec::new(),
             faults: Vec::new(),
             workload: Workload {
@@ -253,7 +253,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
-    use crate::scenario::{CountCheck, JournalSelector, ThresholdCheck};
+    use crate::scenario::{CodeSelector, CountCheck, JournalSelector, ThresholdCheck};
 
     #[test]
     fn selection_uses_the_intended_start_window_and_outcome() {
@@ -284,10 +284,10 @@ mod tests {
         assert_eq!(picked, vec![1, 2, 5, 6]);
         // A code selects the calls answered with that JSON-RPC error only.
         selector.outcome = None;
-        selector.code = Some(-32000);
+        selector.code = Some(CodeSelector::code(-32000));
         let picked: Vec<u64> = select_calls(&selector, &calls).map(|c| c.call).collect();
         assert_eq!(picked, vec![3]);
-        selector.code = Some(-32001);
+        selector.code = Some(CodeSelector::code(-32001));
         assert_eq!(select_calls(&selector, &calls).count(), 0);
     }
 

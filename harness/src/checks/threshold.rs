@@ -16,7 +16,7 @@ pub fn check(spec: &ThresholdCheck, calls: &[CallRecord]) -> Verdict {
     let summary = LatencySummary::of(select_calls(&spec.select, calls));
 
     let mut expected = Vec::new();
-    if let Some(code) = spec.select.code {
+    if let Some(code) = &spec.select.code {
         expected.push(format!("errors {code}:"));
     }
     if let Some(max) = spec.max_error_rate {
@@ -95,7 +95,7 @@ mod tests {
     use super::*;
     use crate::checks::test_support::*;
     use crate::load::record::CallOutcome;
-    use crate::scenario::{CallSelector, Percentile};
+    use crate::scenario::{CallSelector, CodeSelector, Percentile};
 
     const P99: Percentile = Percentile {
         label: "p99",
@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn a_code_selects_only_the_errors_with_that_code() {
         let mut only = spec(None, vec![(P99, ms(20))], 10);
-        only.select.code = Some(-32000);
+        only.select.code = Some(CodeSelector::code(-32000));
         // The 10 failures took 1..=10 ms; the slow successes do not count.
         let v = check(&only, &calls(10));
         assert!(v.passed, "{v:?}");
@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(v.observed, "p99 = 10ms, 10 calls");
 
         // Another code: nothing selected, and too few calls fails.
-        only.select.code = Some(-32014);
+        only.select.code = Some(CodeSelector::code(-32014));
         let v = check(&only, &calls(10));
         assert!(!v.passed);
         assert_eq!(v.observed, "no calls");

@@ -24,7 +24,7 @@ pub fn check(spec: &TimingCheck, calls: &[CallRecord]) -> Verdict {
         OutcomeFilter::Success => "success".to_owned(),
         OutcomeFilter::Error => "error".to_owned(),
     };
-    if let Some(code) = spec.code {
+    if let Some(code) = &spec.code {
         kind.push_str(&format!(" {code}"));
     }
     if let Some(limit) = spec.faster_than {
@@ -71,9 +71,9 @@ pub fn check(spec: &TimingCheck, calls: &[CallRecord]) -> Verdict {
 
 /// Whether a call is of the kind the check waits for.
 fn awaited(spec: &TimingCheck, call: &CallRecord) -> bool {
-    let code_ok = match (spec.outcome, spec.code) {
+    let code_ok = match (spec.outcome, &spec.code) {
         (OutcomeFilter::Error, Some(want)) => {
-            matches!(call.outcome, CallOutcome::RpcError { code, .. } if code == want)
+            matches!(call.outcome, CallOutcome::RpcError { code, .. } if want.matches(code))
         }
         _ => true,
     };
@@ -99,7 +99,7 @@ mod tests {
             after_label: "start of files-down".into(),
             tool: "files/*".into(),
             outcome,
-            code,
+            code: code.map(crate::scenario::CodeSelector::code),
             faster_than: faster_than.map(ms),
             within: ms(within),
         }

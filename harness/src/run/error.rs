@@ -21,13 +21,31 @@ pub(crate) enum RunError {
     #[error("cannot resolve {}: {source}", path.display())]
     ResolveScenario { path: PathBuf, source: io::Error },
     /// An HTTP fake on an ephemeral port, which a `--target` proxy cannot know.
-    #[error("fake {fake:?} needs a fixed `port` to run against --target")]
+    #[error(
+        "fake {fake:?} needs a fixed port to run against --target: give it `port`, or run with --ports / --port {fake}=PORT, or let the harness start the target (--target-cmd)"
+    )]
     FakeNeedsPort { fake: String },
     /// A stdio fake, which only a proxy the harness starts can spawn.
     #[error(
-        "fake {fake:?} is a stdio fake; --target runs support http fakes only (the target proxy would have to spawn it)"
+        "fake {fake:?} is a stdio fake; a running --target cannot spawn it: let the harness start the target with --target-cmd and {{fake.{fake}.command}}"
     )]
     StdioFakeWithTarget { fake: String },
+    /// A scenario without a `proxy:` section, in a mode that configures our proxy.
+    #[error("{0}")]
+    NeedsTarget(String),
+    /// A `--target-cmd` or `--target-config` placeholder that names nothing.
+    #[error("{place}: {source}")]
+    Placeholder {
+        /// `--target-cmd` or the template's path.
+        place: String,
+        source: super::placeholders::UnknownPlaceholder,
+    },
+    /// The `--target-config` template could not be read.
+    #[error("cannot read the --target-config template {}: {source}", path.display())]
+    ReadTemplate { path: PathBuf, source: io::Error },
+    /// The `--target-cmd` gateway did not start.
+    #[error(transparent)]
+    TargetCmd(#[from] crate::target_cmd::TargetCmdError),
     /// An HTTP fake that could not start.
     #[error("cannot start fake {fake:?}: {source}")]
     FakeStart { fake: String, source: io::Error },

@@ -8,6 +8,10 @@
 //! then everything is stopped (the proxy first, which stops the stdio fakes
 //! it spawned), the journals are collected, and the checks judge.
 //!
+//! Before that, [`prepare`] turns the scenario file into the scenario this
+//! run judges: the fakes' ports from the command line (`ports.rs`), the
+//! failure kinds of its checks as the target's codes (`--codes`).
+//!
 //! A failure of the harness itself (a fake cannot bind, the proxy never gets
 //! ready) ends the run with an error in the report rather than a verdict.
 //! So does a scenario with a `network` fault, before anything starts: the
@@ -15,6 +19,8 @@
 //! the harness, only the simulated one can (`run --sim`).
 
 mod error;
+mod placeholders;
+mod ports;
 mod progress;
 mod proxy;
 mod workdir;
@@ -33,12 +39,13 @@ use crate::journal::{self, Journal, JournalEntry};
 use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
 use crate::scenario::{
-    FakeAddress, FakeSpec, FakeTransport, FaultAction, LinkFault, Scenario, Trigger,
+    CodeOverlay, FakeAddress, FakeSpec, FakeTransport, FaultAction, LinkFault, Scenario, Trigger,
 };
 pub(crate) use error::RunError;
+pub use ports::{NamedPort, PortPlan, parse_named_port};
 pub(crate) use progress::{Headline, ProgressLine};
-pub use proxy::ProxyMode;
 pub(crate) use proxy::ProxyUnderTest;
+pub use proxy::{ProxyMode, TargetCmd};
 pub(crate) use workdir::WorkDir;
 
 /// How long the proxy may take to list every tool the workload calls.
@@ -61,12 +68,51 @@ pub struct RunOptions {
     pub progress: bool,
     /// Cancelled on Ctrl-C: the run stops its load early and cleans up.
     pub cancel: CancellationToken,
+    /// `--ports`, `--port`: the HTTP fakes' ports.
+    pub ports: PortPlan,
+    /// `--codes`: the target's codes for the checks' failure kinds.
+    pub codes: Option<CodeOverlay>,
+}
+
+impl RunOptions {
+    /// The mode as reports name it, with the code overlay if one is used.
+    fn describe(&self) -> String {
+        let mode = self.mode.describe();
+        match &self.codes {
+            Some(codes) => format!("{mode}; {}", codes.describe()),
+            None => mode,
+        }
+    }
+}
+
+/// The scenario as this run judges it: refused if it has no `proxy:`
+/// section and the mode needs one, its fakes on the ports the command line
+/// gives, its failure kinds as the `--codes` overlay maps them.
+pub fn prepare(scenario: &Scenario, options: &RunOptions) -> Result<Scenario, String> {
+    let aims_at_target = matches!(options.mode, ProxyMode::Target(_) | ProxyMode::TargetCmd(_));
+    if !aims_at_target && let Some(error) = scenario.needs_target() {
+        return Err(error);
+    }
+    let scenario = options.ports.apply(scenario)?;
+    match &options.codes {
+        Some(codes) => codes.apply(&scenario),
+        None => Ok(scenario),
+    }
 }
 
 /// Runs one scenario and judges it.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     let seed = options.seed.unwrap_or(scenario.seed);
-    let mode = options.mode.describe();
+    let mode = options.describe();
+    let scenario = match prepare(scenario, options) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            let mut report = RunReport::stopped(scenario, &mode, Duration::ZERO, error);
+            report.seed = seed;
+            return report;
+        }
+    };
+    let scenario = &scenario;
     if let Some(error) = scenario.needs_simulation() {
         let mut report = RunReport::stopped(scenario, &mode, Duration::ZERO, error.to_string());
         report.seed = seed;
@@ -124,7 +170,10 @@ async fn execute(
     seed: u64,
 ) -> Result<Finished, RunError> {
     let work_dir = WorkDir::create().map_err(RunError::WorkDir)?;
-    let target_mode = matches!(options.mode, ProxyMode::Target(_));
+    // A running target knows its backends' addresses already; one the
+    // harness starts learns them (ephemeral ports, stdio commands) from
+    // its command line and config.
+    let fixed_target = matches!(options.mode, ProxyMode::Target(_));
     let clock = ScenarioClock::start_now();
     let journal = Journal::in_memory();
     let scenario_file =
@@ -139,7 +188,7 @@ async fn execute(
     for spec in &scenario.fakes {
         let address = match spec.transport {
             FakeTransport::Http { port } => {
-                if target_mode && port == 0 {
+                if fixed_target && port == 0 {
                     return Err(RunError::FakeNeedsPort {
                         fake: spec.name.clone(),
                     });
@@ -150,7 +199,7 @@ async fn execute(
                 FakeAddress::Http { url }
             }
             FakeTransport::Stdio => {
-                if target_mode {
+                if fixed_target {
                     return Err(RunError::StdioFakeWithTarget {
                         fake: spec.name.clone(),
                     });
@@ -417,6 +466,19 @@ mod tests {
 
     use super::*;
 
+    /// Options for `mode` that start nothing of their own.
+    fn options_for(mode: ProxyMode, ports: PortPlan) -> RunOptions {
+        RunOptions {
+            mode,
+            seed: None,
+            harness_bin: "/nonexistent/mcp-harness".into(),
+            progress: false,
+            cancel: CancellationToken::new(),
+            ports,
+            codes: None,
+        }
+    }
+
     #[tokio::test]
     async fn a_network_fault_refuses_a_real_run_before_anything_starts() {
         let text = "\
@@ -445,11 +507,8 @@ expect:
             ProxyMode::Target("http://127.0.0.1:1/mcp".into()),
         ] {
             let options = RunOptions {
-                mode,
                 seed: Some(7),
-                harness_bin: "/nonexistent/mcp-harness".into(),
-                progress: false,
-                cancel: CancellationToken::new(),
+                ..options_for(mode, PortPlan::default())
             };
             let report = run(&scenario, &options).await;
             assert_eq!(
@@ -460,6 +519,41 @@ expect:
             );
             assert_eq!((report.calls, report.seed), (0, 7));
         }
+    }
+
+    #[test]
+    fn a_scenario_without_a_proxy_section_is_prepared_for_targets_only() {
+        let text = "\
+name: t
+description: a test
+duration: 2s
+fakes:
+  - { name: a, transport: http, tools: [{ name: echo }] }
+workload:
+  closed: { concurrency: 1 }
+  calls: [{ tool: a/echo }]
+expect:
+  - threshold: { error_rate: { max: 0 } }
+";
+        let scenario = crate::scenario::load_str(text, Path::new("bare.yaml")).unwrap();
+        let ports = PortPlan {
+            base: Some(18001),
+            named: Vec::new(),
+        };
+        let options = |mode| options_for(mode, ports.clone());
+        assert_eq!(
+            prepare(&scenario, &options(ProxyMode::InProcess)).unwrap_err(),
+            "bare.yaml has no proxy: section; run it against a gateway with --target"
+        );
+        let prepared = prepare(
+            &scenario,
+            &options(ProxyMode::Target("http://127.0.0.1:1/mcp".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            prepared.fakes[0].transport,
+            FakeTransport::Http { port: 18001 }
+        );
     }
 
     #[test]

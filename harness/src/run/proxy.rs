@@ -1,11 +1,16 @@
-//! The proxy under test, in one of three modes:
+//! The proxy under test, in one of four modes:
 //!
 //! - in-process: the `mcp-proxy` library started on an ephemeral port (the
 //!   default; nothing to install);
 //! - binary: a spawned `mcp-proxy serve` with a generated config file, in
 //!   its own process group, stopped with SIGTERM (and killed if it lingers);
 //! - target: an already running proxy at a URL, a black box the harness
-//!   neither starts nor stops.
+//!   neither starts nor stops;
+//! - target command: any gateway at a URL that the harness starts itself
+//!   once the fakes listen (`--target-cmd`, its config rendered from
+//!   `--target-config`; see `placeholders.rs`), and stops after the run.
+//!   The gateway is still a black box: only its command line and config
+//!   file know it.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -15,8 +20,10 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use super::RunError;
+use super::placeholders::Placeholders;
 use crate::process_group;
 use crate::scenario::{FakeAddress, Scenario, to_json};
+use crate::target_cmd::{self, TargetProcess};
 
 /// How long a spawned proxy binary may take to exit after SIGTERM.
 const BINARY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +37,23 @@ pub enum ProxyMode {
     Binary(PathBuf),
     /// An external proxy's MCP endpoint URL.
     Target(String),
+    /// A gateway the harness starts and stops itself.
+    TargetCmd(TargetCmd),
+}
+
+/// `run --target URL --target-cmd CMD [--target-config FILE] [--target-log FILE]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetCmd {
+    /// Its MCP endpoint, once it runs.
+    pub url: String,
+    /// The command, placeholders and all; run as `sh -c "exec CMD"`.
+    pub command: String,
+    /// A config file with placeholders, rendered into the run's work folder
+    /// as `{config}`.
+    pub config_template: Option<PathBuf>,
+    /// Where its output goes (default: the run's work folder, removed after
+    /// the run).
+    pub log: Option<PathBuf>,
 }
 
 impl ProxyMode {
@@ -39,6 +63,9 @@ impl ProxyMode {
             ProxyMode::InProcess => "in-process mcp-proxy".into(),
             ProxyMode::Binary(path) => format!("binary {}", path.display()),
             ProxyMode::Target(url) => format!("target {url}"),
+            ProxyMode::TargetCmd(target) => {
+                format!("target {} (started: {})", target.url, target.command)
+            }
         }
     }
 }
@@ -48,6 +75,7 @@ pub(crate) enum ProxyUnderTest {
     InProcess(mcp_proxy::server::RunningProxy),
     Binary { child: Child, url: String },
     Target(String),
+    Started { process: TargetProcess, url: String },
 }
 
 impl ProxyUnderTest {
@@ -64,11 +92,16 @@ impl ProxyUnderTest {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
+        let section = || {
+            scenario
+                .proxy
+                .as_ref()
+                .ok_or_else(|| RunError::NeedsTarget(scenario.needs_target().unwrap_or_default()))
+        };
         match mode {
             ProxyMode::InProcess => {
                 let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-                let config = scenario
-                    .proxy
+                let config = section()?
                     .config(&file, &base_dir, address, listen, seed)
                     .map_err(RunError::ProxyConfig)?;
                 let proxy = mcp_proxy::server::start(config)
@@ -78,7 +111,7 @@ impl ProxyUnderTest {
             }
             ProxyMode::Binary(bin) => {
                 let listen = free_loopback_port().map_err(RunError::FreePort)?;
-                let tree = scenario.proxy.config_tree(address, listen, seed);
+                let tree = section()?.config_tree(address, listen, seed);
                 let config_path = work_dir.join("proxy.yaml");
                 let text = serde_json::to_string_pretty(&to_json(&tree))
                     .map_err(RunError::SerializeConfig)?;
@@ -108,6 +141,33 @@ impl ProxyUnderTest {
                 })
             }
             ProxyMode::Target(url) => Ok(ProxyUnderTest::Target(url.clone())),
+            ProxyMode::TargetCmd(target) => {
+                let mut placeholders = Placeholders::of_fakes(
+                    scenario
+                        .fakes
+                        .iter()
+                        .map(|f| (f.name.as_str(), address(&f.name))),
+                );
+                if let Some(template) = &target.config_template {
+                    let config = render_config(template, &placeholders, work_dir)?;
+                    placeholders.set("config", config.display().to_string());
+                }
+                let command = placeholders.render(&target.command).map_err(|source| {
+                    RunError::Placeholder {
+                        place: "--target-cmd".into(),
+                        source,
+                    }
+                })?;
+                let log = target
+                    .log
+                    .clone()
+                    .unwrap_or_else(|| work_dir.join("target.log"));
+                let process = TargetProcess::start(&command, &target.url, &log).await?;
+                Ok(ProxyUnderTest::Started {
+                    process,
+                    url: target.url.clone(),
+                })
+            }
         }
     }
 
@@ -116,7 +176,7 @@ impl ProxyUnderTest {
         match self {
             ProxyUnderTest::InProcess(p) => p.url(),
             ProxyUnderTest::Binary { url, .. } => url.clone(),
-            ProxyUnderTest::Target(url) => url.clone(),
+            ProxyUnderTest::Target(url) | ProxyUnderTest::Started { url, .. } => url.clone(),
         }
     }
 
@@ -133,7 +193,9 @@ impl ProxyUnderTest {
     /// exited; `None` for proxies whose life the harness does not own.
     pub(crate) fn stayed_up(&mut self) -> Option<Result<(), String>> {
         match self {
-            ProxyUnderTest::Binary { .. } => Some(self.exited().map_or(Ok(()), Err)),
+            ProxyUnderTest::Binary { .. } | ProxyUnderTest::Started { .. } => {
+                Some(self.exited().map_or(Ok(()), Err))
+            }
             _ => None,
         }
     }
@@ -145,6 +207,12 @@ impl ProxyUnderTest {
                 Ok(Some(status)) => Some(status.to_string()),
                 _ => None,
             },
+            ProxyUnderTest::Started { process, .. } => process.exited().map(|status| {
+                format!(
+                    "{status}; the end of its log:\n{}",
+                    target_cmd::tail(process.log())
+                )
+            }),
             _ => None,
         }
     }
@@ -153,7 +221,8 @@ impl ProxyUnderTest {
     /// gracefully (stopping its stdio fakes); a binary gets SIGTERM (it then
     /// stops its stdio fakes itself), and SIGKILL if it lingers — its fakes,
     /// each in a process group of their own, then exit on end of input; a
-    /// target is left alone.
+    /// target is left alone; a started target gets SIGTERM, then SIGKILL,
+    /// to its process group.
     pub(crate) async fn stop(self) {
         match self {
             ProxyUnderTest::InProcess(proxy) => {
@@ -162,9 +231,38 @@ impl ProxyUnderTest {
             ProxyUnderTest::Binary { mut child, .. } => {
                 process_group::stop(&mut child, BINARY_STOP_TIMEOUT).await;
             }
+            ProxyUnderTest::Started { process, .. } => process.stop().await,
             ProxyUnderTest::Target(_) => {}
         }
     }
+}
+
+/// Renders the `--target-config` template into `work_dir`, under the
+/// template's own file name (a gateway may read the format from it).
+fn render_config(
+    template: &Path,
+    placeholders: &Placeholders,
+    work_dir: &Path,
+) -> Result<PathBuf, RunError> {
+    let text = std::fs::read_to_string(template).map_err(|source| RunError::ReadTemplate {
+        path: template.to_owned(),
+        source,
+    })?;
+    let rendered = placeholders
+        .render(&text)
+        .map_err(|source| RunError::Placeholder {
+            place: template.display().to_string(),
+            source,
+        })?;
+    let name = template
+        .file_name()
+        .map_or_else(|| "target-config".into(), |n| n.to_owned());
+    let path = work_dir.join(name);
+    std::fs::write(&path, rendered).map_err(|source| RunError::WriteConfig {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
 }
 
 /// A loopback port that is free right now (bound, then released).

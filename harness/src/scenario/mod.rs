@@ -8,6 +8,7 @@
 //! proxy's own loader. Every error is a [`ConfigError`] that names the file,
 //! the line and the key path. The format is documented in `docs/scenarios.md`.
 
+mod codes;
 mod model;
 mod proxy;
 mod raw;
@@ -15,6 +16,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use codes::CodeOverlay;
 pub use mcp_proxy::config::ConfigError;
 use mcp_proxy::config::Format;
 use mcp_proxy::config::document::{from_node, parse};

@@ -13,6 +13,8 @@ use mcp_proxy::config::ConfigError;
 use mcp_proxy::config::document::Node;
 use serde_json::Value;
 
+pub use super::codes::{CodeSelector, FailureKind};
+
 /// One scenario file.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -28,8 +30,10 @@ pub struct Scenario {
     pub duration: Duration,
     /// `grace`: how long calls still in flight at the end may take to be answered. Default 5s.
     pub grace: Duration,
-    /// `proxy`: the inline `mcp-proxy` config, as a tree; backends name fakes with `fake:`.
-    pub proxy: ProxySection,
+    /// `proxy`: the inline `mcp-proxy` config, as a tree; backends name fakes
+    /// with `fake:`. `None` when left out: the scenario then runs only
+    /// against a gateway of its own (`--target`), see [`Scenario::needs_target`].
+    pub proxy: Option<ProxySection>,
     /// `fakes`: the fake backends.
     pub fakes: Vec<FakeSpec>,
     /// `faults`: the fault timeline, in file order (later entries override earlier ones).
@@ -72,7 +76,8 @@ pub enum FakeTransport {
     Stdio,
     /// An HTTP server on 127.0.0.1; `port` 0 (the default) means an ephemeral one.
     Http {
-        /// `port`: fixed port, required for `--target` runs.
+        /// `port`: fixed port, required for a running `--target` (or given
+        /// by `run --ports` / `--port`).
         port: u16,
     },
 }
@@ -346,6 +351,17 @@ impl Direction {
 }
 
 impl Scenario {
+    /// Why this scenario cannot run with a proxy the harness configures
+    /// (in-process, `--proxy-bin`, `--sim`): it has no `proxy:` section.
+    pub fn needs_target(&self) -> Option<String> {
+        self.proxy.is_none().then(|| {
+            format!(
+                "{} has no proxy: section; run it against a gateway with --target",
+                self.file.display()
+            )
+        })
+    }
+
     /// Why this scenario cannot run on the operating system's network: its
     /// first `network` fault, as an error at that fault's line and key.
     /// `None` when it runs in every mode.
@@ -449,9 +465,9 @@ pub struct CallSelector {
     pub window: Window,
     /// `outcome`: only calls that ended this way. Default any.
     pub outcome: Option<OutcomeFilter>,
-    /// `code` (threshold only): only calls answered with this JSON-RPC
-    /// error code. Default any.
-    pub code: Option<i64>,
+    /// `code` or `kind` (threshold only): only calls answered with a
+    /// JSON-RPC error of these codes. Default any.
+    pub code: Option<CodeSelector>,
 }
 
 /// A filter on how a client call ended.
@@ -511,10 +527,13 @@ pub struct Percentile {
 pub struct ErrorsCheck {
     /// The calls looked at (the outcome filter is ignored: failures are looked at).
     pub select: CallSelector,
-    /// `code`: every failure must be a JSON-RPC error with this code.
-    pub code: Option<i64>,
+    /// `code` or `kind`: every failure must be a JSON-RPC error of these codes.
+    pub code: Option<CodeSelector>,
     /// `message_contains`: every failure's message must contain this text.
     pub message_contains: Option<String>,
+    /// The code overlay of the run says the target's messages do not name
+    /// the backend: `message_contains` is shown, not judged.
+    pub message_ignored: bool,
     /// `min_rate`: at least this share of the selected calls must have failed.
     pub min_rate: Option<f64>,
 }
@@ -579,8 +598,8 @@ pub struct TimingCheck {
     pub tool: String,
     /// `first.outcome`: the kind of answer awaited.
     pub outcome: OutcomeFilter,
-    /// `first.code`: for errors, only this JSON-RPC code counts.
-    pub code: Option<i64>,
+    /// `first.code` or `first.kind`: for errors, only these JSON-RPC codes count.
+    pub code: Option<CodeSelector>,
     /// `first.faster_than`: only answers that took less than this count (a *fast* rejection).
     pub faster_than: Option<Duration>,
     /// `within`: the bound on (first such answer's end − reference).

@@ -113,16 +113,17 @@ pub fn to_json(node: &Node) -> serde_json::Value {
     }
 }
 
-/// Reads and validates the `proxy:` section of `root`.
+/// Reads and validates the `proxy:` section of `root`; `None` when the
+/// scenario has none (it then runs against `--target` gateways only).
 pub(crate) fn read_section(
     v: &Validator<'_>,
     root: &Node,
     base_dir: &Path,
     fakes: &[FakeSpec],
-) -> Result<ProxySection, ConfigError> {
+) -> Result<Option<ProxySection>, ConfigError> {
     let path = KeyPath::default().key("proxy");
     let Some(tree) = root.get(&[Seg::Key("proxy".into())]) else {
-        return Err(v.error(&path, "missing key \"proxy\""));
+        return Ok(None);
     };
     let mut backend_fakes = Vec::new();
     if let Value::Map(top) = &tree.value
@@ -183,7 +184,7 @@ pub(crate) fn read_section(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         0,
     )?;
-    Ok(section)
+    Ok(Some(section))
 }
 
 /// The fakes a backend's `fake:` names: one name, or a list of HTTP fakes

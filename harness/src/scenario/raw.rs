@@ -8,6 +8,8 @@ use mcp_proxy::config::document::ConfigDuration;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use super::codes::FailureKind;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawScenario {
@@ -17,8 +19,9 @@ pub(crate) struct RawScenario {
     pub(crate) duration: ConfigDuration,
     pub(crate) grace: Option<ConfigDuration>,
     /// Read by `proxy.rs` from the tree: it has the proxy's own schema.
+    /// Optional: a scenario for `--target` runs only may leave it out.
     #[serde(rename = "proxy")]
-    pub(crate) _proxy: IgnoredAny,
+    pub(crate) _proxy: Option<IgnoredAny>,
     pub(crate) fakes: Vec<RawFake>,
     pub(crate) faults: Option<Vec<RawFault>>,
     pub(crate) workload: RawWorkload,
@@ -246,6 +249,7 @@ pub(crate) struct RawThreshold {
     pub(crate) window: Option<RawWindow>,
     pub(crate) outcome: Option<RawOutcomeFilter>,
     pub(crate) code: Option<i64>,
+    pub(crate) kind: Option<FailureKind>,
     pub(crate) error_rate: Option<RawMax>,
     pub(crate) latency: Option<BTreeMap<String, ConfigDuration>>,
     pub(crate) min_calls: Option<u64>,
@@ -257,6 +261,7 @@ pub(crate) struct RawErrors {
     pub(crate) calls: Option<String>,
     pub(crate) window: Option<RawWindow>,
     pub(crate) code: Option<i64>,
+    pub(crate) kind: Option<FailureKind>,
     pub(crate) message_contains: Option<String>,
     pub(crate) min_rate: Option<f64>,
 }
@@ -305,6 +310,7 @@ pub(crate) struct RawFirst {
     pub(crate) calls: Option<String>,
     pub(crate) outcome: RawOutcomeFilter,
     pub(crate) code: Option<i64>,
+    pub(crate) kind: Option<FailureKind>,
     pub(crate) faster_than: Option<ConfigDuration>,
 }
 

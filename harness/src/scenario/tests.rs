@@ -64,7 +64,10 @@ fn the_base_scenario_resolves_windows_and_defaults() {
     assert_eq!(s.seed, 0);
     assert_eq!(s.grace, Duration::from_secs(5));
     assert_eq!(s.workload.clients, 1);
-    assert_eq!(s.proxy.backend_fakes, vec![vec!["a".to_owned()]]);
+    assert_eq!(
+        s.proxy.as_ref().unwrap().backend_fakes,
+        vec![vec!["a".to_owned()]]
+    );
     let CheckKind::Threshold(t) = &s.expect[0].kind else {
         panic!("not a threshold")
     };
@@ -82,7 +85,7 @@ fn outage_scenario_has_its_phases() {
     assert_eq!(s.fakes.len(), 3);
     assert_eq!(s.faults.len(), 3);
     assert_eq!(
-        s.proxy.backend_fakes[1],
+        s.proxy.as_ref().unwrap().backend_fakes[1],
         ["search-a".to_owned(), "search-b".to_owned()]
     );
     assert!(
@@ -240,11 +243,65 @@ fn a_threshold_may_select_an_error_code_but_not_with_successes() {
     let CheckKind::Threshold(t) = &scenario.expect[0].kind else {
         panic!("not a threshold")
     };
-    assert_eq!(t.select.code, Some(-32014));
+    assert_eq!(t.select.code, Some(CodeSelector::code(-32014)));
     assert_eq!(
         err(&with("code: -32014, outcome: success")),
         "s.yaml:24: expect[0].threshold.code: selects errors: not with outcome: success"
     );
+}
+
+#[test]
+fn a_check_may_select_a_failure_kind_instead_of_a_code() {
+    let threshold = |keys: &str| {
+        BASE.replace(
+            "error_rate: { max: 0 } }",
+            &format!("error_rate: {{ max: 0 }}, {keys} }}"),
+        )
+    };
+    let scenario = load_str(&threshold("kind: refused"), Path::new("s.yaml")).unwrap();
+    let CheckKind::Threshold(t) = &scenario.expect[0].kind else {
+        panic!("not a threshold")
+    };
+    // By default a kind means this workspace's proxy's code.
+    let refused = t.select.code.as_ref().unwrap();
+    assert!(refused.matches(-32014) && !refused.matches(-32010));
+    assert_eq!(refused.to_string(), "refused (-32014)");
+    assert_eq!(
+        err(&threshold("kind: refused, code: -32014")),
+        "s.yaml:24: expect[0].threshold.kind: not with code: select errors by a code or by a kind, not both"
+    );
+    assert_eq!(
+        err(&threshold("kind: refused, outcome: success")),
+        "s.yaml:24: expect[0].threshold.kind: selects errors: not with outcome: success"
+    );
+    assert!(
+        err(&threshold("kind: slow"))
+            .starts_with("s.yaml:24: expect[0].threshold.kind: unknown variant `slow`"),
+        "{}",
+        err(&threshold("kind: slow"))
+    );
+    let errors = BASE.replace(
+        "threshold: { calls: a/*, window: { after: down }, error_rate: { max: 0 } }",
+        "errors: { window: { during: down }, kind: unavailable, message_contains: a }",
+    );
+    let scenario = load_str(&errors, Path::new("s.yaml")).unwrap();
+    let CheckKind::Errors(e) = &scenario.expect[0].kind else {
+        panic!("not an errors check")
+    };
+    assert_eq!(e.code, Some(CodeSelector::kind(FailureKind::Unavailable)));
+    assert_eq!(
+        err(&errors.replace("kind: unavailable", "kind: unavailable, code: 1")),
+        "s.yaml:24: expect[0].errors.kind: not with code: select errors by a code or by a kind, not both"
+    );
+    let timing = BASE.replace(
+        "threshold: { calls: a/*, window: { after: down }, error_rate: { max: 0 } }",
+        "timing: { after: { start: down }, first: { outcome: error, kind: timeout }, within: 1s }",
+    );
+    let scenario = load_str(&timing, Path::new("s.yaml")).unwrap();
+    let CheckKind::Timing(t) = &scenario.expect[0].kind else {
+        panic!("not a timing check")
+    };
+    assert_eq!(t.code, Some(CodeSelector::kind(FailureKind::Timeout)));
 }
 
 #[test]
@@ -281,6 +338,8 @@ fn the_run_config_fills_in_fakes_and_the_listen_address() {
     let listen = "127.0.0.1:4567".parse().unwrap();
     let config = s
         .proxy
+        .as_ref()
+        .unwrap()
         .config(
             "s.yaml",
             Path::new("."),
@@ -301,7 +360,7 @@ fn the_run_config_fills_in_fakes_and_the_listen_address() {
             headers: Default::default()
         }]
     );
-    let json = to_json(&s.proxy.config_tree(
+    let json = to_json(&s.proxy.as_ref().unwrap().config_tree(
         &|_| FakeAddress::Stdio {
             command: "h".into(),
             args: vec!["fake-backend".into()],
@@ -377,12 +436,14 @@ fn pool_scenario(fake: &str, b_transport: &str) -> String {
 fn a_list_of_http_fakes_becomes_the_backends_endpoints() {
     let s = load_str(&pool_scenario("[a, b]", "http"), Path::new("s.yaml")).unwrap();
     assert_eq!(
-        s.proxy.backend_fakes,
+        s.proxy.as_ref().unwrap().backend_fakes,
         vec![vec!["a".to_owned(), "b".to_owned()]]
     );
     let url = |name: &str| format!("http://127.0.0.1:{}/mcp", if name == "a" { 1 } else { 2 });
     let config = s
         .proxy
+        .as_ref()
+        .unwrap()
         .config(
             "s.yaml",
             Path::new("."),

@@ -179,8 +179,10 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
         _ => PathBuf::from("."),
     };
     let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, PROXY_PORT));
-    let config = scenario
-        .proxy
+    let Some(section) = &scenario.proxy else {
+        return Err((scenario.needs_target().unwrap_or_default(), Duration::ZERO));
+    };
+    let config = section
         .config(&file, &base_dir, &address, listen, seed)
         .map_err(|e| (e.to_string(), Duration::ZERO))?;
     // Stdio fakes run on the proxy's host, so on its clock.

@@ -23,11 +23,13 @@ impl Validator<'_> {
         let mut kinds = Vec::new();
         if let Some(t) = raw.threshold {
             let p = path.key("threshold");
-            if t.code.is_some() && matches!(t.outcome, Some(RawOutcomeFilter::Success)) {
-                return Err(self.error(&p.key("code"), "selects errors: not with outcome: success"));
+            let code = self.code_selector(t.code, t.kind, &p)?;
+            if code.is_some() && matches!(t.outcome, Some(RawOutcomeFilter::Success)) {
+                let key = if t.kind.is_some() { "kind" } else { "code" };
+                return Err(self.error(&p.key(key), "selects errors: not with outcome: success"));
             }
             let mut select = self.selector(t.calls, t.window, t.outcome, &p, phases)?;
-            select.code = t.code;
+            select.code = code;
             let max_error_rate = match t.error_rate {
                 Some(r) if !(0.0..=1.0).contains(&r.max) => {
                     return Err(
@@ -68,15 +70,17 @@ impl Validator<'_> {
             {
                 return Err(self.error(&p.key("min_rate"), "must be between 0 and 1"));
             }
-            if e.code.is_none() && e.message_contains.is_none() && e.min_rate.is_none() {
-                return Err(self.error(&p, "needs code, message_contains or min_rate"));
+            let code = self.code_selector(e.code, e.kind, &p)?;
+            if code.is_none() && e.message_contains.is_none() && e.min_rate.is_none() {
+                return Err(self.error(&p, "needs code, kind, message_contains or min_rate"));
             }
             kinds.push((
                 "errors",
                 CheckKind::Errors(ErrorsCheck {
                     select,
-                    code: e.code,
+                    code,
                     message_contains: e.message_contains,
+                    message_ignored: false,
                     min_rate: e.min_rate,
                 }),
             ));
@@ -154,6 +158,7 @@ impl Validator<'_> {
         }
         if let Some(t) = raw.timing {
             let p = path.key("timing");
+            let code = self.code_selector(t.first.code, t.first.kind, &p.key("first"))?;
             let (after, after_label) = match (t.after.start, t.after.end) {
                 (Some(phase), None) => {
                     let ranges = phases.get(&phase).ok_or_else(|| {
@@ -181,7 +186,7 @@ impl Validator<'_> {
                     after_label,
                     tool: t.first.calls.unwrap_or_else(|| "*".into()),
                     outcome: t.first.outcome.into(),
-                    code: t.first.code,
+                    code,
                     faster_than: t.first.faster_than.map(|d| d.0),
                     within: t.within.0,
                 }),
@@ -216,6 +221,24 @@ impl Validator<'_> {
             Ok(())
         } else {
             Err(self.error(path, format!("no fake named {name:?}")))
+        }
+    }
+
+    /// `code: N` or `kind: K` (not both) of the entry at `path`.
+    fn code_selector(
+        &self,
+        code: Option<i64>,
+        kind: Option<FailureKind>,
+        path: &KeyPath,
+    ) -> Result<Option<CodeSelector>, ConfigError> {
+        match (code, kind) {
+            (Some(_), Some(_)) => Err(self.error(
+                &path.key("kind"),
+                "not with code: select errors by a code or by a kind, not both",
+            )),
+            (Some(code), None) => Ok(Some(CodeSelector::code(code))),
+            (None, Some(kind)) => Ok(Some(CodeSelector::kind(kind))),
+            (None, None) => Ok(None),
         }
     }
 

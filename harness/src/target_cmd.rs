@@ -1,13 +1,15 @@
-//! `bench --target-cmd`: a target the bench starts itself, once its own
-//! echo backend listens (another gateway in front of it, say, which may
-//! drop a backend that is down when it starts), and stops when done.
+//! A target gateway the harness starts itself (`run --target-cmd`,
+//! `bench --target-cmd`): started once the fakes or the echo backend listen
+//! (a gateway may drop a backend that is down when it starts), and stopped
+//! when done. One place, so a run and a bench start and stop it the same way.
 //!
 //! The command runs as `sh -c "exec COMMAND"` in a process group of its
 //! own, its output in a log file: the process it execs is the one whose
-//! CPU time is measured, so COMMAND is one program with its arguments (no
-//! `VAR=value` prefix, `&&` or pipe: use `env VAR=value program`). The
-//! group is what is stopped (SIGTERM, then SIGKILL if it lingers; SIGKILL
-//! when dropped, as on Ctrl-C). It is ready when its target's port accepts
+//! CPU time the bench measures, so COMMAND is one program with its
+//! arguments (no `VAR=value` prefix, `&&` or pipe: use `env VAR=value
+//! program`). The group is what is stopped (SIGTERM, then SIGKILL if it
+//! lingers; SIGKILL when dropped, as on Ctrl-C): a gateway's own children
+//! (stdio backends) go with it. It is ready when its target's port accepts
 //! a connection, which nothing may do before it starts.
 
 use std::path::{Path, PathBuf};
@@ -82,6 +84,8 @@ pub enum TargetCmdError {
 /// too).
 pub struct TargetProcess {
     child: Child,
+    /// Where its output goes.
+    log: PathBuf,
 }
 
 impl Drop for TargetProcess {
@@ -121,16 +125,19 @@ impl TargetProcess {
                 command: command.into(),
                 source,
             })?;
-        let mut process = TargetProcess { child };
+        let mut process = TargetProcess {
+            child,
+            log: log.to_owned(),
+        };
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
             if tokio::net::TcpStream::connect(&address).await.is_ok() {
                 return Ok(process);
             }
-            if let Ok(Some(status)) = process.child.try_wait() {
+            if let Some(status) = process.exited() {
                 return Err(TargetCmdError::Exited {
                     command: command.into(),
-                    status: status.to_string(),
+                    status,
                     address,
                     log: tail(log),
                 });
@@ -147,9 +154,22 @@ impl TargetProcess {
         }
     }
 
+    /// Its log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
     /// The process the command execs, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Whether it has exited (with its status), without waiting.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        }
     }
 
     /// SIGTERM to its process group, SIGKILL if it lingers.
@@ -167,7 +187,7 @@ fn address_of(url: &str) -> Option<String> {
 }
 
 /// The last lines of a log, for an error message.
-fn tail(log: &Path) -> String {
+pub(crate) fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
