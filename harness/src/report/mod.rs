@@ -250,6 +250,7 @@ pub(crate) mod tests {
             .into(),
             passed,
             detail: (!passed).then(|| "error rate 3.0% > 0.0%".into()),
+            figures: crate::checks::figures::Figures::default(),
         }
         .named(name.into(), kind, Some(30))
     }

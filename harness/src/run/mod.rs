@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::checks::figures::{Figures, Measure};
 use crate::checks::{CheckResult, Verdict};
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
@@ -105,7 +106,9 @@ struct Finished {
 /// The always-on check for a spawned proxy: it must not exit during a run,
 /// whatever its backends did.
 fn proxy_stayed_up(stayed_up: Result<(), String>) -> CheckResult {
+    let exits = u64::from(stayed_up.is_err());
     Verdict {
+        figures: Figures::whole_run(vec![Measure::count("proxy_exits", exits, None, Some(0))]),
         expected: "running until stopped".into(),
         passed: stayed_up.is_ok(),
         observed: match stayed_up {

@@ -42,6 +42,7 @@ use std::time::Duration;
 use mcp_proxy::platform::{Platform, SeededSessionIds};
 
 use crate::checks::Verdict;
+use crate::checks::figures::{Figures, Measure};
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{Journal, JournalEntry};
@@ -315,7 +316,17 @@ fn compare_twice(scenario: &Scenario, seed: u64) -> (SimRun, Option<String>) {
 /// more check, [`REPLAY_CHECK`] (so JSON and JUnit show it too).
 pub fn run_twice(scenario: &Scenario, seed: u64) -> SimRun {
     let (mut done, difference) = compare_twice(scenario, seed);
+    let differing = Measure {
+        total: Some(2),
+        ..Measure::count(
+            "differing_runs",
+            u64::from(difference.is_some()),
+            None,
+            Some(0),
+        )
+    };
     let verdict = Verdict {
+        figures: Figures::whole_run(vec![differing]),
         expected: "an identical report and journal from two runs".into(),
         observed: match &difference {
             None => "identical".into(),
