@@ -71,6 +71,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     if let Some(error) = scenario.needs_simulation() {
         let mut report = RunReport::stopped(scenario, &mode, Duration::ZERO, error.to_string());
         report.seed = seed;
+        report.replay = replay_command(scenario, options, seed);
         return report;
     }
     let started = tokio::time::Instant::now();
@@ -91,7 +92,17 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
         Err(e) => RunReport::stopped(scenario, &mode, took, e.to_string()),
     };
     report.seed = seed;
+    report.replay = replay_command(scenario, options, seed);
     report
+}
+
+/// The command that runs `scenario` again as `options` and `seed` did.
+fn replay_command(scenario: &Scenario, options: &RunOptions, seed: u64) -> String {
+    crate::report::replay::command(
+        options.mode.runner(),
+        seed,
+        &scenario.file.display().to_string(),
+    )
 }
 
 /// What a run that went through observed.

@@ -16,6 +16,7 @@ use tokio::process::{Child, Command};
 
 use super::RunError;
 use crate::process_group;
+use crate::report::replay::Runner;
 use crate::scenario::{FakeAddress, Scenario, to_json};
 
 /// How long a spawned proxy binary may take to exit after SIGTERM.
@@ -39,6 +40,15 @@ impl ProxyMode {
             ProxyMode::InProcess => "in-process mcp-proxy".into(),
             ProxyMode::Binary(path) => format!("binary {}", path.display()),
             ProxyMode::Target(url) => format!("target {url}"),
+        }
+    }
+
+    /// The mode as `mcp-harness run` flags, for the replay command.
+    pub fn runner(&self) -> Runner<'_> {
+        match self {
+            ProxyMode::InProcess => Runner::InProcess,
+            ProxyMode::Binary(path) => Runner::Binary(path),
+            ProxyMode::Target(url) => Runner::Target(url),
         }
     }
 }

@@ -48,6 +48,7 @@ use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{Journal, JournalEntry};
 use crate::load::{self, LoadResult, Progress};
 use crate::report::RunReport;
+use crate::report::replay::{self, Runner};
 use crate::run::RunError;
 use crate::scenario::{FakeAddress, FakeSpec, FakeTransport, Scenario};
 use net::{HTTP_PORT, SimDialer, SimListener, SimNetwork};
@@ -90,6 +91,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> SimRun {
         }
     };
     report.seed = seed;
+    report.replay = replay::command(Runner::Simulation, seed, &report.file);
     match outcome {
         Ok(done) => SimRun {
             report,
