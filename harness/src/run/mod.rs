@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcp_proxy::platform::TcpDialer;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::figures::{Figures, Measure};
@@ -32,7 +33,9 @@ use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
 use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
+use crate::admin::BackendSampler;
 use crate::report::RunReport;
+use crate::report::timeline::BackendSample;
 use crate::scenario::{
     FakeAddress, FakeSpec, FakeTransport, FaultAction, LinkFault, Scenario, Trigger,
 };
@@ -81,6 +84,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
         Ok(finished) => {
             let mut report =
                 RunReport::from_run(scenario, &mode, took, &finished.load, &finished.journal);
+            report.backends = finished.backends;
             if let Some(stayed_up) = finished.stayed_up {
                 report.checks.push(proxy_stayed_up(stayed_up));
             }
@@ -109,6 +113,8 @@ fn replay_command(scenario: &Scenario, options: &RunOptions, seed: u64) -> Strin
 struct Finished {
     load: LoadResult,
     journal: Vec<JournalEntry>,
+    /// The proxy's `/admin/backends` during the load, when it is ours.
+    backends: Vec<BackendSample>,
     /// For a spawned proxy: whether it was still running at the end (`Err`
     /// with its exit status if not); `None` when the harness cannot know.
     stayed_up: Option<Result<(), String>>,
@@ -193,13 +199,13 @@ async fn execute(
         let result = drive(scenario, options, seed, clock, &mut proxy).await;
         let stayed_up = proxy.stayed_up();
         proxy.stop().await;
-        result.map(|load| (load, stayed_up))
+        result.map(|(load, backends)| (load, backends, stayed_up))
     }
     .await;
     for fake in http_fakes {
         fake.shutdown().await;
     }
-    let (load, stayed_up) = outcome?;
+    let (load, backends, stayed_up) = outcome?;
 
     let mut entries = journal.snapshot();
     for file in &journal_files {
@@ -214,18 +220,20 @@ async fn execute(
     Ok(Finished {
         load,
         journal: entries,
+        backends,
         stayed_up,
     })
 }
 
-/// Waits for the proxy, then runs the load with the progress line.
+/// Waits for the proxy, then runs the load with the progress line, and
+/// samples the proxy's `/admin/backends` meanwhile when it is ours.
 async fn drive(
     scenario: &Scenario,
     options: &RunOptions,
     seed: u64,
     clock: ScenarioClock,
     proxy: &mut ProxyUnderTest,
-) -> Result<LoadResult, RunError> {
+) -> Result<(LoadResult, Vec<BackendSample>), RunError> {
     let url = proxy.url();
     // One client for readiness and load: its pool carries over.
     let target = LoadTarget::new(&url)?;
@@ -238,20 +246,32 @@ async fn drive(
         clock,
         progress.clone(),
     );
+    let load = load::run(
+        &target,
+        &scenario.workload,
+        seed,
+        clock,
+        scenario.duration,
+        scenario.grace,
+        progress,
+    );
+    // Another gateway's admin, if any, is not ours to read.
+    let sampler = match options.mode {
+        ProxyMode::Target(_) => None,
+        _ => BackendSampler::new(&url, Arc::new(TcpDialer)),
+    };
+    let sampled = async {
+        match &sampler {
+            Some(sampler) => sampler.sample_while(clock, scenario.duration, load).await,
+            None => (load.await, Vec::new()),
+        }
+    };
     // Ctrl-C wins over a load that ends at the same moment: the run is
     // reported as interrupted either way.
     let result = tokio::select! {
         biased;
-        () = options.cancel.cancelled() => LoadResult::default(),
-        result = load::run(
-            &target,
-            &scenario.workload,
-            seed,
-            clock,
-            scenario.duration,
-            scenario.grace,
-            progress,
-        ) => result,
+        () = options.cancel.cancelled() => (LoadResult::default(), Vec::new()),
+        result = sampled => result,
     };
     line.finish();
     Ok(result)
