@@ -96,7 +96,7 @@ impl Span {
 ///   statistic over `total` requests, its `p_value` (the check fails when
 ///   it is below `1 − confidence`). Each way's `share` follows it.
 /// - `first_after` (`us`): a timing check's delay from its reference to the
-///   first awaited answer, bounded by `max`; `None` if none came.
+///   first awaited answer, bounded by `max`; no value if none came.
 /// - Accounting: `duplicate_answers`, `mismatched_answers`, `hung_calls`,
 ///   `session_errors`, `proxy_exits`, `differing_runs` (`count`, `max` 0;
 ///   `total` the calls, answers or runs they are of) and `missed_slots`

@@ -123,7 +123,7 @@ impl RunReport {
             calls: 0,
             error: None,
             faults: fault_spans::fault_spans(scenario),
-            timeline: Timeline::default(),
+            timeline: buckets::timeline(&[], &[]),
             backends: Vec::new(),
             call_log: Vec::new(),
         }
@@ -247,6 +247,7 @@ fn row(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::checks::figures::{Figures, Measure};
     use crate::checks::test_support::*;
     use crate::load::record::CallOutcome;
     use crate::scenario::{Fault, FaultAction};
@@ -262,7 +263,13 @@ pub(crate) mod tests {
             .into(),
             passed,
             detail: (!passed).then(|| "error rate 3.0% > 0.0%".into()),
-            figures: crate::checks::figures::Figures::default(),
+            figures: Figures::whole_run(vec![Measure::share(
+                "error_rate",
+                if passed { 0 } else { 3 },
+                100,
+                None,
+                Some(0.0),
+            )]),
         }
         .named(name.into(), kind, Some(30))
     }

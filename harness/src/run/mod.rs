@@ -27,13 +27,13 @@ use std::time::Duration;
 use mcp_proxy::platform::TcpDialer;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::BackendSampler;
 use crate::checks::figures::{Figures, Measure};
 use crate::checks::{CheckResult, Verdict};
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
 use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
-use crate::admin::BackendSampler;
 use crate::report::RunReport;
 use crate::report::timeline::BackendSample;
 use crate::scenario::{

@@ -41,16 +41,16 @@ use std::time::Duration;
 
 use mcp_proxy::platform::{Platform, SeededSessionIds};
 
+use crate::admin::BackendSampler;
 use crate::checks::Verdict;
 use crate::checks::figures::{Figures, Measure};
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{Journal, JournalEntry};
 use crate::load::{self, LoadResult, Progress};
-use crate::admin::BackendSampler;
 use crate::report::RunReport;
-use crate::report::timeline::BackendSample;
 use crate::report::replay::{self, Runner};
+use crate::report::timeline::BackendSample;
 use crate::run::RunError;
 use crate::scenario::{FakeAddress, FakeSpec, FakeTransport, Scenario};
 use net::{HTTP_PORT, SimDialer, SimListener, SimNetwork};
