@@ -533,12 +533,56 @@ fn every_shipped_scenario_passes_in_simulation_and_replays_identically() {
         sim::check_determinism(&scenario, scenario.seed)
             .map(|run| (file.clone(), run.report.clone()))
     });
+    let schema = report_schema();
     for outcome in outcomes {
         let (file, report) = outcome.unwrap_or_else(|difference| panic!("{difference}"));
         let failed = report.failures();
         assert_eq!(report.error, None, "{}", file.display());
         assert!(failed.is_empty(), "{}: {failed:#?}", file.display());
+        // Its JSON report is what docs/report-schema.json says, with the
+        // proxy's /admin/backends sampled at fixed times of the load.
+        let json = serde_json::to_value([&report]).unwrap();
+        if let Err(error) = schema.validate(&json) {
+            panic!(
+                "{}: the report does not match docs/report-schema.json: {error} at {}",
+                file.display(),
+                error.instance_path()
+            );
+        }
+        assert!(!report.backends.is_empty(), "{}", file.display());
+        assert!(
+            report.backends.iter().all(|s| s.at_us % 250_000 == 0),
+            "{}",
+            file.display()
+        );
     }
+}
+
+/// The committed schema of JSON report files.
+fn report_schema() -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report-schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_report_with_a_field_of_the_wrong_type_fails_the_schema() {
+    let scenario = load(&scenarios_dir().join("outage.yaml"));
+    let report = mcp_harness::report::RunReport::stopped(
+        &scenario,
+        sim::MODE,
+        std::time::Duration::ZERO,
+        "stopped".into(),
+    );
+    let schema = report_schema();
+    let mut json = serde_json::to_value([&report]).unwrap();
+    assert!(schema.is_valid(&json), "{json:#}");
+    json[0]["seed"] = "42".into();
+    assert!(!schema.is_valid(&json));
+    json[0]["seed"] = 42.into();
+    json[0]["faults"][0]["to_us"] = serde_json::Value::Null;
+    assert!(!schema.is_valid(&json));
 }
 
 #[test]

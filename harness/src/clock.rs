@@ -57,6 +57,11 @@ impl ScenarioClock {
     }
 }
 
+/// A duration in whole microseconds, as reports write them (saturating).
+pub(crate) fn whole_micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Serde for a [`Duration`] as whole microseconds (journals, JSON reports).
 pub(crate) mod micros {
     use std::time::Duration;
@@ -64,7 +69,7 @@ pub(crate) mod micros {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_micros() as u64)
+        s.serialize_u64(super::whole_micros(*d))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

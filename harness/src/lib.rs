@@ -14,6 +14,7 @@
 //! - [`load`]: MCP clients, closed and open loop, call records
 //! - [`stats`]: latency histograms and the statistical tests
 //! - [`checks`]: one module per kind of check, plus the always-on accounting
+//! - [`admin`]: the proxy's `/admin/backends`, sampled during the load
 //! - [`report`]: terminal table, JSON and JUnit
 //! - [`run`]: one scenario from start to verdict
 //! - [`sim`]: the same run in virtual time on a simulated network
@@ -22,6 +23,7 @@
 //!
 //! plus [`clock`] (scenario time, read from tokio).
 
+pub mod admin;
 pub mod bench;
 pub mod checks;
 pub mod clock;

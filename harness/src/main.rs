@@ -115,6 +115,8 @@ enum Command {
         #[arg(default_value = "scenarios")]
         dir: PathBuf,
     },
+    /// Print the JSON Schema of the report files `run --json` writes.
+    Schema,
     /// Run one fake backend of a scenario by itself (this is also how the
     /// proxy runs stdio fakes).
     FakeBackend {
@@ -235,6 +237,10 @@ fn main() -> ExitCode {
             },
             Command::Check { files } => check_command(&files),
             Command::List { dir } => list_command(&dir),
+            Command::Schema => {
+                print!("{}", mcp_harness::report::json::schema());
+                0
+            }
             Command::FakeBackend {
                 transport,
                 scenario,

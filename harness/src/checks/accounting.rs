@@ -13,6 +13,7 @@
 //! `inject_arguments`), and the number alone already says whose answer it
 //! is.
 
+use super::figures::{Figures, Measure};
 use super::{CheckResult, Verdict, describe_call};
 use crate::load::record::{CallOutcome, CallRecord, LoadResult};
 use crate::report::format::{count, percent};
@@ -30,6 +31,14 @@ pub fn checks(scenario: &Scenario, load: &LoadResult) -> Vec<CheckResult> {
         .collect();
     let mismatched = mismatched_answers(scenario, load);
     let calls = load.calls.len();
+    let successes = load.calls.iter().filter(|c| c.is_success()).count() as u64;
+    // A number of things that must be none, of `total`.
+    let none_of = |name: &str, value: usize, total: u64| {
+        Figures::whole_run(vec![Measure {
+            total: Some(total),
+            ..Measure::count(name, value as u64, None, Some(0))
+        }])
+    };
     let results = [
         (
             "every call answered once",
@@ -39,6 +48,11 @@ pub fn checks(scenario: &Scenario, load: &LoadResult) -> Vec<CheckResult> {
                 passed: load.duplicate_answers == 0,
                 detail: (load.duplicate_answers > 0)
                     .then(|| "an answer arrived for a request already answered".to_owned()),
+                figures: none_of(
+                    "duplicate_answers",
+                    load.duplicate_answers as usize,
+                    calls as u64,
+                ),
             },
         ),
         (
@@ -54,6 +68,7 @@ pub fn checks(scenario: &Scenario, load: &LoadResult) -> Vec<CheckResult> {
                     };
                     format!("first: {}, whose answer echoes {echo}", describe_call(c))
                 }),
+                figures: none_of("mismatched_answers", mismatched.len(), successes),
             },
         ),
         (
@@ -63,6 +78,7 @@ pub fn checks(scenario: &Scenario, load: &LoadResult) -> Vec<CheckResult> {
                 observed: count(hung.len() as u64, "hung call"),
                 passed: hung.is_empty(),
                 detail: hung.first().map(|c| format!("first: {}", describe_call(c))),
+                figures: none_of("hung_calls", hung.len(), calls as u64),
             },
         ),
         (
@@ -72,6 +88,11 @@ pub fn checks(scenario: &Scenario, load: &LoadResult) -> Vec<CheckResult> {
                 observed: count(load.session_errors.len() as u64, "session error"),
                 passed: load.session_errors.is_empty(),
                 detail: load.session_errors.first().map(|e| format!("first: {e}")),
+                figures: none_of(
+                    "session_errors",
+                    load.session_errors.len(),
+                    scenario.workload.clients as u64,
+                ),
             },
         ),
         (
@@ -81,6 +102,12 @@ pub fn checks(scenario: &Scenario, load: &LoadResult) -> Vec<CheckResult> {
                 observed: count(calls as u64, "call"),
                 passed: calls > 0,
                 detail: None,
+                figures: Figures::whole_run(vec![Measure::count(
+                    "calls",
+                    calls as u64,
+                    Some(1),
+                    None,
+                )]),
             },
         ),
     ];
@@ -107,11 +134,22 @@ pub fn checks(scenario: &Scenario, load: &LoadResult) -> Vec<CheckResult> {
 fn missed_slots(load: &LoadResult, max_in_flight: usize, max_share: f64) -> Verdict {
     let (slots, missed) = (load.slots, load.missed_slots);
     let passed = missed as f64 <= max_share * slots as f64;
+    let missed_share = Measure {
+        // No slots: none missed, within any bound.
+        value: Some(if slots == 0 {
+            0.0
+        } else {
+            missed as f64 / slots as f64
+        }),
+        passed,
+        ..Measure::share("missed_slots", missed, slots, None, Some(max_share))
+    };
     let mut observed = format!("{missed} of {} missed", count(slots, "slot"));
     if slots > 0 {
         observed.push_str(&format!(" ({})", percent(missed as f64 / slots as f64)));
     }
     Verdict {
+        figures: Figures::whole_run(vec![missed_share]),
         expected: format!("≤ {} of slots missed", percent(max_share)),
         observed,
         passed,
@@ -190,6 +228,17 @@ mod tests {
                 .iter()
                 .all(|r| r.passed && r.kind == "accounting" && r.line.is_none())
         );
+        let all: Vec<String> = results.iter().flat_map(|r| measures(&r.figures)).collect();
+        assert_eq!(
+            all,
+            [
+                "duplicate_answers = 0 count, max 0, of 2, passed",
+                "mismatched_answers = 0 count, max 0, of 2, passed",
+                "hung_calls = 0 count, max 0, of 2, passed",
+                "session_errors = 0 count, max 0, of 1, passed",
+                "calls = 2 count, min 1, passed",
+            ]
+        );
     }
 
     #[test]
@@ -205,6 +254,11 @@ mod tests {
         assert_eq!(failed(&results), ["no call hung"]);
         let hung = named(&results, "no call hung");
         assert_eq!(hung.observed, "1 hung call");
+        assert_eq!(
+            measures(&hung.figures),
+            ["hung_calls = 1 count, max 0, of 3, failed"]
+        );
+        assert_eq!(hung.figures.window[0].to_us, None);
         assert!(hung.detail.as_deref().unwrap().contains("call 3"));
 
         let mut load = healthy();
@@ -219,6 +273,10 @@ mod tests {
         let results = judge(&LoadResult::default());
         assert_eq!(failed(&results), ["calls were made"]);
         assert_eq!(named(&results, "calls were made").observed, "0 calls");
+        assert_eq!(
+            measures(&named(&results, "calls were made").figures),
+            ["calls = 0 count, min 1, failed"]
+        );
     }
 
     /// The test scenario in open loop, missing at most `max_missed_share`.
@@ -243,6 +301,10 @@ mod tests {
         assert!(check.passed, "{check:#?}");
         assert_eq!(check.expected, "≤ 1.0% of slots missed");
         assert_eq!(check.observed, "10 of 1000 slots missed (1.0%)");
+        assert_eq!(
+            measures(&check.figures),
+            ["missed_slots = 0.01 share, max 0.01, count 10, of 1000, passed"]
+        );
 
         load.missed_slots = 11;
         let results = checks(&open_loop(0.01), &load);

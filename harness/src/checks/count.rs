@@ -5,6 +5,7 @@
 use mcp_proxy::glob;
 
 use super::Verdict;
+use super::figures::{Figures, Measure};
 use crate::journal::JournalEntry;
 use crate::scenario::{CountCheck, JournalSelector};
 
@@ -38,6 +39,10 @@ pub fn check(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
                 s.window.label
             )
         }),
+        figures: Figures::over(
+            &s.window,
+            vec![Measure::count("requests", count, spec.min, spec.max)],
+        ),
     }
 }
 
@@ -66,7 +71,14 @@ fn check_per_call(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
         ),
     };
     let s = &spec.select;
+    let requests_per_call = Measure {
+        value: worst.map(|(_, n)| *n as f64),
+        total: Some(per_call.len() as u64),
+        passed,
+        ..Measure::count("requests_per_call", 0, None, spec.max)
+    };
     Verdict {
+        figures: Figures::over(&s.window, vec![requests_per_call]),
         expected: format!("≤ {max} per call"),
         observed,
         passed,
@@ -149,6 +161,11 @@ mod tests {
             (v.expected.as_str(), v.observed.as_str()),
             ("exactly 3", "3")
         );
+        assert_eq!(
+            measures(&v.figures),
+            ["requests = 3 count, min 3, max 3, passed"]
+        );
+        assert_eq!(v.figures.window[0].to_us, Some(2_000_000));
         assert!(check(&spec(Some("read"), Some(2), Some(5)), &journal()).passed);
         assert!(check(&spec(Some("write"), None, Some(1)), &journal()).passed);
     }
@@ -193,6 +210,10 @@ mod tests {
         let v = check(&once, &journal);
         assert!(!v.passed, "{v:?}");
         assert_eq!(v.observed, "at most 2 per call (call 0; 2 calls)");
+        assert_eq!(
+            measures(&v.figures),
+            ["requests_per_call = 2 count, max 1, of 2, failed"]
+        );
         // Only entries that ran: call 1's second entry was refused.
         journal[1].outcome = "unknown_session".into();
         once.select.outcomes = Some(vec!["success".into()]);
@@ -213,6 +234,10 @@ mod tests {
         let v = check(&once, &journal);
         assert!(!v.passed, "{v:?}");
         assert_eq!(v.observed, "nothing matched");
+        assert_eq!(
+            measures(&v.figures),
+            ["requests_per_call = none count, max 1, of 0, failed"]
+        );
         assert_eq!(
             v.detail.as_deref(),
             Some(

@@ -4,6 +4,7 @@
 
 use mcp_proxy::glob;
 
+use super::figures::{Figures, Measure};
 use super::{Verdict, describe_call, describe_selection};
 use crate::load::record::{CallOutcome, CallRecord};
 use crate::report::format::percent;
@@ -53,6 +54,29 @@ pub fn check(spec: &ErrorsCheck, calls: &[CallRecord]) -> Verdict {
         expected.push("failures of any kind".to_owned());
     }
     let expected = expected.join(", ");
+    let mut error_rate = Measure::share(
+        "error_rate",
+        failures.len() as u64,
+        selected.len() as u64,
+        spec.min_rate,
+        None,
+    );
+    if spec.min_rate.is_none() {
+        // Unbounded: reported, never what fails the check.
+        error_rate.passed = !selected.is_empty();
+    }
+    let unlike_expected = Measure {
+        total: Some(failures.len() as u64),
+        ..Measure::count("unlike_expected", unlike.len() as u64, None, Some(0))
+    };
+    let figures = Figures::over(
+        &spec.select.window,
+        vec![
+            Measure::count("calls", selected.len() as u64, Some(1), None),
+            error_rate,
+            unlike_expected,
+        ],
+    );
 
     if selected.is_empty() {
         return Verdict {
@@ -63,6 +87,7 @@ pub fn check(spec: &ErrorsCheck, calls: &[CallRecord]) -> Verdict {
                 "no {}",
                 describe_selection(&spec.select.tool, &spec.select.window)
             )),
+            figures,
         };
     }
 
@@ -93,6 +118,7 @@ pub fn check(spec: &ErrorsCheck, calls: &[CallRecord]) -> Verdict {
         observed,
         passed: problems.is_empty(),
         detail: (!problems.is_empty()).then(|| problems.join("; ")),
+        figures,
     }
 }
 
@@ -165,6 +191,15 @@ mod tests {
             "failures are JSON-RPC -32000, message contains \"is down\", ≥ 75.0% failed"
         );
         assert_eq!(v.observed, "3 of 4 failed (75.0%)");
+        assert_eq!(
+            measures(&v.figures),
+            [
+                "calls = 4 count, min 1, passed",
+                "error_rate = 0.75 share, min 0.75, count 3, of 4, passed",
+                "unlike_expected = 0 count, max 0, of 3, passed",
+            ]
+        );
+        assert_eq!(v.figures.window.len(), 1);
     }
 
     #[test]
@@ -175,6 +210,14 @@ mod tests {
         assert_eq!(
             v.observed,
             "3 of 4 failed; 1 unlike expected, first: HTTP 502"
+        );
+        // No minimum rate: the rate is shown, and is not what failed.
+        assert_eq!(
+            measures(&v.figures)[1..],
+            [
+                "error_rate = 0.75 share, count 3, of 4, passed",
+                "unlike_expected = 1 count, max 0, of 3, failed",
+            ]
         );
         assert!(
             v.detail

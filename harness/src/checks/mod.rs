@@ -58,6 +58,8 @@ pub struct Verdict {
     pub passed: bool,
     /// More about a failure, if anything.
     pub detail: Option<String>,
+    /// The same as numbers.
+    pub figures: figures::Figures,
 }
 
 impl Verdict {
@@ -71,7 +73,7 @@ impl Verdict {
             observed: self.observed,
             passed: self.passed,
             detail: self.detail,
-            figures: figures::Figures::default(),
+            figures: self.figures,
         }
     }
 }
@@ -155,6 +157,7 @@ pub(crate) mod test_support {
 
     use mcp_proxy::config::document::{Node, Value};
 
+    use super::figures::Figures;
     use crate::journal::JournalEntry;
     use crate::load::record::{CallOutcome, CallRecord};
     use crate::scenario::{CheckSpec, LoadMode, ProxySection, Scenario, Window, Workload};
@@ -238,6 +241,38 @@ pub(crate) mod test_support {
             },
             expect,
         }
+    }
+
+    /// Each measure of `figures` as one line of text, for assertions:
+    /// `name[subject] = value unit, min, max, expected, count, of total,
+    /// passed` (the parts it has).
+    pub fn measures(figures: &Figures) -> Vec<String> {
+        figures
+            .measures
+            .iter()
+            .map(|m| {
+                let mut text = m.name.clone();
+                if let Some(subject) = &m.subject {
+                    text.push_str(&format!("[{subject}]"));
+                }
+                match m.value {
+                    Some(value) => text.push_str(&format!(" = {value} {}", m.unit)),
+                    None => text.push_str(&format!(" = none {}", m.unit)),
+                }
+                for (key, number) in [("min", m.min), ("max", m.max), ("expected", m.expected)] {
+                    if let Some(number) = number {
+                        text.push_str(&format!(", {key} {number}"));
+                    }
+                }
+                for (key, number) in [("count", m.count), ("of", m.total)] {
+                    if let Some(number) = number {
+                        text.push_str(&format!(", {key} {number}"));
+                    }
+                }
+                text.push_str(if m.passed { ", passed" } else { ", failed" });
+                text
+            })
+            .collect()
     }
 
     /// The whole of any test run.

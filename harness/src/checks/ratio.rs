@@ -5,6 +5,7 @@
 //! must not reject the expected shares. Both at the scenario's `confidence`.
 
 use super::Verdict;
+use super::figures::{Figures, Interval, Measure, STATISTIC};
 use crate::journal::JournalEntry;
 use crate::report::format::{count, p_value, percent};
 use crate::scenario::RatioCheck;
@@ -51,8 +52,17 @@ pub fn check(spec: &RatioCheck, journal: &[JournalEntry]) -> Verdict {
         .collect::<Vec<_>>()
         .join(", ");
 
+    let calls = Measure::count("calls", total, Some(spec.min_calls.max(1)), None);
+    let figures = |measures: Vec<Measure>| {
+        Figures::over(
+            &spec.window,
+            [calls.clone()].into_iter().chain(measures).collect(),
+        )
+    };
+
     if total < spec.min_calls || total == 0 {
         return Verdict {
+            figures: figures(way_shares(spec, &counts, false)),
             expected,
             observed: format!("only {} ({counts_text})", count(total, "call")),
             passed: false,
@@ -70,7 +80,15 @@ pub fn check(spec: &RatioCheck, journal: &[JournalEntry]) -> Verdict {
         let p = binomial_score_p_value(counts[0], total, *share);
         let observed_share = counts[0] as f64 / total as f64;
         let passed = lo <= *share && *share <= hi;
+        let first_share = Measure {
+            interval: Some(Interval { low: lo, high: hi }),
+            p_value: Some(p),
+            confidence: Some(spec.confidence),
+            passed,
+            ..way_share(first, counts[0], total, *share)
+        };
         return Verdict {
+            figures: figures(vec![first_share]),
             expected,
             observed: format!(
                 "{first} {} ({} of {total}), interval {}–{}, p = {}",
@@ -105,7 +123,20 @@ pub fn check(spec: &RatioCheck, journal: &[JournalEntry]) -> Verdict {
         Ok(test) => {
             let alpha = 1.0 - spec.confidence;
             let passed = test.p_value >= alpha;
+            let statistic = Measure {
+                name: "chi_square".into(),
+                unit: STATISTIC.into(),
+                value: Some(test.statistic),
+                total: Some(total),
+                p_value: Some(test.p_value),
+                confidence: Some(spec.confidence),
+                passed,
+                ..Measure::default()
+            };
+            let mut measures = vec![statistic];
+            measures.extend(way_shares(spec, &counts, passed));
             Verdict {
+                figures: figures(measures),
                 expected,
                 observed: format!(
                     "{shares_text} of {total}, χ² = {:.2}, p = {}",
@@ -124,11 +155,34 @@ pub fn check(spec: &RatioCheck, journal: &[JournalEntry]) -> Verdict {
             }
         }
         Err(e) => Verdict {
+            figures: figures(way_shares(spec, &counts, false)),
             expected,
             observed: format!("cannot judge: {e}"),
             passed: false,
             detail: Some(counts_text),
         },
+    }
+}
+
+/// Each way's observed share, judged together (`passed`).
+fn way_shares(spec: &RatioCheck, counts: &[u64], passed: bool) -> Vec<Measure> {
+    let total = counts.iter().sum();
+    spec.ways
+        .iter()
+        .zip(counts)
+        .map(|((fake, share), n)| Measure {
+            passed,
+            ..way_share(fake, *n, total, *share)
+        })
+        .collect()
+}
+
+/// `fake`'s share: `count` of `total` requests, `expected` asked for.
+fn way_share(fake: &str, count: u64, total: u64, expected: f64) -> Measure {
+    Measure {
+        subject: Some(fake.to_owned()),
+        expected: Some(expected),
+        ..Measure::share("share", count, total, None, None)
     }
 }
 
@@ -176,6 +230,28 @@ mod tests {
         );
         // z = 0.05 / 0.05 = 1, p = 2·Φ(−1) = 0.317.
         assert!(v.observed.ends_with("p = 0.317"), "{}", v.observed);
+
+        assert_eq!(
+            measures(&v.figures),
+            [
+                "calls = 100 count, min 30, passed",
+                "share[a] = 0.55 share, expected 0.5, count 55, of 100, passed",
+            ]
+        );
+        let share = &v.figures.measures[1];
+        assert_eq!(share.confidence, Some(0.99));
+        // The numbers are the ones the text shows.
+        let interval = share.interval.clone().unwrap();
+        let shown = format!(
+            "interval {}–{}, p = {}",
+            percent(interval.low),
+            percent(interval.high),
+            p_value(share.p_value.unwrap())
+        );
+        assert!(v.observed.ends_with(&shown), "{} / {shown}", v.observed);
+        assert!((interval.low - 0.4228).abs() < 1e-4, "{interval:?}");
+        assert!((interval.high - 0.6710).abs() < 1e-4, "{interval:?}");
+        assert!((share.p_value.unwrap() - 0.3173).abs() < 1e-3);
     }
 
     #[test]
@@ -200,9 +276,27 @@ mod tests {
             "{}",
             v.observed
         );
+        assert_eq!(
+            measures(&v.figures)[1..],
+            [
+                "chi_square = 0.16 statistic, of 100, passed",
+                "share[a] = 0.52 share, expected 0.5, count 52, of 100, passed",
+                "share[b] = 0.24 share, expected 0.25, count 24, of 100, passed",
+                "share[c] = 0.24 share, expected 0.25, count 24, of 100, passed",
+            ]
+        );
+        let chi = &v.figures.measures[1];
+        assert_eq!(chi.confidence, Some(0.99));
+        assert!(
+            v.observed
+                .ends_with(&format!("p = {}", p_value(chi.p_value.unwrap()))),
+            "{}",
+            v.observed
+        );
         // Evenly split instead of half/quarter/quarter: statistic 10.24, p = e^−5.12 ≈ 0.006 < 0.01.
         let v = check(&spec(&ways, 30), &journal(&["a", "b", "c"], &[34, 33, 33]));
         assert!(!v.passed, "{v:?}");
+        assert!(v.figures.measures[1..].iter().all(|m| !m.passed));
         assert!(v.detail.unwrap().contains("rejects the expected shares"));
     }
 
@@ -214,6 +308,11 @@ mod tests {
         );
         assert!(!v.passed);
         assert_eq!(v.observed, "only 19 calls (a 10, b 9)");
+        let calls = &v.figures.measures[0];
+        assert_eq!(
+            (calls.value, calls.min, calls.passed),
+            (Some(19.0), Some(30.0), false)
+        );
         let v = check(
             &spec(&[("a", 0.5), ("b", 0.5)], 0),
             &journal(&["a", "b"], &[0, 0]),

@@ -2,6 +2,7 @@
 //! the client calls a selector picks, with a minimum number of calls so
 //! that an empty window cannot pass by saying nothing.
 
+use super::figures::{Figures, Measure};
 use super::{Verdict, describe_selection, select_calls};
 use crate::load::record::CallRecord;
 use crate::report::format::{count, duration, percent};
@@ -29,6 +30,7 @@ pub fn check(spec: &ThresholdCheck, calls: &[CallRecord]) -> Verdict {
         expected.push(format!("≥ {}", count(spec.min_calls, "call")));
     }
     let expected = expected.join(", ").replacen(":,", ":", 1);
+    let figures = figures(spec, &summary);
 
     if summary.calls < spec.min_calls {
         let observed = if summary.calls == 0 {
@@ -46,6 +48,7 @@ pub fn check(spec: &ThresholdCheck, calls: &[CallRecord]) -> Verdict {
                 spec.min_calls,
                 describe_selection(&spec.select.tool, &spec.select.window)
             )),
+            figures,
         };
     }
 
@@ -87,7 +90,33 @@ pub fn check(spec: &ThresholdCheck, calls: &[CallRecord]) -> Verdict {
         observed: observed.join(", "),
         passed: broken.is_empty(),
         detail: (!broken.is_empty()).then(|| broken.join("; ")),
+        figures,
     }
+}
+
+/// The selected calls against `min_calls`, the error rate and each latency
+/// bound; without calls, the rate and percentiles have no value.
+fn figures(spec: &ThresholdCheck, summary: &LatencySummary) -> Figures {
+    let mut measures = vec![Measure::count(
+        "calls",
+        summary.calls,
+        Some(spec.min_calls),
+        None,
+    )];
+    if let Some(max) = spec.max_error_rate {
+        measures.push(Measure::share(
+            "error_rate",
+            summary.errors,
+            summary.calls,
+            None,
+            Some(max),
+        ));
+    }
+    for (percentile, bound) in &spec.latency {
+        let value = (summary.calls > 0).then(|| summary.quantile(percentile.quantile));
+        measures.push(Measure::duration(percentile.label, value, *bound));
+    }
+    Figures::over(&spec.select.window, measures)
 }
 
 #[cfg(test)]
@@ -156,6 +185,44 @@ mod tests {
         );
         assert_eq!(v.observed, "3.0% (3 of 100), p99 = 99ms, max = 100ms");
         assert_eq!(v.detail, None);
+    }
+
+    #[test]
+    fn figures_carry_the_window_calls_error_rate_and_each_percentile() {
+        let v = check(
+            &spec(Some(0.05), vec![(P99, ms(100)), (MAX, ms(50))], 50),
+            &calls(3),
+        );
+        let f = &v.figures;
+        assert_eq!(
+            f.window,
+            [crate::checks::figures::Span {
+                from_us: 1_000_000,
+                to_us: Some(2_000_000)
+            }]
+        );
+        assert_eq!(
+            measures(f),
+            [
+                "calls = 100 count, min 50, passed",
+                "error_rate = 0.03 share, max 0.05, count 3, of 100, passed",
+                // The histogram's value, within 0.1% of 99ms (the text rounds it).
+                "p99 = 99007 us, max 100000, passed",
+                "max = 100000 us, max 50000, failed",
+            ]
+        );
+        assert!(!v.passed);
+
+        // Too few calls: the count fails, and nothing else has a value.
+        let v = check(&spec(Some(0.05), vec![(P99, ms(100))], 1), &[]);
+        assert_eq!(
+            measures(&v.figures),
+            [
+                "calls = 0 count, min 1, failed",
+                "error_rate = none share, max 0.05, count 0, of 0, failed",
+                "p99 = none us, max 100000, failed",
+            ]
+        );
     }
 
     #[test]

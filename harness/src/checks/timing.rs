@@ -2,8 +2,11 @@
 //! kind arrived — how long a gateway took to notice a backend died (first
 //! fast rejection) or came back (first success).
 
+use std::time::Duration;
+
 use mcp_proxy::glob;
 
+use super::figures::{Figures, Measure, Span};
 use super::{Verdict, outcome_matches};
 use crate::load::record::{CallOutcome, CallRecord};
 use crate::report::format::duration;
@@ -37,8 +40,18 @@ pub fn check(spec: &TimingCheck, calls: &[CallRecord]) -> Verdict {
         spec.after_label
     );
 
+    // The window: from the reference instant on.
+    let figures = Figures {
+        window: vec![Span::of(&(spec.after..Duration::MAX))],
+        measures: vec![Measure::duration(
+            "first_after",
+            first.map(|call| call.ended - spec.after),
+            spec.within,
+        )],
+    };
     match first {
         None => Verdict {
+            figures,
             expected,
             observed: "none".to_owned(),
             passed: false,
@@ -53,6 +66,7 @@ pub fn check(spec: &TimingCheck, calls: &[CallRecord]) -> Verdict {
             let delay = call.ended - spec.after;
             let passed = delay <= spec.within;
             Verdict {
+                figures,
                 expected,
                 observed: format!("first after {}", duration(delay)),
                 passed,
@@ -131,6 +145,17 @@ mod tests {
             "first error -32000 faster than 100ms of `files/*` within 500ms after start of files-down"
         );
         assert_eq!(v.observed, "first after 230ms");
+        assert_eq!(
+            v.figures.window,
+            [Span {
+                from_us: 1_000_000,
+                to_us: None
+            }]
+        );
+        assert_eq!(
+            measures(&v.figures),
+            ["first_after = 230000 us, max 500000, passed"]
+        );
     }
 
     #[test]
@@ -165,6 +190,10 @@ mod tests {
         );
         assert!(!v.passed);
         assert_eq!(v.observed, "none");
+        assert_eq!(
+            measures(&v.figures),
+            ["first_after = none us, max 10000000, failed"]
+        );
         let v = check(&spec(OutcomeFilter::Success, None, None, 2_000), &calls());
         assert!(v.passed);
         assert_eq!(v.observed, "first after 1.01s");

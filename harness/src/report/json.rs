@@ -1,6 +1,8 @@
 //! Reports as JSON: an array with one object per scenario run, for tools
 //! that read results (dashboards, comparisons across runs). Durations are
-//! whole microseconds in fields ending in `_us`.
+//! whole microseconds in fields ending in `_us`. The file's JSON Schema is
+//! generated from the report's types ([`schema`]) and committed as
+//! `docs/report-schema.json`, which a test keeps equal to it.
 
 use std::path::Path;
 
@@ -9,6 +11,13 @@ use super::RunReport;
 /// The reports as a pretty-printed JSON array.
 pub fn to_string(reports: &[RunReport]) -> serde_json::Result<String> {
     serde_json::to_string_pretty(reports)
+}
+
+/// The JSON Schema of a report file (an array of [`RunReport`]), pretty-printed.
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(Vec<RunReport>);
+    // A schema of plain data types always serialises.
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
 /// Writes the reports as a JSON array to `path` (replacing it).
@@ -69,6 +78,23 @@ mod tests {
             assert!(check.get(key).is_some(), "check lacks {key}: {check}");
         }
         assert_eq!(check["kind"], "threshold");
+        // Figures are numbers, not text.
+        let measure = &report["checks"][1]["figures"]["measures"][0];
+        assert_eq!(measure["name"], "error_rate");
+        assert_eq!(measure["value"].as_f64(), Some(0.03));
+        assert_eq!(measure["max"].as_f64(), Some(0.0));
+        assert_eq!(
+            (measure["count"].as_u64(), measure["total"].as_u64()),
+            (Some(3), Some(100))
+        );
+        assert_eq!(measure["passed"], false);
+        assert_eq!(
+            report["checks"][1]["figures"]["window"][0]["to_us"],
+            serde_json::Value::Null
+        );
+        // The run in time is there, even when empty.
+        assert_eq!(report["timeline"]["buckets"], serde_json::json!([]));
+        assert!(report["call_log"].is_array() && report["backends"].is_array());
         let phase = &report["phases"][0];
         for key in [
             "label",
@@ -83,6 +109,17 @@ mod tests {
         ] {
             assert!(phase.get(key).is_some(), "phase lacks {key}: {phase}");
         }
+    }
+
+    #[test]
+    fn the_committed_schema_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/report-schema.json");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == schema(),
+            "docs/report-schema.json differs from the report's types; regenerate it with \
+             `cargo run -p mcp-harness -- schema > docs/report-schema.json`"
+        );
     }
 
     #[test]

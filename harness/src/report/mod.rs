@@ -2,13 +2,21 @@
 //!
 //! A [`RunReport`] gathers one scenario's verdict: its checks, a table of
 //! phases (client results before, during and after each named fault) and
-//! the harness error that stopped it, if one did. It renders as a terminal
-//! table ([`terminal`]), JSON ([`json`]) or JUnit XML ([`junit`]);
-//! [`format`](mod@format) holds the number formatting shared with the checks.
+//! the harness error that stopped it, if one did; and, for graphs and
+//! scripts, the run in time ([`timeline`]: its buckets built by
+//! [`buckets`], the fault windows by [`fault_spans`], the call log by
+//! [`call_log`]) and the command that replays it ([`replay`]). It renders
+//! as a terminal table ([`terminal`]), JSON ([`json`]) or JUnit XML
+//! ([`junit`]); [`format`](mod@format) holds the number formatting shared
+//! with the checks.
 
+pub mod buckets;
+pub mod call_log;
+pub mod fault_spans;
 pub mod format;
 pub mod json;
 pub mod junit;
+pub mod replay;
 pub mod terminal;
 pub mod timeline;
 
@@ -70,7 +78,9 @@ pub struct RunReport {
 
 impl RunReport {
     /// Judges a finished run: evaluates `scenario`'s checks over `load` and
-    /// the fakes' `journal`, and summarises the phases.
+    /// the fakes' `journal`, summarises the phases, and lays the run out in
+    /// time (timeline and call log). The caller adds what only it knows:
+    /// the seed it ran with, the replay command and backend samples.
     pub fn from_run(
         scenario: &Scenario,
         mode: &str,
@@ -83,6 +93,8 @@ impl RunReport {
             phases: phase_rows(scenario, load),
             missed_slots: load.missed_slots,
             calls: load.calls.len() as u64,
+            timeline: buckets::timeline(&load.calls, journal),
+            call_log: call_log::call_log(&load.calls, journal),
             ..Self::empty(scenario, mode, duration)
         }
     }
@@ -110,8 +122,8 @@ impl RunReport {
             missed_slots: 0,
             calls: 0,
             error: None,
-            faults: Vec::new(),
-            timeline: Timeline::default(),
+            faults: fault_spans::fault_spans(scenario),
+            timeline: buckets::timeline(&[], &[]),
             backends: Vec::new(),
             call_log: Vec::new(),
         }
@@ -235,6 +247,7 @@ fn row(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::checks::figures::{Figures, Measure};
     use crate::checks::test_support::*;
     use crate::load::record::CallOutcome;
     use crate::scenario::{Fault, FaultAction};
@@ -250,6 +263,13 @@ pub(crate) mod tests {
             .into(),
             passed,
             detail: (!passed).then(|| "error rate 3.0% > 0.0%".into()),
+            figures: Figures::whole_run(vec![Measure::share(
+                "error_rate",
+                if passed { 0 } else { 3 },
+                100,
+                None,
+                Some(0.0),
+            )]),
         }
         .named(name.into(), kind, Some(30))
     }
@@ -438,6 +458,10 @@ pub(crate) mod tests {
             report.phases.last().map(|p| p.label.as_str()),
             Some("whole run")
         );
+        // The last call ends at 9.91 s: the timeline's hundredth bucket.
+        assert_eq!(report.timeline.buckets.len(), 100);
+        assert_eq!(report.call_log.len(), 100);
+        assert_eq!(report.call_log[20].error.as_deref(), Some("-32000"));
 
         let stopped = RunReport::stopped(&scenario(Vec::new()), "binary", ms(3), "no port".into());
         assert!(!stopped.passed());

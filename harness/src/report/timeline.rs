@@ -20,7 +20,8 @@ pub struct Timeline {
     /// The width of each bucket, in microseconds.
     pub bucket_us: u64,
     /// The buckets in order, the first starting at 0; every bucket up to
-    /// the last call's end is present, empty ones included.
+    /// the last call's end (or the last fake request, if later) is present,
+    /// empty ones included.
     pub buckets: Vec<Bucket>,
 }
 
@@ -54,7 +55,8 @@ pub struct FaultSpan {
     pub label: String,
     /// The fake it acts on.
     pub fake: String,
-    /// What it does: `outage`, `latency`, `errors`, `network`, ...
+    /// What it does: `outage`, `latency`, `errors` (an outcome mix),
+    /// `latency+errors` or `network`.
     pub action: String,
     /// Its start, from scenario start, in microseconds.
     pub from_us: u64,

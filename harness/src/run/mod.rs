@@ -30,14 +30,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcp_proxy::platform::TcpDialer;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::BackendSampler;
+use crate::checks::figures::{Figures, Measure};
 use crate::checks::{CheckResult, Verdict};
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
 use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
+use crate::report::timeline::BackendSample;
 use crate::scenario::{
     CodeOverlay, FakeAddress, FakeSpec, FakeTransport, FaultAction, LinkFault, Scenario, Trigger,
 };
@@ -116,6 +120,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     if let Some(error) = scenario.needs_simulation() {
         let mut report = RunReport::stopped(scenario, &mode, Duration::ZERO, error.to_string());
         report.seed = seed;
+        report.replay = replay_command(scenario, options, seed);
         return report;
     }
     let started = tokio::time::Instant::now();
@@ -125,6 +130,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
         Ok(finished) => {
             let mut report =
                 RunReport::from_run(scenario, &mode, took, &finished.load, &finished.journal);
+            report.backends = finished.backends;
             if let Some(stayed_up) = finished.stayed_up {
                 report.checks.push(proxy_stayed_up(stayed_up));
             }
@@ -136,13 +142,25 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
         Err(e) => RunReport::stopped(scenario, &mode, took, e.to_string()),
     };
     report.seed = seed;
+    report.replay = replay_command(scenario, options, seed);
     report
+}
+
+/// The command that runs `scenario` again as `options` and `seed` did.
+fn replay_command(scenario: &Scenario, options: &RunOptions, seed: u64) -> String {
+    crate::report::replay::command(
+        options.mode.runner(),
+        seed,
+        &scenario.file.display().to_string(),
+    )
 }
 
 /// What a run that went through observed.
 struct Finished {
     load: LoadResult,
     journal: Vec<JournalEntry>,
+    /// The proxy's `/admin/backends` during the load, when it is ours.
+    backends: Vec<BackendSample>,
     /// For a spawned proxy: whether it was still running at the end (`Err`
     /// with its exit status if not); `None` when the harness cannot know.
     stayed_up: Option<Result<(), String>>,
@@ -151,7 +169,9 @@ struct Finished {
 /// The always-on check for a spawned proxy: it must not exit during a run,
 /// whatever its backends did.
 fn proxy_stayed_up(stayed_up: Result<(), String>) -> CheckResult {
+    let exits = u64::from(stayed_up.is_err());
     Verdict {
+        figures: Figures::whole_run(vec![Measure::count("proxy_exits", exits, None, Some(0))]),
         expected: "running until stopped".into(),
         passed: stayed_up.is_ok(),
         observed: match stayed_up {
@@ -228,13 +248,13 @@ async fn execute(
         let result = drive(scenario, options, seed, clock, &mut proxy).await;
         let stayed_up = proxy.stayed_up();
         proxy.stop().await;
-        result.map(|load| (load, stayed_up))
+        result.map(|(load, backends)| (load, backends, stayed_up))
     }
     .await;
     for fake in http_fakes {
         fake.shutdown().await;
     }
-    let (load, stayed_up) = outcome?;
+    let (load, backends, stayed_up) = outcome?;
 
     let mut entries = journal.snapshot();
     for file in &journal_files {
@@ -249,18 +269,20 @@ async fn execute(
     Ok(Finished {
         load,
         journal: entries,
+        backends,
         stayed_up,
     })
 }
 
-/// Waits for the proxy, then runs the load with the progress line.
+/// Waits for the proxy, then runs the load with the progress line, and
+/// samples the proxy's `/admin/backends` meanwhile when it is ours.
 async fn drive(
     scenario: &Scenario,
     options: &RunOptions,
     seed: u64,
     clock: ScenarioClock,
     proxy: &mut ProxyUnderTest,
-) -> Result<LoadResult, RunError> {
+) -> Result<(LoadResult, Vec<BackendSample>), RunError> {
     let url = proxy.url();
     // One client for readiness and load: its pool carries over.
     let target = LoadTarget::new(&url)?;
@@ -273,20 +295,32 @@ async fn drive(
         clock,
         progress.clone(),
     );
+    let load = load::run(
+        &target,
+        &scenario.workload,
+        seed,
+        clock,
+        scenario.duration,
+        scenario.grace,
+        progress,
+    );
+    // Another gateway's admin, if any, is not ours to read.
+    let sampler = match options.mode {
+        ProxyMode::Target(_) => None,
+        _ => BackendSampler::new(&url, Arc::new(TcpDialer)),
+    };
+    let sampled = async {
+        match &sampler {
+            Some(sampler) => sampler.sample_while(clock, scenario.duration, load).await,
+            None => (load.await, Vec::new()),
+        }
+    };
     // Ctrl-C wins over a load that ends at the same moment: the run is
     // reported as interrupted either way.
     let result = tokio::select! {
         biased;
-        () = options.cancel.cancelled() => LoadResult::default(),
-        result = load::run(
-            &target,
-            &scenario.workload,
-            seed,
-            clock,
-            scenario.duration,
-            scenario.grace,
-            progress,
-        ) => result,
+        () = options.cancel.cancelled() => (LoadResult::default(), Vec::new()),
+        result = sampled => result,
     };
     line.finish();
     Ok(result)

@@ -22,6 +22,7 @@ use tokio::process::{Child, Command};
 use super::RunError;
 use super::placeholders::Placeholders;
 use crate::process_group;
+use crate::report::replay::Runner;
 use crate::scenario::{FakeAddress, Scenario, to_json};
 use crate::target_cmd::{self, TargetProcess};
 
@@ -66,6 +67,15 @@ impl ProxyMode {
             ProxyMode::TargetCmd(target) => {
                 format!("target {} (started: {})", target.url, target.command)
             }
+        }
+    }
+
+    /// The mode as `mcp-harness run` flags, for the replay command.
+    pub fn runner(&self) -> Runner<'_> {
+        match self {
+            ProxyMode::InProcess => Runner::InProcess,
+            ProxyMode::Binary(path) => Runner::Binary(path),
+            ProxyMode::Target(url) => Runner::Target(url),
         }
     }
 }

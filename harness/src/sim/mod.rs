@@ -41,12 +41,16 @@ use std::time::Duration;
 
 use mcp_proxy::platform::{Platform, SeededSessionIds};
 
+use crate::admin::BackendSampler;
 use crate::checks::Verdict;
+use crate::checks::figures::{Figures, Measure};
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{Journal, JournalEntry};
 use crate::load::{self, LoadResult, Progress};
 use crate::report::RunReport;
+use crate::report::replay::{self, Runner};
+use crate::report::timeline::BackendSample;
 use crate::run::RunError;
 use crate::scenario::{FakeAddress, FakeSpec, FakeTransport, Scenario};
 use net::{HTTP_PORT, SimDialer, SimListener, SimNetwork};
@@ -89,9 +93,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> SimRun {
         }
     };
     report.seed = seed;
+    report.replay = replay::command(Runner::Simulation, seed, &report.file);
     match outcome {
         Ok(done) => SimRun {
-            report,
+            report: RunReport {
+                backends: done.backends,
+                ..report
+            },
             virtual_time: done.virtual_time,
             journal: done.journal,
         },
@@ -107,6 +115,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> SimRun {
 struct Simulated {
     load: LoadResult,
     journal: Vec<JournalEntry>,
+    backends: Vec<BackendSample>,
     virtual_time: Duration,
 }
 
@@ -209,7 +218,8 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
         }
     });
 
-    let outcome: Rc<RefCell<Option<Result<LoadResult, RunError>>>> = Rc::default();
+    type Sampled = (LoadResult, Vec<BackendSample>);
+    let outcome: Rc<RefCell<Option<Result<Sampled, RunError>>>> = Rc::default();
     let load_outcome = Rc::clone(&outcome);
     let client_scenario = scenario.clone();
     sim.client("harness", async move {
@@ -220,7 +230,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
             let never = tokio_util::sync::CancellationToken::new();
             crate::run::wait_ready(&client_scenario, &target, &url, clock, &never, &mut || None)
                 .await?;
-            Ok(load::run(
+            let load = load::run(
                 &target,
                 &client_scenario.workload,
                 seed,
@@ -228,8 +238,17 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
                 client_scenario.duration,
                 client_scenario.grace,
                 Arc::new(Progress::default()),
-            )
-            .await)
+            );
+            // The proxy's admin is read on the simulated network too, at
+            // fixed virtual times: the samples replay with the run.
+            Ok(match BackendSampler::new(&url, Arc::new(SimDialer)) {
+                Some(sampler) => {
+                    sampler
+                        .sample_while(clock, client_scenario.duration, load)
+                        .await
+                }
+                None => (load.await, Vec::new()),
+            })
         }
         .await;
         *load_outcome.borrow_mut() = Some(result);
@@ -242,8 +261,8 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
     if let Err(error) = finished {
         return Err((format!("the simulation failed: {error}"), virtual_time));
     }
-    let load = match outcome.borrow_mut().take() {
-        Some(Ok(load)) => load,
+    let (load, backends) = match outcome.borrow_mut().take() {
+        Some(Ok(sampled)) => sampled,
         Some(Err(error)) => return Err((error.to_string(), virtual_time)),
         None => return Err(("the load never finished".into(), virtual_time)),
     };
@@ -252,6 +271,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
     Ok(Simulated {
         load,
         journal,
+        backends,
         virtual_time,
     })
 }
@@ -317,7 +337,17 @@ fn compare_twice(scenario: &Scenario, seed: u64) -> (SimRun, Option<String>) {
 /// more check, [`REPLAY_CHECK`] (so JSON and JUnit show it too).
 pub fn run_twice(scenario: &Scenario, seed: u64) -> SimRun {
     let (mut done, difference) = compare_twice(scenario, seed);
+    let differing = Measure {
+        total: Some(2),
+        ..Measure::count(
+            "differing_runs",
+            u64::from(difference.is_some()),
+            None,
+            Some(0),
+        )
+    };
     let verdict = Verdict {
+        figures: Figures::whole_run(vec![differing]),
         expected: "an identical report and journal from two runs".into(),
         observed: match &difference {
             None => "identical".into(),

@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::report::replay::{self, Runner};
 use crate::scenario::Scenario;
 
 /// What a sweep found.
@@ -52,7 +53,7 @@ impl Sweep {
 
     /// The command that replays `seed`.
     pub fn replay_command(&self, seed: u64) -> String {
-        format!("mcp-harness run --sim --seed {seed} {}", self.file)
+        replay::command(Runner::Simulation, seed, &self.file)
     }
 
     /// The sweep as a table, one row per check, and the replay command.

@@ -1,0 +1,133 @@
+//! The proxy's own view of its backends, sampled while the load runs: its
+//! `GET /admin/backends` read every [`SAMPLE_INTERVAL`] of scenario time, so
+//! the report can show a breaker opening or an endpoint ejected beside what
+//! the clients saw.
+//!
+//! Only for a proxy of ours (in-process, `--proxy-bin`, `--sim`): another
+//! gateway's admin, if it has one, speaks another shape. Samples are taken at
+//! fixed scenario times and labelled with them, never with when the answer
+//! came, so a simulated run samples identically on every replay. A sample
+//! that fails or is late is skipped: sampling never fails a run, and it
+//! stops when the load does.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, StatusCode, Uri};
+use mcp_proxy::platform::Dialer;
+use serde::Deserialize;
+
+use crate::clock::{ScenarioClock, whole_micros};
+use crate::load::client::{HttpClient, http_client};
+use crate::report::timeline::{BackendSample, BackendState};
+
+/// How often `/admin/backends` is read; a read gets as long to answer.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The largest admin answer read (a proxy with very many backends aside,
+/// a few kilobytes).
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// Reads one proxy's `/admin/backends`.
+#[derive(Debug, Clone)]
+pub struct BackendSampler {
+    http: HttpClient,
+    url: Uri,
+}
+
+/// The part of `/admin/backends` a sample keeps.
+#[derive(Deserialize)]
+struct AdminBackends {
+    backends: Vec<BackendState>,
+}
+
+impl BackendSampler {
+    /// A sampler of the proxy whose MCP endpoint is `mcp_url` (its admin is
+    /// on the same host and port), dialing through `dialer`; `None` if the
+    /// URL has no host to aim at.
+    pub fn new(mcp_url: &str, dialer: Arc<dyn Dialer>) -> Option<Self> {
+        let parts = mcp_url.parse::<Uri>().ok()?.into_parts();
+        let url = Uri::builder()
+            .scheme(parts.scheme?)
+            .authority(parts.authority?)
+            .path_and_query("/admin/backends")
+            .build()
+            .ok()?;
+        Some(Self {
+            http: http_client(dialer),
+            url,
+        })
+    }
+
+    /// Runs `work` (the load) while sampling at each multiple of
+    /// [`SAMPLE_INTERVAL`] of `clock` from now up to `until`; returns what
+    /// `work` returned and the samples taken before it ended.
+    pub async fn sample_while<F: Future>(
+        &self,
+        clock: ScenarioClock,
+        until: Duration,
+        work: F,
+    ) -> (F::Output, Vec<BackendSample>) {
+        let mut samples = Vec::new();
+        let mut work = std::pin::pin!(work);
+        let ended_first = {
+            let sampling = self.sample_until(clock, until, &mut samples);
+            tokio::select! {
+                biased;
+                output = work.as_mut() => Some(output),
+                // Sampling ends with the load period; the load may still be
+                // in its grace period.
+                () = sampling => None,
+            }
+        };
+        let output = match ended_first {
+            Some(output) => output,
+            None => work.await,
+        };
+        (output, samples)
+    }
+
+    async fn sample_until(
+        &self,
+        clock: ScenarioClock,
+        until: Duration,
+        samples: &mut Vec<BackendSample>,
+    ) {
+        let interval = whole_micros(SAMPLE_INTERVAL);
+        let mut tick = whole_micros(clock.elapsed()).div_ceil(interval);
+        loop {
+            let at = Duration::from_micros(tick.saturating_mul(interval));
+            if at > until {
+                return;
+            }
+            tokio::time::sleep_until(clock.at(at)).await;
+            if let Ok(Some(backends)) = tokio::time::timeout(SAMPLE_INTERVAL, self.read()).await {
+                samples.push(BackendSample {
+                    at_us: whole_micros(at),
+                    backends,
+                });
+            }
+            tick += 1;
+        }
+    }
+
+    /// One read of `/admin/backends`; `None` if it failed in any way.
+    async fn read(&self) -> Option<Vec<BackendState>> {
+        let mut request = Request::new(Full::default());
+        *request.method_mut() = Method::GET;
+        *request.uri_mut() = self.url.clone();
+        let response = self.http.request(request).await.ok()?;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
+        let answer: AdminBackends = serde_json::from_slice(&body).ok()?;
+        Some(answer.backends)
+    }
+}

@@ -1,0 +1,139 @@
+//! The report's fault windows: when each time-triggered fault held, so a
+//! reader (or the HTML timeline) can see what explains a change in the
+//! numbers. Call-triggered faults hold per call, not in time, and have none.
+
+use std::time::Duration;
+
+use super::timeline::FaultSpan;
+use crate::clock::whole_micros;
+use crate::scenario::{FaultAction, Scenario, Trigger};
+
+/// Every window of every time-triggered fault of `scenario`, in file order:
+/// each repeat of an `every:` that starts before the end of the load, cut
+/// at the end of the load (where a fault without `for:` ends).
+pub fn fault_spans(scenario: &Scenario) -> Vec<FaultSpan> {
+    let end_of_load = scenario.duration;
+    let mut spans = Vec::new();
+    for fault in &scenario.faults {
+        let Trigger::Time { at, length, every } = fault.trigger else {
+            continue;
+        };
+        let action = action_word(&fault.action);
+        let label = fault.name.clone().unwrap_or_else(|| {
+            let target = match &fault.tool {
+                Some(tool) => format!("{}/{tool}", fault.fake),
+                None => fault.fake.clone(),
+            };
+            format!("{action} of {target}")
+        });
+        let mut start = at;
+        while start < end_of_load {
+            let end = length.map_or(end_of_load, |len| {
+                start.saturating_add(len).min(end_of_load)
+            });
+            spans.push(FaultSpan {
+                label: label.clone(),
+                fake: fault.fake.clone(),
+                action: action.to_owned(),
+                from_us: whole_micros(start),
+                to_us: whole_micros(end),
+            });
+            match every {
+                Some(period) if period > Duration::ZERO => start = start.saturating_add(period),
+                _ => break,
+            }
+        }
+    }
+    spans
+}
+
+/// What a fault does, in a word: `outage`, `latency`, `errors` (an
+/// outcome mix), `latency+errors`, or `network`.
+fn action_word(action: &FaultAction) -> &'static str {
+    match action {
+        FaultAction::Outage { .. } => "outage",
+        FaultAction::Behave {
+            latency: Some(_),
+            outcomes: Some(_),
+        } => "latency+errors",
+        FaultAction::Behave {
+            latency: Some(_), ..
+        } => "latency",
+        FaultAction::Behave { .. } => "errors",
+        FaultAction::Network { .. } => "network",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::test_support::*;
+    use crate::scenario::{CallTrigger, Fault};
+
+    fn fault(name: Option<&str>, trigger: Trigger, action: FaultAction) -> Fault {
+        Fault {
+            name: name.map(Into::into),
+            fake: "files".into(),
+            tool: None,
+            trigger,
+            action,
+        }
+    }
+
+    fn time(at: u64, length: Option<u64>, every: Option<u64>) -> Trigger {
+        Trigger::Time {
+            at: ms(at),
+            length: length.map(ms),
+            every: every.map(ms),
+        }
+    }
+
+    #[test]
+    fn each_repeat_is_a_span_cut_at_the_end_of_load() {
+        let mut scenario = scenario(Vec::new());
+        let slow = FaultAction::Behave {
+            latency: Some(crate::scenario::Latency::Fixed(ms(100))),
+            outcomes: None,
+        };
+        scenario.faults = vec![
+            fault(
+                Some("blips"),
+                time(1_000, Some(500), Some(4_000)),
+                FaultAction::Outage { exit_code: 1 },
+            ),
+            fault(None, time(8_000, None, None), slow),
+            fault(
+                Some("first calls"),
+                Trigger::Calls(CallTrigger::First(3)),
+                FaultAction::Outage { exit_code: 1 },
+            ),
+            fault(
+                None,
+                time(9_800, Some(1_000), None),
+                FaultAction::Outage { exit_code: 1 },
+            ),
+        ];
+        let spans = fault_spans(&scenario);
+        let spans: Vec<(&str, &str, u64, u64)> = spans
+            .iter()
+            .map(|s| {
+                (
+                    s.label.as_str(),
+                    s.action.as_str(),
+                    s.from_us / 1_000,
+                    s.to_us / 1_000,
+                )
+            })
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                ("blips", "outage", 1_000, 1_500),
+                ("blips", "outage", 5_000, 5_500),
+                ("blips", "outage", 9_000, 9_500),
+                ("latency of files", "latency", 8_000, 10_000),
+                ("outage of files", "outage", 9_800, 10_000),
+            ]
+        );
+    }
+}
