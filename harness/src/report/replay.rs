@@ -2,34 +2,35 @@
 //! same kind of proxy. Reports print it, and a sweep prints it for the seed
 //! that failed; both build it here.
 
-/// How a run reached its proxy, as `mcp-harness run` flags tell it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runner<'a> {
-    /// The proxy library in the harness's process (no flag).
-    InProcess,
-    /// `--proxy-bin PATH`.
-    Binary(&'a std::path::Path),
-    /// `--target URL`.
-    Target(&'a str),
-    /// `--sim`.
-    Simulation,
+/// One flag of the replay command: `--sim`, or `--proxy-bin PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flag {
+    name: &'static str,
+    value: Option<String>,
 }
 
-/// `mcp-harness run [FLAGS] --seed SEED FILE`, each argument quoted for a
+impl Flag {
+    /// A flag without a value.
+    pub fn bare(name: &'static str) -> Flag {
+        Flag { name, value: None }
+    }
+
+    /// A flag and its value.
+    pub fn with(name: &'static str, value: impl Into<String>) -> Flag {
+        Flag {
+            name,
+            value: Some(value.into()),
+        }
+    }
+}
+
+/// `mcp-harness run FLAGS --seed SEED FILE`, each argument quoted for a
 /// POSIX shell where it needs to be.
-pub fn command(runner: Runner<'_>, seed: u64, file: &str) -> String {
+pub fn command(flags: &[Flag], seed: u64, file: &str) -> String {
     let mut words = vec!["mcp-harness".to_owned(), "run".to_owned()];
-    match runner {
-        Runner::InProcess => {}
-        Runner::Binary(path) => {
-            words.push("--proxy-bin".into());
-            words.push(quoted(&path.display().to_string()));
-        }
-        Runner::Target(url) => {
-            words.push("--target".into());
-            words.push(quoted(url));
-        }
-        Runner::Simulation => words.push("--sim".into()),
+    for flag in flags {
+        words.push(flag.name.to_owned());
+        words.extend(flag.value.as_deref().map(quoted));
     }
     words.push("--seed".into());
     words.push(seed.to_string());
@@ -56,22 +57,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_runner_has_its_flags_and_odd_words_are_quoted() {
+    fn flags_come_before_the_seed_and_odd_words_are_quoted() {
         let file = "scenarios/outage.yaml";
         assert_eq!(
-            command(Runner::InProcess, 7, file),
+            command(&[], 7, file),
             "mcp-harness run --seed 7 scenarios/outage.yaml"
         );
         assert_eq!(
-            command(Runner::Binary("/opt/my proxy/mcp-proxy".as_ref()), 7, file),
+            command(
+                &[Flag::with("--proxy-bin", "/opt/my proxy/mcp-proxy")],
+                7,
+                file
+            ),
             "mcp-harness run --proxy-bin '/opt/my proxy/mcp-proxy' --seed 7 scenarios/outage.yaml"
         );
         assert_eq!(
-            command(Runner::Target("http://127.0.0.1:8080/mcp"), 7, file),
-            "mcp-harness run --target http://127.0.0.1:8080/mcp --seed 7 scenarios/outage.yaml"
+            command(
+                &[
+                    Flag::with("--target", "http://127.0.0.1:8080/mcp"),
+                    Flag::with("--target-cmd", "gw --config {config}")
+                ],
+                7,
+                file
+            ),
+            "mcp-harness run --target http://127.0.0.1:8080/mcp --target-cmd 'gw --config {config}' --seed 7 scenarios/outage.yaml"
         );
         assert_eq!(
-            command(Runner::Simulation, 4, "it's.yaml"),
+            command(&[Flag::bare("--sim")], 4, "it's.yaml"),
             r"mcp-harness run --sim --seed 4 'it'\''s.yaml'"
         );
     }

@@ -41,6 +41,7 @@ use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{self, Journal, JournalEntry};
 use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
+use crate::report::replay::Flag;
 use crate::report::timeline::BackendSample;
 use crate::scenario::{
     CodeOverlay, FakeAddress, FakeSpec, FakeTransport, FaultAction, LinkFault, Scenario, Trigger,
@@ -148,11 +149,15 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
 
 /// The command that runs `scenario` again as `options` and `seed` did.
 fn replay_command(scenario: &Scenario, options: &RunOptions, seed: u64) -> String {
-    crate::report::replay::command(
-        options.mode.runner(),
-        seed,
-        &scenario.file.display().to_string(),
-    )
+    let mut flags = options.mode.flags();
+    flags.extend(options.ports.flags());
+    flags.extend(
+        options
+            .codes
+            .iter()
+            .map(|codes| Flag::with("--codes", codes.file.display().to_string())),
+    );
+    crate::report::replay::command(&flags, seed, &scenario.file.display().to_string())
 }
 
 /// What a run that went through observed.

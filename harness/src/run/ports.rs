@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::report::replay::Flag;
 use crate::scenario::{FakeTransport, Scenario};
 
 /// The ports asked for on the command line.
@@ -50,6 +51,18 @@ pub fn parse_named_port(text: &str) -> Result<NamedPort, String> {
 }
 
 impl PortPlan {
+    /// The plan as `mcp-harness run` flags, for the replay command.
+    pub fn flags(&self) -> Vec<Flag> {
+        let base = self
+            .base
+            .map(|base| Flag::with("--ports", base.to_string()));
+        let named = self
+            .named
+            .iter()
+            .map(|named| Flag::with("--port", named.to_string()));
+        base.into_iter().chain(named).collect()
+    }
+
     /// Whether the command line asked for any port.
     pub fn is_empty(&self) -> bool {
         self.base.is_none() && self.named.is_empty()

@@ -22,7 +22,7 @@ use tokio::process::{Child, Command};
 use super::RunError;
 use super::placeholders::Placeholders;
 use crate::process_group;
-use crate::report::replay::Runner;
+use crate::report::replay::Flag;
 use crate::scenario::{FakeAddress, Scenario, to_json};
 use crate::target_cmd::{self, TargetProcess};
 
@@ -71,11 +71,30 @@ impl ProxyMode {
     }
 
     /// The mode as `mcp-harness run` flags, for the replay command.
-    pub fn runner(&self) -> Runner<'_> {
+    pub fn flags(&self) -> Vec<Flag> {
         match self {
-            ProxyMode::InProcess => Runner::InProcess,
-            ProxyMode::Binary(path) => Runner::Binary(path),
-            ProxyMode::Target(url) => Runner::Target(url),
+            ProxyMode::InProcess => Vec::new(),
+            ProxyMode::Binary(path) => vec![Flag::with("--proxy-bin", path.display().to_string())],
+            ProxyMode::Target(url) => vec![Flag::with("--target", url)],
+            ProxyMode::TargetCmd(target) => {
+                let mut flags = vec![
+                    Flag::with("--target", &target.url),
+                    Flag::with("--target-cmd", &target.command),
+                ];
+                flags.extend(
+                    target
+                        .config_template
+                        .iter()
+                        .map(|file| Flag::with("--target-config", file.display().to_string())),
+                );
+                flags.extend(
+                    target
+                        .log
+                        .iter()
+                        .map(|file| Flag::with("--target-log", file.display().to_string())),
+                );
+                flags
+            }
         }
     }
 }

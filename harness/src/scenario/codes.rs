@@ -108,6 +108,8 @@ impl fmt::Display for CodeSelector {
 /// `run --codes FILE`: another gateway's codes for the failure kinds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CodeOverlay {
+    /// The file it was read from.
+    pub file: std::path::PathBuf,
     /// `target`: which gateway (and version) the mapping is for; shown in
     /// reports.
     pub target: String,
@@ -196,6 +198,7 @@ impl CodeOverlay {
             return Err(error(&["kinds"], "must map at least one kind"));
         }
         Ok(CodeOverlay {
+            file: path.to_owned(),
             target: raw.target,
             kinds,
             ignore_message_contains: raw.ignore_message_contains.unwrap_or(false),

@@ -49,7 +49,7 @@ use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{Journal, JournalEntry};
 use crate::load::{self, LoadResult, Progress};
 use crate::report::RunReport;
-use crate::report::replay::{self, Runner};
+use crate::report::replay::{self, Flag};
 use crate::report::timeline::BackendSample;
 use crate::run::RunError;
 use crate::scenario::{FakeAddress, FakeSpec, FakeTransport, Scenario};
@@ -93,7 +93,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> SimRun {
         }
     };
     report.seed = seed;
-    report.replay = replay::command(Runner::Simulation, seed, &report.file);
+    report.replay = replay::command(&[Flag::bare("--sim")], seed, &report.file);
     match outcome {
         Ok(done) => SimRun {
             report: RunReport {

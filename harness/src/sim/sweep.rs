@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::report::replay::{self, Runner};
+use crate::report::replay::{self, Flag};
 use crate::scenario::Scenario;
 
 /// What a sweep found.
@@ -53,7 +53,7 @@ impl Sweep {
 
     /// The command that replays `seed`.
     pub fn replay_command(&self, seed: u64) -> String {
-        replay::command(Runner::Simulation, seed, &self.file)
+        replay::command(&[Flag::bare("--sim")], seed, &self.file)
     }
 
     /// The sweep as a table, one row per check, and the replay command.
