@@ -3,12 +3,16 @@
 //! A [`RunReport`] gathers one scenario's verdict: its checks, a table of
 //! phases (client results before, during and after each named fault) and
 //! the harness error that stopped it, if one did. It renders as a terminal
-//! table ([`terminal`]), JSON ([`json`]) or JUnit XML ([`junit`]);
-//! [`format`](mod@format) holds the number formatting shared with the checks.
+//! table ([`terminal`]), JSON ([`json`]), JUnit XML ([`junit`]) or an
+//! HTML page with charts ([`html`], [`charts`]); [`format`](mod@format)
+//! holds the number formatting shared with the checks.
 
+pub mod charts;
 pub mod format;
+pub mod html;
 pub mod json;
 pub mod junit;
+pub mod markup;
 pub mod terminal;
 pub mod timeline;
 
