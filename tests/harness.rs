@@ -154,6 +154,96 @@ fn list_shows_each_scenario_with_its_description() {
     assert!(stdout.contains("outlier.yaml"), "{stdout}");
 }
 
+/// `run --sim --json --html` writes both; `report` renders the JSON into
+/// the same page; a file that is not a report is named with what is wrong.
+/// Piped, the terminal report has no colour and ends with its verdict.
+#[test]
+fn report_renders_a_json_report_as_the_page_run_wrote() {
+    let dir = TempDir::new();
+    let (json, html, again) = (
+        dir.0.join("run.json"),
+        dir.0.join("run.html"),
+        dir.0.join("again.html"),
+    );
+    let output = harness(&[
+        "run",
+        "--sim",
+        &outage_scenario().display().to_string(),
+        "--json",
+        &json.display().to_string(),
+        "--html",
+        &html.display().to_string(),
+    ]);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(!stdout.contains('\x1b'), "no colour when piped: {stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("outage: PASS (")),
+        "the verdict is the last line: {stdout}"
+    );
+
+    let output = harness(&[
+        "report",
+        &json.display().to_string(),
+        "--html",
+        &again.display().to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let page = std::fs::read_to_string(&again).unwrap();
+    assert_eq!(page, std::fs::read_to_string(&html).unwrap());
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(page.contains("<h2>outage</h2>"), "{page}");
+    assert!(page.contains(">PASS<"), "{page}");
+    for check in report[0]["checks"].as_array().unwrap() {
+        let name = check["name"].as_str().unwrap();
+        let escaped = name
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(page.contains(&format!("<td>{escaped}</td>")), "{name}");
+    }
+    // Once the run records a timeline, the page draws it.
+    if report[0]["timeline"]["buckets"]
+        .as_array()
+        .is_some_and(|b| !b.is_empty())
+    {
+        assert!(page.contains("<svg"), "{page}");
+    }
+
+    let missing = dir.0.join("missing.json");
+    let output = harness(&[
+        "report",
+        &missing.display().to_string(),
+        "--html",
+        &again.display().to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot read {}", missing.display())),
+        "{stderr}"
+    );
+    let scenario = outage_scenario().display().to_string();
+    let output = harness(&["report", &scenario, "--html", &again.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{scenario}: not a report written by `mcp-harness run --json`"
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_stdio_fake_run_by_hand_answers_and_exits_as_scripted() {
     let dir = TempDir::new();

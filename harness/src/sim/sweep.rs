@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::report::terminal::Colour;
 use crate::scenario::Scenario;
 
 /// What a sweep found.
@@ -55,8 +56,9 @@ impl Sweep {
         format!("mcp-harness run --sim --seed {seed} {}", self.file)
     }
 
-    /// The sweep as a table, one row per check, and the replay command.
-    pub fn render(&self) -> String {
+    /// The sweep as a table, one row per check, and the verdict with the
+    /// replay command last.
+    pub fn render(&self, colour: Colour) -> String {
         let total = self.seeds.end.saturating_sub(self.seeds.start);
         let mut text = format!(
             "{}: seeds {}..{} ({total} runs)\n",
@@ -77,11 +79,16 @@ impl Sweep {
         }
         match self.first_failing_seed() {
             Some(seed) => text.push_str(&format!(
-                "{}: FAIL — replay: {}",
+                "{}: {} — replay: {}",
                 self.file,
+                colour.verdict("FAIL"),
                 self.replay_command(seed)
             )),
-            None => text.push_str(&format!("{}: PASS on every seed", self.file)),
+            None => text.push_str(&format!(
+                "{}: {} on every seed",
+                self.file,
+                colour.verdict("PASS")
+            )),
         }
         text
     }
@@ -213,7 +220,7 @@ mod tests {
         };
         assert!(!sweep.passed());
         assert_eq!(sweep.first_failing_seed(), Some(4));
-        let text = sweep.render();
+        let text = sweep.render(Colour::Off);
         assert!(text.contains("2 of 9 failed  b (first: seed 4)"), "{text}");
         assert!(
             text.ends_with("replay: mcp-harness run --sim --seed 4 scenarios/canary.yaml"),
