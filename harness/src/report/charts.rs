@@ -609,3 +609,103 @@ impl Key {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::html::tests::outage_run;
+
+    /// The text of every `<text>` element of an SVG.
+    fn texts(svg: &str) -> Vec<String> {
+        let document = roxmltree::Document::parse(svg).unwrap();
+        document
+            .descendants()
+            .filter(|n| n.tag_name().name() == "text")
+            .map(|n| n.text().unwrap_or_default().trim().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_time_axis_reaches_the_last_thing_recorded() {
+        let mut report = outage_run();
+        assert_eq!(
+            TimeAxis::of(&report).end_secs,
+            20.0,
+            "the last bucket's end"
+        );
+        report.faults[1].to_us = 25_000_000;
+        assert_eq!(
+            TimeAxis::of(&report).end_secs,
+            25.0,
+            "a fault past the load"
+        );
+        let empty = crate::report::tests::sample();
+        assert_eq!(TimeAxis::of(&empty).end_secs, 1.0, "never an empty axis");
+    }
+
+    #[test]
+    fn charts_draw_svg_text_and_name_each_fault() {
+        let report = outage_run();
+        let axis = TimeAxis::of(&report);
+        let traffic = traffic(&report, axis).unwrap();
+        assert!(traffic.svg.starts_with("<svg"), "{}", &traffic.svg[..80]);
+        let words = texts(&traffic.svg);
+        for text in [
+            "files-down",
+            "search-errors",
+            "seconds from scenario start",
+            "calls / s",
+        ] {
+            assert!(words.iter().any(|w| w == text), "{text}: {words:?}");
+        }
+        let labels: Vec<&str> = traffic.legend.iter().map(|k| k.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "calls sent",
+                "failed: -32011",
+                "failed: -32014",
+                "failed: -32603"
+            ]
+        );
+        let strip = backends(&report, axis).unwrap().unwrap();
+        let words = texts(&strip.svg);
+        for text in ["1 of 2 ejected", "breaker open", "files", "search"] {
+            assert!(words.iter().any(|w| w == text), "{text}: {words:?}");
+        }
+        assert!(latency(&report, axis).unwrap().is_some());
+        assert_eq!(fakes(&report, axis).unwrap().unwrap().legend.len(), 6);
+    }
+
+    #[test]
+    fn charts_without_data_are_left_out() {
+        let report = crate::report::tests::sample();
+        let axis = TimeAxis::of(&report);
+        assert_eq!(latency(&report, axis).unwrap(), None);
+        assert_eq!(fakes(&report, axis).unwrap(), None);
+        assert_eq!(backends(&report, axis).unwrap(), None);
+    }
+
+    #[test]
+    fn equal_neighbours_merge_into_one_stretch_and_gaps_split_them() {
+        let spans = [
+            (0, 1, Some("open")),
+            (1, 2, Some("open")),
+            (2, 3, None),
+            (3, 4, Some("open")),
+            (4, 5, Some("half")),
+        ];
+        assert_eq!(
+            stretches(spans.into_iter()),
+            [(0, 2, "open"), (3, 4, "open"), (4, 5, "half")]
+        );
+    }
+
+    #[test]
+    fn axis_numbers_and_names_stay_short() {
+        assert_eq!(plain_number(&2.0), "2");
+        assert_eq!(plain_number(&0.30000000000000004), "0.3");
+        assert_eq!(cut("files", 12), "files");
+        assert_eq!(cut("a-very-long-backend-name", 8), "a-very-…");
+    }
+}

@@ -9,6 +9,7 @@
 //! strict XML parser reads it, and every text from outside (scenario and
 //! check names, backends' messages) is escaped ([`markup`](super::markup)).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -237,6 +238,7 @@ fn charts_of(out: &mut String, report: &RunReport) {
         charts::fakes(report, axis),
         shaded,
     );
+    fake_outcomes_table(out, report);
     chart(
         out,
         "Backends as the proxy saw them (/admin/backends)",
@@ -282,6 +284,43 @@ fn chart(
         out.push_str("<li><span class=\"swatch shade\"></span>fault window</li>");
     }
     out.push_str("</ul></figure>\n");
+}
+
+/// Each fake's `tools/call` requests over the run, by the journal's
+/// outcome label: what the dashed lines of the chart above were.
+fn fake_outcomes_table(out: &mut String, report: &RunReport) {
+    let mut totals: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for bucket in &report.timeline.buckets {
+        for (fake, outcomes) in &bucket.fakes {
+            let total = totals.entry(fake).or_default();
+            for (outcome, n) in outcomes {
+                *total.entry(outcome).or_default() += n;
+            }
+        }
+    }
+    if totals.is_empty() {
+        return;
+    }
+    let outcomes: BTreeSet<&str> = totals.values().flat_map(|o| o.keys().copied()).collect();
+    let rows: Vec<Vec<Cell>> = totals
+        .iter()
+        .map(|(fake, counts)| {
+            let all: u64 = counts.values().sum();
+            std::iter::once(Cell::text(fake))
+                .chain(
+                    outcomes
+                        .iter()
+                        .map(|o| Cell::number(&counts.get(o).copied().unwrap_or(0).to_string())),
+                )
+                .chain([Cell::number(&all.to_string())])
+                .collect()
+        })
+        .collect();
+    let headers: Vec<&str> = std::iter::once("fake")
+        .chain(outcomes.iter().copied())
+        .chain(["all"])
+        .collect();
+    table(out, &headers, &rows);
 }
 
 fn faults_table(out: &mut String, report: &RunReport) {
@@ -475,8 +514,6 @@ fn verdict_word(passed: bool) -> &'static str {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::checks::figures::{Interval, Span};
     use crate::report::PhaseRow;
@@ -797,6 +834,11 @@ pub(crate) mod tests {
         for fault in &report.faults {
             assert_eq!(row(&fault.label)[1], fault.fake);
         }
+        assert_eq!(
+            row("fake"),
+            &["fake", "jsonrpc_error", "outage", "success", "all"]
+        );
+        assert_eq!(row("files-a"), &["files-a", "0", "48", "1120", "1168"]);
         let page = text_of(document.root());
         for fault in &report.faults {
             assert!(
