@@ -208,7 +208,9 @@ fn report_renders_a_json_report_as_the_page_run_wrote() {
         let escaped = name
             .replace('&', "&amp;")
             .replace('<', "&lt;")
-            .replace('>', "&gt;");
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;");
         assert!(page.contains(&format!("<td>{escaped}</td>")), "{name}");
     }
     // Once the run records a timeline, the page draws it.

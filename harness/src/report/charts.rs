@@ -121,7 +121,8 @@ impl TimeAxis {
 }
 
 /// Client calls sent per second, and the calls that failed per second
-/// stacked by error label, over the fault windows with their names.
+/// stacked by error label (named inside where they fit), over the fault
+/// windows with their names.
 pub fn traffic(report: &RunReport, axis: TimeAxis) -> Drawn<Chart> {
     let timeline = &report.timeline;
     let labels = keys_in(timeline, |b| &b.errors);
@@ -135,7 +136,7 @@ pub fn traffic(report: &RunReport, axis: TimeAxis) -> Drawn<Chart> {
                 below[i] += b.errors.get(*label).copied().unwrap_or(0) as f64;
                 below[i]
             });
-            (format!("failed: {label}"), tops)
+            ((*label).to_owned(), tops)
         })
         .collect();
     let sent = rate_points(timeline, |b, _| b.started as f64);
@@ -156,13 +157,13 @@ pub fn traffic(report: &RunReport, axis: TimeAxis) -> Drawn<Chart> {
             )?;
         }
         chart.draw_series(LineSeries::new(sent.iter().copied(), INK.stroke_width(2)))?;
+        name_bands(root, &chart, &stacks)?;
         name_faults(root, &chart, &report.faults, top)
     })?;
     legend.extend(
-        stacks
-            .iter()
-            .enumerate()
-            .map(|(n, (label, _))| Key::new(label, error_colour(n), Mark::Area)),
+        stacks.iter().enumerate().map(|(n, (label, _))| {
+            Key::new(&format!("failed: {label}"), error_colour(n), Mark::Area)
+        }),
     );
     Ok(Chart { svg, legend })
 }
@@ -207,8 +208,9 @@ pub fn latency(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
     }))
 }
 
-/// `tools/call` requests each fake received per second (solid), and of
-/// those the ones that did not succeed (dashed, same colour): ejection,
+/// `tools/call` requests each fake received per second (solid, named at
+/// its highest), and of those the ones that did not succeed (dashed, same
+/// colour): ejection,
 /// an open breaker, a canary split and failover show as traffic moving
 /// between fakes. `None` when no fake received anything.
 pub fn fakes(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
@@ -242,7 +244,9 @@ pub fn fakes(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
             chart.draw_series(LineSeries::new(all.iter().copied(), colour.stroke_width(2)))?;
             chart.draw_series(dashed(failed, colour))?;
         }
-        Ok(())
+        let lines: Vec<(&str, &Points)> =
+            series.iter().map(|(name, all, _)| (*name, all)).collect();
+        name_lines(root, &chart, &lines)
     })?;
     let legend = series
         .iter()
@@ -509,6 +513,103 @@ fn name_faults(
     Ok(())
 }
 
+/// Each stacked band named at the middle of its thickest stretch: inside
+/// where a line of text fits, else just above when nothing is stacked on
+/// it there. `stacks` holds each band's top, the lowest band first.
+fn name_bands(
+    root: &Area<'_>,
+    chart: &Plot<'_, '_, RangedCoordf64>,
+    stacks: &[(String, Points)],
+) -> Drawn {
+    for (n, (label, tops)) in stacks.iter().enumerate() {
+        let bottom = |i: usize| if n == 0 { 0.0 } else { stacks[n - 1].1[i].1 };
+        let thickness: Vec<f64> = tops
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.1 - bottom(i))
+            .collect();
+        let Some(run) = thickest_run(&thickness) else {
+            continue;
+        };
+        let middle = (run.start + run.end - 1) / 2;
+        let (x, top) = tops[middle];
+        let (left, _) = chart.backend_coord(&(tops[run.start].0, top));
+        let (right, y_top) = chart.backend_coord(&(tops[run.end - 1].0, top));
+        let (px, y_low) = chart.backend_coord(&(x, bottom(middle)));
+        let fits_inside = y_low - y_top >= 16 && right - left >= text_px(label);
+        let on_top = stacks[n + 1..]
+            .iter()
+            .all(|(_, above)| above[middle].1 <= top);
+        let at = if fits_inside {
+            Some(((px, (y_top + y_low) / 2), VPos::Center))
+        } else if on_top {
+            Some(((px, y_top - 3), VPos::Bottom))
+        } else {
+            None
+        };
+        if let Some((at, v)) = at {
+            root.draw(&Text::new(
+                label.clone(),
+                at,
+                text_style(INK, HPos::Center, v),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// The longest run of buckets whose thickness is within a fifth of the
+/// largest; `None` when every one is empty.
+fn thickest_run(thickness: &[f64]) -> Option<std::ops::Range<usize>> {
+    let most = thickness.iter().copied().fold(0.0, f64::max);
+    if most <= 0.0 {
+        return None;
+    }
+    let mut best = 0..0;
+    let mut start = None;
+    for (i, t) in thickness.iter().chain([&0.0]).enumerate() {
+        match (start, *t >= most * 0.8) {
+            (None, true) => start = Some(i),
+            (Some(from), false) => {
+                if i - from > best.len() {
+                    best = from..i;
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    Some(best)
+}
+
+/// Each line named just above its highest point (its first, if several).
+fn name_lines(
+    root: &Area<'_>,
+    chart: &Plot<'_, '_, RangedCoordf64>,
+    lines: &[(&str, &Points)],
+) -> Drawn {
+    let (right_edge, _) = chart.backend_coord(&(chart.x_range().end, 0.0));
+    for (name, points) in lines {
+        let highest = points
+            .iter()
+            .copied()
+            .reduce(|best, p| if p.1 > best.1 { p } else { best });
+        let Some(point) = highest else { continue };
+        let (x, y) = chart.backend_coord(&point);
+        let (x, h) = if x + text_px(name) + 4 > right_edge {
+            (x - 4, HPos::Right)
+        } else {
+            (x + 4, HPos::Left)
+        };
+        root.draw(&Text::new(
+            (*name).to_owned(),
+            (x, y - 3),
+            text_style(INK, h, VPos::Bottom),
+        ))?;
+    }
+    Ok(())
+}
+
 /// A dashed line through `points`.
 fn dashed(
     points: &[(f64, f64)],
@@ -699,6 +800,16 @@ mod tests {
             stretches(spans.into_iter()),
             [(0, 2, "open"), (3, 4, "open"), (4, 5, "half")]
         );
+    }
+
+    #[test]
+    fn a_band_is_named_in_its_longest_thick_stretch() {
+        assert_eq!(
+            thickest_run(&[0.0, 5.0, 0.0, 4.5, 5.0, 4.1, 1.0]),
+            Some(3..6)
+        );
+        assert_eq!(thickest_run(&[0.0, 0.0]), None);
+        assert_eq!(thickest_run(&[2.0]), Some(0..1));
     }
 
     #[test]
