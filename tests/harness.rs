@@ -48,6 +48,19 @@ fn harness(args: &[&str]) -> Output {
     run_bounded(command, RUN_BOUND)
 }
 
+/// Runs the harness with `args`, which must exit 0; returns its stdout.
+fn harness_passes(args: &[&str]) -> String {
+    let output = harness(args);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    stdout
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -154,6 +167,21 @@ fn list_shows_each_scenario_with_its_description() {
     assert!(stdout.contains("outlier.yaml"), "{stdout}");
 }
 
+/// `run --sim` of the outage scenario with `extra` flags, which must pass;
+/// returns the last line printed, having checked that the output has no
+/// colour (it is piped).
+fn simulate_outage(extra: &[&str]) -> String {
+    let scenario = outage_scenario().display().to_string();
+    let stdout = harness_passes(&[&["run", "--sim", &scenario], extra].concat());
+    assert!(!stdout.contains('\x1b'), "no colour when piped: {stdout}");
+    stdout
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// `run --sim --json --html` writes both; `report` renders the JSON into
 /// the same page; a file that is not a report is named with what is wrong.
 /// Piped, the terminal report has no colour and ends with its verdict.
@@ -165,31 +193,13 @@ fn report_renders_a_json_report_as_the_page_run_wrote() {
         dir.0.join("run.html"),
         dir.0.join("again.html"),
     );
-    let output = harness(&[
-        "run",
-        "--sim",
-        &outage_scenario().display().to_string(),
+    let verdict = simulate_outage(&[
         "--json",
         &json.display().to_string(),
         "--html",
         &html.display().to_string(),
     ]);
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        text(&output.stderr)
-    );
-    assert!(!stdout.contains('\x1b'), "no colour when piped: {stdout}");
-    assert!(
-        stdout
-            .trim_end()
-            .lines()
-            .last()
-            .is_some_and(|l| l.starts_with("outage: PASS (")),
-        "the verdict is the last line: {stdout}"
-    );
+    assert!(verdict.starts_with("outage: PASS ("), "{verdict}");
 
     let output = harness(&[
         "report",
@@ -243,6 +253,23 @@ fn report_renders_a_json_report_as_the_page_run_wrote() {
             "{scenario}: not a report written by `mcp-harness run --json`"
         )),
         "{stderr}"
+    );
+}
+
+/// `--html` goes with `--seeds`: a page of the sweep, and the summary
+/// verdict is the last line printed.
+#[test]
+fn a_seed_sweep_writes_its_page() {
+    let dir = TempDir::new();
+    let page = dir.0.join("sweep.html");
+    let verdict = simulate_outage(&["--seeds", "1..3", "--html", &page.display().to_string()]);
+    let scenario = outage_scenario().display().to_string();
+    assert_eq!(verdict, format!("{scenario}: PASS on every seed"));
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(page.contains("seeds 1..3 (2 runs)"), "{page}");
+    assert!(
+        page.contains("<td>no call hung</td><td class=\"num\">0 of 2</td>"),
+        "{page}"
     );
 }
 
@@ -504,14 +531,7 @@ backends:
             .unwrap(),
     );
     let url = format!("http://127.0.0.1:{proxy_port}/mcp");
-    let output = harness(&["run", "--target", &url, &scenario.display().to_string()]);
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        text(&output.stderr)
-    );
+    let stdout = harness_passes(&["run", "--target", &url, &scenario.display().to_string()]);
     assert!(stdout.contains(&format!("target {url}")), "{stdout}");
 
     // Stdio fakes cannot be reached through someone else's proxy.
