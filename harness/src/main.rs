@@ -83,9 +83,10 @@ enum Command {
     /// Render a JSON report written by `run --json` again, as HTML.
     Report {
         /// The JSON report.
+        #[arg(value_name = "RUN.json")]
         file: PathBuf,
         /// Write the HTML page to this file.
-        #[arg(long, value_name = "FILE", required = true)]
+        #[arg(long, value_name = "OUT.html")]
         html: PathBuf,
     },
     /// Measure tools/call throughput and latency of any MCP endpoint, or
