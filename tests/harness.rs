@@ -49,6 +49,19 @@ fn harness(args: &[&str]) -> Output {
     run_bounded(command, RUN_BOUND)
 }
 
+/// Runs the harness with `args`, which must exit 0; returns its stdout.
+fn harness_passes(args: &[&str]) -> String {
+    let output = harness(args);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    stdout
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -153,6 +166,112 @@ fn list_shows_each_scenario_with_its_description() {
     assert!(stdout.contains("outage.yaml"), "{stdout}");
     assert!(stdout.contains("the rest is unaffected"), "{stdout}");
     assert!(stdout.contains("outlier.yaml"), "{stdout}");
+}
+
+/// `run --sim` of the outage scenario with `extra` flags, which must pass;
+/// returns the last line printed, having checked that the output has no
+/// colour (it is piped).
+fn simulate_outage(extra: &[&str]) -> String {
+    let scenario = outage_scenario().display().to_string();
+    let stdout = harness_passes(&[&["run", "--sim", &scenario], extra].concat());
+    assert!(!stdout.contains('\x1b'), "no colour when piped: {stdout}");
+    stdout
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `run --sim --json --html` writes both; `report` renders the JSON into
+/// the same page; a file that is not a report is named with what is wrong.
+/// Piped, the terminal report has no colour and ends with its verdict.
+#[test]
+fn report_renders_a_json_report_as_the_page_run_wrote() {
+    let dir = TempDir::new();
+    let (json, html, again) = (
+        dir.0.join("run.json"),
+        dir.0.join("run.html"),
+        dir.0.join("again.html"),
+    );
+    let verdict = simulate_outage(&[
+        "--json",
+        &json.display().to_string(),
+        "--html",
+        &html.display().to_string(),
+    ]);
+    assert!(verdict.starts_with("outage: PASS ("), "{verdict}");
+
+    let output = harness(&[
+        "report",
+        &json.display().to_string(),
+        "--html",
+        &again.display().to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let page = std::fs::read_to_string(&again).unwrap();
+    assert_eq!(page, std::fs::read_to_string(&html).unwrap());
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(page.contains("<h2>outage</h2>"), "{page}");
+    assert!(page.contains(">PASS<"), "{page}");
+    for check in report[0]["checks"].as_array().unwrap() {
+        let name = check["name"].as_str().unwrap();
+        let escaped = name
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;");
+        assert!(page.contains(&format!("<td>{escaped}</td>")), "{name}");
+    }
+    // Once the run records a timeline, the page draws it.
+    if report[0]["timeline"]["buckets"]
+        .as_array()
+        .is_some_and(|b| !b.is_empty())
+    {
+        assert!(page.contains("<svg"), "{page}");
+    }
+
+    let missing = dir.0.join("missing.json");
+    let output = harness(&[
+        "report",
+        &missing.display().to_string(),
+        "--html",
+        &again.display().to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot read {}", missing.display())),
+        "{stderr}"
+    );
+    let scenario = outage_scenario().display().to_string();
+    let output = harness(&["report", &scenario, "--html", &again.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{scenario}: not a report written by `mcp-harness run --json`"
+        )),
+        "{stderr}"
+    );
+}
+
+/// `--html` goes with `--seeds`: a page of the sweep, and the summary
+/// verdict is the last line printed.
+#[test]
+fn a_seed_sweep_writes_its_page() {
+    let dir = TempDir::new();
+    let page = dir.0.join("sweep.html");
+    let verdict = simulate_outage(&["--seeds", "1..3", "--html", &page.display().to_string()]);
+    let scenario = outage_scenario().display().to_string();
+    assert_eq!(verdict, format!("{scenario}: PASS on every seed"));
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(page.contains("seeds 1..3 (2 runs)"), "{page}");
+    assert!(
+        page.contains("<td>no call hung</td><td class=\"num\">0 of 2</td>"),
+        "{page}"
+    );
 }
 
 #[test]
@@ -413,14 +532,7 @@ backends:
             .unwrap(),
     );
     let url = format!("http://127.0.0.1:{proxy_port}/mcp");
-    let output = harness(&["run", "--target", &url, &scenario.display().to_string()]);
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}{}",
-        text(&output.stderr)
-    );
+    let stdout = harness_passes(&["run", "--target", &url, &scenario.display().to_string()]);
     assert!(stdout.contains(&format!("target {url}")), "{stdout}");
 
     // Stdio fakes cannot be reached through someone else's proxy.

@@ -1,8 +1,9 @@
-//! The `mcp-harness` command line: `run`, `bench`, `check`, `list` and
-//! `fake-backend`. Exit codes: 0 every check passed (bench: measured, and
-//! within the goals of --memory or --soak), 1 a check failed (bench: a goal
-//! missed), 2 an invalid scenario or a harness error (bench: could not
-//! measure), 130 interrupted.
+//! The `mcp-harness` command line: `run`, `report`, `bench`, `check`,
+//! `list` and `fake-backend`. Exit codes: 0 every check passed (bench:
+//! measured, and within the goals of --memory or --soak; report: the page
+//! written), 1 a check failed (bench: a goal missed), 2 an invalid
+//! scenario or a harness error (bench: could not measure; report: the JSON
+//! unreadable), 130 interrupted.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mcp_harness::clock::ScenarioClock;
 use mcp_harness::fake::{self, FakeConfig, HttpFake, StdioEnd};
 use mcp_harness::journal::Journal;
+use mcp_harness::report::terminal::Colour;
 use mcp_harness::report::{self, RunReport};
 use mcp_harness::run::{self, NamedPort, PortPlan, ProxyMode, RunOptions, TargetCmd};
 use mcp_harness::scenario::{self, CodeOverlay, FakeTransport, Scenario};
@@ -44,6 +46,11 @@ enum Command {
         /// Also write the reports as JUnit XML to this file.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Also write the reports as one HTML page (charts, tables, no
+        /// script, nothing fetched) to this file; with --seeds, a page of
+        /// the sweep.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Spawn this mcp-proxy binary with a generated config instead of
         /// running the proxy in-process.
         #[arg(long, value_name = "PATH", conflicts_with = "target")]
@@ -98,6 +105,15 @@ enum Command {
             conflicts_with_all = ["seed", "json", "junit"]
         )]
         seeds: Option<String>,
+    },
+    /// Render a JSON report written by `run --json` again, as HTML.
+    Report {
+        /// The JSON report.
+        #[arg(value_name = "RUN.json")]
+        file: PathBuf,
+        /// Write the HTML page to this file.
+        #[arg(long, value_name = "OUT.html")]
+        html: PathBuf,
     },
     /// Measure tools/call throughput and latency of any MCP endpoint, or
     /// (--compare) of an echo backend direct and through the proxy; or the
@@ -159,6 +175,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let colour = Colour::for_stdout();
     // The runtime is dropped before the process exits, so tasks that own
     // child processes are dropped too and their guards kill the children.
     let code = runtime.block_on(async {
@@ -168,6 +185,7 @@ fn main() -> ExitCode {
                 seed,
                 json,
                 junit,
+                html,
                 proxy_bin,
                 target,
                 target_cmd,
@@ -193,7 +211,8 @@ fn main() -> ExitCode {
                         None if check_determinism => SimHow::Twice(seed),
                         None => SimHow::Once(seed),
                     };
-                    return sim_command(&files, how, json, junit).await;
+                    let outputs = Outputs { json, junit, html };
+                    return sim_command(&files, how, outputs, colour).await;
                 }
                 let mode = match (proxy_bin, target, target_cmd) {
                     (Some(bin), _, _) => ProxyMode::Binary(bin),
@@ -224,8 +243,10 @@ fn main() -> ExitCode {
                     codes,
                     progress: !quiet,
                 };
-                run_command(&files, how, json, junit).await
+                let outputs = Outputs { json, junit, html };
+                run_command(&files, how, outputs, colour).await
             }
+            Command::Report { file, html } => report_command(&file, &html),
             // Interrupted, the bench is dropped here, inside the runtime:
             // the proxy child is killed with it (kill_on_drop).
             Command::Bench(args) => tokio::select! {
@@ -282,12 +303,7 @@ struct RunHow {
     progress: bool,
 }
 
-async fn run_command(
-    files: &[PathBuf],
-    how: RunHow,
-    json: Option<PathBuf>,
-    junit: Option<PathBuf>,
-) -> u8 {
+async fn run_command(files: &[PathBuf], how: RunHow, outputs: Outputs, colour: Colour) -> u8 {
     let Some(scenarios) = load_all(files) else {
         return 2;
     };
@@ -340,16 +356,16 @@ async fn run_command(
     let mut reports: Vec<RunReport> = Vec::new();
     for scenario in &scenarios {
         let report = run::run(scenario, &options).await;
-        println!("{}", report::terminal::render(&report));
+        println!("{}", report::terminal::render(&report, colour));
         reports.push(report);
         if cancel.is_cancelled() {
             break;
         }
     }
-    if let Some(tally) = report::terminal::tally(&reports) {
+    if let Some(tally) = report::terminal::tally(&reports, colour) {
         println!("{tally}");
     }
-    if !write_reports(json, junit, &reports) {
+    if !outputs.write(&reports) {
         return 2;
     }
     if cancel.is_cancelled() {
@@ -363,22 +379,50 @@ async fn run_command(
     }
 }
 
-/// Writes the `--json` and `--junit` files asked for; false (after saying
-/// why) if one cannot be written.
-fn write_reports(json: Option<PathBuf>, junit: Option<PathBuf>, reports: &[RunReport]) -> bool {
-    if let Some(path) = json
-        && let Err(e) = report::json::write(&path, reports)
-    {
-        eprintln!("error: cannot write {}: {e}", path.display());
-        return false;
+/// Writes reports in one format to a file.
+type WriteReports = fn(&Path, &[RunReport]) -> std::io::Result<()>;
+
+/// The report files `run` was asked to write.
+struct Outputs {
+    json: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    html: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Writes each file asked for; false (after saying why) if one cannot
+    /// be written.
+    fn write(&self, reports: &[RunReport]) -> bool {
+        let writers: [(&Option<PathBuf>, WriteReports); 3] = [
+            (&self.json, report::json::write),
+            (&self.junit, report::junit::write),
+            (&self.html, report::html::write),
+        ];
+        writers.into_iter().all(|(path, write)| match path {
+            Some(path) => written(path, write(path, reports)),
+            None => true,
+        })
     }
-    if let Some(path) = junit
-        && let Err(e) = report::junit::write(&path, reports)
-    {
-        eprintln!("error: cannot write {}: {e}", path.display());
-        return false;
+}
+
+/// Whether `result` of writing `path` went well; says why not.
+fn written(path: &Path, result: std::io::Result<()>) -> bool {
+    result
+        .inspect_err(|e| eprintln!("error: cannot write {}: {e}", path.display()))
+        .is_ok()
+}
+
+/// `report FILE --html OUT`: exit 0 written, 2 the JSON could not be read
+/// or the page not written.
+fn report_command(file: &Path, html: &Path) -> u8 {
+    match report::json::read(file) {
+        Ok(reports) if written(html, report::html::write(html, &reports)) => 0,
+        Ok(_) => 2,
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
     }
-    true
 }
 
 /// How `run --sim` runs each scenario.
@@ -391,12 +435,7 @@ enum SimHow {
     Sweep(std::ops::Range<u64>),
 }
 
-async fn sim_command(
-    files: &[PathBuf],
-    how: SimHow,
-    json: Option<PathBuf>,
-    junit: Option<PathBuf>,
-) -> u8 {
+async fn sim_command(files: &[PathBuf], how: SimHow, outputs: Outputs, colour: Colour) -> u8 {
     let Some(scenarios) = load_all(files) else {
         return 2;
     };
@@ -411,16 +450,31 @@ async fn sim_command(
         return 2;
     }
     // turmoil drives runtimes of its own: simulate off this one.
-    let outcome = tokio::task::spawn_blocking(move || simulate_all(&scenarios, &how)).await;
-    let (reports, mut code) = match outcome {
+    let outcome = tokio::task::spawn_blocking(move || simulate_all(&scenarios, &how, colour)).await;
+    let Simulated {
+        reports,
+        sweeps,
+        mut code,
+    } = match outcome {
         Ok(done) => done,
         Err(e) => {
             eprintln!("error: the simulation panicked: {e}");
             return 2;
         }
     };
+    if !sweeps.is_empty() {
+        let passed = sweeps.iter().filter(|s| s.passed()).count();
+        if let Some(summary) = report::terminal::summary_line(passed, sweeps.len(), colour) {
+            println!("{summary}");
+        }
+        // A sweep's only page is its summary (--json and --junit are refused).
+        return match &outputs.html {
+            Some(path) if !written(path, report::html::write_sweeps(path, &sweeps)) => 2,
+            _ => code,
+        };
+    }
     if !reports.is_empty() {
-        if let Some(tally) = report::terminal::tally(&reports) {
+        if let Some(tally) = report::terminal::tally(&reports, colour) {
             println!("{tally}");
         }
         if code == 0 && !reports.iter().all(RunReport::passed) {
@@ -430,16 +484,25 @@ async fn sim_command(
             code = 2;
         }
     }
-    if !write_reports(json, junit, &reports) {
+    if !outputs.write(&reports) {
         return 2;
     }
     code
 }
 
-/// Runs every scenario as `how` says; returns the reports (none for a
-/// sweep, which prints its own table) and the exit code so far.
-fn simulate_all(scenarios: &[Scenario], how: &SimHow) -> (Vec<RunReport>, u8) {
+/// What `run --sim` produced: reports, or for `--seeds` sweeps.
+struct Simulated {
+    reports: Vec<RunReport>,
+    sweeps: Vec<sweep::Sweep>,
+    code: u8,
+}
+
+/// Runs every scenario as `how` says; returns the reports or sweeps and
+/// the exit code so far. Each scenario's verdict is the last line it
+/// prints (the wall time comes before it).
+fn simulate_all(scenarios: &[Scenario], how: &SimHow, colour: Colour) -> Simulated {
     let mut reports = Vec::new();
+    let mut sweeps = Vec::new();
     let mut code = 0;
     for scenario in scenarios {
         let wall = std::time::Instant::now();
@@ -449,17 +512,17 @@ fn simulate_all(scenarios: &[Scenario], how: &SimHow) -> (Vec<RunReport>, u8) {
             SimHow::Sweep(seeds) => {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let swept = sweep::sweep(scenario, seeds.clone(), threads);
-                println!("{}", swept.render());
                 println!("{}", wall_line(seeds.end - seeds.start, wall.elapsed()));
+                println!("{}", swept.render(colour));
                 if !swept.errors.is_empty() {
                     code = 2;
                 } else if !swept.passed() && code == 0 {
                     code = 1;
                 }
+                sweeps.push(swept);
                 continue;
             }
         };
-        println!("{}", report::terminal::render(&run.report));
         let wall = wall.elapsed();
         let runs = if matches!(how, SimHow::Twice(_)) {
             2
@@ -473,9 +536,14 @@ fn simulate_all(scenarios: &[Scenario], how: &SimHow) -> (Vec<RunReport>, u8) {
             if runs == 2 { ", twice" } else { "" },
             run.virtual_time.as_secs_f64() * f64::from(runs) / wall.as_secs_f64().max(1e-9),
         );
+        println!("{}", report::terminal::render(&run.report, colour));
         reports.push(run.report);
     }
-    (reports, code)
+    Simulated {
+        reports,
+        sweeps,
+        code,
+    }
 }
 
 /// How long a sweep took.

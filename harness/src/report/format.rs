@@ -2,9 +2,41 @@
 //! (`850µs`, `12.3ms`, `1.5s`), percentages (`0.0%`, `99.99%`) and p-values.
 //!
 //! Checks write their expected and observed texts with these, and the
-//! report tables use them too, so a bound and a measurement read alike.
+//! report tables use them too, so a bound and a measurement read alike;
+//! the phase table's cells are written here once for the terminal and
+//! the HTML page.
 
 use std::time::Duration;
+
+use super::PhaseRow;
+
+/// The phase table's column titles.
+pub const PHASE_COLUMNS: [&str; 9] = [
+    "phase",
+    "from",
+    "to",
+    "calls",
+    "errors",
+    "error rate",
+    "p50",
+    "p99",
+    "max",
+];
+
+/// One row of the phase table, under [`PHASE_COLUMNS`].
+pub fn phase_cells(phase: &PhaseRow) -> [String; 9] {
+    [
+        phase.label.clone(),
+        duration(phase.from),
+        duration(phase.to),
+        phase.calls.to_string(),
+        phase.errors.to_string(),
+        percent(phase.error_rate),
+        duration(phase.p50),
+        duration(phase.p99),
+        duration(phase.max),
+    ]
+}
 
 /// A duration in the largest unit that keeps it readable: `0s`, `850µs`,
 /// `12.3ms`, `250ms`, `1.5s`, `2m30s`.

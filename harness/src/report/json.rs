@@ -1,12 +1,13 @@
 //! Reports as JSON: an array with one object per scenario run, for tools
-//! that read results (dashboards, comparisons across runs). Durations are
-//! whole microseconds in fields ending in `_us`. The file's JSON Schema is
+//! that read results (dashboards, comparisons across runs), and read back
+//! to render again (`mcp-harness report`). Durations are whole
+//! microseconds in fields ending in `_us`. The file's JSON Schema is
 //! generated from the report's types ([`schema`]) and committed as
 //! `docs/report-schema.json`, which a test keeps equal to it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::RunReport;
+use super::{RunReport, SCHEMA_VERSION};
 
 /// The reports as a pretty-printed JSON array.
 pub fn to_string(reports: &[RunReport]) -> serde_json::Result<String> {
@@ -25,6 +26,76 @@ pub fn write(path: &Path, reports: &[RunReport]) -> std::io::Result<()> {
     let mut text = to_string(reports)?;
     text.push('\n');
     std::fs::write(path, text)
+}
+
+/// Why a JSON report could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a JSON array of reports.
+    #[error("{}: not a report written by `mcp-harness run --json`: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its line and column.
+        source: serde_json::Error,
+    },
+    /// A report of a shape newer than this harness knows.
+    #[error(
+        "{}: report {index} has schema_version {found}; this mcp-harness reads {SCHEMA_VERSION}",
+        path.display()
+    )]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Which report of the array (0-based).
+        index: usize,
+        /// Its version.
+        found: u32,
+    },
+    /// An empty array.
+    #[error("{}: holds no reports", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Reads the reports that [`write`] wrote to `path`.
+pub fn read(path: &Path) -> Result<Vec<RunReport>, ReadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let reports: Vec<RunReport> =
+        serde_json::from_str(&text).map_err(|source| ReadError::Invalid {
+            path: path.to_owned(),
+            source,
+        })?;
+    if let Some((index, newer)) = reports
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.schema_version > SCHEMA_VERSION)
+    {
+        return Err(ReadError::NewerSchema {
+            path: path.to_owned(),
+            index,
+            found: newer.schema_version,
+        });
+    }
+    if reports.is_empty() {
+        return Err(ReadError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(reports)
 }
 
 #[cfg(test)]
@@ -124,6 +195,61 @@ mod tests {
             "docs/report-schema.json differs from the report's types; regenerate it with \
              `cargo run -p mcp-harness -- schema > docs/report-schema.json`"
         );
+    }
+
+    #[test]
+    fn what_write_wrote_reads_back_the_same() {
+        let dir = std::env::temp_dir().join(format!("report-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.json");
+        let reports = [crate::report::html::tests::outage_run(), sample()];
+        write(&path, &reports).unwrap();
+        let back = read(&path).unwrap();
+        assert_eq!(to_string(&back).unwrap(), to_string(&reports).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_file_is_named_with_what_is_wrong() {
+        let dir = std::env::temp_dir().join(format!("report-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.json");
+        let error = read(&missing).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("cannot read {}: ", missing.display())),
+            "{error}"
+        );
+
+        let cases = [
+            (
+                "not json",
+                "oops",
+                "not a report written by `mcp-harness run --json`: expected value at line 1 column 1",
+            ),
+            (
+                "wrong shape",
+                "[{\"scenario\": 3}]",
+                "not a report written by `mcp-harness run --json`: invalid type: integer `3`",
+            ),
+            ("empty", "[]", "holds no reports"),
+        ];
+        for (name, text, message) in cases {
+            let path = dir.join(format!("{name}.json"));
+            std::fs::write(&path, text).unwrap();
+            let error = read(&path).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("{}: {message}", path.display())),
+                "{name}: {error}"
+            );
+        }
+
+        let mut newer = serde_json::to_value([sample()]).unwrap();
+        newer[0]["schema_version"] = (SCHEMA_VERSION + 1).into();
+        let path = dir.join("newer.json");
+        std::fs::write(&path, newer.to_string()).unwrap();
+        let error = read(&path).unwrap_err().to_string();
+        assert!(error.contains("report 0 has schema_version"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

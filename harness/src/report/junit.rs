@@ -2,11 +2,13 @@
 //! `<testsuite>` per scenario run, one `<testcase>` per check (a failed one
 //! carries a `<failure>`), and an `<error>` test case when a harness error
 //! stopped the run. Written by hand: the subset is small, and every text
-//! from outside (check names, error messages from backends) is escaped.
+//! from outside (check names, error messages from backends) is escaped
+//! ([`markup`](super::markup)).
 
 use std::path::Path;
 
 use super::RunReport;
+use super::markup::{escape, escape_text};
 
 /// The reports as a JUnit XML document.
 pub fn to_string(reports: &[RunReport]) -> String {
@@ -87,39 +89,6 @@ fn suite(out: &mut String, report: &RunReport) {
         ));
     }
     out.push_str("  </testsuite>\n");
-}
-
-/// Escapes text for an attribute value: markup characters and quotes
-/// become entities, line breaks and tabs character references (a parser
-/// would otherwise turn them into spaces), and characters XML 1.0 forbids
-/// U+FFFD (see [`escape_text`]).
-fn escape(text: &str) -> String {
-    escape_with(text, true)
-}
-
-/// Escapes text for element content, where line breaks and tabs may stay.
-fn escape_text(text: &str) -> String {
-    escape_with(text, false)
-}
-
-fn escape_with(text: &str, attribute: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' | '\t' if !attribute => out.push(c),
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

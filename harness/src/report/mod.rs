@@ -6,16 +6,20 @@
 //! scripts, the run in time ([`timeline`]: its buckets built by
 //! [`buckets`], the fault windows by [`fault_spans`], the call log by
 //! [`call_log`]) and the command that replays it ([`replay`]). It renders
-//! as a terminal table ([`terminal`]), JSON ([`json`]) or JUnit XML
-//! ([`junit`]); [`format`](mod@format) holds the number formatting shared
-//! with the checks.
+//! as a terminal table ([`terminal`]), JSON ([`json`]), JUnit XML
+//! ([`junit`]) or an HTML page with charts ([`html`], [`charts`]);
+//! [`format`](mod@format) holds the number formatting shared with the
+//! checks, [`markup`] the escaping shared by JUnit and HTML.
 
 pub mod buckets;
 pub mod call_log;
+pub mod charts;
 pub mod fault_spans;
 pub mod format;
+pub mod html;
 pub mod json;
 pub mod junit;
+pub mod markup;
 pub mod replay;
 pub mod terminal;
 pub mod timeline;

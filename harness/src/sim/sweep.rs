@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::report::replay::{self, Flag};
+use crate::report::terminal::Colour;
 use crate::scenario::Scenario;
 
 /// What a sweep found.
@@ -56,8 +57,9 @@ impl Sweep {
         replay::command(&[Flag::bare("--sim")], seed, &self.file)
     }
 
-    /// The sweep as a table, one row per check, and the replay command.
-    pub fn render(&self) -> String {
+    /// The sweep as a table, one row per check, and the verdict with the
+    /// replay command last.
+    pub fn render(&self, colour: Colour) -> String {
         let total = self.seeds.end.saturating_sub(self.seeds.start);
         let mut text = format!(
             "{}: seeds {}..{} ({total} runs)\n",
@@ -78,11 +80,16 @@ impl Sweep {
         }
         match self.first_failing_seed() {
             Some(seed) => text.push_str(&format!(
-                "{}: FAIL — replay: {}",
+                "{}: {} — replay: {}",
                 self.file,
+                colour.verdict("FAIL"),
                 self.replay_command(seed)
             )),
-            None => text.push_str(&format!("{}: PASS on every seed", self.file)),
+            None => text.push_str(&format!(
+                "{}: {} on every seed",
+                self.file,
+                colour.verdict("PASS")
+            )),
         }
         text
     }
@@ -214,7 +221,7 @@ mod tests {
         };
         assert!(!sweep.passed());
         assert_eq!(sweep.first_failing_seed(), Some(4));
-        let text = sweep.render();
+        let text = sweep.render(Colour::Off);
         assert!(text.contains("2 of 9 failed  b (first: seed 4)"), "{text}");
         assert!(
             text.ends_with("replay: mcp-harness run --sim --seed 4 scenarios/canary.yaml"),

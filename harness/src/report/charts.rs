@@ -1,0 +1,822 @@
+//! The HTML report's charts: a run's [`Timeline`](super::timeline::Timeline),
+//! fault windows and `/admin/backends` samples drawn as inline SVG.
+//!
+//! Drawn with plotters' SVG backend, text as SVG `<text>` for the browser
+//! to set (no fonts read here). Every chart is [`WIDTH`] wide with the same
+//! margins, so their time axes (seconds from scenario start, [`TimeAxis`])
+//! line up one above the other; every fault window is shaded in each. A
+//! chart's key is returned as [`Key`]s for the page to print beside it as
+//! text, so no series is told apart by colour alone: dashes, labels inside
+//! the strips and the key's words say it too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::error::Error;
+use std::time::Duration;
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::RunReport;
+use super::format::duration;
+use super::timeline::{BackendState, Bucket, FaultSpan, Timeline};
+
+/// Every chart's width, in pixels.
+pub const WIDTH: u32 = 1100;
+/// The height of a chart of rates or latencies, in pixels.
+const PLOT_HEIGHT: u32 = 250;
+/// The space left of the plotting area (the y axis and its labels), the
+/// same in every chart so that their time axes line up.
+const Y_LABELS: u32 = 110;
+/// The space below the plotting area (the time axis and its title).
+const X_LABELS: u32 = 44;
+const MARGIN: u32 = 14;
+/// One row of the backend strip: breaker or state above, ejections below.
+const STRIP_ROW: u32 = 44;
+const FONT: &str = "sans-serif";
+/// The font size given to plotters, which writes it as `size / 1.24` px.
+const FONT_SIZE: f64 = 16.0;
+/// About how wide one character of that font is, in pixels.
+const CHAR_PX: i32 = 7;
+
+/// Colours told apart with colour blindness (Okabe and Ito's palette).
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(120, 94, 60),
+];
+const INK: RGBColor = RGBColor(34, 34, 34);
+const ROW_SHADE: RGBColor = RGBColor(242, 242, 242);
+const FAULT_SHADE: RGBColor = RGBColor(250, 230, 180);
+const BREAKER_OPEN: RGBColor = RGBColor(200, 40, 40);
+const HALF_OPEN: RGBColor = RGBColor(235, 160, 30);
+const NOT_CONNECTED: RGBColor = RGBColor(140, 140, 140);
+const EJECTED: RGBColor = RGBColor(125, 70, 170);
+
+/// A series' points: seconds from scenario start, and a value.
+type Points = Vec<(f64, f64)>;
+type Drawn<T = ()> = Result<T, Box<dyn Error>>;
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Plot<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
+
+/// A drawn chart and the key to its series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    /// The `<svg>` element.
+    pub svg: String,
+    /// One entry per series, in drawing order.
+    pub legend: Vec<Key>,
+}
+
+/// One series of a chart, as the key names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key {
+    /// What the series shows.
+    pub label: String,
+    /// Its colour, `#rrggbb`.
+    pub colour: String,
+    /// How it is drawn.
+    pub mark: Mark,
+}
+
+/// How a series is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// A solid line.
+    Line,
+    /// A dashed line.
+    Dashed,
+    /// A filled area or band.
+    Area,
+}
+
+/// The time axis every chart of one run shares: from scenario start to
+/// the last thing recorded (a bucket, a fault window or a sample).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeAxis {
+    end_secs: f64,
+}
+
+impl TimeAxis {
+    /// The axis of `report`'s charts.
+    pub fn of(report: &RunReport) -> Self {
+        let timeline = &report.timeline;
+        let buckets_end = timeline
+            .buckets
+            .last()
+            .map_or(0, |b| b.at_us + timeline.bucket_us);
+        let faults_end = report.faults.iter().map(|f| f.to_us).max().unwrap_or(0);
+        let samples_end = report.backends.last().map_or(0, |s| s.at_us);
+        let end_us = buckets_end.max(faults_end).max(samples_end);
+        Self {
+            end_secs: secs(end_us).max(1.0),
+        }
+    }
+}
+
+/// Client calls sent per second, and the calls that failed per second
+/// stacked by error label (named inside where they fit), over the fault
+/// windows with their names.
+pub fn traffic(report: &RunReport, axis: TimeAxis) -> Drawn<Chart> {
+    let timeline = &report.timeline;
+    let labels = keys_in(timeline, |b| &b.errors);
+    // Each label's band is drawn from zero to the sum of it and the
+    // labels before it, the highest first, so the bands stack.
+    let mut below = vec![0.0; timeline.buckets.len()];
+    let stacks: Vec<(String, Points)> = labels
+        .iter()
+        .map(|label| {
+            let tops = rate_points(timeline, |b, i| {
+                below[i] += b.errors.get(*label).copied().unwrap_or(0) as f64;
+                below[i]
+            });
+            ((*label).to_owned(), tops)
+        })
+        .collect();
+    let sent = rate_points(timeline, |b, _| b.started as f64);
+    let top = headroom(
+        sent.iter()
+            .chain(stacks.iter().flat_map(|(_, tops)| tops))
+            .map(|p| p.1),
+    );
+    let mut legend = vec![Key::new("calls sent", INK, Mark::Line)];
+    let svg = draw(PLOT_HEIGHT, |root| {
+        let mut chart = frame(root, axis, 0.0..top)?;
+        mesh(&mut chart, "calls / s", &plain_number)?;
+        shade_faults(&mut chart, &report.faults, (0.0, top))?;
+        for (n, (_, tops)) in stacks.iter().enumerate().rev() {
+            let colour = error_colour(n);
+            chart.draw_series(
+                AreaSeries::new(tops.iter().copied(), 0.0, colour.filled()).border_style(colour),
+            )?;
+        }
+        chart.draw_series(LineSeries::new(sent.iter().copied(), INK.stroke_width(2)))?;
+        name_bands(root, &chart, &stacks)?;
+        name_faults(root, &chart, &report.faults, top)
+    })?;
+    legend.extend(
+        stacks.iter().enumerate().map(|(n, (label, _))| {
+            Key::new(&format!("failed: {label}"), error_colour(n), Mark::Area)
+        }),
+    );
+    Ok(Chart { svg, legend })
+}
+
+/// The median and 99th percentile latency of the calls that ended in
+/// each bucket, on a logarithmic scale (a hung call and a fast one on one
+/// chart), or `None` when no bucket has a latency.
+pub fn latency(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
+    let timeline = &report.timeline;
+    let p50 = latency_runs(timeline, |b| b.p50_us);
+    let p99 = latency_runs(timeline, |b| b.p99_us);
+    let values = || p50.iter().chain(&p99).flatten().map(|p| p.1);
+    let Some(low) = values().reduce(f64::min) else {
+        return Ok(None);
+    };
+    let high = values().fold(low, f64::max);
+    let range = (low / 2.0).max(0.001)..(high * 2.0);
+    let (p50_colour, p99_colour) = (PALETTE[0], PALETTE[1]);
+    let svg = draw(PLOT_HEIGHT, |root| {
+        let mut chart = frame(root, axis, range.clone().log_scale())?;
+        mesh(&mut chart, "latency (log scale)", &|ms| {
+            duration(Duration::from_secs_f64(ms.max(0.0) / 1e3))
+        })?;
+        shade_faults(&mut chart, &report.faults, (range.start, range.end))?;
+        for run in &p50 {
+            chart.draw_series(LineSeries::new(
+                run.iter().copied(),
+                p50_colour.stroke_width(2),
+            ))?;
+        }
+        for run in &p99 {
+            chart.draw_series(dashed(run, p99_colour))?;
+        }
+        Ok(())
+    })?;
+    Ok(Some(Chart {
+        svg,
+        legend: vec![
+            Key::new("p50", p50_colour, Mark::Line),
+            Key::new("p99", p99_colour, Mark::Dashed),
+        ],
+    }))
+}
+
+/// `tools/call` requests each fake received per second (solid, named at
+/// its highest), and of those the ones that did not succeed (dashed, same
+/// colour): ejection,
+/// an open breaker, a canary split and failover show as traffic moving
+/// between fakes. `None` when no fake received anything.
+pub fn fakes(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
+    let timeline = &report.timeline;
+    let names = keys_in(timeline, |b| &b.fakes);
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let received = |name: &str, failed_only: bool| {
+        rate_points(timeline, |b, _| {
+            b.fakes.get(name).map_or(0.0, |outcomes| {
+                outcomes
+                    .iter()
+                    .filter(|(outcome, _)| !failed_only || *outcome != SUCCESS)
+                    .map(|(_, n)| *n as f64)
+                    .sum()
+            })
+        })
+    };
+    let series: Vec<(&str, Points, Points)> = names
+        .iter()
+        .map(|name| (*name, received(name, false), received(name, true)))
+        .collect();
+    let top = headroom(series.iter().flat_map(|(_, all, _)| all).map(|p| p.1));
+    let svg = draw(PLOT_HEIGHT, |root| {
+        let mut chart = frame(root, axis, 0.0..top)?;
+        mesh(&mut chart, "requests / s", &plain_number)?;
+        shade_faults(&mut chart, &report.faults, (0.0, top))?;
+        for (n, (_, all, failed)) in series.iter().enumerate() {
+            let colour = PALETTE[n % PALETTE.len()];
+            chart.draw_series(LineSeries::new(all.iter().copied(), colour.stroke_width(2)))?;
+            chart.draw_series(dashed(failed, colour))?;
+        }
+        let lines: Vec<(&str, &Points)> =
+            series.iter().map(|(name, all, _)| (*name, all)).collect();
+        name_lines(root, &chart, &lines)
+    })?;
+    let legend = series
+        .iter()
+        .enumerate()
+        .flat_map(|(n, (name, _, _))| {
+            let colour = PALETTE[n % PALETTE.len()];
+            [
+                Key::new(&format!("{name}: all requests"), colour, Mark::Line),
+                Key::new(&format!("{name}: not success"), colour, Mark::Dashed),
+            ]
+        })
+        .collect();
+    Ok(Some(Chart { svg, legend }))
+}
+
+/// The journal's outcome label of a request that succeeded.
+pub const SUCCESS: &str = "success";
+
+/// One strip per backend from the `/admin/backends` samples: above, its
+/// breaker open or half-open, or the backend not connected; below, how
+/// many of its endpoints were ejected. Each stretch is named inside it
+/// where it is wide enough. `None` without samples.
+pub fn backends(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
+    let samples = &report.backends;
+    if samples.is_empty() {
+        return Ok(None);
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for backend in samples.iter().flat_map(|s| &s.backends) {
+        if !names.contains(&backend.name.as_str()) {
+            names.push(&backend.name);
+        }
+    }
+    // A sample holds until the next one; the last for as long as the one
+    // before it did.
+    let last_gap = match samples.as_slice() {
+        [.., before, last] => last.at_us - before.at_us,
+        _ => 0,
+    };
+    let ends = samples
+        .iter()
+        .skip(1)
+        .map(|s| s.at_us)
+        .chain(samples.last().map(|s| s.at_us + last_gap));
+    let rows = names.len() as f64;
+    let height = names.len() as u32 * STRIP_ROW + X_LABELS + 2 * MARGIN;
+    let svg = draw(height, |root| {
+        let mut chart = frame(root, axis, 0.0..rows)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .disable_y_axis()
+            .x_desc("seconds from scenario start")
+            .x_label_formatter(&plain_number)
+            .light_line_style(WHITE.mix(0.0))
+            .bold_line_style(INK.mix(0.08))
+            .axis_desc_style((FONT, FONT_SIZE))
+            .label_style((FONT, FONT_SIZE))
+            .draw()?;
+        // Each row's extent, faintly, so a band reads as its backend's.
+        chart.draw_series((0..names.len()).map(|row| {
+            let base = row as f64;
+            Rectangle::new(
+                [(0.0, base + 0.96), (axis.end_secs, base + 0.04)],
+                ROW_SHADE.filled(),
+            )
+        }))?;
+        shade_faults(&mut chart, &report.faults, (0.0, rows))?;
+        for (row, name) in names.iter().enumerate() {
+            // The first backend on top.
+            let base = rows - row as f64 - 1.0;
+            let (px, py) = chart.backend_coord(&(0.0, base + 0.5));
+            root.draw(&Text::new(
+                cut(name, (Y_LABELS as i32 - 12) / CHAR_PX),
+                (px - 8, py),
+                text_style(INK, HPos::Right, VPos::Center),
+            ))?;
+            let states = samples.iter().zip(ends.clone()).map(|(sample, end)| {
+                let state = sample.backends.iter().find(|b| b.name == *name);
+                (sample.at_us, end, state)
+            });
+            let health = stretches(
+                states
+                    .clone()
+                    .map(|(from, to, b)| (from, to, b.and_then(health))),
+            );
+            let ejected = stretches(states.map(|(from, to, b)| (from, to, b.and_then(ejections))));
+            for (stretches, low) in [(health, base + 0.52), (ejected, base + 0.08)] {
+                for (from, to, (label, colour)) in stretches {
+                    band(
+                        root,
+                        &mut chart,
+                        (secs(from), secs(to)),
+                        (low, low + 0.4),
+                        &label,
+                        colour,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Some(Chart {
+        svg,
+        legend: vec![
+            Key::new("breaker open", BREAKER_OPEN, Mark::Area),
+            Key::new("breaker half-open", HALF_OPEN, Mark::Area),
+            Key::new("backend not connected", NOT_CONNECTED, Mark::Area),
+            Key::new("endpoints ejected (lower half)", EJECTED, Mark::Area),
+        ],
+    }))
+}
+
+/// What the upper half of a backend's strip shows, if anything.
+fn health(backend: &BackendState) -> Option<(String, RGBColor)> {
+    match (backend.breaker.as_deref(), backend.state.as_str()) {
+        (Some("open"), _) => Some(("breaker open".into(), BREAKER_OPEN)),
+        (Some("half_open"), _) => Some(("half-open".into(), HALF_OPEN)),
+        (_, "connected") => None,
+        (_, state) => Some((state.to_owned(), NOT_CONNECTED)),
+    }
+}
+
+/// What the lower half of a backend's strip shows: its ejected endpoints.
+fn ejections(backend: &BackendState) -> Option<(String, RGBColor)> {
+    let ejected = backend.endpoints.iter().filter(|e| e.ejected).count();
+    (ejected > 0).then(|| {
+        let total = backend.endpoints.len();
+        (format!("{ejected} of {total} ejected"), EJECTED)
+    })
+}
+
+/// Runs of equal values merged into one stretch each; stretches without
+/// a value are dropped.
+fn stretches<T: PartialEq>(
+    spans: impl Iterator<Item = (u64, u64, Option<T>)>,
+) -> Vec<(u64, u64, T)> {
+    let mut merged: Vec<(u64, u64, T)> = Vec::new();
+    let mut last_end = None;
+    for (from, to, value) in spans {
+        let Some(value) = value else {
+            last_end = None;
+            continue;
+        };
+        match merged.last_mut() {
+            Some((_, end, same)) if *same == value && last_end == Some(from) => *end = to,
+            _ => merged.push((from, to, value)),
+        }
+        last_end = Some(to);
+    }
+    merged
+}
+
+/// A filled band of the strip from `x.0` to `x.1` seconds, named inside
+/// when the name fits.
+fn band(
+    root: &Area<'_>,
+    chart: &mut Plot<'_, '_, RangedCoordf64>,
+    x: (f64, f64),
+    y: (f64, f64),
+    label: &str,
+    colour: RGBColor,
+) -> Drawn {
+    chart.draw_series(std::iter::once(Rectangle::new(
+        [(x.0, y.1), (x.1, y.0)],
+        colour.filled(),
+    )))?;
+    let (left, middle) = chart.backend_coord(&(x.0, (y.0 + y.1) / 2.0));
+    let (right, _) = chart.backend_coord(&(x.1, y.0));
+    if right - left >= text_px(label) {
+        root.draw(&Text::new(
+            label.to_owned(),
+            (left + 4, middle),
+            text_style(WHITE, HPos::Left, VPos::Center),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Draws into an SVG of [`WIDTH`] × `height` on white.
+fn draw(height: u32, paint: impl FnOnce(&Area<'_>) -> Drawn) -> Drawn<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        paint(&root)?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+/// The plotting area over `axis` and `y`, with the margins every chart shares.
+fn frame<'a, 'b, Y: AsRangedCoord<Value = f64>>(
+    root: &'a Area<'b>,
+    axis: TimeAxis,
+    y: Y,
+) -> Drawn<Plot<'a, 'b, Y::CoordDescType>> {
+    Ok(ChartBuilder::on(root)
+        .margin(MARGIN)
+        .x_label_area_size(X_LABELS)
+        .y_label_area_size(Y_LABELS)
+        .build_cartesian_2d(0.0..axis.end_secs, y)?)
+}
+
+/// The grid, the axes and their titles; `y_label` writes a value of the y axis.
+fn mesh<Y>(chart: &mut Plot<'_, '_, Y>, y_title: &str, y_label: &dyn Fn(&f64) -> String) -> Drawn
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc("seconds from scenario start")
+        .x_label_formatter(&plain_number)
+        .y_desc(y_title)
+        .y_label_formatter(y_label)
+        .y_labels(6)
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(INK.mix(0.08))
+        .axis_desc_style((FONT, FONT_SIZE))
+        .label_style((FONT, FONT_SIZE))
+        .draw()?;
+    Ok(())
+}
+
+/// Each fault window shaded over the chart's height `y`.
+fn shade_faults<Y>(chart: &mut Plot<'_, '_, Y>, faults: &[FaultSpan], y: (f64, f64)) -> Drawn
+where
+    Y: Ranged<ValueType = f64>,
+{
+    chart.draw_series(faults.iter().map(|fault| {
+        Rectangle::new(
+            [(secs(fault.from_us), y.1), (secs(fault.to_us), y.0)],
+            FAULT_SHADE.mix(0.55).filled(),
+        )
+    }))?;
+    Ok(())
+}
+
+/// Each fault window's name at its top left, moved down a line where it
+/// would run into an earlier name.
+fn name_faults(
+    root: &Area<'_>,
+    chart: &Plot<'_, '_, RangedCoordf64>,
+    faults: &[FaultSpan],
+    top: f64,
+) -> Drawn {
+    let mut line_ends: Vec<i32> = Vec::new();
+    for fault in faults {
+        let (x, y) = chart.backend_coord(&(secs(fault.from_us), top));
+        let line = match line_ends.iter().position(|end| *end < x) {
+            Some(line) => line,
+            None => {
+                line_ends.push(i32::MIN);
+                line_ends.len() - 1
+            }
+        };
+        line_ends[line] = x + text_px(&fault.label) + CHAR_PX;
+        root.draw(&Text::new(
+            fault.label.clone(),
+            (x + 4, y + 4 + 16 * line as i32),
+            text_style(INK, HPos::Left, VPos::Top),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Each stacked band named at the middle of its thickest stretch: inside
+/// where a line of text fits, else just above when nothing is stacked on
+/// it there. `stacks` holds each band's top, the lowest band first.
+fn name_bands(
+    root: &Area<'_>,
+    chart: &Plot<'_, '_, RangedCoordf64>,
+    stacks: &[(String, Points)],
+) -> Drawn {
+    for (n, (label, tops)) in stacks.iter().enumerate() {
+        let bottom = |i: usize| if n == 0 { 0.0 } else { stacks[n - 1].1[i].1 };
+        let thickness: Vec<f64> = tops
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.1 - bottom(i))
+            .collect();
+        let Some(run) = thickest_run(&thickness) else {
+            continue;
+        };
+        let middle = (run.start + run.end - 1) / 2;
+        let (x, top) = tops[middle];
+        let (left, _) = chart.backend_coord(&(tops[run.start].0, top));
+        let (right, y_top) = chart.backend_coord(&(tops[run.end - 1].0, top));
+        let (px, y_low) = chart.backend_coord(&(x, bottom(middle)));
+        let fits_inside = y_low - y_top >= 16 && right - left >= text_px(label);
+        let on_top = stacks[n + 1..]
+            .iter()
+            .all(|(_, above)| above[middle].1 <= top);
+        let at = if fits_inside {
+            Some(((px, (y_top + y_low) / 2), VPos::Center))
+        } else if on_top {
+            Some(((px, y_top - 3), VPos::Bottom))
+        } else {
+            None
+        };
+        if let Some((at, v)) = at {
+            root.draw(&Text::new(
+                label.clone(),
+                at,
+                text_style(INK, HPos::Center, v),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// The longest run of buckets whose thickness is within a fifth of the
+/// largest; `None` when every one is empty.
+fn thickest_run(thickness: &[f64]) -> Option<std::ops::Range<usize>> {
+    let most = thickness.iter().copied().fold(0.0, f64::max);
+    if most <= 0.0 {
+        return None;
+    }
+    let mut best = 0..0;
+    let mut start = None;
+    for (i, t) in thickness.iter().chain([&0.0]).enumerate() {
+        match (start, *t >= most * 0.8) {
+            (None, true) => start = Some(i),
+            (Some(from), false) => {
+                if i - from > best.len() {
+                    best = from..i;
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    Some(best)
+}
+
+/// Each line named just above its highest point (its first, if several).
+fn name_lines(
+    root: &Area<'_>,
+    chart: &Plot<'_, '_, RangedCoordf64>,
+    lines: &[(&str, &Points)],
+) -> Drawn {
+    let (right_edge, _) = chart.backend_coord(&(chart.x_range().end, 0.0));
+    for (name, points) in lines {
+        let highest = points
+            .iter()
+            .copied()
+            .reduce(|best, p| if p.1 > best.1 { p } else { best });
+        let Some(point) = highest else { continue };
+        let (x, y) = chart.backend_coord(&point);
+        let (x, h) = if x + text_px(name) + 4 > right_edge {
+            (x - 4, HPos::Right)
+        } else {
+            (x + 4, HPos::Left)
+        };
+        root.draw(&Text::new(
+            (*name).to_owned(),
+            (x, y - 3),
+            text_style(INK, h, VPos::Bottom),
+        ))?;
+    }
+    Ok(())
+}
+
+/// A dashed line through `points`.
+fn dashed(
+    points: &[(f64, f64)],
+    colour: RGBColor,
+) -> DashedLineSeries<std::vec::IntoIter<(f64, f64)>, u32> {
+    DashedLineSeries::new(points.to_vec(), 6, 4, colour.stroke_width(2))
+}
+
+/// A value per bucket, per second, at the bucket's middle.
+fn rate_points(timeline: &Timeline, mut count: impl FnMut(&Bucket, usize) -> f64) -> Points {
+    let per_second = 1e6 / timeline.bucket_us.max(1) as f64;
+    timeline
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(n, b)| (middle(timeline, b), count(b, n) * per_second))
+        .collect()
+}
+
+/// The runs of consecutive buckets that have a latency, in milliseconds.
+fn latency_runs(timeline: &Timeline, of: impl Fn(&Bucket) -> Option<u64>) -> Vec<Points> {
+    let mut runs: Vec<Points> = vec![Vec::new()];
+    for bucket in &timeline.buckets {
+        match of(bucket) {
+            Some(us) => runs
+                .last_mut()
+                .unwrap_or_else(|| unreachable!("runs starts non-empty"))
+                .push((middle(timeline, bucket), us.max(1) as f64 / 1e3)),
+            None => runs.push(Vec::new()),
+        }
+    }
+    runs.retain(|run| !run.is_empty());
+    runs
+}
+
+/// Every key of a map that the buckets hold (error labels, fake names), sorted.
+fn keys_in<'t, V: 't>(
+    timeline: &'t Timeline,
+    map: impl Fn(&'t Bucket) -> &'t BTreeMap<String, V>,
+) -> BTreeSet<&'t str> {
+    timeline
+        .buckets
+        .iter()
+        .flat_map(|b| map(b).keys().map(String::as_str))
+        .collect()
+}
+
+fn middle(timeline: &Timeline, bucket: &Bucket) -> f64 {
+    secs(bucket.at_us + timeline.bucket_us / 2)
+}
+
+/// The top of a chart whose highest value is the largest of `values`.
+fn headroom(values: impl Iterator<Item = f64>) -> f64 {
+    (values.fold(0.0, f64::max) * 1.15).max(1.0)
+}
+
+fn error_colour(n: usize) -> RGBColor {
+    // Blue is the calls' line family; errors start at vermilion.
+    PALETTE[(n + 1) % PALETTE.len()]
+}
+
+/// An axis value with at most one decimal, none when it is whole: `2`, `0.5`.
+fn plain_number(value: &f64) -> String {
+    let text = format!("{value:.1}");
+    text.strip_suffix(".0").map_or(text.clone(), str::to_owned)
+}
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn text_style(colour: RGBColor, h: HPos, v: VPos) -> TextStyle<'static> {
+    (FONT, FONT_SIZE)
+        .into_font()
+        .color(&colour)
+        .pos(Pos::new(h, v))
+}
+
+fn text_px(text: &str) -> i32 {
+    text.chars().count() as i32 * CHAR_PX
+}
+
+/// `text` cut to `chars` characters, with `…` when cut.
+fn cut(text: &str, chars: i32) -> String {
+    let chars = chars.max(2) as usize;
+    if text.chars().count() <= chars {
+        return text.to_owned();
+    }
+    text.chars().take(chars - 1).chain(['…']).collect()
+}
+
+impl Key {
+    fn new(label: &str, colour: RGBColor, mark: Mark) -> Self {
+        Self {
+            label: label.to_owned(),
+            colour: format!("#{:02x}{:02x}{:02x}", colour.0, colour.1, colour.2),
+            mark,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::html::tests::outage_run;
+
+    /// The text of every `<text>` element of an SVG.
+    fn texts(svg: &str) -> Vec<String> {
+        let document = roxmltree::Document::parse(svg).unwrap();
+        document
+            .descendants()
+            .filter(|n| n.tag_name().name() == "text")
+            .map(|n| n.text().unwrap_or_default().trim().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_time_axis_reaches_the_last_thing_recorded() {
+        let mut report = outage_run();
+        assert_eq!(
+            TimeAxis::of(&report).end_secs,
+            20.0,
+            "the last bucket's end"
+        );
+        report.faults[1].to_us = 25_000_000;
+        assert_eq!(
+            TimeAxis::of(&report).end_secs,
+            25.0,
+            "a fault past the load"
+        );
+        let empty = crate::report::tests::sample();
+        assert_eq!(TimeAxis::of(&empty).end_secs, 1.0, "never an empty axis");
+    }
+
+    #[test]
+    fn charts_draw_svg_text_and_name_each_fault() {
+        let report = outage_run();
+        let axis = TimeAxis::of(&report);
+        let traffic = traffic(&report, axis).unwrap();
+        assert!(traffic.svg.starts_with("<svg"), "{}", &traffic.svg[..80]);
+        let words = texts(&traffic.svg);
+        for text in [
+            "files-down",
+            "search-errors",
+            "seconds from scenario start",
+            "calls / s",
+        ] {
+            assert!(words.iter().any(|w| w == text), "{text}: {words:?}");
+        }
+        let labels: Vec<&str> = traffic.legend.iter().map(|k| k.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "calls sent",
+                "failed: -32011",
+                "failed: -32014",
+                "failed: -32603"
+            ]
+        );
+        let strip = backends(&report, axis).unwrap().unwrap();
+        let words = texts(&strip.svg);
+        for text in ["1 of 2 ejected", "breaker open", "files", "search"] {
+            assert!(words.iter().any(|w| w == text), "{text}: {words:?}");
+        }
+        assert!(latency(&report, axis).unwrap().is_some());
+        assert_eq!(fakes(&report, axis).unwrap().unwrap().legend.len(), 6);
+    }
+
+    #[test]
+    fn charts_without_data_are_left_out() {
+        let report = crate::report::tests::sample();
+        let axis = TimeAxis::of(&report);
+        assert_eq!(latency(&report, axis).unwrap(), None);
+        assert_eq!(fakes(&report, axis).unwrap(), None);
+        assert_eq!(backends(&report, axis).unwrap(), None);
+    }
+
+    #[test]
+    fn equal_neighbours_merge_into_one_stretch_and_gaps_split_them() {
+        let spans = [
+            (0, 1, Some("open")),
+            (1, 2, Some("open")),
+            (2, 3, None),
+            (3, 4, Some("open")),
+            (4, 5, Some("half")),
+        ];
+        assert_eq!(
+            stretches(spans.into_iter()),
+            [(0, 2, "open"), (3, 4, "open"), (4, 5, "half")]
+        );
+    }
+
+    #[test]
+    fn a_band_is_named_in_its_longest_thick_stretch() {
+        assert_eq!(
+            thickest_run(&[0.0, 5.0, 0.0, 4.5, 5.0, 4.1, 1.0]),
+            Some(3..6)
+        );
+        assert_eq!(thickest_run(&[0.0, 0.0]), None);
+        assert_eq!(thickest_run(&[2.0]), Some(0..1));
+    }
+
+    #[test]
+    fn axis_numbers_and_names_stay_short() {
+        assert_eq!(plain_number(&2.0), "2");
+        assert_eq!(plain_number(&0.30000000000000004), "0.3");
+        assert_eq!(cut("files", 12), "files");
+        assert_eq!(cut("a-very-long-backend-name", 8), "a-very-…");
+    }
+}

@@ -1,0 +1,1002 @@
+//! Reports as one HTML page for people: per scenario run a header with its
+//! verdict, the charts of [`charts`](super::charts) over one time axis, the
+//! fault windows, the phase table, the checks each beside the figures it
+//! judged, and the seed and replay command; or, for `--seeds`, a page of
+//! the sweep.
+//!
+//! The page stands alone offline: inline CSS and SVG, no script, nothing
+//! fetched (no fonts, images or links out). It is well-formed XHTML, so a
+//! strict XML parser reads it, and every text from outside (scenario and
+//! check names, backends' messages) is escaped ([`markup`](super::markup)).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::RunReport;
+use super::charts::{self, Chart, Mark, TimeAxis};
+use super::format::{PHASE_COLUMNS, count, duration, p_value, percent, phase_cells};
+use super::markup::escape_text;
+use crate::checks::CheckResult;
+use crate::checks::figures::{Figures, Measure};
+use crate::sim::sweep::Sweep;
+
+/// The page of one or more scenario runs.
+pub fn render(reports: &[RunReport]) -> String {
+    let passed = reports.iter().filter(|r| r.passed()).count();
+    let mut body = String::new();
+    if reports.len() > 1 {
+        let _ = writeln!(
+            body,
+            "<header class=\"summary\"><h1>{} of {} scenarios passed</h1>{}<ul>",
+            passed,
+            reports.len(),
+            badge(passed == reports.len())
+        );
+        for (n, report) in reports.iter().enumerate() {
+            let _ = writeln!(
+                body,
+                "<li><a href=\"#run-{n}\">{}</a> {}</li>",
+                escape_text(&report.scenario),
+                verdict_word(report.passed())
+            );
+        }
+        body.push_str("</ul></header>\n");
+    }
+    for (n, report) in reports.iter().enumerate() {
+        run_section(&mut body, n, report);
+    }
+    let title = match reports {
+        [one] => format!("{}: {}", one.scenario, plain_verdict(one.passed())),
+        _ => format!("{passed} of {} scenarios passed", reports.len()),
+    };
+    page(&title, &body)
+}
+
+/// Writes the page of `reports` to `path` (replacing it).
+pub fn write(path: &Path, reports: &[RunReport]) -> std::io::Result<()> {
+    std::fs::write(path, render(reports))
+}
+
+/// The page of seed sweeps: per scenario, per check, the seeds that
+/// failed it, the first of them and the command that replays it.
+pub fn render_sweeps(sweeps: &[Sweep]) -> String {
+    let mut body = String::new();
+    for sweep in sweeps {
+        let runs = sweep.seeds.end.saturating_sub(sweep.seeds.start);
+        let _ = writeln!(
+            body,
+            "<section class=\"run\"><div class=\"head\"><div><h2>{}</h2><p class=\"meta\">seeds {}..{} ({})</p></div>{}</div>",
+            escape_text(&sweep.file),
+            sweep.seeds.start,
+            sweep.seeds.end,
+            count(runs, "run"),
+            badge(sweep.passed())
+        );
+        let rows: Vec<Vec<Cell>> = sweep
+            .checks
+            .iter()
+            .map(|check| {
+                let replay = check
+                    .first_failure
+                    .map(|seed| Cell::code(&sweep.replay_command(seed)))
+                    .unwrap_or_else(|| Cell::text(""));
+                vec![
+                    Cell::text(&check.name),
+                    Cell::number(&format!("{} of {runs}", check.failed)),
+                    Cell::number(&check.first_failure.map_or(String::new(), |s| s.to_string())),
+                    replay,
+                    Cell::verdict(check.failed == 0),
+                ]
+            })
+            .collect();
+        table(
+            &mut body,
+            &[
+                "check",
+                "seeds failed",
+                "first failing seed",
+                "replay",
+                "verdict",
+            ],
+            &rows,
+        );
+        if !sweep.errors.is_empty() {
+            body.push_str("<h3>Runs stopped by a harness error</h3>\n<ul>");
+            for (seed, error) in &sweep.errors {
+                let _ = write!(body, "<li>seed {seed}: {}</li>", escape_text(error));
+            }
+            body.push_str("</ul>\n");
+        }
+        if let Some(seed) = sweep.first_failing_seed() {
+            let _ = writeln!(
+                body,
+                "<h3>Replay the first failing seed</h3>\n<pre><code>{}</code></pre>",
+                escape_text(&sweep.replay_command(seed))
+            );
+        }
+        body.push_str("</section>\n");
+    }
+    let passed = sweeps.iter().filter(|s| s.passed()).count();
+    let title = format!("{passed} of {} sweeps passed on every seed", sweeps.len());
+    page(&title, &body)
+}
+
+/// Writes the page of `sweeps` to `path` (replacing it).
+pub fn write_sweeps(path: &Path, sweeps: &[Sweep]) -> std::io::Result<()> {
+    std::fs::write(path, render_sweeps(sweeps))
+}
+
+const STYLE: &str = "
+body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1160px; padding: 1em 1.5em; color: #222; }
+h1 { font-size: 1.5em; }
+h2 { font-size: 1.6em; margin: 0; word-break: break-word; }
+h3 { font-size: 1.1em; margin: 1.6em 0 0.4em; }
+.run { border-top: 3px solid #ccc; margin-top: 2em; padding-top: 1em; }
+.head { display: flex; justify-content: space-between; align-items: center; gap: 1em; }
+.meta { color: #555; margin: 0.3em 0 0; }
+.badge { font-size: 2.2em; font-weight: bold; padding: 0.1em 0.6em; border-radius: 0.2em; color: #fff; }
+.pass { background: #1a7f37; }
+.fail { background: #c62828; }
+.verdict { font-weight: bold; padding: 0 0.4em; border-radius: 0.2em; color: #fff; }
+.error { border: 2px solid #c62828; padding: 0.5em 1em; }
+svg { max-width: 100%; height: auto; display: block; }
+.legend { list-style: none; padding: 0; margin: 0.3em 0 0 110px; display: flex; flex-wrap: wrap; gap: 0.4em 1.4em; }
+.swatch { display: inline-block; width: 2em; height: 0.8em; margin-right: 0.4em; vertical-align: middle; }
+.line { height: 0; border-top: 3px solid; }
+.dashed { height: 0; border-top: 3px dashed; }
+.shade { background: #fae6b4; }
+table { border-collapse: collapse; margin: 0.3em 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.detail { color: #7a1c1c; padding-left: 2em; }
+pre { background: #f3f3f3; padding: 0.6em 1em; overflow-x: auto; }
+code { font-family: ui-monospace, monospace; }
+.note { color: #555; font-style: italic; }
+";
+
+/// The document around `body`.
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
+        escape_text(title)
+    )
+}
+
+fn run_section(out: &mut String, n: usize, report: &RunReport) {
+    let _ = writeln!(
+        out,
+        "<section class=\"run\" id=\"run-{n}\">\n<div class=\"head\"><div><h2>{}</h2><p class=\"meta\">{} · seed {} · mode {} · ran {} · {} · {}</p></div>{}</div>",
+        escape_text(&report.scenario),
+        escape_text(&report.file),
+        report.seed,
+        escape_text(&report.mode),
+        duration(report.duration),
+        count(report.calls, "call"),
+        count(report.missed_slots, "missed slot"),
+        badge(report.passed())
+    );
+    if let Some(error) = &report.error {
+        let _ = writeln!(
+            out,
+            "<p class=\"error\"><strong>Harness error:</strong> {}</p>",
+            escape_text(error)
+        );
+    }
+    charts_of(out, report);
+    faults_table(out, report);
+    if !report.phases.is_empty() {
+        out.push_str("<h3>Phases</h3>\n");
+        let rows: Vec<Vec<Cell>> = report
+            .phases
+            .iter()
+            .map(|p| {
+                let [label, numbers @ ..] = phase_cells(p);
+                std::iter::once(Cell::text(&label))
+                    .chain(numbers.iter().map(|n| Cell::number(n)))
+                    .collect()
+            })
+            .collect();
+        table(out, &PHASE_COLUMNS, &rows);
+    }
+    checks_table(out, &report.checks);
+    out.push_str("<h3>Replay</h3>\n");
+    let _ = writeln!(out, "<p>Seed <strong>{}</strong>.</p>", report.seed);
+    if report.replay.is_empty() {
+        out.push_str("<p class=\"note\">No replay command was recorded.</p>\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "<pre><code>{}</code></pre>",
+            escape_text(&report.replay)
+        );
+    }
+    out.push_str("</section>\n");
+}
+
+/// The charts, each with its key; a note in place of those that cannot
+/// be drawn for want of data.
+fn charts_of(out: &mut String, report: &RunReport) {
+    if report.timeline.buckets.is_empty() && report.backends.is_empty() {
+        out.push_str("<p class=\"note\">No timeline was recorded for this run.</p>\n");
+        return;
+    }
+    let axis = TimeAxis::of(report);
+    let shaded = !report.faults.is_empty();
+    chart(
+        out,
+        "Client calls and errors",
+        charts::traffic(report, axis).map(Some),
+        shaded,
+    );
+    chart(out, "Latency", charts::latency(report, axis), shaded);
+    chart(
+        out,
+        "Requests each fake received (tools/call)",
+        charts::fakes(report, axis),
+        shaded,
+    );
+    fake_outcomes_table(out, report);
+    chart(
+        out,
+        "Backends as the proxy saw them (/admin/backends)",
+        charts::backends(report, axis),
+        shaded,
+    );
+}
+
+fn chart(
+    out: &mut String,
+    title: &str,
+    drawn: Result<Option<Chart>, Box<dyn std::error::Error>>,
+    shaded: bool,
+) {
+    let chart = match drawn {
+        Ok(Some(chart)) => chart,
+        Ok(None) => return,
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "<h3>{title}</h3>\n<p class=\"note\">This chart could not be drawn: {}</p>",
+                escape_text(&e.to_string())
+            );
+            return;
+        }
+    };
+    let _ = writeln!(out, "<h3>{title}</h3>\n<figure>{}", chart.svg);
+    out.push_str("<ul class=\"legend\">");
+    for key in &chart.legend {
+        let (class, property) = match key.mark {
+            Mark::Line => ("line", "border-color"),
+            Mark::Dashed => ("dashed", "border-color"),
+            Mark::Area => ("area", "background"),
+        };
+        let _ = write!(
+            out,
+            "<li><span class=\"swatch {class}\" style=\"{property}: {}\"></span>{}</li>",
+            key.colour,
+            escape_text(&key.label)
+        );
+    }
+    if shaded {
+        out.push_str("<li><span class=\"swatch shade\"></span>fault window</li>");
+    }
+    out.push_str("</ul></figure>\n");
+}
+
+/// Each fake's `tools/call` requests over the run, by the journal's
+/// outcome label: what the dashed lines of the chart above were.
+fn fake_outcomes_table(out: &mut String, report: &RunReport) {
+    let mut totals: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for bucket in &report.timeline.buckets {
+        for (fake, outcomes) in &bucket.fakes {
+            let total = totals.entry(fake).or_default();
+            for (outcome, n) in outcomes {
+                *total.entry(outcome).or_default() += n;
+            }
+        }
+    }
+    if totals.is_empty() {
+        return;
+    }
+    let outcomes: BTreeSet<&str> = totals.values().flat_map(|o| o.keys().copied()).collect();
+    let rows: Vec<Vec<Cell>> = totals
+        .iter()
+        .map(|(fake, counts)| {
+            let all: u64 = counts.values().sum();
+            std::iter::once(Cell::text(fake))
+                .chain(
+                    outcomes
+                        .iter()
+                        .map(|o| Cell::number(&counts.get(o).copied().unwrap_or(0).to_string())),
+                )
+                .chain([Cell::number(&all.to_string())])
+                .collect()
+        })
+        .collect();
+    let headers: Vec<&str> = std::iter::once("fake")
+        .chain(outcomes.iter().copied())
+        .chain(["all"])
+        .collect();
+    table(out, &headers, &rows);
+}
+
+fn faults_table(out: &mut String, report: &RunReport) {
+    if report.faults.is_empty() {
+        return;
+    }
+    out.push_str("<h3>Fault windows</h3>\n");
+    let rows: Vec<Vec<Cell>> = report
+        .faults
+        .iter()
+        .map(|f| {
+            vec![
+                Cell::text(&f.label),
+                Cell::text(&f.fake),
+                Cell::text(&f.action),
+                Cell::number(&duration(Duration::from_micros(f.from_us))),
+                Cell::number(&duration(Duration::from_micros(f.to_us))),
+            ]
+        })
+        .collect();
+    table(out, &["fault", "fake", "action", "from", "to"], &rows);
+}
+
+fn checks_table(out: &mut String, checks: &[CheckResult]) {
+    if checks.is_empty() {
+        return;
+    }
+    out.push_str("<h3>Checks</h3>\n<table>\n<tr><th>check</th><th>expected</th><th>observed</th><th>figures</th><th>verdict</th></tr>\n");
+    for check in checks {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape_text(&check.name),
+            escape_text(&check.expected),
+            escape_text(&check.observed),
+            escape_text(&figures_text(&check.figures)),
+            verdict_word(check.passed)
+        );
+        if let Some(detail) = check.detail.as_ref().filter(|_| !check.passed) {
+            let _ = writeln!(
+                out,
+                "<tr><td class=\"detail\" colspan=\"5\">{}</td></tr>",
+                escape_text(detail)
+            );
+        }
+    }
+    out.push_str("</table>\n");
+}
+
+/// A check's figures as one line: the window, then each measure with its
+/// bound, counts, interval and p-value.
+fn figures_text(figures: &Figures) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if !figures.window.is_empty() {
+        let spans: Vec<String> = figures
+            .window
+            .iter()
+            .map(|span| {
+                let from = duration(Duration::from_micros(span.from_us));
+                match span.to_us {
+                    Some(to) => format!("{from}–{}", duration(Duration::from_micros(to))),
+                    None => format!("from {from}"),
+                }
+            })
+            .collect();
+        parts.push(format!("window {}", spans.join(", ")));
+    }
+    parts.extend(figures.measures.iter().map(measure_text));
+    parts.join("; ")
+}
+
+fn measure_text(measure: &Measure) -> String {
+    let value = |v: f64| match measure.unit.as_str() {
+        "share" => percent(v),
+        "us" => duration(Duration::from_micros(v.max(0.0) as u64)),
+        "count" => format!("{v:.0}"),
+        _ => format!("{v:.3}"),
+    };
+    let mut text = format!(
+        "{} {}",
+        measure.name,
+        measure.value.map_or("none".to_owned(), value)
+    );
+    match (measure.min, measure.max) {
+        (Some(min), Some(max)) => {
+            let _ = write!(text, " (bound {}–{})", value(min), value(max));
+        }
+        (Some(min), None) => {
+            let _ = write!(text, " (bound ≥ {})", value(min));
+        }
+        (None, Some(max)) => {
+            let _ = write!(text, " (bound ≤ {})", value(max));
+        }
+        (None, None) => {}
+    }
+    if let (Some(n), Some(total)) = (measure.count, measure.total) {
+        let _ = write!(text, ", {n} of {total}");
+    }
+    if let Some(interval) = &measure.interval {
+        let confidence = measure
+            .confidence
+            .map(|c| format!(" at {}", percent(c)))
+            .unwrap_or_default();
+        let _ = write!(
+            text,
+            ", interval {}–{}{confidence}",
+            value(interval.low),
+            value(interval.high)
+        );
+    }
+    if let Some(p) = measure.p_value {
+        let _ = write!(text, ", p = {}", p_value(p));
+    }
+    text
+}
+
+/// A table cell's content, already escaped, and how it is aligned.
+struct Cell {
+    html: String,
+    number: bool,
+}
+
+impl Cell {
+    fn text(text: &str) -> Self {
+        Self {
+            html: escape_text(text),
+            number: false,
+        }
+    }
+
+    fn number(text: &str) -> Self {
+        Self {
+            html: escape_text(text),
+            number: true,
+        }
+    }
+
+    fn code(text: &str) -> Self {
+        Self {
+            html: format!("<code>{}</code>", escape_text(text)),
+            number: false,
+        }
+    }
+
+    fn verdict(passed: bool) -> Self {
+        Self {
+            html: verdict_word(passed).to_owned(),
+            number: false,
+        }
+    }
+}
+
+fn table(out: &mut String, headers: &[&str], rows: &[Vec<Cell>]) {
+    out.push_str("<table>\n<tr>");
+    for header in headers {
+        let _ = write!(out, "<th>{}</th>", escape_text(header));
+    }
+    out.push_str("</tr>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let class = if cell.number { " class=\"num\"" } else { "" };
+            let _ = write!(out, "<td{class}>{}</td>", cell.html);
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+}
+
+/// The big PASS or FAIL of a header.
+fn badge(passed: bool) -> String {
+    let class = if passed { "pass" } else { "fail" };
+    format!(
+        "<div class=\"badge {class}\">{}</div>",
+        plain_verdict(passed)
+    )
+}
+
+fn plain_verdict(passed: bool) -> &'static str {
+    if passed { "PASS" } else { "FAIL" }
+}
+
+/// PASS or FAIL in a table or a list, marked by colour as well as word.
+fn verdict_word(passed: bool) -> &'static str {
+    if passed {
+        r#"<span class="verdict pass">PASS</span>"#
+    } else {
+        r#"<span class="verdict fail">FAIL</span>"#
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::checks::figures::{Interval, Span};
+    use crate::report::PhaseRow;
+    use crate::report::timeline::{
+        BackendSample, BackendState, Bucket, EndpointState, FaultSpan, Timeline,
+    };
+    use crate::sim::sweep::CheckTally;
+
+    /// The fake `files-a` (one of the two replicas of backend `files`) is
+    /// down from 5 s to 9 s: calls fail until outlier detection ejects it
+    /// at 5.6 s and traffic moves to `files-b`, until it returns at 11 s.
+    /// The fake `search` answers `-32603` from 12 s to 15 s: its breaker
+    /// opens at 12.5 s (calls refused `-32014`), half-opens at 15 s and
+    /// closes at 15.5 s. 200 calls/s for 20 s, 150 to files, 50 to search.
+    pub(crate) fn outage_run() -> RunReport {
+        let buckets = (0..200u64).map(outage_bucket).collect();
+        let backends = (0..40u64)
+            .map(|n| {
+                let ms = n * 500;
+                let files_a_ejected = (5_600..11_000).contains(&ms);
+                let breaker = match ms {
+                    12_500..15_000 => "open",
+                    15_000..15_500 => "half_open",
+                    _ => "closed",
+                };
+                BackendSample {
+                    at_us: ms * 1_000,
+                    backends: vec![
+                        BackendState {
+                            name: "files".into(),
+                            state: "connected".into(),
+                            breaker: None,
+                            in_flight: 2,
+                            endpoints: vec![
+                                endpoint("http://files-a/mcp", files_a_ejected),
+                                endpoint("http://files-b/mcp", false),
+                            ],
+                        },
+                        BackendState {
+                            name: "search".into(),
+                            state: "connected".into(),
+                            breaker: Some(breaker.into()),
+                            in_flight: 1,
+                            endpoints: vec![endpoint("stdio:search", false)],
+                        },
+                    ],
+                }
+            })
+            .collect();
+        let mut report = crate::report::tests::sample();
+        report.replay = "mcp-harness run --sim --seed 7 scenarios/outage.yaml".into();
+        report.duration = Duration::from_millis(20_400);
+        report.calls = 4_000;
+        report.faults = vec![
+            fault("files-down", "files-a", "outage", 5_000, 9_000),
+            fault("search-errors", "search", "errors", 12_000, 15_000),
+        ];
+        report.timeline = Timeline {
+            bucket_us: 100_000,
+            buckets,
+        };
+        report.backends = backends;
+        report.phases = [
+            ("before files-down", 0, 5_000, 1_000, 0),
+            ("during files-down", 5_000, 9_000, 800, 36),
+            ("after files-down", 9_000, 20_000, 2_200, 150),
+            ("whole run", 0, 20_000, 4_000, 186),
+        ]
+        .into_iter()
+        .map(|(label, from, to, calls, errors)| phase(label, from, to, calls, errors))
+        .collect();
+        report.checks = vec![
+            check(
+                "few errors while files-a is down",
+                true,
+                "error rate ≤ 10.0%",
+                "4.5% (36 of 800)",
+                None,
+            ),
+            check(
+                "search fails fast once its breaker opens",
+                false,
+                "p99 ≤ 50ms",
+                "p99 1.2s",
+                Some("12 calls waited for the per-try timeout"),
+            ),
+        ];
+        report.checks[0].figures = Figures {
+            window: vec![Span {
+                from_us: 5_000_000,
+                to_us: Some(9_000_000),
+            }],
+            measures: vec![Measure {
+                name: "error_rate".into(),
+                unit: "share".into(),
+                value: Some(0.045),
+                max: Some(0.1),
+                count: Some(36),
+                total: Some(800),
+                interval: Some(Interval {
+                    low: 0.031,
+                    high: 0.062,
+                }),
+                confidence: Some(0.99),
+                passed: true,
+                ..Measure::default()
+            }],
+        };
+        report.checks[1].figures = Figures {
+            window: vec![Span {
+                from_us: 12_000_000,
+                to_us: None,
+            }],
+            measures: vec![Measure {
+                name: "p99".into(),
+                unit: "us".into(),
+                value: Some(1_200_000.0),
+                max: Some(50_000.0),
+                passed: false,
+                ..Measure::default()
+            }],
+        };
+        report
+    }
+
+    fn outage_bucket(n: u64) -> Bucket {
+        let ms = n * 100;
+        let mut errors = BTreeMap::new();
+        let mut files_a = BTreeMap::new();
+        let mut files_b = BTreeMap::new();
+        let mut search = BTreeMap::new();
+        let (mut p50, mut p99) = (2_000, 8_000);
+        match ms {
+            5_000..5_600 => {
+                errors.insert("-32011".to_owned(), 6);
+                files_a.insert("outage".to_owned(), 8);
+                files_b.insert("success".to_owned(), 7);
+                p99 = 2_000_000;
+            }
+            5_600..11_000 => {
+                files_b.insert("success".to_owned(), 15);
+            }
+            _ => {
+                files_a.insert("success".to_owned(), 8);
+                files_b.insert("success".to_owned(), 7);
+            }
+        }
+        match ms {
+            12_000..12_500 => {
+                errors.insert("-32603".to_owned(), 5);
+                search.insert("jsonrpc_error".to_owned(), 5);
+                p99 = 30_000;
+            }
+            12_500..15_000 => {
+                errors.insert("-32014".to_owned(), 5);
+                p50 = 1_000;
+            }
+            15_000..15_500 => {
+                errors.insert("-32014".to_owned(), 4);
+                search.insert("success".to_owned(), 1);
+            }
+            _ => {
+                search.insert("success".to_owned(), 5);
+            }
+        }
+        let failed: u64 = errors.values().sum();
+        let fakes = [
+            ("files-a", files_a),
+            ("files-b", files_b),
+            ("search", search),
+        ]
+        .into_iter()
+        .filter(|(_, outcomes)| !outcomes.is_empty())
+        .map(|(name, outcomes)| (name.to_owned(), outcomes))
+        .collect();
+        Bucket {
+            at_us: ms * 1_000,
+            started: 20,
+            answered: 20,
+            succeeded: 20 - failed,
+            errors,
+            p50_us: Some(p50),
+            p99_us: Some(p99),
+            fakes,
+        }
+    }
+
+    fn endpoint(url: &str, ejected: bool) -> EndpointState {
+        EndpointState {
+            endpoint: url.into(),
+            state: "connected".into(),
+            ejected,
+        }
+    }
+
+    fn fault(label: &str, fake: &str, action: &str, from_ms: u64, to_ms: u64) -> FaultSpan {
+        FaultSpan {
+            label: label.into(),
+            fake: fake.into(),
+            action: action.into(),
+            from_us: from_ms * 1_000,
+            to_us: to_ms * 1_000,
+        }
+    }
+
+    fn phase(label: &str, from_ms: u64, to_ms: u64, calls: u64, errors: u64) -> PhaseRow {
+        PhaseRow {
+            label: label.into(),
+            from: Duration::from_millis(from_ms),
+            to: Duration::from_millis(to_ms),
+            calls,
+            errors,
+            error_rate: errors as f64 / calls as f64,
+            p50: Duration::from_millis(2),
+            p99: Duration::from_millis(8),
+            max: Duration::from_millis(2_100),
+        }
+    }
+
+    fn check(
+        name: &str,
+        passed: bool,
+        expected: &str,
+        observed: &str,
+        detail: Option<&str>,
+    ) -> CheckResult {
+        crate::checks::Verdict {
+            expected: expected.into(),
+            observed: observed.into(),
+            passed,
+            detail: detail.map(Into::into),
+            figures: crate::checks::figures::Figures::default(),
+        }
+        .named(name.into(), "threshold", Some(30))
+    }
+
+    fn parse(html: &str) -> roxmltree::Document<'_> {
+        let options = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..roxmltree::ParsingOptions::default()
+        };
+        roxmltree::Document::parse_with_options(html, options)
+            .unwrap_or_else(|e| panic!("not well-formed: {e}\n{html}"))
+    }
+
+    /// All the text below `node`, as a reader sees it.
+    fn text_of(node: roxmltree::Node<'_, '_>) -> String {
+        node.descendants()
+            .filter(roxmltree::Node::is_text)
+            .filter_map(|n| n.text())
+            .collect()
+    }
+
+    fn elements<'a, 'i>(
+        document: &'a roxmltree::Document<'i>,
+        name: &'a str,
+    ) -> impl Iterator<Item = roxmltree::Node<'a, 'i>> {
+        document
+            .descendants()
+            .filter(move |n| n.tag_name().name() == name)
+    }
+
+    /// The page's table rows as the text of their cells.
+    fn rows(document: &roxmltree::Document<'_>) -> Vec<Vec<String>> {
+        elements(document, "tr")
+            .map(|tr| {
+                tr.children()
+                    .filter(|c| c.is_element())
+                    .map(text_of)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_page_parses_and_draws_the_timeline_charts() {
+        let html = render(&[outage_run()]);
+        let document = parse(&html);
+        let headings: Vec<String> = elements(&document, "h3").map(text_of).collect();
+        for title in [
+            "Client calls and errors",
+            "Latency",
+            "Requests each fake received (tools/call)",
+            "Backends as the proxy saw them (/admin/backends)",
+            "Fault windows",
+            "Phases",
+            "Checks",
+            "Replay",
+        ] {
+            assert!(headings.iter().any(|h| h == title), "{title}: {headings:?}");
+        }
+        assert_eq!(elements(&document, "svg").count(), 4);
+        let legends: Vec<String> = elements(&document, "ul")
+            .filter(|ul| ul.attribute("class") == Some("legend"))
+            .map(text_of)
+            .collect();
+        assert!(legends[0].contains("calls sent"), "{legends:?}");
+        assert!(legends[0].contains("failed: -32011"), "{legends:?}");
+        assert!(legends[2].contains("files-b: all requests"), "{legends:?}");
+        assert!(legends[3].contains("breaker open"), "{legends:?}");
+        let title = elements(&document, "title").map(text_of).next();
+        assert_eq!(title.as_deref(), Some("outage: FAIL"));
+    }
+
+    #[test]
+    fn every_phase_fault_and_check_is_on_the_page_with_its_verdict() {
+        let report = outage_run();
+        let html = render(std::slice::from_ref(&report));
+        let document = parse(&html);
+        let rows = rows(&document);
+        let row = |first: &str| {
+            rows.iter()
+                .find(|r| r.first().is_some_and(|c| c == first))
+                .unwrap_or_else(|| panic!("no row {first:?} in {rows:?}"))
+        };
+        for phase in &report.phases {
+            assert_eq!(row(&phase.label).len(), 9);
+        }
+        for fault in &report.faults {
+            assert_eq!(row(&fault.label)[1], fault.fake);
+        }
+        assert_eq!(
+            row("fake"),
+            &["fake", "jsonrpc_error", "outage", "success", "all"]
+        );
+        assert_eq!(row("files-a"), &["files-a", "0", "48", "1120", "1168"]);
+        let page = text_of(document.root());
+        for fault in &report.faults {
+            assert!(
+                page.matches(&fault.label).count() >= 2,
+                "named in the chart and the table: {}",
+                fault.label
+            );
+        }
+        for check in &report.checks {
+            let cells = row(&check.name);
+            let verdict = if check.passed { "PASS" } else { "FAIL" };
+            assert_eq!(
+                cells[1..],
+                [
+                    check.expected.clone(),
+                    check.observed.clone(),
+                    figures_text(&check.figures),
+                    verdict.to_owned()
+                ]
+            );
+        }
+        assert_eq!(
+            figures_text(&report.checks[0].figures),
+            "window 5s–9s; error_rate 4.5% (bound ≤ 10.0%), 36 of 800, interval 3.1%–6.2% at 99.0%"
+        );
+        assert_eq!(
+            figures_text(&report.checks[1].figures),
+            "window from 12s; p99 1.2s (bound ≤ 50ms)"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r == &["12 calls waited for the per-try timeout".to_owned()]),
+            "the failure's detail"
+        );
+        let code: Vec<String> = elements(&document, "code").map(text_of).collect();
+        assert_eq!(code, std::slice::from_ref(&report.replay));
+        assert!(page.contains("Seed 7."), "{page}");
+    }
+
+    #[test]
+    fn hostile_names_are_escaped() {
+        let mut report = outage_run();
+        report.scenario = "<script>alert(1)</script>".into();
+        report.checks[0].name = "a & b <img src=x>".into();
+        report.faults[0].label = "</svg><script>".into();
+        report.error = Some("backend said \"<b>no</b>\"".into());
+        let html = render(&[report.clone(), outage_run()]);
+        let document = parse(&html);
+        for tag in ["script", "img", "b"] {
+            assert_eq!(elements(&document, tag).count(), 0, "<{tag}> got through");
+        }
+        let page = text_of(document.root());
+        for text in [
+            &report.scenario,
+            &report.checks[0].name,
+            &report.faults[0].label,
+        ] {
+            assert!(page.contains(text.as_str()), "{text} shown as text");
+        }
+        assert!(page.contains("backend said \"<b>no</b>\""));
+    }
+
+    #[test]
+    fn nothing_is_fetched_from_the_network() {
+        let html = render(&[outage_run()]);
+        let document = parse(&html);
+        for tag in ["script", "link", "img", "iframe", "object", "embed"] {
+            assert_eq!(elements(&document, tag).count(), 0, "<{tag}>");
+        }
+        for node in document.descendants() {
+            for attribute in node.attributes() {
+                if matches!(attribute.name(), "src" | "href") {
+                    assert!(
+                        attribute.value().starts_with('#'),
+                        "a link out of the page: {attribute:?}"
+                    );
+                }
+            }
+        }
+        assert!(!html.contains("url("), "no CSS resources");
+        assert!(!html.contains("@import"));
+    }
+
+    #[test]
+    fn a_run_without_a_timeline_or_checks_still_makes_a_page() {
+        let mut report = crate::report::tests::sample();
+        report.checks.clear();
+        report.error = Some("fake files did not start".into());
+        let html = render(&[report]);
+        let document = parse(&html);
+        let page = text_of(document.root());
+        assert!(page.contains("No timeline was recorded for this run."));
+        assert!(page.contains("No replay command was recorded."));
+        assert!(page.contains("Harness error: fake files did not start"));
+        assert_eq!(elements(&document, "svg").count(), 0);
+    }
+
+    #[test]
+    fn several_runs_get_an_index_with_their_verdicts() {
+        let mut passing = outage_run();
+        passing.scenario = "canary".into();
+        passing.checks.pop();
+        let html = render(&[passing, outage_run()]);
+        let document = parse(&html);
+        let index: Vec<String> = elements(&document, "li")
+            .filter(|li| li.children().any(|c| c.tag_name().name() == "a"))
+            .map(text_of)
+            .collect();
+        assert_eq!(index, ["canary PASS", "outage FAIL"]);
+        let h1: Vec<String> = elements(&document, "h1").map(text_of).collect();
+        assert_eq!(h1, ["1 of 2 scenarios passed"]);
+    }
+
+    #[test]
+    fn the_sweep_page_names_each_checks_failing_seeds_and_replay() {
+        let sweep = Sweep {
+            file: "scenarios/canary.yaml".into(),
+            seeds: 1..10,
+            checks: vec![
+                CheckTally {
+                    name: "split ≈ 10 %".into(),
+                    failed: 2,
+                    first_failure: Some(4),
+                },
+                CheckTally {
+                    name: "no errors".into(),
+                    failed: 0,
+                    first_failure: None,
+                },
+            ],
+            errors: BTreeMap::from([(6, "stuck <here>".into())]),
+        };
+        let html = render_sweeps(&[sweep]);
+        let document = parse(&html);
+        let rows = rows(&document);
+        assert_eq!(
+            rows[1],
+            [
+                "split ≈ 10 %",
+                "2 of 9",
+                "4",
+                "mcp-harness run --sim --seed 4 scenarios/canary.yaml",
+                "FAIL"
+            ]
+        );
+        assert_eq!(rows[2], ["no errors", "0 of 9", "", "", "PASS"]);
+        let page = text_of(document.root());
+        assert!(page.contains("seed 6: stuck <here>"), "{page}");
+        assert!(page.contains("seeds 1..10 (9 runs)"), "{page}");
+    }
+
+    /// Writes the fixture's page for a person to look at:
+    /// `HTML_FIXTURE=/tmp/outage.html cargo test -p mcp-harness --lib html`.
+    #[test]
+    fn the_fixture_page_can_be_written_to_look_at() {
+        if let Some(path) = std::env::var_os("HTML_FIXTURE") {
+            write(Path::new(&path), &[outage_run()]).unwrap();
+        }
+    }
+}

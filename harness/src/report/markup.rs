@@ -1,0 +1,36 @@
+//! Escaping text from outside (scenario and check names, backends' error
+//! messages) for XML markup, which the JUnit report and the HTML page (a
+//! well-formed XHTML document) both are.
+
+/// Escapes text for an attribute value: markup characters and quotes
+/// become entities, line breaks and tabs character references (a parser
+/// would otherwise turn them into spaces), and characters XML 1.0 forbids
+/// U+FFFD (see [`escape_text`]).
+pub fn escape(text: &str) -> String {
+    escape_with(text, true)
+}
+
+/// Escapes text for element content, where line breaks and tabs may stay.
+pub fn escape_text(text: &str) -> String {
+    escape_with(text, false)
+}
+
+fn escape_with(text: &str, attribute: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' if !attribute => out.push(c),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
