@@ -555,7 +555,82 @@ fn every_shipped_scenario_passes_in_simulation_and_replays_identically() {
             "{}",
             file.display()
         );
+        html_shows_the_run(&file, &report);
     }
+}
+
+/// The HTML page of `report` parses and shows the run: the charts (the
+/// timeline first, with a chart per fake and per backend), every fault
+/// window, every phase, every check with its verdict, and the replay command.
+fn html_shows_the_run(file: &Path, report: &mcp_harness::report::RunReport) {
+    let html = mcp_harness::report::html::render(std::slice::from_ref(report));
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let page = roxmltree::Document::parse_with_options(&html, options)
+        .unwrap_or_else(|e| panic!("{}: the HTML page is not well-formed: {e}", file.display()));
+    let text_of = |node: roxmltree::Node<'_, '_>| -> String {
+        node.descendants()
+            .filter_map(|n| n.is_text().then(|| n.text()).flatten())
+            .collect()
+    };
+    let charts: Vec<String> = page
+        .descendants()
+        .filter(|n| n.has_tag_name("h3"))
+        .filter(|h| {
+            h.next_sibling_element().is_some_and(|f| {
+                f.has_tag_name("figure") && f.children().any(|c| c.has_tag_name("svg"))
+            })
+        })
+        .map(text_of)
+        .collect();
+    assert!(charts.len() >= 4, "{}: charts {charts:?}", file.display());
+    assert!(
+        charts[0].contains("calls"),
+        "{}: {charts:?}",
+        file.display()
+    );
+    let rows: Vec<String> = page
+        .descendants()
+        .filter(|n| n.has_tag_name("tr"))
+        .map(text_of)
+        .collect();
+    let has_row = |first: &str, rest: &str| {
+        rows.iter()
+            .any(|row| row.starts_with(first) && row.contains(rest))
+    };
+    for fault in &report.faults {
+        assert!(
+            has_row(&fault.label, &fault.fake),
+            "{}: fault {}",
+            file.display(),
+            fault.label
+        );
+    }
+    for phase in &report.phases {
+        assert!(
+            has_row(&phase.label, &phase.calls.to_string()),
+            "{}: phase {}",
+            file.display(),
+            phase.label
+        );
+    }
+    for check in &report.checks {
+        let verdict = if check.passed { "PASS" } else { "FAIL" };
+        assert!(
+            has_row(&check.name, verdict),
+            "{}: check {}",
+            file.display(),
+            check.name
+        );
+    }
+    assert!(
+        page.descendants()
+            .any(|n| n.has_tag_name("code") && text_of(n) == report.replay),
+        "{}: no replay command",
+        file.display()
+    );
 }
 
 /// The committed schema of JSON report files.
