@@ -92,6 +92,15 @@ fn run_scenario(scenario: &Path, extra: &[&str]) -> (Option<i32>, String, Value)
         )
     });
     let json: Value = serde_json::from_str(&json).expect("the JSON report parses");
+    if let Err(error) = simulation::report_schema().validate(&json) {
+        panic!(
+            "the report does not match docs/report-schema.json: {error} at {}",
+            error.instance_path()
+        );
+    }
+    let typed: Vec<mcp_harness::report::RunReport> =
+        serde_json::from_value(json.clone()).expect("the JSON report reads back");
+    simulation::html_shows_the_run(scenario, &typed[0]);
     let junit = std::fs::read_to_string(&junit_path).expect("a JUnit report");
     assert!(junit.contains("<testsuite"), "{junit}");
     (output.status.code(), stdout, json[0].clone())
@@ -123,6 +132,29 @@ fn outage_passes_against_the_in_process_proxy() {
         .filter_map(|c| c["kind"].as_str())
         .collect();
     assert!(kinds.contains(&"accounting"), "{kinds:?}");
+    // The timeline shows each outage: fast -32010 refusals while a backend
+    // is down (files 3-6 s; both search replicas 10-13 s), none before.
+    let refusals_between = |from_s: u64, to_s: u64| -> u64 {
+        report["timeline"]["buckets"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .filter(|b| {
+                (from_s * 1_000_000..to_s * 1_000_000).contains(&b["at_us"].as_u64().unwrap())
+            })
+            .filter_map(|b| b["errors"]["-32010"].as_u64())
+            .sum()
+    };
+    assert_eq!(refusals_between(0, 3), 0, "{stdout}");
+    assert!(refusals_between(3, 6) > 100, "{stdout}");
+    assert!(refusals_between(10, 13) > 100, "{stdout}");
+    let faults: Vec<&str> = report["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["label"].as_str())
+        .collect();
+    assert_eq!(faults, ["files-down", "search-a-down", "search-down"]);
 }
 
 #[test]
