@@ -207,12 +207,13 @@ fn simulate_outage(extra: &[&str]) -> String {
     let scenario = outage_scenario().display().to_string();
     let stdout = harness_passes(&[&["run", "--sim", &scenario], extra].concat());
     assert!(!stdout.contains('\x1b'), "no colour when piped: {stdout}");
-    stdout
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned()
+    // The verdict is the very last line: `tail -n 1` reads it.
+    let last = stdout.strip_suffix('\n').unwrap_or_default();
+    assert!(
+        !last.ends_with('\n'),
+        "a blank line after the verdict: {stdout:?}"
+    );
+    last.lines().last().unwrap_or_default().to_owned()
 }
 
 /// `run --sim --json --html` writes both; `report` renders the JSON into

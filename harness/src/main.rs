@@ -354,16 +354,17 @@ async fn run_command(files: &[PathBuf], how: RunHow, outputs: Outputs, colour: C
         return 2;
     }
     let mut reports: Vec<RunReport> = Vec::new();
+    let mut blocks = Blocks::default();
     for scenario in &scenarios {
         let report = run::run(scenario, &options).await;
-        println!("{}", report::terminal::render(&report, colour));
+        blocks.print(&report::terminal::render(&report, colour));
         reports.push(report);
         if cancel.is_cancelled() {
             break;
         }
     }
     if let Some(tally) = report::terminal::tally(&reports, colour) {
-        println!("{tally}");
+        blocks.print(&tally);
     }
     if !outputs.write(&reports) {
         return 2;
@@ -455,6 +456,7 @@ async fn sim_command(files: &[PathBuf], how: SimHow, outputs: Outputs, colour: C
         reports,
         sweeps,
         mut code,
+        mut blocks,
     } = match outcome {
         Ok(done) => done,
         Err(e) => {
@@ -465,7 +467,7 @@ async fn sim_command(files: &[PathBuf], how: SimHow, outputs: Outputs, colour: C
     if !sweeps.is_empty() {
         let passed = sweeps.iter().filter(|s| s.passed()).count();
         if let Some(summary) = report::terminal::summary_line(passed, sweeps.len(), colour) {
-            println!("{summary}");
+            blocks.print(&summary);
         }
         // A sweep's only page is its summary (--json and --junit are refused).
         return match &outputs.html {
@@ -475,7 +477,7 @@ async fn sim_command(files: &[PathBuf], how: SimHow, outputs: Outputs, colour: C
     }
     if !reports.is_empty() {
         if let Some(tally) = report::terminal::tally(&reports, colour) {
-            println!("{tally}");
+            blocks.print(&tally);
         }
         if code == 0 && !reports.iter().all(RunReport::passed) {
             code = 1;
@@ -495,6 +497,25 @@ struct Simulated {
     reports: Vec<RunReport>,
     sweeps: Vec<sweep::Sweep>,
     code: u8,
+    /// What has been printed so far, to go on from.
+    blocks: Blocks,
+}
+
+/// Prints blocks of output (a report, a sweep, a summary) one blank line
+/// apart and none after the last, so that the last line printed is the
+/// last block's verdict.
+#[derive(Default)]
+struct Blocks {
+    printed: bool,
+}
+
+impl Blocks {
+    fn print(&mut self, block: &str) {
+        if std::mem::replace(&mut self.printed, true) {
+            println!();
+        }
+        println!("{}", block.trim_end_matches('\n'));
+    }
 }
 
 /// Runs every scenario as `how` says; returns the reports or sweeps and
@@ -504,6 +525,7 @@ fn simulate_all(scenarios: &[Scenario], how: &SimHow, colour: Colour) -> Simulat
     let mut reports = Vec::new();
     let mut sweeps = Vec::new();
     let mut code = 0;
+    let mut blocks = Blocks::default();
     for scenario in scenarios {
         let wall = std::time::Instant::now();
         let run = match how {
@@ -512,8 +534,11 @@ fn simulate_all(scenarios: &[Scenario], how: &SimHow, colour: Colour) -> Simulat
             SimHow::Sweep(seeds) => {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let swept = sweep::sweep(scenario, seeds.clone(), threads);
-                println!("{}", wall_line(seeds.end - seeds.start, wall.elapsed()));
-                println!("{}", swept.render(colour));
+                blocks.print(&format!(
+                    "{}\n{}",
+                    wall_line(seeds.end - seeds.start, wall.elapsed()),
+                    swept.render(colour)
+                ));
                 if !swept.errors.is_empty() {
                     code = 2;
                 } else if !swept.passed() && code == 0 {
@@ -529,20 +554,21 @@ fn simulate_all(scenarios: &[Scenario], how: &SimHow, colour: Colour) -> Simulat
         } else {
             1
         };
-        println!(
-            "simulated {:.1}s in {:.2}s of wall time{} ({:.0}× real time)",
+        blocks.print(&format!(
+            "simulated {:.1}s in {:.2}s of wall time{} ({:.0}× real time)\n{}",
             run.virtual_time.as_secs_f64(),
             wall.as_secs_f64(),
             if runs == 2 { ", twice" } else { "" },
             run.virtual_time.as_secs_f64() * f64::from(runs) / wall.as_secs_f64().max(1e-9),
-        );
-        println!("{}", report::terminal::render(&run.report, colour));
+            report::terminal::render(&run.report, colour)
+        ));
         reports.push(run.report);
     }
     Simulated {
         reports,
         sweeps,
         code,
+        blocks,
     }
 }
 
