@@ -454,12 +454,11 @@ fn processes_with(marker: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Spawns `command` (an mcp-harness run or bench), waits until a process
-/// whose command line names its work folder runs (a stdio fake, a spawned
-/// proxy: the folder carries the harness's pid), lets it go on for
-/// `then`, interrupts it with SIGINT, and returns its output and that
-/// marker.
-fn interrupt_once_started(mut command: Command, then: Duration) -> (Output, String) {
+/// Spawns `command` (an mcp-harness run or bench) and waits until a
+/// process whose command line names its work folder runs (a stdio fake, a
+/// spawned proxy: the folder carries the harness's pid); returns the child
+/// and that marker.
+fn spawn_until_started(mut command: Command) -> (std::process::Child, String) {
     let child = command
         .current_dir(root())
         .stdin(Stdio::null())
@@ -467,8 +466,7 @@ fn interrupt_once_started(mut command: Command, then: Duration) -> (Output, Stri
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let marker = format!("mcp-harness-{pid}-");
+    let marker = format!("mcp-harness-{}-", child.id());
     let poll = Duration::from_millis(50);
     let mut started = false;
     for _ in 0..600 {
@@ -479,12 +477,24 @@ fn interrupt_once_started(mut command: Command, then: Duration) -> (Output, Stri
         std::thread::sleep(poll);
     }
     assert!(started, "no process of the harness's work folder started");
-    std::thread::sleep(then);
+    (child, marker)
+}
+
+/// SIGINT to the process `pid`.
+fn interrupt(pid: u32) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
+}
+
+/// [`spawn_until_started`], then lets it go on for `then`, interrupts it
+/// with SIGINT, and returns its output and the marker.
+fn interrupt_once_started(command: Command, then: Duration) -> (Output, String) {
+    let (child, marker) = spawn_until_started(command);
+    std::thread::sleep(then);
+    interrupt(child.id());
     (wait_with_bound(child, Duration::from_secs(60)), marker)
 }
 
@@ -506,6 +516,41 @@ fn ctrl_c_stops_a_run_and_leaves_no_process_behind() {
         Vec::<u32>::new(),
         "processes left behind"
     );
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_kills_the_started_gateway() {
+    let dir = TempDir::new();
+    let scenario = dir.write("black-box.yaml", BLACK_BOX_SCENARIO);
+    let template = dir.write("gateway.conf", "nothing\n");
+    let url = format!("http://127.0.0.1:{}/mcp", free_port());
+    // A "gateway" that never listens and ignores SIGTERM: the first Ctrl-C
+    // stops it while it starts, and waits for it; the second may not.
+    let mut command = Command::new(harness_binary());
+    command
+        .args(["run", "--quiet", "--target", &url, "--target-cmd"])
+        .arg("sh -c 'trap \"\" TERM; while :; do sleep 1; done' {config}")
+        .arg("--target-config")
+        .arg(&template)
+        .arg(&scenario);
+    let (child, marker) = spawn_until_started(command);
+    let pid = child.id();
+    interrupt(pid);
+    std::thread::sleep(Duration::from_millis(1_000));
+    interrupt(pid);
+    let output = wait_with_bound(child, Duration::from_secs(3));
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("stopping at once"), "{stderr}");
+    let mut left = processes_with(&marker);
+    for _ in 0..40 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        left = processes_with(&marker);
+    }
+    assert_eq!(left, Vec::<u32>::new(), "the gateway was left behind");
 }
 
 /// A child process killed when dropped, so a failing test leaves none behind.
@@ -694,6 +739,9 @@ fn target_cmd_starts_a_gateway_from_a_rendered_config_and_judges_it_by_an_overla
         ),
         "{ignored}"
     );
+    // A started gateway is a black box: its admin (our proxy has one) is
+    // not sampled.
+    assert_eq!(report["backends"], Value::Array(Vec::new()), "{stdout}");
     // The gateway ran from the rendered config, and was stopped.
     let gateway_log = std::fs::read_to_string(&log).unwrap();
     assert!(gateway_log.contains("search"), "{gateway_log}");

@@ -21,7 +21,8 @@
 //! - [`target_cmd`]: another gateway the harness starts itself (`run` and
 //!   `bench --target-cmd`)
 //!
-//! plus [`clock`] (scenario time, read from tokio).
+//! plus [`clock`] (scenario time, read from tokio) and [`process_group`]
+//! (the children the harness starts, and how they end).
 
 pub mod admin;
 pub mod bench;
@@ -30,10 +31,11 @@ pub mod clock;
 pub mod fake;
 pub mod journal;
 pub mod load;
-mod process_group;
+pub mod process_group;
 pub mod report;
 pub mod run;
 pub mod scenario;
+mod shell;
 pub mod sim;
 pub mod stats;
 pub mod target_cmd;

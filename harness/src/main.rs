@@ -320,10 +320,13 @@ async fn run_command(files: &[PathBuf], how: RunHow, outputs: Outputs, colour: C
         async move {
             if wait_for_stop_signal().await {
                 // The first signal lets the run tear down in order; a second
-                // one means now. Stdio fakes then exit on end of input.
+                // one means now: exit runs no destructors, so every process
+                // group the harness started is killed first. Stdio fakes then
+                // exit on end of input.
                 cancel.cancel();
                 if wait_for_stop_signal().await {
                     eprintln!("mcp-harness: stopping at once");
+                    mcp_harness::process_group::kill_all();
                     std::process::exit(130);
                 }
             }

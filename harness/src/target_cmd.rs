@@ -7,19 +7,24 @@
 //! own, its output in a log file: the process it execs is the one whose
 //! CPU time the bench measures, so COMMAND is one program with its
 //! arguments (no `VAR=value` prefix, `&&` or pipe: use `env VAR=value
-//! program`). The group is what is stopped (SIGTERM, then SIGKILL if it
-//! lingers; SIGKILL when dropped, as on Ctrl-C): a gateway's own children
-//! (stdio backends) go with it. It is ready when its target's port accepts
-//! a connection, which nothing may do before it starts.
+//! program`). The group is what is stopped (`process_group`: SIGTERM, then
+//! SIGKILL if it lingers, then SIGKILL to what is left of the group; SIGKILL
+//! when dropped, or on a second Ctrl-C). A child the gateway starts in its
+//! own group goes with it; one it puts in a group of its own does not (our
+//! `mcp-proxy` puts each stdio backend in its own group and stops them
+//! itself; a stdio fake left behind exits on end of input). It is ready
+//! when its target's port accepts a connection, which nothing may do
+//! before it starts.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use hyper::http::Uri;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
 
-use crate::process_group;
+use crate::process_group::GroupChild;
 
 /// How long the command may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -65,6 +70,12 @@ pub enum TargetCmdError {
         /// The end of its output.
         log: String,
     },
+    /// The run was cancelled (Ctrl-C) while it started.
+    #[error("interrupted while `{command}` started")]
+    Interrupted {
+        /// The command.
+        command: String,
+    },
     /// It did not accept connections in time.
     #[error(
         "`{command}`: nothing accepted connections at {address} within {READY_TIMEOUT:?}; its log:\n{log}"
@@ -80,24 +91,23 @@ pub enum TargetCmdError {
 }
 
 /// A running target command; [`TargetProcess::stop`] ends it, and so
-/// does dropping it (SIGKILL to the whole group: a gateway's own children
-/// too).
+/// does dropping it (SIGKILL to its whole process group).
 pub struct TargetProcess {
-    child: Child,
+    child: GroupChild,
     /// Where its output goes.
     log: PathBuf,
 }
 
-impl Drop for TargetProcess {
-    fn drop(&mut self) {
-        process_group::kill(&self.child);
-    }
-}
-
 impl TargetProcess {
     /// Runs `command`, its output to `log`, and waits until the host and
-    /// port of `url` accept a TCP connection.
-    pub async fn start(command: &str, url: &str, log: &Path) -> Result<Self, TargetCmdError> {
+    /// port of `url` accept a TCP connection; stops it if `cancel` fires
+    /// meanwhile.
+    pub async fn start(
+        command: &str,
+        url: &str,
+        log: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<Self, TargetCmdError> {
         let address = address_of(url).ok_or_else(|| TargetCmdError::NoAddress(url.into()))?;
         // Readiness is "the port accepts": something already there would
         // pass for the command, and be measured in its place.
@@ -112,19 +122,18 @@ impl TargetProcess {
             path: log.to_owned(),
             source,
         })?;
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("exec {command}"))
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| TargetCmdError::Spawn {
-                command: command.into(),
-                source,
-            })?;
+        let child = GroupChild::spawn(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("exec {command}"))
+                .stdin(Stdio::null())
+                .stdout(log_file)
+                .stderr(log_err),
+        )
+        .map_err(|source| TargetCmdError::Spawn {
+            command: command.into(),
+            source,
+        })?;
         let mut process = TargetProcess {
             child,
             log: log.to_owned(),
@@ -142,6 +151,12 @@ impl TargetProcess {
                     log: tail(log),
                 });
             }
+            if cancel.is_cancelled() {
+                process.stop().await;
+                return Err(TargetCmdError::Interrupted {
+                    command: command.into(),
+                });
+            }
             if tokio::time::Instant::now() >= deadline {
                 process.stop().await;
                 return Err(TargetCmdError::NotReady {
@@ -150,7 +165,11 @@ impl TargetProcess {
                     log: tail(log),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
     }
 
@@ -166,15 +185,13 @@ impl TargetProcess {
 
     /// Whether it has exited (with its status), without waiting.
     pub fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            _ => None,
-        }
+        self.child.exited().map(|status| status.to_string())
     }
 
-    /// SIGTERM to its process group, SIGKILL if it lingers.
-    pub async fn stop(mut self) {
-        process_group::stop(&mut self.child, STOP_TIMEOUT).await;
+    /// SIGTERM to its process group, SIGKILL if it lingers, then SIGKILL
+    /// to what is left of the group.
+    pub async fn stop(self) {
+        self.child.stop(STOP_TIMEOUT).await;
     }
 }
 
@@ -186,9 +203,11 @@ fn address_of(url: &str) -> Option<String> {
     Some(format!("{host}:{port}"))
 }
 
-/// The last lines of a log, for an error message.
+/// The last lines of a log, for an error message (bytes that are not
+/// UTF-8 shown as U+FFFD).
 pub(crate) fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let bytes = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
 }
@@ -215,10 +234,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("target-cmd-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("target.log");
-        let error = TargetProcess::start("echo no config here; false", "http://127.0.0.1:1/", &log)
-            .await
-            .err()
-            .expect("exits before listening");
+        let error = TargetProcess::start(
+            "echo no config here; false",
+            "http://127.0.0.1:1/",
+            &log,
+            &CancellationToken::new(),
+        )
+        .await
+        .err()
+        .expect("exits before listening");
         let text = error.to_string();
         assert!(text.contains("exited"), "{text}");
         assert!(text.contains("no config here"), "{text}");
@@ -236,7 +260,8 @@ mod tests {
         let command = format!(
             "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(); time.sleep(60)'"
         );
-        let process = TargetProcess::start(&command, &format!("http://127.0.0.1:{port}/"), &log)
+        let url = format!("http://127.0.0.1:{port}/");
+        let process = TargetProcess::start(&command, &url, &log, &CancellationToken::new())
             .await
             .expect("listens");
         let pid = process.pid().expect("running");
@@ -245,6 +270,37 @@ mod tests {
             !Path::new(&format!("/proc/{pid}")).exists(),
             "the target process was stopped"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_cancel_while_it_starts_stops_it_at_once() {
+        let dir = std::env::temp_dir().join(format!("target-cmd-cancel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("target.log");
+        let cancel = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let starting = TargetProcess::start("sleep 60", "http://127.0.0.1:1/", &log, &cancel);
+        let (result, ()) = tokio::join!(starting, async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel.cancel();
+        });
+        let error = result.err().expect("cancelled before it listened");
+        assert!(
+            matches!(error, TargetCmdError::Interrupted { .. }),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_log_that_is_not_utf8_still_has_a_tail() {
+        let dir = std::env::temp_dir().join(format!("target-cmd-bytes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("target.log");
+        std::fs::write(&log, b"starting\nbad byte \xff here\nfailed\n").unwrap();
+        assert_eq!(tail(&log), "starting\nbad byte \u{fffd} here\nfailed");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

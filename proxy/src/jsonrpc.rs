@@ -1,5 +1,6 @@
 //! JSON-RPC 2.0 framing as the proxy needs it: classify a message, build
-//! responses and errors, and name the error codes the proxy itself issues.
+//! responses and errors, and name the standard error codes (the proxy's
+//! own are in `error_codes`).
 //!
 //! Messages are kept as `serde_json::Value` end to end so that every field a
 //! client or backend sends (`_meta`, unknown extensions, error `data`) passes
@@ -19,23 +20,11 @@ pub(crate) const INVALID_PARAMS: i64 = -32602;
 pub(crate) const INTERNAL_ERROR: i64 = -32603;
 /// MCP: the requested resource does not exist.
 pub(crate) const RESOURCE_NOT_FOUND: i64 = -32002;
-/// Proxy: the backend is not connected (down, starting, or reconnecting).
-pub(crate) const BACKEND_UNAVAILABLE: i64 = -32010;
-/// Proxy: the connection to the backend failed while the call was in flight;
-/// the call may or may not have reached the backend.
-pub(crate) const BACKEND_TRANSPORT: i64 = -32011;
-/// Proxy: the backend did not answer within the configured `timeout`
-/// (`per_try` or `overall`); the call was cancelled at the backend.
-pub(crate) const BACKEND_TIMEOUT: i64 = -32013;
-/// Proxy: the proxy refused to send the call, to protect the backend
-/// (`rate_limit`, or no `concurrency` slot within `timeout.overall`, ...)
-/// or itself (`max_sessions`, `max_in_flight`, `max_in_flight_per_session`);
-/// `data.reason` says which.
-pub(crate) const BACKEND_LIMITED: i64 = -32014;
-/// Proxy: the client cancelled the request.
-pub(crate) const REQUEST_CANCELLED: i64 = -32800;
-/// Proxy: the proxy is shutting down and cancelled the request.
-pub(crate) const SHUTTING_DOWN: i64 = -32012;
+
+pub(crate) use crate::error_codes::{
+    BACKEND_LIMITED, BACKEND_TIMEOUT, BACKEND_TRANSPORT, BACKEND_UNAVAILABLE, REQUEST_CANCELLED,
+    SHUTTING_DOWN,
+};
 
 /// A JSON-RPC error object, kept whole so it can be relayed unchanged.
 #[derive(Debug, Clone, PartialEq)]

@@ -23,7 +23,8 @@
 //! tests, the benchmarks, the binary) needs: [`config`] to load and build a
 //! configuration, [`platform`] to run it on simulated sockets and
 //! processes, [`server`] to start and stop it, the [`Status`] it reports,
-//! and [`glob`], the pattern rule configs use. Everything else is the
+//! [`error_codes`], the codes of its own errors, and [`glob`], the
+//! pattern rule configs use. Everything else is the
 //! crate's own; the `bench-internals` feature adds `internals`, a facade
 //! over the hot path's parts for the micro-benchmarks, and nothing else.
 //!
@@ -42,6 +43,7 @@ mod backend;
 mod backoff;
 mod call;
 pub mod config;
+pub mod error_codes;
 mod front;
 mod gateway;
 pub mod glob;

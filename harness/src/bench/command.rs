@@ -7,6 +7,7 @@ use std::time::Duration;
 use mcp_proxy::config::parse_duration;
 use serde::Serialize;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::compare::{Comparison, DIRECT, LOADED, PROXY};
 use super::memory::{self, MemoryError, MemoryPlan, MemoryReport};
@@ -390,10 +391,13 @@ async fn start_target_cmds(
     args: &BenchArgs,
     work_dir: &WorkDir,
 ) -> Result<Vec<TargetProcess>, BenchError> {
+    // Ctrl-C drops a bench (main.rs), which kills what it started: no
+    // token is ever cancelled.
+    let never = CancellationToken::new();
     let mut started = Vec::new();
     for (i, (command, url)) in args.target_cmd.iter().zip(&args.target).enumerate() {
         let log = work_dir.path().join(format!("target-{}.log", i + 1));
-        match TargetProcess::start(command, url, &log).await {
+        match TargetProcess::start(command, url, &log, &never).await {
             Ok(process) => {
                 eprintln!("started `{command}` for {url}");
                 started.push(process);

@@ -104,18 +104,27 @@ impl Setup {
                 .map(|(_, url)| url.clone())
                 .unwrap_or_default(),
         };
-        let proxy =
-            match ProxyUnderTest::start(mode, scenario, &address, work_dir.path(), scenario.seed)
-                .await
-            {
-                Ok(proxy) => proxy,
-                Err(error) => {
-                    for fake in fakes {
-                        fake.shutdown().await;
-                    }
-                    return Err(error.into());
+        // Ctrl-C drops a bench (main.rs), which kills what it started: no
+        // token is ever cancelled.
+        let never = CancellationToken::new();
+        let started = ProxyUnderTest::start(
+            mode,
+            scenario,
+            &address,
+            work_dir.path(),
+            scenario.seed,
+            &never,
+        )
+        .await;
+        let proxy = match started {
+            Ok(proxy) => proxy,
+            Err(error) => {
+                for fake in fakes {
+                    fake.shutdown().await;
                 }
-            };
+                return Err(error.into());
+            }
+        };
         let mut setup = Setup {
             fakes,
             proxy,
@@ -124,9 +133,8 @@ impl Setup {
         let url = setup.proxy.url();
         let ready = match LoadTarget::new(&url) {
             Ok(target) => {
-                let cancel = CancellationToken::new();
                 let proxy = &mut setup.proxy;
-                run::wait_ready(scenario, &target, &url, clock, &cancel, &mut || {
+                run::wait_ready(scenario, &target, &url, clock, &never, &mut || {
                     proxy.exited()
                 })
                 .await

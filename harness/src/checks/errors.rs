@@ -243,6 +243,7 @@ mod tests {
         kinded.code = Some(CodeSelector {
             kind: Some(crate::scenario::FailureKind::Unavailable),
             codes: vec![-32000, -32603],
+            also_sent_by_fake: None,
         });
         let calls = outage_calls(rpc_error(-32603, "backend files is down"));
         let v = check(&kinded, &calls);

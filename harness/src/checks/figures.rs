@@ -165,17 +165,25 @@ impl Measure {
         }
     }
 
-    /// A duration (none measured: `None`), at most `max`.
+    /// A duration (none measured: `None`), at most `max`. Both are exact
+    /// microseconds, fractions kept, so the numbers say what `passed`
+    /// decided: a value equal to its max passed, one a nanosecond over it
+    /// shows as over.
     pub fn duration(name: &str, value: Option<Duration>, max: Duration) -> Self {
         Self {
             name: name.to_owned(),
             unit: MICROS.to_owned(),
-            value: value.map(|v| micros(v) as f64),
-            max: Some(micros(max) as f64),
+            value: value.map(exact_micros),
+            max: Some(exact_micros(max)),
             passed: value.is_some_and(|v| v <= max),
             ..Self::default()
         }
     }
+}
+
+/// `duration` in microseconds, with its fraction.
+fn exact_micros(duration: Duration) -> f64 {
+    duration.as_nanos() as f64 / 1_000.0
 }
 
 /// A confidence interval.
@@ -225,5 +233,10 @@ mod tests {
             (d.value, d.max, d.passed),
             (Some(11_000.0), Some(10_000.0), false)
         );
+        // Under a microsecond over its max: the value shows it over.
+        let over = Measure::duration("p99", Some(ms(10) + Duration::from_nanos(400)), ms(10));
+        assert_eq!((over.value, over.passed), (Some(10_000.4), false));
+        let at = Measure::duration("p99", Some(ms(10)), ms(10));
+        assert_eq!((at.value, at.passed), (Some(10_000.0), true));
     }
 }

@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::JournalEntry;
 use crate::load::record::{CallOutcome, CallRecord, LoadResult};
-use crate::scenario::{CallSelector, CheckKind, CheckSpec, OutcomeFilter, Scenario, Window};
+use crate::scenario::{
+    CallSelector, CheckKind, CheckSpec, CodeSelector, OutcomeFilter, Scenario, Window,
+};
 
 /// The outcome of one check, as reports show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -63,6 +65,16 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A failed verdict that says why the check cannot be judged; what
+    /// was measured is kept, for the reader.
+    fn cannot_judge(self, reason: String) -> Verdict {
+        Verdict {
+            passed: false,
+            detail: Some(reason),
+            ..self
+        }
+    }
+
     /// The verdict as a report shows it: with the check's name, kind and line.
     pub(crate) fn named(self, name: String, kind: &str, line: Option<usize>) -> CheckResult {
         CheckResult {
@@ -103,6 +115,14 @@ fn run_check(spec: &CheckSpec, load: &LoadResult, journal: &[JournalEntry]) -> C
         CheckKind::Count(c) => (count::KIND, count::check(c, journal)),
         CheckKind::Ratio(c) => (ratio::KIND, ratio::check(c, journal)),
         CheckKind::Timing(c) => (timing::KIND, timing::check(c, calls)),
+    };
+    let verdict = match spec
+        .kind
+        .code_selector()
+        .and_then(CodeSelector::cannot_judge)
+    {
+        Some(reason) => verdict.cannot_judge(reason),
+        None => verdict,
     };
     verdict.named(spec.name.clone(), kind, Some(spec.line))
 }

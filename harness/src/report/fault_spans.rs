@@ -2,17 +2,15 @@
 //! reader (or the HTML timeline) can see what explains a change in the
 //! numbers. Call-triggered faults hold per call, not in time, and have none.
 
-use std::time::Duration;
-
 use super::timeline::FaultSpan;
 use crate::clock::whole_micros;
-use crate::scenario::{FaultAction, Scenario, Trigger};
+use crate::scenario::{FaultAction, Scenario, Trigger, occurrences};
 
 /// Every window of every time-triggered fault of `scenario`, in file order:
 /// each repeat of an `every:` that starts before the end of the load, cut
-/// at the end of the load (where a fault without `for:` ends).
+/// at the end of the load (where a fault without `for:` ends): the
+/// scenario's own [`occurrences`], as its phases are.
 pub fn fault_spans(scenario: &Scenario) -> Vec<FaultSpan> {
-    let end_of_load = scenario.duration;
     let mut spans = Vec::new();
     for fault in &scenario.faults {
         let Trigger::Time { at, length, every } = fault.trigger else {
@@ -26,22 +24,14 @@ pub fn fault_spans(scenario: &Scenario) -> Vec<FaultSpan> {
             };
             format!("{action} of {target}")
         });
-        let mut start = at;
-        while start < end_of_load {
-            let end = length.map_or(end_of_load, |len| {
-                start.saturating_add(len).min(end_of_load)
-            });
+        for occurrence in occurrences(at, length, every, scenario.duration) {
             spans.push(FaultSpan {
                 label: label.clone(),
                 fake: fault.fake.clone(),
                 action: action.to_owned(),
-                from_us: whole_micros(start),
-                to_us: whole_micros(end),
+                from_us: whole_micros(occurrence.start),
+                to_us: whole_micros(occurrence.end),
             });
-            match every {
-                Some(period) if period > Duration::ZERO => start = start.saturating_add(period),
-                _ => break,
-            }
         }
     }
     spans

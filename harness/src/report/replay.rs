@@ -1,6 +1,9 @@
 //! The command that runs a scenario again the same way: the same seed, the
-//! same kind of proxy. Reports print it, and a sweep prints it for the seed
-//! that failed; both build it here.
+//! same kind of proxy, the same flags. A run's JSON report carries it and
+//! its HTML page shows it; a sweep's summary and page show it for each
+//! seed that failed. All build it here.
+
+use crate::shell;
 
 /// One flag of the replay command: `--sim`, or `--proxy-bin PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,26 +33,12 @@ pub fn command(flags: &[Flag], seed: u64, file: &str) -> String {
     let mut words = vec!["mcp-harness".to_owned(), "run".to_owned()];
     for flag in flags {
         words.push(flag.name.to_owned());
-        words.extend(flag.value.as_deref().map(quoted));
+        words.extend(flag.value.as_deref().map(shell::quote));
     }
     words.push("--seed".into());
     words.push(seed.to_string());
-    words.push(quoted(file));
+    words.push(shell::quote(file));
     words.join(" ")
-}
-
-/// `word` as one shell word: unchanged when it holds only characters no
-/// shell treats specially, else in single quotes.
-fn quoted(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]

@@ -105,29 +105,31 @@ pub fn prepare(scenario: &Scenario, options: &RunOptions) -> Result<Scenario, St
     }
 }
 
-/// Runs one scenario and judges it.
+/// Runs one scenario and judges it. Every report, a stopped one too,
+/// carries the seed and the command that replays the run.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     let seed = options.seed.unwrap_or(scenario.seed);
+    let mut report = run_with_seed(scenario, options, seed).await;
+    report.seed = seed;
+    report.replay = replay_command(scenario, options, seed);
+    report
+}
+
+/// [`run`] without the seed and replay command.
+async fn run_with_seed(scenario: &Scenario, options: &RunOptions, seed: u64) -> RunReport {
     let mode = options.describe();
     let scenario = match prepare(scenario, options) {
         Ok(prepared) => prepared,
-        Err(error) => {
-            let mut report = RunReport::stopped(scenario, &mode, Duration::ZERO, error);
-            report.seed = seed;
-            return report;
-        }
+        Err(error) => return RunReport::stopped(scenario, &mode, Duration::ZERO, error),
     };
     let scenario = &scenario;
     if let Some(error) = scenario.needs_simulation() {
-        let mut report = RunReport::stopped(scenario, &mode, Duration::ZERO, error.to_string());
-        report.seed = seed;
-        report.replay = replay_command(scenario, options, seed);
-        return report;
+        return RunReport::stopped(scenario, &mode, Duration::ZERO, error.to_string());
     }
     let started = tokio::time::Instant::now();
     let outcome = execute(scenario, options, seed).await;
     let took = started.elapsed();
-    let mut report = match outcome {
+    match outcome {
         Ok(finished) => {
             let mut report =
                 RunReport::from_run(scenario, &mode, took, &finished.load, &finished.journal);
@@ -141,10 +143,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
             report
         }
         Err(e) => RunReport::stopped(scenario, &mode, took, e.to_string()),
-    };
-    report.seed = seed;
-    report.replay = replay_command(scenario, options, seed);
-    report
+    }
 }
 
 /// The command that runs `scenario` again as `options` and `seed` did.
@@ -248,8 +247,15 @@ async fn execute(
             .unwrap_or(FakeAddress::Http { url: String::new() })
     };
     let outcome = async {
-        let mut proxy =
-            ProxyUnderTest::start(&options.mode, scenario, &address, work_dir.path(), seed).await?;
+        let mut proxy = ProxyUnderTest::start(
+            &options.mode,
+            scenario,
+            &address,
+            work_dir.path(),
+            seed,
+            &options.cancel,
+        )
+        .await?;
         let result = drive(scenario, options, seed, clock, &mut proxy).await;
         let stayed_up = proxy.stayed_up();
         proxy.stop().await;
@@ -309,10 +315,13 @@ async fn drive(
         scenario.grace,
         progress,
     );
-    // Another gateway's admin, if any, is not ours to read.
+    // Another gateway's admin, if any, is not ours to read: a running
+    // target or a started one (`--target-cmd`) is a black box.
     let sampler = match options.mode {
-        ProxyMode::Target(_) => None,
-        _ => BackendSampler::new(&url, Arc::new(TcpDialer)),
+        ProxyMode::Target(_) | ProxyMode::TargetCmd(_) => None,
+        ProxyMode::InProcess | ProxyMode::Binary(_) => {
+            BackendSampler::new(&url, Arc::new(TcpDialer))
+        }
     };
     let sampled = async {
         match &sampler {
@@ -518,9 +527,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_network_fault_refuses_a_real_run_before_anything_starts() {
-        let text = "\
+    /// A scenario with a network fault, which a real run refuses.
+    const NETWORK_FAULT: &str = "\
 name: t
 description: a test
 duration: 2s
@@ -537,7 +545,54 @@ workload:
 expect:
   - threshold: { error_rate: { max: 0 } }
 ";
-        let scenario = crate::scenario::load_str(text, Path::new("net.yaml")).unwrap();
+
+    #[tokio::test]
+    async fn a_stopped_real_run_replays_with_every_flag_it_ran_with() {
+        let scenario = crate::scenario::load_str(NETWORK_FAULT, Path::new("net.yaml")).unwrap();
+        let mode = ProxyMode::TargetCmd(TargetCmd {
+            url: "http://127.0.0.1:18580/".into(),
+            command: "gw --config {config}".into(),
+            config_template: Some("/etc/gw templates/gw.toml".into()),
+            log: None,
+        });
+        let ports = PortPlan {
+            base: Some(18001),
+            named: vec![parse_named_port("a=9000").unwrap()],
+        };
+        let codes = CodeOverlay::parse(
+            "target: gw 1\nkinds: { refused: [-32603] }\n",
+            Path::new("targets/gw/codes.yaml"),
+        )
+        .unwrap();
+        let options = RunOptions {
+            seed: Some(7),
+            codes: Some(codes),
+            ..options_for(mode, ports)
+        };
+        let replay = "mcp-harness run --target http://127.0.0.1:18580/ --target-cmd 'gw --config {config}' --target-config '/etc/gw templates/gw.toml' --ports 18001 --port a=9000 --codes targets/gw/codes.yaml --seed 7 net.yaml";
+        // Stopped because it needs the simulated network.
+        let report = run(&scenario, &options).await;
+        assert!(report.error.as_deref().unwrap().contains("--sim"));
+        assert_eq!(report.replay, replay);
+        // Stopped because the command line does not fit the scenario.
+        let options = RunOptions {
+            ports: PortPlan {
+                base: Some(18001),
+                named: vec![parse_named_port("x=9000").unwrap()],
+            },
+            ..options
+        };
+        let report = run(&scenario, &options).await;
+        assert!(report.error.as_deref().unwrap().contains("no fake named"));
+        assert_eq!(
+            report.replay,
+            replay.replace("--port a=9000", "--port x=9000")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_network_fault_refuses_a_real_run_before_anything_starts() {
+        let scenario = crate::scenario::load_str(NETWORK_FAULT, Path::new("net.yaml")).unwrap();
         // Latency changes behaviour, not availability.
         assert_eq!(first_outage_start(&scenario), None);
         for mode in [

@@ -6,13 +6,15 @@
 //! `}`: `{fake.NAME.url}` and `{fake.NAME.port}` for an HTTP fake,
 //! `{fake.NAME.command}` for a stdio fake (its whole command line, each
 //! word shell-quoted where it needs to be), and `{config}` (the rendered
-//! `--target-config` file). Any other brace (a TOML inline table, JSON) is
-//! text. A placeholder of that shape that names nothing is an error, so a
-//! typo never reaches the gateway as a literal.
+//! `--target-config` file, in `--target-cmd` only). Any other brace (a
+//! TOML inline table, JSON, the shell's `${VAR}`) is text. A placeholder
+//! of that shape that names nothing is an error, so a typo never reaches
+//! the gateway as a literal.
 
 use hyper::http::Uri;
 
 use crate::scenario::FakeAddress;
+use crate::shell;
 
 /// A placeholder that names nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +26,15 @@ pub(crate) struct UnknownPlaceholder {
     hint: String,
     /// The names that are known, as placeholders.
     known: String,
+}
+
+/// What is being rendered: it decides what an unknown `{config}` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rendering {
+    /// The `--target-cmd` command line.
+    Command,
+    /// The `--target-config` template.
+    ConfigTemplate,
 }
 
 /// The values placeholders stand for, in one run.
@@ -49,7 +60,7 @@ impl Placeholders {
                 FakeAddress::Stdio { command, args } => {
                     let words: Vec<String> = std::iter::once(command.as_str())
                         .chain(args.iter().map(String::as_str))
-                        .map(shell_quote)
+                        .map(shell::quote)
                         .collect();
                     values.push((format!("fake.{name}.command"), words.join(" ")));
                 }
@@ -64,7 +75,11 @@ impl Placeholders {
     }
 
     /// `text` with every placeholder replaced.
-    pub(crate) fn render(&self, text: &str) -> Result<String, UnknownPlaceholder> {
+    pub(crate) fn render(
+        &self,
+        text: &str,
+        rendering: Rendering,
+    ) -> Result<String, UnknownPlaceholder> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(open) = rest.find('{') {
@@ -73,7 +88,8 @@ impl Placeholders {
             let name_len = after
                 .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
                 .unwrap_or(after.len());
-            if name_len == 0 || !after[name_len..].starts_with('}') {
+            let shell_variable = out.ends_with('$');
+            if name_len == 0 || !after[name_len..].starts_with('}') || shell_variable {
                 // Not a placeholder: a brace of the text itself.
                 out.push('{');
                 rest = after;
@@ -81,7 +97,7 @@ impl Placeholders {
             }
             let name = &after[..name_len];
             let Some((_, value)) = self.values.iter().find(|(n, _)| n == name) else {
-                return Err(self.unknown(name));
+                return Err(self.unknown(name, rendering));
             };
             out.push_str(value);
             rest = &after[name_len + 1..];
@@ -90,12 +106,17 @@ impl Placeholders {
         Ok(out)
     }
 
-    fn unknown(&self, name: &str) -> UnknownPlaceholder {
-        let hint = if name == "config" {
-            " (it is the rendered --target-config file: give one)".to_owned()
-        } else {
-            String::new()
-        };
+    fn unknown(&self, name: &str, rendering: Rendering) -> UnknownPlaceholder {
+        let hint = match (name, rendering) {
+            ("config", Rendering::Command) => {
+                " (it is the rendered --target-config file: give one)"
+            }
+            ("config", Rendering::ConfigTemplate) => {
+                " (it is this file once rendered: use it in --target-cmd)"
+            }
+            _ => "",
+        }
+        .to_owned();
         let known: Vec<String> = self
             .values
             .iter()
@@ -110,20 +131,6 @@ impl Placeholders {
                 known.join(", ")
             },
         }
-    }
-}
-
-/// `word` as one shell word: unchanged when it is plain, else in single
-/// quotes (a quote inside becomes `'\''`).
-fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -154,14 +161,19 @@ mod tests {
     #[test]
     fn fakes_and_the_config_are_substituted() {
         let rendered = placeholders()
-            .render("serve --config {config} --url {fake.files.url} --port {fake.files.port}")
+            .render(
+                "serve --config {config} --url {fake.files.url} --port {fake.files.port}",
+                Rendering::Command,
+            )
             .unwrap();
         assert_eq!(
             rendered,
             "serve --config /tmp/run/peer.toml --url http://127.0.0.1:18001/mcp --port 18001"
         );
         assert_eq!(
-            placeholders().render("{fake.local.command}").unwrap(),
+            placeholders()
+                .render("{fake.local.command}", Rendering::Command)
+                .unwrap(),
             r"'/opt/mcp harness/mcp-harness' fake-backend --fake 'it'\''s'"
         );
     }
@@ -170,25 +182,49 @@ mod tests {
     fn other_braces_are_text() {
         let toml = "x = { a = 1 }\ny = {}\nz = \"{fake.files.url}\"\njson = {\"k\": 1} {";
         assert_eq!(
-            placeholders().render(toml).unwrap(),
+            placeholders()
+                .render(toml, Rendering::ConfigTemplate)
+                .unwrap(),
             "x = { a = 1 }\ny = {}\nz = \"http://127.0.0.1:18001/mcp\"\njson = {\"k\": 1} {"
         );
     }
 
     #[test]
     fn an_unknown_placeholder_is_named() {
-        let error = placeholders().render("url = {fake.file.url}").unwrap_err();
+        let error = placeholders()
+            .render("url = {fake.file.url}", Rendering::ConfigTemplate)
+            .unwrap_err();
         assert_eq!(error.name, "fake.file.url");
         assert_eq!(
             error.to_string(),
             "unknown placeholder {fake.file.url}; known: {fake.files.port}, {fake.files.url}, {fake.local.command}, {config}"
         );
         let error = Placeholders::default()
-            .render("--config {config}")
+            .render("--config {config}", Rendering::Command)
             .unwrap_err();
         assert_eq!(
             error.to_string(),
             "unknown placeholder {config} (it is the rendered --target-config file: give one); known: none"
+        );
+        let error = Placeholders::default()
+            .render("include = \"{config}\"", Rendering::ConfigTemplate)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown placeholder {config} (it is this file once rendered: use it in --target-cmd); known: none"
+        );
+    }
+
+    #[test]
+    fn a_shell_variable_is_text() {
+        assert_eq!(
+            placeholders()
+                .render(
+                    "env HOME=${HOME} gw --url {fake.files.url} ${X:-{fake.files.port}}",
+                    Rendering::Command
+                )
+                .unwrap(),
+            "env HOME=${HOME} gw --url http://127.0.0.1:18001/mcp ${X:-18001}"
         );
     }
 }

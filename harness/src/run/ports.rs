@@ -2,7 +2,8 @@
 //! HTTP fakes chosen on the command line, so one scenario file runs
 //! against any gateway whose config names fixed ports, with no copy of it
 //! edited. `--port` wins over `--ports`, which wins over the fake's own
-//! `port`.
+//! `port`. Port 0 (ephemeral) cannot be asked for, and two fakes on one
+//! port are refused before anything starts.
 
 use std::fmt;
 
@@ -41,9 +42,15 @@ pub fn parse_named_port(text: &str) -> Result<NamedPort, String> {
     if fake.is_empty() {
         return Err("expected NAME=PORT: the fake's name is missing".into());
     }
-    let port = port
-        .parse()
-        .map_err(|_| format!("{port:?} is not a port (0 to 65535)"))?;
+    let port = match port.parse() {
+        Ok(0) => {
+            return Err(
+                "port 0 is not a fixed port (a fake without --port gets an ephemeral one)".into(),
+            );
+        }
+        Ok(port) => port,
+        Err(_) => return Err(format!("{port:?} is not a port (1 to 65535)")),
+    };
     Ok(NamedPort {
         fake: fake.to_owned(),
         port,
@@ -63,14 +70,12 @@ impl PortPlan {
         base.into_iter().chain(named).collect()
     }
 
-    /// Whether the command line asked for any port.
-    pub fn is_empty(&self) -> bool {
-        self.base.is_none() && self.named.is_empty()
-    }
-
     /// `scenario` with its HTTP fakes on the ports asked for.
     pub fn apply(&self, scenario: &Scenario) -> Result<Scenario, String> {
         let mut scenario = scenario.clone();
+        if self.base == Some(0) {
+            return Err("--ports 0: the base must be a port from 1 to 65535".into());
+        }
         if let Some(base) = self.base {
             let http = scenario
                 .fakes
@@ -106,8 +111,31 @@ impl PortPlan {
                 }
             }
         }
+        refuse_shared_ports(&scenario)?;
         Ok(scenario)
     }
+}
+
+/// An error if two HTTP fakes of `scenario` would listen on one fixed port.
+fn refuse_shared_ports(scenario: &Scenario) -> Result<(), String> {
+    let mut taken: Vec<(u16, &str)> = Vec::new();
+    for fake in &scenario.fakes {
+        let FakeTransport::Http { port } = fake.transport else {
+            continue;
+        };
+        if port == 0 {
+            continue;
+        }
+        if let Some((_, first)) = taken.iter().find(|(p, _)| *p == port) {
+            return Err(format!(
+                "{}: fakes {first:?} and {:?} would both listen on port {port} (from the scenario, --ports or --port)",
+                scenario.file.display(),
+                fake.name
+            ));
+        }
+        taken.push((port, &fake.name));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -185,6 +213,29 @@ expect:
             ports(&one("s=1")),
             Err("--port s=1: fake \"s\" is a stdio fake, which its gateway runs as a command: it has no port".into())
         );
+        assert_eq!(
+            ports(&PortPlan {
+                base: Some(0),
+                named: Vec::new(),
+            }),
+            Err("--ports 0: the base must be a port from 1 to 65535".into())
+        );
+        // --port moves b onto a's own port; then a onto the port --ports
+        // gave b.
+        assert_eq!(
+            ports(&PortPlan {
+                base: None,
+                named: vec![named("b=7000")],
+            }),
+            Err("s.yaml: fakes \"a\" and \"b\" would both listen on port 7000 (from the scenario, --ports or --port)".into())
+        );
+        assert_eq!(
+            ports(&PortPlan {
+                base: Some(9000),
+                named: vec![named("a=9001")],
+            }),
+            Err("s.yaml: fakes \"a\" and \"b\" would both listen on port 9001 (from the scenario, --ports or --port)".into())
+        );
         let high = PortPlan {
             base: Some(65535),
             named: Vec::new(),
@@ -202,7 +253,11 @@ expect:
         assert!(parse_named_port("=1").is_err());
         assert_eq!(
             parse_named_port("a=70000").unwrap_err(),
-            "\"70000\" is not a port (0 to 65535)"
+            "\"70000\" is not a port (1 to 65535)"
+        );
+        assert_eq!(
+            parse_named_port("a=0").unwrap_err(),
+            "port 0 is not a fixed port (a fake without --port gets an ephemeral one)"
         );
     }
 }

@@ -17,13 +17,15 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
 
 use super::RunError;
-use super::placeholders::Placeholders;
-use crate::process_group;
+use super::placeholders::{Placeholders, Rendering};
+use crate::process_group::GroupChild;
 use crate::report::replay::Flag;
 use crate::scenario::{FakeAddress, Scenario, to_json};
+use crate::shell;
 use crate::target_cmd::{self, TargetProcess};
 
 /// How long a spawned proxy binary may take to exit after SIGTERM.
@@ -102,19 +104,21 @@ impl ProxyMode {
 /// A proxy started for a run.
 pub(crate) enum ProxyUnderTest {
     InProcess(mcp_proxy::server::RunningProxy),
-    Binary { child: Child, url: String },
+    Binary { child: GroupChild, url: String },
     Target(String),
     Started { process: TargetProcess, url: String },
 }
 
 impl ProxyUnderTest {
-    /// Starts the proxy of `scenario` in `mode`, reaching fakes at `address`.
+    /// Starts the proxy of `scenario` in `mode`, reaching fakes at `address`;
+    /// a started gateway not yet ready when `cancel` fires is stopped.
     pub(crate) async fn start(
         mode: &ProxyMode,
         scenario: &Scenario,
         address: &dyn Fn(&str) -> FakeAddress,
         work_dir: &Path,
         seed: u64,
+        cancel: &CancellationToken,
     ) -> Result<ProxyUnderTest, RunError> {
         let file = scenario.file.display().to_string();
         let base_dir = match scenario.file.parent() {
@@ -150,20 +154,19 @@ impl ProxyUnderTest {
                 })?;
                 let log = std::fs::File::create(work_dir.join("proxy.log"))
                     .map_err(RunError::CreateLog)?;
-                let child = Command::new(bin)
-                    .arg("serve")
-                    .arg("--config")
-                    .arg(&config_path)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .process_group(0)
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|source| RunError::Spawn {
-                        bin: bin.clone(),
-                        source,
-                    })?;
+                let child = GroupChild::spawn(
+                    Command::new(bin)
+                        .arg("serve")
+                        .arg("--config")
+                        .arg(&config_path)
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(log),
+                )
+                .map_err(|source| RunError::Spawn {
+                    bin: bin.clone(),
+                    source,
+                })?;
                 Ok(ProxyUnderTest::Binary {
                     child,
                     url: format!("http://{listen}/mcp"),
@@ -171,27 +174,18 @@ impl ProxyUnderTest {
             }
             ProxyMode::Target(url) => Ok(ProxyUnderTest::Target(url.clone())),
             ProxyMode::TargetCmd(target) => {
-                let mut placeholders = Placeholders::of_fakes(
+                let placeholders = Placeholders::of_fakes(
                     scenario
                         .fakes
                         .iter()
                         .map(|f| (f.name.as_str(), address(&f.name))),
                 );
-                if let Some(template) = &target.config_template {
-                    let config = render_config(template, &placeholders, work_dir)?;
-                    placeholders.set("config", config.display().to_string());
-                }
-                let command = placeholders.render(&target.command).map_err(|source| {
-                    RunError::Placeholder {
-                        place: "--target-cmd".into(),
-                        source,
-                    }
-                })?;
+                let command = target_command_line(target, placeholders, work_dir)?;
                 let log = target
                     .log
                     .clone()
                     .unwrap_or_else(|| work_dir.join("target.log"));
-                let process = TargetProcess::start(&command, &target.url, &log).await?;
+                let process = TargetProcess::start(&command, &target.url, &log, cancel).await?;
                 Ok(ProxyUnderTest::Started {
                     process,
                     url: target.url.clone(),
@@ -232,10 +226,7 @@ impl ProxyUnderTest {
     /// Whether a spawned binary has already exited (with its status).
     pub(crate) fn exited(&mut self) -> Option<String> {
         match self {
-            ProxyUnderTest::Binary { child, .. } => match child.try_wait() {
-                Ok(Some(status)) => Some(status.to_string()),
-                _ => None,
-            },
+            ProxyUnderTest::Binary { child, .. } => child.exited().map(|status| status.to_string()),
             ProxyUnderTest::Started { process, .. } => process.exited().map(|status| {
                 format!(
                     "{status}; the end of its log:\n{}",
@@ -257,13 +248,33 @@ impl ProxyUnderTest {
             ProxyUnderTest::InProcess(proxy) => {
                 proxy.shutdown().await;
             }
-            ProxyUnderTest::Binary { mut child, .. } => {
-                process_group::stop(&mut child, BINARY_STOP_TIMEOUT).await;
+            ProxyUnderTest::Binary { child, .. } => {
+                child.stop(BINARY_STOP_TIMEOUT).await;
             }
             ProxyUnderTest::Started { process, .. } => process.stop().await,
             ProxyUnderTest::Target(_) => {}
         }
     }
+}
+
+/// The `--target-cmd` command line with the fakes' `placeholders` and
+/// `{config}`, the `--target-config` template rendered into `work_dir`
+/// (as one shell word, like a fake's command).
+fn target_command_line(
+    target: &TargetCmd,
+    mut placeholders: Placeholders,
+    work_dir: &Path,
+) -> Result<String, RunError> {
+    if let Some(template) = &target.config_template {
+        let config = render_config(template, &placeholders, work_dir)?;
+        placeholders.set("config", shell::quote(&config.display().to_string()));
+    }
+    placeholders
+        .render(&target.command, Rendering::Command)
+        .map_err(|source| RunError::Placeholder {
+            place: "--target-cmd".into(),
+            source,
+        })
 }
 
 /// Renders the `--target-config` template into `work_dir`, under the
@@ -278,7 +289,7 @@ fn render_config(
         source,
     })?;
     let rendered = placeholders
-        .render(&text)
+        .render(&text, Rendering::ConfigTemplate)
         .map_err(|source| RunError::Placeholder {
             place: template.display().to_string(),
             source,
@@ -297,4 +308,29 @@ fn render_config(
 /// A loopback port that is free right now (bound, then released).
 fn free_loopback_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind(("127.0.0.1", 0))?.local_addr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_is_one_shell_word_in_the_command_line() {
+        let dir = std::env::temp_dir().join(format!("target cmd {}", std::process::id()));
+        let work_dir = dir.join("work dir");
+        std::fs::create_dir_all(&work_dir).unwrap();
+        let template = dir.join("gw.toml");
+        std::fs::write(&template, "listen = 1\n").unwrap();
+        let target = TargetCmd {
+            url: "http://127.0.0.1:18580/".into(),
+            command: "gw --config {config}".into(),
+            config_template: Some(template),
+            log: None,
+        };
+        let command = target_command_line(&target, Placeholders::default(), &work_dir).unwrap();
+        let config = work_dir.join("gw.toml");
+        assert_eq!(command, format!("gw --config '{}'", config.display()));
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), "listen = 1\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -16,9 +16,10 @@ use std::path::Path;
 
 use mcp_proxy::config::document::{from_node, parse};
 use mcp_proxy::config::{ConfigError, Format};
+use mcp_proxy::error_codes;
 use serde::Deserialize;
 
-use super::model::{CheckKind, Scenario};
+use super::model::{CheckKind, FaultAction, Outcome, Scenario};
 
 /// What kind of failure a gateway reported to its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -49,15 +50,15 @@ impl FailureKind {
         }
     }
 
-    /// The code this workspace's `mcp-proxy` answers the kind with (see
-    /// "Errors the client sees" in ARCHITECTURE.md).
+    /// The code this workspace's `mcp-proxy` answers the kind with (its
+    /// public `error_codes`; "Errors the client sees" in ARCHITECTURE.md).
     pub fn our_code(self) -> i64 {
         match self {
-            FailureKind::Unavailable => -32010,
-            FailureKind::Transport => -32011,
-            FailureKind::ShuttingDown => -32012,
-            FailureKind::Timeout => -32013,
-            FailureKind::Refused => -32014,
+            FailureKind::Unavailable => error_codes::BACKEND_UNAVAILABLE,
+            FailureKind::Transport => error_codes::BACKEND_TRANSPORT,
+            FailureKind::ShuttingDown => error_codes::SHUTTING_DOWN,
+            FailureKind::Timeout => error_codes::BACKEND_TIMEOUT,
+            FailureKind::Refused => error_codes::BACKEND_LIMITED,
         }
     }
 }
@@ -69,6 +70,20 @@ pub struct CodeSelector {
     pub kind: Option<FailureKind>,
     /// The codes that match: the one code, or the kind's codes.
     pub codes: Vec<i64>,
+    /// A code of the kind that a fake of the scenario also sends: the
+    /// gateway's own failure cannot be told from the fake's error, so the
+    /// check cannot be judged against this target ([`CodeOverlay::apply`]).
+    pub also_sent_by_fake: Option<FakeErrorCode>,
+}
+
+/// A JSON-RPC error code a fake is scripted to send (`jsonrpc_error`, in
+/// its tools or in a fault).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeErrorCode {
+    /// The code.
+    pub code: i64,
+    /// The fake that sends it.
+    pub fake: String,
 }
 
 impl CodeSelector {
@@ -77,6 +92,7 @@ impl CodeSelector {
         CodeSelector {
             kind: None,
             codes: vec![code],
+            also_sent_by_fake: None,
         }
     }
 
@@ -85,12 +101,24 @@ impl CodeSelector {
         CodeSelector {
             kind: Some(kind),
             codes: vec![kind.our_code()],
+            also_sent_by_fake: None,
         }
     }
 
     /// Whether a JSON-RPC error with `code` is selected.
     pub fn matches(&self, code: i64) -> bool {
         self.codes.contains(&code)
+    }
+
+    /// Why a check with this selector cannot be judged, if it cannot: its
+    /// kind's code is also what a fake sends of its own.
+    pub fn cannot_judge(&self) -> Option<String> {
+        let kind = self.kind?;
+        let FakeErrorCode { code, fake } = self.also_sent_by_fake.as_ref()?;
+        Some(format!(
+            "cannot be judged against this target: its {} errors are code {code}, which is also what fake {fake} sends, so the gateway's own failures cannot be told from the fake's",
+            kind.name()
+        ))
     }
 }
 
@@ -206,23 +234,28 @@ impl CodeOverlay {
     }
 
     /// `scenario` with every `kind:` selecting this gateway's codes, and
-    /// message tests dropped if the overlay says so. A check whose kind the
-    /// overlay does not map is an error: judging it by another gateway's
-    /// codes would be a verdict on nothing.
+    /// message tests of kind checks dropped if the overlay says so (a bare
+    /// `code:` selects a fake's own error, whose message is the fake's). A
+    /// check whose kind the overlay does not map is an error: judging it by
+    /// another gateway's codes would be a verdict on nothing. A kind whose
+    /// codes a fake of the scenario also sends is marked: its check cannot
+    /// be judged ([`CodeSelector::cannot_judge`]).
     pub fn apply(&self, scenario: &Scenario) -> Result<Scenario, String> {
         let mut scenario = scenario.clone();
+        let sent_by_fakes = fake_error_codes(&scenario);
         for check in &mut scenario.expect {
-            let resolved = match &mut check.kind {
-                CheckKind::Threshold(t) => self.resolve(&mut t.select.code),
-                CheckKind::Errors(e) => {
-                    e.message_ignored =
-                        self.ignore_message_contains && e.message_contains.is_some();
-                    self.resolve(&mut e.code)
-                }
-                CheckKind::Timing(t) => self.resolve(&mut t.code),
-                CheckKind::Count(_) | CheckKind::Ratio(_) => Ok(()),
+            if let CheckKind::Errors(e) = &mut check.kind {
+                e.message_ignored = self.ignore_message_contains
+                    && e.message_contains.is_some()
+                    && e.code.as_ref().is_some_and(|c| c.kind.is_some());
+            }
+            let Some(selector) = check.kind.code_selector_mut() else {
+                continue;
             };
-            if let Err(kind) = resolved {
+            let Some(kind) = selector.kind else {
+                continue;
+            };
+            let Some((_, codes)) = self.kinds.iter().find(|(k, _)| *k == kind) else {
                 return Err(format!(
                     "{}:{}: check {:?} selects kind {}, which the code overlay for {} does not map",
                     scenario.file.display(),
@@ -231,22 +264,14 @@ impl CodeOverlay {
                     kind.name(),
                     self.target
                 ));
-            }
+            };
+            selector.codes = codes.clone();
+            selector.also_sent_by_fake = sent_by_fakes
+                .iter()
+                .find(|sent| codes.contains(&sent.code))
+                .cloned();
         }
         Ok(scenario)
-    }
-
-    /// Gives a `kind:` selector this gateway's codes; the kind if unmapped.
-    fn resolve(&self, selector: &mut Option<CodeSelector>) -> Result<(), FailureKind> {
-        let Some(selector) = selector else {
-            return Ok(());
-        };
-        let Some(kind) = selector.kind else {
-            return Ok(());
-        };
-        let (_, codes) = self.kinds.iter().find(|(k, _)| *k == kind).ok_or(kind)?;
-        selector.codes = codes.clone();
-        Ok(())
     }
 
     /// How reports name the mapping a run used.
@@ -259,11 +284,45 @@ impl CodeOverlay {
     }
 }
 
+/// Every JSON-RPC error code the fakes of `scenario` are scripted to send,
+/// in their tools' outcomes or in a fault's, in file order.
+fn fake_error_codes(scenario: &Scenario) -> Vec<FakeErrorCode> {
+    let of_tools = scenario.fakes.iter().flat_map(|fake| {
+        fake.tools
+            .iter()
+            .flat_map(|tool| &tool.behaviour.outcomes)
+            .map(move |weighted| (fake.name.as_str(), &weighted.outcome))
+    });
+    let of_faults = scenario.faults.iter().flat_map(|fault| {
+        let outcomes = match &fault.action {
+            FaultAction::Behave {
+                outcomes: Some(outcomes),
+                ..
+            } => outcomes.as_slice(),
+            _ => &[],
+        };
+        outcomes
+            .iter()
+            .map(move |weighted| (fault.fake.as_str(), &weighted.outcome))
+    });
+    of_tools
+        .chain(of_faults)
+        .filter_map(|(fake, outcome)| match outcome {
+            Outcome::JsonRpcError { code, .. } => Some(FakeErrorCode {
+                code: *code,
+                fake: fake.to_owned(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::checks::test_support::{call, rpc_error};
     use crate::scenario::load_str;
 
     const PEER: &str = "\
@@ -274,6 +333,10 @@ kinds:
 ignore_message_contains: true
 ";
 
+    fn overlay(text: &str) -> CodeOverlay {
+        CodeOverlay::parse(text, Path::new("o.yaml")).unwrap()
+    }
+
     fn err(text: &str) -> String {
         CodeOverlay::parse(text, Path::new("o.yaml"))
             .unwrap_err()
@@ -282,18 +345,18 @@ ignore_message_contains: true
 
     #[test]
     fn an_overlay_maps_kinds_to_codes() {
-        let overlay = CodeOverlay::parse(PEER, Path::new("o.yaml")).unwrap();
-        assert_eq!(overlay.target, "mcp-proxy 0.6.0");
+        let peer = overlay(PEER);
+        assert_eq!(peer.target, "mcp-proxy 0.6.0");
         assert_eq!(
-            overlay.kinds,
+            peer.kinds,
             vec![
                 (FailureKind::Unavailable, vec![-32603]),
                 (FailureKind::Timeout, vec![-32001, -32603]),
             ]
         );
-        assert!(overlay.ignore_message_contains);
+        assert!(peer.ignore_message_contains);
         assert_eq!(
-            overlay.describe(),
+            peer.describe(),
             "codes of mcp-proxy 0.6.0, messages not judged"
         );
     }
@@ -345,8 +408,8 @@ expect:
     #[test]
     fn applying_an_overlay_gives_kinds_its_codes_and_leaves_codes_alone() {
         let scenario = load_str(SCENARIO, Path::new("s.yaml")).unwrap();
-        let overlay = CodeOverlay::parse(PEER, Path::new("o.yaml")).unwrap();
-        let applied = overlay.apply(&scenario).unwrap();
+        let peer = overlay(PEER);
+        let applied = peer.apply(&scenario).unwrap();
         let CheckKind::Errors(errors) = &applied.expect[0].kind else {
             panic!("not an errors check")
         };
@@ -367,15 +430,98 @@ expect:
     }
 
     #[test]
+    fn ignoring_messages_spares_checks_that_select_a_bare_code() {
+        // A fake's own error must reach the client unchanged, message and
+        // all, whatever the gateway's own messages say.
+        let text = SCENARIO.replace(
+            "kind: unavailable, message_contains: a",
+            "code: -32602, message_contains: invalid query",
+        );
+        let scenario = load_str(&text, Path::new("s.yaml")).unwrap();
+        let peer = overlay(PEER);
+        let applied = peer.apply(&scenario).unwrap();
+        let CheckKind::Errors(errors) = &applied.expect[0].kind else {
+            panic!("not an errors check")
+        };
+        assert!(!errors.message_ignored);
+    }
+
+    /// A breaker scenario whose fake fails with -32603 of its own.
+    const FAKE_SENDS_32603: &str = "\
+name: t
+description: a test
+duration: 10s
+proxy:
+  backends:
+    - { name: a, fake: a }
+    - { name: b, fake: b }
+fakes:
+  - { name: a, transport: http, tools: [{ name: echo }] }
+  - name: b
+    transport: http
+    tools: [{ name: echo, outcomes: [{ probability: 0.1, jsonrpc_error: { code: -32602, message: no } }] }]
+faults:
+  - name: down
+    fake: a
+    at: 2s
+    for: 3s
+    outcomes: [{ probability: 1, jsonrpc_error: { code: -32603, message: db down } }]
+workload:
+  closed: { concurrency: 2 }
+  calls: [{ tool: a/echo }]
+expect:
+  - threshold: { kind: refused, window: { during: down }, latency: { p99: 250ms } }
+  - threshold: { code: -32603, window: { during: down }, latency: { p99: 250ms } }
+";
+
+    #[test]
+    fn a_kind_whose_code_a_fake_also_sends_cannot_pass() {
+        let scenario = load_str(FAKE_SENDS_32603, Path::new("s.yaml")).unwrap();
+        let applied = overlay("target: gw 1\nkinds: { refused: [-32099, -32603] }\n")
+            .apply(&scenario)
+            .unwrap();
+        let refused = applied.expect[0].kind.code_selector().unwrap();
+        assert_eq!(
+            refused.also_sent_by_fake,
+            Some(FakeErrorCode {
+                code: -32603,
+                fake: "a".into()
+            })
+        );
+        // The fake's fast -32603s would pass for fast refusals.
+        let load = crate::load::LoadResult {
+            calls: (0..20)
+                .map(|n| call(n, "a/echo", 2_100 + n * 10, 2, rpc_error(-32603, "db down")))
+                .collect(),
+            ..Default::default()
+        };
+        let results = crate::checks::evaluate(&applied, &load, &[]);
+        assert!(!results[0].passed, "{:?}", results[0]);
+        assert_eq!(
+            results[0].detail.as_deref(),
+            Some(
+                "cannot be judged against this target: its refused errors are code -32603, which is also what fake a sends, so the gateway's own failures cannot be told from the fake's"
+            )
+        );
+        // A bare code means the fake's own error: judged as usual.
+        assert!(results[1].passed, "{:?}", results[1]);
+        // Our proxy's codes (no overlay) are not what the fakes send.
+        let ours = crate::checks::evaluate(&scenario, &load, &[]);
+        assert!(
+            ours[0]
+                .detail
+                .as_deref()
+                .is_none_or(|d| !d.contains("cannot be judged"))
+        );
+    }
+
+    #[test]
     fn a_kind_the_overlay_does_not_map_is_an_error() {
         let scenario = load_str(SCENARIO, Path::new("s.yaml")).unwrap();
-        let overlay = CodeOverlay::parse(
-            "target: gw 1\nkinds: { refused: [-1] }\n",
-            Path::new("o.yaml"),
-        )
-        .unwrap();
         assert_eq!(
-            overlay.apply(&scenario).unwrap_err(),
+            overlay("target: gw 1\nkinds: { refused: [-1] }\n")
+                .apply(&scenario)
+                .unwrap_err(),
             "s.yaml:15: check \"errors (line 15)\" selects kind unavailable, which the code overlay for gw 1 does not map"
         );
     }

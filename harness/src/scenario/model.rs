@@ -13,7 +13,7 @@ use mcp_proxy::config::ConfigError;
 use mcp_proxy::config::document::Node;
 use serde_json::Value;
 
-pub use super::codes::{CodeSelector, FailureKind};
+pub use super::codes::{CodeSelector, FailureKind, FakeErrorCode};
 
 /// One scenario file.
 #[derive(Debug, Clone)]
@@ -454,6 +454,28 @@ pub enum CheckKind {
     Ratio(RatioCheck),
     /// `timing`: how soon a kind of answer first came after a phase boundary.
     Timing(TimingCheck),
+}
+
+impl CheckKind {
+    /// The check's `code:` or `kind:` selector, if it has one.
+    pub fn code_selector(&self) -> Option<&CodeSelector> {
+        match self {
+            CheckKind::Threshold(t) => t.select.code.as_ref(),
+            CheckKind::Errors(e) => e.code.as_ref(),
+            CheckKind::Timing(t) => t.code.as_ref(),
+            CheckKind::Count(_) | CheckKind::Ratio(_) => None,
+        }
+    }
+
+    /// [`CheckKind::code_selector`], to change.
+    pub fn code_selector_mut(&mut self) -> Option<&mut CodeSelector> {
+        match self {
+            CheckKind::Threshold(t) => t.select.code.as_mut(),
+            CheckKind::Errors(e) => e.code.as_mut(),
+            CheckKind::Timing(t) => t.code.as_mut(),
+            CheckKind::Count(_) | CheckKind::Ratio(_) => None,
+        }
+    }
 }
 
 /// Which client calls a check looks at.

@@ -302,6 +302,38 @@ fn a_check_may_select_a_failure_kind_instead_of_a_code() {
         panic!("not a timing check")
     };
     assert_eq!(t.code, Some(CodeSelector::kind(FailureKind::Timeout)));
+    // A first success is never an error of any code.
+    assert_eq!(
+        err(&timing.replace(
+            "outcome: error, kind: timeout",
+            "outcome: success, kind: timeout"
+        )),
+        "s.yaml:24: expect[0].timing.first.kind: selects errors: not with outcome: success"
+    );
+    assert_eq!(
+        err(&timing.replace(
+            "outcome: error, kind: timeout",
+            "outcome: success, code: -32603"
+        )),
+        "s.yaml:24: expect[0].timing.first.code: selects errors: not with outcome: success"
+    );
+}
+
+#[test]
+fn a_threshold_must_want_at_least_one_call() {
+    let zero = BASE.replace(
+        "error_rate: { max: 0 } }",
+        "error_rate: { max: 0 }, min_calls: 0 }",
+    );
+    assert_eq!(
+        err(&zero),
+        "s.yaml:24: expect[0].threshold.min_calls: must be at least 1"
+    );
+    let one = BASE.replace(
+        "error_rate: { max: 0 } }",
+        "error_rate: { max: 0 }, min_calls: 1 }",
+    );
+    assert!(load_str(&one, Path::new("s.yaml")).is_ok());
 }
 
 #[test]

@@ -52,6 +52,10 @@ impl Validator<'_> {
             if max_error_rate.is_none() && latency.is_empty() {
                 return Err(self.error(&p, "needs error_rate or latency"));
             }
+            if t.min_calls == Some(0) {
+                // Nothing selected would pass, while nothing was measured.
+                return Err(self.error(&p.key("min_calls"), "must be at least 1"));
+            }
             kinds.push((
                 "threshold",
                 CheckKind::Threshold(ThresholdCheck {
@@ -158,7 +162,18 @@ impl Validator<'_> {
         }
         if let Some(t) = raw.timing {
             let p = path.key("timing");
-            let code = self.code_selector(t.first.code, t.first.kind, &p.key("first"))?;
+            let first = p.key("first");
+            let code = self.code_selector(t.first.code, t.first.kind, &first)?;
+            if code.is_some() && matches!(t.first.outcome, RawOutcomeFilter::Success) {
+                let key = if t.first.kind.is_some() {
+                    "kind"
+                } else {
+                    "code"
+                };
+                return Err(
+                    self.error(&first.key(key), "selects errors: not with outcome: success")
+                );
+            }
             let (after, after_label) = match (t.after.start, t.after.end) {
                 (Some(phase), None) => {
                     let ranges = phases.get(&phase).ok_or_else(|| {
