@@ -20,6 +20,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::RunReport;
+use super::controls::one_line;
 use super::format::duration;
 use super::timeline::{BackendState, Bucket, FaultSpan, Timeline};
 
@@ -319,11 +320,12 @@ pub fn backends(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
             // The first backend on top.
             let base = rows - row as f64 - 1.0;
             let (px, py) = chart.backend_coord(&(0.0, base + 0.5));
-            root.draw(&Text::new(
-                cut(name, (Y_LABELS as i32 - 12) / CHAR_PX),
+            write_text(
+                root,
+                &cut(name, (Y_LABELS as i32 - 12) / CHAR_PX),
                 (px - 8, py),
                 text_style(INK, HPos::Right, VPos::Center),
-            ))?;
+            )?;
             let states = samples.iter().zip(ends.clone()).map(|(sample, end)| {
                 let state = sample.backends.iter().find(|b| b.name == *name);
                 (sample.at_us, end, state)
@@ -417,11 +419,12 @@ fn band(
     let (left, middle) = chart.backend_coord(&(x.0, (y.0 + y.1) / 2.0));
     let (right, _) = chart.backend_coord(&(x.1, y.0));
     if right - left >= text_px(label) {
-        root.draw(&Text::new(
-            label.to_owned(),
+        write_text(
+            root,
+            label,
             (left + 4, middle),
             text_style(WHITE, HPos::Left, VPos::Center),
-        ))?;
+        )?;
     }
     Ok(())
 }
@@ -504,11 +507,12 @@ fn name_faults(
             }
         };
         line_ends[line] = x + text_px(&fault.label) + CHAR_PX;
-        root.draw(&Text::new(
-            fault.label.clone(),
+        write_text(
+            root,
+            &fault.label,
             (x + 4, y + 4 + 16 * line as i32),
             text_style(INK, HPos::Left, VPos::Top),
-        ))?;
+        )?;
     }
     Ok(())
 }
@@ -548,11 +552,7 @@ fn name_bands(
             None
         };
         if let Some((at, v)) = at {
-            root.draw(&Text::new(
-                label.clone(),
-                at,
-                text_style(INK, HPos::Center, v),
-            ))?;
+            write_text(root, label, at, text_style(INK, HPos::Center, v))?;
         }
     }
     Ok(())
@@ -601,11 +601,7 @@ fn name_lines(
         } else {
             (x + 4, HPos::Left)
         };
-        root.draw(&Text::new(
-            (*name).to_owned(),
-            (x, y - 3),
-            text_style(INK, h, VPos::Bottom),
-        ))?;
+        write_text(root, name, (x, y - 3), text_style(INK, h, VPos::Bottom))?;
     }
     Ok(())
 }
@@ -679,6 +675,13 @@ fn plain_number(value: &f64) -> String {
 
 fn secs(us: u64) -> f64 {
     us as f64 / 1e6
+}
+
+/// Writes `text` at `at`: the one way text reaches a chart, on one line
+/// and with its control characters replaced (which XML does not allow).
+fn write_text(root: &Area<'_>, text: &str, at: (i32, i32), style: TextStyle<'_>) -> Drawn {
+    root.draw(&Text::new(one_line(text), at, style))?;
+    Ok(())
 }
 
 fn text_style(colour: RGBColor, h: HPos, v: VPos) -> TextStyle<'static> {

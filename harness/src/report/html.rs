@@ -884,22 +884,51 @@ pub(crate) mod tests {
         let mut report = outage_run();
         report.scenario = "<script>alert(1)</script>".into();
         report.checks[0].name = "a & b <img src=x>".into();
-        report.faults[0].label = "</svg><script>".into();
+        report.checks[1].detail = Some("gateway said \u{1b}[2J\u{1}".into());
+        report.faults[0].label = "</svg><script>\u{1}".into();
         report.error = Some("backend said \"<b>no</b>\"".into());
+        for sample in &mut report.backends {
+            sample.backends[0].name = "<b>files</b>\u{1}\u{7f}".into();
+        }
+        for bucket in &mut report.timeline.buckets {
+            if let Some(outcomes) = bucket.fakes.remove("files-a") {
+                let outcomes = outcomes
+                    .into_iter()
+                    .map(|(outcome, n)| (format!("<img>{outcome}\u{1b}"), n))
+                    .collect();
+                bucket.fakes.insert("<b>files-a</b>\u{1}".into(), outcomes);
+            }
+            if let Some(n) = bucket.errors.remove("-32011") {
+                bucket.errors.insert("<b>-32011</b>\u{85}".into(), n);
+            }
+        }
         let html = render(&[report.clone(), outage_run()]);
         let document = parse(&html);
         for tag in ["script", "img", "b"] {
             assert_eq!(elements(&document, tag).count(), 0, "<{tag}> got through");
         }
         let page = text_of(document.root());
-        for text in [
-            &report.scenario,
-            &report.checks[0].name,
-            &report.faults[0].label,
-        ] {
-            assert!(page.contains(text.as_str()), "{text} shown as text");
+        for control in ['\u{1}', '\u{1b}', '\u{7f}', '\u{85}'] {
+            assert!(!html.contains(control), "{control:?} on the page");
         }
-        assert!(page.contains("backend said \"<b>no</b>\""));
+        for text in [
+            report.scenario.as_str(),
+            report.checks[0].name.as_str(),
+            "</svg><script>\u{FFFD}",
+            "<b>files</b>\u{FFFD}\u{FFFD}",
+            "<b>files-a</b>\u{FFFD}",
+            "<img>outage\u{FFFD}",
+            "<b>-32011</b>\u{FFFD}",
+            "gateway said \u{FFFD}[2J\u{FFFD}",
+            "backend said \"<b>no</b>\"",
+        ] {
+            assert!(page.contains(text), "{text} shown as text");
+        }
+        let headers: Vec<String> = elements(&document, "th").map(text_of).collect();
+        assert!(
+            headers.iter().any(|h| h == "<img>outage\u{FFFD}"),
+            "{headers:?}"
+        );
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! as a terminal table ([`terminal`]), JSON ([`json`]), JUnit XML
 //! ([`junit`]) or an HTML page with charts ([`html`], [`charts`]);
 //! [`format`](mod@format) holds the number formatting shared with the
-//! checks, [`markup`] the escaping shared by JUnit and HTML.
+//! checks, [`markup`] the escaping shared by JUnit and HTML, [`controls`] the
+//! replacing of control characters shared by every form.
 
 pub mod buckets;
 pub mod call_log;
 pub mod charts;
+pub mod controls;
 pub mod fault_spans;
 pub mod format;
 pub mod html;
