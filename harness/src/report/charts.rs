@@ -111,7 +111,7 @@ impl TimeAxis {
         let buckets_end = timeline
             .buckets
             .last()
-            .map_or(0, |b| b.at_us + timeline.bucket_us);
+            .map_or(0, |b| b.at_us.saturating_add(timeline.bucket_us));
         let faults_end = report.faults.iter().map(|f| f.to_us).max().unwrap_or(0);
         let samples_end = report.backends.last().map_or(0, |s| s.at_us);
         let end_us = buckets_end.max(faults_end).max(samples_end);
@@ -284,14 +284,14 @@ pub fn backends(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
     // A sample holds until the next one; the last for as long as the one
     // before it did.
     let last_gap = match samples.as_slice() {
-        [.., before, last] => last.at_us - before.at_us,
+        [.., before, last] => last.at_us.saturating_sub(before.at_us),
         _ => 0,
     };
     let ends = samples
         .iter()
         .skip(1)
         .map(|s| s.at_us)
-        .chain(samples.last().map(|s| s.at_us + last_gap));
+        .chain(samples.last().map(|s| s.at_us.saturating_add(last_gap)));
     let rows = names.len() as f64;
     let height = names.len() as u32 * STRIP_ROW + X_LABELS + 2 * MARGIN;
     let svg = draw(height, |root| {
@@ -654,7 +654,7 @@ fn keys_in<'t, V: 't>(
 }
 
 fn middle(timeline: &Timeline, bucket: &Bucket) -> f64 {
-    secs(bucket.at_us + timeline.bucket_us / 2)
+    secs(bucket.at_us.saturating_add(timeline.bucket_us / 2))
 }
 
 /// The top of a chart whose highest value is the largest of `values`.
