@@ -697,6 +697,7 @@ pub(crate) mod tests {
             errors,
             p50_us: Some(p50),
             p99_us: Some(p99),
+            failed_p50_us: (failed > 0).then_some(p50 / 4),
             fakes,
         }
     }

@@ -39,7 +39,10 @@ use crate::stats::LatencySummary;
 use timeline::{BackendSample, CallRow, FaultSpan, Timeline};
 
 /// The version of the JSON report's shape (docs/report-schema.json); it
-/// changes whenever a field is renamed, removed or changes meaning.
+/// changes whenever a field is renamed, removed or changes meaning. An
+/// added optional field (such as a bucket's `failed_p50_us`) keeps it:
+/// unknown fields are ignored and a missing optional one reads as absent,
+/// so older and newer harnesses read each other's reports.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// The outcome of one scenario run.
