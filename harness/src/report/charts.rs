@@ -22,7 +22,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::RunReport;
 use super::controls::one_line;
 use super::format::duration;
-use super::timeline::{BackendState, Bucket, FaultSpan, Timeline};
+use super::timeline::{BackendSample, BackendState, Bucket, FaultSpan, Timeline};
+use crate::admin::SAMPLE_INTERVAL;
+use crate::clock::whole_micros;
 
 /// Every chart's width, in pixels.
 pub const WIDTH: u32 = 1100;
@@ -34,8 +36,10 @@ const Y_LABELS: u32 = 110;
 /// The space below the plotting area (the time axis and its title).
 const X_LABELS: u32 = 44;
 const MARGIN: u32 = 14;
-/// One row of the backend strip: breaker or state above, ejections below.
-const STRIP_ROW: u32 = 44;
+/// One row of the backend strip: three lanes, the breaker or the
+/// backend's state on top, endpoints down in the middle, endpoints ejected
+/// at the bottom.
+const STRIP_ROW: u32 = 66;
 const FONT: &str = "sans-serif";
 /// The font size given to plotters, which writes it as `size / 1.24` px.
 const FONT_SIZE: f64 = 16.0;
@@ -58,6 +62,7 @@ const FAULT_SHADE: RGBColor = RGBColor(250, 230, 180);
 const BREAKER_OPEN: RGBColor = RGBColor(200, 40, 40);
 const HALF_OPEN: RGBColor = RGBColor(235, 160, 30);
 const NOT_CONNECTED: RGBColor = RGBColor(140, 140, 140);
+const ENDPOINT_DOWN: RGBColor = RGBColor(80, 80, 80);
 const EJECTED: RGBColor = RGBColor(125, 70, 170);
 
 /// A series' points: seconds from scenario start, and a value.
@@ -66,13 +71,17 @@ type Drawn<T = ()> = Result<T, Box<dyn Error>>;
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type Plot<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
 
-/// A drawn chart and the key to its series.
+/// A drawn chart, the key to its series and what a reader needs to know
+/// to read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chart {
     /// The `<svg>` element.
     pub svg: String,
     /// One entry per series, in drawing order.
     pub legend: Vec<Key>,
+    /// A sentence or two under the chart: what one point covers, when a
+    /// count is counted.
+    pub caption: String,
 }
 
 /// One series of a chart, as the key names it.
@@ -121,11 +130,11 @@ impl TimeAxis {
     }
 }
 
-/// Client calls sent per second, and the calls that failed per second
-/// stacked by error label (named inside where they fit), over the fault
-/// windows with their names.
-pub fn traffic(report: &RunReport, axis: TimeAxis) -> Drawn<Chart> {
-    let timeline = &report.timeline;
+/// Client calls sent per second (by when they were sent), and the calls
+/// that failed per second (by when they were answered) stacked by error
+/// label (named inside where they fit), over the fault windows with their
+/// names; `timeline` is the report's at the resolution to draw.
+pub fn traffic(report: &RunReport, timeline: &Timeline, axis: TimeAxis) -> Drawn<Chart> {
     let labels = keys_in(timeline, |b| &b.errors);
     // Each label's band is drawn from zero to the sum of it and the
     // labels before it, the highest first, so the bands stack.
@@ -146,7 +155,7 @@ pub fn traffic(report: &RunReport, axis: TimeAxis) -> Drawn<Chart> {
             .chain(stacks.iter().flat_map(|(_, tops)| tops))
             .map(|p| p.1),
     );
-    let mut legend = vec![Key::new("calls sent", INK, Mark::Line)];
+    let mut legend = vec![Key::new("calls sent / s", INK, Mark::Line)];
     let svg = draw(PLOT_HEIGHT, |root| {
         let mut chart = frame(root, axis, 0.0..top)?;
         mesh(&mut chart, "calls / s", &plain_number)?;
@@ -157,55 +166,85 @@ pub fn traffic(report: &RunReport, axis: TimeAxis) -> Drawn<Chart> {
                 AreaSeries::new(tops.iter().copied(), 0.0, colour.filled()).border_style(colour),
             )?;
         }
-        chart.draw_series(LineSeries::new(sent.iter().copied(), INK.stroke_width(2)))?;
+        draw_line(&mut chart, &sent, INK, Mark::Line)?;
         name_bands(root, &chart, &stacks)?;
         name_faults(root, &chart, &report.faults, top)
     })?;
-    legend.extend(
-        stacks.iter().enumerate().map(|(n, (label, _))| {
-            Key::new(&format!("failed: {label}"), error_colour(n), Mark::Area)
-        }),
+    legend.extend(stacks.iter().enumerate().map(|(n, (label, _))| {
+        Key::new(
+            &format!("failed / s, by when answered: {label}"),
+            error_colour(n),
+            Mark::Area,
+        )
+    }));
+    let caption = format!(
+        "Each point: {}. Calls sent are counted when they were sent, failed calls when they were answered.",
+        point_width(timeline)
     );
-    Ok(Chart { svg, legend })
+    Ok(Chart {
+        svg,
+        legend,
+        caption,
+    })
 }
 
 /// The median and 99th percentile latency of the calls that ended in
-/// each bucket, on a logarithmic scale (a hung call and a fast one on one
-/// chart), or `None` when no bucket has a latency.
-pub fn latency(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
-    let timeline = &report.timeline;
-    let p50 = latency_runs(timeline, |b| b.p50_us);
-    let p99 = latency_runs(timeline, |b| b.p99_us);
-    let values = || p50.iter().chain(&p99).flatten().map(|p| p.1);
+/// each point of `timeline`, and the median of those that failed (fast
+/// refusals, slow timeouts), on a logarithmic scale (a hung call and a fast
+/// one on one chart), or `None` when no point has a latency.
+pub fn latency(report: &RunReport, timeline: &Timeline, axis: TimeAxis) -> Drawn<Option<Chart>> {
+    let series = [
+        (
+            latency_runs(timeline, |b| b.p50_us),
+            "p50 of all calls",
+            PALETTE[0],
+            Mark::Line,
+        ),
+        (
+            latency_runs(timeline, |b| b.p99_us),
+            "p99 of all calls",
+            PALETTE[1],
+            Mark::Dashed,
+        ),
+        (
+            latency_runs(timeline, |b| b.failed_p50_us),
+            "p50 of failed calls",
+            PALETTE[3],
+            Mark::Line,
+        ),
+    ];
+    let values = || series.iter().flat_map(|s| &s.0).flatten().map(|p| p.1);
     let Some(low) = values().reduce(f64::min) else {
         return Ok(None);
     };
     let high = values().fold(low, f64::max);
     let range = (low / 2.0).max(0.001)..(high * 2.0);
-    let (p50_colour, p99_colour) = (PALETTE[0], PALETTE[1]);
     let svg = draw(PLOT_HEIGHT, |root| {
         let mut chart = frame(root, axis, range.clone().log_scale())?;
         mesh(&mut chart, "latency (log scale)", &|ms| {
             duration(Duration::from_secs_f64(ms.max(0.0) / 1e3))
         })?;
         shade_faults(&mut chart, &report.faults, (range.start, range.end))?;
-        for run in &p50 {
-            chart.draw_series(LineSeries::new(
-                run.iter().copied(),
-                p50_colour.stroke_width(2),
-            ))?;
-        }
-        for run in &p99 {
-            chart.draw_series(dashed(run, p99_colour))?;
+        for (runs, _, colour, mark) in &series {
+            for run in runs {
+                draw_line(&mut chart, run, *colour, *mark)?;
+            }
         }
         Ok(())
     })?;
+    let legend = series
+        .iter()
+        .filter(|(runs, ..)| !runs.is_empty())
+        .map(|(_, label, colour, mark)| Key::new(label, *colour, *mark))
+        .collect();
+    let caption = format!(
+        "Each point: {}, the calls answered in it (latency from when a call was due).",
+        point_width(timeline)
+    );
     Ok(Some(Chart {
         svg,
-        legend: vec![
-            Key::new("p50", p50_colour, Mark::Line),
-            Key::new("p99", p99_colour, Mark::Dashed),
-        ],
+        legend,
+        caption,
     }))
 }
 
@@ -214,8 +253,7 @@ pub fn latency(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
 /// colour): ejection,
 /// an open breaker, a canary split and failover show as traffic moving
 /// between fakes. `None` when no fake received anything.
-pub fn fakes(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
-    let timeline = &report.timeline;
+pub fn fakes(report: &RunReport, timeline: &Timeline, axis: TimeAxis) -> Drawn<Option<Chart>> {
     let names = keys_in(timeline, |b| &b.fakes);
     if names.is_empty() {
         return Ok(None);
@@ -242,8 +280,8 @@ pub fn fakes(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
         shade_faults(&mut chart, &report.faults, (0.0, top))?;
         for (n, (_, all, failed)) in series.iter().enumerate() {
             let colour = PALETTE[n % PALETTE.len()];
-            chart.draw_series(LineSeries::new(all.iter().copied(), colour.stroke_width(2)))?;
-            chart.draw_series(dashed(failed, colour))?;
+            draw_line(&mut chart, all, colour, Mark::Line)?;
+            draw_line(&mut chart, failed, colour, Mark::Dashed)?;
         }
         let lines: Vec<(&str, &Points)> =
             series.iter().map(|(name, all, _)| (*name, all)).collect();
@@ -260,18 +298,26 @@ pub fn fakes(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
             ]
         })
         .collect();
-    Ok(Some(Chart { svg, legend }))
+    let caption = format!("Each point: {}.", point_width(timeline));
+    Ok(Some(Chart {
+        svg,
+        legend,
+        caption,
+    }))
 }
 
 /// The journal's outcome label of a request that succeeded.
 pub const SUCCESS: &str = "success";
 
-/// One strip per backend from the `/admin/backends` samples: above, its
-/// breaker open or half-open, or the backend not connected; below, how
-/// many of its endpoints were ejected. Each stretch is named inside it
-/// where it is wide enough. `None` without samples.
+/// One strip per backend from the `/admin/backends` samples, in three
+/// lanes: its breaker open or half-open, or the backend not connected; how
+/// many of its endpoints were down (not connected); how many were ejected.
+/// Each sample stands for the time from halfway since the one before to
+/// halfway to the one after; each stretch is named inside it where it is
+/// wide enough. `None` without samples.
 pub fn backends(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
-    let samples = &report.backends;
+    let mut samples: Vec<&BackendSample> = report.backends.iter().collect();
+    samples.sort_by_key(|s| s.at_us);
     if samples.is_empty() {
         return Ok(None);
     }
@@ -281,17 +327,8 @@ pub fn backends(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
             names.push(&backend.name);
         }
     }
-    // A sample holds until the next one; the last for as long as the one
-    // before it did.
-    let last_gap = match samples.as_slice() {
-        [.., before, last] => last.at_us.saturating_sub(before.at_us),
-        _ => 0,
-    };
-    let ends = samples
-        .iter()
-        .skip(1)
-        .map(|s| s.at_us)
-        .chain(samples.last().map(|s| s.at_us.saturating_add(last_gap)));
+    let interval = sample_interval(&samples);
+    let spans = centred_spans(&samples, interval);
     let rows = names.len() as f64;
     let height = names.len() as u32 * STRIP_ROW + X_LABELS + 2 * MARGIN;
     let svg = draw(height, |root| {
@@ -311,11 +348,12 @@ pub fn backends(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
         chart.draw_series((0..names.len()).map(|row| {
             let base = row as f64;
             Rectangle::new(
-                [(0.0, base + 0.96), (axis.end_secs, base + 0.04)],
+                [(0.0, base + 0.97), (axis.end_secs, base + 0.03)],
                 ROW_SHADE.filled(),
             )
         }))?;
         shade_faults(&mut chart, &report.faults, (0.0, rows))?;
+        let lanes: [(Lane, f64); 3] = [(health, 0.68), (endpoints_down, 0.36), (ejections, 0.04)];
         for (row, name) in names.iter().enumerate() {
             // The first backend on top.
             let base = rows - row as f64 - 1.0;
@@ -326,23 +364,17 @@ pub fn backends(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
                 (px - 8, py),
                 text_style(INK, HPos::Right, VPos::Center),
             )?;
-            let states = samples.iter().zip(ends.clone()).map(|(sample, end)| {
-                let state = sample.backends.iter().find(|b| b.name == *name);
-                (sample.at_us, end, state)
-            });
-            let health = stretches(
-                states
-                    .clone()
-                    .map(|(from, to, b)| (from, to, b.and_then(health))),
-            );
-            let ejected = stretches(states.map(|(from, to, b)| (from, to, b.and_then(ejections))));
-            for (stretches, low) in [(health, base + 0.52), (ejected, base + 0.08)] {
-                for (from, to, (label, colour)) in stretches {
+            for (shown, low) in lanes {
+                let states = samples.iter().zip(&spans).map(|(sample, (from, to))| {
+                    let state = sample.backends.iter().find(|b| b.name == *name);
+                    (*from, *to, state.and_then(shown))
+                });
+                for (from, to, (label, colour)) in stretches(states) {
                     band(
                         root,
                         &mut chart,
                         (secs(from), secs(to)),
-                        (low, low + 0.4),
+                        (base + low, base + low + 0.28),
                         &label,
                         colour,
                     )?;
@@ -357,12 +389,56 @@ pub fn backends(report: &RunReport, axis: TimeAxis) -> Drawn<Option<Chart>> {
             Key::new("breaker open", BREAKER_OPEN, Mark::Area),
             Key::new("breaker half-open", HALF_OPEN, Mark::Area),
             Key::new("backend not connected", NOT_CONNECTED, Mark::Area),
-            Key::new("endpoints ejected (lower half)", EJECTED, Mark::Area),
+            Key::new("endpoints down (middle lane)", ENDPOINT_DOWN, Mark::Area),
+            Key::new("endpoints ejected (bottom lane)", EJECTED, Mark::Area),
         ],
+        caption: format!(
+            "Sampled every {}; each sample is drawn from halfway since the one before to halfway to the one after.",
+            duration(Duration::from_micros(interval))
+        ),
     }))
 }
 
-/// What the upper half of a backend's strip shows, if anything.
+/// What one lane of a backend's strip shows of its state, if anything: a
+/// label and a colour.
+type Lane = fn(&BackendState) -> Option<(String, RGBColor)>;
+
+/// The usual time between samples (the median gap), in microseconds;
+/// the harness's own interval when there is no gap to measure.
+fn sample_interval(samples: &[&BackendSample]) -> u64 {
+    let mut gaps: Vec<u64> = samples
+        .windows(2)
+        .map(|w| w[1].at_us.saturating_sub(w[0].at_us))
+        .collect();
+    gaps.sort_unstable();
+    match gaps.get(gaps.len() / 2) {
+        Some(gap) if *gap > 0 => *gap,
+        _ => whole_micros(SAMPLE_INTERVAL),
+    }
+}
+
+/// The time each sample (in time order) stands for: from halfway since the
+/// one before to halfway to the one after; the first and last reach half
+/// an `interval` out.
+fn centred_spans(samples: &[&BackendSample], interval: u64) -> Vec<(u64, u64)> {
+    let at: Vec<u64> = samples.iter().map(|s| s.at_us).collect();
+    let halfway = |a: u64, b: u64| a / 2 + b / 2 + (a % 2 + b % 2) / 2;
+    (0..at.len())
+        .map(|i| {
+            let from = match i.checked_sub(1) {
+                Some(before) => halfway(at[before], at[i]),
+                None => at[i].saturating_sub(interval / 2),
+            };
+            let to = match at.get(i + 1) {
+                Some(after) => halfway(at[i], *after),
+                None => at[i].saturating_add(interval / 2),
+            };
+            (from, to)
+        })
+        .collect()
+}
+
+/// What the top lane of a backend's strip shows, if anything.
 fn health(backend: &BackendState) -> Option<(String, RGBColor)> {
     match (backend.breaker.as_deref(), backend.state.as_str()) {
         (Some("open"), _) => Some(("breaker open".into(), BREAKER_OPEN)),
@@ -372,7 +448,20 @@ fn health(backend: &BackendState) -> Option<(String, RGBColor)> {
     }
 }
 
-/// What the lower half of a backend's strip shows: its ejected endpoints.
+/// What the middle lane shows: its endpoints not connected.
+fn endpoints_down(backend: &BackendState) -> Option<(String, RGBColor)> {
+    let down = backend
+        .endpoints
+        .iter()
+        .filter(|e| e.state != "connected")
+        .count();
+    (down > 0).then(|| {
+        let total = backend.endpoints.len();
+        (format!("{down} of {total} down"), ENDPOINT_DOWN)
+    })
+}
+
+/// What the bottom lane shows: its ejected endpoints.
 fn ejections(backend: &BackendState) -> Option<(String, RGBColor)> {
     let ejected = backend.endpoints.iter().filter(|e| e.ejected).count();
     (ejected > 0).then(|| {
@@ -606,12 +695,32 @@ fn name_lines(
     Ok(())
 }
 
-/// A dashed line through `points`.
-fn dashed(
+/// A line through `points`, solid or dashed as `mark` says, with a dot
+/// where it is a single point (a line through one point draws nothing).
+fn draw_line<Y>(
+    chart: &mut Plot<'_, '_, Y>,
     points: &[(f64, f64)],
     colour: RGBColor,
-) -> DashedLineSeries<std::vec::IntoIter<(f64, f64)>, u32> {
-    DashedLineSeries::new(points.to_vec(), 6, 4, colour.stroke_width(2))
+    mark: Mark,
+) -> Drawn
+where
+    Y: Ranged<ValueType = f64>,
+{
+    let style = colour.stroke_width(2);
+    if mark == Mark::Dashed {
+        chart.draw_series(DashedLineSeries::new(points.to_vec(), 6, 4, style))?;
+    } else {
+        chart.draw_series(LineSeries::new(points.iter().copied(), style))?;
+    }
+    if let [point] = points {
+        chart.draw_series(std::iter::once(Circle::new(*point, 3, colour.filled())))?;
+    }
+    Ok(())
+}
+
+/// What one point of `timeline` covers: `100ms`, `1s`.
+fn point_width(timeline: &Timeline) -> String {
+    duration(Duration::from_micros(timeline.bucket_us))
 }
 
 /// A value per bucket, per second, at the bucket's middle.
@@ -751,7 +860,7 @@ mod tests {
     fn charts_draw_svg_text_and_name_each_fault() {
         let report = outage_run();
         let axis = TimeAxis::of(&report);
-        let traffic = traffic(&report, axis).unwrap();
+        let traffic = traffic(&report, &report.timeline, axis).unwrap();
         assert!(traffic.svg.starts_with("<svg"), "{}", &traffic.svg[..80]);
         let words = texts(&traffic.svg);
         for text in [
@@ -766,10 +875,10 @@ mod tests {
         assert_eq!(
             labels,
             [
-                "calls sent",
-                "failed: -32011",
-                "failed: -32014",
-                "failed: -32603"
+                "calls sent / s",
+                "failed / s, by when answered: -32011",
+                "failed / s, by when answered: -32014",
+                "failed / s, by when answered: -32603"
             ]
         );
         let strip = backends(&report, axis).unwrap().unwrap();
@@ -777,17 +886,130 @@ mod tests {
         for text in ["1 of 2 ejected", "breaker open", "files", "search"] {
             assert!(words.iter().any(|w| w == text), "{text}: {words:?}");
         }
-        assert!(latency(&report, axis).unwrap().is_some());
-        assert_eq!(fakes(&report, axis).unwrap().unwrap().legend.len(), 6);
+        assert_eq!(
+            traffic.caption,
+            "Each point: 100ms. Calls sent are counted when they were sent, failed calls when they were answered."
+        );
+        let latency = latency(&report, &report.timeline, axis).unwrap().unwrap();
+        let labels: Vec<&str> = latency.legend.iter().map(|k| k.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "p50 of all calls",
+                "p99 of all calls",
+                "p50 of failed calls"
+            ]
+        );
+        let fakes = fakes(&report, &report.timeline, axis).unwrap().unwrap();
+        assert_eq!(fakes.legend.len(), 6);
     }
 
     #[test]
     fn charts_without_data_are_left_out() {
         let report = crate::report::tests::sample();
         let axis = TimeAxis::of(&report);
-        assert_eq!(latency(&report, axis).unwrap(), None);
-        assert_eq!(fakes(&report, axis).unwrap(), None);
+        assert_eq!(latency(&report, &report.timeline, axis).unwrap(), None);
+        assert_eq!(fakes(&report, &report.timeline, axis).unwrap(), None);
         assert_eq!(backends(&report, axis).unwrap(), None);
+    }
+
+    /// How a series of `colour` is drawn in an SVG: how many lines
+    /// (`<polyline>`s as wide as a series) through at least two points, and
+    /// how many dots.
+    fn lines_and_dots(svg: &str, colour: RGBColor) -> (usize, usize) {
+        let document = roxmltree::Document::parse(svg).unwrap();
+        let hex = Key::new("", colour, Mark::Line).colour;
+        let of_colour = |n: &roxmltree::Node<'_, '_>, attribute: &str| {
+            n.attribute(attribute)
+                .is_some_and(|c| c.eq_ignore_ascii_case(&hex))
+        };
+        let lines = document
+            .descendants()
+            .filter(|n| n.tag_name().name() == "polyline" && of_colour(n, "stroke"))
+            .filter(|n| n.attribute("stroke-width") == Some("2"))
+            .filter(|n| {
+                n.attribute("points")
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .count()
+                    >= 2
+            })
+            .count();
+        let dots = document
+            .descendants()
+            .filter(|n| n.tag_name().name() == "circle" && of_colour(n, "fill"))
+            .count();
+        (lines, dots)
+    }
+
+    #[test]
+    fn a_sparse_run_still_draws_its_latency() {
+        // One call every 300 ms: at 100 ms no two neighbours have a latency.
+        let mut report = outage_run();
+        for (n, bucket) in report.timeline.buckets.iter_mut().enumerate() {
+            let one = n % 3 == 0;
+            bucket.started = u64::from(one);
+            bucket.answered = u64::from(one);
+            bucket.succeeded = u64::from(one);
+            bucket.errors.clear();
+            bucket.failed_p50_us = None;
+            if !one {
+                (bucket.p50_us, bucket.p99_us) = (None, None);
+            }
+        }
+        let axis = TimeAxis::of(&report);
+        let drawn = |timeline: &Timeline| {
+            let svg = latency(&report, timeline, axis).unwrap().unwrap().svg;
+            lines_and_dots(&svg, PALETTE[0])
+        };
+        assert_eq!(drawn(&report.timeline).0, 0, "as it was: no line at all");
+        assert!(drawn(&report.timeline).1 > 60, "but a dot for each point");
+        let coarse = crate::report::resolution::for_charts(&report);
+        let chart = latency(&report, &coarse, axis).unwrap().unwrap();
+        assert_eq!(lines_and_dots(&chart.svg, PALETTE[0]), (1, 0), "p50, whole");
+        assert!(
+            chart.caption.starts_with("Each point: 1s,"),
+            "{}",
+            chart.caption
+        );
+    }
+
+    #[test]
+    fn a_single_bucket_still_shows() {
+        let mut report = outage_run();
+        report.timeline.buckets.truncate(1);
+        let axis = TimeAxis::of(&report);
+        let traffic = traffic(&report, &report.timeline, axis).unwrap();
+        assert_eq!(
+            lines_and_dots(&traffic.svg, INK),
+            (0, 1),
+            "calls sent, as a dot"
+        );
+    }
+
+    #[test]
+    fn the_strip_shows_endpoints_down_apart_from_ejected_and_samples_centred() {
+        let mut report = outage_run();
+        for sample in &mut report.backends {
+            if (7_000_000..13_250_000).contains(&sample.at_us) {
+                sample.backends[0].endpoints[1].state = "unavailable".into();
+            }
+        }
+        let axis = TimeAxis::of(&report);
+        let strip = backends(&report, axis).unwrap().unwrap();
+        let words = texts(&strip.svg);
+        for text in ["1 of 2 down", "1 of 2 ejected", "breaker open"] {
+            assert!(words.iter().any(|w| w == text), "{text}: {words:?}");
+        }
+        assert_eq!(
+            strip.caption,
+            "Sampled every 500ms; each sample is drawn from halfway since the one before to halfway to the one after."
+        );
+        let samples: Vec<&BackendSample> = report.backends.iter().take(3).collect();
+        assert_eq!(
+            centred_spans(&samples, 500_000),
+            [(0, 250_000), (250_000, 750_000), (750_000, 1_250_000)]
+        );
     }
 
     #[test]

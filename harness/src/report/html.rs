@@ -18,6 +18,7 @@ use super::RunReport;
 use super::charts::{self, Chart, Mark, TimeAxis};
 use super::format::{PHASE_COLUMNS, count, duration, p_value, percent, phase_cells};
 use super::markup::escape_text;
+use super::resolution;
 use crate::checks::CheckResult;
 use crate::checks::figures::{Figures, Measure};
 use crate::sim::sweep::Sweep;
@@ -147,6 +148,7 @@ svg { max-width: 100%; height: auto; display: block; }
 .line { height: 0; border-top: 3px solid; }
 .dashed { height: 0; border-top: 3px dashed; }
 .shade { background: #fae6b4; }
+figcaption { margin: 0.3em 0 0 110px; color: #555; }
 table { border-collapse: collapse; margin: 0.3em 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
@@ -224,18 +226,24 @@ fn charts_of(out: &mut String, report: &RunReport) {
         return;
     }
     let axis = TimeAxis::of(report);
+    let timeline = resolution::for_charts(report);
     let shaded = !report.faults.is_empty();
     chart(
         out,
         "Client calls and errors",
-        charts::traffic(report, axis).map(Some),
+        charts::traffic(report, &timeline, axis).map(Some),
         shaded,
     );
-    chart(out, "Latency", charts::latency(report, axis), shaded);
+    chart(
+        out,
+        "Latency",
+        charts::latency(report, &timeline, axis),
+        shaded,
+    );
     chart(
         out,
         "Requests each fake received (tools/call)",
-        charts::fakes(report, axis),
+        charts::fakes(report, &timeline, axis),
         shaded,
     );
     fake_outcomes_table(out, report);
@@ -283,7 +291,11 @@ fn chart(
     if shaded {
         out.push_str("<li><span class=\"swatch shade\"></span>fault window</li>");
     }
-    out.push_str("</ul></figure>\n");
+    let _ = writeln!(
+        out,
+        "</ul><figcaption>{}</figcaption></figure>",
+        escape_text(&chart.caption)
+    );
 }
 
 /// Each fake's `tools/call` requests over the run, by the journal's
@@ -812,7 +824,10 @@ pub(crate) mod tests {
             .map(text_of)
             .collect();
         assert!(legends[0].contains("calls sent"), "{legends:?}");
-        assert!(legends[0].contains("failed: -32011"), "{legends:?}");
+        assert!(
+            legends[0].contains("failed / s, by when answered: -32011"),
+            "{legends:?}"
+        );
         assert!(legends[2].contains("files-b: all requests"), "{legends:?}");
         assert!(legends[3].contains("breaker open"), "{legends:?}");
         let title = elements(&document, "title").map(text_of).next();

@@ -7,7 +7,8 @@
 //! [`buckets`], the fault windows by [`fault_spans`], the call log by
 //! [`call_log`]) and the command that replays it ([`replay`]). It renders
 //! as a terminal table ([`terminal`]), JSON ([`json`]), JUnit XML
-//! ([`junit`]) or an HTML page with charts ([`html`], [`charts`]);
+//! ([`junit`]) or an HTML page with charts ([`html`], [`charts`], drawn
+//! at the [`resolution`] that suits the run);
 //! [`format`](mod@format) holds the number formatting shared with the
 //! checks, [`markup`] the escaping shared by JUnit and HTML, [`controls`] the
 //! replacing of control characters shared by every form.
@@ -23,6 +24,7 @@ pub mod json;
 pub mod junit;
 pub mod markup;
 pub mod replay;
+pub mod resolution;
 pub mod terminal;
 pub mod timeline;
 
