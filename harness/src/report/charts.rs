@@ -25,6 +25,7 @@ use super::format::duration;
 use super::timeline::{BackendSample, BackendState, Bucket, FaultSpan, Timeline};
 use crate::admin::SAMPLE_INTERVAL;
 use crate::clock::whole_micros;
+use crate::scenario::FailureKind;
 
 /// Every chart's width, in pixels.
 pub const WIDTH: u32 = 1100;
@@ -55,6 +56,20 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
     RGBColor(120, 94, 60),
+];
+/// The colours of error labels, none of them the calls' black: the
+/// [`USUAL_ERRORS`] have one each, any other label one chosen by a hash of
+/// its text ([`error_colour`]), so a label has the same colour on every
+/// page; an unusual label may share a colour with another.
+const ERROR_PALETTE: [RGBColor; 8] = [
+    PALETTE[1],
+    PALETTE[2],
+    PALETTE[3],
+    PALETTE[4],
+    PALETTE[5],
+    PALETTE[6],
+    PALETTE[0],
+    RGBColor(150, 30, 60),
 ];
 const INK: RGBColor = RGBColor(34, 34, 34);
 const ROW_SHADE: RGBColor = RGBColor(242, 242, 242);
@@ -160,8 +175,8 @@ pub fn traffic(report: &RunReport, timeline: &Timeline, axis: TimeAxis) -> Drawn
         let mut chart = frame(root, axis, 0.0..top)?;
         mesh(&mut chart, "calls / s", &plain_number)?;
         shade_faults(&mut chart, &report.faults, (0.0, top))?;
-        for (n, (_, tops)) in stacks.iter().enumerate().rev() {
-            let colour = error_colour(n);
+        for (label, tops) in stacks.iter().rev() {
+            let colour = error_colour(label);
             chart.draw_series(
                 AreaSeries::new(tops.iter().copied(), 0.0, colour.filled()).border_style(colour),
             )?;
@@ -170,10 +185,11 @@ pub fn traffic(report: &RunReport, timeline: &Timeline, axis: TimeAxis) -> Drawn
         name_bands(root, &chart, &stacks)?;
         name_faults(root, &chart, &report.faults, top)
     })?;
-    legend.extend(stacks.iter().enumerate().map(|(n, (label, _))| {
+    let ours = report.mode != TARGET_MODE;
+    legend.extend(stacks.iter().map(|(label, _)| {
         Key::new(
-            &format!("failed / s, by when answered: {label}"),
-            error_colour(n),
+            &format!("failed / s, by when answered: {}", error_name(label, ours)),
+            error_colour(label),
             Mark::Area,
         )
     }));
@@ -771,9 +787,50 @@ fn headroom(values: impl Iterator<Item = f64>) -> f64 {
     (values.fold(0.0, f64::max) * 1.15).max(1.0)
 }
 
-fn error_colour(n: usize) -> RGBColor {
-    // Blue is the calls' line family; errors start at vermilion.
-    PALETTE[(n + 1) % PALETTE.len()]
+/// The error labels seen most (our proxy's codes for a backend
+/// unavailable, a transport failure, a timeout and a refusal, a backend's
+/// internal error, and the harness's own labels), each with its colour of
+/// [`ERROR_PALETTE`].
+const USUAL_ERRORS: [&str; 8] = [
+    "-32010",
+    "-32011",
+    "-32013",
+    "-32014",
+    "-32603",
+    "tool_error",
+    "transport",
+    "hung",
+];
+
+/// The colour of an error label, the same on every page: its own for a
+/// usual one, else by a hash (FNV-1a) of its text.
+fn error_colour(label: &str) -> RGBColor {
+    let index = USUAL_ERRORS.iter().position(|usual| *usual == label);
+    let index = index.unwrap_or_else(|| {
+        let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash % ERROR_PALETTE.len() as u64) as usize
+    });
+    ERROR_PALETTE[index]
+}
+
+/// The report's mode of a run against a proxy that is not ours (`--target`).
+const TARGET_MODE: &str = "target";
+
+/// An error label as the key names it: the code and what it means when
+/// it is one of our proxy's codes and the proxy was ours (`-32010
+/// unavailable`), else the label as it is.
+fn error_name(label: &str, ours: bool) -> String {
+    let kind = label
+        .parse::<i64>()
+        .ok()
+        .filter(|_| ours)
+        .and_then(FailureKind::of_our_code);
+    match kind {
+        Some(kind) => format!("{label} {}", kind.name()),
+        None => label.to_owned(),
+    }
 }
 
 /// An axis value with at most one decimal, none when it is whole: `2`, `0.5`.
@@ -876,10 +933,19 @@ mod tests {
             labels,
             [
                 "calls sent / s",
-                "failed / s, by when answered: -32011",
-                "failed / s, by when answered: -32014",
+                "failed / s, by when answered: -32011 transport",
+                "failed / s, by when answered: -32014 refused",
                 "failed / s, by when answered: -32603"
             ]
+        );
+        let mut theirs = report.clone();
+        theirs.mode = TARGET_MODE.into();
+        let legend = super::traffic(&theirs, &report.timeline, axis)
+            .unwrap()
+            .legend;
+        assert_eq!(
+            legend[1].label, "failed / s, by when answered: -32011",
+            "another gateway's codes are not ours to name"
         );
         let strip = backends(&report, axis).unwrap().unwrap();
         let words = texts(&strip.svg);
@@ -1010,6 +1076,30 @@ mod tests {
             centred_spans(&samples, 500_000),
             [(0, 250_000), (250_000, 750_000), (750_000, 1_250_000)]
         );
+    }
+
+    #[test]
+    fn an_error_label_has_one_colour_whatever_else_is_on_the_page() {
+        let mut report = outage_run();
+        let axis = TimeAxis::of(&report);
+        let colour_of = |report: &RunReport, label: &str| {
+            let legend = traffic(report, &report.timeline, axis).unwrap().legend;
+            legend
+                .into_iter()
+                .find(|k| k.label.contains(label))
+                .map(|k| k.colour)
+        };
+        let before = colour_of(&report, "-32603");
+        for bucket in &mut report.timeline.buckets {
+            bucket.errors.remove("-32011");
+            bucket.errors.insert("-32000".into(), 1);
+        }
+        assert_eq!(colour_of(&report, "-32603"), before);
+        let colours: BTreeSet<String> = USUAL_ERRORS
+            .iter()
+            .map(|label| Key::new("", error_colour(label), Mark::Area).colour)
+            .collect();
+        assert_eq!(colours.len(), USUAL_ERRORS.len(), "the usual labels apart");
     }
 
     #[test]
