@@ -165,11 +165,17 @@ pub fn traffic(report: &RunReport, timeline: &Timeline, axis: TimeAxis) -> Drawn
         })
         .collect();
     let sent = rate_points(timeline, |b, _| b.started as f64);
-    let top = headroom(
-        sent.iter()
-            .chain(stacks.iter().flat_map(|(_, tops)| tops))
-            .map(|p| p.1),
-    );
+    let room_for_names = if report.faults.is_empty() {
+        1.0
+    } else {
+        ROOM_FOR_FAULT_NAMES
+    };
+    let top = room_for_names
+        * headroom(
+            sent.iter()
+                .chain(stacks.iter().flat_map(|(_, tops)| tops))
+                .map(|p| p.1),
+        );
     let mut legend = vec![Key::new("calls sent / s", INK, Mark::Line)];
     let svg = draw(PLOT_HEIGHT, |root| {
         let mut chart = frame(root, axis, 0.0..top)?;
@@ -182,8 +188,8 @@ pub fn traffic(report: &RunReport, timeline: &Timeline, axis: TimeAxis) -> Drawn
             )?;
         }
         draw_line(&mut chart, &sent, INK, Mark::Line)?;
-        name_bands(root, &chart, &stacks)?;
-        name_faults(root, &chart, &report.faults, top)
+        let names_end = name_faults(root, &chart, &report.faults, top)?;
+        name_bands(root, &chart, &stacks, names_end)
     })?;
     let ours = report.mode != TARGET_MODE;
     legend.extend(stacks.iter().map(|(label, _)| {
@@ -593,42 +599,58 @@ where
     Ok(())
 }
 
-/// Each fault window's name at its top left, moved down a line where it
-/// would run into an earlier name.
+/// The lines at the top of a chart kept for fault names.
+const FAULT_NAME_LINES: usize = 2;
+/// How much higher a chart with fault names reaches, so that its highest
+/// values mostly stay below the names.
+const ROOM_FOR_FAULT_NAMES: f64 = 1.25;
+/// The height of a line of text, in pixels.
+const LINE_PX: i32 = 16;
+
+/// Each fault's name once, at the top left of its first window, on the
+/// first of [`FAULT_NAME_LINES`] lines where it does not run into an
+/// earlier name; a name that fits on none is left to the fault table.
+/// Returns where the lines of names end (pixels from the top).
 fn name_faults(
     root: &Area<'_>,
     chart: &Plot<'_, '_, RangedCoordf64>,
     faults: &[FaultSpan],
     top: f64,
-) -> Drawn {
-    let mut line_ends: Vec<i32> = Vec::new();
+) -> Drawn<i32> {
+    let (_, y) = chart.backend_coord(&(0.0, top));
+    let mut line_ends = [None::<i32>; FAULT_NAME_LINES];
+    let mut named = BTreeSet::new();
     for fault in faults {
-        let (x, y) = chart.backend_coord(&(secs(fault.from_us), top));
-        let line = match line_ends.iter().position(|end| *end < x) {
-            Some(line) => line,
-            None => {
-                line_ends.push(i32::MIN);
-                line_ends.len() - 1
-            }
-        };
-        line_ends[line] = x + text_px(&fault.label) + CHAR_PX;
+        if !named.insert(fault.label.as_str()) {
+            continue;
+        }
+        let (x, _) = chart.backend_coord(&(secs(fault.from_us), top));
+        let free = line_ends
+            .iter()
+            .position(|end| end.is_none_or(|end| end < x));
+        let Some(line) = free else { continue };
+        line_ends[line] = Some(x + text_px(&fault.label) + CHAR_PX);
         write_text(
             root,
             &fault.label,
-            (x + 4, y + 4 + 16 * line as i32),
+            (x + 4, y + 4 + LINE_PX * line as i32),
             text_style(INK, HPos::Left, VPos::Top),
         )?;
     }
-    Ok(())
+    let lines = line_ends.iter().filter(|end| end.is_some()).count() as i32;
+    Ok(y + 4 + LINE_PX * lines)
 }
 
 /// Each stacked band named at the middle of its thickest stretch: inside
 /// where a line of text fits, else just above when nothing is stacked on
-/// it there. `stacks` holds each band's top, the lowest band first.
+/// it there; never above `below_px`, where the fault names are (a name
+/// that would be is put just below them). `stacks` holds each band's top,
+/// the lowest band first.
 fn name_bands(
     root: &Area<'_>,
     chart: &Plot<'_, '_, RangedCoordf64>,
     stacks: &[(String, Points)],
+    below_px: i32,
 ) -> Drawn {
     for (n, (label, tops)) in stacks.iter().enumerate() {
         let bottom = |i: usize| if n == 0 { 0.0 } else { stacks[n - 1].1[i].1 };
@@ -645,14 +667,17 @@ fn name_bands(
         let (left, _) = chart.backend_coord(&(tops[run.start].0, top));
         let (right, y_top) = chart.backend_coord(&(tops[run.end - 1].0, top));
         let (px, y_low) = chart.backend_coord(&(x, bottom(middle)));
-        let fits_inside = y_low - y_top >= 16 && right - left >= text_px(label);
+        let inside = ((y_top + y_low) / 2).max(below_px + LINE_PX / 2);
+        let fits_inside = inside + LINE_PX / 2 <= y_low && right - left >= text_px(label);
         let on_top = stacks[n + 1..]
             .iter()
             .all(|(_, above)| above[middle].1 <= top);
         let at = if fits_inside {
-            Some(((px, (y_top + y_low) / 2), VPos::Center))
-        } else if on_top {
+            Some(((px, inside), VPos::Center))
+        } else if on_top && y_top - 3 - LINE_PX >= below_px {
             Some(((px, y_top - 3), VPos::Bottom))
+        } else if on_top {
+            Some(((px, below_px), VPos::Top))
         } else {
             None
         };
@@ -1100,6 +1125,60 @@ mod tests {
             .map(|label| Key::new("", error_colour(label), Mark::Area).colour)
             .collect();
         assert_eq!(colours.len(), USUAL_ERRORS.len(), "the usual labels apart");
+    }
+
+    /// Each `<text>` of an SVG with its box, roughly: left, top, right,
+    /// bottom in pixels.
+    fn text_boxes(svg: &str) -> Vec<(String, [i32; 4])> {
+        let document = roxmltree::Document::parse(svg).unwrap();
+        document
+            .descendants()
+            .filter(|n| n.tag_name().name() == "text")
+            .map(|n| {
+                let text = n.text().unwrap_or_default().trim().to_owned();
+                let number = |a: &str| n.attribute(a).unwrap().parse::<f64>().unwrap() as i32;
+                let (x, y, width) = (number("x"), number("y"), text_px(&text));
+                let left = match n.attribute("text-anchor") {
+                    Some("middle") => x - width / 2,
+                    Some("end") => x - width,
+                    _ => x,
+                };
+                let top = match n.attribute("dy") {
+                    Some("0.76em") => y,
+                    Some("0.5ex") => y - 7,
+                    _ => y - 13,
+                };
+                (text, [left, top, left + width, top + 13])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn band_names_keep_clear_of_fault_names() {
+        let mut report = outage_run();
+        // Every call fails as the search errors start: the band reaches
+        // the calls' line, near the top.
+        for bucket in &mut report.timeline.buckets[120..125] {
+            bucket.errors = BTreeMap::from([("-32603".to_owned(), 20)]);
+        }
+        let axis = TimeAxis::of(&report);
+        let svg = traffic(&report, &report.timeline, axis).unwrap().svg;
+        let boxes = text_boxes(&svg);
+        let find = |name: &str| {
+            boxes
+                .iter()
+                .find(|(text, _)| text == name)
+                .unwrap_or_else(|| panic!("{name} not drawn: {boxes:?}"))
+                .1
+        };
+        let overlap =
+            |a: [i32; 4], b: [i32; 4]| a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+        for fault in ["files-down", "search-errors"] {
+            for band in ["-32603", "-32014", "-32011"] {
+                let (f, b) = (find(fault), find(band));
+                assert!(!overlap(f, b), "{fault} {f:?} and {band} {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::RunReport;
 use super::charts::{self, Chart, Mark, TimeAxis};
 use super::format::{PHASE_COLUMNS, count, duration, p_value, percent, phase_cells};
 use super::markup::escape_text;
-use super::resolution;
+use super::{fault_spans, resolution};
 use crate::checks::CheckResult;
 use crate::checks::figures::{Figures, Measure};
 use crate::sim::sweep::Sweep;
@@ -335,21 +335,38 @@ fn fake_outcomes_table(out: &mut String, report: &RunReport) {
     table(out, &headers, &rows);
 }
 
+/// One row per fault: a repeated one (`every:`) as `flap ×800`, its
+/// action with how often and how long (`outage, every 20ms for 10ms`),
+/// from its first window's start to its last one's end.
 fn faults_table(out: &mut String, report: &RunReport) {
     if report.faults.is_empty() {
         return;
     }
     out.push_str("<h3>Fault windows</h3>\n");
-    let rows: Vec<Vec<Cell>> = report
-        .faults
+    let time = |us: u64| duration(Duration::from_micros(us));
+    let rows: Vec<Vec<Cell>> = fault_spans::repeats(&report.faults)
         .iter()
-        .map(|f| {
+        .map(|fault| {
+            let first = fault.first;
+            let (label, action) = if fault.count == 1 {
+                (first.label.clone(), first.action.clone())
+            } else {
+                let length = time(first.to_us.saturating_sub(first.from_us));
+                let how = match fault.every_us {
+                    Some(every) => format!("every {} for {length}", time(every)),
+                    None => format!("repeated, first for {length}"),
+                };
+                (
+                    format!("{} ×{}", first.label, fault.count),
+                    format!("{}, {how}", first.action),
+                )
+            };
             vec![
-                Cell::text(&f.label),
-                Cell::text(&f.fake),
-                Cell::text(&f.action),
-                Cell::number(&duration(Duration::from_micros(f.from_us))),
-                Cell::number(&duration(Duration::from_micros(f.to_us))),
+                Cell::text(&label),
+                Cell::text(&first.fake),
+                Cell::text(&action),
+                Cell::number(&time(first.from_us)),
+                Cell::number(&time(fault.until_us)),
             ]
         })
         .collect();
@@ -945,6 +962,54 @@ pub(crate) mod tests {
             headers.iter().any(|h| h == "<img>outage\u{FFFD}"),
             "{headers:?}"
         );
+    }
+
+    #[test]
+    fn a_fault_repeated_800_times_is_one_row_and_named_once() {
+        let mut report = outage_run();
+        report.faults = (0..800)
+            .map(|n| fault("flap", "files-a", "outage", n * 20, n * 20 + 10))
+            .chain([fault("search-errors", "search", "errors", 12_000, 15_000)])
+            .collect();
+        let html = render(std::slice::from_ref(&report));
+        let document = parse(&html);
+        let rows = rows(&document);
+        let faults: Vec<&Vec<String>> = rows
+            .iter()
+            .filter(|r| {
+                r.get(1)
+                    .is_some_and(|fake| fake == "files-a" || fake == "search")
+            })
+            .filter(|r| r.len() == 5)
+            .collect();
+        assert_eq!(
+            faults,
+            [
+                &vec![
+                    "flap ×800".to_owned(),
+                    "files-a".into(),
+                    "outage, every 20ms for 10ms".into(),
+                    "0s".into(),
+                    "15.99s".into()
+                ],
+                &vec![
+                    "search-errors".to_owned(),
+                    "search".into(),
+                    "errors".into(),
+                    "12s".into(),
+                    "15s".into()
+                ]
+            ]
+        );
+        let traffic = elements(&document, "svg").next().unwrap();
+        let names: Vec<String> = traffic
+            .descendants()
+            .filter(|n| n.tag_name().name() == "text")
+            .map(text_of)
+            .map(|t| t.trim().to_owned())
+            .filter(|t| t == "flap" || t == "search-errors")
+            .collect();
+        assert_eq!(names, ["flap", "search-errors"], "each named once");
     }
 
     #[test]
