@@ -74,6 +74,8 @@ const ERROR_PALETTE: [RGBColor; 8] = [
 const INK: RGBColor = RGBColor(34, 34, 34);
 const ROW_SHADE: RGBColor = RGBColor(242, 242, 242);
 const FAULT_SHADE: RGBColor = RGBColor(250, 230, 180);
+/// How opaque a fault window's shade is (where two overlap, it is darker).
+const FAULT_OPACITY: f64 = 0.55;
 const BREAKER_OPEN: RGBColor = RGBColor(200, 40, 40);
 const HALF_OPEN: RGBColor = RGBColor(235, 160, 30);
 const NOT_CONNECTED: RGBColor = RGBColor(140, 140, 140);
@@ -585,6 +587,19 @@ where
     Ok(())
 }
 
+/// The key to the fault windows' shade, in the colour one window has on
+/// the charts' white.
+pub fn fault_window_key() -> Key {
+    let on_white =
+        |c: u8| (f64::from(c) * FAULT_OPACITY + 255.0 * (1.0 - FAULT_OPACITY)).round() as u8;
+    let RGBColor(r, g, b) = FAULT_SHADE;
+    Key::new(
+        "fault window",
+        RGBColor(on_white(r), on_white(g), on_white(b)),
+        Mark::Area,
+    )
+}
+
 /// Each fault window shaded over the chart's height `y`.
 fn shade_faults<Y>(chart: &mut Plot<'_, '_, Y>, faults: &[FaultSpan], y: (f64, f64)) -> Drawn
 where
@@ -593,7 +608,7 @@ where
     chart.draw_series(faults.iter().map(|fault| {
         Rectangle::new(
             [(secs(fault.from_us), y.1), (secs(fault.to_us), y.0)],
-            FAULT_SHADE.mix(0.55).filled(),
+            FAULT_SHADE.mix(FAULT_OPACITY).filled(),
         )
     }))?;
     Ok(())

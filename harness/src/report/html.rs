@@ -147,7 +147,6 @@ svg { max-width: 100%; height: auto; display: block; }
 .swatch { display: inline-block; width: 2em; height: 0.8em; margin-right: 0.4em; vertical-align: middle; }
 .line { height: 0; border-top: 3px solid; }
 .dashed { height: 0; border-top: 3px dashed; }
-.shade { background: #fae6b4; }
 figcaption { margin: 0.3em 0 0 110px; color: #555; }
 table { border-collapse: collapse; margin: 0.3em 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: left; vertical-align: top; }
@@ -228,42 +227,59 @@ fn charts_of(out: &mut String, report: &RunReport) {
     let axis = TimeAxis::of(report);
     let timeline = resolution::for_charts(report);
     let shaded = !report.faults.is_empty();
-    chart(
+    let figure = |out: &mut String, title: &str, drawn, missing: &str| {
+        chart(out, (title, missing), drawn, shaded);
+    };
+    figure(
         out,
         "Client calls and errors",
         charts::traffic(report, &timeline, axis).map(Some),
-        shaded,
+        "",
     );
-    chart(
+    figure(
         out,
         "Latency",
         charts::latency(report, &timeline, axis),
-        shaded,
+        "No call was answered: there is no latency to draw.",
     );
-    chart(
+    figure(
         out,
         "Requests each fake received (tools/call)",
         charts::fakes(report, &timeline, axis),
-        shaded,
+        "No fake received a tools/call request.",
     );
     fake_outcomes_table(out, report);
-    chart(
+    let no_samples = if report.mode == "target" {
+        "No /admin/backends samples: the proxy is not ours (--target)."
+    } else {
+        "No /admin/backends samples were recorded."
+    };
+    figure(
         out,
         "Backends as the proxy saw them (/admin/backends)",
         charts::backends(report, axis),
-        shaded,
+        no_samples,
     );
 }
 
+/// A chart under its title, with its key and caption; when there was
+/// nothing to draw, the note `missing` says why instead.
 fn chart(
     out: &mut String,
-    title: &str,
+    (title, missing): (&str, &str),
     drawn: Result<Option<Chart>, Box<dyn std::error::Error>>,
     shaded: bool,
 ) {
     let chart = match drawn {
         Ok(Some(chart)) => chart,
-        Ok(None) => return,
+        Ok(None) => {
+            let _ = writeln!(
+                out,
+                "<h3>{title}</h3>\n<p class=\"note\">{}</p>",
+                escape_text(missing)
+            );
+            return;
+        }
         Err(e) => {
             let _ = writeln!(
                 out,
@@ -275,7 +291,8 @@ fn chart(
     };
     let _ = writeln!(out, "<h3>{title}</h3>\n<figure>{}", chart.svg);
     out.push_str("<ul class=\"legend\">");
-    for key in &chart.legend {
+    let fault_window = shaded.then(charts::fault_window_key);
+    for key in chart.legend.iter().chain(&fault_window) {
         let (class, property) = match key.mark {
             Mark::Line => ("line", "border-color"),
             Mark::Dashed => ("dashed", "border-color"),
@@ -287,9 +304,6 @@ fn chart(
             key.colour,
             escape_text(&key.label)
         );
-    }
-    if shaded {
-        out.push_str("<li><span class=\"swatch shade\"></span>fault window</li>");
     }
     let _ = writeln!(
         out,
@@ -1034,6 +1048,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_chart_without_data_leaves_a_note_and_the_shade_key_matches_the_shade() {
+        let mut report = outage_run();
+        report.backends.clear();
+        report.mode = "target".into();
+        let html = render(&[report]);
+        let document = parse(&html);
+        let notes: Vec<String> = elements(&document, "p")
+            .filter(|p| p.attribute("class") == Some("note"))
+            .map(text_of)
+            .collect();
+        assert_eq!(
+            notes,
+            ["No /admin/backends samples: the proxy is not ours (--target)."]
+        );
+        // The key's swatch is the colour one shaded window has on white.
+        let shade = elements(&document, "rect")
+            .find(|r| r.attribute("opacity") == Some("0.55"))
+            .unwrap();
+        let fill = shade.attribute("fill").unwrap();
+        let channel = |i: usize| u8::from_str_radix(&fill[1 + 2 * i..3 + 2 * i], 16).unwrap();
+        let on_white: String = (0..3)
+            .map(|i| {
+                let c = f64::from(channel(i)) * 0.55 + 255.0 * 0.45;
+                format!("{:02x}", c.round() as u8)
+            })
+            .collect();
+        let swatch = elements(&document, "li")
+            .find(|li| text_of(*li) == "fault window")
+            .and_then(|li| li.first_element_child())
+            .and_then(|span| span.attribute("style"))
+            .unwrap();
+        assert_eq!(swatch, format!("background: #{on_white}"));
+    }
+
+    #[test]
     fn a_run_without_a_timeline_or_checks_still_makes_a_page() {
         let mut report = crate::report::tests::sample();
         report.checks.clear();
@@ -1101,12 +1150,13 @@ pub(crate) mod tests {
         assert!(page.contains("seeds 1..10 (9 runs)"), "{page}");
     }
 
-    /// Writes the fixture's page for a person to look at:
-    /// `HTML_FIXTURE=/tmp/outage.html cargo test -p mcp-harness --lib html`.
+    /// Not a test: writes the fixture's page for a person to look at,
+    /// `HTML_FIXTURE=/tmp/outage.html cargo test -p mcp-harness --lib
+    /// html -- --ignored` (to /tmp/outage.html without `HTML_FIXTURE`).
     #[test]
+    #[ignore = "writes a page to look at; asserts nothing"]
     fn the_fixture_page_can_be_written_to_look_at() {
-        if let Some(path) = std::env::var_os("HTML_FIXTURE") {
-            write(Path::new(&path), &[outage_run()]).unwrap();
-        }
+        let path = std::env::var_os("HTML_FIXTURE").unwrap_or_else(|| "/tmp/outage.html".into());
+        write(Path::new(&path), &[outage_run()]).unwrap();
     }
 }
