@@ -65,14 +65,14 @@ pub fn write(path: &Path, reports: &[RunReport]) -> std::io::Result<()> {
 pub fn render_sweeps(sweeps: &[Sweep]) -> String {
     let mut body = String::new();
     for sweep in sweeps {
-        let runs = sweep.seeds.end.saturating_sub(sweep.seeds.start);
+        let judged = sweep.judged();
         let _ = writeln!(
             body,
             "<section class=\"run\"><div class=\"head\"><div><h2>{}</h2><p class=\"meta\">seeds {}..{} ({})</p></div>{}</div>",
             escape_text(&sweep.file),
             sweep.seeds.start,
             sweep.seeds.end,
-            count(runs, "run"),
+            sweep.runs(),
             badge(sweep.passed())
         );
         let rows: Vec<Vec<Cell>> = sweep
@@ -85,7 +85,7 @@ pub fn render_sweeps(sweeps: &[Sweep]) -> String {
                     .unwrap_or_else(|| Cell::text(""));
                 vec![
                     Cell::text(&check.name),
-                    Cell::number(&format!("{} of {runs}", check.failed)),
+                    Cell::number(&format!("{} of {judged}", check.failed)),
                     Cell::number(&check.first_failure.map_or(String::new(), |s| s.to_string())),
                     replay,
                     Cell::verdict(check.failed == 0),
@@ -1138,16 +1138,19 @@ pub(crate) mod tests {
             rows[1],
             [
                 "split ≈ 10 %",
-                "2 of 9",
+                "2 of 8",
                 "4",
                 "mcp-harness run --sim --seed 4 scenarios/canary.yaml",
                 "FAIL"
             ]
         );
-        assert_eq!(rows[2], ["no errors", "0 of 9", "", "", "PASS"]);
+        assert_eq!(rows[2], ["no errors", "0 of 8", "", "", "PASS"]);
         let page = text_of(document.root());
         assert!(page.contains("seed 6: stuck <here>"), "{page}");
-        assert!(page.contains("seeds 1..10 (9 runs)"), "{page}");
+        assert!(
+            page.contains("seeds 1..10 (9 runs, 1 stopped by a harness error)"),
+            "{page}"
+        );
     }
 
     /// Not a test: writes the fixture's page for a person to look at,
