@@ -8,6 +8,12 @@
 //! chart's key is returned as [`Key`]s for the page to print beside it as
 //! text, so no series is told apart by colour alone: dashes, labels inside
 //! the strips and the key's words say it too.
+//!
+//! The rate and latency charts draw the timeline they are given, the
+//! report's at the resolution [`resolution`](super::resolution) chose for
+//! it, and say in their caption what one point covers. Text from outside
+//! is written with its control characters replaced
+//! ([`controls`](super::controls)).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
