@@ -130,16 +130,16 @@ pub enum Mark {
 }
 
 /// The time axis every chart of one run shares: from scenario start to
-/// the last thing recorded (a bucket, a fault window or a sample).
+/// the last thing recorded (a point of the timeline as drawn, a fault
+/// window or a sample).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimeAxis {
     end_secs: f64,
 }
 
 impl TimeAxis {
-    /// The axis of `report`'s charts.
-    pub fn of(report: &RunReport) -> Self {
-        let timeline = &report.timeline;
+    /// The axis of `report`'s charts, its `timeline` as they draw it.
+    pub fn of(report: &RunReport, timeline: &Timeline) -> Self {
         let buckets_end = timeline
             .buckets
             .last()
@@ -945,24 +945,40 @@ mod tests {
     fn the_time_axis_reaches_the_last_thing_recorded() {
         let mut report = outage_run();
         assert_eq!(
-            TimeAxis::of(&report).end_secs,
+            TimeAxis::of(&report, &report.timeline).end_secs,
             20.0,
             "the last bucket's end"
         );
+        let coarse = Timeline {
+            bucket_us: 2_000_000,
+            buckets: vec![Bucket {
+                at_us: 20_000_000,
+                ..Bucket::default()
+            }],
+        };
+        assert_eq!(
+            TimeAxis::of(&report, &coarse).end_secs,
+            22.0,
+            "the end of the last point as drawn"
+        );
         report.faults[1].to_us = 25_000_000;
         assert_eq!(
-            TimeAxis::of(&report).end_secs,
+            TimeAxis::of(&report, &report.timeline).end_secs,
             25.0,
             "a fault past the load"
         );
         let empty = crate::report::tests::sample();
-        assert_eq!(TimeAxis::of(&empty).end_secs, 1.0, "never an empty axis");
+        assert_eq!(
+            TimeAxis::of(&empty, &empty.timeline).end_secs,
+            1.0,
+            "never an empty axis"
+        );
     }
 
     #[test]
     fn charts_draw_svg_text_and_name_each_fault() {
         let report = outage_run();
-        let axis = TimeAxis::of(&report);
+        let axis = TimeAxis::of(&report, &report.timeline);
         let traffic = traffic(&report, &report.timeline, axis).unwrap();
         assert!(traffic.svg.starts_with("<svg"), "{}", &traffic.svg[..80]);
         let words = texts(&traffic.svg);
@@ -1019,7 +1035,7 @@ mod tests {
     #[test]
     fn charts_without_data_are_left_out() {
         let report = crate::report::tests::sample();
-        let axis = TimeAxis::of(&report);
+        let axis = TimeAxis::of(&report, &report.timeline);
         assert_eq!(latency(&report, &report.timeline, axis).unwrap(), None);
         assert_eq!(fakes(&report, &report.timeline, axis).unwrap(), None);
         assert_eq!(backends(&report, axis).unwrap(), None);
@@ -1069,7 +1085,7 @@ mod tests {
                 (bucket.p50_us, bucket.p99_us) = (None, None);
             }
         }
-        let axis = TimeAxis::of(&report);
+        let axis = TimeAxis::of(&report, &report.timeline);
         let drawn = |timeline: &Timeline| {
             let svg = latency(&report, timeline, axis).unwrap().unwrap().svg;
             lines_and_dots(&svg, PALETTE[0])
@@ -1090,7 +1106,7 @@ mod tests {
     fn a_single_bucket_still_shows() {
         let mut report = outage_run();
         report.timeline.buckets.truncate(1);
-        let axis = TimeAxis::of(&report);
+        let axis = TimeAxis::of(&report, &report.timeline);
         let traffic = traffic(&report, &report.timeline, axis).unwrap();
         assert_eq!(
             lines_and_dots(&traffic.svg, INK),
@@ -1107,7 +1123,7 @@ mod tests {
                 sample.backends[0].endpoints[1].state = "unavailable".into();
             }
         }
-        let axis = TimeAxis::of(&report);
+        let axis = TimeAxis::of(&report, &report.timeline);
         let strip = backends(&report, axis).unwrap().unwrap();
         let words = texts(&strip.svg);
         for text in ["1 of 2 down", "1 of 2 ejected", "breaker open"] {
@@ -1127,7 +1143,7 @@ mod tests {
     #[test]
     fn an_error_label_has_one_colour_whatever_else_is_on_the_page() {
         let mut report = outage_run();
-        let axis = TimeAxis::of(&report);
+        let axis = TimeAxis::of(&report, &report.timeline);
         let colour_of = |report: &RunReport, label: &str| {
             let legend = traffic(report, &report.timeline, axis).unwrap().legend;
             legend
@@ -1182,7 +1198,7 @@ mod tests {
         for bucket in &mut report.timeline.buckets[120..125] {
             bucket.errors = BTreeMap::from([("-32603".to_owned(), 20)]);
         }
-        let axis = TimeAxis::of(&report);
+        let axis = TimeAxis::of(&report, &report.timeline);
         let svg = traffic(&report, &report.timeline, axis).unwrap().svg;
         let boxes = text_boxes(&svg);
         let find = |name: &str| {

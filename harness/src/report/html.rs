@@ -224,8 +224,8 @@ fn charts_of(out: &mut String, report: &RunReport) {
         out.push_str("<p class=\"note\">No timeline was recorded for this run.</p>\n");
         return;
     }
-    let axis = TimeAxis::of(report);
     let timeline = resolution::for_charts(report);
+    let axis = TimeAxis::of(report, &timeline);
     let shaded = !report.faults.is_empty();
     let figure = |out: &mut String, title: &str, drawn, missing: &str| {
         chart(out, (title, missing), drawn, shaded);
