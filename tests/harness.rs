@@ -257,13 +257,14 @@ fn report_renders_a_json_report_as_the_page_run_wrote() {
             .replace('\'', "&apos;");
         assert!(page.contains(&format!("<td>{escaped}</td>")), "{name}");
     }
-    // Once the run records a timeline, the page draws it.
-    if report[0]["timeline"]["buckets"]
-        .as_array()
-        .is_some_and(|b| !b.is_empty())
-    {
-        assert!(page.contains("<svg"), "{page}");
-    }
+    // A `run --sim` report has a timeline, and the page draws it.
+    assert!(
+        report[0]["timeline"]["buckets"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty()),
+        "{report}"
+    );
+    assert!(page.contains("<svg"), "{page}");
 
     let missing = dir.0.join("missing.json");
     let output = harness(&[

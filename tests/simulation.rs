@@ -585,38 +585,64 @@ pub(crate) fn html_shows_the_run(file: &Path, report: &mcp_harness::report::RunR
         })
         .map(text_of)
         .collect();
-    assert!(charts.len() >= 3, "{}: charts {charts:?}", file.display());
-    assert!(
-        charts[0].contains("calls"),
-        "{}: {charts:?}",
-        file.display()
-    );
-    assert_eq!(
-        charts.iter().any(|c| c.contains("/admin/backends")),
-        !report.backends.is_empty(),
-        "{}: {charts:?}",
-        file.display()
-    );
-    let rows: Vec<String> = page
+    // The charts the data calls for, in page order.
+    let buckets = &report.timeline.buckets;
+    let expected: Vec<&str> = [
+        ("Client calls and errors", true),
+        ("Latency", buckets.iter().any(|b| b.p50_us.is_some())),
+        (
+            "Requests each fake received (tools/call)",
+            buckets.iter().any(|b| !b.fakes.is_empty()),
+        ),
+        (
+            "Backends as the proxy saw them (/admin/backends)",
+            !report.backends.is_empty(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(title, drawn)| drawn.then_some(title))
+    .collect();
+    assert_eq!(charts, expected, "{}: charts", file.display());
+    // Every table row as its cells' text.
+    let rows: Vec<Vec<String>> = page
         .descendants()
         .filter(|n| n.has_tag_name("tr"))
-        .map(text_of)
+        .map(|tr| {
+            tr.children()
+                .filter(|c| c.is_element())
+                .map(text_of)
+                .collect()
+        })
         .collect();
-    let has_row = |first: &str, rest: &str| {
-        rows.iter()
-            .any(|row| row.starts_with(first) && row.contains(rest))
+    let has_row = |first: &str, column: usize, value: &str| {
+        rows.iter().any(|cells| {
+            cells.first().is_some_and(|c| c == first)
+                && cells.get(column).is_some_and(|c| c == value)
+        })
     };
     for fault in &report.faults {
+        // A repeated fault is one row, `name ×N`.
+        let repeats = report
+            .faults
+            .iter()
+            .filter(|f| {
+                (&f.label, &f.fake, &f.action) == (&fault.label, &fault.fake, &fault.action)
+            })
+            .count();
+        let label = match repeats {
+            1 => fault.label.clone(),
+            n => format!("{} ×{n}", fault.label),
+        };
         assert!(
-            has_row(&fault.label, &fault.fake),
-            "{}: fault {}",
+            has_row(&label, 1, &fault.fake),
+            "{}: fault {label}",
             file.display(),
-            fault.label
         );
     }
     for phase in &report.phases {
+        // The calls are the fourth column: phase, from, to, calls.
         assert!(
-            has_row(&phase.label, &phase.calls.to_string()),
+            has_row(&phase.label, 3, &phase.calls.to_string()),
             "{}: phase {}",
             file.display(),
             phase.label
@@ -624,8 +650,9 @@ pub(crate) fn html_shows_the_run(file: &Path, report: &mcp_harness::report::RunR
     }
     for check in &report.checks {
         let verdict = if check.passed { "PASS" } else { "FAIL" };
+        // The verdict is the fifth column: check, expected, observed, figures.
         assert!(
-            has_row(&check.name, verdict),
+            has_row(&check.name, 4, verdict),
             "{}: check {}",
             file.display(),
             check.name

@@ -394,18 +394,20 @@ struct Outputs {
 }
 
 impl Outputs {
-    /// Writes each file asked for; false (after saying why) if one cannot
-    /// be written.
+    /// Writes each file asked for, every one even when an earlier one
+    /// cannot be written; false (after saying why) if any could not.
     fn write(&self, reports: &[RunReport]) -> bool {
         let writers: [(&Option<PathBuf>, WriteReports); 3] = [
             (&self.json, report::json::write),
             (&self.junit, report::junit::write),
             (&self.html, report::html::write),
         ];
-        writers.into_iter().all(|(path, write)| match path {
-            Some(path) => written(path, write(path, reports)),
-            None => true,
-        })
+        writers
+            .into_iter()
+            .filter_map(|(path, write)| path.as_ref().map(|path| (path, write)))
+            .fold(true, |all_written, (path, write)| {
+                written(path, write(path, reports)) && all_written
+            })
     }
 }
 
@@ -742,4 +744,30 @@ async fn fake_command(
             0
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_report_file_is_written_even_after_one_that_cannot_be() {
+        let dir = std::env::temp_dir().join(format!("outputs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let outputs = Outputs {
+            json: Some(dir.join("no-such-folder").join("run.json")),
+            junit: Some(dir.join("junit.xml")),
+            html: Some(dir.join("run.html")),
+        };
+        let report: RunReport = serde_json::from_str(REPORT).unwrap();
+        assert!(!outputs.write(&[report]), "the JSON could not be written");
+        assert!(dir.join("junit.xml").exists() && dir.join("run.html").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The smallest report a run writes.
+    const REPORT: &str = r#"{"schema_version": 2, "scenario": "s", "file": "s.yaml",
+        "seed": 1, "mode": "simulation", "duration_us": 0, "replay": "", "checks": [],
+        "phases": [], "missed_slots": 0, "calls": 0, "error": null, "faults": [],
+        "timeline": {"bucket_us": 100000, "buckets": []}, "backends": [], "call_log": []}"#;
 }

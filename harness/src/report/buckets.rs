@@ -1,6 +1,7 @@
 //! Cuts a run into the report's [`Timeline`]: client calls and fake
 //! requests counted per bucket of [`BUCKET_US`], with each bucket's latency
-//! percentiles from the same histogram summary as the phase table.
+//! percentiles (of all calls, and the median of the failed ones) from the
+//! same histogram summary as the phase table.
 
 use std::time::Duration;
 
@@ -52,9 +53,11 @@ pub fn timeline(calls: &[CallRecord], journal: &[JournalEntry]) -> Timeline {
     }
     for (bucket, ended) in buckets.iter_mut().zip(ended_in) {
         if !ended.is_empty() {
-            let summary = LatencySummary::of(ended);
+            let summary = LatencySummary::of(ended.iter().copied());
             bucket.p50_us = Some(whole_micros(summary.quantile(0.5)));
             bucket.p99_us = Some(whole_micros(summary.quantile(0.99)));
+            let failed = LatencySummary::of(ended.iter().copied().filter(|c| !c.is_success()));
+            bucket.failed_p50_us = (failed.calls > 0).then(|| whole_micros(failed.quantile(0.5)));
         }
     }
     for entry in requests {
@@ -110,6 +113,8 @@ mod tests {
         assert_eq!(b.errors.get("-32010"), Some(&1));
         // The histogram's p50, within 0.1% of 20 ms; p99 capped by the exact max.
         assert_eq!((b.p50_us, b.p99_us), (Some(20_015), Some(30_000)));
+        assert_eq!(b.failed_p50_us, Some(30_000), "the one failed call");
+        assert_eq!(t.buckets[1].failed_p50_us, None, "no failed call");
         assert_eq!(t.buckets[2].errors.get("hung"), Some(&1));
         assert_eq!(t.buckets[1].p99_us, Some(100_000));
         assert_eq!(b.fakes["files"]["success"], 1);

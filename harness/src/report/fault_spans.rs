@@ -37,6 +37,58 @@ pub fn fault_spans(scenario: &Scenario) -> Vec<FaultSpan> {
     spans
 }
 
+/// The windows of one fault, repeated or not, as one: what the fault
+/// table shows in one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repeats<'a> {
+    /// The first window.
+    pub first: &'a FaultSpan,
+    /// How many windows there are.
+    pub count: usize,
+    /// The time from one start to the next, when it is always the same.
+    pub every_us: Option<u64>,
+    /// The end of the last window.
+    pub until_us: u64,
+}
+
+/// `spans` with the windows of each fault (the same label, fake and
+/// action) gathered, in the order each first appears.
+pub fn repeats(spans: &[FaultSpan]) -> Vec<Repeats<'_>> {
+    let mut faults: Vec<Vec<&FaultSpan>> = Vec::new();
+    for span in spans {
+        let same = |windows: &&mut Vec<&FaultSpan>| {
+            let first = windows[0];
+            (&first.label, &first.fake, &first.action) == (&span.label, &span.fake, &span.action)
+        };
+        match faults.iter_mut().find(same) {
+            Some(windows) => windows.push(span),
+            None => faults.push(vec![span]),
+        }
+    }
+    faults
+        .into_iter()
+        .map(|windows| {
+            let gaps: Vec<u64> = windows
+                .windows(2)
+                .map(|w| w[1].from_us.saturating_sub(w[0].from_us))
+                .collect();
+            Repeats {
+                first: windows[0],
+                count: windows.len(),
+                every_us: gaps
+                    .first()
+                    .copied()
+                    .filter(|g| gaps.iter().all(|x| x == g)),
+                until_us: windows
+                    .iter()
+                    .map(|w| w.to_us)
+                    .max()
+                    .unwrap_or(windows[0].to_us),
+            }
+        })
+        .collect()
+}
+
 /// What a fault does, in a word: `outage`, `latency`, `errors` (an
 /// outcome mix), `latency+errors`, or `network`.
 fn action_word(action: &FaultAction) -> &'static str {

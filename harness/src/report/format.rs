@@ -39,7 +39,8 @@ pub fn phase_cells(phase: &PhaseRow) -> [String; 9] {
 }
 
 /// A duration in the largest unit that keeps it readable: `0s`, `850µs`,
-/// `12.3ms`, `250ms`, `1.5s`, `2m30s`.
+/// `12.3ms`, `250ms`, `1.5s`, `2m30s`, `1m30.5s` (seconds keep up to two
+/// decimals, in minutes too).
 pub fn duration(d: Duration) -> String {
     let micros = d.as_micros();
     if micros == 0 {
@@ -51,12 +52,13 @@ pub fn duration(d: Duration) -> String {
     } else if micros < 60_000_000 {
         trimmed(micros as f64 / 1e6, 2) + "s"
     } else {
-        let secs = d.as_secs();
-        let (m, s) = (secs / 60, secs % 60);
-        if s == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{s}s")
+        let minutes = micros / 60_000_000;
+        let rest = (micros % 60_000_000) as f64 / 1e6;
+        match trimmed(rest, 2).as_str() {
+            "0" => format!("{minutes}m"),
+            // 59.999s rounds up to a whole minute.
+            "60" => format!("{}m", minutes + 1),
+            seconds => format!("{minutes}m{seconds}s"),
         }
     }
 }
@@ -130,6 +132,9 @@ mod tests {
         assert_eq!(duration(ms(12_345)), "12.35s");
         assert_eq!(duration(Duration::from_secs(150)), "2m30s");
         assert_eq!(duration(Duration::from_secs(3600)), "60m");
+        assert_eq!(duration(ms(90_500)), "1m30.5s");
+        assert_eq!(duration(ms(60_001)), "1m");
+        assert_eq!(duration(ms(119_999)), "2m");
     }
 
     #[test]

@@ -47,18 +47,19 @@ pub enum ReadError {
         /// What is wrong, with its line and column.
         source: serde_json::Error,
     },
-    /// A report of a shape newer than this harness knows.
+    /// A report of another shape than this harness reads.
     #[error(
-        "{}: report {index} has schema_version {found}; this mcp-harness reads {SCHEMA_VERSION}",
-        path.display()
+        "{}: report {index} was written by {} mcp-harness: schema_version {found}, this one reads {SCHEMA_VERSION}",
+        path.display(),
+        if *found > u64::from(SCHEMA_VERSION) { "a newer" } else { "an older" }
     )]
-    NewerSchema {
+    OtherSchema {
         /// The file.
         path: PathBuf,
         /// Which report of the array (0-based).
         index: usize,
         /// Its version.
-        found: u32,
+        found: u64,
     },
     /// An empty array.
     #[error("{}: holds no reports", path.display())]
@@ -68,32 +69,44 @@ pub enum ReadError {
     },
 }
 
-/// Reads the reports that [`write`] wrote to `path`.
+/// Reads the reports that [`write`] wrote to `path`: each report's
+/// `schema_version` is checked before its shape, so a report of another
+/// version is named as such rather than as a broken file. The timeline's
+/// buckets and the backend samples are put in time order (a file written
+/// by hand or by another tool may not have them so).
 pub fn read(path: &Path) -> Result<Vec<RunReport>, ReadError> {
     let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
         path: path.to_owned(),
         source,
     })?;
-    let reports: Vec<RunReport> =
-        serde_json::from_str(&text).map_err(|source| ReadError::Invalid {
-            path: path.to_owned(),
-            source,
-        })?;
-    if let Some((index, newer)) = reports
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.schema_version > SCHEMA_VERSION)
-    {
-        return Err(ReadError::NewerSchema {
-            path: path.to_owned(),
-            index,
-            found: newer.schema_version,
-        });
+    let invalid = |source| ReadError::Invalid {
+        path: path.to_owned(),
+        source,
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
+    if let Some(list) = value.as_array() {
+        for (index, report) in list.iter().enumerate() {
+            let found = report
+                .get("schema_version")
+                .and_then(serde_json::Value::as_u64);
+            if let Some(found) = found.filter(|v| *v != u64::from(SCHEMA_VERSION)) {
+                return Err(ReadError::OtherSchema {
+                    path: path.to_owned(),
+                    index,
+                    found,
+                });
+            }
+        }
     }
+    let mut reports: Vec<RunReport> = serde_json::from_value(value).map_err(invalid)?;
     if reports.is_empty() {
         return Err(ReadError::Empty {
             path: path.to_owned(),
         });
+    }
+    for report in &mut reports {
+        report.timeline.buckets.sort_by_key(|b| b.at_us);
+        report.backends.sort_by_key(|s| s.at_us);
     }
     Ok(reports)
 }
@@ -243,12 +256,82 @@ mod tests {
             );
         }
 
-        let mut newer = serde_json::to_value([sample()]).unwrap();
-        newer[0]["schema_version"] = (SCHEMA_VERSION + 1).into();
-        let path = dir.join("newer.json");
-        std::fs::write(&path, newer.to_string()).unwrap();
-        let error = read(&path).unwrap_err().to_string();
-        assert!(error.contains("report 0 has schema_version"), "{error}");
+        for (name, version, whose) in [
+            ("newer", SCHEMA_VERSION + 1, "a newer"),
+            ("older", SCHEMA_VERSION - 1, "an older"),
+        ] {
+            // Another version, and a shape this one does not read: the
+            // version is what is named.
+            let mut other = serde_json::to_value([sample(), sample()]).unwrap();
+            other[1]["schema_version"] = version.into();
+            other[1]["timeline"] = "drawn differently".into();
+            let path = dir.join(format!("{name}.json"));
+            std::fs::write(&path, other.to_string()).unwrap();
+            let error = read(&path).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "{}: report 1 was written by {whose} mcp-harness: schema_version {version}, this one reads {SCHEMA_VERSION}",
+                    path.display()
+                )
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Reports that the schema allows but no run writes: times at the end
+    /// of `u64`, samples and buckets out of order, zero-width buckets.
+    #[test]
+    fn odd_but_valid_files_read_and_render_without_panic() {
+        let dir = std::env::temp_dir().join(format!("report-odd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let outage = serde_json::to_value(crate::report::html::tests::outage_run()).unwrap();
+        type Edit = fn(&mut serde_json::Value);
+        let edits: [(&str, Edit); 5] = [
+            ("last bucket at u64::MAX", |r| {
+                r["timeline"]["buckets"][199]["at_us"] = u64::MAX.into();
+            }),
+            ("buckets u64::MAX wide", |r| {
+                r["timeline"]["bucket_us"] = u64::MAX.into();
+            }),
+            ("buckets 0 wide", |r| r["timeline"]["bucket_us"] = 0.into()),
+            ("samples and buckets out of order", |r| {
+                let samples = r["backends"].as_array_mut().unwrap();
+                samples.reverse();
+                samples[0]["at_us"] = u64::MAX.into();
+                r["timeline"]["buckets"]
+                    .as_array_mut()
+                    .unwrap()
+                    .swap(3, 150);
+            }),
+            (
+                "a fault ending before it starts, another at u64::MAX",
+                |r| {
+                    r["faults"][0]["from_us"] = 9_000_000.into();
+                    r["faults"][0]["to_us"] = 1.into();
+                    r["faults"][1]["to_us"] = u64::MAX.into();
+                },
+            ),
+        ];
+        for (name, edit) in edits {
+            let mut report = outage.clone();
+            edit(&mut report);
+            let path = dir.join("odd.json");
+            std::fs::write(&path, serde_json::json!([report]).to_string()).unwrap();
+            let reports = read(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let samples = &reports[0].backends;
+            assert!(
+                samples.windows(2).all(|w| w[0].at_us <= w[1].at_us),
+                "{name}"
+            );
+            let html = crate::report::html::render(&reports);
+            let options = roxmltree::ParsingOptions {
+                allow_dtd: true,
+                ..roxmltree::ParsingOptions::default()
+            };
+            roxmltree::Document::parse_with_options(&html, options)
+                .unwrap_or_else(|e| panic!("{name}: not well-formed: {e}"));
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

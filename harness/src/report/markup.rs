@@ -2,10 +2,13 @@
 //! messages) for XML markup, which the JUnit report and the HTML page (a
 //! well-formed XHTML document) both are.
 
+use super::controls::{REPLACEMENT, is_unsafe};
+
 /// Escapes text for an attribute value: markup characters and quotes
 /// become entities, line breaks and tabs character references (a parser
 /// would otherwise turn them into spaces), and characters XML 1.0 forbids
-/// U+FFFD (see [`escape_text`]).
+/// U+FFFD (see [`escape_text`]), as do the other control characters
+/// ([`controls`](super::controls)).
 pub fn escape(text: &str) -> String {
     escape_with(text, true)
 }
@@ -28,7 +31,7 @@ fn escape_with(text: &str, attribute: bool) -> String {
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c if is_unsafe(c) || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push(REPLACEMENT),
             c => out.push(c),
         }
     }

@@ -7,13 +7,16 @@
 //! [`buckets`], the fault windows by [`fault_spans`], the call log by
 //! [`call_log`]) and the command that replays it ([`replay`]). It renders
 //! as a terminal table ([`terminal`]), JSON ([`json`]), JUnit XML
-//! ([`junit`]) or an HTML page with charts ([`html`], [`charts`]);
+//! ([`junit`]) or an HTML page with charts ([`html`], [`charts`], drawn
+//! at the [`resolution`] that suits the run);
 //! [`format`](mod@format) holds the number formatting shared with the
-//! checks, [`markup`] the escaping shared by JUnit and HTML.
+//! checks, [`markup`] the escaping shared by JUnit and HTML, [`controls`] the
+//! replacing of control characters shared by every form.
 
 pub mod buckets;
 pub mod call_log;
 pub mod charts;
+pub mod controls;
 pub mod fault_spans;
 pub mod format;
 pub mod html;
@@ -21,6 +24,7 @@ pub mod json;
 pub mod junit;
 pub mod markup;
 pub mod replay;
+pub mod resolution;
 pub mod terminal;
 pub mod timeline;
 
@@ -37,7 +41,10 @@ use crate::stats::LatencySummary;
 use timeline::{BackendSample, CallRow, FaultSpan, Timeline};
 
 /// The version of the JSON report's shape (docs/report-schema.json); it
-/// changes whenever a field is renamed, removed or changes meaning.
+/// changes whenever a field is renamed, removed or changes meaning. An
+/// added optional field (such as a bucket's `failed_p50_us`) keeps it:
+/// unknown fields are ignored and a missing optional one reads as absent,
+/// so older and newer harnesses read each other's reports.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// The outcome of one scenario run.

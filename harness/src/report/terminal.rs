@@ -6,12 +6,16 @@
 //! text). The verdict line is the last; a run of several scenarios ends
 //! with a [`tally`] verdict instead. On a terminal ([`Colour::for_stdout`])
 //! PASS is green, FAIL red and headings bold, nothing else; otherwise the
-//! text has no escapes, so it reads the same in a CI log.
+//! text has no escapes, so it reads the same in a CI log. Text from
+//! outside (names, a gateway's error messages) is printed with its control
+//! characters replaced ([`controls`](super::controls)): only the escapes
+//! written here reach the terminal.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
 
 use super::RunReport;
+use super::controls::{one_line, replaced};
 use super::format::{PHASE_COLUMNS, count, duration, phase_cells};
 
 /// Whether text is painted with ANSI escapes.
@@ -69,12 +73,16 @@ pub const MAX_CELL: usize = 60;
 /// Renders one report.
 pub fn render(report: &RunReport, colour: Colour) -> String {
     let mut out = String::new();
-    out.push_str(&colour.bold(&format!("{} ({})", report.scenario, report.file)));
+    out.push_str(&colour.bold(&format!(
+        "{} ({})",
+        one_line(&report.scenario),
+        one_line(&report.file)
+    )));
     out.push('\n');
     out.push_str(&format!(
         "seed {}, mode {}, ran {}, {}, {}\n",
         report.seed,
-        report.mode,
+        one_line(&report.mode),
         duration(report.duration),
         count(report.calls, "call"),
         count(report.missed_slots, "missed slot")
@@ -120,15 +128,17 @@ pub fn render(report: &RunReport, colour: Colour) -> String {
             let at = c.line.map(|l| format!(" (line {l})")).unwrap_or_default();
             out.push_str(&format!(
                 "  {}{at}: expected {}, observed {}\n",
-                c.name, c.expected, c.observed
+                one_line(&c.name),
+                one_line(&c.expected),
+                one_line(&c.observed)
             ));
             if let Some(detail) = &c.detail {
-                out.push_str(&format!("    {detail}\n"));
+                out.push_str(&format!("    {}\n", replaced(detail)));
             }
         }
     }
     if let Some(error) = &report.error {
-        out.push_str(&format!("\nharness error: {error}\n"));
+        out.push_str(&format!("\nharness error: {}\n", replaced(error)));
     }
     out.push('\n');
     out.push_str(&verdict_line(report, colour));
@@ -168,14 +178,14 @@ pub fn summary_line(passed: usize, total: usize, colour: Colour) -> Option<Strin
 pub fn verdict_line(report: &RunReport, colour: Colour) -> String {
     let total = report.checks.len();
     let (pass, fail) = (colour.verdict("PASS"), colour.verdict("FAIL"));
+    let scenario = one_line(&report.scenario);
     if report.error.is_some() {
-        format!("{}: {fail} (harness error)", report.scenario)
+        format!("{scenario}: {fail} (harness error)")
     } else if report.passed() {
-        format!("{}: {pass} ({total} of {total} checks)", report.scenario)
+        format!("{scenario}: {pass} ({total} of {total} checks)")
     } else {
         format!(
-            "{}: {fail} ({} of {total} checks failed)",
-            report.scenario,
+            "{scenario}: {fail} ({} of {total} checks failed)",
             report.failed_checks()
         )
     }
@@ -225,9 +235,10 @@ fn table(headers: &[&str], rows: &[Vec<String>], colour: Colour) -> String {
     out
 }
 
-/// A cell on one line and at most [`MAX_CELL`] characters.
+/// A cell on one line, without control characters, and at most
+/// [`MAX_CELL`] characters.
 fn cut(cell: &str) -> String {
-    let one_line = cell.replace(['\n', '\r', '\t'], " ");
+    let one_line = one_line(cell);
     if one_line.chars().count() <= MAX_CELL {
         return one_line;
     }
@@ -394,6 +405,32 @@ outage: FAIL (1 of 2 checks failed)
             .replace("\x1b[32m", "")
             .replace("\x1b[0m", "");
         assert_eq!(plain, SAMPLE_TEXT);
+    }
+
+    #[test]
+    fn a_gateways_escapes_never_reach_the_terminal() {
+        let hostile = "\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31m";
+        let mut report = sample();
+        report.scenario = format!("outage{hostile}");
+        report.checks[1].name = format!("check{hostile}");
+        report.checks[1].observed = format!("answered {hostile}");
+        report.checks[1].detail = Some(format!("message: {hostile}\r"));
+        report.error = Some(format!("gateway said {hostile}"));
+        let text = render(&report, Colour::On);
+        let escapes: Vec<&str> = text.matches('\u{1b}').collect();
+        let ours = text.matches("\u{1b}[1m").count()
+            + text.matches("\u{1b}[0m").count()
+            + text.matches("\u{1b}[31m").count()
+            + text.matches("\u{1b}[32m").count();
+        assert_eq!(escapes.len(), ours, "only our own escapes: {text:?}");
+        for control in ['\u{7}', '\u{9b}', '\r'] {
+            assert!(!text.contains(control), "{control:?} in {text:?}");
+        }
+        assert!(
+            text.contains("gateway said \u{FFFD}[2J\u{FFFD}]0;pwned\u{FFFD}"),
+            "{text}"
+        );
+        assert!(text.contains("observed answered \u{FFFD}[2J"), "{text}");
     }
 
     #[test]

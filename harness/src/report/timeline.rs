@@ -43,6 +43,11 @@ pub struct Bucket {
     pub p50_us: Option<u64>,
     /// 99th percentile latency of the calls that ended in the bucket.
     pub p99_us: Option<u64>,
+    /// Median latency of the calls that failed and ended in the bucket
+    /// (fast refusals and slow timeouts, told apart from the successes).
+    /// Absent in reports of harnesses before it was added.
+    #[serde(default)]
+    pub failed_p50_us: Option<u64>,
     /// `tools/call` requests each fake received in the bucket, by the
     /// journal's outcome label (`success`, `jsonrpc_error`, `outage`, ...).
     pub fakes: BTreeMap<String, BTreeMap<String, u64>>,

@@ -39,6 +39,20 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind.
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Unavailable,
+        FailureKind::Transport,
+        FailureKind::ShuttingDown,
+        FailureKind::Timeout,
+        FailureKind::Refused,
+    ];
+
+    /// The kind this workspace's `mcp-proxy` answers with `code`, if any.
+    pub fn of_our_code(code: i64) -> Option<FailureKind> {
+        Self::ALL.into_iter().find(|kind| kind.our_code() == code)
+    }
+
     /// The kind's key in scenarios and overlays.
     pub fn name(self) -> &'static str {
         match self {

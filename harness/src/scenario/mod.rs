@@ -16,7 +16,7 @@ mod validate;
 
 use std::path::Path;
 
-pub use codes::CodeOverlay;
+pub use codes::{CodeOverlay, FailureKind};
 pub use mcp_proxy::config::ConfigError;
 use mcp_proxy::config::Format;
 use mcp_proxy::config::document::{from_node, parse};

@@ -11,6 +11,9 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::report::RunReport;
+use crate::report::controls::one_line;
+use crate::report::format::count;
 use crate::report::replay::{self, Flag};
 use crate::report::terminal::Colour;
 use crate::scenario::Scenario;
@@ -22,8 +25,8 @@ pub struct Sweep {
     pub file: String,
     /// The seeds run.
     pub seeds: Range<u64>,
-    /// Per check (in report order): how many seeds failed it and the
-    /// first that did.
+    /// Per check (in report order; two checks of one name are two
+    /// entries): how many seeds failed it and the first that did.
     pub checks: Vec<CheckTally>,
     /// Seeds whose run stopped with a harness error, with the error.
     pub errors: BTreeMap<u64, String>,
@@ -41,6 +44,23 @@ pub struct CheckTally {
 }
 
 impl Sweep {
+    /// The seeds whose checks were judged: every seed run but those a
+    /// harness error stopped. A check failed on "k of" these.
+    pub fn judged(&self) -> u64 {
+        let runs = self.seeds.end.saturating_sub(self.seeds.start);
+        runs.saturating_sub(self.errors.len() as u64)
+    }
+
+    /// The seeds run, and how many a harness error stopped: `9 runs, 1
+    /// stopped by a harness error`.
+    pub fn runs(&self) -> String {
+        let runs = count(self.seeds.end.saturating_sub(self.seeds.start), "run");
+        match self.errors.len() {
+            0 => runs,
+            n => format!("{runs}, {n} stopped by a harness error"),
+        }
+    }
+
     /// Whether every seed passed every check.
     pub fn passed(&self) -> bool {
         self.errors.is_empty() && self.checks.iter().all(|c| c.failed == 0)
@@ -60,10 +80,13 @@ impl Sweep {
     /// The sweep as a table, one row per check, and the verdict with the
     /// replay command last.
     pub fn render(&self, colour: Colour) -> String {
-        let total = self.seeds.end.saturating_sub(self.seeds.start);
+        let judged = self.judged();
         let mut text = format!(
-            "{}: seeds {}..{} ({total} runs)\n",
-            self.file, self.seeds.start, self.seeds.end
+            "{}: seeds {}..{} ({})\n",
+            self.file,
+            self.seeds.start,
+            self.seeds.end,
+            self.runs()
         );
         for check in &self.checks {
             let first = check
@@ -71,12 +94,16 @@ impl Sweep {
                 .map(|seed| format!(" (first: seed {seed})"))
                 .unwrap_or_default();
             text.push_str(&format!(
-                "  {:>4} of {total} failed  {}{first}\n",
-                check.failed, check.name
+                "  {:>4} of {judged} failed  {}{first}\n",
+                check.failed,
+                one_line(&check.name)
             ));
         }
         for (seed, error) in &self.errors {
-            text.push_str(&format!("  seed {seed}: run stopped: {error}\n"));
+            text.push_str(&format!(
+                "  seed {seed}: run stopped: {}\n",
+                one_line(error)
+            ));
         }
         match self.first_failing_seed() {
             Some(seed) => text.push_str(&format!(
@@ -119,38 +146,49 @@ pub fn sweep(scenario: &Scenario, seeds: Range<u64>, threads: usize) -> Sweep {
     let outcomes = outcomes
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut checks: Vec<CheckTally> = Vec::new();
-    let mut errors = BTreeMap::new();
-    for (seed, report) in outcomes {
-        if let Some(error) = report.error {
-            errors.insert(seed, error);
-            continue;
-        }
-        for check in report.checks {
-            let index = match checks.iter().position(|c| c.name == check.name) {
-                Some(index) => index,
-                None => {
-                    checks.push(CheckTally {
-                        name: check.name.clone(),
-                        failed: 0,
-                        first_failure: None,
-                    });
-                    checks.len() - 1
-                }
-            };
-            if !check.passed {
-                let tally = &mut checks[index];
-                tally.failed += 1;
-                tally.first_failure = Some(tally.first_failure.map_or(seed, |s| s.min(seed)));
-            }
-        }
-    }
+    let (checks, errors) = tally(outcomes);
     Sweep {
         file: scenario.file.display().to_string(),
         seeds,
         checks,
         errors,
     }
+}
+
+/// Each check's failures over the seeds' reports, a check being its place
+/// in the report and its name (names need not be unique); and the seeds a
+/// harness error stopped, whose checks are not counted.
+fn tally(reports: BTreeMap<u64, RunReport>) -> (Vec<CheckTally>, BTreeMap<u64, String>) {
+    let mut checks: Vec<((usize, String), CheckTally)> = Vec::new();
+    let mut errors = BTreeMap::new();
+    for (seed, report) in reports {
+        if let Some(error) = report.error {
+            errors.insert(seed, error);
+            continue;
+        }
+        for (place, check) in report.checks.into_iter().enumerate() {
+            let key = (place, check.name);
+            let index = match checks.iter().position(|(k, _)| *k == key) {
+                Some(index) => index,
+                None => {
+                    let tally = CheckTally {
+                        name: key.1.clone(),
+                        failed: 0,
+                        first_failure: None,
+                    };
+                    checks.push((key, tally));
+                    checks.len() - 1
+                }
+            };
+            if !check.passed {
+                let tally = &mut checks[index].1;
+                tally.failed += 1;
+                tally.first_failure = Some(tally.first_failure.map_or(seed, |s| s.min(seed)));
+            }
+        }
+    }
+    checks.sort_by_key(|((place, _), _)| *place);
+    (checks.into_iter().map(|(_, tally)| tally).collect(), errors)
 }
 
 /// Why `--seeds` could not be read.
@@ -201,6 +239,41 @@ mod tests {
     }
 
     #[test]
+    fn checks_of_one_name_are_tallied_apart_over_the_judged_seeds() {
+        let mut report = crate::report::tests::sample();
+        // Two checks of one name: the first passes, the second fails.
+        report.checks[1].name = report.checks[0].name.clone();
+        let mut stopped = report.clone();
+        stopped.error = Some("fake did not start\u{1b}[2J".into());
+        let reports = BTreeMap::from([(3, report.clone()), (4, stopped), (5, report)]);
+        let (checks, errors) = tally(reports);
+        let counts: Vec<(&str, u64, Option<u64>)> = checks
+            .iter()
+            .map(|c| (c.name.as_str(), c.failed, c.first_failure))
+            .collect();
+        assert_eq!(
+            counts,
+            [("steady before", 0, None), ("steady before", 2, Some(3))]
+        );
+        let sweep = Sweep {
+            file: "s.yaml".into(),
+            seeds: 3..6,
+            checks,
+            errors,
+        };
+        assert_eq!(sweep.judged(), 2);
+        let text = sweep.render(Colour::Off);
+        assert!(
+            text.contains("   2 of 2 failed  steady before (first: seed 3)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("seed 4: run stopped: fake did not start\u{FFFD}[2J"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_replay_command_names_the_first_failing_seed() {
         let sweep = Sweep {
             file: "scenarios/canary.yaml".into(),
@@ -222,7 +295,13 @@ mod tests {
         assert!(!sweep.passed());
         assert_eq!(sweep.first_failing_seed(), Some(4));
         let text = sweep.render(Colour::Off);
-        assert!(text.contains("2 of 9 failed  b (first: seed 4)"), "{text}");
+        assert!(
+            text.starts_with(
+                "scenarios/canary.yaml: seeds 1..10 (9 runs, 1 stopped by a harness error)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("2 of 8 failed  b (first: seed 4)"), "{text}");
         assert!(
             text.ends_with("replay: mcp-harness run --sim --seed 4 scenarios/canary.yaml"),
             "{text}"
