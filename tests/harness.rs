@@ -525,17 +525,27 @@ fn a_second_ctrl_c_exits_at_once_and_kills_the_started_gateway() {
     let scenario = dir.write("black-box.yaml", BLACK_BOX_SCENARIO);
     let template = dir.write("gateway.conf", "nothing\n");
     let url = format!("http://127.0.0.1:{}/mcp", free_port());
+    let log = dir.0.join("gateway.log");
     // A "gateway" that never listens and ignores SIGTERM: the first Ctrl-C
     // stops it while it starts, and waits for it; the second may not.
     let mut command = Command::new(harness_binary());
     command
         .args(["run", "--quiet", "--target", &url, "--target-cmd"])
-        .arg("sh -c 'trap \"\" TERM; while :; do sleep 1; done' {config}")
+        .arg("sh -c 'trap \"\" TERM; echo trapped; while :; do sleep 1; done' {config}")
         .arg("--target-config")
         .arg(&template)
+        .arg("--target-log")
+        .arg(&log)
         .arg(&scenario);
     let (child, marker) = spawn_until_started(command);
     let pid = child.id();
+    // Interrupted only once it ignores SIGTERM, or the first Ctrl-C would
+    // simply end it.
+    let trapped = (0..400).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("trapped"))
+    });
+    assert!(trapped, "the gateway never started");
     interrupt(pid);
     std::thread::sleep(Duration::from_millis(1_000));
     interrupt(pid);

@@ -15,7 +15,8 @@
 //! - [`stats`]: latency histograms and the statistical tests
 //! - [`checks`]: one module per kind of check, plus the always-on accounting
 //! - [`admin`]: the proxy's `/admin/backends`, sampled during the load
-//! - [`report`]: terminal table, JSON and JUnit
+//! - [`report`]: terminal table, JSON (and its schema), JUnit, and an HTML
+//!   page with charts
 //! - [`run`]: one scenario from start to verdict
 //! - [`sim`]: the same run in virtual time on a simulated network
 //! - [`target_cmd`]: another gateway the harness starts itself (`run` and

@@ -131,7 +131,8 @@ pub struct Measure {
     pub confidence: Option<f64>,
     /// Whether this quantity met its bound; for the shares of a chi-square
     /// test, which are judged together, whether the test held. A quantity
-    /// with nothing measured (`value` `None`) did not.
+    /// with nothing measured (`value` `None`) did not, nor does any of a
+    /// check that cannot be judged against its target.
     pub passed: bool,
 }
 

@@ -66,8 +66,12 @@ pub struct Verdict {
 
 impl Verdict {
     /// A failed verdict that says why the check cannot be judged; what
-    /// was measured is kept, for the reader.
-    fn cannot_judge(self, reason: String) -> Verdict {
+    /// was measured is kept, for the reader, but no measure passes (a
+    /// script reading the measures sees what the verdict says).
+    fn cannot_judge(mut self, reason: String) -> Verdict {
+        for measure in &mut self.figures.measures {
+            measure.passed = false;
+        }
         Verdict {
             passed: false,
             detail: Some(reason),

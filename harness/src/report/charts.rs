@@ -199,7 +199,7 @@ pub fn traffic(report: &RunReport, timeline: &Timeline, axis: TimeAxis) -> Drawn
         let names_end = name_faults(root, &chart, &report.faults, top)?;
         name_bands(root, &chart, &stacks, names_end)
     })?;
-    let ours = report.mode != TARGET_MODE;
+    let ours = !report.against_another_gateway();
     legend.extend(stacks.iter().map(|(label, _)| {
         Key::new(
             &format!("failed / s, by when answered: {}", error_name(label, ours)),
@@ -861,9 +861,6 @@ fn error_colour(label: &str) -> RGBColor {
     ERROR_PALETTE[index]
 }
 
-/// The report's mode of a run against a proxy that is not ours (`--target`).
-const TARGET_MODE: &str = "target";
-
 /// An error label as the key names it: the code and what it means when
 /// it is one of our proxy's codes and the proxy was ours (`-32010
 /// unavailable`), else the label as it is.
@@ -1001,7 +998,7 @@ mod tests {
             ]
         );
         let mut theirs = report.clone();
-        theirs.mode = TARGET_MODE.into();
+        theirs.mode = crate::run::ProxyMode::Target("http://127.0.0.1:1/mcp".into()).describe();
         let legend = super::traffic(&theirs, &report.timeline, axis)
             .unwrap()
             .legend;

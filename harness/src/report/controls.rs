@@ -3,8 +3,9 @@
 //! it: in a terminal an escape (ESC, C1) could clear the screen or retitle
 //! the window, and in XML most C0 characters are not allowed at all.
 //!
-//! Every C0 character but tab and line feed, DEL and every C1 character
-//! becomes U+FFFD, so the reader sees that something was there. The
+//! Every C0 character but tab and line feed, DEL, every C1 character and
+//! the two non-characters XML forbids (U+FFFE, U+FFFF) become U+FFFD, so
+//! the reader sees that something was there. The
 //! terminal, the HTML page, its charts and the JUnit file all pass text
 //! through [`replaced`] (or test characters with [`is_unsafe`]).
 
@@ -13,10 +14,10 @@ use std::borrow::Cow;
 /// The character shown in place of a control character.
 pub const REPLACEMENT: char = '\u{FFFD}';
 
-/// Whether `c` is a control character that text from outside may not
-/// carry into a report: C0 but tab and line feed, DEL, C1.
+/// Whether `c` is a character that text from outside may not carry into
+/// a report: C0 but tab and line feed, DEL, C1, U+FFFE and U+FFFF.
 pub fn is_unsafe(c: char) -> bool {
-    c.is_control() && c != '\n' && c != '\t'
+    (c.is_control() && c != '\n' && c != '\t') || c == '\u{FFFE}' || c == '\u{FFFF}'
 }
 
 /// `text` with every [`is_unsafe`] character replaced by [`REPLACEMENT`].
@@ -48,8 +49,8 @@ mod tests {
             "a\u{FFFD}[2J\u{FFFD}]0;pwned\u{FFFD}b"
         );
         assert_eq!(
-            replaced("x\u{0}\r\u{7f}\u{85}\u{9b}y"),
-            "x\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}y"
+            replaced("x\u{0}\r\u{7f}\u{85}\u{9b}\u{FFFE}\u{FFFF}y"),
+            "x\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}y"
         );
         assert!(matches!(replaced("tab\there\nok ≤ é"), Cow::Borrowed(_)));
         assert_eq!(one_line("a\nb\tc\r"), "a b c\u{FFFD}");

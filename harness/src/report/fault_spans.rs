@@ -11,18 +11,33 @@ use crate::scenario::{FaultAction, Scenario, Trigger, occurrences};
 /// at the end of the load (where a fault without `for:` ends): the
 /// scenario's own [`occurrences`], as its phases are.
 pub fn fault_spans(scenario: &Scenario) -> Vec<FaultSpan> {
+    let described = |fault: &crate::scenario::Fault| {
+        let target = match &fault.tool {
+            Some(tool) => format!("{}/{tool}", fault.fake),
+            None => fault.fake.clone(),
+        };
+        format!("{} of {target}", action_word(&fault.action))
+    };
     let mut spans = Vec::new();
-    for fault in &scenario.faults {
+    for (index, fault) in scenario.faults.iter().enumerate() {
         let Trigger::Time { at, length, every } = fault.trigger else {
             continue;
         };
         let action = action_word(&fault.action);
+        // An unnamed fault is described; two alike also say which they
+        // are, so their windows are never taken for one fault's repeats.
         let label = fault.name.clone().unwrap_or_else(|| {
-            let target = match &fault.tool {
-                Some(tool) => format!("{}/{tool}", fault.fake),
-                None => fault.fake.clone(),
-            };
-            format!("{action} of {target}")
+            let description = described(fault);
+            let alike = scenario
+                .faults
+                .iter()
+                .filter(|f| f.name.is_none() && described(f) == description)
+                .count();
+            if alike > 1 {
+                format!("{description} (faults[{index}])")
+            } else {
+                description
+            }
         });
         for occurrence in occurrences(at, length, every, scenario.duration) {
             spans.push(FaultSpan {
@@ -177,5 +192,22 @@ mod tests {
                 ("outage of files", "outage", 9_800, 10_000),
             ]
         );
+    }
+
+    #[test]
+    fn two_unnamed_faults_alike_are_two_rows_not_one_repeated() {
+        let mut scenario = scenario(Vec::new());
+        let outage = || FaultAction::Outage { exit_code: 1 };
+        scenario.faults = vec![
+            fault(None, time(2_000, Some(1_000), None), outage()),
+            fault(None, time(8_000, Some(1_000), None), outage()),
+        ];
+        let spans = fault_spans(&scenario);
+        let labels: Vec<&str> = spans.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["outage of files (faults[0])", "outage of files (faults[1])"]
+        );
+        assert_eq!(repeats(&spans).len(), 2);
     }
 }

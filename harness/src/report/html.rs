@@ -249,7 +249,7 @@ fn charts_of(out: &mut String, report: &RunReport) {
         "No fake received a tools/call request.",
     );
     fake_outcomes_table(out, report);
-    let no_samples = if report.mode == "target" {
+    let no_samples = if report.against_another_gateway() {
         "No /admin/backends samples: the proxy is not ours (--target)."
     } else {
         "No /admin/backends samples were recorded."
@@ -320,7 +320,8 @@ fn fake_outcomes_table(out: &mut String, report: &RunReport) {
         for (fake, outcomes) in &bucket.fakes {
             let total = totals.entry(fake).or_default();
             for (outcome, n) in outcomes {
-                *total.entry(outcome).or_default() += n;
+                let sum = total.entry(outcome).or_default();
+                *sum = sum.saturating_add(*n);
             }
         }
     }
@@ -331,7 +332,7 @@ fn fake_outcomes_table(out: &mut String, report: &RunReport) {
     let rows: Vec<Vec<Cell>> = totals
         .iter()
         .map(|(fake, counts)| {
-            let all: u64 = counts.values().sum();
+            let all = counts.values().fold(0u64, |sum, n| sum.saturating_add(*n));
             std::iter::once(Cell::text(fake))
                 .chain(
                     outcomes
@@ -436,17 +437,43 @@ fn figures_text(figures: &Figures) -> String {
 }
 
 fn measure_text(measure: &Measure) -> String {
-    let value = |v: f64| match measure.unit.as_str() {
+    let rounded = |v: f64| match measure.unit.as_str() {
         "share" => percent(v),
         "us" => duration(Duration::from_micros(v.max(0.0) as u64)),
         "count" => format!("{v:.0}"),
         _ => format!("{v:.3}"),
     };
+    // A failed measure whose value reads like its bound is shown exactly,
+    // so the figure says why it failed (10.04ms over a 10ms bound).
+    let reads_like_a_bound = !measure.passed
+        && measure.value.is_some_and(|v| {
+            [measure.min, measure.max]
+                .into_iter()
+                .flatten()
+                .any(|bound| rounded(bound) == rounded(v))
+        });
+    let value = |v: f64| {
+        if !reads_like_a_bound {
+            rounded(v)
+        } else if measure.unit == "us" {
+            format!("{v}µs")
+        } else {
+            format!("{v}")
+        }
+    };
+    let subject = measure
+        .subject
+        .as_ref()
+        .map(|s| format!("[{s}]"))
+        .unwrap_or_default();
     let mut text = format!(
-        "{} {}",
+        "{}{subject} {}",
         measure.name,
         measure.value.map_or("none".to_owned(), value)
     );
+    if let Some(expected) = measure.expected {
+        let _ = write!(text, " (expected {})", value(expected));
+    }
     match (measure.min, measure.max) {
         (Some(min), Some(max)) => {
             let _ = write!(text, " (bound {}–{})", value(min), value(max));
@@ -794,6 +821,35 @@ pub(crate) mod tests {
         .named(name.into(), "threshold", Some(30))
     }
 
+    #[test]
+    fn a_measure_names_its_way_and_a_failure_never_reads_like_its_bound() {
+        let share = Measure {
+            name: "share".into(),
+            unit: "share".into(),
+            value: Some(0.52),
+            subject: Some("a".into()),
+            expected: Some(0.5),
+            passed: true,
+            ..Measure::default()
+        };
+        assert_eq!(measure_text(&share), "share[a] 52.0% (expected 50.0%)");
+        let over = Measure {
+            name: "p99".into(),
+            unit: "us".into(),
+            value: Some(10_040.0),
+            max: Some(10_000.0),
+            passed: false,
+            ..Measure::default()
+        };
+        assert_eq!(measure_text(&over), "p99 10040µs (bound ≤ 10000µs)");
+        let under = Measure {
+            passed: true,
+            value: Some(9_960.0),
+            ..over
+        };
+        assert_eq!(measure_text(&under), "p99 10ms (bound ≤ 10ms)");
+    }
+
     fn parse(html: &str) -> roxmltree::Document<'_> {
         let options = roxmltree::ParsingOptions {
             allow_dtd: true,
@@ -1051,7 +1107,13 @@ pub(crate) mod tests {
     fn a_chart_without_data_leaves_a_note_and_the_shade_key_matches_the_shade() {
         let mut report = outage_run();
         report.backends.clear();
-        report.mode = "target".into();
+        report.mode = crate::run::ProxyMode::TargetCmd(crate::run::TargetCmd {
+            url: "http://127.0.0.1:1/mcp".into(),
+            command: "gw".into(),
+            config_template: None,
+            log: None,
+        })
+        .describe();
         let html = render(&[report]);
         let document = parse(&html);
         let notes: Vec<String> = elements(&document, "p")

@@ -31,7 +31,7 @@ fn escape_with(text: &str, attribute: bool) -> String {
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
-            c if is_unsafe(c) || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push(REPLACEMENT),
+            c if is_unsafe(c) => out.push(REPLACEMENT),
             c => out.push(c),
         }
     }

@@ -40,6 +40,10 @@ use crate::scenario::{Scenario, Trigger};
 use crate::stats::LatencySummary;
 use timeline::{BackendSample, CallRow, FaultSpan, Timeline};
 
+/// How a report's `mode` begins for a run against another gateway
+/// (`target URL`, `target URL (started: COMMAND)`).
+pub const TARGET_MODE_PREFIX: &str = "target ";
+
 /// The version of the JSON report's shape (docs/report-schema.json); it
 /// changes whenever a field is renamed, removed or changes meaning. An
 /// added optional field (such as a bucket's `failed_p50_us`) keeps it:
@@ -58,7 +62,9 @@ pub struct RunReport {
     pub file: String,
     /// The seed it ran with.
     pub seed: u64,
-    /// How the proxy was run (`in-process`, `binary`, `target`).
+    /// How the proxy was run: `in-process mcp-proxy`, `binary PATH`,
+    /// `simulation`, or (another gateway) `target URL`, `target URL
+    /// (started: COMMAND)`; with `--codes`, the overlay after `; `.
     pub mode: String,
     /// How long the run took.
     #[serde(rename = "duration_us", with = "crate::clock::micros")]
@@ -138,6 +144,13 @@ impl RunReport {
             backends: Vec::new(),
             call_log: Vec::new(),
         }
+    }
+
+    /// Whether the run was against a gateway that is not this workspace's
+    /// proxy (`--target`, with or without `--target-cmd`): its codes are
+    /// not ours to name, its admin routes not ours to read.
+    pub fn against_another_gateway(&self) -> bool {
+        self.mode.starts_with(TARGET_MODE_PREFIX)
     }
 
     /// Whether the run passed: no harness error and every check held.

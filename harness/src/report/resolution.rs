@@ -99,7 +99,9 @@ fn merge_factor(timeline: &Timeline) -> Option<u64> {
     let mut chosen = 1;
     for factor in factors {
         chosen = factor;
-        let points = end / factor - start / factor + 1;
+        let points = (end / factor)
+            .saturating_sub(start / factor)
+            .saturating_add(1);
         let dense = answered / points >= MIN_CALLS_PER_POINT || points <= FEW_POINTS;
         if points <= MAX_POINTS && (dense || answered == 0) {
             break;
@@ -145,11 +147,13 @@ fn weighted_median(values: impl Iterator<Item = (Option<u64>, u64)>) -> Option<u
         .filter_map(|(value, weight)| value.map(|v| (v, weight.max(1))))
         .collect();
     weighted.sort_unstable();
-    let total: u64 = weighted.iter().map(|(_, w)| *w).sum();
-    let mut seen = 0;
+    let total = weighted
+        .iter()
+        .fold(0u64, |sum, (_, w)| sum.saturating_add(*w));
+    let mut seen = 0u64;
     weighted.into_iter().find_map(|(value, weight)| {
-        seen += weight;
-        (seen * 2 >= total).then_some(value)
+        seen = seen.saturating_add(weight);
+        (seen >= total.div_ceil(2)).then_some(value)
     })
 }
 

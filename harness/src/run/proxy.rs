@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::RunError;
 use super::placeholders::{Placeholders, Rendering};
 use crate::process_group::GroupChild;
+use crate::report::TARGET_MODE_PREFIX;
 use crate::report::replay::Flag;
 use crate::scenario::{FakeAddress, Scenario, to_json};
 use crate::shell;
@@ -65,9 +66,12 @@ impl ProxyMode {
         match self {
             ProxyMode::InProcess => "in-process mcp-proxy".into(),
             ProxyMode::Binary(path) => format!("binary {}", path.display()),
-            ProxyMode::Target(url) => format!("target {url}"),
+            ProxyMode::Target(url) => format!("{TARGET_MODE_PREFIX}{url}"),
             ProxyMode::TargetCmd(target) => {
-                format!("target {} (started: {})", target.url, target.command)
+                format!(
+                    "{TARGET_MODE_PREFIX}{} (started: {})",
+                    target.url, target.command
+                )
             }
         }
     }

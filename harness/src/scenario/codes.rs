@@ -517,6 +517,9 @@ expect:
                 "cannot be judged against this target: its refused errors are code -32603, which is also what fake a sends, so the gateway's own failures cannot be told from the fake's"
             )
         );
+        // Its measures say so too, though what was measured is kept.
+        let measures = &results[0].figures.measures;
+        assert!(!measures.is_empty() && measures.iter().all(|m| !m.passed && m.value.is_some()));
         // A bare code means the fake's own error: judged as usual.
         assert!(results[1].passed, "{:?}", results[1]);
         // Our proxy's codes (no overlay) are not what the fakes send.
