@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::io::AsyncReadExt;
 
 use crate::support::bins::{TempDir, proxy_binary as binary, root};
-use crate::support::proxy::{admin_backend, free_addr, ops_get_json, pid_gone};
+use crate::support::proxy::{admin_backend, ops_get_json, pid_gone, reserve_addr};
 use crate::support::{RawClient, wait_until};
 
 /// How long the binary may take to exit after SIGTERM (or after failing).
@@ -244,8 +244,9 @@ fn spawn_serve(path: &Path) -> (tokio::process::Child, tokio::task::JoinHandle<S
 #[tokio::test]
 async fn serve_runs_until_sigterm_then_exits_0_and_stops_its_children() {
     let dir = TempDir::new();
-    let addr = free_addr();
-    let path = dir.write("serve.yaml", &serve_config(addr));
+    let reserved = reserve_addr();
+    let path = dir.write("serve.yaml", &serve_config(reserved.addr()));
+    let addr = reserved.release();
     let (mut child, log) = spawn_serve(&path);
 
     wait_until("/readyz to answer 200", || async {
@@ -298,9 +299,10 @@ async fn serve_runs_until_sigterm_then_exits_0_and_stops_its_children() {
 #[tokio::test]
 async fn serve_with_an_invalid_config_exits_1_without_listening() {
     let dir = TempDir::new();
-    let addr = free_addr();
-    let text = serve_config(addr).replace("command: python3", "comand: python3");
+    let reserved = reserve_addr();
+    let text = serve_config(reserved.addr()).replace("command: python3", "comand: python3");
     let path = dir.write("broken.yaml", &text);
+    let addr = reserved.release();
     let (mut child, log) = spawn_serve(&path);
     let exit = tokio::time::timeout(EXIT_BOUND, child.wait())
         .await

@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::proxy::{
-    self, admin_backend, free_addr, ops_get_json, pid_gone, scripted_backend,
+    self, admin_backend, ops_get_json, pid_gone, reserve_addr, scripted_backend,
 };
 use crate::support::{RawClient, StreamEvent, TestBackend, wait_for, wait_until};
 
@@ -273,7 +273,8 @@ async fn an_http_backend_going_away_is_noticed_without_a_call_and_rejoined_after
 
 #[tokio::test]
 async fn backend_down_at_start_up_is_picked_up_when_it_appears() {
-    let late_addr = free_addr();
+    let reserved = reserve_addr();
+    let late_addr = reserved.addr();
     let beta = TestBackend::start_named("beta").await;
     let config = proxy::config(vec![
         proxy::http_backend("late", &format!("http://{late_addr}/mcp")),
@@ -318,7 +319,7 @@ async fn backend_down_at_start_up_is_picked_up_when_it_appears() {
 
     let _late = TestBackend::builder()
         .name("late")
-        .start_on(late_addr)
+        .start_on(reserved.release())
         .await;
     wait_until("late's tools to be listed", || async {
         let listed = client.request("tools/list", Value::Null).await;

@@ -133,6 +133,7 @@ impl TestBackendBuilder {
             progress: self.progress,
             calls: Calls::default(),
             running: None,
+            held: None,
         };
         backend.listen(addr)?;
         Ok(backend)
@@ -149,6 +150,9 @@ pub struct TestBackend {
     progress: ProgressDelivery,
     calls: Calls,
     running: Option<Running>,
+    /// While stopped, the port stays bound (not listening), so a parallel
+    /// test's `bind(0)` is never given it and a connection is refused.
+    held: Option<TcpSocket>,
 }
 
 /// The serve task and the way to end it.
@@ -217,6 +221,7 @@ impl TestBackend {
             {
                 std::panic::resume_unwind(error.into_panic());
             }
+            self.held = reusable_socket(self.addr).ok();
         }
     }
 
@@ -235,7 +240,8 @@ impl TestBackend {
 
     /// Bind `addr` and spawn the serve task.
     fn listen(&mut self, addr: SocketAddr) -> io::Result<()> {
-        let listener = bind_reusable(addr)?;
+        self.held = None;
+        let listener = reusable_socket(addr)?.listen(1024)?;
         self.addr = listener.local_addr()?;
         let app = mcp_app(&self.name, self.progress, self.calls.clone());
         let (stop, stopped) = oneshot::channel();
@@ -254,9 +260,9 @@ impl Drop for TestBackend {
     }
 }
 
-/// A listener with `SO_REUSEADDR`, so a restarted backend can take back its
-/// port while the connections it closed sit in TIME_WAIT.
-fn bind_reusable(addr: SocketAddr) -> io::Result<TcpListener> {
+/// A socket bound with `SO_REUSEADDR`, so a restarted backend can take back
+/// its port while the connections it closed sit in TIME_WAIT.
+fn reusable_socket(addr: SocketAddr) -> io::Result<TcpSocket> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -264,7 +270,7 @@ fn bind_reusable(addr: SocketAddr) -> io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    Ok(socket)
 }
 
 /// The accept loop. It owns every connection, so that returning (on `stop`)

@@ -205,11 +205,33 @@ pub fn pid_gone(pid: u32) -> bool {
     }
 }
 
-/// A loopback address that was free a moment ago (bound to port 0, then
-/// released), for a server that is to be started later.
-pub fn free_addr() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
+/// A loopback address held for a server that is to be started later: bound,
+/// so no other socket (a parallel test's `bind(0)` included) is given its
+/// port, but not listening, so a connection to it is refused as by a server
+/// that is down.
+pub struct ReservedAddr {
+    socket: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl ReservedAddr {
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Frees the port for the server about to bind it.
+    pub fn release(self) -> std::net::SocketAddr {
+        drop(self.socket);
+        self.addr
+    }
+}
+
+/// Reserves a free loopback port; see [`ReservedAddr`].
+pub fn reserve_addr() -> ReservedAddr {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind 127.0.0.1:0");
+    let addr = socket.local_addr().expect("a bound socket has an address");
+    ReservedAddr { socket, addr }
 }

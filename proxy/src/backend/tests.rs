@@ -167,10 +167,16 @@ async fn a_child_that_crashes_right_after_starting_keeps_backing_off() {
     }
 }
 
-/// A loopback address nothing listens on (yet).
-fn free_address() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    probe.local_addr().expect("its address")
+/// A loopback port held for a server started later: bound, so a parallel
+/// test's `bind(0)` is never given it, but not listening, so a connection to
+/// it is refused as by a server that is down. Dropped to free the port.
+fn reserve_address() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("a free port");
+    let addr = socket.local_addr().expect("its address");
+    (socket, addr)
 }
 
 /// A tower-mcp streamable-HTTP server on a given address.
@@ -193,7 +199,7 @@ async fn serve_mcp_on(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
 #[tokio::test]
 #[traced_test]
 async fn an_http_backend_down_at_start_fails_fast_then_connects_when_it_comes() {
-    let addr = free_address();
+    let (reserved, addr) = reserve_address();
     // tower-mcp's router serves MCP at its root.
     let (backend, stop) = supervise(http("late-search", format!("http://{addr}/")));
     wait_for("unavailable", &backend, |s| s.state == State::Unavailable).await;
@@ -212,6 +218,7 @@ async fn an_http_backend_down_at_start_fails_fast_then_connects_when_it_comes() 
     assert!(logs_contain("late-search"));
     assert!(logs_contain("backend marked unavailable"));
 
+    drop(reserved);
     let server = serve_mcp_on(addr).await;
     wait_for("connected", &backend, |s| s.state == State::Connected).await;
     assert!(call_tool(&backend, "echo", json!({ "x": 1 })).await.is_ok());
@@ -387,12 +394,13 @@ async fn with_no_wait_for_ready_a_call_during_a_restart_fails_at_once() {
 #[tokio::test]
 #[traced_test]
 async fn once_a_reconnect_has_failed_calls_fail_fast() {
-    let addr = free_address();
+    let (reserved, addr) = reserve_address();
     let patient = BackendConfig {
         // Long enough that a call which waited would hit the bound below.
         wait_for_ready: Duration::from_secs(120),
         ..http("vanishing", format!("http://{addr}/"))
     };
+    drop(reserved);
     let server = serve_mcp_on(addr).await;
     let (backend, stop) = supervise(patient);
     wait_for("connected", &backend, |s| s.state == State::Connected).await;
