@@ -57,6 +57,7 @@ fn proxy_config(backend_url: String) -> Config {
                 headers: Default::default(),
             },
         )],
+        ..Config::default()
     }
 }
 

@@ -180,6 +180,7 @@ async fn proxy_with_catalog() -> (mcp_proxy::server::RunningProxy, HttpFake) {
             ..ProxySettings::default()
         },
         backends,
+        ..Config::default()
     };
     let proxy = mcp_proxy::server::start(config)
         .await

@@ -76,3 +76,30 @@ pub(crate) mod micros {
         u64::deserialize(d).map(Duration::from_micros)
     }
 }
+
+/// The time of day in simulation: a fixed date ([`SIM_EPOCH_UNIX`]) plus
+/// the virtual time since the clock was made, so the lifetimes of the JWTs
+/// a scenario mints replay with its seed. The proxy in simulation judges
+/// `exp` and `nbf` by it, and the harness mints by it.
+#[derive(Debug, Clone, Copy)]
+pub struct SimWallClock {
+    start: Instant,
+}
+
+/// 2026-01-01T00:00:00Z: the Unix time at which every simulated run starts.
+pub const SIM_EPOCH_UNIX: u64 = 1_767_225_600;
+
+impl SimWallClock {
+    /// A clock that reads [`SIM_EPOCH_UNIX`] now.
+    pub fn started_now() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl mcp_proxy::platform::WallClock for SimWallClock {
+    fn unix_seconds(&self) -> u64 {
+        SIM_EPOCH_UNIX + self.start.elapsed().as_secs()
+    }
+}

@@ -21,3 +21,9 @@ pub const BACKEND_LIMITED: i64 = -32014;
 pub const REQUEST_CANCELLED: i64 = -32800;
 /// The proxy is shutting down and cancelled the request.
 pub const SHUTTING_DOWN: i64 = -32012;
+/// The request carried no credential, or one that does not pass (`auth:`);
+/// sent with HTTP 401 and a `WWW-Authenticate` challenge.
+pub const UNAUTHENTICATED: i64 = -32015;
+/// The caller's roles do not allow the tool, resource or prompt
+/// (`authorization:`); sent with HTTP 403 and `error="insufficient_scope"`.
+pub const FORBIDDEN: i64 = -32016;

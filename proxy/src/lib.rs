@@ -39,6 +39,7 @@
 
 #![warn(unreachable_pub)]
 
+mod auth;
 mod backend;
 mod backoff;
 mod call;

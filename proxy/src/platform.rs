@@ -6,7 +6,8 @@
 //! - the **listener** its clients connect to ([`Listener`]),
 //! - the **dialer** that opens connections to HTTP backends ([`Dialer`]),
 //! - the **spawner** that starts stdio backends ([`Spawner`]),
-//! - the **session ids** it hands to clients ([`SessionIds`]).
+//! - the **session ids** it hands to clients ([`SessionIds`]),
+//! - the **wall clock** JWTs' `exp` and `nbf` are judged by ([`WallClock`]).
 //!
 //! (Wall-clock timestamps shown in `/admin/backends` are display only.)
 //!
@@ -144,6 +145,26 @@ impl SessionIds for SeededSessionIds {
     }
 }
 
+/// The time of day, in seconds since the Unix epoch: what a JWT's `exp`,
+/// `nbf` and `iat` are compared with. In simulation, a fixed epoch plus the
+/// virtual time elapsed, so token lifetimes replay with the run.
+pub trait WallClock: Send + Sync + 'static {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    fn unix_seconds(&self) -> u64;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn unix_seconds(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs())
+    }
+}
+
 /// The seams a proxy runs with (its listener is handed to
 /// [`crate::server::start_on`] separately).
 #[derive(Clone)]
@@ -154,6 +175,8 @@ pub struct Platform {
     pub spawner: Arc<dyn Spawner>,
     /// Names client sessions.
     pub session_ids: Arc<dyn SessionIds>,
+    /// Tells the time of day, for token lifetimes.
+    pub clock: Arc<dyn WallClock>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -169,6 +192,7 @@ impl Platform {
             dialer: Arc::new(TcpDialer),
             spawner: Arc::new(crate::upstream::ProcessSpawner),
             session_ids: Arc::new(RandomSessionIds),
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -48,6 +48,7 @@ pub fn everything_backend(name: &str) -> BackendConfig {
             args: command.args,
             env: BTreeMap::new(),
             cwd: None,
+            inherit_env: false,
         },
     )
 }
@@ -65,6 +66,7 @@ pub fn scripted_backend(name: &str, extra_args: &[&str]) -> BackendConfig {
             args,
             env: BTreeMap::new(),
             cwd: None,
+            inherit_env: false,
         },
     )
 }
@@ -77,6 +79,7 @@ pub fn config(backends: Vec<BackendConfig>) -> Config {
             ..ProxySettings::default()
         },
         backends,
+        ..Config::default()
     }
 }
 

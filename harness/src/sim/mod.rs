@@ -44,7 +44,7 @@ use mcp_proxy::platform::{Platform, SeededSessionIds};
 use crate::admin::BackendSampler;
 use crate::checks::Verdict;
 use crate::checks::figures::{Figures, Measure};
-use crate::clock::ScenarioClock;
+use crate::clock::{ScenarioClock, SimWallClock};
 use crate::fake::{FakeConfig, HttpFake};
 use crate::journal::{Journal, JournalEntry};
 use crate::load::{self, LoadResult, Progress};
@@ -209,6 +209,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
                 dialer: Arc::new(SimDialer),
                 spawner: Arc::new(spawner),
                 session_ids: Arc::new(SeededSessionIds::new(seed)),
+                clock: Arc::new(SimWallClock::started_now()),
             };
             let listener = SimListener::bind(PROXY_PORT).await?;
             let proxy = mcp_proxy::server::start_on(config, listener, platform)?;

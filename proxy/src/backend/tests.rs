@@ -51,6 +51,7 @@ fn scripted_with(name: &str, extra_args: &[&str]) -> BackendConfig {
             args,
             env: BTreeMap::new(),
             cwd: None,
+            inherit_env: false,
         },
     )
 }

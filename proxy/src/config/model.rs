@@ -10,12 +10,25 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     /// Settings of the proxy itself (`proxy:` table).
     pub proxy: ProxySettings,
     /// The MCP servers behind the proxy, in file order (`backends:` list).
     pub backends: Vec<BackendConfig>,
+    /// `auth:`: who may use the proxy. `None`: no authentication (allowed
+    /// only on a loopback `listen`, or with `proxy.allow_unauthenticated`).
+    pub auth: Option<AuthConfig>,
+    /// `authorization:`: what each role may use. `None`: every caller
+    /// that authenticated may use everything.
+    pub authorization: Option<Authorization>,
+    /// `audit:`: one JSON line per call. `None`: no audit log.
+    pub audit: Option<AuditConfig>,
+    /// `admin:`: where and to whom `/admin/*` answers.
+    pub admin: AdminSettings,
+    /// Every value that came from `${VAR}` or from a file (tokens, keys,
+    /// secrets): `check` and the logs print `[redacted]` in their place.
+    pub secrets: Secrets,
 }
 
 /// The `proxy:` table.
@@ -57,6 +70,9 @@ pub struct ProxySettings {
     pub progress_queue: usize,
     /// `seed`: seeds every random choice of the proxy (retry jitter). Default 0.
     pub seed: u64,
+    /// `allow_unauthenticated`: listen on a non-loopback address with no
+    /// `auth:` (a config error otherwise). Default false.
+    pub allow_unauthenticated: bool,
 }
 
 /// One entry of `backends:`.
@@ -109,6 +125,10 @@ pub struct BackendConfig {
     /// are sent (a primary's keys; a canary, mirror or failover receives
     /// the calls as its primary shaped them).
     pub shaping: Shaping,
+    /// `forward_auth`: send the client's own `Authorization` header on to
+    /// this (HTTP) backend. Contrary to the MCP specification's advice
+    /// (token passthrough); off unless set, and warned about at start.
+    pub forward_auth: bool,
 }
 
 /// Whose calls a backend serves.
@@ -357,6 +377,7 @@ impl BackendConfig {
             load_balancing: LoadBalancing::default(),
             outlier_detection: None,
             init_timeout: DEFAULT_INIT_TIMEOUT,
+            forward_auth: false,
             reconnect: ReconnectPolicy::default(),
             wait_for_ready: DEFAULT_WAIT_FOR_READY,
             timeout: TimeoutPolicy {
@@ -462,6 +483,10 @@ pub enum TransportConfig {
         env: BTreeMap<String, String>,
         /// `cwd`: working directory; relative paths are taken from the config file's folder.
         cwd: Option<PathBuf>,
+        /// `inherit_env`: the child gets the proxy's whole environment.
+        /// Default false: only `PATH`, `HOME`, `USER`, `LANG`, `LC_*`, `TZ`,
+        /// `TMPDIR` and the variables `env` names.
+        inherit_env: bool,
     },
     /// A streamable-HTTP MCP server (one endpoint of it).
     Http {
@@ -534,6 +559,197 @@ impl Default for ProxySettings {
             max_in_flight_per_session: 128,
             progress_queue: 64,
             seed: 0,
+            allow_unauthenticated: false,
         }
+    }
+}
+
+/// `auth:`: how callers prove who they are, and what the proxy tells
+/// clients about it (RFC 9728 protected-resource metadata).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    /// `bearer:` or `jwt:` (exactly one).
+    pub method: AuthMethod,
+    /// `resource`: the public URL of the MCP endpoint as clients reach it
+    /// (e.g. `https://mcp.example.com/mcp`), the `resource` of the metadata
+    /// and the default JWT audience. Required; never derived from `listen`.
+    pub resource: String,
+    /// `authorization_servers`: issuer URLs clients get tokens from
+    /// (metadata `authorization_servers`). Default empty.
+    pub authorization_servers: Vec<String>,
+    /// `scopes_supported`: listed in the metadata. Default: the roles named
+    /// in `authorization.roles`.
+    pub scopes_supported: Vec<String>,
+    /// `rate_limit`: calls per caller (by subject) per period; more are
+    /// refused with `-32014` at once. Default: none.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// The way callers authenticate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthMethod {
+    /// `bearer: { tokens: [...] }`: static tokens.
+    Bearer(Vec<BearerToken>),
+    /// `jwt: { ... }`: signed JWTs.
+    Jwt(Box<JwtAuth>),
+}
+
+/// One entry of `bearer.tokens`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BearerToken {
+    /// `token` (`${VAR}`) or `token_file` (a file holding it; surrounding
+    /// whitespace trimmed). At least 16 bytes.
+    pub token: String,
+    /// `subject`: who holds it, for the audit log and rate limits. Default
+    /// `token-N` (its 1-based position).
+    pub subject: String,
+    /// `scopes`: the roles it has (see `authorization.roles`). Default empty.
+    pub scopes: Vec<String>,
+}
+
+/// `jwt:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtAuth {
+    /// `issuer`: the `iss` every token must carry. Default: not checked.
+    pub issuer: Option<String>,
+    /// `audiences`: one of them must be in `aud` (RFC 8707). Default:
+    /// `[auth.resource]`.
+    pub audiences: Vec<String>,
+    /// `algorithms`: the allow-list, e.g. `[RS256, ES256]`. Default
+    /// `[RS256, ES256]`. `none` is never allowed; `HS*` only with `secret`.
+    pub algorithms: Vec<String>,
+    /// `leeway`: clock skew allowed on `exp` and `nbf`. Default 60s.
+    pub leeway: Duration,
+    /// `jwks_url` and/or `keys`/`secret`: where the verification keys come from.
+    pub keys: JwtKeys,
+    /// `roles_claim`: the claim holding the caller's roles: an array of
+    /// strings or one space-separated string (as `scope` is). Default `scope`.
+    pub roles_claim: String,
+    /// `subject_claim`: the claim naming the caller. Default `sub`.
+    pub subject_claim: String,
+}
+
+/// The keys JWTs are verified with.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JwtKeys {
+    /// `jwks_url`: a JWK Set, fetched at start, cached for `jwks_ttl`,
+    /// refetched early on an unknown `kid` (at most once per
+    /// `jwks_min_refetch`); the last good set is kept while it is unreachable.
+    pub jwks_url: Option<String>,
+    /// `jwks_ttl`: default 5m.
+    pub jwks_ttl: Duration,
+    /// `jwks_min_refetch`: default 10s.
+    pub jwks_min_refetch: Duration,
+    /// `keys`: static keys, each `{ pem_file: path }`, `{ pem: "..." }` or
+    /// `{ jwk: { ... } }` (public keys; the PEM's text is kept here).
+    pub static_keys: Vec<StaticKey>,
+    /// `secret`: an HMAC secret (`${VAR}` or `secret_file`), for `HS*` only.
+    pub secret: Option<String>,
+}
+
+/// One static verification key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StaticKey {
+    /// A public key in PEM (RSA, EC or Ed25519), with the `kid` it answers
+    /// to, if any (`kid:` next to `pem`/`pem_file`).
+    Pem {
+        /// The PEM text.
+        pem: String,
+        /// The `kid` it answers to; without one, it is tried for tokens
+        /// whose header names no `kid`.
+        kid: Option<String>,
+    },
+    /// A public JWK, as JSON.
+    Jwk(serde_json::Value),
+}
+
+/// `authorization:`: roles → rules over tools, resources and prompts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authorization {
+    /// `default`: what applies when no rule of the caller's roles matches.
+    /// Default `deny`.
+    pub default: Access,
+    /// `roles`: each role's rules, in file order. A deny that matches wins
+    /// over an allow that matches.
+    pub roles: BTreeMap<String, Vec<AccessRule>>,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `allow`.
+    Allow,
+    /// `deny`.
+    Deny,
+}
+
+/// One rule: `- allow: { backend: search, tools: ["find_*"] }` or `- deny: {...}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessRule {
+    /// Which key it was written under.
+    pub access: Access,
+    /// `backend`: a name pattern (`*` any run). Default `*`.
+    pub backend: String,
+    /// `tools`, `resources` (URI patterns), `prompts`: name patterns as the
+    /// client sees the names, without the `backend/` prefix. A rule that
+    /// names none of the three covers all three; one that names some covers
+    /// only those kinds.
+    pub tools: Option<Vec<String>>,
+    /// See `tools`.
+    pub resources: Option<Vec<String>>,
+    /// See `tools`.
+    pub prompts: Option<Vec<String>>,
+}
+
+/// `audit:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    /// `to`: `stdout` or a file path (appended to). Default `stdout`.
+    pub to: AuditTarget,
+    /// `include_arguments`: write the raw arguments, not only their
+    /// SHA-256 digest. Default false.
+    pub include_arguments: bool,
+    /// `queue`: lines waiting for the writer; more are dropped (and
+    /// counted) rather than blocking a call. Default 10,000.
+    pub queue: usize,
+}
+
+/// Where audit lines go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditTarget {
+    /// `stdout`.
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+/// `admin:`: `/admin/*` (backends, metrics). `/livez` and `/readyz` stay on
+/// the main listener, open.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdminSettings {
+    /// `listen`: serve `/admin/*` on a listener of its own (and not on the
+    /// main one). Default: on the main listener.
+    pub listen: Option<SocketAddr>,
+    /// `token` (`${VAR}`) or `token_file`: `/admin/*` needs
+    /// `Authorization: Bearer <token>`. With `auth:` and neither `listen`
+    /// nor `token`, `/admin/*` on the main listener answers 403.
+    pub token: Option<String>,
+}
+
+/// Secret values of a config, to be redacted wherever text is printed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Secrets(pub Vec<String>);
+
+impl Secrets {
+    /// `text` with every secret value (of 4 bytes or more) replaced by `[redacted]`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        let mut values: Vec<&String> = self.0.iter().filter(|v| v.len() >= 4).collect();
+        // Longest first, so a secret that contains another is replaced whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        for value in values {
+            out = out.replace(value.as_str(), "[redacted]");
+        }
+        out
     }
 }

@@ -156,6 +156,7 @@ fn full_config() -> Config {
             max_in_flight_per_session: 5,
             progress_queue: 8,
             seed: 7,
+            allow_unauthenticated: true,
         },
         backends: vec![
             BackendConfig {
@@ -169,6 +170,7 @@ fn full_config() -> Config {
                     ],
                     env: BTreeMap::from([("LOG_LEVEL".into(), "debug".into())]),
                     cwd: Some(PathBuf::from(BASE).join("./servers")),
+                    inherit_env: false,
                 }],
                 load_balancing: LoadBalancing::LeastRequests,
                 outlier_detection: None,
@@ -191,6 +193,7 @@ fn full_config() -> Config {
                 hedging: None,
                 role: Role::Primary,
                 shaping: Shaping::default(),
+                forward_auth: false,
             },
             BackendConfig {
                 name: "search".into(),
@@ -255,8 +258,10 @@ fn full_config() -> Config {
                 }),
                 role: Role::Primary,
                 shaping: Shaping::default(),
+                forward_auth: false,
             },
         ],
+        ..Config::default()
     }
 }
 
@@ -291,6 +296,7 @@ fn defaults_fill_everything_optional() {
             args: vec![],
             env: BTreeMap::new(),
             cwd: None,
+            inherit_env: false,
         }]
     );
     assert_eq!(backend.load_balancing, LoadBalancing::LeastRequests);

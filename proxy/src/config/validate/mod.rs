@@ -67,7 +67,11 @@ pub(crate) fn validate(
         backends.push(backend);
     }
     v.roles(&backends)?;
-    Ok(Config { proxy, backends })
+    Ok(Config {
+        proxy,
+        backends,
+        ..Config::default()
+    })
 }
 
 fn key(k: &str) -> Seg {
@@ -221,6 +225,7 @@ impl Validator<'_> {
         Ok(BackendConfig {
             role,
             shaping,
+            forward_auth: false,
             name: raw.name,
             endpoints,
             load_balancing,

@@ -70,6 +70,7 @@ impl Validator<'_> {
             check_origin(origin).map_err(|m| self.error(&p, m))?;
         }
         Ok(ProxySettings {
+            allow_unauthenticated: false,
             name,
             listen: raw.listen.map_or(defaults.listen, |l| l.0),
             separator,

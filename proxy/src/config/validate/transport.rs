@@ -58,6 +58,7 @@ impl Validator<'_> {
             args,
             env,
             cwd,
+            inherit_env: false,
         })
     }
 

@@ -112,6 +112,7 @@ impl StdioConnection {
             args,
             env,
             cwd,
+            inherit_env: _,
         } = transport
         else {
             return Err(UpstreamError::Connect(format!(

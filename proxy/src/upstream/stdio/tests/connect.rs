@@ -81,6 +81,7 @@ async fn a_missing_command_is_a_connect_error() {
         args: vec![],
         env: BTreeMap::new(),
         cwd: None,
+        inherit_env: false,
     };
     let (events, _received) = mpsc::unbounded_channel();
     let error = within(StdioConnection::connect(&transport, &settings(), events))

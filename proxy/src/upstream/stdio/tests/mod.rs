@@ -148,6 +148,7 @@ fn fake(mode: &str, env: &[(&str, &str)]) -> TransportConfig {
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect(),
         cwd: None,
+        inherit_env: false,
     }
 }
 
