@@ -33,3 +33,5 @@ mod traffic;
 mod shaping;
 // Bounds: default call timeout, sessions, requests in flight, idle expiry.
 mod bounds;
+// Authentication (bearer), roles per tool, sessions per subject, admin token.
+mod auth;

@@ -119,7 +119,7 @@ impl Router {
         let app = proxy.app();
         Some(Self {
             gateway: Arc::clone(&app.gateway),
-            session: app.sessions.create()?,
+            session: app.sessions.create(None)?,
         })
     }
 
@@ -162,13 +162,13 @@ pub struct Sessions(SessionStore);
 impl Sessions {
     /// A new session, as `initialize` creates it; `None` at `max_sessions`.
     pub fn create(&self) -> Option<Session> {
-        self.0.create().map(Session)
+        self.0.create(None).map(Session)
     }
 
     /// The session an `Mcp-Session-Id` names, as the front looks it up
     /// for every request after `initialize`.
     pub fn get(&self, id: &str) -> Option<Session> {
-        self.0.get(Some(id)).ok().map(Session)
+        self.0.get(Some(id), None).ok().map(Session)
     }
 
     /// Admit a request of `session` under the client's id

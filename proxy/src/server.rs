@@ -18,9 +18,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Authenticator, CallerLimits};
 use crate::backend::Status;
 use crate::config::Config;
-use crate::front::{self, App};
+use crate::front::{self, AdminAccess, App};
 use crate::gateway::Gateway;
 use crate::platform::{self, BoxStream, Listener, Platform};
 use crate::session::{Limits, SessionStore};
@@ -112,9 +113,24 @@ pub fn start_on(
         cancel_calls: CancellationToken::new(),
         allowed_origins: config.proxy.allowed_origins.clone(),
         max_body_size: config.proxy.max_body_size,
+        auth: config
+            .auth
+            .as_ref()
+            .map(|auth| Authenticator::new(auth, &platform)),
+        caller_limits: config
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.rate_limit)
+            .map(|limit| (CallerLimits::new(limit), limit)),
+        admin_access: AdminAccess::from_config(&config),
     });
+    warn_about_forwarded_tokens(&config);
+    let admin_server = match config.admin.listen {
+        Some(admin_addr) => Some(serve_admin(admin_addr, &app)?),
+        None => None,
+    };
     let housekeeping = tokio::spawn(expire_sessions(sessions));
-    let router = front::router(Arc::clone(&app));
+    let router = front::router(Arc::clone(&app), admin_server.is_none());
     let draining = app.draining.clone();
     let server = tokio::spawn(async move {
         let listener = ServeListener(Box::new(listener));
@@ -122,6 +138,9 @@ pub fn start_on(
             axum::serve(listener, router).with_graceful_shutdown(draining.cancelled_owned());
         if let Err(error) = serve.await {
             tracing::error!(%error, "HTTP server failed");
+        }
+        if let Some(admin_server) = admin_server {
+            admin_server.abort();
         }
     });
     tracing::info!(%addr, backends = config.backends.len(), "mcp-proxy listening on http://{addr}/mcp");
@@ -134,6 +153,38 @@ pub fn start_on(
         supervisors,
         housekeeping,
     })
+}
+
+/// `/admin/*` on a listener of its own (`admin.listen`), until the main
+/// server stops.
+fn serve_admin(addr: SocketAddr, app: &Arc<App>) -> Result<JoinHandle<()>, StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    let router = front::admin_router(Arc::clone(app)).with_state(Arc::clone(app));
+    let draining = app.draining.clone();
+    tracing::info!(addr = %bound, "admin API listening on http://{bound}/admin/");
+    Ok(tokio::spawn(async move {
+        let serve =
+            axum::serve(listener, router).with_graceful_shutdown(draining.cancelled_owned());
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "admin HTTP server failed");
+        }
+    }))
+}
+
+/// `forward_auth` hands clients' tokens to a backend, which the MCP
+/// specification advises against (the backend can replay them anywhere
+/// they are valid): allowed, but said at every start.
+fn warn_about_forwarded_tokens(config: &Config) {
+    for backend in config.backends.iter().filter(|b| b.forward_auth) {
+        tracing::warn!(
+            backend = %backend.name,
+            "forward_auth: clients' Authorization headers are passed to this backend (token passthrough, which the MCP specification advises against)"
+        );
+    }
 }
 
 /// A platform [`Listener`] as axum serves it.

@@ -139,6 +139,7 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     session_id: Option<String>,
+    bearer: Option<String>,
     protocol_version: Option<String>,
     notifications: Vec<Value>,
 }
@@ -180,6 +181,12 @@ impl RawClient {
     /// Replace the session id sent (e.g. with a forged or stale one).
     pub fn set_session_id(&self, session_id: Option<String>) {
         self.state().session_id = session_id;
+    }
+
+    /// Send `Authorization: Bearer <token>` on every request from now on
+    /// (`None`: no Authorization header).
+    pub fn set_bearer(&self, token: Option<&str>) {
+        self.state().bearer = token.map(str::to_owned);
     }
 
     /// The protocol version the server chose at initialize.
@@ -334,6 +341,9 @@ impl RawClient {
         if let Some(version) = &state.protocol_version {
             headers.push(("mcp-protocol-version".to_string(), version.clone()));
         }
+        if let Some(token) = &state.bearer {
+            headers.push(("authorization".to_string(), format!("Bearer {token}")));
+        }
         headers
     }
 
@@ -380,7 +390,7 @@ impl RawClient {
         headers.extend(
             self.standard_headers()
                 .into_iter()
-                .filter(|(name, _)| name.starts_with("mcp-")),
+                .filter(|(name, _)| name.starts_with("mcp-") || name == "authorization"),
         );
         // No overall timeout: the stream is meant to stay open; reads are
         // bounded by `GetStream::next`.
@@ -417,7 +427,7 @@ impl RawClient {
         let headers: Vec<_> = self
             .standard_headers()
             .into_iter()
-            .filter(|(name, _)| name.starts_with("mcp-"))
+            .filter(|(name, _)| name.starts_with("mcp-") || name == "authorization")
             .collect();
         let response = self
             .http

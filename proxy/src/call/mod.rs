@@ -125,8 +125,9 @@ pub(crate) struct Call {
     pub(crate) safety: Safety,
     /// The client session that sent it.
     pub(crate) session: Arc<str>,
-    /// Who may share its answer through the cache or coalescing: under a
-    /// sticky canary split, the side the session is on. `None`: anyone.
+    /// Who may share its answer through the cache or coalescing: the
+    /// caller's subject (with `auth:`), and under a sticky canary split the
+    /// side the session is on. `None`: anyone.
     pub(crate) audience: Option<String>,
 }
 

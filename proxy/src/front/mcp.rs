@@ -13,6 +13,11 @@
 //! the call (the spec says only `notifications/cancelled` does): it goes
 //! on as a task of its own ([`Detachable`]).
 //!
+//! With `auth:`, every request first proves its caller ([`identity`]: 401
+//! otherwise); a session is found only by the subject that initialized it;
+//! a caller beyond `auth.rate_limit` is answered `-32014`; an item the
+//! caller may not use, 403.
+//!
 //! The bounds the session store keeps are answered here: an `initialize`
 //! beyond `max_sessions` gets HTTP 503, and a request beyond
 //! `max_in_flight_per_session` or `max_in_flight` is answered `-32014`
@@ -40,7 +45,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TrackedFuture;
 
-use super::{App, origin};
+use super::{App, identity, origin};
+use crate::auth::Caller;
 use crate::jsonrpc::{self, ErrorObject, Kind};
 use crate::session::{Refusal, Session, SessionError};
 use crate::upstream::SUPPORTED_PROTOCOL_VERSIONS;
@@ -89,11 +95,15 @@ fn check_origin(app: &App, headers: &HeaderMap) -> Result<(), Rejection> {
     }
 }
 
-fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Rejection> {
+fn session_of(
+    app: &App,
+    headers: &HeaderMap,
+    caller: Option<Arc<Caller>>,
+) -> Result<Arc<Session>, Rejection> {
     let id = headers
         .get(SESSION_HEADER)
         .and_then(|value| value.to_str().ok());
-    let session = app.sessions.get(id).map_err(|error| match error {
+    let session = app.sessions.get(id, caller).map_err(|error| match error {
         SessionError::Missing => reject(
             StatusCode::BAD_REQUEST,
             Value::Null,
@@ -143,6 +153,10 @@ pub(super) async fn post(
     if let Err(response) = check_origin(&app, &headers) {
         return response.into_response();
     }
+    let caller = match identity::caller_of(&app, &headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -211,9 +225,9 @@ pub(super) async fn post(
         .into_response();
     }
     if kind == Kind::Request && message["method"] == "initialize" {
-        return initialize(&app, message);
+        return initialize(&app, message, caller);
     }
-    let session = match session_of(&app, &headers) {
+    let session = match session_of(&app, &headers, caller) {
         Ok(session) => session,
         Err(response) => return response.into_response(),
     };
@@ -222,15 +236,42 @@ pub(super) async fn post(
             client_notification(&session, &message);
             StatusCode::ACCEPTED.into_response()
         }
-        Kind::Request => request(app, session, message, accepts_event_stream(&headers)).await,
+        Kind::Request => {
+            if let Some(refusal) = over_caller_limit(&app, &session, &message) {
+                return refusal;
+            }
+            request(app, session, message, accepts_event_stream(&headers)).await
+        }
         // Responses to server requests: the proxy sends clients none, so there is nothing to match.
         Kind::Response | Kind::Invalid => StatusCode::ACCEPTED.into_response(),
     }
 }
 
-fn initialize(app: &App, message: Value) -> Response {
+/// `auth.rate_limit`: the answer to a request beyond its caller's share,
+/// if it is one; nothing was sent to any backend.
+fn over_caller_limit(app: &App, session: &Session, message: &Value) -> Option<Response> {
+    let (limits, limit) = app.caller_limits.as_ref()?;
+    let caller = session.caller()?;
+    if limits.try_acquire(&caller.subject) {
+        return None;
+    }
+    let message_text = format!(
+        "{:?} sent more than {} requests per {:?} (auth.rate_limit); request not sent",
+        caller.subject, limit.requests, limit.per
+    );
+    let requests = usize::try_from(limit.requests).unwrap_or(usize::MAX);
+    Some(refused(
+        StatusCode::OK,
+        message["id"].clone(),
+        "auth.rate_limit",
+        requests,
+        message_text,
+    ))
+}
+
+fn initialize(app: &App, message: Value, caller: Option<Arc<Caller>>) -> Response {
     let result = app.gateway.initialize(message.get("params"));
-    let Some(session) = app.sessions.create() else {
+    let Some(session) = app.sessions.create(caller) else {
         // 503, not 429: the proxy is full, whoever asks; the client did
         // nothing wrong and may try again once sessions end or expire.
         let max = app.sessions.limits().max_sessions;
@@ -382,7 +423,7 @@ async fn request(
         .track_future(Box::pin(answer) as Pin<Box<dyn Future<Output = Value> + Send>>);
 
     match progress_rx {
-        None => Json(Detachable::new(answer).await).into_response(),
+        None => identity::answer_response(&app, Detachable::new(answer).await),
         Some(progress_rx) => {
             let task = tokio::spawn(answer);
             event_stream(progress_rx, task).into_response()
@@ -486,7 +527,11 @@ pub(super) async fn get_stream(State(app): State<Arc<App>>, headers: HeaderMap) 
     if let Err(response) = check_origin(&app, &headers) {
         return response.into_response();
     }
-    let session = match session_of(&app, &headers) {
+    let caller = match identity::caller_of(&app, &headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let session = match session_of(&app, &headers, caller) {
         Ok(session) => session,
         Err(response) => return response.into_response(),
     };
@@ -514,7 +559,11 @@ pub(super) async fn delete(State(app): State<Arc<App>>, headers: HeaderMap) -> R
     if let Err(response) = check_origin(&app, &headers) {
         return response.into_response();
     }
-    match session_of(&app, &headers) {
+    let caller = match identity::caller_of(&app, &headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    match session_of(&app, &headers, caller) {
         Ok(session) => {
             app.sessions.remove(session.id());
             StatusCode::NO_CONTENT.into_response()

@@ -1,9 +1,15 @@
-//! The HTTP front door: the streamable-HTTP MCP endpoint at `/mcp` and the
-//! operations endpoints, as one axum [`Router`].
+//! The HTTP front door: the streamable-HTTP MCP endpoint at `/mcp`, the
+//! operations endpoints, and with `auth:` the protected-resource metadata,
+//! as axum [`Router`]s.
 //!
-//! `router()` builds the whole app from shared state, so tests can drive it
-//! without a socket and the server can serve it on one.
+//! `router()` builds the app from shared state, so tests can drive it
+//! without a socket and the server can serve it on one; `/admin/*` is
+//! [`admin_router`], merged into it or served on `admin.listen` ([`admin`]
+//! guards it).
 
+mod admin;
+pub(crate) use admin::AdminAccess;
+mod identity;
 mod mcp;
 mod ops;
 pub(crate) mod origin;
@@ -12,10 +18,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Authenticator, CallerLimits};
+use crate::config::RateLimit;
 use crate::gateway::Gateway;
 use crate::session::SessionStore;
 
@@ -35,20 +44,40 @@ pub(crate) struct App {
     pub allowed_origins: Vec<String>,
     /// Largest accepted request body, in bytes.
     pub max_body_size: usize,
+    /// `auth:`: checks every `/mcp` request's credential. `None`: no auth.
+    pub auth: Option<Arc<Authenticator>>,
+    /// `auth.rate_limit`: each caller's bucket, and the limit it enforces.
+    pub caller_limits: Option<(CallerLimits, RateLimit)>,
+    /// Who may use `/admin/*` (see [`admin`]).
+    pub admin_access: admin::AdminAccess,
 }
 
-/// The whole HTTP app.
-pub(crate) fn router(app: Arc<App>) -> Router {
+/// The app of the main listener: `/mcp`, `/livez`, `/readyz`, the
+/// protected-resource metadata with `auth:`, and `/admin/*` unless it has
+/// a listener of its own.
+pub(crate) fn router(app: Arc<App>, with_admin: bool) -> Router {
     let body_limit = app.max_body_size;
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/mcp",
             get(mcp::get_stream).post(mcp::post).delete(mcp::delete),
         )
         .layer(DefaultBodyLimit::max(body_limit))
         .route("/livez", get(ops::livez))
-        .route("/readyz", get(ops::readyz))
+        .route("/readyz", get(ops::readyz));
+    for path in app.auth.iter().flat_map(|auth| auth.metadata_paths()) {
+        router = router.route(&path, get(identity::metadata));
+    }
+    if with_admin {
+        router = router.merge(admin_router(Arc::clone(&app)));
+    }
+    router.with_state(app)
+}
+
+/// `/admin/*`, behind its guard.
+pub(crate) fn admin_router(app: Arc<App>) -> Router<Arc<App>> {
+    Router::new()
         .route("/admin/backends", get(ops::backends))
         .route("/admin/metrics", get(ops::metrics))
-        .with_state(app)
+        .route_layer(middleware::from_fn_with_state(app, admin::guard))
 }

@@ -23,6 +23,20 @@ pub(crate) struct Catalog {
     resource_routes: HashMap<String, usize>,
     template_routes: Vec<TemplateRoute>,
     capabilities: Map<String, Value>,
+    /// Whose each listed item is, in list order, so that a list can be cut
+    /// down to what one caller may see.
+    owners: HashMap<ListKind, Vec<Owner>>,
+}
+
+/// The backend a listed item comes from, and the name access rules know it
+/// by: a tool's or prompt's name without the prefix (a tool's alias, if it
+/// has one), a resource's URI, a template's URI template.
+#[derive(Debug)]
+pub(crate) struct Owner {
+    /// The backend's index in config order.
+    pub backend: usize,
+    /// The item's name for access rules.
+    pub name: String,
 }
 
 #[derive(Debug)]
@@ -64,20 +78,22 @@ impl Catalog {
         };
         let own_name = |item: &Value| item.get("name").and_then(Value::as_str).map(str::to_owned);
         let prefixed = |item: &Value| named(item, &own_name(item)?);
-        self.lists
-            .tools
-            .extend(listing.lists.tools.iter().filter_map(|tool| {
-                let listed = rules.listed_tool(&own_name(tool)?)?;
-                named(tool, &listed)
-            }));
-        self.lists.prompts.extend(
-            listing
-                .lists
-                .prompts
-                .iter()
-                .filter(|p| own_name(p).is_some_and(|n| rules.visible(ListKind::Prompts, &n)))
-                .filter_map(prefixed),
-        );
+        for tool in &listing.lists.tools {
+            let Some(listed) = own_name(tool).and_then(|own| rules.listed_tool(&own)) else {
+                continue;
+            };
+            if let Some(item) = named(tool, &listed) {
+                self.push(ListKind::Tools, item, index, listed);
+            }
+        }
+        for prompt in &listing.lists.prompts {
+            let Some(own) = own_name(prompt).filter(|n| rules.visible(ListKind::Prompts, n)) else {
+                continue;
+            };
+            if let Some(item) = named(prompt, &own) {
+                self.push(ListKind::Prompts, item, index, own);
+            }
+        }
         for resource in &listing.lists.resources {
             let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
                 continue;
@@ -95,7 +111,9 @@ impl Catalog {
                 continue;
             }
             self.resource_routes.insert(uri.to_owned(), index);
-            self.lists.resources.extend(prefixed(resource));
+            if let Some(item) = prefixed(resource) {
+                self.push(ListKind::Resources, item, index, uri.to_owned());
+            }
         }
         for template in &listing.lists.resource_templates {
             let Some(uri_template) = template.get("uriTemplate").and_then(Value::as_str) else {
@@ -114,9 +132,25 @@ impl Catalog {
                 literal_prefix,
                 backend: index,
             });
-            self.lists.resource_templates.extend(prefixed(template));
+            if let Some(item) = prefixed(template) {
+                self.push(
+                    ListKind::ResourceTemplates,
+                    item,
+                    index,
+                    uri_template.to_owned(),
+                );
+            }
         }
         self.merge_capabilities(&listing.capabilities);
+    }
+
+    /// List `item` of `kind`, owned by `backend` under `name`.
+    fn push(&mut self, kind: ListKind, item: Value, backend: usize, name: String) {
+        self.lists.items_mut(kind).push(item);
+        self.owners
+            .entry(kind)
+            .or_default()
+            .push(Owner { backend, name });
     }
 
     /// The union of what backends offer. `listChanged` is always on for the
@@ -153,6 +187,13 @@ impl Catalog {
     /// The namespaced items of one kind.
     pub(crate) fn items(&self, kind: ListKind) -> &[Value] {
         self.lists.items(kind)
+    }
+
+    /// The namespaced items of one kind, each with its owner.
+    pub(crate) fn owned_items(&self, kind: ListKind) -> impl Iterator<Item = (&Value, &Owner)> {
+        self.items(kind)
+            .iter()
+            .zip(self.owners.get(&kind).into_iter().flatten())
     }
 
     /// The capabilities the proxy advertises in `initialize`.

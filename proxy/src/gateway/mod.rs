@@ -18,8 +18,10 @@
 //! tokens included, apart from the stripped prefix and what the backend's
 //! shaping rules add (default and injected arguments). Subscriptions ([`subscriptions`]) and backend
 //! events ([`notify`]: list changes, resource updates, log messages) are
-//! the gateway's other two concerns.
+//! the gateway's other two concerns; what a caller may see and use
+//! ([`access`]) is judged as lists are answered and names resolved.
 
+mod access;
 pub(crate) mod catalog;
 mod notify;
 mod resolve;
@@ -31,6 +33,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use serde_json::{Map, Value, json};
 
+use crate::auth::Policy;
 use crate::backend::{Backend, BackendSet, ListKind, Status};
 use crate::call::{Call, Method};
 use crate::config::{Config, Role};
@@ -60,6 +63,8 @@ pub(crate) struct Gateway {
     routing: traffic::Stage<BackendSet>,
     /// Resource URI → the sessions subscribed to it (see [`subscriptions`]).
     subscribers: tokio::sync::Mutex<HashMap<String, HashSet<String>>>,
+    /// `authorization:`: what each caller may see and use (see [`access`]).
+    access: Option<Policy>,
 }
 
 impl Gateway {
@@ -105,6 +110,7 @@ impl Gateway {
                 .collect(),
             traffic,
             subscribers: tokio::sync::Mutex::default(),
+            access: config.authorization.as_ref().map(Policy::new),
         }
     }
 
@@ -176,7 +182,7 @@ impl Gateway {
         };
         match method {
             Method::Ping => Ok(json!({})),
-            Method::List(kind) => Ok(self.list(kind)),
+            Method::List(kind) => Ok(self.list(session, kind)),
             Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead => {
                 let call = self.resolve(session, method, params, progress)?;
                 self.serve(call).await
@@ -184,7 +190,7 @@ impl Gateway {
             Method::ResourcesSubscribe => self.subscribe(session, params).await,
             Method::ResourcesUnsubscribe => self.unsubscribe(session, params).await,
             Method::Complete => {
-                let call = self.resolve_completion(params)?;
+                let call = self.resolve_completion(session, params)?;
                 self.forward(call).await
             }
             Method::SetLogLevel => self.set_log_level(session, params).await,
@@ -195,12 +201,11 @@ impl Gateway {
         }
     }
 
-    fn list(&self, kind: ListKind) -> Value {
-        let catalog = self.catalog();
+    fn list(&self, session: &Session, kind: ListKind) -> Value {
         let mut result = Map::new();
         result.insert(
             kind.field().into(),
-            Value::Array(catalog.items(kind).to_vec()),
+            Value::Array(self.visible_items(session, kind)),
         );
         Value::Object(result)
     }

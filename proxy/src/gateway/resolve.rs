@@ -6,11 +6,13 @@
 //! A name is `backend<separator>name`; hidden names, and a tool's name
 //! under its alias, are unknown (`-32602`). A URI belongs to the backend
 //! that lists it (or whose template matches it); an unknown or hidden one
-//! is `-32002`, as a server answers it.
+//! is `-32002`, as a server answers it. An item the session's caller may
+//! not use is refused here too (`-32016`, see [`super::access`]).
 
 use serde_json::{Value, json};
 
 use super::Gateway;
+use crate::auth::ItemKind;
 use crate::backend::ListKind;
 use crate::call::{Call, Method};
 use crate::jsonrpc::{self, ErrorObject};
@@ -28,12 +30,13 @@ impl Gateway {
     ) -> Result<Call, ErrorObject> {
         let (backend, target, params) = match method {
             Method::ResourcesRead => {
-                let (uri, backend) = self.uri_target(method, params.as_ref())?;
+                let (uri, backend) = self.uri_target(session, method, params.as_ref())?;
                 let params = params.unwrap_or_else(|| json!({ "uri": uri }));
                 (backend, uri, params)
             }
-            _ => self.named(method, params)?,
+            _ => self.named(session, method, params)?,
         };
+        let audience = self.audience(session, backend);
         let session = session.shared_id();
         // The primary's listing says what its tools are; until it has
         // listed, the first backend serving it that has (a standby
@@ -46,7 +49,7 @@ impl Gateway {
             method,
             backend,
             safety: self.backends[listed].safety(method, &target),
-            audience: self.traffic.audience(backend, &session),
+            audience,
             target,
             params: Some(params),
             progress,
@@ -54,9 +57,22 @@ impl Gateway {
         })
     }
 
+    /// Who may share a call's answer through the cache or coalescing: only
+    /// the same caller (with `auth:`, answers may differ by caller), and
+    /// under a sticky canary split only the same side of it.
+    fn audience(&self, session: &Session, backend: usize) -> Option<String> {
+        let side = self.traffic.audience(backend, session.id());
+        match (session.caller(), side) {
+            (None, side) => side,
+            (Some(caller), None) => Some(caller.subject.clone()),
+            (Some(caller), Some(side)) => Some(format!("{}\n{side}", caller.subject)),
+        }
+    }
+
     /// The backend, own name and shaped params of a tool call or prompt.
     fn named(
         &self,
+        session: &Session,
         method: Method,
         params: Option<Value>,
     ) -> Result<(usize, String, Value), ErrorObject> {
@@ -97,6 +113,11 @@ impl Gateway {
         let Some(own) = own else {
             return Err(unknown());
         };
+        let kind = match method {
+            Method::ToolsCall => ItemKind::Tool,
+            _ => ItemKind::Prompt,
+        };
+        self.check_access(session, kind, backend, client_name)?;
         if method == Method::ToolsCall {
             rules.shape_tool_params(&own, name, &mut params)?;
         }
@@ -106,7 +127,11 @@ impl Gateway {
 
     /// The call a `completion/complete` makes: to the backend owning the
     /// prompt or resource template it refers to.
-    pub(super) fn resolve_completion(&self, params: Option<Value>) -> Result<Call, ErrorObject> {
+    pub(super) fn resolve_completion(
+        &self,
+        session: &Session,
+        params: Option<Value>,
+    ) -> Result<Call, ErrorObject> {
         let Some(mut params) = params.filter(Value::is_object) else {
             return Err(ErrorObject::new(
                 jsonrpc::INVALID_PARAMS,
@@ -129,6 +154,7 @@ impl Gateway {
                         format!("unknown prompt: {name}"),
                     ));
                 };
+                self.check_access(session, ItemKind::Prompt, backend, own_name)?;
                 params["ref"]["name"] = Value::String(own_name.to_owned());
                 backend
             }
@@ -148,6 +174,7 @@ impl Gateway {
                         format!("unknown resource template: {uri}"),
                     ));
                 };
+                self.check_access(session, ItemKind::Resource, backend, uri)?;
                 backend
             }
             _ => {
@@ -169,6 +196,7 @@ impl Gateway {
     /// The URI a request names and the backend that serves it.
     pub(super) fn uri_target(
         &self,
+        session: &Session,
         method: Method,
         params: Option<&Value>,
     ) -> Result<(String, usize), ErrorObject> {
@@ -189,6 +217,7 @@ impl Gateway {
             )
             .with_data(json!({ "uri": uri })));
         };
+        self.check_access(session, ItemKind::Resource, backend, uri)?;
         Ok((uri.to_owned(), backend))
     }
 }

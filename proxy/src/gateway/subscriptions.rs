@@ -23,7 +23,7 @@ impl Gateway {
         params: Option<Value>,
     ) -> Result<Value, ErrorObject> {
         let method = Method::ResourcesSubscribe;
-        let (uri, backend) = self.uri_target(method, params.as_ref())?;
+        let (uri, backend) = self.uri_target(session, method, params.as_ref())?;
         let mut subscribers = self.subscribers.lock().await;
         // The map holds only URIs with at least one subscriber.
         let result = if subscribers.contains_key(&uri) {
@@ -56,7 +56,7 @@ impl Gateway {
         params: Option<Value>,
     ) -> Result<Value, ErrorObject> {
         let method = Method::ResourcesUnsubscribe;
-        let (uri, backend) = self.uri_target(method, params.as_ref())?;
+        let (uri, backend) = self.uri_target(session, method, params.as_ref())?;
         session.set_subscribed(&uri, false);
         let mut subscribers = self.subscribers.lock().await;
         let Some(sessions) = subscribers.get_mut(&uri) else {

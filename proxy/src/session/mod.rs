@@ -5,7 +5,10 @@
 //! header after it. It remembers the client's in-flight requests (so `notifications/cancelled` can stop the
 //! right one), its resource subscriptions, and the sender of its optional
 //! GET event stream, through which the proxy pushes `list_changed` and other
-//! server notifications.
+//! server notifications. With `auth:`, a session belongs to the subject
+//! that initialized it (another subject's request does not find it) and
+//! knows the caller of its latest request, whose roles the gateway judges
+//! lists and calls by.
 //!
 //! The store also owns the bounds that keep clients from growing the
 //! proxy's memory without end, so that what a session holds is counted in
@@ -30,6 +33,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::auth::Caller;
 use crate::platform::{RandomSessionIds, SessionIds};
 use crate::upstream::ProgressSink;
 
@@ -52,6 +56,12 @@ pub(crate) struct Session {
     /// The least severe log level the client asked for (`logging/setLevel`);
     /// `None` until it asks, and then it gets no backend log messages.
     log_severity: Mutex<Option<u8>>,
+    /// The subject that initialized it (with `auth:`); only that subject's
+    /// requests find it.
+    owner: Option<Arc<str>>,
+    /// Who sent its latest request, as that request's credential said: the
+    /// roles the gateway judges lists and calls by.
+    caller: RwLock<Option<Arc<Caller>>>,
 }
 
 /// A request in flight in a session.
@@ -70,6 +80,19 @@ impl Session {
     /// The id, shared with the calls the session makes.
     pub(crate) fn shared_id(&self) -> Arc<str> {
         Arc::clone(&self.id)
+    }
+
+    /// Who sent the session's latest request (`None` without `auth:`).
+    pub(crate) fn caller(&self) -> Option<Arc<Caller>> {
+        self.caller
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Record who sends the request being handled.
+    pub(crate) fn set_caller(&self, caller: Arc<Caller>) {
+        *self.caller.write().unwrap_or_else(PoisonError::into_inner) = Some(caller);
     }
 
     /// Whether the session was deleted or expired.
@@ -328,8 +351,9 @@ impl SessionStore {
     }
 
     /// Create a session for a client that just initialized; `None` (and
-    /// counted) when `max_sessions` are live.
-    pub(crate) fn create(&self) -> Option<Arc<Session>> {
+    /// counted) when `max_sessions` are live. It belongs to `caller`: only
+    /// requests of the same subject find it later ([`SessionStore::get`]).
+    pub(crate) fn create(&self, caller: Option<Arc<Caller>>) -> Option<Arc<Session>> {
         let mut sessions = self
             .sessions
             .write()
@@ -347,13 +371,24 @@ impl SessionStore {
             subscriptions: Mutex::new(HashSet::new()),
             stream: Mutex::new(None),
             log_severity: Mutex::new(None),
+            owner: caller
+                .as_ref()
+                .map(|caller| Arc::from(caller.subject.as_str())),
+            caller: RwLock::new(caller),
         });
         sessions.insert(session.id.to_string(), Arc::clone(&session));
         Some(session)
     }
 
-    /// Look a session up by the header value, and mark it used.
-    pub(crate) fn get(&self, id: Option<&str>) -> Result<Arc<Session>, SessionError> {
+    /// Look a session up for a request of `caller`, and mark it used. A
+    /// session another subject initialized is unknown to it, as if it did
+    /// not exist (its id is no capability by itself); found, it records
+    /// `caller` as the sender of its latest request.
+    pub(crate) fn get(
+        &self,
+        id: Option<&str>,
+        caller: Option<Arc<Caller>>,
+    ) -> Result<Arc<Session>, SessionError> {
         let id = id.ok_or(SessionError::Missing)?;
         let session = self
             .sessions
@@ -362,6 +397,13 @@ impl SessionStore {
             .get(id)
             .cloned()
             .ok_or(SessionError::Unknown)?;
+        let subject = caller.as_ref().map(|caller| caller.subject.as_str());
+        if session.owner.as_deref() != subject {
+            return Err(SessionError::Unknown);
+        }
+        if let Some(caller) = caller {
+            session.set_caller(caller);
+        }
         session.touch();
         Ok(session)
     }
@@ -524,17 +566,22 @@ mod tests {
     #[test]
     fn missing_and_unknown_ids_are_told_apart() {
         let store = SessionStore::default();
-        let session = store.create().expect("room for a session");
-        assert_eq!(store.get(None).err(), Some(SessionError::Missing));
-        assert_eq!(store.get(Some("nope")).err(), Some(SessionError::Unknown));
+        let session = store.create(None).expect("room for a session");
+        assert_eq!(store.get(None, None).err(), Some(SessionError::Missing));
         assert_eq!(
-            store.get(Some(session.id())).map(|s| s.id().to_owned()),
+            store.get(Some("nope"), None).err(),
+            Some(SessionError::Unknown)
+        );
+        assert_eq!(
+            store
+                .get(Some(session.id()), None)
+                .map(|s| s.id().to_owned()),
             Ok(session.id().to_owned())
         );
         assert!(store.remove(session.id()));
         assert!(session.has_ended());
         assert_eq!(
-            store.get(Some(session.id())).err(),
+            store.get(Some(session.id()), None).err(),
             Some(SessionError::Unknown)
         );
     }
@@ -545,13 +592,13 @@ mod tests {
             max_sessions: 2,
             ..Limits::default()
         });
-        let first = store.create().expect("first");
-        assert!(store.create().is_some());
-        assert!(store.create().is_none());
+        let first = store.create(None).expect("first");
+        assert!(store.create(None).is_some());
+        assert!(store.create(None).is_none());
         assert_eq!(store.counts().refused_sessions, 1);
         assert_eq!(store.counts().sessions, 2);
         store.remove(first.id());
-        assert!(store.create().is_some(), "room again");
+        assert!(store.create(None).is_some(), "room again");
     }
 
     #[test]
@@ -561,8 +608,8 @@ mod tests {
             max_in_flight_per_session: 2,
             ..Limits::default()
         });
-        let a = store.create().expect("a");
-        let b = store.create().expect("b");
+        let a = store.create(None).expect("a");
+        let b = store.create(None).expect("b");
         let admit = |session: &Arc<Session>, id: i64| {
             store.admit(session, &Value::from(id), pending_call().1)
         };
@@ -593,7 +640,7 @@ mod tests {
     #[tokio::test]
     async fn cancel_aborts_the_tracked_request_and_its_id_may_be_reused() {
         let store = SessionStore::default();
-        let session = store.create().expect("session");
+        let session = store.create(None).expect("session");
         let (pending, handle) = pending_call();
         let first = store
             .admit(&session, &Value::from("a"), handle)
@@ -618,22 +665,25 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             ..Limits::default()
         });
-        let idle = store.create().expect("idle");
-        let listening = store.create().expect("listening");
-        let used = store.create().expect("used");
+        let idle = store.create(None).expect("idle");
+        let listening = store.create(None).expect("listening");
+        let used = store.create(None).expect("used");
         let mut stream = listening.open_stream();
         tokio::time::advance(Duration::from_secs(59)).await;
         assert_eq!(store.expire_idle(), 0);
-        assert!(store.get(Some(used.id())).is_ok(), "a request is activity");
+        assert!(
+            store.get(Some(used.id()), None).is_ok(),
+            "a request is activity"
+        );
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(store.expire_idle(), 2);
-        assert!(store.get(Some(idle.id())).is_err());
+        assert!(store.get(Some(idle.id()), None).is_err());
         assert!(
-            store.get(Some(listening.id())).is_err(),
+            store.get(Some(listening.id()), None).is_err(),
             "an open event stream does not keep a session"
         );
         assert_eq!(stream.recv().await, None, "its stream is closed");
-        assert!(store.get(Some(used.id())).is_ok());
+        assert!(store.get(Some(used.id()), None).is_ok());
         assert_eq!(store.counts().expired, 2);
     }
 
@@ -644,8 +694,8 @@ mod tests {
             call_limit: Duration::from_secs(90),
             ..Limits::default()
         });
-        let busy = store.create().expect("busy");
-        let answered = store.create().expect("answered");
+        let busy = store.create(None).expect("busy");
+        let answered = store.create(None).expect("answered");
         let (hung, handle) = pending_call();
         let _hung = store
             .admit(&busy, &Value::from(1), handle)
@@ -662,7 +712,7 @@ mod tests {
         assert!(busy.has_ended());
         assert!(hung.await.is_err(), "its request is aborted");
         assert!(
-            store.get(Some(answered.id())).is_ok(),
+            store.get(Some(answered.id()), None).is_ok(),
             "an answer is activity: idle only since it was sent"
         );
     }
