@@ -19,10 +19,13 @@ const WRITER: &str = "writer-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789ab";
 const RESOURCE: &str = "https://mcp.example.com/mcp";
 
-/// A proxy with bearer auth over `alpha` and `beta`: the reader may use
-/// alpha's `echo` only, the writer everything but tools named `*fail*`.
-/// `extra` is appended to the `auth:` section (two-space keys).
-async fn guarded_proxy(alpha: &TestBackend, beta: &TestBackend, extra: &str) -> RunningProxy {
+/// A proxy with bearer auth over two backends, `alpha` and `beta`: the
+/// reader may use alpha's `echo` only, the writer everything but tools
+/// named `*fail*`. `extra` is appended to the `auth:` section (two-space
+/// keys).
+async fn guarded_proxy(extra: &str) -> (RunningProxy, TestBackend, TestBackend) {
+    let alpha = TestBackend::start_named("alpha").await;
+    let beta = TestBackend::start_named("beta").await;
     let text = format!(
         "\
 proxy:
@@ -60,7 +63,7 @@ backends:
         alpha.url(),
         beta.url()
     );
-    proxy::start_yaml(&text).await
+    (proxy::start_yaml(&text).await, alpha, beta)
 }
 
 /// A client of `proxy` that sends `token`, initialized.
@@ -97,11 +100,7 @@ fn initialize_body() -> String {
 
 #[tokio::test]
 async fn without_a_valid_token_every_request_is_401_with_the_metadata_to_follow() {
-    let (alpha, beta) = (
-        TestBackend::start_named("alpha").await,
-        TestBackend::start_named("beta").await,
-    );
-    let proxy = guarded_proxy(&alpha, &beta, "").await;
+    let (proxy, alpha, beta) = guarded_proxy("").await;
     let anonymous = RawClient::new(proxy.url());
     let expected_metadata = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 
@@ -170,11 +169,7 @@ async fn without_a_valid_token_every_request_is_401_with_the_metadata_to_follow(
 
 #[tokio::test]
 async fn each_role_sees_and_calls_only_what_its_rules_allow() {
-    let (alpha, beta) = (
-        TestBackend::start_named("alpha").await,
-        TestBackend::start_named("beta").await,
-    );
-    let proxy = guarded_proxy(&alpha, &beta, "").await;
+    let (proxy, alpha, beta) = guarded_proxy("").await;
     let reader = client_with(&proxy, READER).await;
     let writer = client_with(&proxy, WRITER).await;
 
@@ -236,11 +231,7 @@ async fn each_role_sees_and_calls_only_what_its_rules_allow() {
 
 #[tokio::test]
 async fn a_session_belongs_to_its_subject_and_answers_are_cached_per_caller() {
-    let (alpha, beta) = (
-        TestBackend::start_named("alpha").await,
-        TestBackend::start_named("beta").await,
-    );
-    let proxy = guarded_proxy(&alpha, &beta, "").await;
+    let (proxy, alpha, _beta) = guarded_proxy("").await;
     let reader = client_with(&proxy, READER).await;
     let writer = client_with(&proxy, WRITER).await;
 
@@ -270,11 +261,7 @@ async fn a_session_belongs_to_its_subject_and_answers_are_cached_per_caller() {
 
 #[tokio::test]
 async fn a_caller_beyond_its_rate_limit_is_refused_and_others_are_not() {
-    let (alpha, beta) = (
-        TestBackend::start_named("alpha").await,
-        TestBackend::start_named("beta").await,
-    );
-    let proxy = guarded_proxy(&alpha, &beta, "  rate_limit: { requests: 3, per: 1h }\n").await;
+    let (proxy, alpha, _beta) = guarded_proxy("  rate_limit: { requests: 3, per: 1h }\n").await;
     // initialize does not count; tools/list and two calls use the three.
     let reader = client_with(&proxy, READER).await;
     assert_eq!(tool_names(&reader).await, ["alpha/echo"]);
@@ -303,11 +290,7 @@ async fn a_caller_beyond_its_rate_limit_is_refused_and_others_are_not() {
 
 #[tokio::test]
 async fn the_admin_api_needs_its_own_token_and_no_foreign_origin() {
-    let (alpha, beta) = (
-        TestBackend::start_named("alpha").await,
-        TestBackend::start_named("beta").await,
-    );
-    let proxy = guarded_proxy(&alpha, &beta, "").await;
+    let (proxy, _alpha, _beta) = guarded_proxy("").await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://{}/admin/backends", proxy.local_addr());
     let get = |token: Option<&str>, origin: Option<&str>| {
