@@ -187,12 +187,13 @@ impl HttpConnection {
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
+        credential: Option<&HeaderValue>,
     ) -> Result<Value, UpstreamError> {
         let link = &self.inner.link;
         let (message, in_flight) = link.pending.start(method, params, progress)?;
         let id = in_flight.id();
         let exchange = async {
-            let response = link.send(&message).await?;
+            let response = link.send_as(&message, credential).await?;
             link.read_answer(response, id).await
         };
         let answered = tokio::select! {
@@ -295,8 +296,17 @@ impl Link {
 
     /// POST one message. Failing to connect at all closes the connection.
     async fn send(&self, message: &Value) -> Result<Response, UpstreamError> {
+        self.send_as(message, None).await
+    }
+
+    /// [`Self::send`], with a client's credential (`forward_auth`).
+    async fn send_as(
+        &self,
+        message: &Value,
+        credential: Option<&HeaderValue>,
+    ) -> Result<Response, UpstreamError> {
         self.poster
-            .post(message)
+            .post_as(message, credential)
             .await
             .map_err(|error| self.transport_failure("sending to the backend failed", error))
     }

@@ -154,9 +154,25 @@ impl Poster {
     }
 
     pub(super) async fn post(&self, message: &Value) -> Result<Response, TransportError> {
-        let body = serde_json::to_vec(message).unwrap_or_default();
-        self.exchange(Method::POST, &self.post_headers, Bytes::from(body))
-            .await
+        self.post_as(message, None).await
+    }
+
+    /// POST `message` with `credential` as its `Authorization` header
+    /// (`forward_auth`: a client's own), over the configured one if any.
+    pub(super) async fn post_as(
+        &self,
+        message: &Value,
+        credential: Option<&HeaderValue>,
+    ) -> Result<Response, TransportError> {
+        let body = Bytes::from(serde_json::to_vec(message).unwrap_or_default());
+        match credential {
+            None => self.exchange(Method::POST, &self.post_headers, body).await,
+            Some(credential) => {
+                let mut headers = self.post_headers.clone();
+                headers.insert(AUTHORIZATION, credential.clone());
+                self.exchange(Method::POST, &headers, body).await
+            }
+        }
     }
 
     /// Open the GET event stream, resuming after `last_event_id`.
