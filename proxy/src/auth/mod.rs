@@ -13,8 +13,17 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::{AuthConfig, Authorization, RateLimit};
+use crate::config::AuthConfig;
 use crate::platform::Platform;
+
+mod limits;
+mod policy;
+
+// What the front door and the gateway name.
+#[allow(unused_imports)]
+pub(crate) use limits::CallerLimits;
+#[allow(unused_imports)]
+pub(crate) use policy::Policy;
 
 /// Who made a request, as its credentials say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,45 +107,4 @@ pub(crate) struct Item<'a> {
     /// Its name as the client sees it without the `backend/` prefix, or
     /// its URI.
     pub name: &'a str,
-}
-
-/// The `authorization:` rules.
-pub(crate) struct Policy {
-    config: Authorization,
-}
-
-impl Policy {
-    /// From the config.
-    pub(crate) fn new(config: &Authorization) -> Self {
-        unimplemented!()
-    }
-
-    /// Whether a caller with `roles` may see and use `item`: a matching
-    /// deny of any role refuses, else a matching allow of any role allows,
-    /// else `default`.
-    pub(crate) fn allows(&self, roles: &[String], item: Item<'_>) -> bool {
-        unimplemented!()
-    }
-
-    /// A role that would be allowed `item` (and not denied it), for a 403's `scope`.
-    pub(crate) fn role_allowing(&self, item: Item<'_>) -> Option<&str> {
-        unimplemented!()
-    }
-}
-
-/// `auth.rate_limit`: a token bucket per caller subject, on tokio time.
-pub(crate) struct CallerLimits {
-    limit: RateLimit,
-}
-
-impl CallerLimits {
-    /// One bucket per subject, each `limit`.
-    pub(crate) fn new(limit: RateLimit) -> Self {
-        unimplemented!()
-    }
-
-    /// Take one call from `subject`'s bucket; false when it is empty.
-    pub(crate) fn try_acquire(&self, subject: &str) -> bool {
-        unimplemented!()
-    }
 }
