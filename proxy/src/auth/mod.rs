@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::config::AuthConfig;
 use crate::platform::Platform;
 
+mod keys;
 mod limits;
 mod policy;
 
