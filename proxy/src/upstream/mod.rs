@@ -8,7 +8,7 @@
 //! the backend supervisor makes a new one.
 
 mod child;
-mod connector;
+pub(crate) mod connector;
 mod handshake;
 pub(crate) mod http;
 pub(crate) mod inbound;

@@ -54,6 +54,8 @@
 mod answers;
 mod event_stream;
 mod posting;
+// Also what the JWKS fetch (auth/jwks.rs) reports a failed request with.
+pub(crate) use posting::chain as error_chain;
 #[cfg(test)]
 mod tests;
 

@@ -393,7 +393,7 @@ fn is_protocol_nack(error: &hyper_util::client::legacy::Error) -> bool {
 /// An error with all its causes: the outer message rarely says what
 /// actually happened ("connection refused" is a few sources down). Neither
 /// hyper's errors nor the dialer's carry the URL, so no credentials leak.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
