@@ -35,3 +35,5 @@ mod shaping;
 mod bounds;
 // Authentication (bearer), roles per tool, sessions per subject, admin token.
 mod auth;
+// JWTs against a real JWKS server: claims, rotation, outage.
+mod jwt;

@@ -18,10 +18,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::AuditLog;
 use crate::auth::{Authenticator, CallerLimits};
 use crate::backend::Status;
 use crate::config::Config;
-use crate::front::{self, AdminAccess, App};
+use crate::front::{self, AdminAccess, App, ClientAddr};
 use crate::gateway::Gateway;
 use crate::platform::{self, BoxStream, Listener, Platform};
 use crate::session::{Limits, SessionStore};
@@ -47,6 +48,13 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A key or setting of `auth:` cannot be used (a PEM that does not
+    /// parse, an algorithm that cannot be verified, ...).
+    #[error("auth: {0}")]
+    Auth(String),
+    /// The audit log's file cannot be opened.
+    #[error("audit: cannot open the log: {0}")]
+    Audit(String),
 }
 
 /// How a shutdown went.
@@ -116,7 +124,9 @@ pub fn start_on(
         auth: config
             .auth
             .as_ref()
-            .map(|auth| Authenticator::new(auth, &platform)),
+            .map(|auth| Authenticator::new(auth, &platform))
+            .transpose()
+            .map_err(|problems| StartError::Auth(problems.join("; ")))?,
         caller_limits: config
             .auth
             .as_ref()
@@ -124,6 +134,12 @@ pub fn start_on(
             .map(|limit| (CallerLimits::new(limit), limit)),
         admin_access: AdminAccess::from_config(&config),
         forwards_credentials: config.backends.iter().any(|backend| backend.forward_auth),
+        audit: config
+            .audit
+            .as_ref()
+            .map(AuditLog::start)
+            .transpose()
+            .map_err(|source| StartError::Audit(source.to_string()))?,
     });
     warn_about_forwarded_tokens(&config);
     let admin_server = match config.admin.listen {
@@ -135,8 +151,10 @@ pub fn start_on(
     let draining = app.draining.clone();
     let server = tokio::spawn(async move {
         let listener = ServeListener(Box::new(listener));
+        // Each request knows its client's address (the audit log's `client`).
+        let service = router.into_make_service_with_connect_info::<ClientAddr>();
         let serve =
-            axum::serve(listener, router).with_graceful_shutdown(draining.cancelled_owned());
+            axum::serve(listener, service).with_graceful_shutdown(draining.cancelled_owned());
         if let Err(error) = serve.await {
             tracing::error!(%error, "HTTP server failed");
         }
@@ -185,6 +203,14 @@ fn warn_about_forwarded_tokens(config: &Config) {
             backend = %backend.name,
             "forward_auth: clients' Authorization headers are passed to this backend (token passthrough, which the MCP specification advises against)"
         );
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ServeListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, ServeListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
     }
 }
 

@@ -22,10 +22,6 @@
 //! Every failure to authenticate is an [`AuthError`], never a panic: the
 //! header is whatever a client sent.
 
-// The front door and the gateway call this API; until they are wired up,
-// parts of it are used only by the tests here.
-#![allow(dead_code)]
-
 mod bearer;
 mod credentials;
 mod jwks;
@@ -45,10 +41,7 @@ use serde_json::Value;
 use crate::config::{AuthConfig, AuthMethod};
 use crate::platform::Platform;
 
-// What the front door and the gateway name (see the allow above).
-#[allow(unused_imports)]
 pub(crate) use limits::CallerLimits;
-#[allow(unused_imports)]
 pub(crate) use policy::Policy;
 
 /// Who made a request, as its credentials say.
@@ -90,27 +83,12 @@ pub(crate) struct Authenticator {
 }
 
 impl Authenticator {
-    /// From the config; a JWKS is fetched when first needed (and, when
-    /// called inside a tokio runtime, once at once in the background).
-    ///
-    /// A configured key or algorithm that cannot be used is logged and
-    /// left out (tokens that would need it fail); [`Authenticator::try_new`]
-    /// refuses such a config instead.
-    pub(crate) fn new(config: &AuthConfig, platform: &Platform) -> Arc<Self> {
-        let (authenticator, problems) = Self::build(config, platform);
-        for problem in problems {
-            tracing::error!(problem = %problem, "auth: configuration problem; ignored");
-        }
-        authenticator.prefetch();
-        authenticator
-    }
-
     /// From the config, or the problems that make part of it unusable (a
-    /// key that does not parse, an algorithm this build cannot verify).
-    pub(crate) fn try_new(
-        config: &AuthConfig,
-        platform: &Platform,
-    ) -> Result<Arc<Self>, Vec<String>> {
+    /// key that does not parse, an algorithm this build cannot verify): the
+    /// proxy does not start with a key it cannot use. A JWKS is fetched
+    /// when first needed (and, inside a tokio runtime, once at once in the
+    /// background).
+    pub(crate) fn new(config: &AuthConfig, platform: &Platform) -> Result<Arc<Self>, Vec<String>> {
         let (authenticator, problems) = Self::build(config, platform);
         if problems.is_empty() {
             authenticator.prefetch();

@@ -163,7 +163,7 @@ fn static_authenticator(
 ) -> (Arc<Authenticator>, Arc<FixedClock>) {
     let clock = Arc::new(FixedClock(AtomicU64::new(NOW)));
     let dialer: Arc<dyn Dialer> = Arc::new(crate::platform::TcpDialer);
-    let auth = Authenticator::try_new(
+    let auth = Authenticator::new(
         &jwt_config(algorithms, keys),
         &platform(dialer, Arc::clone(&clock)),
     )
@@ -181,7 +181,7 @@ async fn bearer_tokens_authenticate_through_the_header() {
         }]),
         ..jwt_config(&[], JwtKeys::default())
     };
-    let auth = Authenticator::new(&config, &Platform::os());
+    let auth = Authenticator::new(&config, &Platform::os()).expect("a usable config");
     assert_eq!(
         auth.authenticate(Some("bearer reader-token-0123456789"))
             .await,
@@ -692,7 +692,7 @@ fn jwks_authenticator(issuer: &Arc<Issuer>) -> Arc<Authenticator> {
         ..JwtKeys::default()
     };
     let clock = Arc::new(FixedClock(AtomicU64::new(NOW)));
-    Authenticator::try_new(
+    Authenticator::new(
         &jwt_config(&["RS256", "ES256"], keys),
         &platform(Arc::new(IssuerDialer(Arc::clone(issuer))), clock),
     )
@@ -885,7 +885,8 @@ async fn the_set_is_fetched_over_real_tcp() {
     let auth = Authenticator::new(
         &jwt_config(&["RS256"], keys),
         &platform(Arc::new(crate::platform::TcpDialer), clock),
-    );
+    )
+    .expect("a usable config");
     for _ in 0..3 {
         assert!(auth.authenticate(Some(&rs256("k1"))).await.is_ok());
     }
@@ -893,7 +894,7 @@ async fn the_set_is_fetched_over_real_tcp() {
 }
 
 #[test]
-fn unusable_config_is_reported_by_try_new() {
+fn an_unusable_config_is_refused_with_its_problems() {
     let keys = JwtKeys {
         static_keys: vec![StaticKey::Pem {
             pem: "garbage".into(),
@@ -903,7 +904,7 @@ fn unusable_config_is_reported_by_try_new() {
         secret: Some(String::new()),
         ..JwtKeys::default()
     };
-    let problems = match Authenticator::try_new(
+    let problems = match Authenticator::new(
         &jwt_config(&["RS256", "none", "RS999"], keys),
         &Platform::os(),
     ) {

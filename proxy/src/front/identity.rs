@@ -17,16 +17,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::App;
+use super::{App, ClientAddr, auditing};
 use crate::auth::{AuthError, Caller};
 use crate::error_codes::{FORBIDDEN, UNAUTHENTICATED};
 use crate::jsonrpc::{self, ErrorObject};
 
 /// The caller a request's credential proves: `Ok(None)` without `auth:`,
 /// else the caller, or the 401 to answer.
+/// A refusal is audited as `request` (the HTTP method and path) from `client`.
 pub(super) async fn caller_of(
     app: &App,
     headers: &HeaderMap,
+    client: ClientAddr,
+    request: &str,
 ) -> Result<Option<Arc<Caller>>, Response> {
     let Some(auth) = &app.auth else {
         return Ok(None);
@@ -45,6 +48,7 @@ pub(super) async fn caller_of(
                 AuthError::Invalid(why) => format!("invalid token: {why}"),
             };
             tracing::debug!(%message, "request refused: 401");
+            auditing::unauthenticated(app, client, request, UNAUTHENTICATED);
             let body =
                 jsonrpc::error_response(Value::Null, &ErrorObject::new(UNAUTHENTICATED, message));
             let mut response = (StatusCode::UNAUTHORIZED, Json(body)).into_response();

@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -45,7 +45,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TrackedFuture;
 
-use super::{App, identity, origin};
+use super::{App, ClientAddr, auditing, identity, origin};
 use crate::auth::Caller;
 use crate::jsonrpc::{self, ErrorObject, Kind};
 use crate::session::{Refusal, Session, SessionError};
@@ -147,13 +147,14 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 /// POST /mcp
 pub(super) async fn post(
     State(app): State<Arc<App>>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(response) = check_origin(&app, &headers) {
         return response.into_response();
     }
-    let caller = match identity::caller_of(&app, &headers).await {
+    let caller = match identity::caller_of(&app, &headers, client, "POST /mcp").await {
         Ok(caller) => caller,
         Err(response) => return response,
     };
@@ -225,7 +226,7 @@ pub(super) async fn post(
         .into_response();
     }
     if kind == Kind::Request && message["method"] == "initialize" {
-        return initialize(&app, message, caller);
+        return initialize(&app, client, message, caller);
     }
     let session = match session_of(&app, &headers, caller) {
         Ok(session) => session,
@@ -240,10 +241,11 @@ pub(super) async fn post(
             StatusCode::ACCEPTED.into_response()
         }
         Kind::Request => {
-            if let Some(refusal) = over_caller_limit(&app, &session, &message) {
+            if let Some(refusal) = over_caller_limit(&app, client, &session, &message) {
                 return refusal;
             }
-            request(app, session, message, accepts_event_stream(&headers)).await
+            let accepts_stream = accepts_event_stream(&headers);
+            request(app, client, session, message, accepts_stream).await
         }
         // Responses to server requests: the proxy sends clients none, so there is nothing to match.
         Kind::Response | Kind::Invalid => StatusCode::ACCEPTED.into_response(),
@@ -252,7 +254,12 @@ pub(super) async fn post(
 
 /// `auth.rate_limit`: the answer to a request beyond its caller's share,
 /// if it is one; nothing was sent to any backend.
-fn over_caller_limit(app: &App, session: &Session, message: &Value) -> Option<Response> {
+fn over_caller_limit(
+    app: &App,
+    client: ClientAddr,
+    session: &Session,
+    message: &Value,
+) -> Option<Response> {
     let (limits, limit) = app.caller_limits.as_ref()?;
     let caller = session.caller()?;
     if limits.try_acquire(&caller.subject) {
@@ -263,16 +270,26 @@ fn over_caller_limit(app: &App, session: &Session, message: &Value) -> Option<Re
         caller.subject, limit.requests, limit.per
     );
     let requests = usize::try_from(limit.requests).unwrap_or(usize::MAX);
-    Some(refused(
-        StatusCode::OK,
+    let answer = refusal(
         message["id"].clone(),
         "auth.rate_limit",
         requests,
         message_text,
-    ))
+    );
+    let method = message["method"].as_str().unwrap_or_default();
+    if let Some(entry) = auditing::begin(app, client, Some(session), method, message.get("params"))
+    {
+        entry.finish(app, &answer);
+    }
+    Some(Json(answer).into_response())
 }
 
-fn initialize(app: &App, message: Value, caller: Option<Arc<Caller>>) -> Response {
+fn initialize(
+    app: &App,
+    client: ClientAddr,
+    message: Value,
+    caller: Option<Arc<Caller>>,
+) -> Response {
     let result = app.gateway.initialize(message.get("params"));
     let Some(session) = app.sessions.create(caller) else {
         // 503, not 429: the proxy is full, whoever asks; the client did
@@ -289,6 +306,9 @@ fn initialize(app: &App, message: Value, caller: Option<Arc<Caller>>) -> Respons
         );
     };
     let body = jsonrpc::response(message["id"].clone(), result);
+    if let Some(entry) = auditing::begin(app, client, Some(&session), "initialize", None) {
+        entry.finish(app, &body);
+    }
     let mut response = Json(body).into_response();
     if let Ok(value) = HeaderValue::from_str(session.id()) {
         response.headers_mut().insert(SESSION_HEADER, value);
@@ -309,6 +329,7 @@ fn client_notification(session: &Session, message: &Value) {
 /// event stream carrying its progress first.
 async fn request(
     app: Arc<App>,
+    client: ClientAddr,
     session: Arc<Session>,
     message: Value,
     accepts_stream: bool,
@@ -322,6 +343,7 @@ async fn request(
         _ => String::new(),
     };
     let params = message.remove("params");
+    let audit = auditing::begin(&app, client, Some(&session), &method, params.as_ref());
     let wants_progress = params
         .as_ref()
         .and_then(|p| p.pointer("/_meta/progressToken"))
@@ -385,6 +407,7 @@ async fn request(
     };
     let cancel_calls = app.cancel_calls.clone();
     let gateway = Arc::clone(&app.gateway);
+    let audit_app = Arc::clone(&app);
     let task_id = id.clone();
     let panicked_id = id.clone();
     let call = async move {
@@ -396,7 +419,7 @@ async fn request(
             }
         };
         drop(in_flight);
-        match outcome {
+        let answer = match outcome {
             Ok(Ok(result)) => jsonrpc::response(task_id, result),
             Ok(Err(error)) => jsonrpc::error_response(task_id, &error),
             Err(_aborted) => {
@@ -409,7 +432,11 @@ async fn request(
                 let error = ErrorObject::new(jsonrpc::REQUEST_CANCELLED, message);
                 jsonrpc::error_response(task_id, &error)
             }
+        };
+        if let Some(audit) = audit {
+            audit.finish(&audit_app, &answer);
         }
+        answer
     };
     // A bug that panics in a call answers that call with an internal error
     // (as a task of its own would have) rather than resetting the client's
@@ -479,9 +506,14 @@ impl Drop for Detachable {
 /// other refusals, with the bound's key and value in `data`; nothing was
 /// sent to any backend.
 fn refused(status: StatusCode, id: Value, key: &str, limit: usize, message: String) -> Response {
+    (status, Json(refusal(id, key, limit, message))).into_response()
+}
+
+/// The JSON-RPC answer of [`refused`].
+fn refusal(id: Value, key: &str, limit: usize, message: String) -> Value {
     let error = ErrorObject::new(jsonrpc::BACKEND_LIMITED, message)
         .with_data(json!({ "reason": key, "limit": limit }));
-    (status, Json(jsonrpc::error_response(id, &error))).into_response()
+    jsonrpc::error_response(id, &error)
 }
 
 /// Progress notifications as they come, then the response, then the end.
@@ -526,11 +558,15 @@ fn sse_event(message: &Value) -> Result<Event, Infallible> {
 }
 
 /// GET /mcp: the session's stream of server notifications.
-pub(super) async fn get_stream(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(super) async fn get_stream(
+    State(app): State<Arc<App>>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(response) = check_origin(&app, &headers) {
         return response.into_response();
     }
-    let caller = match identity::caller_of(&app, &headers).await {
+    let caller = match identity::caller_of(&app, &headers, client, "GET /mcp").await {
         Ok(caller) => caller,
         Err(response) => return response,
     };
@@ -558,11 +594,15 @@ pub(super) async fn get_stream(State(app): State<Arc<App>>, headers: HeaderMap) 
 }
 
 /// DELETE /mcp: end the session.
-pub(super) async fn delete(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(super) async fn delete(
+    State(app): State<Arc<App>>,
+    ConnectInfo(client): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(response) = check_origin(&app, &headers) {
         return response.into_response();
     }
-    let caller = match identity::caller_of(&app, &headers).await {
+    let caller = match identity::caller_of(&app, &headers, client, "DELETE /mcp").await {
         Ok(caller) => caller,
         Err(response) => return response,
     };

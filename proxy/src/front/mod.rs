@@ -8,6 +8,7 @@
 //! guards it).
 
 mod admin;
+mod auditing;
 pub(crate) use admin::AdminAccess;
 mod identity;
 mod mcp;
@@ -23,10 +24,15 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::AuditLog;
 use crate::auth::{Authenticator, CallerLimits};
 use crate::config::RateLimit;
 use crate::gateway::Gateway;
 use crate::session::SessionStore;
+
+/// The address of the client a request came from (its connection's peer).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub std::net::SocketAddr);
 
 /// What every handler shares.
 pub(crate) struct App {
@@ -53,6 +59,8 @@ pub(crate) struct App {
     /// Some backend has `forward_auth`: sessions keep their requests'
     /// `Authorization` headers for it.
     pub forwards_credentials: bool,
+    /// `audit:`: one line per request (see [`auditing`]).
+    pub audit: Option<AuditLog>,
 }
 
 /// The app of the main listener: `/mcp`, `/livez`, `/readyz`, the

@@ -57,7 +57,8 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// `GET /admin/backends`: state, last error, restarts and in-flight calls per backend.
+/// `GET /admin/backends`: state, last error, restarts and in-flight calls
+/// per backend; sessions open; with `audit:`, audit lines dropped.
 pub(super) async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
     let backends: Vec<Value> = app
         .gateway
@@ -65,7 +66,12 @@ pub(super) async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
         .into_iter()
         .map(|status| serde_json::to_value(status).unwrap_or(Value::Null))
         .collect();
-    Json(json!({ "backends": backends, "sessions": app.sessions.count() }))
+    let mut body = json!({ "backends": backends, "sessions": app.sessions.count() });
+    if let Some(audit) = &app.audit {
+        // Lines the audit log dropped because its writer fell behind.
+        body["audit_dropped"] = json!(audit.dropped());
+    }
+    Json(body)
 }
 
 /// `GET /admin/metrics`: Prometheus text exposition.

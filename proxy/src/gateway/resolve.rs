@@ -189,6 +189,44 @@ impl Gateway {
         Ok(Call::new(Method::Complete, backend, Some(params)))
     }
 
+    /// What a request addresses, as the audit log names it: the backend,
+    /// and the tool or prompt as the client named it, or the URI. `None`
+    /// for what a request does not name (or names nothing known by).
+    pub(crate) fn addressed(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+    ) -> (Option<String>, Option<String>) {
+        let text = |pointer: &str| {
+            params
+                .and_then(|p| p.pointer(pointer))
+                .and_then(Value::as_str)
+        };
+        let by_name = |name: Option<&str>| {
+            let backend = name
+                .and_then(|name| self.split_name(name))
+                .map(|(backend, _)| self.backends[backend].name().to_owned());
+            (backend, name.map(str::to_owned))
+        };
+        let by_uri = |uri: Option<&str>| {
+            let backend = uri
+                .and_then(|uri| self.catalog().route_uri(uri))
+                .map(|backend| self.backends[backend].name().to_owned());
+            (backend, uri.map(str::to_owned))
+        };
+        match Method::parse(method) {
+            Some(Method::ToolsCall | Method::PromptsGet) => by_name(text("/name")),
+            Some(
+                Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe,
+            ) => by_uri(text("/uri")),
+            Some(Method::Complete) => match text("/ref/type") {
+                Some("ref/prompt") => by_name(text("/ref/name")),
+                _ => by_uri(text("/ref/uri")),
+            },
+            _ => (None, None),
+        }
+    }
+
     /// Split `backend<separator>name` into the backend's index and the backend's own name.
     fn split_name<'a>(&self, name: &'a str) -> Option<(usize, &'a str)> {
         let (backend, rest) = name.split_once(self.separator.as_str())?;
