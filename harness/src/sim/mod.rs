@@ -3,9 +3,12 @@
 //!
 //! The same YAML as a real run, on [turmoil]: one simulated network, one
 //! virtual clock, one thread. Each HTTP fake is a host of its own (`fake-NAME`),
-//! the proxy — the real `mcp-proxy` library, started with
+//! the issuer's JWKS server (if the scenario has one) is the host
+//! `issuer-NAME`, the proxy — the real `mcp-proxy` library, started with
 //! [`mcp_proxy::server::start_on`] — is the host `proxy`, and the load
-//! generator is the client `harness`. Stdio fakes run as tasks of the proxy's
+//! generator is the client `harness`. The proxy and the harness read the
+//! time of day from [`SimWallClock`]s, so the JWTs the harness mints
+//! expire in virtual time, as the proxy judges them. Stdio fakes run as tasks of the proxy's
 //! host on in-memory pipes ([`stdio`]). Nothing waits on the wall clock: a
 //! 20-second scenario takes as long as its work, and the same scenario and
 //! seed give the same report, byte for byte.
@@ -46,6 +49,7 @@ use crate::checks::Verdict;
 use crate::checks::figures::{Figures, Measure};
 use crate::clock::{ScenarioClock, SimWallClock};
 use crate::fake::{FakeConfig, HttpFake};
+use crate::identity::{Callers, IssuerKeys, JWKS_PATH, JwksServer};
 use crate::journal::{Journal, JournalEntry};
 use crate::load::{self, LoadResult, Progress};
 use crate::report::RunReport;
@@ -124,6 +128,11 @@ fn fake_host(name: &str) -> String {
     format!("fake-{name}")
 }
 
+/// The simulated host name of the issuer's JWKS server.
+fn issuer_host(name: &str) -> String {
+    format!("issuer-{name}")
+}
+
 fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Duration)> {
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
@@ -167,7 +176,30 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
         }
     }
 
+    let keys = IssuerKeys::of(scenario, seed)
+        .map_err(|e| (e, Duration::ZERO))?
+        .map(Arc::new);
+    if let Some(keys) = &keys {
+        let (keys, jwks_scenario, journal) = (Arc::clone(keys), scenario.clone(), journal.clone());
+        sim.host(issuer_host(keys.name()), move || {
+            let (keys, scenario, journal) =
+                (Arc::clone(&keys), jwks_scenario.clone(), journal.clone());
+            async move {
+                let network = SimNetwork::new(issuer_host(keys.name()));
+                let clock = ScenarioClock::start_now();
+                let server =
+                    JwksServer::start_on(keys, &scenario, clock, journal, &network, HTTP_PORT)
+                        .await?;
+                std::future::pending::<()>().await;
+                drop(server);
+                Ok(())
+            }
+        });
+    }
     let address = |name: &str| match scenario.fakes.iter().find(|f| f.name == name) {
+        None if keys.as_ref().is_some_and(|k| k.name() == name) => FakeAddress::Http {
+            url: format!("http://{}:{HTTP_PORT}{JWKS_PATH}", issuer_host(name)),
+        },
         Some(spec) if matches!(spec.transport, FakeTransport::Stdio) => FakeAddress::Stdio {
             command: SIM_FAKE_PROGRAM.into(),
             args: vec![name.to_owned()],
@@ -225,20 +257,33 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
     let client_scenario = scenario.clone();
     sim.client("harness", async move {
         let clock = ScenarioClock::start_now();
+        let wall: Arc<dyn mcp_proxy::platform::WallClock> = Arc::new(SimWallClock::started_now());
         let url = format!("http://{PROXY_HOST}:{PROXY_PORT}/mcp");
         let result = async {
+            let callers = Callers::of(&client_scenario.workload, keys.as_ref(), clock, &wall)
+                .map_err(RunError::Identity)?;
             let target = load::LoadTarget::with_dialer(&url, Arc::new(SimDialer))?;
             let never = tokio_util::sync::CancellationToken::new();
-            crate::run::wait_ready(&client_scenario, &target, &url, clock, &never, &mut || None)
-                .await?;
-            let load = load::run(
+            crate::run::wait_ready(
+                &client_scenario,
+                &target,
+                &url,
+                (clock, &callers),
+                &never,
+                &mut || None,
+            )
+            .await?;
+            let load = load::run_as(
                 &target,
                 &client_scenario.workload,
                 seed,
-                clock,
-                client_scenario.duration,
-                client_scenario.grace,
+                load::Timing {
+                    clock,
+                    duration: client_scenario.duration,
+                    grace: client_scenario.grace,
+                },
                 Arc::new(Progress::default()),
+                &callers,
             );
             // The proxy's admin is read on the simulated network too, at
             // fixed virtual times: the samples replay with the run.
