@@ -412,6 +412,90 @@ pub fn run_twice(scenario: &Scenario, seed: u64) -> SimRun {
 mod tests {
     use super::*;
 
+    /// One raw HTTP/1.1 GET of `path` on `host`'s port 80, from a simulated
+    /// client: the status line, or the connection's error.
+    async fn get(host: &str, path: &str) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = turmoil::net::TcpStream::connect((host, HTTP_PORT)).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer)
+    }
+
+    #[test]
+    fn the_jwks_server_is_a_simulated_host_that_rotates_and_goes_down() {
+        let scenario = crate::scenario::load_str(
+            "name: t\ndescription: d\nduration: 10s\n\
+             fakes: [{ name: f, transport: http, tools: [{ name: a }] }]\n\
+             issuer: { name: idp, audience: 'https://mcp.test/mcp', keys: [k1, k2] }\n\
+             faults:\n\
+             - { issuer: idp, at: 2s, rotate_key: { to: k2, keep_old: true } }\n\
+             - { issuer: idp, at: 4s, for: 2s, outage: true }\n\
+             workload: { closed: { concurrency: 1 }, calls: [{ tool: a }] }\nexpect: []\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        let keys = Arc::new(IssuerKeys::of(&scenario, 9).unwrap().unwrap());
+        let journal = Journal::in_memory();
+        let mut sim = turmoil::Builder::new()
+            .simulation_duration(Duration::from_secs(30))
+            .build();
+        let (host_keys, host_journal) = (Arc::clone(&keys), journal.clone());
+        sim.host(issuer_host("idp"), move || {
+            let (keys, scenario, journal) = (
+                Arc::clone(&host_keys),
+                scenario.clone(),
+                host_journal.clone(),
+            );
+            async move {
+                let network = SimNetwork::new(issuer_host("idp"));
+                let clock = ScenarioClock::start_now();
+                let _server =
+                    JwksServer::start_on(keys, &scenario, clock, journal, &network, HTTP_PORT)
+                        .await?;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        sim.client("probe", async move {
+            let host = issuer_host("idp");
+            let first = get(&host, JWKS_PATH).await?;
+            assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+            assert!(
+                first.contains("\"k1\"") && !first.contains("\"k2\""),
+                "{first}"
+            );
+            assert!(get(&host, "/other").await?.starts_with("HTTP/1.1 404"));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let rotated = get(&host, JWKS_PATH).await?;
+            assert!(
+                rotated.contains("\"k1\"") && rotated.contains("\"k2\""),
+                "{rotated}"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let refused = get(&host, JWKS_PATH).await.unwrap_err();
+            assert_eq!(
+                refused.kind(),
+                std::io::ErrorKind::ConnectionRefused,
+                "{refused}"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(get(&host, JWKS_PATH).await?.starts_with("HTTP/1.1 200"));
+            Ok(())
+        });
+        sim.run().unwrap();
+        let fetched: Vec<String> = journal.snapshot().into_iter().map(|e| e.outcome).collect();
+        assert_eq!(fetched, ["ok", "not_found", "ok", "ok"]);
+        assert_eq!(
+            keys.jwks_at(Duration::from_secs(3))["keys"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+    }
+
     #[test]
     fn the_first_difference_is_found_and_named_by_line() {
         assert_eq!(first_difference("a\nb\n", "a\nb\n"), None);
