@@ -20,8 +20,11 @@ enum Edit {
     /// Take out a backend's `KEY:` block (its line and the deeper-indented
     /// lines under it): the feature switched off.
     Remove(&'static str),
+    /// Take out a `KEY:` block of the proxy config itself (`auth`,
+    /// `authorization`: at two spaces, under `proxy:`).
+    RemoveSection(&'static str),
 }
-use Edit::{Remove, Replace};
+use Edit::{Remove, RemoveSection, Replace};
 
 /// One variant of a shipped scenario, and the checks it must fail.
 struct Mutant {
@@ -425,6 +428,76 @@ const MUTANTS: &[Mutant] = &[
         )],
         fails: &["notes fast before files crash-loops"],
     },
+    // auth.yaml
+    Mutant {
+        scenario: "auth.yaml",
+        name: "authorization switched off",
+        edits: &[RemoveSection("authorization")],
+        fails: &[
+            "nothing of the reader's reaches the ledger",
+            "nothing of the writer's reaches docs",
+            "the reader is refused the ledger with 403",
+        ],
+    },
+    Mutant {
+        scenario: "auth.yaml",
+        name: "authentication (and so authorization) switched off",
+        edits: &[RemoveSection("auth"), RemoveSection("authorization")],
+        fails: &[
+            "the expired token is refused with 401",
+            "nothing of the reader's reaches the ledger",
+        ],
+    },
+    Mutant {
+        scenario: "auth.yaml",
+        name: "an hour of leeway on exp",
+        edits: &[Replace("leeway: 0s", "leeway: 1h")],
+        fails: &["the expired token is refused with 401"],
+    },
+    Mutant {
+        scenario: "auth.yaml",
+        name: "no early JWKS refetch on an unknown kid, and an hour's cache",
+        edits: &[
+            Replace("jwks_ttl: 10s", "jwks_ttl: 1h"),
+            Replace("jwks_min_refetch: 1s", "jwks_min_refetch: 1h"),
+        ],
+        fails: &[
+            "the reader's reads succeed after the rotation, before the JWKS goes down",
+            "the JWKS is fetched again before it goes down",
+        ],
+    },
+    Mutant {
+        // No proxy setting drops the cached keys: a rotation inside the
+        // outage stands in, and shows the check sees keys the proxy lacks.
+        scenario: "auth.yaml",
+        name: "the key rotates while the JWKS is down",
+        edits: &[Replace(
+            "    at: 15s\n    rotate_key",
+            "    at: 26s\n    rotate_key",
+        )],
+        fails: &["the reader's reads succeed while the JWKS is down"],
+    },
+    Mutant {
+        scenario: "auth.yaml",
+        name: "the reader's token is not renewed",
+        edits: &[Replace(
+            "claims: { roles: [reader] }, lifetime: 10s, renew: true",
+            "claims: { roles: [reader] }, lifetime: 10s, renew: false",
+        )],
+        fails: &["the reader's reads succeed before the rotation"],
+    },
+    Mutant {
+        scenario: "auth.yaml",
+        name: "tokens for another audience",
+        edits: &[Replace(
+            "  audience: https://mcp.test/mcp\n",
+            "  audience: https://other.test/mcp\n",
+        )],
+        fails: &[
+            "the writer's posts succeed all along",
+            "the unrenewed token works until it expires",
+        ],
+    },
 ];
 
 fn scenarios_dir() -> PathBuf {
@@ -462,17 +535,20 @@ fn mutant_scenario(mutant: &Mutant) -> Scenario {
                 );
                 text.replacen(from, to, 1)
             }
-            Remove(key) => remove_block(&text, key),
+            Remove(key) => remove_block(&text, key, "      "),
+            RemoveSection(key) => remove_block(&text, key, "  "),
         };
     }
     scenario::load_str(&text, &path)
         .unwrap_or_else(|e| panic!("mutant {:?} is not a valid scenario: {e}", mutant.name))
 }
 
-/// `text` without the backend key `key` (at six spaces, as the shipped
-/// scenarios indent backend keys) and the lines nested under it.
-fn remove_block(text: &str, key: &str) -> String {
-    let head = format!("      {key}:");
+/// `text` without the key `key` at `indent` (six spaces for a backend's
+/// keys, as the shipped scenarios indent them; two for the proxy config's
+/// own sections) and the lines nested deeper under it.
+fn remove_block(text: &str, key: &str, indent: &str) -> String {
+    let head = format!("{indent}{key}:");
+    let nested = format!("{indent}  ");
     let mut kept = Vec::new();
     let mut removed = 0;
     let mut inside = false;
@@ -482,13 +558,16 @@ fn remove_block(text: &str, key: &str) -> String {
             removed += 1;
             continue;
         }
-        if inside && line.starts_with("        ") {
+        if inside && line.starts_with(&nested) {
             continue;
         }
         inside = false;
         kept.push(line);
     }
-    assert_eq!(removed, 1, "{key:?} must be a backend key exactly once");
+    assert_eq!(
+        removed, 1,
+        "{key:?} must be a key at {indent:?} exactly once"
+    );
     kept.join("\n") + "\n"
 }
 

@@ -10,6 +10,9 @@
 //!
 //! - [`scenario`]: reading and validating scenario files (file:line:key errors)
 //! - [`fake`]: the fake MCP backend (HTTP and stdio faces, scripted faults)
+//! - [`identity`]: who the clients are to an authenticating proxy: the
+//!   scenario's token issuer (keys, rotations, a fake JWKS server) and the
+//!   bearer tokens and JWTs the clients send
 //! - [`journal`]: what the fakes received
 //! - [`load`]: MCP clients, closed and open loop, call records
 //! - [`stats`]: latency histograms and the statistical tests
@@ -30,6 +33,7 @@ pub mod bench;
 pub mod checks;
 pub mod clock;
 pub mod fake;
+pub mod identity;
 pub mod journal;
 pub mod load;
 pub mod process_group;

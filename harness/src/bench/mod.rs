@@ -176,6 +176,7 @@ async fn cell(
             weight: 1.0,
         }],
         call_timeout: CALL_TIMEOUT,
+        identities: Vec::new(),
     };
     let clock = ScenarioClock::start_now();
     let progress = Arc::new(Progress::new());

@@ -134,9 +134,14 @@ impl Setup {
         let ready = match LoadTarget::new(&url) {
             Ok(target) => {
                 let proxy = &mut setup.proxy;
-                run::wait_ready(scenario, &target, &url, clock, &never, &mut || {
-                    proxy.exited()
-                })
+                run::wait_ready(
+                    scenario,
+                    &target,
+                    &url,
+                    (clock, &crate::identity::Callers::anonymous()),
+                    &never,
+                    &mut || proxy.exited(),
+                )
                 .await
             }
             Err(error) => Err(RunError::Load(error)),

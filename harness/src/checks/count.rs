@@ -1,30 +1,41 @@
 //! `count` checks: how many requests of a kind a fake received in a window
 //! (a dead backend must see no calls; a retry policy must send exactly so
-//! many). Counted from the fakes' journals, not from what clients saw.
+//! many). Counted from the fakes' journals, not from what clients saw; an
+//! `identity` keeps the entries of the calls its clients sent (matched by
+//! the `harness_call` number), so "nothing of reader's reached the writer's
+//! backend" is a count with `max: 0`.
 
 use mcp_proxy::glob;
 
 use super::Verdict;
 use super::figures::{Figures, Measure};
 use crate::journal::JournalEntry;
+use crate::load::CallRecord;
 use crate::scenario::{CountCheck, JournalSelector};
 
 /// The kind's name in reports.
 pub const KIND: &str = "count";
 
-/// Judges `spec` over `journal`: the count must lie in `min..=max`.
-pub fn check(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
+/// Judges `spec` over `journal` (and the client `calls`, which tell whose
+/// call an entry is): the count must lie in `min..=max`.
+pub fn check(spec: &CountCheck, journal: &[JournalEntry], calls: &[CallRecord]) -> Verdict {
+    let callers: std::collections::HashMap<u64, usize> =
+        calls.iter().map(|c| (c.call, c.client)).collect();
+    let journal: Vec<&JournalEntry> = journal
+        .iter()
+        .filter(|e| {
+            spec.select.identity.as_ref().is_none_or(|identity| {
+                e.call
+                    .and_then(|n| callers.get(&n))
+                    .is_some_and(|client| identity.clients.contains(client))
+            })
+        })
+        .collect();
     if spec.per_call {
-        return check_per_call(spec, journal);
+        return check_per_call(spec, &journal);
     }
     let count = journal.iter().filter(|e| selects(&spec.select, e)).count() as u64;
-    let expected = match (spec.min, spec.max) {
-        (Some(min), Some(max)) if min == max => format!("exactly {min}"),
-        (Some(min), Some(max)) => format!("{min} to {max}"),
-        (Some(min), None) => format!("≥ {min}"),
-        (None, Some(max)) => format!("≤ {max}"),
-        (None, None) => "any number".to_owned(),
-    };
+    let expected = bounds(spec.min, spec.max);
     let passed = spec.min.is_none_or(|min| count >= min) && spec.max.is_none_or(|max| count <= max);
     let s = &spec.select;
     Verdict {
@@ -33,8 +44,12 @@ pub fn check(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
         passed,
         detail: (!passed).then(|| {
             format!(
-                "{count} {} received by {} {}",
+                "{count} {}{} received by {} {}",
                 what(s),
+                s.identity
+                    .as_ref()
+                    .map(|i| format!(" sent by {}", i.name))
+                    .unwrap_or_default(),
                 s.fake,
                 s.window.label
             )
@@ -46,10 +61,21 @@ pub fn check(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
     }
 }
 
+/// "exactly 3", "1 to 5", "≥ 1", "≤ 0": a count's bounds, as text.
+pub(super) fn bounds(min: Option<u64>, max: Option<u64>) -> String {
+    match (min, max) {
+        (Some(min), Some(max)) if min == max => format!("exactly {min}"),
+        (Some(min), Some(max)) => format!("{min} to {max}"),
+        (Some(min), None) => format!("≥ {min}"),
+        (None, Some(max)) => format!("≤ {max}"),
+        (None, None) => "any number".to_owned(),
+    }
+}
+
 /// `per_call`: the most entries any one client call has must be ≤ `max`.
 /// A selection that holds no client call fails: a bound on each call that
 /// no call reached proves nothing (a wrong fake, tool or window would pass).
-fn check_per_call(spec: &CountCheck, journal: &[JournalEntry]) -> Verdict {
+fn check_per_call(spec: &CountCheck, journal: &[&JournalEntry]) -> Verdict {
     let max = spec.max.unwrap_or(u64::MAX);
     let mut per_call: std::collections::BTreeMap<u64, u64> = Default::default();
     for entry in journal.iter().filter(|e| selects(&spec.select, e)) {
@@ -124,6 +150,7 @@ fn selects(select: &JournalSelector, entry: &JournalEntry) -> bool {
 mod tests {
     use super::*;
     use crate::checks::test_support::*;
+    use crate::load::record::CallOutcome;
 
     fn spec(tool: Option<&str>, min: Option<u64>, max: Option<u64>) -> CountCheck {
         CountCheck {
@@ -134,6 +161,7 @@ mod tests {
                 endpoint: None,
                 outcomes: None,
                 window: window("during files-down", &[(1_000, 2_000)]),
+                identity: None,
             },
             min,
             max,
@@ -155,7 +183,7 @@ mod tests {
 
     #[test]
     fn counts_inside_inclusive_bounds() {
-        let v = check(&spec(None, Some(3), Some(3)), &journal());
+        let v = check(&spec(None, Some(3), Some(3)), &journal(), &[]);
         assert!(v.passed, "{v:?}");
         assert_eq!(
             (v.expected.as_str(), v.observed.as_str()),
@@ -166,22 +194,59 @@ mod tests {
             ["requests = 3 count, min 3, max 3, passed"]
         );
         assert_eq!(v.figures.window[0].to_us, Some(2_000_000));
-        assert!(check(&spec(Some("read"), Some(2), Some(5)), &journal()).passed);
-        assert!(check(&spec(Some("write"), None, Some(1)), &journal()).passed);
+        assert!(check(&spec(Some("read"), Some(2), Some(5)), &journal(), &[]).passed);
+        assert!(check(&spec(Some("write"), None, Some(1)), &journal(), &[]).passed);
     }
 
     #[test]
     fn fails_outside_the_bounds() {
-        let v = check(&spec(None, None, Some(0)), &journal());
+        let v = check(&spec(None, None, Some(0)), &journal(), &[]);
         assert!(!v.passed);
         assert_eq!((v.expected.as_str(), v.observed.as_str()), ("≤ 0", "3"));
         assert_eq!(
             v.detail.as_deref(),
             Some("3 tools/call received by files during files-down")
         );
-        let v = check(&spec(Some("read"), Some(3), None), &journal());
+        let v = check(&spec(Some("read"), Some(3), None), &journal(), &[]);
         assert!(!v.passed);
         assert_eq!((v.expected.as_str(), v.observed.as_str()), ("≥ 3", "2"));
+    }
+
+    #[test]
+    fn an_identity_counts_only_the_entries_of_its_clients_calls() {
+        let mut journal = journal();
+        for (i, entry) in journal.iter_mut().enumerate() {
+            entry.call = Some(i as u64 + 1);
+        }
+        journal[2].call = None;
+        // Calls 1 and 2 were client 1's, call 3 client 0's (and call 3's
+        // entry carries no number, so it is nobody's).
+        let calls = [
+            call(1, "read", 1_000, 1, CallOutcome::Success),
+            call(2, "write", 1_500, 1, CallOutcome::Success),
+            call(3, "read", 1_999, 1, CallOutcome::Success),
+        ]
+        .map(|mut c| {
+            c.client = usize::from(c.call < 3);
+            c
+        });
+        let mut of_reader = spec(None, None, Some(0));
+        of_reader.select.identity = Some(crate::scenario::IdentityRef {
+            name: "reader".into(),
+            clients: 1..2,
+        });
+        let v = check(&of_reader, &journal, &calls);
+        assert!(!v.passed);
+        assert_eq!(v.observed, "2");
+        assert_eq!(
+            v.detail.as_deref(),
+            Some("2 tools/call sent by reader received by files during files-down")
+        );
+        of_reader.select.identity = Some(crate::scenario::IdentityRef {
+            name: "writer".into(),
+            clients: 0..1,
+        });
+        assert!(check(&of_reader, &journal, &calls).passed);
     }
 
     #[test]
@@ -190,12 +255,12 @@ mod tests {
         journal[1].endpoint = "stdio:42".into();
         let mut only_stdio = spec(None, Some(1), Some(1));
         only_stdio.select.endpoint = Some("stdio:*".into());
-        assert!(check(&only_stdio, &journal).passed);
+        assert!(check(&only_stdio, &journal, &[]).passed);
         let mut only_http = spec(None, Some(2), Some(2));
         only_http.select.endpoint = Some("http://127.0.0.1:*/mcp".into());
-        assert!(check(&only_http, &journal).passed);
+        assert!(check(&only_http, &journal, &[]).passed);
         only_http.select.endpoint = Some("http://127.0.0.1:2/mcp".into());
-        assert!(!check(&only_http, &journal).passed);
+        assert!(!check(&only_http, &journal, &[]).passed);
     }
 
     #[test]
@@ -207,7 +272,7 @@ mod tests {
         // Calls 0 and 1 were each received by files twice in the window.
         let mut once = spec(None, None, Some(1));
         once.per_call = true;
-        let v = check(&once, &journal);
+        let v = check(&once, &journal, &[]);
         assert!(!v.passed, "{v:?}");
         assert_eq!(v.observed, "at most 2 per call (call 0; 2 calls)");
         assert_eq!(
@@ -217,10 +282,10 @@ mod tests {
         // Only entries that ran: call 1's second entry was refused.
         journal[1].outcome = "unknown_session".into();
         once.select.outcomes = Some(vec!["success".into()]);
-        let v = check(&once, &journal);
+        let v = check(&once, &journal, &[]);
         assert!(!v.passed);
         journal[2].outcome = "unknown_session".into();
-        assert!(check(&once, &journal).passed);
+        assert!(check(&once, &journal, &[]).passed);
     }
 
     #[test]
@@ -231,7 +296,7 @@ mod tests {
         }
         let mut once = spec(Some("delete"), None, Some(1));
         once.per_call = true;
-        let v = check(&once, &journal);
+        let v = check(&once, &journal, &[]);
         assert!(!v.passed, "{v:?}");
         assert_eq!(v.observed, "nothing matched");
         assert_eq!(
@@ -247,6 +312,6 @@ mod tests {
         // Entries without a call number are not client calls either.
         once.select.tool = None;
         journal.iter_mut().for_each(|e| e.call = None);
-        assert_eq!(check(&once, &journal).observed, "nothing matched");
+        assert_eq!(check(&once, &journal, &[]).observed, "nothing matched");
     }
 }

@@ -149,6 +149,7 @@ mod tests {
                 window: window("during files-down", &[(1_000, 2_000)]),
                 outcome: None,
                 code: None,
+                identity: None,
             },
             code: code.map(CodeSelector::code),
             message_contains: message.map(Into::into),

@@ -15,6 +15,7 @@ pub mod count;
 pub mod errors;
 pub mod figures;
 pub mod ratio;
+pub mod status;
 pub mod threshold;
 pub mod timing;
 
@@ -33,7 +34,7 @@ use crate::scenario::{
 pub struct CheckResult {
     /// The check's name (from the scenario, or the accounting check's own).
     pub name: String,
-    /// Its kind: `threshold`, `errors`, `count`, `ratio`, `timing` or `accounting`.
+    /// Its kind: `threshold`, `errors`, `count`, `ratio`, `timing`, `status` or `accounting`.
     pub kind: String,
     /// The line of its `expect:` entry; `None` for accounting checks.
     pub line: Option<usize>,
@@ -116,9 +117,10 @@ fn run_check(spec: &CheckSpec, load: &LoadResult, journal: &[JournalEntry]) -> C
     let (kind, verdict) = match &spec.kind {
         CheckKind::Threshold(c) => (threshold::KIND, threshold::check(c, calls)),
         CheckKind::Errors(c) => (errors::KIND, errors::check(c, calls)),
-        CheckKind::Count(c) => (count::KIND, count::check(c, journal)),
+        CheckKind::Count(c) => (count::KIND, count::check(c, journal, calls)),
         CheckKind::Ratio(c) => (ratio::KIND, ratio::check(c, journal)),
         CheckKind::Timing(c) => (timing::KIND, timing::check(c, calls)),
+        CheckKind::Status(c) => (status::KIND, status::check(c, &load.statuses)),
     };
     let verdict = match spec
         .kind
@@ -149,6 +151,10 @@ fn select_calls<'a>(
     calls.iter().filter(move |c| {
         glob::matches(&selector.tool, &c.tool)
             && selector.window.contains(c.intended)
+            && selector
+                .identity
+                .as_ref()
+                .is_none_or(|i| i.clients.contains(&c.client))
             && selector.outcome.is_none_or(|f| outcome_matches(c, f))
             && selector.code.as_ref().is_none_or(
                 |want| matches!(c.outcome, CallOutcome::RpcError { code, .. } if want.matches(code)),
@@ -254,14 +260,17 @@ pub(crate) mod test_support {
                     value: Value::Null,
                 },
                 backend_fakes: Vec::new(),
+                issuer: None,
             }),
             fakes: Vec::new(),
+            issuer: None,
             faults: Vec::new(),
             workload: Workload {
                 clients: 1,
                 mode: LoadMode::Closed { concurrency: 1 },
                 calls: Vec::new(),
                 call_timeout: Duration::from_secs(30),
+                identities: Vec::new(),
             },
             expect,
         }
@@ -334,6 +343,7 @@ mod tests {
             window: window("during x", &[(1_000, 2_000), (3_000, 3_500)]),
             outcome: None,
             code: None,
+            identity: None,
         };
         let picked: Vec<u64> = select_calls(&selector, &calls).map(|c| c.call).collect();
         assert_eq!(picked, vec![3, 5]);
@@ -348,6 +358,20 @@ mod tests {
         assert_eq!(picked, vec![3]);
         selector.code = Some(CodeSelector::code(-32001));
         assert_eq!(select_calls(&selector, &calls).count(), 0);
+        // An identity selects its clients' calls only (these are all client 0's).
+        selector.code = None;
+        let everyones = select_calls(&selector, &calls).count();
+        assert!(everyones > 0);
+        selector.identity = Some(crate::scenario::IdentityRef {
+            name: "second".into(),
+            clients: 1..2,
+        });
+        assert_eq!(select_calls(&selector, &calls).count(), 0);
+        selector.identity = Some(crate::scenario::IdentityRef {
+            name: "first".into(),
+            clients: 0..1,
+        });
+        assert_eq!(select_calls(&selector, &calls).count(), everyones);
     }
 
     #[test]
@@ -362,6 +386,7 @@ mod tests {
                         window: always(),
                         outcome: None,
                         code: None,
+                        identity: None,
                     },
                     max_error_rate: Some(0.0),
                     latency: Vec::new(),
@@ -379,6 +404,7 @@ mod tests {
                         endpoint: None,
                         outcomes: None,
                         window: always(),
+                        identity: None,
                     },
                     min: Some(2),
                     max: Some(2),

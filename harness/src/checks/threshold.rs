@@ -146,6 +146,7 @@ mod tests {
                 window: window("during files-down", &[(1_000, 2_000)]),
                 outcome: None,
                 code: None,
+                identity: None,
             },
             max_error_rate,
             latency,

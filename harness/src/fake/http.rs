@@ -22,8 +22,8 @@
 //! before the server sees them included (see
 //! [`JournalEntry::outcome`](crate::journal::JournalEntry::outcome)).
 //!
-//! Outages are scheduled on the scenario clock with `sleep_until`, so they
-//! follow a paused tokio clock too.
+//! Following the outage timeline (listening, refusing, resetting) is
+//! `outages.rs`'s, shared with the issuer's JWKS server.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -35,33 +35,24 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::FakeConfig;
-use super::net::{FakeListener, FakeNetwork, FakeStream, HeldPort, LoopbackNetwork};
+use super::net::{FakeNetwork, LoopbackNetwork};
+use super::outages::{Body, Port, Site, supervise};
 use super::protocol::{Face, MALFORMED, Message, Reply, Server, UNPARSEABLE};
 use crate::clock::ScenarioClock;
 use crate::scenario::FakeTransport;
 
 /// Largest POST body read; a fake has no use for more.
 const MAX_BODY: usize = 4 * 1024 * 1024;
-/// How long to wait before trying again to listen after an outage (the
-/// port lost meanwhile and taken) or to accept (out of descriptors).
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
 const SESSION_HEADER: &str = "mcp-session-id";
-
-type Body = BoxBody<Bytes, Infallible>;
 
 /// A running HTTP fake. Stops on [`HttpFake::shutdown`] or when dropped.
 pub struct HttpFake {
@@ -133,14 +124,6 @@ impl Drop for HttpFake {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-/// What holds the fake's port.
-enum Port {
-    /// Listening: connections are accepted.
-    Up(Box<dyn FakeListener>),
-    /// Down: connecting is refused, and the port stays the fake's.
-    Down(Box<dyn HeldPort>),
 }
 
 /// Why a request naming a session is refused.
@@ -220,138 +203,29 @@ impl Shared {
     }
 }
 
-/// Runs the fake until `stop`, then waits for its connections to end.
-async fn supervise(shared: Arc<Shared>, port: Port, stop: CancellationToken) {
-    let connections = TaskTracker::new();
-    follow_outages(&shared, port, &stop, &connections).await;
-    // The port is closed, and `stop` cancelled every connection's token:
-    // they are being reset.
-    connections.close();
-    connections.wait().await;
-}
-
-/// Serves while up, goes down and comes back as the outage timeline says,
-/// until `stop`.
-async fn follow_outages(
-    shared: &Arc<Shared>,
-    mut port: Port,
-    stop: &CancellationToken,
-    connections: &TaskTracker,
-) {
-    let clock = shared.server.clock();
-    // Resets the connections accepted since the fake last came up.
-    let mut up = stop.child_token();
-    let mut now = clock.elapsed();
-    loop {
-        let down = shared.server.outage_at(now).is_some();
-        port = match (down, port) {
-            (true, Port::Up(listener)) => {
-                up.cancel();
-                up = stop.child_token();
-                let held = listener.close();
-                shared.forget_sessions();
-                Port::Down(held)
-            }
-            (false, Port::Down(held)) => match listen_again(held, stop).await {
-                Some(listener) => Port::Up(listener),
-                None => return,
-            },
-            (_, unchanged) => unchanged,
-        };
-        let next = shared.server.next_outage_change(now);
-        loop {
-            // Stopping wins over the timeline, and the timeline over a
-            // connection waiting to be accepted: one that arrives as an
-            // outage starts is refused.
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                () = sleep_until(clock, next) => break,
-                stream = next_connection(&mut port) => {
-                    connections.spawn(serve_connection(
-                        stream,
-                        Arc::clone(shared),
-                        up.child_token(),
-                    ));
-                }
-            }
-        }
-        now = clock.elapsed().max(next.unwrap_or_default());
+impl Site for Shared {
+    fn clock(&self) -> ScenarioClock {
+        self.server.clock()
     }
-}
 
-async fn sleep_until(clock: ScenarioClock, at: Option<Duration>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(clock.at(at)).await,
-        None => std::future::pending().await,
+    fn down_at(&self, now: Duration) -> bool {
+        self.server.outage_at(now).is_some()
     }
-}
 
-/// Listens on `held` again after an outage, retrying while it cannot
-/// (`None` if stopped meanwhile).
-async fn listen_again(
-    mut held: Box<dyn HeldPort>,
-    stop: &CancellationToken,
-) -> Option<Box<dyn FakeListener>> {
-    let addr = held.local_addr();
-    let mut reported = false;
-    loop {
-        let listening = tokio::select! {
-            biased;
-            () = stop.cancelled() => return None,
-            listening = held.listen() => listening,
-        };
-        match listening {
-            Ok(listener) => return Some(listener),
-            Err((e, back)) => {
-                if !reported {
-                    eprintln!(
-                        "fake at {addr}: cannot listen again after an outage ({e}); retrying"
-                    );
-                    reported = true;
-                }
-                held = back;
-            }
-        }
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return None,
-            () = tokio::time::sleep(RETRY_PAUSE) => {}
-        }
+    fn next_change(&self, now: Duration) -> Option<Duration> {
+        self.server.next_outage_change(now)
     }
-}
 
-/// The next connection while the fake is up; never while it is down.
-async fn next_connection(port: &mut Port) -> Box<dyn FakeStream> {
-    let Port::Up(listener) = port else {
-        return std::future::pending().await;
-    };
-    loop {
-        match listener.accept().await {
-            Ok(stream) => return stream,
-            // Out of descriptors and the like: pause rather than spin.
-            Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
-        }
+    fn went_down(&self) {
+        self.forget_sessions();
     }
-}
 
-/// Serves one connection until it closes or `reset` is cancelled (a
-/// scripted reset, an outage, shutdown), which aborts it.
-async fn serve_connection(
-    stream: Box<dyn FakeStream>,
-    shared: Arc<Shared>,
-    reset: CancellationToken,
-) {
-    let service = {
-        let reset = reset.clone();
-        service_fn(move |request| respond(request, Arc::clone(&shared), reset.clone()))
-    };
-    let mut connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    // A reset wins over a connection that ends at the same moment.
-    tokio::select! {
-        biased;
-        () = reset.cancelled() => connection.into_parts().io.into_inner().abort(),
-        _ = &mut connection => {}
+    fn respond(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        reset: CancellationToken,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        respond(request, self, reset)
     }
 }
 
@@ -359,17 +233,17 @@ async fn respond(
     request: Request<Incoming>,
     shared: Arc<Shared>,
     reset: CancellationToken,
-) -> Result<Response<Body>, Infallible> {
+) -> Response<Body> {
     if request.uri().path() != "/mcp" {
         shared.record_http(request.method(), "not_found");
-        return Ok(empty(StatusCode::NOT_FOUND));
+        return empty(StatusCode::NOT_FOUND);
     }
     let session = request
         .headers()
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let response = match request.method().clone() {
+    match request.method().clone() {
         Method::POST => post(request, session.as_deref(), &shared, &reset).await,
         Method::GET => open_stream(session.as_deref(), &shared),
         Method::DELETE => delete(session.as_deref(), &shared),
@@ -381,8 +255,7 @@ async fn respond(
                 .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
             response
         }
-    };
-    Ok(response)
+    }
 }
 
 async fn post(

@@ -20,6 +20,7 @@
 
 pub mod http;
 pub mod net;
+pub(crate) mod outages;
 mod protocol;
 pub mod script;
 pub mod stdio;

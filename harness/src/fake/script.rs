@@ -127,13 +127,15 @@ impl Script {
     fn outages(&self) -> impl Iterator<Item = (&Fault, i32)> {
         self.faults.iter().filter_map(|fault| match fault.action {
             FaultAction::Outage { exit_code } => Some((fault, exit_code)),
-            FaultAction::Behave { .. } | FaultAction::Network { .. } => None,
+            FaultAction::Behave { .. }
+            | FaultAction::Network { .. }
+            | FaultAction::RotateKey { .. } => None,
         })
     }
 }
 
 /// The first start or end of `trigger` strictly after `now`.
-fn next_edge(trigger: &crate::scenario::Trigger, now: Duration) -> Option<Duration> {
+pub(crate) fn next_edge(trigger: &crate::scenario::Trigger, now: Duration) -> Option<Duration> {
     let crate::scenario::Trigger::Time { at, length, every } = *trigger else {
         return None;
     };

@@ -9,6 +9,12 @@
 //! everything a server may send — including nonsense — into a
 //! [`CallOutcome`] instead of failing.
 //!
+//! A session may carry an identity ([`Caller`]): its bearer token goes in
+//! the `Authorization` header of every HTTP request of the session
+//! (initialize, calls, lists, DELETE), read anew for each so a renewed JWT
+//! takes effect at once; and every request answered with a non-2xx status
+//! is written to the run's [`StatusLog`], whatever the body said.
+//!
 //! An answer that arrives as an event stream is recorded as soon as the
 //! response to our request is seen; the rest of the stream is read in the
 //! background so that a second response for the same request (a proxy bug)
@@ -21,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -34,8 +40,9 @@ use tokio_util::task::TaskTracker;
 use super::LoadTarget;
 use super::connector::DialConnector;
 use super::error::LoadError;
-use super::record::CallOutcome;
+use super::record::{CallOutcome, StatusLog};
 use super::sse::{MAX_EVENT_BYTES, SseParser};
+use crate::identity::Credentials;
 
 /// The protocol version the harness asks for.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -78,6 +85,19 @@ pub struct McpSession {
     /// Background readers of event streams whose answer was already taken.
     drains: TaskTracker,
     closing: CancellationToken,
+    caller: Caller,
+}
+
+/// Who a session is: its client number, the credentials it sends (none:
+/// anonymous), and where its non-2xx statuses are written (none: nowhere).
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The client number, for the status log.
+    pub client: usize,
+    /// The bearer token source.
+    pub credentials: Option<Credentials>,
+    /// The run's status log.
+    pub statuses: Option<StatusLog>,
 }
 
 /// What came back for a `tools/call`.
@@ -104,6 +124,11 @@ impl McpSession {
     /// Opens a session at the target: `initialize`, then
     /// `notifications/initialized`.
     pub async fn open(target: &LoadTarget) -> Result<McpSession, LoadError> {
+        Self::open_as(target, Caller::default()).await
+    }
+
+    /// [`Self::open`] as `caller`: with its credentials on every request.
+    pub async fn open_as(target: &LoadTarget, caller: Caller) -> Result<McpSession, LoadError> {
         let mut session = McpSession {
             http: target.http.clone(),
             url: target.url.clone(),
@@ -113,6 +138,7 @@ impl McpSession {
             duplicates: Arc::new(AtomicU64::new(0)),
             drains: TaskTracker::new(),
             closing: CancellationToken::new(),
+            caller,
         };
         let id = session.next_id();
         let params = json!({
@@ -267,7 +293,20 @@ impl McpSession {
         self.closing.cancel();
         self.drains.close();
         let request = self.http_request(Method::DELETE, Bytes::new());
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.http.request(request)).await;
+        if let Ok(Ok(response)) =
+            tokio::time::timeout(CLOSE_TIMEOUT, self.http.request(request)).await
+        {
+            self.note_status("DELETE", response.status());
+        }
+    }
+
+    /// Writes a non-2xx answer to `request` to the status log, if any.
+    fn note_status(&self, request: &str, status: StatusCode) {
+        if let Some(log) = &self.caller.statuses
+            && !status.is_success()
+        {
+            log.record(self.caller.client, request, status.as_u16());
+        }
     }
 
     fn next_id(&self) -> u64 {
@@ -288,6 +327,11 @@ impl McpSession {
             .and_then(|v| v.parse().ok())
         {
             headers.insert(VERSION_HEADER, version);
+        }
+        // A token that cannot be had (a key the crypto library refused) is
+        // left out: the server's 401 then shows it.
+        if let Some(Ok(bearer)) = self.caller.credentials.as_ref().map(Credentials::header) {
+            headers.insert(AUTHORIZATION, bearer);
         }
         headers
     }
@@ -310,7 +354,13 @@ impl McpSession {
             HeaderValue::from_static("application/json, text/event-stream"),
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        self.http.request(request).await.map_err(|e| describe(&e))
+        let response = self.http.request(request).await.map_err(|e| describe(&e))?;
+        let kind = message
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("(response)");
+        self.note_status(kind, response.status());
+        Ok(response)
     }
 
     async fn request(&self, method: &str, params: Value) -> Answer {
@@ -597,6 +647,59 @@ mod tests {
 
     async fn outcome(session: &McpSession, tool: &str) -> CallOutcome {
         session.call_tool(tool, json!({})).await.outcome
+    }
+
+    #[tokio::test]
+    async fn a_caller_sends_its_token_on_every_request_and_logs_failed_statuses() {
+        let server = TestServer::start().await;
+        let identity = crate::scenario::Identity {
+            name: "ci".into(),
+            clients: 3..4,
+            auth: crate::scenario::ClientAuth::Bearer("t0ken".into()),
+        };
+        let clock = crate::clock::ScenarioClock::start_now();
+        let wall: Arc<dyn mcp_proxy::platform::WallClock> =
+            Arc::new(mcp_proxy::platform::SystemClock);
+        let log = StatusLog::new(clock);
+        let caller = Caller {
+            client: 3,
+            credentials: Some(Credentials::of(&identity, None, clock, wall).unwrap()),
+            statuses: Some(log.clone()),
+        };
+        let session = McpSession::open_as(&LoadTarget::new(&server.url).unwrap(), caller)
+            .await
+            .unwrap();
+        assert_eq!(outcome(&session, "ok").await, CallOutcome::Success);
+        assert_eq!(
+            outcome(&session, "http_500").await,
+            CallOutcome::HttpStatus { status: 500 }
+        );
+        // A JSON-RPC error in a 400's body is the outcome; the status is logged.
+        assert!(matches!(
+            outcome(&session, "http_rpc_error").await,
+            CallOutcome::RpcError { code: -32600, .. }
+        ));
+        session.close().await;
+        // initialize, initialized, three calls, DELETE: all with the token.
+        let sent = server.state.authorizations();
+        assert_eq!(sent, vec![Some("Bearer t0ken".to_string()); 6]);
+        let logged: Vec<(usize, String, u16)> = log
+            .snapshot()
+            .into_iter()
+            .map(|s| (s.client, s.request, s.status))
+            .collect();
+        assert_eq!(
+            logged,
+            [(3, "tools/call".into(), 500), (3, "tools/call".into(), 400)]
+        );
+        // An anonymous session sends no Authorization header.
+        let anonymous = session_of(&server).await;
+        anonymous.close().await;
+        assert_eq!(server.state.authorizations()[6..], [None, None, None]);
+    }
+
+    async fn session_of(server: &TestServer) -> McpSession {
+        session(server).await
     }
 
     #[tokio::test]

@@ -45,12 +45,13 @@ use mcp_proxy::platform::{Dialer, TcpDialer};
 use tokio::time::Instant;
 
 use crate::clock::ScenarioClock;
+use crate::identity::Callers;
 use crate::scenario::{LoadMode, Workload};
 use client::HttpClient;
-pub use client::{McpSession, PROTOCOL_VERSION, ToolAnswer};
+pub use client::{Caller, McpSession, PROTOCOL_VERSION, ToolAnswer};
 pub use error::LoadError;
 use mix::{Mix, PlannedCall};
-pub use record::{CallOutcome, CallRecord, LoadResult};
+pub use record::{CallOutcome, CallRecord, LoadResult, StatusLog, StatusRecord};
 
 /// Where the load goes: the proxy's MCP endpoint, and the HTTP client that
 /// every session shares, with the dialer that opens its connections
@@ -166,65 +167,122 @@ pub async fn run(
     grace: Duration,
     progress: Arc<Progress>,
 ) -> LoadResult {
-    let mut result = LoadResult::default();
-    let give_up_all = clock.at(duration.saturating_add(grace));
-    let mix = match Mix::new(&workload.calls, seed) {
-        Ok(mix) => mix,
-        Err(error) => {
-            result.session_errors.push(error.to_string());
+    let timing = Timing {
+        clock,
+        duration,
+        grace,
+    };
+    run_as(
+        target,
+        workload,
+        seed,
+        timing,
+        progress,
+        &Callers::anonymous(),
+    )
+    .await
+}
+
+/// When a load runs: from now (on `clock`) for `duration`, then `grace`
+/// for calls still outstanding.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Scenario time.
+    pub clock: ScenarioClock,
+    /// How long calls start.
+    pub duration: Duration,
+    /// How long outstanding calls may still take.
+    pub grace: Duration,
+}
+
+/// [`run`] with each client's credentials from `callers` (every HTTP
+/// request of its session carries its bearer token) and the non-2xx
+/// statuses the sessions got in [`LoadResult::statuses`].
+pub async fn run_as(
+    target: &LoadTarget,
+    workload: &Workload,
+    seed: u64,
+    timing: Timing,
+    progress: Arc<Progress>,
+    callers: &Callers,
+) -> LoadResult {
+    let statuses = &StatusLog::new(timing.clock);
+    // Every way out of the run keeps the statuses (a session refused with
+    // 401 at `initialize` included).
+    let mut result = async {
+        let Timing {
+            clock,
+            duration,
+            grace,
+        } = timing;
+        let mut result = LoadResult::default();
+        let give_up_all = clock.at(duration.saturating_add(grace));
+        let mix = match Mix::new(&workload.calls, seed) {
+            Ok(mix) => mix,
+            Err(error) => {
+                result.session_errors.push(error.to_string());
+                return result;
+            }
+        };
+
+        let opened = join_all((0..workload.clients).map(|client| async move {
+            let caller = Caller {
+                client,
+                credentials: callers.credentials(client),
+                statuses: Some(statuses.clone()),
+            };
+            let opened = tokio::time::timeout_at(give_up_all, McpSession::open_as(target, caller))
+                .await
+                .unwrap_or(Err(LoadError::NoAnswerBeforeEnd));
+            (client, opened)
+        }))
+        .await;
+        let mut sessions = Vec::new();
+        for (client, opened) in opened {
+            match opened {
+                Ok(session) => sessions.push((client, session)),
+                Err(message) => result
+                    .session_errors
+                    .push(format!("client {client}: {message}")),
+            }
+        }
+        if sessions.is_empty() {
             return result;
         }
-    };
 
-    let opened = join_all((0..workload.clients).map(|client| async move {
-        let opened = tokio::time::timeout_at(give_up_all, McpSession::open(target))
-            .await
-            .unwrap_or(Err(LoadError::NoAnswerBeforeEnd));
-        (client, opened)
-    }))
+        let driver = Arc::new(Driver {
+            clock,
+            sessions,
+            mix: Mutex::new(mix),
+            call_timeout: workload.call_timeout,
+            give_up_all,
+            records: Mutex::new(Vec::new()),
+            progress,
+        });
+        match workload.mode {
+            LoadMode::Closed { concurrency } => {
+                closed::drive(&driver, concurrency, clock.at(duration)).await;
+            }
+            LoadMode::Open {
+                rate,
+                max_in_flight,
+                ..
+            } => {
+                let start = clock.elapsed();
+                (result.slots, result.missed_slots) =
+                    open::drive(&driver, rate, max_in_flight, start, duration).await;
+            }
+        }
+
+        let sessions = &driver.sessions;
+        join_all(sessions.iter().map(|(_, s)| s.settle(give_up_all))).await;
+        result.duplicate_answers = sessions.iter().map(|(_, s)| s.duplicate_answers()).sum();
+        join_all(sessions.iter().map(|(_, s)| s.close())).await;
+        result.calls = std::mem::take(&mut *lock(&driver.records));
+        result
+    }
     .await;
-    let mut sessions = Vec::new();
-    for (client, opened) in opened {
-        match opened {
-            Ok(session) => sessions.push((client, session)),
-            Err(message) => result
-                .session_errors
-                .push(format!("client {client}: {message}")),
-        }
-    }
-    if sessions.is_empty() {
-        return result;
-    }
-
-    let driver = Arc::new(Driver {
-        clock,
-        sessions,
-        mix: Mutex::new(mix),
-        call_timeout: workload.call_timeout,
-        give_up_all,
-        records: Mutex::new(Vec::new()),
-        progress,
-    });
-    match workload.mode {
-        LoadMode::Closed { concurrency } => {
-            closed::drive(&driver, concurrency, clock.at(duration)).await;
-        }
-        LoadMode::Open {
-            rate,
-            max_in_flight,
-            ..
-        } => {
-            let start = clock.elapsed();
-            (result.slots, result.missed_slots) =
-                open::drive(&driver, rate, max_in_flight, start, duration).await;
-        }
-    }
-
-    let sessions = &driver.sessions;
-    join_all(sessions.iter().map(|(_, s)| s.settle(give_up_all))).await;
-    result.duplicate_answers = sessions.iter().map(|(_, s)| s.duplicate_answers()).sum();
-    join_all(sessions.iter().map(|(_, s)| s.close())).await;
-    result.calls = std::mem::take(&mut *lock(&driver.records));
+    result.statuses = statuses.snapshot();
     result
 }
 

@@ -2,9 +2,12 @@
 //! when it was sent, when and how it ended. Checks and reports are computed
 //! from these records.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::clock::ScenarioClock;
 
 /// One client call through the proxy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -115,4 +118,61 @@ pub struct LoadResult {
     pub duplicate_answers: u64,
     /// Sessions that could not be opened, with the reason.
     pub session_errors: Vec<String>,
+    /// Every HTTP request of the clients answered with a status other than
+    /// 2xx (401, 403, 404, ...), in the order they were answered.
+    pub statuses: Vec<StatusRecord>,
+}
+
+/// One HTTP request of a client answered with a non-2xx status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusRecord {
+    /// When the answer came, in scenario time.
+    #[serde(with = "crate::clock::micros")]
+    pub at: Duration,
+    /// Which client session sent it (0-based).
+    pub client: usize,
+    /// What it was: the JSON-RPC method of a POST (`initialize`,
+    /// `tools/call`, `notifications/initialized`, ...), or `DELETE`.
+    pub request: String,
+    /// The HTTP status.
+    pub status: u16,
+}
+
+/// Where the sessions of a run write their non-2xx statuses; clones share it.
+#[derive(Debug, Clone)]
+pub struct StatusLog {
+    clock: ScenarioClock,
+    records: Arc<Mutex<Vec<StatusRecord>>>,
+}
+
+impl StatusLog {
+    /// An empty log stamping records on `clock`.
+    pub fn new(clock: ScenarioClock) -> Self {
+        Self {
+            clock,
+            records: Arc::default(),
+        }
+    }
+
+    /// Records that `client`'s `request` was answered with `status`, now.
+    pub fn record(&self, client: usize, request: &str, status: u16) {
+        let record = StatusRecord {
+            at: self.clock.elapsed(),
+            client,
+            request: request.to_owned(),
+            status,
+        };
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(record);
+    }
+
+    /// Everything recorded so far, in order.
+    pub fn snapshot(&self) -> Vec<StatusRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }

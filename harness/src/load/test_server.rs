@@ -48,9 +48,16 @@ pub(crate) struct State {
     /// The id of every request after initialize, in arrival order.
     ids: Mutex<Vec<Value>>,
     deleted: AtomicUsize,
+    /// The `Authorization` header of every request, in arrival order.
+    authorizations: Mutex<Vec<Option<String>>>,
 }
 
 impl State {
+    /// The `Authorization` header of every request received.
+    pub(crate) fn authorizations(&self) -> Vec<Option<String>> {
+        self.authorizations.lock().unwrap().clone()
+    }
+
     /// The most tools/call requests that were in flight at once.
     pub(crate) fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
@@ -186,6 +193,11 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Body> {
     if request.uri().path() != "/mcp" {
         return status(404);
     }
+    state
+        .authorizations
+        .lock()
+        .unwrap()
+        .push(header(&request, "authorization"));
     let session = header(&request, "mcp-session-id");
     let known = |session: &Option<String>| {
         session

@@ -34,6 +34,7 @@ fn workload(
         mode,
         calls,
         call_timeout,
+        identities: Vec::new(),
     }
 }
 

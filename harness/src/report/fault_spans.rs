@@ -105,7 +105,7 @@ pub fn repeats(spans: &[FaultSpan]) -> Vec<Repeats<'_>> {
 }
 
 /// What a fault does, in a word: `outage`, `latency`, `errors` (an
-/// outcome mix), `latency+errors`, or `network`.
+/// outcome mix), `latency+errors`, `network`, or `rotate_key`.
 fn action_word(action: &FaultAction) -> &'static str {
     match action {
         FaultAction::Outage { .. } => "outage",
@@ -118,6 +118,7 @@ fn action_word(action: &FaultAction) -> &'static str {
         } => "latency",
         FaultAction::Behave { .. } => "errors",
         FaultAction::Network { .. } => "network",
+        FaultAction::RotateKey { .. } => "rotate_key",
     }
 }
 

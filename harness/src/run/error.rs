@@ -25,6 +25,20 @@ pub(crate) enum RunError {
         "fake {fake:?} needs a fixed port to run against --target: give it `port`, or run with --ports / --port {fake}=PORT, or let the harness start the target (--target-cmd)"
     )]
     FakeNeedsPort { fake: String },
+    /// The issuer's JWKS server on a free port, which a running target cannot know.
+    #[error(
+        "issuer {issuer:?} needs a fixed port to run against --target: give it `port` (the target's config names its JWKS URL)"
+    )]
+    IssuerNeedsPort { issuer: String },
+    /// The issuer's JWKS server could not start.
+    #[error("cannot start the JWKS server of issuer {issuer:?}: {source}")]
+    StartJwks {
+        issuer: String,
+        source: std::io::Error,
+    },
+    /// The identities' keys or credentials could not be made.
+    #[error("identities: {0}")]
+    Identity(String),
     /// A stdio fake, which only a proxy the harness starts can spawn.
     #[error(
         "fake {fake:?} is a stdio fake; a running --target cannot spawn it: let the harness start the target with --target-cmd and {{fake.{fake}.command}}"

@@ -38,8 +38,9 @@ use crate::checks::figures::{Figures, Measure};
 use crate::checks::{CheckResult, Verdict};
 use crate::clock::ScenarioClock;
 use crate::fake::{FakeConfig, HttpFake};
+use crate::identity::{Callers, IssuerKeys, JwksServer};
 use crate::journal::{self, Journal, JournalEntry};
-use crate::load::{self, LoadResult, LoadTarget, McpSession, Progress};
+use crate::load::{self, Caller, LoadResult, LoadTarget, McpSession, Progress};
 use crate::report::RunReport;
 use crate::report::replay::Flag;
 use crate::report::timeline::BackendSample;
@@ -240,6 +241,34 @@ async fn execute(
         addresses.insert(spec.name.clone(), address);
     }
 
+    // The issuer's JWKS server: the proxy config names its URL with
+    // `{issuer.jwks_url}`, which the address of the issuer's name fills in.
+    let keys = IssuerKeys::of(scenario, seed)
+        .map_err(RunError::Identity)?
+        .map(Arc::new);
+    let mut jwks = None;
+    if let Some(keys) = &keys {
+        if fixed_target && keys.issuer().port == 0 {
+            return Err(RunError::IssuerNeedsPort {
+                issuer: keys.name().to_owned(),
+            });
+        }
+        let server = JwksServer::start(Arc::clone(keys), scenario, clock, journal.clone())
+            .await
+            .map_err(|source| RunError::StartJwks {
+                issuer: keys.name().to_owned(),
+                source,
+            })?;
+        addresses.insert(
+            keys.name().to_owned(),
+            FakeAddress::Http { url: server.url() },
+        );
+        jwks = Some(server);
+    }
+    let wall: Arc<dyn mcp_proxy::platform::WallClock> = Arc::new(mcp_proxy::platform::SystemClock);
+    let callers =
+        Callers::of(&scenario.workload, keys.as_ref(), clock, &wall).map_err(RunError::Identity)?;
+
     let address = |name: &str| {
         addresses
             .get(name)
@@ -256,7 +285,7 @@ async fn execute(
             &options.cancel,
         )
         .await?;
-        let result = drive(scenario, options, seed, clock, &mut proxy).await;
+        let result = drive(scenario, options, seed, (clock, &callers), &mut proxy).await;
         let stayed_up = proxy.stayed_up();
         proxy.stop().await;
         result.map(|(load, backends)| (load, backends, stayed_up))
@@ -264,6 +293,9 @@ async fn execute(
     .await;
     for fake in http_fakes {
         fake.shutdown().await;
+    }
+    if let Some(server) = jwks {
+        server.shutdown().await;
     }
     let (load, backends, stayed_up) = outcome?;
 
@@ -291,14 +323,22 @@ async fn drive(
     scenario: &Scenario,
     options: &RunOptions,
     seed: u64,
-    clock: ScenarioClock,
+    (clock, callers): (ScenarioClock, &Callers),
     proxy: &mut ProxyUnderTest,
 ) -> Result<(LoadResult, Vec<BackendSample>), RunError> {
     let url = proxy.url();
     // One client for readiness and load: its pool carries over.
     let target = LoadTarget::new(&url)?;
     let mut exited = || proxy.exited();
-    wait_ready(scenario, &target, &url, clock, &options.cancel, &mut exited).await?;
+    wait_ready(
+        scenario,
+        &target,
+        &url,
+        (clock, callers),
+        &options.cancel,
+        &mut exited,
+    )
+    .await?;
     let progress = Arc::new(Progress::default());
     let line = ProgressLine::start(
         options.progress,
@@ -306,14 +346,17 @@ async fn drive(
         clock,
         progress.clone(),
     );
-    let load = load::run(
+    let load = load::run_as(
         &target,
         &scenario.workload,
         seed,
-        clock,
-        scenario.duration,
-        scenario.grace,
+        load::Timing {
+            clock,
+            duration: scenario.duration,
+            grace: scenario.grace,
+        },
         progress,
+        callers,
     );
     // Another gateway's admin, if any, is not ours to read: a running
     // target or a started one (`--target-cmd`) is a black box.
@@ -341,17 +384,19 @@ async fn drive(
 }
 
 /// Polls until one MCP session through the proxy (`target`, at `url`) lists
-/// every tool the workload calls, and fails if that came after the first
-/// outage. `exited` says whether (and how) the proxy process ended.
+/// every tool the workload calls — with identities, until one session of
+/// each identity opens and together they list every tool, since a role
+/// sees only its own — and fails if that came after the first outage.
+/// `exited` says whether (and how) the proxy process ended.
 pub(crate) async fn wait_ready(
     scenario: &Scenario,
     target: &LoadTarget,
     url: &str,
-    clock: ScenarioClock,
+    (clock, callers): (ScenarioClock, &Callers),
     cancel: &CancellationToken,
     exited: &mut dyn FnMut() -> Option<String>,
 ) -> Result<(), RunError> {
-    poll_until_listed(scenario, target, url, cancel, exited).await?;
+    poll_until_listed(scenario, target, url, callers, cancel, exited).await?;
     let ready_at = clock.elapsed();
     if let Some(first_outage) = first_outage_start(scenario)
         && ready_at > first_outage
@@ -368,6 +413,7 @@ async fn poll_until_listed(
     scenario: &Scenario,
     target: &LoadTarget,
     url: &str,
+    callers: &Callers,
     cancel: &CancellationToken,
     exited: &mut dyn FnMut() -> Option<String>,
 ) -> Result<(), RunError> {
@@ -388,7 +434,7 @@ async fn poll_until_listed(
         // Each attempt is bounded too: a proxy that accepts and never
         // answers must not hold the run (or Ctrl-C) forever.
         let attempt_deadline = deadline.min(tokio::time::Instant::now() + READY_ATTEMPT_TIMEOUT);
-        let attempt = tokio::time::timeout_at(attempt_deadline, list_tools(target));
+        let attempt = tokio::time::timeout_at(attempt_deadline, list_tools(target, callers));
         let problem = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(RunError::Interrupted),
@@ -419,12 +465,28 @@ async fn poll_until_listed(
     }
 }
 
-/// Lists the proxy's tools in a fresh session.
-async fn list_tools(target: &LoadTarget) -> Result<Vec<String>, RunError> {
-    let session = McpSession::open(target).await?;
-    let listed = session.list_tools().await;
-    session.close().await;
-    listed.map_err(RunError::ListTools)
+/// Lists the proxy's tools in a fresh session: an anonymous one, or one of
+/// each identity (all the tools they list).
+async fn list_tools(target: &LoadTarget, callers: &Callers) -> Result<Vec<String>, RunError> {
+    let firsts = callers.first_of_each_identity();
+    let clients: Vec<Option<usize>> = if firsts.is_empty() {
+        vec![None]
+    } else {
+        firsts.iter().copied().map(Some).collect()
+    };
+    let mut tools = Vec::new();
+    for client in clients {
+        let caller = Caller {
+            client: client.unwrap_or(0),
+            credentials: client.and_then(|c| callers.credentials(c)),
+            statuses: None,
+        };
+        let session = McpSession::open_as(target, caller).await?;
+        let listed = session.list_tools().await;
+        session.close().await;
+        tools.extend(listed.map_err(RunError::ListTools)?);
+    }
+    Ok(tools)
 }
 
 /// Starts the HTTP fake `spec` of `scenario` with the faults that name it,

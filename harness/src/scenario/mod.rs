@@ -21,7 +21,7 @@ pub use mcp_proxy::config::ConfigError;
 use mcp_proxy::config::Format;
 use mcp_proxy::config::document::{from_node, parse};
 pub use model::*;
-pub use proxy::{FakeAddress, to_json};
+pub use proxy::{FakeAddress, JWKS_URL_PLACEHOLDER, to_json};
 pub use validate::{fmt_duration, occurrences};
 
 /// Loads and validates the scenario at `path`.
@@ -59,3 +59,6 @@ pub fn load_str(text: &str, path: &Path) -> Result<Scenario, ConfigError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod identity_tests;

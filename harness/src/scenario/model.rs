@@ -36,6 +36,9 @@ pub struct Scenario {
     pub proxy: Option<ProxySection>,
     /// `fakes`: the fake backends.
     pub fakes: Vec<FakeSpec>,
+    /// `issuer`: the token issuer whose keys the identities' JWTs are signed
+    /// with, and whose JWKS the proxy fetches. `None`: no JWTs.
+    pub issuer: Option<Issuer>,
     /// `faults`: the fault timeline, in file order (later entries override earlier ones).
     pub faults: Vec<Fault>,
     /// `workload`: the client load.
@@ -53,6 +56,75 @@ pub struct ProxySection {
     /// For each backend, in order: the fakes it names (`fake: NAME`, or
     /// `fake: [A, B]` for a replica pool; empty for a real backend).
     pub backend_fakes: Vec<Vec<String>>,
+    /// The issuer's name when the scenario has one: the address function of
+    /// a run answers for it with the JWKS URL, which fills in
+    /// `{issuer.jwks_url}`.
+    pub issuer: Option<String>,
+}
+
+/// The `issuer:` section: a token issuer with a fake JWKS server
+/// (`GET /jwks.json`), as `crate::identity` runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issuer {
+    /// `name`: names the issuer in faults (`issuer: NAME`), checks
+    /// (`count: { fake: NAME, method: GET }`) and journals; not a fake's name.
+    pub name: String,
+    /// `iss`: the `iss` claim of every token. Default `https://NAME.test`.
+    pub iss: String,
+    /// `audience`: the `aud` claim of every token (the proxy's `auth.resource`, say).
+    pub audience: String,
+    /// `keys`: key ids (`kid`), each an Ed25519 key derived from the run's
+    /// seed. The first is published and signs from the start; `rotate_key`
+    /// faults bring in the others. `algorithm: EdDSA` is the only one.
+    pub keys: Vec<String>,
+    /// `port`: fixed port of the JWKS server in a real run; 0 (default): a free one.
+    pub port: u16,
+}
+
+/// One entry of `workload.identities`: who some of the clients are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// `name`: unique; checks select by it (`identity: NAME`), and it is
+    /// the default `sub` claim.
+    pub name: String,
+    /// The clients that carry it: identities take the clients in file
+    /// order (`clients: N` each, default 1).
+    pub clients: Range<usize>,
+    /// `auth`: what the clients send as `Authorization: Bearer ...`.
+    pub auth: ClientAuth,
+}
+
+/// What an identity's clients send as their bearer token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientAuth {
+    /// `bearer: TOKEN`: this token, always.
+    Bearer(String),
+    /// `jwt: { ... }`: a JWT the harness mints from the issuer's keys.
+    Jwt(JwtSpec),
+}
+
+/// `auth.jwt` of an identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtSpec {
+    /// `claims`: added to (and overriding) `iss`, `aud`, `sub`, `iat`, `exp`.
+    pub claims: serde_json::Map<String, Value>,
+    /// `lifetime`: `exp − iat`, from the moment of minting (whole seconds, ≥ 1s).
+    pub lifetime: Duration,
+    /// `renew`: mint a fresh token when the current one has (nearly)
+    /// expired; `false` keeps sending the expired one.
+    pub renew: bool,
+    /// `key`: always sign with this key of the issuer; default: the key the
+    /// issuer signs with at the moment of minting (see `rotate_key`).
+    pub key: Option<String>,
+}
+
+/// An identity a check selects by: its name and the clients that carry it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityRef {
+    /// The identity's name.
+    pub name: String,
+    /// Its clients.
+    pub clients: Range<usize>,
 }
 
 /// One entry of `fakes:`.
@@ -215,7 +287,8 @@ impl Outcome {
 pub struct Fault {
     /// `name`: names the phase for windows and reports (time triggers only).
     pub name: Option<String>,
-    /// `fake`: the fake it applies to.
+    /// `fake`: the fake it applies to; or `issuer`: the issuer's name
+    /// (an `outage` of its JWKS server, or `rotate_key`).
     pub fake: String,
     /// `tool`: only this tool (default: every tool of the fake). Not with `outage`.
     pub tool: Option<String>,
@@ -297,6 +370,16 @@ pub enum FaultAction {
         latency: Option<Latency>,
         /// Replacement outcome mix.
         outcomes: Option<Vec<WeightedOutcome>>,
+    },
+    /// `rotate_key: { to: KID, keep_old: BOOL }` (issuer only): at `at`, the
+    /// issuer publishes key `to` and signs every token minted from then on
+    /// with it; `keep_old: false` takes the key it signed with before out of
+    /// the JWKS. Lasts to the end (no `for`).
+    RotateKey {
+        /// The key signing from then on.
+        to: String,
+        /// Whether the previous signing key stays published.
+        keep_old: bool,
     },
     /// `network`: the link between the proxy and an HTTP fake misbehaves
     /// while the fault holds. Only a simulated network can do this, so a
@@ -394,6 +477,15 @@ pub struct Workload {
     pub calls: Vec<CallMix>,
     /// `call_timeout`: a call unanswered this long is given up and counted as hung. Default 30s.
     pub call_timeout: Duration,
+    /// `identities`: who the clients are (none: anonymous clients).
+    pub identities: Vec<Identity>,
+}
+
+impl Workload {
+    /// The identity client `client` carries, if any.
+    pub fn identity_of(&self, client: usize) -> Option<&Identity> {
+        self.identities.iter().find(|i| i.clients.contains(&client))
+    }
 }
 
 /// How calls are paced.
@@ -454,6 +546,8 @@ pub enum CheckKind {
     Ratio(RatioCheck),
     /// `timing`: how soon a kind of answer first came after a phase boundary.
     Timing(TimingCheck),
+    /// `status`: how many HTTP requests of the clients were answered with a status.
+    Status(StatusCheck),
 }
 
 impl CheckKind {
@@ -463,7 +557,7 @@ impl CheckKind {
             CheckKind::Threshold(t) => t.select.code.as_ref(),
             CheckKind::Errors(e) => e.code.as_ref(),
             CheckKind::Timing(t) => t.code.as_ref(),
-            CheckKind::Count(_) | CheckKind::Ratio(_) => None,
+            CheckKind::Count(_) | CheckKind::Ratio(_) | CheckKind::Status(_) => None,
         }
     }
 
@@ -473,7 +567,7 @@ impl CheckKind {
             CheckKind::Threshold(t) => t.select.code.as_mut(),
             CheckKind::Errors(e) => e.code.as_mut(),
             CheckKind::Timing(t) => t.code.as_mut(),
-            CheckKind::Count(_) | CheckKind::Ratio(_) => None,
+            CheckKind::Count(_) | CheckKind::Ratio(_) | CheckKind::Status(_) => None,
         }
     }
 }
@@ -490,6 +584,8 @@ pub struct CallSelector {
     /// `code` or `kind` (threshold only): only calls answered with a
     /// JSON-RPC error of these codes. Default any.
     pub code: Option<CodeSelector>,
+    /// `identity`: only calls sent by the clients of this identity. Default any.
+    pub identity: Option<IdentityRef>,
 }
 
 /// A filter on how a client call ended.
@@ -577,6 +673,9 @@ pub struct JournalSelector {
     pub outcomes: Option<Vec<String>>,
     /// `window`: entries received inside it.
     pub window: Window,
+    /// `identity`: only entries of client calls (by their `harness_call`
+    /// number) sent by this identity's clients. Default: any entry.
+    pub identity: Option<IdentityRef>,
 }
 
 /// `count`: bounds on how many requests a fake saw.
@@ -626,4 +725,24 @@ pub struct TimingCheck {
     pub faster_than: Option<Duration>,
     /// `within`: the bound on (first such answer's end − reference).
     pub within: Duration,
+}
+
+/// `status`: bounds on how many of the clients' HTTP requests were answered
+/// with one status (401, 403, ...). Every request counts: `initialize`,
+/// calls, `tools/list`, `DELETE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusCheck {
+    /// `code`: the HTTP status counted (100..=599).
+    pub code: u16,
+    /// `identity`: only requests of this identity's clients. Default any.
+    pub identity: Option<IdentityRef>,
+    /// `request`: only requests of this kind: a JSON-RPC method
+    /// (`tools/call`, `initialize`, ...) or `DELETE`. Default any.
+    pub request: Option<String>,
+    /// `window`: requests answered inside it.
+    pub window: Window,
+    /// `min`: inclusive.
+    pub min: Option<u64>,
+    /// `max`: inclusive.
+    pub max: Option<u64>,
 }

@@ -3,6 +3,10 @@
 //! keys, or `fake: [A, B, ...]` for a replica pool of HTTP fakes (its
 //! `endpoints`).
 //!
+//! A string of the section may hold `{issuer.jwks_url}`: the URL of the
+//! scenario's issuer's JWKS (`auth.jwt.jwks_url`), filled in like a fake's
+//! address.
+//!
 //! The section is kept as a tree. At load time it is validated by the
 //! proxy's own loader with placeholder addresses (so a typo in it is reported
 //! exactly as `mcp-proxy check` would, with this file's line numbers); at run
@@ -15,8 +19,11 @@ use std::path::Path;
 use mcp_proxy::config::document::{Entry, Node, Seg, Value, load_tree};
 use mcp_proxy::config::{Config, ConfigError};
 
-use super::model::{FakeSpec, FakeTransport, ProxySection};
+use super::model::{FakeSpec, FakeTransport, Issuer, ProxySection};
 use super::validate::{KeyPath, Validator};
+
+/// The placeholder for the issuer's JWKS URL.
+pub const JWKS_URL_PLACEHOLDER: &str = "{issuer.jwks_url}";
 
 /// Transport keys a backend with `fake:` must not have: the fake decides them.
 const TRANSPORT_KEYS: [&str; 8] = [
@@ -59,6 +66,11 @@ impl ProxySection {
         seed: u64,
     ) -> Node {
         let mut tree = self.tree.clone();
+        if let Some(issuer) = &self.issuer
+            && let FakeAddress::Http { url } = address(issuer)
+        {
+            fill_in_jwks_url(&mut tree, &url);
+        }
         if let Value::Map(top) = &mut tree.value {
             if let Some(backends) = top.iter_mut().find(|e| e.key == "backends")
                 && let Value::Seq(items) = &mut backends.value.value
@@ -120,11 +132,22 @@ pub(crate) fn read_section(
     root: &Node,
     base_dir: &Path,
     fakes: &[FakeSpec],
+    issuer: Option<&Issuer>,
 ) -> Result<Option<ProxySection>, ConfigError> {
     let path = KeyPath::default().key("proxy");
     let Some(tree) = root.get(&[Seg::Key("proxy".into())]) else {
         return Ok(None);
     };
+    if issuer.is_none()
+        && let Some(line) = placeholder_line(tree)
+    {
+        return Err(ConfigError {
+            file: v.file.to_owned(),
+            line: Some(line),
+            path: "proxy".into(),
+            message: format!("{JWKS_URL_PLACEHOLDER} needs an `issuer:` section"),
+        });
+    }
     let mut backend_fakes = Vec::new();
     if let Value::Map(top) = &tree.value
         && let Some(backends) = top.iter().find(|e| e.key == "backends")
@@ -164,11 +187,15 @@ pub(crate) fn read_section(
     let section = ProxySection {
         tree: tree.clone(),
         backend_fakes,
+        issuer: issuer.map(|i| i.name.clone()),
     };
     // Validate with placeholder addresses: what is checked is the section's
     // own keys; the real addresses only exist once a run starts.
     // (One port per fake, so the replicas of a pool differ.)
     let placeholder = |name: &str| match fakes.iter().position(|f| f.name == name) {
+        None if issuer.is_some_and(|i| i.name == name) => FakeAddress::Http {
+            url: "http://127.0.0.1:65535/jwks.json".into(),
+        },
         Some(i) if matches!(fakes[i].transport, FakeTransport::Http { .. }) => FakeAddress::Http {
             url: format!("http://127.0.0.1:{}/mcp", i + 1),
         },
@@ -341,5 +368,29 @@ fn set_setting(top: &mut Vec<Entry>, line: usize, key: &str, value: Value) {
                 value: node,
             }),
         }
+    }
+}
+
+/// Replaces [`JWKS_URL_PLACEHOLDER`] in every string of `node` by `url`.
+fn fill_in_jwks_url(node: &mut Node, url: &str) {
+    match &mut node.value {
+        Value::Str(s) if s.contains(JWKS_URL_PLACEHOLDER) => {
+            *s = s.replace(JWKS_URL_PLACEHOLDER, url);
+        }
+        Value::Seq(items) => items.iter_mut().for_each(|n| fill_in_jwks_url(n, url)),
+        Value::Map(entries) => entries
+            .iter_mut()
+            .for_each(|e| fill_in_jwks_url(&mut e.value, url)),
+        _ => {}
+    }
+}
+
+/// The line of the first string of `node` holding [`JWKS_URL_PLACEHOLDER`].
+fn placeholder_line(node: &Node) -> Option<usize> {
+    match &node.value {
+        Value::Str(s) if s.contains(JWKS_URL_PLACEHOLDER) => Some(node.line),
+        Value::Seq(items) => items.iter().find_map(placeholder_line),
+        Value::Map(entries) => entries.iter().find_map(|e| placeholder_line(&e.value)),
+        _ => None,
     }
 }

@@ -23,6 +23,7 @@ pub(crate) struct RawScenario {
     #[serde(rename = "proxy")]
     pub(crate) _proxy: Option<IgnoredAny>,
     pub(crate) fakes: Vec<RawFake>,
+    pub(crate) issuer: Option<RawIssuer>,
     pub(crate) faults: Option<Vec<RawFault>>,
     pub(crate) workload: RawWorkload,
     pub(crate) expect: Vec<RawCheck>,
@@ -43,6 +44,17 @@ pub(crate) struct RawFake {
     pub(crate) port: Option<u16>,
     pub(crate) startup: Option<RawLatency>,
     pub(crate) tools: Vec<RawTool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIssuer {
+    pub(crate) name: String,
+    pub(crate) iss: Option<String>,
+    pub(crate) audience: String,
+    pub(crate) algorithm: Option<String>,
+    pub(crate) keys: Vec<String>,
+    pub(crate) port: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -137,7 +149,9 @@ pub(crate) struct RawExit {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFault {
     pub(crate) name: Option<String>,
-    pub(crate) fake: String,
+    pub(crate) fake: Option<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) rotate_key: Option<RawRotateKey>,
     pub(crate) tool: Option<String>,
     pub(crate) at: Option<ConfigDuration>,
     #[serde(rename = "for")]
@@ -149,6 +163,13 @@ pub(crate) struct RawFault {
     pub(crate) latency: Option<RawLatency>,
     pub(crate) outcomes: Option<Vec<RawOutcome>>,
     pub(crate) network: Option<RawNetwork>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRotateKey {
+    pub(crate) to: String,
+    pub(crate) keep_old: bool,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +204,31 @@ pub(crate) struct RawWorkload {
     pub(crate) open: Option<RawOpen>,
     pub(crate) calls: Vec<RawCall>,
     pub(crate) call_timeout: Option<ConfigDuration>,
+    pub(crate) identities: Option<Vec<RawIdentity>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentity {
+    pub(crate) name: String,
+    pub(crate) clients: Option<usize>,
+    pub(crate) auth: RawAuth,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub(crate) bearer: Option<String>,
+    pub(crate) jwt: Option<RawJwt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub(crate) claims: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) lifetime: ConfigDuration,
+    pub(crate) renew: bool,
+    pub(crate) key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +262,18 @@ pub(crate) struct RawCheck {
     pub(crate) count: Option<RawCount>,
     pub(crate) ratio: Option<RawRatio>,
     pub(crate) timing: Option<RawTiming>,
+    pub(crate) status: Option<RawStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStatus {
+    pub(crate) code: u16,
+    pub(crate) identity: Option<String>,
+    pub(crate) request: Option<String>,
+    pub(crate) window: Option<RawWindow>,
+    pub(crate) min: Option<u64>,
+    pub(crate) max: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +308,7 @@ pub(crate) struct RawThreshold {
     pub(crate) outcome: Option<RawOutcomeFilter>,
     pub(crate) code: Option<i64>,
     pub(crate) kind: Option<FailureKind>,
+    pub(crate) identity: Option<String>,
     pub(crate) error_rate: Option<RawMax>,
     pub(crate) latency: Option<BTreeMap<String, ConfigDuration>>,
     pub(crate) min_calls: Option<u64>,
@@ -264,6 +323,7 @@ pub(crate) struct RawErrors {
     pub(crate) kind: Option<FailureKind>,
     pub(crate) message_contains: Option<String>,
     pub(crate) min_rate: Option<f64>,
+    pub(crate) identity: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +335,7 @@ pub(crate) struct RawCount {
     pub(crate) endpoint: Option<String>,
     pub(crate) outcomes: Option<Vec<String>>,
     pub(crate) per_call: Option<bool>,
+    pub(crate) identity: Option<String>,
     pub(crate) window: Option<RawWindow>,
     pub(crate) min: Option<u64>,
     pub(crate) max: Option<u64>,

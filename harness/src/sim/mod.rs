@@ -3,9 +3,12 @@
 //!
 //! The same YAML as a real run, on [turmoil]: one simulated network, one
 //! virtual clock, one thread. Each HTTP fake is a host of its own (`fake-NAME`),
-//! the proxy — the real `mcp-proxy` library, started with
+//! the issuer's JWKS server (if the scenario has one) is the host
+//! `issuer-NAME`, the proxy — the real `mcp-proxy` library, started with
 //! [`mcp_proxy::server::start_on`] — is the host `proxy`, and the load
-//! generator is the client `harness`. Stdio fakes run as tasks of the proxy's
+//! generator is the client `harness`. The proxy and the harness read the
+//! time of day from [`SimWallClock`]s, so the JWTs the harness mints
+//! expire in virtual time, as the proxy judges them. Stdio fakes run as tasks of the proxy's
 //! host on in-memory pipes ([`stdio`]). Nothing waits on the wall clock: a
 //! 20-second scenario takes as long as its work, and the same scenario and
 //! seed give the same report, byte for byte.
@@ -46,6 +49,7 @@ use crate::checks::Verdict;
 use crate::checks::figures::{Figures, Measure};
 use crate::clock::{ScenarioClock, SimWallClock};
 use crate::fake::{FakeConfig, HttpFake};
+use crate::identity::{Callers, IssuerKeys, JWKS_PATH, JwksServer};
 use crate::journal::{Journal, JournalEntry};
 use crate::load::{self, LoadResult, Progress};
 use crate::report::RunReport;
@@ -124,6 +128,11 @@ fn fake_host(name: &str) -> String {
     format!("fake-{name}")
 }
 
+/// The simulated host name of the issuer's JWKS server.
+fn issuer_host(name: &str) -> String {
+    format!("issuer-{name}")
+}
+
 fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Duration)> {
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
@@ -167,7 +176,30 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
         }
     }
 
+    let keys = IssuerKeys::of(scenario, seed)
+        .map_err(|e| (e, Duration::ZERO))?
+        .map(Arc::new);
+    if let Some(keys) = &keys {
+        let (keys, jwks_scenario, journal) = (Arc::clone(keys), scenario.clone(), journal.clone());
+        sim.host(issuer_host(keys.name()), move || {
+            let (keys, scenario, journal) =
+                (Arc::clone(&keys), jwks_scenario.clone(), journal.clone());
+            async move {
+                let network = SimNetwork::new(issuer_host(keys.name()));
+                let clock = ScenarioClock::start_now();
+                let server =
+                    JwksServer::start_on(keys, &scenario, clock, journal, &network, HTTP_PORT)
+                        .await?;
+                std::future::pending::<()>().await;
+                drop(server);
+                Ok(())
+            }
+        });
+    }
     let address = |name: &str| match scenario.fakes.iter().find(|f| f.name == name) {
+        None if keys.as_ref().is_some_and(|k| k.name() == name) => FakeAddress::Http {
+            url: format!("http://{}:{HTTP_PORT}{JWKS_PATH}", issuer_host(name)),
+        },
         Some(spec) if matches!(spec.transport, FakeTransport::Stdio) => FakeAddress::Stdio {
             command: SIM_FAKE_PROGRAM.into(),
             args: vec![name.to_owned()],
@@ -229,20 +261,33 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
     let client_scenario = scenario.clone();
     sim.client("harness", async move {
         let clock = ScenarioClock::start_now();
+        let wall: Arc<dyn mcp_proxy::platform::WallClock> = Arc::new(SimWallClock::started_now());
         let url = format!("http://{PROXY_HOST}:{PROXY_PORT}/mcp");
         let result = async {
+            let callers = Callers::of(&client_scenario.workload, keys.as_ref(), clock, &wall)
+                .map_err(RunError::Identity)?;
             let target = load::LoadTarget::with_dialer(&url, Arc::new(SimDialer))?;
             let never = tokio_util::sync::CancellationToken::new();
-            crate::run::wait_ready(&client_scenario, &target, &url, clock, &never, &mut || None)
-                .await?;
-            let load = load::run(
+            crate::run::wait_ready(
+                &client_scenario,
+                &target,
+                &url,
+                (clock, &callers),
+                &never,
+                &mut || None,
+            )
+            .await?;
+            let load = load::run_as(
                 &target,
                 &client_scenario.workload,
                 seed,
-                clock,
-                client_scenario.duration,
-                client_scenario.grace,
+                load::Timing {
+                    clock,
+                    duration: client_scenario.duration,
+                    grace: client_scenario.grace,
+                },
                 Arc::new(Progress::default()),
+                &callers,
             );
             // The proxy's admin is read on the simulated network too, at
             // fixed virtual times: the samples replay with the run.
@@ -370,6 +415,90 @@ pub fn run_twice(scenario: &Scenario, seed: u64) -> SimRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One raw HTTP/1.1 GET of `path` on `host`'s port 80, from a simulated
+    /// client: the status line, or the connection's error.
+    async fn get(host: &str, path: &str) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = turmoil::net::TcpStream::connect((host, HTTP_PORT)).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer)
+    }
+
+    #[test]
+    fn the_jwks_server_is_a_simulated_host_that_rotates_and_goes_down() {
+        let scenario = crate::scenario::load_str(
+            "name: t\ndescription: d\nduration: 10s\n\
+             fakes: [{ name: f, transport: http, tools: [{ name: a }] }]\n\
+             issuer: { name: idp, audience: 'https://mcp.test/mcp', keys: [k1, k2] }\n\
+             faults:\n\
+             - { issuer: idp, at: 2s, rotate_key: { to: k2, keep_old: true } }\n\
+             - { issuer: idp, at: 4s, for: 2s, outage: true }\n\
+             workload: { closed: { concurrency: 1 }, calls: [{ tool: a }] }\nexpect: []\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        let keys = Arc::new(IssuerKeys::of(&scenario, 9).unwrap().unwrap());
+        let journal = Journal::in_memory();
+        let mut sim = turmoil::Builder::new()
+            .simulation_duration(Duration::from_secs(30))
+            .build();
+        let (host_keys, host_journal) = (Arc::clone(&keys), journal.clone());
+        sim.host(issuer_host("idp"), move || {
+            let (keys, scenario, journal) = (
+                Arc::clone(&host_keys),
+                scenario.clone(),
+                host_journal.clone(),
+            );
+            async move {
+                let network = SimNetwork::new(issuer_host("idp"));
+                let clock = ScenarioClock::start_now();
+                let _server =
+                    JwksServer::start_on(keys, &scenario, clock, journal, &network, HTTP_PORT)
+                        .await?;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        sim.client("probe", async move {
+            let host = issuer_host("idp");
+            let first = get(&host, JWKS_PATH).await?;
+            assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+            assert!(
+                first.contains("\"k1\"") && !first.contains("\"k2\""),
+                "{first}"
+            );
+            assert!(get(&host, "/other").await?.starts_with("HTTP/1.1 404"));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let rotated = get(&host, JWKS_PATH).await?;
+            assert!(
+                rotated.contains("\"k1\"") && rotated.contains("\"k2\""),
+                "{rotated}"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let refused = get(&host, JWKS_PATH).await.unwrap_err();
+            assert_eq!(
+                refused.kind(),
+                std::io::ErrorKind::ConnectionRefused,
+                "{refused}"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(get(&host, JWKS_PATH).await?.starts_with("HTTP/1.1 200"));
+            Ok(())
+        });
+        sim.run().unwrap();
+        let fetched: Vec<String> = journal.snapshot().into_iter().map(|e| e.outcome).collect();
+        assert_eq!(fetched, ["ok", "not_found", "ok", "ok"]);
+        assert_eq!(
+            keys.jwks_at(Duration::from_secs(3))["keys"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+    }
 
     #[test]
     fn the_first_difference_is_found_and_named_by_line() {

@@ -1,5 +1,6 @@
 //! The `expect` section: one check per entry (threshold, errors, count,
-//! ratio or timing), the calls each selects, and the fakes it names.
+//! ratio, timing or status), the calls each selects (by tool, window,
+//! outcome, identity), and the fakes (or issuer) it names.
 
 use mcp_proxy::config::ConfigError;
 
@@ -17,8 +18,26 @@ impl Validator<'_> {
         raw: RawCheck,
         path: &KeyPath,
         fakes: &[FakeSpec],
+        issuer: Option<&Issuer>,
+        identities: &[Identity],
         phases: &Phases,
     ) -> Result<CheckSpec, ConfigError> {
+        let identity =
+            |name: Option<String>, p: &KeyPath| -> Result<Option<IdentityRef>, ConfigError> {
+                let Some(name) = name else {
+                    return Ok(None);
+                };
+                match identities.iter().find(|i| i.name == name) {
+                    Some(i) => Ok(Some(IdentityRef {
+                        name,
+                        clients: i.clients.clone(),
+                    })),
+                    None => Err(self.error(
+                        &p.key("identity"),
+                        format!("no identity named {name:?} in workload.identities"),
+                    )),
+                }
+            };
         let line = self.tree.line_near(&path.0);
         let mut kinds = Vec::new();
         if let Some(t) = raw.threshold {
@@ -30,6 +49,7 @@ impl Validator<'_> {
             }
             let mut select = self.selector(t.calls, t.window, t.outcome, &p, phases)?;
             select.code = code;
+            select.identity = identity(t.identity, &p)?;
             let max_error_rate = match t.error_rate {
                 Some(r) if !(0.0..=1.0).contains(&r.max) => {
                     return Err(
@@ -68,7 +88,8 @@ impl Validator<'_> {
         }
         if let Some(e) = raw.errors {
             let p = path.key("errors");
-            let select = self.selector(e.calls, e.window, None, &p, phases)?;
+            let mut select = self.selector(e.calls, e.window, None, &p, phases)?;
+            select.identity = identity(e.identity, &p)?;
             if let Some(r) = e.min_rate
                 && !(0.0..=1.0).contains(&r)
             {
@@ -91,7 +112,9 @@ impl Validator<'_> {
         }
         if let Some(c) = raw.count {
             let p = path.key("count");
-            self.fake_ref(fakes, &c.fake, &p.key("fake"))?;
+            if issuer.is_none_or(|i| i.name != c.fake) {
+                self.fake_ref(fakes, &c.fake, &p.key("fake"))?;
+            }
             if c.min.is_none() && c.max.is_none() {
                 return Err(self.error(&p, "needs min or max"));
             }
@@ -114,6 +137,7 @@ impl Validator<'_> {
                         endpoint: c.endpoint,
                         outcomes: c.outcomes,
                         window: self.window(c.window, &p.key("window"), phases)?,
+                        identity: identity(c.identity, &p)?,
                     },
                     min: c.min,
                     max: c.max,
@@ -207,12 +231,41 @@ impl Validator<'_> {
                 }),
             ));
         }
+        if let Some(st) = raw.status {
+            let p = path.key("status");
+            if !(100..=599).contains(&st.code) {
+                return Err(self.error(&p.key("code"), "must be an HTTP status, 100 to 599"));
+            }
+            if st.min.is_none() && st.max.is_none() {
+                return Err(self.error(&p, "needs min or max"));
+            }
+            if let (Some(min), Some(max)) = (st.min, st.max)
+                && min > max
+            {
+                return Err(self.error(&p.key("max"), "must be ≥ min"));
+            }
+            if st.request.as_deref().is_some_and(str::is_empty) {
+                return Err(self.error(&p.key("request"), "must not be empty"));
+            }
+            kinds.push((
+                "status",
+                CheckKind::Status(StatusCheck {
+                    code: st.code,
+                    identity: identity(st.identity, &p)?,
+                    request: st.request,
+                    window: self.window(st.window, &p.key("window"), phases)?,
+                    min: st.min,
+                    max: st.max,
+                }),
+            ));
+        }
         let (label, kind) = match kinds.len() {
             1 => kinds.remove(0),
             0 => {
-                return Err(
-                    self.error(path, "needs one of threshold, errors, count, ratio, timing")
-                );
+                return Err(self.error(
+                    path,
+                    "needs one of threshold, errors, count, ratio, timing, status",
+                ));
             }
             _ => {
                 return Err(self.error(
@@ -270,6 +323,7 @@ impl Validator<'_> {
             window: self.window(window, &path.key("window"), phases)?,
             outcome: outcome.map(Into::into),
             code: None,
+            identity: None,
         })
     }
 }

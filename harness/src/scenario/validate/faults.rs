@@ -22,6 +22,7 @@ impl Validator<'_> {
         raw: Vec<RawFault>,
         path: &KeyPath,
         fakes: &[FakeSpec],
+        issuer: Option<&Issuer>,
         duration: Duration,
         grace: Duration,
     ) -> Result<Vec<Fault>, ConfigError> {
@@ -29,10 +30,30 @@ impl Validator<'_> {
         let mut faults = Vec::new();
         for (i, f) in raw.into_iter().enumerate() {
             let p = path.index(i);
-            let Some(fake) = fakes.iter().find(|x| x.name == f.fake) else {
-                return Err(self.error(&p.key("fake"), format!("no fake named {:?}", f.fake)));
+            let target = match (&f.fake, &f.issuer) {
+                (Some(name), None) => match fakes.iter().find(|x| &x.name == name) {
+                    Some(fake) => Target::Fake(fake),
+                    None => {
+                        return Err(self.error(&p.key("fake"), format!("no fake named {name:?}")));
+                    }
+                },
+                (None, Some(name)) => match issuer {
+                    Some(issuer) if &issuer.name == name => Target::Issuer(issuer),
+                    _ => {
+                        return Err(
+                            self.error(&p.key("issuer"), format!("no issuer named {name:?}"))
+                        );
+                    }
+                },
+                (Some(_), Some(_)) => {
+                    return Err(self.error(
+                        &p.key("issuer"),
+                        "a fault is of a fake or of the issuer, not both",
+                    ));
+                }
+                (None, None) => return Err(self.error(&p, "needs fake (or issuer)")),
             };
-            if let Some(tool) = &f.tool
+            if let (Some(tool), Target::Fake(fake)) = (&f.tool, &target)
                 && !fake.tools.iter().any(|t| &t.name == tool)
             {
                 return Err(self.error(
@@ -111,6 +132,26 @@ impl Validator<'_> {
                     );
                 }
             }
+            let fake = match target {
+                Target::Fake(fake) => fake,
+                Target::Issuer(issuer) => {
+                    let action = self.issuer_action(&f, &p, issuer, &trigger)?;
+                    faults.push(Fault {
+                        name: f.name,
+                        fake: issuer.name.clone(),
+                        tool: None,
+                        trigger,
+                        action,
+                    });
+                    continue;
+                }
+            };
+            if f.rotate_key.is_some() {
+                return Err(self.error(
+                    &p.key("rotate_key"),
+                    "rotates the issuer's keys: write `issuer: NAME`, not `fake`",
+                ));
+            }
             let behave = f.latency.is_some() || f.outcomes.is_some();
             if f.network.is_some() && (f.outage.is_some() || behave) {
                 return Err(self.error(
@@ -167,7 +208,7 @@ impl Validator<'_> {
             };
             faults.push(Fault {
                 name: f.name,
-                fake: f.fake,
+                fake: fake.name.clone(),
                 tool: f.tool,
                 trigger,
                 action,
@@ -175,6 +216,69 @@ impl Validator<'_> {
         }
         self.no_breaks_under_one_way_partitions(&faults, path, duration.saturating_add(grace))?;
         Ok(faults)
+    }
+
+    /// A fault of the issuer: an `outage` of its JWKS server (connections
+    /// refused, as a fake's), or `rotate_key`; both by time.
+    fn issuer_action(
+        &self,
+        f: &RawFault,
+        p: &KeyPath,
+        issuer: &Issuer,
+        trigger: &Trigger,
+    ) -> Result<FaultAction, ConfigError> {
+        for (key, set) in [
+            ("tool", f.tool.is_some()),
+            ("exit_code", f.exit_code.is_some()),
+            ("latency", f.latency.is_some()),
+            ("outcomes", f.outcomes.is_some()),
+            ("network", f.network.is_some()),
+        ] {
+            if set {
+                return Err(self.error(
+                    &p.key(key),
+                    "an issuer fault is `outage: true` or `rotate_key` only",
+                ));
+            }
+        }
+        let Trigger::Time { length, every, .. } = trigger else {
+            return Err(self.error(&p.key("calls"), "an issuer fault is triggered by time"));
+        };
+        match (f.outage, &f.rotate_key) {
+            (Some(true), None) => Ok(FaultAction::Outage { exit_code: 1 }),
+            (None, Some(rotate)) => {
+                if length.is_some() || every.is_some() {
+                    let key = if length.is_some() { "for" } else { "every" };
+                    return Err(self.error(
+                        &p.key(key),
+                        "a key rotation happens once, at `at`, and holds to the end",
+                    ));
+                }
+                if !issuer.keys.contains(&rotate.to) {
+                    return Err(self.error(
+                        &p.key("rotate_key").key("to"),
+                        format!(
+                            "issuer {:?} has no key {:?} (keys: {})",
+                            issuer.name,
+                            rotate.to,
+                            issuer.keys.join(", ")
+                        ),
+                    ));
+                }
+                Ok(FaultAction::RotateKey {
+                    to: rotate.to.clone(),
+                    keep_old: rotate.keep_old,
+                })
+            }
+            (Some(false), _) => {
+                Err(self.error(&p.key("outage"), "write `true`, or leave the key out"))
+            }
+            (Some(true), Some(_)) => Err(self.error(
+                &p.key("rotate_key"),
+                "not with outage: make them faults of their own",
+            )),
+            (None, None) => Err(self.error(p, "an issuer fault needs outage or rotate_key")),
+        }
     }
 
     /// A `network` fault: of the whole link to an HTTP fake, by time.
@@ -309,6 +413,12 @@ impl Validator<'_> {
         }
         Ok(())
     }
+}
+
+/// What a fault applies to.
+enum Target<'a> {
+    Fake(&'a FakeSpec),
+    Issuer(&'a Issuer),
 }
 
 impl From<RawPartition> for Direction {

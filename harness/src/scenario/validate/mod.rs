@@ -2,7 +2,8 @@
 //! choices, names that must refer to something, and time windows resolved
 //! against the fault timeline. This module reads the top-level keys and
 //! hands each section to its own module: `fakes` (the fakes, their tools,
-//! latencies and outcomes), `faults`, `workload`, `checks` (`expect`), and
+//! latencies and outcomes), `identity` (the issuer and the workload's
+//! identities), `faults`, `workload`, `checks` (`expect`), and
 //! `timeline` (phases, windows and durations as written); the proxy section
 //! is `super::proxy`'s.
 //!
@@ -22,6 +23,7 @@ use super::raw::RawScenario;
 mod checks;
 mod fakes;
 mod faults;
+mod identity;
 mod timeline;
 mod workload;
 
@@ -85,20 +87,29 @@ impl Validator<'_> {
         }
         let fakes = self.fakes(raw.fakes, &root.key("fakes"))?;
         // The proxy section refers to the fakes, so it is read after them.
-        let proxy = super::proxy::read_section(self, self.tree, base_dir, &fakes)?;
+        let issuer = self.issuer(raw.issuer, &root.key("issuer"), &fakes)?;
+        let proxy = super::proxy::read_section(self, self.tree, base_dir, &fakes, issuer.as_ref())?;
         let grace = raw.grace.map_or(DEFAULT_GRACE, |d| d.0);
         let faults = self.faults(
             raw.faults.unwrap_or_default(),
             &root.key("faults"),
             &fakes,
+            issuer.as_ref(),
             duration,
             grace,
         )?;
         let phases = Phases::of(&faults, duration);
-        let workload = self.workload(raw.workload, &root.key("workload"))?;
+        let workload = self.workload(raw.workload, &root.key("workload"), issuer.as_ref())?;
         let mut expect = Vec::new();
         for (i, check) in raw.expect.into_iter().enumerate() {
-            expect.push(self.check(check, &root.key("expect").index(i), &fakes, &phases)?);
+            expect.push(self.check(
+                check,
+                &root.key("expect").index(i),
+                &fakes,
+                issuer.as_ref(),
+                &workload.identities,
+                &phases,
+            )?);
         }
         Ok(Scenario {
             file: file.to_owned(),
@@ -109,6 +120,7 @@ impl Validator<'_> {
             grace,
             proxy,
             fakes,
+            issuer,
             faults,
             workload,
             expect,

@@ -1,5 +1,6 @@
-//! The `workload` section: clients, the closed or open load model, the call
-//! mix and the call timeout, with their defaults and bounds.
+//! The `workload` section: clients (and their identities, read by
+//! `identity.rs`), the closed or open load model, the call mix and the call
+//! timeout, with their defaults and bounds.
 
 use std::time::Duration;
 
@@ -29,8 +30,25 @@ impl Validator<'_> {
         &self,
         raw: RawWorkload,
         path: &KeyPath,
+        issuer: Option<&Issuer>,
     ) -> Result<Workload, ConfigError> {
-        let clients = raw.clients.unwrap_or(1);
+        let identities = self.identities(
+            raw.identities.unwrap_or_default(),
+            &path.key("identities"),
+            issuer,
+        )?;
+        let carried = identities.last().map_or(0, |i| i.clients.end);
+        let clients = match raw.clients {
+            Some(n) if carried > 0 && n != carried => {
+                return Err(self.error(
+                    &path.key("clients"),
+                    format!("the identities have {carried} clients in all; leave `clients` out or make it {carried}"),
+                ));
+            }
+            Some(n) => n,
+            None if carried > 0 => carried,
+            None => 1,
+        };
         if !(1..=MAX_LOAD).contains(&clients) {
             return Err(self.error(&path.key("clients"), format!("must be 1 to {MAX_LOAD}")));
         }
@@ -113,6 +131,7 @@ impl Validator<'_> {
             mode,
             calls,
             call_timeout,
+            identities,
         })
     }
 }
