@@ -33,7 +33,10 @@ fn fixture(name: &str) -> String {
 /// of the public key.
 fn jwk(kid: &str) -> Value {
     let pem = fixture(&format!("{kid}.public.pem"));
-    let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
         .expect("PEM body is base64");
@@ -130,7 +133,10 @@ impl Drop for Jwks {
 }
 
 /// What a request with `token` gets: the HTTP status and the challenge.
-async fn initialize_with(proxy: &mcp_proxy::server::RunningProxy, token: &str) -> (StatusCode, String) {
+async fn initialize_with(
+    proxy: &mcp_proxy::server::RunningProxy,
+    token: &str,
+) -> (StatusCode, String) {
     let client = RawClient::new(proxy.url());
     client.set_bearer(Some(token));
     let body = json!({
@@ -141,7 +147,10 @@ async fn initialize_with(proxy: &mcp_proxy::server::RunningProxy, token: &str) -
     let answer = client
         .post_raw(body.to_string(), &client.standard_headers())
         .await;
-    let challenge = answer.header("www-authenticate").unwrap_or_default().to_owned();
+    let challenge = answer
+        .header("www-authenticate")
+        .unwrap_or_default()
+        .to_owned();
     (answer.status, challenge)
 }
 
@@ -188,19 +197,41 @@ backends:
         .iter()
         .filter_map(|tool| tool["name"].as_str())
         .collect();
-    assert_eq!(names, ["alpha/echo"], "the roles claim gave the reader role");
-    let echo = client.call_tool("alpha/echo", json!({ "message": "signed" })).await;
+    assert_eq!(
+        names,
+        ["alpha/echo"],
+        "the roles claim gave the reader role"
+    );
+    let echo = client
+        .call_tool("alpha/echo", json!({ "message": "signed" }))
+        .await;
     assert_eq!(echo["result"]["content"][0]["text"], "signed", "{echo}");
-    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "the keys were fetched once");
+    assert_eq!(
+        jwks.fetches.load(Ordering::SeqCst),
+        1,
+        "the keys were fetched once"
+    );
 
     for (why, bad) in [
-        ("expired", token("k1", json!({ "exp": now() - 60, "iat": now() - 120 }))),
-        ("another audience", token("k1", json!({ "aud": "https://other.example.com/mcp" }))),
-        ("another issuer", token("k1", json!({ "iss": "https://evil.example.com" }))),
+        (
+            "expired",
+            token("k1", json!({ "exp": now() - 60, "iat": now() - 120 })),
+        ),
+        (
+            "another audience",
+            token("k1", json!({ "aud": "https://other.example.com/mcp" })),
+        ),
+        (
+            "another issuer",
+            token("k1", json!({ "iss": "https://evil.example.com" })),
+        ),
     ] {
         let (status, challenge) = initialize_with(&proxy, &bad).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{why}");
-        assert!(challenge.contains("error=\"invalid_token\""), "{why}: {challenge}");
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{why}: {challenge}"
+        );
     }
 
     // k2 is not published yet: its kid is unknown even after a refetch.

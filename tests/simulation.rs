@@ -487,11 +487,14 @@ const MUTANTS: &[Mutant] = &[
         fails: &["the reader's reads succeed before the rotation"],
     },
     Mutant {
+        // Tokens the proxy refuses altogether (another audience) stop the
+        // run before its load: a per-caller limit of one request refuses
+        // every call after the sessions opened instead.
         scenario: "auth.yaml",
-        name: "tokens for another audience",
+        name: "one request per caller an hour",
         edits: &[Replace(
-            "  audience: https://mcp.test/mcp\n",
-            "  audience: https://other.test/mcp\n",
+            "    resource: https://mcp.test/mcp\n",
+            "    resource: https://mcp.test/mcp\n    rate_limit: { requests: 1, per: 1h }\n",
         )],
         fails: &[
             "the writer's posts succeed all along",

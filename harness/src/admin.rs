@@ -35,6 +35,8 @@ const MAX_ANSWER_BYTES: usize = 4 << 20;
 pub struct BackendSampler {
     http: HttpClient,
     url: Uri,
+    /// `Authorization` for a proxy whose admin needs `admin.token`.
+    authorization: Option<hyper::header::HeaderValue>,
 }
 
 /// The part of `/admin/backends` a sample keeps.
@@ -46,8 +48,9 @@ struct AdminBackends {
 impl BackendSampler {
     /// A sampler of the proxy whose MCP endpoint is `mcp_url` (its admin is
     /// on the same host and port), dialing through `dialer`; `None` if the
-    /// URL has no host to aim at.
-    pub fn new(mcp_url: &str, dialer: Arc<dyn Dialer>) -> Option<Self> {
+    /// URL has no host to aim at. With `token` (the proxy's
+    /// `admin.token`), each read carries it.
+    pub fn new(mcp_url: &str, dialer: Arc<dyn Dialer>, token: Option<&str>) -> Option<Self> {
         let parts = mcp_url.parse::<Uri>().ok()?.into_parts();
         let url = Uri::builder()
             .scheme(parts.scheme?)
@@ -58,6 +61,7 @@ impl BackendSampler {
         Some(Self {
             http: http_client(dialer),
             url,
+            authorization: token.and_then(|token| format!("Bearer {token}").parse().ok()),
         })
     }
 
@@ -118,6 +122,11 @@ impl BackendSampler {
         let mut request = Request::new(Full::default());
         *request.method_mut() = Method::GET;
         *request.uri_mut() = self.url.clone();
+        if let Some(authorization) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(hyper::header::AUTHORIZATION, authorization.clone());
+        }
         let response = self.http.request(request).await.ok()?;
         if response.status() != StatusCode::OK {
             return None;

@@ -363,7 +363,8 @@ async fn drive(
     let sampler = match options.mode {
         ProxyMode::Target(_) | ProxyMode::TargetCmd(_) => None,
         ProxyMode::InProcess | ProxyMode::Binary(_) => {
-            BackendSampler::new(&url, Arc::new(TcpDialer))
+            let token = scenario.proxy.as_ref().and_then(|p| p.admin_token());
+            BackendSampler::new(&url, Arc::new(TcpDialer), token.as_deref())
         }
     };
     let sampled = async {

@@ -87,6 +87,22 @@ impl ProxySection {
         tree
     }
 
+    /// `admin.token` as the section writes it, for the harness's reads of
+    /// `/admin/backends` (which a proxy with `auth:` answers only with it).
+    pub fn admin_token(&self) -> Option<String> {
+        let child = |node: &Node, key: &str| match &node.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|entry| entry.key == key)
+                .map(|entry| entry.value.clone()),
+            _ => None,
+        };
+        match child(&child(&self.tree, "admin")?, "token")?.value {
+            Value::Str(token) => Some(token),
+            _ => None,
+        }
+    }
+
     /// The validated proxy config for a run (see [`ProxySection::config_tree`]).
     pub fn config(
         &self,

@@ -259,6 +259,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
     let outcome: Rc<RefCell<Option<Result<Sampled, RunError>>>> = Rc::default();
     let load_outcome = Rc::clone(&outcome);
     let client_scenario = scenario.clone();
+    let admin_token = section.admin_token();
     sim.client("harness", async move {
         let clock = ScenarioClock::start_now();
         let wall: Arc<dyn mcp_proxy::platform::WallClock> = Arc::new(SimWallClock::started_now());
@@ -291,14 +292,16 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
             );
             // The proxy's admin is read on the simulated network too, at
             // fixed virtual times: the samples replay with the run.
-            Ok(match BackendSampler::new(&url, Arc::new(SimDialer)) {
-                Some(sampler) => {
-                    sampler
-                        .sample_while(clock, client_scenario.duration, load)
-                        .await
-                }
-                None => (load.await, Vec::new()),
-            })
+            Ok(
+                match BackendSampler::new(&url, Arc::new(SimDialer), admin_token.as_deref()) {
+                    Some(sampler) => {
+                        sampler
+                            .sample_while(clock, client_scenario.duration, load)
+                            .await
+                    }
+                    None => (load.await, Vec::new()),
+                },
+            )
         }
         .await;
         *load_outcome.borrow_mut() = Some(result);
