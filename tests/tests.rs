@@ -40,3 +40,5 @@ mod bounds;
 mod auth;
 // The official MCP Python SDK's client through the proxy, with bearer auth.
 mod python_client;
+// Generated hostile input at the front door: always a well-formed answer.
+mod hostile;
