@@ -5,7 +5,8 @@
 //! rules allow (403 `insufficient_scope` naming the scope that would, and
 //! nothing reaches the backend); a session belongs to its subject; answers
 //! are cached per caller; a caller beyond its rate limit is refused alone;
-//! `/admin/*` needs its own token.
+//! `/admin/*` needs its own token; a client's token reaches a backend only
+//! with `forward_auth`.
 
 use axum::http::StatusCode;
 use mcp_proxy::server::RunningProxy;
@@ -22,8 +23,8 @@ const RESOURCE: &str = "https://mcp.example.com/mcp";
 /// A proxy with bearer auth over two backends, `alpha` and `beta`: the
 /// reader may use alpha's `echo` only, the writer everything but tools
 /// named `*fail*`. `extra` is appended to the `auth:` section (two-space
-/// keys).
-async fn guarded_proxy(extra: &str) -> (RunningProxy, TestBackend, TestBackend) {
+/// keys), `alpha_keys` to alpha's entry (four-space keys).
+async fn guarded_proxy(extra: &str, alpha_keys: &str) -> (RunningProxy, TestBackend, TestBackend) {
     let alpha = TestBackend::start_named("alpha").await;
     let beta = TestBackend::start_named("beta").await;
     let text = format!(
@@ -56,7 +57,7 @@ backends:
     transport: http
     url: {}
     cache: {{ tools: 1h }}
-  - name: beta
+{alpha_keys}  - name: beta
     transport: http
     url: {}
 ",
@@ -100,7 +101,7 @@ fn initialize_body() -> String {
 
 #[tokio::test]
 async fn without_a_valid_token_every_request_is_401_with_the_metadata_to_follow() {
-    let (proxy, alpha, beta) = guarded_proxy("").await;
+    let (proxy, alpha, beta) = guarded_proxy("", "").await;
     let anonymous = RawClient::new(proxy.url());
     let expected_metadata = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 
@@ -169,7 +170,7 @@ async fn without_a_valid_token_every_request_is_401_with_the_metadata_to_follow(
 
 #[tokio::test]
 async fn each_role_sees_and_calls_only_what_its_rules_allow() {
-    let (proxy, alpha, beta) = guarded_proxy("").await;
+    let (proxy, alpha, beta) = guarded_proxy("", "").await;
     let reader = client_with(&proxy, READER).await;
     let writer = client_with(&proxy, WRITER).await;
 
@@ -231,7 +232,7 @@ async fn each_role_sees_and_calls_only_what_its_rules_allow() {
 
 #[tokio::test]
 async fn a_session_belongs_to_its_subject_and_answers_are_cached_per_caller() {
-    let (proxy, alpha, _beta) = guarded_proxy("").await;
+    let (proxy, alpha, _beta) = guarded_proxy("", "").await;
     let reader = client_with(&proxy, READER).await;
     let writer = client_with(&proxy, WRITER).await;
 
@@ -261,7 +262,7 @@ async fn a_session_belongs_to_its_subject_and_answers_are_cached_per_caller() {
 
 #[tokio::test]
 async fn a_caller_beyond_its_rate_limit_is_refused_and_others_are_not() {
-    let (proxy, alpha, _beta) = guarded_proxy("  rate_limit: { requests: 3, per: 1h }\n").await;
+    let (proxy, alpha, _beta) = guarded_proxy("  rate_limit: { requests: 3, per: 1h }\n", "").await;
     // initialize does not count; tools/list and two calls use the three.
     let reader = client_with(&proxy, READER).await;
     assert_eq!(tool_names(&reader).await, ["alpha/echo"]);
@@ -290,7 +291,7 @@ async fn a_caller_beyond_its_rate_limit_is_refused_and_others_are_not() {
 
 #[tokio::test]
 async fn the_admin_api_needs_its_own_token_and_no_foreign_origin() {
-    let (proxy, _alpha, _beta) = guarded_proxy("").await;
+    let (proxy, _alpha, _beta) = guarded_proxy("", "").await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://{}/admin/backends", proxy.local_addr());
     let get = |token: Option<&str>, origin: Option<&str>| {
@@ -330,5 +331,30 @@ async fn the_admin_api_needs_its_own_token_and_no_foreign_origin() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_clients_token_reaches_only_a_backend_with_forward_auth() {
+    let (proxy, alpha, beta) = guarded_proxy("", "    forward_auth: true\n").await;
+    let reader = client_with(&proxy, READER).await;
+    let writer = client_with(&proxy, WRITER).await;
+    let echo = reader
+        .call_tool("alpha/echo", json!({ "message": "mine" }))
+        .await;
+    assert_eq!(echo["result"]["content"][0]["text"], "mine", "{echo}");
+    let echo = writer
+        .call_tool("alpha/echo", json!({ "message": "yours" }))
+        .await;
+    assert_eq!(echo["result"]["content"][0]["text"], "yours", "{echo}");
+    let whoami = writer.call_tool("beta/whoami", json!({})).await;
+    assert_eq!(whoami["result"]["content"][0]["text"], "beta", "{whoami}");
+
+    assert_eq!(
+        alpha.authorizations(),
+        [format!("Bearer {READER}"), format!("Bearer {WRITER}")],
+        "each call carried its own caller's token, and only the calls did"
+    );
+    assert_eq!(beta.authorizations(), Vec::<String>::new());
     proxy.shutdown().await;
 }

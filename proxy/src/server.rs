@@ -123,6 +123,7 @@ pub fn start_on(
             .and_then(|auth| auth.rate_limit)
             .map(|limit| (CallerLimits::new(limit), limit)),
         admin_access: AdminAccess::from_config(&config),
+        forwards_credentials: config.backends.iter().any(|backend| backend.forward_auth),
     });
     warn_about_forwarded_tokens(&config);
     let admin_server = match config.admin.listen {

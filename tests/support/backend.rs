@@ -194,6 +194,12 @@ impl TestBackend {
         self.addr
     }
 
+    /// The `Authorization` headers of the requests it received, in order
+    /// (requests without one are not listed).
+    pub fn authorizations(&self) -> Vec<String> {
+        lock(&self.calls.authorizations).clone()
+    }
+
     /// The name `whoami` answers.
     pub fn name(&self) -> &str {
         &self.name
@@ -305,12 +311,26 @@ async fn serve(listener: TcpListener, app: Router, mut stop: oneshot::Receiver<(
 /// The axum app: tower-mcp's transport at [`MCP_PATH`], plus the progress
 /// middleware when progress goes on the POST stream.
 fn mcp_app(name: &str, progress: ProgressDelivery, calls: Calls) -> Router {
+    let seen = calls.clone();
     let transport = HttpTransport::new(mcp_router(name))
         // Lets the `slow` tool find the POST stream the middleware opened.
         .bridge_extension::<PostStreamSink>()
         // Bad arguments become JSON-RPC errors instead of isError results.
         .layer(StrictArgsLayer { calls });
-    let app = transport.into_router_at(MCP_PATH);
+    let app = transport
+        .into_router_at(MCP_PATH)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                if let Some(value) = request
+                    .headers()
+                    .get("authorization")
+                    .and_then(|value| value.to_str().ok())
+                {
+                    seen.record_authorization(value);
+                }
+                next.run(request)
+            },
+        ));
     match progress {
         ProgressDelivery::PostStream => {
             app.layer(axum::middleware::from_fn(progress_on_post_stream))
@@ -457,25 +477,33 @@ fn progress_message(token: &ProgressToken, progress: u32, total: u32) -> Value {
     })
 }
 
-/// Per-tool counts of `tools/call` requests.
+/// Per-tool counts of `tools/call` requests, and the `Authorization`
+/// headers POSTs carried.
 #[derive(Debug, Clone, Default)]
-struct Calls(Arc<Mutex<HashMap<String, u64>>>);
+struct Calls {
+    by_tool: Arc<Mutex<HashMap<String, u64>>>,
+    authorizations: Arc<Mutex<Vec<String>>>,
+}
 
 impl Calls {
     fn record(&self, tool: &str) {
-        *self.lock().entry(tool.to_string()).or_default() += 1;
+        *lock(&self.by_tool).entry(tool.to_string()).or_default() += 1;
     }
 
     fn get(&self, tool: &str) -> u64 {
-        self.lock().get(tool).copied().unwrap_or(0)
+        lock(&self.by_tool).get(tool).copied().unwrap_or(0)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        // A panicking test thread cannot leave the map half-written.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn record_authorization(&self, value: &str) {
+        lock(&self.authorizations).push(value.to_owned());
     }
+}
+
+/// A panicking test thread cannot leave the maps half-written.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Checks the typed tools' arguments ahead of tower-mcp; see [`StrictArgs`].

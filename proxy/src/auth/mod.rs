@@ -4,17 +4,52 @@
 //! ([`CallerLimits`]). The front door asks these; nothing here knows HTTP
 //! beyond the header values it is handed and the ones it gives back.
 //!
-//! CONTRACT SKELETON — the bodies are filled in by the auth work; the
-//! signatures are what the front door and the gateway call.
+//! One concern per module:
+//!
+//! - `credentials`: the `Authorization` header's `Bearer <token68>` syntax;
+//! - `bearer`: static tokens, compared in constant time;
+//! - `keys`: verification keys (PEM, JWK, secret) and the algorithms each
+//!   may verify, so a key is never used with another family's algorithm;
+//! - `jwks`: the JWK Set fetched from `jwks_url` over the platform's dialer,
+//!   cached, refetched on rotation at a bounded rate;
+//! - `jwt`: a JWT's header, signature and claims, judged on the platform's
+//!   wall clock;
+//! - `metadata`: RFC 9728 protected-resource metadata and the
+//!   `WWW-Authenticate` values that point to it;
+//! - `policy`: the `authorization:` rules;
+//! - `limits`: the per-caller rate limit.
+//!
+//! Every failure to authenticate is an [`AuthError`], never a panic: the
+//! header is whatever a client sent.
 
-#![allow(dead_code, unused_variables)]
+// The front door and the gateway call this API; until they are wired up,
+// parts of it are used only by the tests here.
+#![allow(dead_code)]
+
+mod bearer;
+mod credentials;
+mod jwks;
+mod jwt;
+mod keys;
+mod limits;
+mod metadata;
+mod policy;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::{AuthConfig, Authorization, RateLimit};
+use crate::config::{AuthConfig, AuthMethod};
 use crate::platform::Platform;
+
+// What the front door and the gateway name (see the allow above).
+#[allow(unused_imports)]
+pub(crate) use limits::CallerLimits;
+#[allow(unused_imports)]
+pub(crate) use policy::Policy;
 
 /// Who made a request, as its credentials say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,45 +70,112 @@ pub(crate) enum AuthError {
     Invalid(String),
 }
 
+impl AuthError {
+    /// An [`AuthError::Invalid`] saying `reason`.
+    fn invalid(reason: impl Into<String>) -> Self {
+        Self::Invalid(reason.into())
+    }
+}
+
+/// How the configured method checks a token.
+enum Method {
+    Bearer(bearer::BearerTokens),
+    Jwt(jwt::JwtVerifier),
+}
+
 /// Checks credentials against the configured method.
 pub(crate) struct Authenticator {
-    config: AuthConfig,
-    platform: Platform,
+    method: Method,
+    metadata: metadata::ResourceMetadata,
 }
 
 impl Authenticator {
-    /// From the config; a JWKS is fetched when first needed.
+    /// From the config; a JWKS is fetched when first needed (and, when
+    /// called inside a tokio runtime, once at once in the background).
+    ///
+    /// A configured key or algorithm that cannot be used is logged and
+    /// left out (tokens that would need it fail); [`Authenticator::try_new`]
+    /// refuses such a config instead.
     pub(crate) fn new(config: &AuthConfig, platform: &Platform) -> Arc<Self> {
-        unimplemented!()
+        let (authenticator, problems) = Self::build(config, platform);
+        for problem in problems {
+            tracing::error!(problem = %problem, "auth: configuration problem; ignored");
+        }
+        authenticator.prefetch();
+        authenticator
+    }
+
+    /// From the config, or the problems that make part of it unusable (a
+    /// key that does not parse, an algorithm this build cannot verify).
+    pub(crate) fn try_new(
+        config: &AuthConfig,
+        platform: &Platform,
+    ) -> Result<Arc<Self>, Vec<String>> {
+        let (authenticator, problems) = Self::build(config, platform);
+        if problems.is_empty() {
+            authenticator.prefetch();
+            Ok(authenticator)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn build(config: &AuthConfig, platform: &Platform) -> (Arc<Self>, Vec<String>) {
+        let mut problems = Vec::new();
+        let method = match &config.method {
+            AuthMethod::Bearer(tokens) => Method::Bearer(bearer::BearerTokens::new(tokens)),
+            AuthMethod::Jwt(jwt) => {
+                let (verifier, jwt_problems) = jwt::JwtVerifier::new(jwt, platform);
+                problems.extend(jwt_problems);
+                Method::Jwt(verifier)
+            }
+        };
+        let authenticator = Arc::new(Self {
+            method,
+            metadata: metadata::ResourceMetadata::new(config),
+        });
+        (authenticator, problems)
+    }
+
+    /// Start fetching the JWK Set, if there is one, so the first request
+    /// does not wait for it.
+    fn prefetch(&self) {
+        if let Method::Jwt(verifier) = &self.method {
+            verifier.prefetch();
+        }
     }
 
     /// The caller the value of an `Authorization` header proves, if any.
     pub(crate) async fn authenticate(&self, header: Option<&str>) -> Result<Caller, AuthError> {
-        unimplemented!()
+        let token = credentials::bearer_token(header)?;
+        match &self.method {
+            Method::Bearer(tokens) => tokens.check(token),
+            Method::Jwt(verifier) => verifier.verify(token).await,
+        }
     }
 
     /// The `WWW-Authenticate` value of a 401: `Bearer
     /// resource_metadata="<url>"`, plus `error="invalid_token"` and an
     /// `error_description` for an invalid one.
     pub(crate) fn challenge(&self, error: &AuthError) -> String {
-        unimplemented!()
+        self.metadata.challenge(error)
     }
 
     /// The `WWW-Authenticate` value of a 403: `Bearer
     /// error="insufficient_scope", scope="<scope>", resource_metadata="<url>"`.
     pub(crate) fn insufficient_scope(&self, scope: Option<&str>) -> String {
-        unimplemented!()
+        self.metadata.insufficient_scope(scope)
     }
 
     /// The RFC 9728 protected-resource metadata document.
     pub(crate) fn metadata(&self) -> Value {
-        unimplemented!()
+        self.metadata.document()
     }
 
     /// The paths the metadata is served at: `/.well-known/oauth-protected-resource`,
     /// and that followed by the resource URL's path (RFC 9728 §3.1).
     pub(crate) fn metadata_paths(&self) -> Vec<String> {
-        unimplemented!()
+        self.metadata.paths()
     }
 }
 
@@ -98,45 +200,4 @@ pub(crate) struct Item<'a> {
     /// Its name as the client sees it without the `backend/` prefix, or
     /// its URI.
     pub name: &'a str,
-}
-
-/// The `authorization:` rules.
-pub(crate) struct Policy {
-    config: Authorization,
-}
-
-impl Policy {
-    /// From the config.
-    pub(crate) fn new(config: &Authorization) -> Self {
-        unimplemented!()
-    }
-
-    /// Whether a caller with `roles` may see and use `item`: a matching
-    /// deny of any role refuses, else a matching allow of any role allows,
-    /// else `default`.
-    pub(crate) fn allows(&self, roles: &[String], item: Item<'_>) -> bool {
-        unimplemented!()
-    }
-
-    /// A role that would be allowed `item` (and not denied it), for a 403's `scope`.
-    pub(crate) fn role_allowing(&self, item: Item<'_>) -> Option<&str> {
-        unimplemented!()
-    }
-}
-
-/// `auth.rate_limit`: a token bucket per caller subject, on tokio time.
-pub(crate) struct CallerLimits {
-    limit: RateLimit,
-}
-
-impl CallerLimits {
-    /// One bucket per subject, each `limit`.
-    pub(crate) fn new(limit: RateLimit) -> Self {
-        unimplemented!()
-    }
-
-    /// Take one call from `subject`'s bucket; false when it is empty.
-    pub(crate) fn try_acquire(&self, subject: &str) -> bool {
-        unimplemented!()
-    }
 }

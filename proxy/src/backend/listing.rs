@@ -161,7 +161,9 @@ pub(crate) async fn fetch(
     let mut cursor: Option<Value> = None;
     for _ in 0..MAX_PAGES {
         let params = cursor.take().map(|cursor| json!({ "cursor": cursor }));
-        let result = connection.request(kind.method(), params, None).await?;
+        let result = connection
+            .request(kind.method(), params, None, None)
+            .await?;
         if let Some(page) = result.get(kind.field()).and_then(Value::as_array) {
             items.extend(page.iter().filter(|item| item.is_object()).cloned());
         }

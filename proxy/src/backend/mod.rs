@@ -305,9 +305,13 @@ impl Backend {
             params,
             progress,
             safety,
+            credential,
             ..
         } = call;
         let method = method.as_str();
+        // `forward_auth`: the client's own credential, to this backend only
+        // if it is configured to receive it.
+        let credential = credential.filter(|_| self.config.forward_auth);
         // Progress is relayed by one attempt only: a retry's backend would
         // count again from the start, and MCP requires a request's progress
         // to increase. The sink goes to the first attempt that is sent and
@@ -335,7 +339,7 @@ impl Backend {
                     Pick::NotConnected | Pick::AllEjected => EndpointReport::none(self),
                 };
                 (
-                    self.attempt(pick, method, params.clone(), &progress),
+                    self.attempt(pick, method, params.clone(), &progress, credential.as_ref()),
                     report,
                 )
             })
@@ -351,6 +355,7 @@ impl Backend {
         method: &str,
         params: Option<Value>,
         progress: &Mutex<Option<ProgressSink>>,
+        credential: Option<&http::HeaderValue>,
     ) -> Result<Value, CallError> {
         let endpoint = match pick {
             Pick::Endpoint(endpoint) => &self.pool.endpoints()[endpoint],
@@ -366,7 +371,9 @@ impl Backend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let sent = endpoint.request(method, params, sink.clone()).await;
+        let sent = endpoint
+            .request(method, params, sink.clone(), credential)
+            .await;
         if matches!(sent, None | Some(Err(UpstreamError::Connect(_)))) {
             *progress.lock().unwrap_or_else(PoisonError::into_inner) = sink;
         }
@@ -388,7 +395,9 @@ impl Backend {
         let sends = self.pool.endpoints().iter().map(|endpoint| {
             let params = params.clone();
             async move {
-                match tokio::time::timeout(within, endpoint.request(method, params, None)).await {
+                match tokio::time::timeout(within, endpoint.request(method, params, None, None))
+                    .await
+                {
                     Ok(sent) => sent,
                     Err(_) => Some(Err(UpstreamError::Lost(format!(
                         "{} did not answer within {within:?}",

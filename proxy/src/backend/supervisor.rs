@@ -196,7 +196,7 @@ async fn resubscribe(backend: &Backend, connection: &Connection) {
     let renewals = uris.iter().map(|uri| async move {
         let params = Some(serde_json::json!({ "uri": uri }));
         let renewed = connection
-            .request("resources/subscribe", params, None)
+            .request("resources/subscribe", params, None, None)
             .await;
         if let Err(error) = renewed {
             tracing::warn!(uri, %error, "renewing a resource subscription failed");

@@ -129,6 +129,9 @@ pub(crate) struct Call {
     /// caller's subject (with `auth:`), and under a sticky canary split the
     /// side the session is on. `None`: anyone.
     pub(crate) audience: Option<String>,
+    /// The client's `Authorization` header, carried only when some backend
+    /// has `forward_auth` (each backend sends it on only if it has).
+    pub(crate) credential: Option<http::HeaderValue>,
 }
 
 impl Call {
@@ -146,6 +149,7 @@ impl Call {
             safety: Safety::UNSAFE,
             session: Arc::from(""),
             audience: None,
+            credential: None,
         }
     }
 

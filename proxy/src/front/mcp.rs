@@ -231,6 +231,9 @@ pub(super) async fn post(
         Ok(session) => session,
         Err(response) => return response.into_response(),
     };
+    if app.forwards_credentials {
+        session.set_credential(headers.get(header::AUTHORIZATION).cloned());
+    }
     match kind {
         Kind::Notification => {
             client_notification(&session, &message);

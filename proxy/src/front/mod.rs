@@ -50,6 +50,9 @@ pub(crate) struct App {
     pub caller_limits: Option<(CallerLimits, RateLimit)>,
     /// Who may use `/admin/*` (see [`admin`]).
     pub admin_access: admin::AdminAccess,
+    /// Some backend has `forward_auth`: sessions keep their requests'
+    /// `Authorization` headers for it.
+    pub forwards_credentials: bool,
 }
 
 /// The app of the main listener: `/mcp`, `/livez`, `/readyz`, the

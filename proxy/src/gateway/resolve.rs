@@ -37,6 +37,7 @@ impl Gateway {
             _ => self.named(session, method, params)?,
         };
         let audience = self.audience(session, backend);
+        let credential = session.credential();
         let session = session.shared_id();
         // The primary's listing says what its tools are; until it has
         // listed, the first backend serving it that has (a standby
@@ -50,6 +51,7 @@ impl Gateway {
             backend,
             safety: self.backends[listed].safety(method, &target),
             audience,
+            credential,
             target,
             params: Some(params),
             progress,

@@ -62,6 +62,9 @@ pub(crate) struct Session {
     /// Who sent its latest request, as that request's credential said: the
     /// roles the gateway judges lists and calls by.
     caller: RwLock<Option<Arc<Caller>>>,
+    /// The `Authorization` header of its latest request, kept only for
+    /// `forward_auth` backends.
+    credential: RwLock<Option<http::HeaderValue>>,
 }
 
 /// A request in flight in a session.
@@ -93,6 +96,23 @@ impl Session {
     /// Record who sends the request being handled.
     pub(crate) fn set_caller(&self, caller: Arc<Caller>) {
         *self.caller.write().unwrap_or_else(PoisonError::into_inner) = Some(caller);
+    }
+
+    /// The `Authorization` header of the session's latest request, if it
+    /// was kept (see [`Session::set_credential`]).
+    pub(crate) fn credential(&self) -> Option<http::HeaderValue> {
+        self.credential
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keep the request's `Authorization` header, for `forward_auth`.
+    pub(crate) fn set_credential(&self, credential: Option<http::HeaderValue>) {
+        *self
+            .credential
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = credential;
     }
 
     /// Whether the session was deleted or expired.
@@ -375,6 +395,7 @@ impl SessionStore {
                 .as_ref()
                 .map(|caller| Arc::from(caller.subject.as_str())),
             caller: RwLock::new(caller),
+            credential: RwLock::new(None),
         });
         sessions.insert(session.id.to_string(), Arc::clone(&session));
         Some(session)

@@ -6,7 +6,8 @@
 //! reuse). This is that connector. It exists so that no byte to an HTTP backend
 //! bypasses the seam in [`crate::platform`]: in production the dialer opens
 //! TCP, in a simulation it opens the simulated network's streams, and the
-//! client above cannot tell the difference.
+//! client above cannot tell the difference. The JWT verifier fetches its
+//! JWK Set with the same client (`auth/jwks.rs`), for the same reason.
 //!
 //! `https://` connections get TLS here, on top of the dialed stream: rustls
 //! with the operating system's certificate verifier (rustls-platform-verifier), offering `h2` and `http/1.1`
@@ -35,7 +36,7 @@ use tokio_rustls::rustls::{self, ClientConfig};
 use crate::platform::{BoxFuture, BoxStream, Dialer};
 
 /// The HTTP client of one backend connection.
-pub(super) type HttpClient = Client<DialConnector, Full<Bytes>>;
+pub(crate) type HttpClient = Client<DialConnector, Full<Bytes>>;
 
 /// How long an idle pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -44,7 +45,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// `dialer`, each within `connect_timeout`. Its timers are tokio's, so idle
 /// connections expire on the same clock as everything else (hyper-util
 /// would read the wall clock without a pool timer).
-pub(super) fn client(dialer: Arc<dyn Dialer>, connect_timeout: Duration) -> HttpClient {
+pub(crate) fn client(dialer: Arc<dyn Dialer>, connect_timeout: Duration) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -55,7 +56,7 @@ pub(super) fn client(dialer: Arc<dyn Dialer>, connect_timeout: Duration) -> Http
 /// Opens the client's connections with a [`Dialer`], adding TLS for
 /// `https://`. Cheap to clone.
 #[derive(Clone)]
-pub(super) struct DialConnector {
+pub(crate) struct DialConnector {
     dialer: Arc<dyn Dialer>,
     connect_timeout: Duration,
     /// Built on the first `https://` connection; an error is kept and
@@ -203,7 +204,7 @@ fn with_alpn(mut config: ClientConfig) -> ClientConfig {
 
 /// A dialed connection (with TLS, for `https://`), as hyper reads and
 /// writes it.
-pub(super) struct Dialed {
+pub(crate) struct Dialed {
     io: TokioIo<BoxStream>,
     /// TLS agreed on HTTP/2.
     h2: bool,

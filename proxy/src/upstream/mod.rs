@@ -8,7 +8,7 @@
 //! the backend supervisor makes a new one.
 
 mod child;
-mod connector;
+pub(crate) mod connector;
 mod handshake;
 pub(crate) mod http;
 pub(crate) mod inbound;
@@ -156,15 +156,23 @@ impl Connection {
     /// `notifications/cancelled` for it to the backend (without delaying the
     /// caller). If `params._meta.progressToken` is set, progress for this
     /// request is delivered to `progress` with the caller's token restored.
+    /// `credential` (`forward_auth`: the client's own `Authorization`
+    /// header) goes with the request to an HTTP backend; a stdio child has
+    /// no use for it.
     pub(crate) async fn request(
         &self,
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
+        credential: Option<&::http::HeaderValue>,
     ) -> Result<Value, UpstreamError> {
         match self {
             Connection::Stdio(connection) => connection.request(method, params, progress).await,
-            Connection::Http(connection) => connection.request(method, params, progress).await,
+            Connection::Http(connection) => {
+                connection
+                    .request(method, params, progress, credential)
+                    .await
+            }
         }
     }
 

@@ -360,11 +360,14 @@ impl Endpoint {
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
+        credential: Option<&http::HeaderValue>,
     ) -> Option<Result<Value, UpstreamError>> {
         let connection = read(&self.connection).clone()?;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.in_flight);
-        let answer = connection.request(method, params, progress).await;
+        let answer = connection
+            .request(method, params, progress, credential)
+            .await;
         if matches!(answer, Ok(_) | Err(UpstreamError::JsonRpc(_))) {
             self.answered.fetch_add(1, Ordering::Relaxed);
         }

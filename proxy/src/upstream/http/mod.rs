@@ -54,6 +54,8 @@
 mod answers;
 mod event_stream;
 mod posting;
+// Also what the JWKS fetch (auth/jwks.rs) reports a failed request with.
+pub(crate) use posting::chain as error_chain;
 #[cfg(test)]
 mod tests;
 
@@ -187,12 +189,13 @@ impl HttpConnection {
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
+        credential: Option<&HeaderValue>,
     ) -> Result<Value, UpstreamError> {
         let link = &self.inner.link;
         let (message, in_flight) = link.pending.start(method, params, progress)?;
         let id = in_flight.id();
         let exchange = async {
-            let response = link.send(&message).await?;
+            let response = link.send_as(&message, credential).await?;
             link.read_answer(response, id).await
         };
         let answered = tokio::select! {
@@ -295,8 +298,17 @@ impl Link {
 
     /// POST one message. Failing to connect at all closes the connection.
     async fn send(&self, message: &Value) -> Result<Response, UpstreamError> {
+        self.send_as(message, None).await
+    }
+
+    /// [`Self::send`], with a client's credential (`forward_auth`).
+    async fn send_as(
+        &self,
+        message: &Value,
+        credential: Option<&HeaderValue>,
+    ) -> Result<Response, UpstreamError> {
         self.poster
-            .post(message)
+            .post_as(message, credential)
             .await
             .map_err(|error| self.transport_failure("sending to the backend failed", error))
     }

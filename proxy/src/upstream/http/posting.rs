@@ -154,9 +154,25 @@ impl Poster {
     }
 
     pub(super) async fn post(&self, message: &Value) -> Result<Response, TransportError> {
-        let body = serde_json::to_vec(message).unwrap_or_default();
-        self.exchange(Method::POST, &self.post_headers, Bytes::from(body))
-            .await
+        self.post_as(message, None).await
+    }
+
+    /// POST `message` with `credential` as its `Authorization` header
+    /// (`forward_auth`: a client's own), over the configured one if any.
+    pub(super) async fn post_as(
+        &self,
+        message: &Value,
+        credential: Option<&HeaderValue>,
+    ) -> Result<Response, TransportError> {
+        let body = Bytes::from(serde_json::to_vec(message).unwrap_or_default());
+        match credential {
+            None => self.exchange(Method::POST, &self.post_headers, body).await,
+            Some(credential) => {
+                let mut headers = self.post_headers.clone();
+                headers.insert(AUTHORIZATION, credential.clone());
+                self.exchange(Method::POST, &headers, body).await
+            }
+        }
     }
 
     /// Open the GET event stream, resuming after `last_event_id`.
@@ -377,7 +393,7 @@ fn is_protocol_nack(error: &hyper_util::client::legacy::Error) -> bool {
 /// An error with all its causes: the outer message rarely says what
 /// actually happened ("connection refused" is a few sources down). Neither
 /// hyper's errors nor the dialer's carry the URL, so no credentials leak.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -14,7 +14,7 @@ async fn progress_and_notifications_arrive_on_the_get_stream() {
     let (sink, mut progress) = ProgressSink::bounded(16, Default::default());
     let params =
         json!({"name": "slow", "arguments": {}, "_meta": {"progressToken": "caller-token"}});
-    let result = within(connection.request("tools/call", Some(params), Some(sink)))
+    let result = within(connection.request("tools/call", Some(params), Some(sink), None))
         .await
         .unwrap();
     assert_eq!(text_of(&result), "done");

@@ -45,7 +45,7 @@ async fn works_through_the_connection_enum() {
     within(stdio.notify("notifications/roots/list_changed", None))
         .await
         .unwrap();
-    let echo = within(connection.request("echo", None, None))
+    let echo = within(connection.request("echo", None, None, None))
         .await
         .unwrap();
     assert_eq!(echo["initialized"], json!(true));
