@@ -320,3 +320,47 @@ async fn serve_with_an_invalid_config_exits_1_without_listening() {
         "nothing listens on {addr}"
     );
 }
+
+#[test]
+fn check_prints_no_secret() {
+    let dir = TempDir::new();
+    let secret = "s3cr3t-value-123";
+    dir.write("reader.token", "file-token-0123456789\n");
+    let text = "\
+proxy:
+  listen: 0.0.0.0:8080
+auth:
+  resource: https://mcp.example.com/mcp
+  bearer:
+    tokens:
+      - token_file: reader.token
+        subject: reader
+backends:
+  - name: tool
+    transport: stdio
+    command: server
+    args: [\"--key\", \"${API_KEY}\"]
+";
+    let path = dir.write("secret.yaml", text);
+    let output = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("API_KEY", secret)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mcp-proxy check");
+    let summary = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{summary}{}",
+        stderr(&output)
+    );
+    assert!(summary.contains("server --key [redacted]"), "{summary}");
+    assert!(!summary.contains(secret), "{summary}");
+    assert!(!summary.contains("file-token-0123456789"), "{summary}");
+    assert!(
+        summary.contains("auth: 1 bearer token(s) (reader), resource https://mcp.example.com/mcp"),
+        "{summary}"
+    );
+}

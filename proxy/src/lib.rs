@@ -39,6 +39,7 @@
 
 #![warn(unreachable_pub)]
 
+mod audit;
 mod auth;
 mod backend;
 mod backoff;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcp_proxy::config::{self, Config, LoadBalancing, Role, TransportConfig};
+use mcp_proxy::config::{
+    self, Access, AuditTarget, AuthMethod, Config, LoadBalancing, Role, TransportConfig,
+};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than the system allocator: a call through the proxy
@@ -53,7 +55,8 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
-            print!("{}", summary(path, &config));
+            // Values from ${VAR} and *_file keys are never printed.
+            print!("{}", config.secrets.redact(&summary(path, &config)));
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -159,9 +162,113 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
         if shaping.coalesce {
             policies.push("coalescing".to_owned());
         }
+        if backend.endpoints.iter().any(|e| {
+            matches!(
+                e,
+                TransportConfig::Stdio {
+                    inherit_env: true,
+                    ..
+                }
+            )
+        }) {
+            policies.push("inherits the proxy's environment".to_owned());
+        }
+        if backend.forward_auth {
+            policies
+                .push("forwards the client's Authorization header (token passthrough)".to_owned());
+        }
         if !policies.is_empty() {
             text.push_str(&format!("  {:<20} {}\n", "", policies.join(", ")));
         }
+    }
+    text.push_str(&security_summary(config));
+    text
+}
+
+/// Who may call, what each role may use, the audit log and `/admin/*`.
+fn security_summary(config: &Config) -> String {
+    let mut text = String::new();
+    match &config.auth {
+        None if config.proxy.allow_unauthenticated && !config.proxy.listen.ip().is_loopback() => {
+            text.push_str("auth: none, on a non-loopback address (allow_unauthenticated)\n");
+        }
+        None => text.push_str("auth: none (loopback only)\n"),
+        Some(auth) => {
+            let method = match &auth.method {
+                AuthMethod::Bearer(tokens) => {
+                    let subjects: Vec<&str> = tokens.iter().map(|t| t.subject.as_str()).collect();
+                    format!("{} bearer token(s) ({})", tokens.len(), subjects.join(", "))
+                }
+                AuthMethod::Jwt(jwt) => {
+                    let mut sources = Vec::new();
+                    if let Some(url) = &jwt.keys.jwks_url {
+                        sources.push(format!("JWKS {url}"));
+                    }
+                    if !jwt.keys.static_keys.is_empty() {
+                        sources.push(format!("{} static key(s)", jwt.keys.static_keys.len()));
+                    }
+                    if jwt.keys.secret.is_some() {
+                        sources.push("an HMAC secret".to_owned());
+                    }
+                    format!(
+                        "JWT ({}; issuer {}; keys: {})",
+                        jwt.algorithms.join(", "),
+                        jwt.issuer.as_deref().unwrap_or("not checked"),
+                        sources.join(", ")
+                    )
+                }
+            };
+            text.push_str(&format!("auth: {method}, resource {}", auth.resource));
+            if let Some(rate) = auth.rate_limit {
+                text.push_str(&format!(
+                    ", {} calls per {:?} per caller",
+                    rate.requests, rate.per
+                ));
+            }
+            text.push('\n');
+        }
+    }
+    if let Some(authorization) = &config.authorization {
+        let roles: Vec<&str> = authorization.roles.keys().map(String::as_str).collect();
+        text.push_str(&format!(
+            "authorization: {} role(s) ({}), default {}\n",
+            roles.len(),
+            roles.join(", "),
+            match authorization.default {
+                Access::Allow => "allow",
+                Access::Deny => "deny",
+            }
+        ));
+    }
+    if let Some(audit) = &config.audit {
+        let to = match &audit.to {
+            AuditTarget::Stdout => "stdout".to_owned(),
+            AuditTarget::File(path) => path.display().to_string(),
+        };
+        text.push_str(&format!(
+            "audit: to {to}, arguments {}\n",
+            if audit.include_arguments {
+                "included"
+            } else {
+                "as a SHA-256 digest"
+            }
+        ));
+    }
+    let admin = &config.admin;
+    if admin.listen.is_some() || admin.token.is_some() {
+        text.push_str(&format!(
+            "admin: {}{}\n",
+            admin
+                .listen
+                .map_or("on the main listener".to_owned(), |a| format!(
+                    "on http://{a}"
+                )),
+            if admin.token.is_some() {
+                ", token required"
+            } else {
+                ""
+            }
+        ));
     }
     text
 }

@@ -68,6 +68,10 @@ pub struct ChildCommand {
     pub env: BTreeMap<String, String>,
     /// Its working directory, if not the proxy's.
     pub cwd: Option<PathBuf>,
+    /// Give it the proxy's whole environment; when false, only a few
+    /// variables a program needs to run (`PATH`, `HOME`, locale...) pass,
+    /// so the proxy's own secrets do not leak into every backend.
+    pub inherit_env: bool,
 }
 
 /// Starts stdio backends.

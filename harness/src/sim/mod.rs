@@ -187,7 +187,11 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
-    let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, PROXY_PORT));
+    // The simulated listener is bound below; the config's `listen` is only
+    // what the loader checks. Loopback, as in the in-process and binary
+    // modes, so a scenario needs no `auth:` to load (the simulated network
+    // is closed to everything but the scenario's own hosts).
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, PROXY_PORT));
     let Some(section) = &scenario.proxy else {
         return Err((scenario.needs_target().unwrap_or_default(), Duration::ZERO));
     };

@@ -17,7 +17,8 @@ use super::{Config, ConfigError, expand, raw, validate};
 
 /// Loads a proxy config from an already parsed tree: `${VAR}` expansion
 /// through `env`, strict deserialization, validation. `file_name` is put into
-/// errors; `base_dir` anchors relative `cwd`s.
+/// errors; `base_dir` anchors relative `cwd`s and `*_file`s. The values
+/// substituted for `${VAR}` join the config's secrets.
 pub fn load_tree(
     mut tree: Node,
     file_name: &str,
@@ -25,9 +26,11 @@ pub fn load_tree(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let mut stages = || {
-        expand::expand_tree(&mut tree, env)?;
+        let substituted = expand::expand_tree(&mut tree, env)?;
         let raw: raw::RawConfig = from_node(&tree)?;
-        validate::validate(raw, &tree, base_dir)
+        let mut config = validate::validate(raw, &tree, base_dir)?;
+        config.secrets.add(substituted);
+        Ok(config)
     };
     stages().map_err(|e| ConfigError {
         file: file_name.to_owned(),

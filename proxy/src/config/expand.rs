@@ -10,26 +10,34 @@
 //! literal `${`; a `$` not followed by `{` is literal. Anything else after
 //! `${` (defaults like `${A:-b}`, an empty name, no closing `}`) is an
 //! error, not a silent literal. The result is not expanded again.
+//!
+//! Every value a reference was replaced with is returned: it may be a
+//! token or a password, so it becomes one of the config's
+//! [`Secrets`](super::Secrets), redacted wherever the config is printed.
 
 use super::ConfigError;
 use super::source::{Node, Seg, Value, path_string};
 
-/// Expands `${VAR}` in every string value of `node`, looking names up with `env`.
+/// Expands `${VAR}` in every string value of `node`, looking names up with
+/// `env`; returns the values that were substituted.
 pub(crate) fn expand_tree(
     node: &mut Node,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
-    walk(node, env, &mut Vec::new())
+) -> Result<Vec<String>, ConfigError> {
+    let mut substituted = Vec::new();
+    walk(node, env, &mut Vec::new(), &mut substituted)?;
+    Ok(substituted)
 }
 
 fn walk(
     node: &mut Node,
     env: &dyn Fn(&str) -> Option<String>,
     path: &mut Vec<Seg>,
+    substituted: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     match &mut node.value {
         Value::Str(s) if s.contains('$') => {
-            *s = expand(s, env).map_err(|message| ConfigError {
+            *s = expand_into(s, env, substituted).map_err(|message| ConfigError {
                 file: String::new(),
                 line: Some(node.line),
                 path: path_string(path),
@@ -39,7 +47,7 @@ fn walk(
         Value::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 path.push(Seg::Index(i));
-                let result = walk(item, env, path);
+                let result = walk(item, env, path, substituted);
                 path.pop();
                 result?;
             }
@@ -47,7 +55,7 @@ fn walk(
         Value::Map(entries) => {
             for entry in entries {
                 path.push(Seg::Key(entry.key.clone()));
-                let result = walk(&mut entry.value, env, path);
+                let result = walk(&mut entry.value, env, path, substituted);
                 path.pop();
                 result?;
             }
@@ -58,7 +66,17 @@ fn walk(
 }
 
 /// Expands one string; the error is the message to report.
-pub(crate) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+#[cfg(test)]
+fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    expand_into(text, env, &mut Vec::new())
+}
+
+/// Expands one string, pushing each substituted value onto `substituted`.
+fn expand_into(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    substituted: &mut Vec<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
@@ -79,7 +97,10 @@ pub(crate) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result
                 ));
             }
             match env(name) {
-                Some(value) => out.push_str(&value),
+                Some(value) => {
+                    out.push_str(&value);
+                    substituted.push(value);
+                }
                 None => return Err(format!("environment variable {name:?} is not set")),
             }
             rest = &tail[close + 1..];
@@ -168,6 +189,17 @@ mod tests {
         let e = expand_tree(&mut tree, &env).unwrap_err();
         assert_eq!((e.line, e.path.as_str()), (Some(4), "a[1].env.LOG"));
         assert_eq!(e.message, "environment variable \"NOPE\" is not set");
+    }
+
+    #[test]
+    fn substituted_values_are_returned() {
+        let mut tree = parse(
+            "a: [\"x${HOME}y\", \"$${HOME}\", \"${EMPTY}\"]\n",
+            Format::Yaml,
+        )
+        .unwrap();
+        let substituted = expand_tree(&mut tree, &env).unwrap();
+        assert_eq!(substituted, vec!["/home/me".to_owned(), String::new()]);
     }
 
     #[test]

@@ -129,4 +129,6 @@ pub fn load_str(
 }
 
 #[cfg(test)]
+mod security_tests;
+#[cfg(test)]
 mod tests;

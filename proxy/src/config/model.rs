@@ -484,8 +484,8 @@ pub enum TransportConfig {
         /// `cwd`: working directory; relative paths are taken from the config file's folder.
         cwd: Option<PathBuf>,
         /// `inherit_env`: the child gets the proxy's whole environment.
-        /// Default false: only `PATH`, `HOME`, `USER`, `LANG`, `LC_*`, `TZ`,
-        /// `TMPDIR` and the variables `env` names.
+        /// Default false: only `PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`,
+        /// `LC_*`, `TZ`, `TMPDIR`, `SHELL`, `TERM` and the variables `env` names.
         inherit_env: bool,
     },
     /// A streamable-HTTP MCP server (one endpoint of it).
@@ -741,6 +741,15 @@ pub struct AdminSettings {
 pub struct Secrets(pub Vec<String>);
 
 impl Secrets {
+    /// Adds `values` (empty ones and ones already known are skipped).
+    pub fn add(&mut self, values: impl IntoIterator<Item = String>) {
+        for value in values {
+            if !value.is_empty() && !self.0.contains(&value) {
+                self.0.push(value);
+            }
+        }
+    }
+
     /// `text` with every secret value (of 4 bytes or more) replaced by `[redacted]`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();

@@ -27,6 +27,21 @@ use super::size::ByteSize;
 pub(crate) struct RawConfig {
     pub(crate) proxy: Option<RawProxy>,
     pub(crate) backends: Vec<RawBackend>,
+    pub(crate) auth: Option<RawAuth>,
+    pub(crate) authorization: Option<RawAuthorization>,
+    /// `audit:` written with nothing under it turns the audit log on with
+    /// its defaults (unlike other tables, where it is the same as leaving
+    /// the table out: here leaving it out means no audit log).
+    #[serde(default, deserialize_with = "present_is_default")]
+    pub(crate) audit: Option<RawAudit>,
+    pub(crate) admin: Option<RawAdmin>,
+}
+
+/// A key that is present makes `Some`, even with an empty (null) value.
+fn present_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(|value| Some(value.unwrap_or_default()))
 }
 
 /// `proxy:`.
@@ -46,6 +61,7 @@ pub(crate) struct RawProxy {
     pub(crate) max_in_flight_per_session: Option<usize>,
     pub(crate) progress_queue: Option<usize>,
     pub(crate) seed: Option<u64>,
+    pub(crate) allow_unauthenticated: Option<bool>,
 }
 
 /// One entry of `backends:`, with the keys of both transports.
@@ -59,10 +75,12 @@ pub(crate) struct RawBackend {
     pub(crate) args: Option<Vec<String>>,
     pub(crate) env: Option<BTreeMap<String, String>>,
     pub(crate) cwd: Option<String>,
+    pub(crate) inherit_env: Option<bool>,
     // http
     pub(crate) url: Option<String>,
     pub(crate) endpoints: Option<Vec<String>>,
     pub(crate) headers: Option<BTreeMap<String, String>>,
+    pub(crate) forward_auth: Option<bool>,
     // both
     pub(crate) init_timeout: Option<ConfigDuration>,
     pub(crate) reconnect: Option<RawReconnect>,
@@ -193,6 +211,7 @@ impl RawBackend {
                 present(self.url.is_some(), "url"),
                 present(self.endpoints.is_some(), "endpoints"),
                 present(self.headers.is_some(), "headers"),
+                present(self.forward_auth.is_some(), "forward_auth"),
             ]
             .into_iter()
             .flatten()
@@ -202,12 +221,114 @@ impl RawBackend {
                 present(self.args.is_some(), "args"),
                 present(self.env.is_some(), "env"),
                 present(self.cwd.is_some(), "cwd"),
+                present(self.inherit_env.is_some(), "inherit_env"),
             ]
             .into_iter()
             .flatten()
             .collect(),
         }
     }
+}
+
+/// `auth:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub(crate) resource: Option<String>,
+    pub(crate) authorization_servers: Option<Vec<String>>,
+    pub(crate) scopes_supported: Option<Vec<String>>,
+    pub(crate) rate_limit: Option<RawRateLimit>,
+    pub(crate) bearer: Option<RawBearer>,
+    pub(crate) jwt: Option<RawJwt>,
+}
+
+/// `auth.bearer:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBearer {
+    pub(crate) tokens: Vec<RawBearerToken>,
+}
+
+/// One entry of `auth.bearer.tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBearerToken {
+    pub(crate) token: Option<String>,
+    pub(crate) token_file: Option<String>,
+    pub(crate) subject: Option<String>,
+    pub(crate) scopes: Option<Vec<String>>,
+}
+
+/// `auth.jwt:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub(crate) issuer: Option<String>,
+    pub(crate) audiences: Option<Vec<String>>,
+    pub(crate) algorithms: Option<Vec<String>>,
+    pub(crate) leeway: Option<ConfigDuration>,
+    pub(crate) jwks_url: Option<String>,
+    pub(crate) jwks_ttl: Option<ConfigDuration>,
+    pub(crate) jwks_min_refetch: Option<ConfigDuration>,
+    pub(crate) keys: Option<Vec<RawJwtKey>>,
+    pub(crate) secret: Option<String>,
+    pub(crate) secret_file: Option<String>,
+    pub(crate) roles_claim: Option<String>,
+    pub(crate) subject_claim: Option<String>,
+}
+
+/// One entry of `auth.jwt.keys`: one of `pem_file`, `pem`, `jwk`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwtKey {
+    pub(crate) pem_file: Option<String>,
+    pub(crate) pem: Option<String>,
+    pub(crate) jwk: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) kid: Option<String>,
+}
+
+/// `authorization:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthorization {
+    pub(crate) default: Option<String>,
+    pub(crate) roles: Option<BTreeMap<String, Vec<RawAccessRule>>>,
+}
+
+/// One rule of a role: `allow:` or `deny:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccessRule {
+    pub(crate) allow: Option<RawRuleScope>,
+    pub(crate) deny: Option<RawRuleScope>,
+}
+
+/// What a rule covers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuleScope {
+    pub(crate) backend: Option<String>,
+    pub(crate) tools: Option<Vec<String>>,
+    pub(crate) resources: Option<Vec<String>>,
+    pub(crate) prompts: Option<Vec<String>>,
+}
+
+/// `audit:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) to: Option<String>,
+    pub(crate) include_arguments: Option<bool>,
+    pub(crate) queue: Option<usize>,
+}
+
+/// `admin:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) listen: Option<Listen>,
+    pub(crate) token: Option<String>,
+    pub(crate) token_file: Option<String>,
 }
 
 /// `reconnect:`.

@@ -53,6 +53,7 @@ const FULL_YAML: &str = r#"proxy:
   max_in_flight_per_session: 5
   progress_queue: 8
   seed: 7
+  allow_unauthenticated: true
 backends:
   - name: everything
     transport: stdio
@@ -106,6 +107,7 @@ max_in_flight = 20
 max_in_flight_per_session = 5
 progress_queue = 8
 seed = 7
+allow_unauthenticated = true
 
 [[backends]]
 name = "everything"
@@ -261,6 +263,7 @@ fn full_config() -> Config {
                 forward_auth: false,
             },
         ],
+        secrets: Secrets(vec!["debug".into(), "s3cret".into()]),
         ..Config::default()
     }
 }

@@ -56,7 +56,10 @@ impl RequestKey {
     }
 }
 
-fn canonical_json(value: &Value) -> String {
+/// `value` as JSON with every object's keys sorted, at any depth, and no
+/// whitespace: one text per value, whatever order its keys came in (the
+/// audit log digests it too).
+pub(crate) fn canonical_json(value: &Value) -> String {
     let mut out = Vec::new();
     write_canonical(value, &mut out);
     // Only JSON was written: strings as serde_json escapes them, so UTF-8.

@@ -29,7 +29,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod coalesce;
-mod key;
+pub(crate) mod key;
 pub(crate) mod rules;
 
 use std::time::Duration;

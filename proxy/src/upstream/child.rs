@@ -7,6 +7,12 @@
 //! and signals go to the whole group. Once the leader has been reaped the
 //! group is swept with SIGKILL a last time and then never signalled again,
 //! so a later process that happens to reuse the number is never hit.
+//!
+//! A child gets a minimal environment unless its backend says
+//! `inherit_env: true`: the variables of [`PASSED_ENV`] (what a launcher
+//! needs to find programs, a home and a locale) plus the backend's `env`,
+//! so the proxy's own secrets (tokens, cloud credentials) do not reach
+//! every server it starts.
 
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -27,6 +33,11 @@ pub(crate) struct ProcessSpawner;
 impl Spawner for ProcessSpawner {
     fn spawn(&self, command: &ChildCommand) -> std::io::Result<SpawnedChild> {
         let mut builder = Command::new(&command.program);
+        if !command.inherit_env {
+            builder
+                .env_clear()
+                .envs(std::env::vars_os().filter(|(name, _)| passed(name)));
+        }
         builder
             .args(&command.args)
             .envs(&command.env)
@@ -53,6 +64,18 @@ impl Spawner for ProcessSpawner {
             signals: group,
         })
     }
+}
+
+/// The variables of the proxy's environment a child gets without
+/// `inherit_env` (and every `LC_*`).
+pub(crate) const PASSED_ENV: [&str; 9] = [
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "SHELL", "TERM",
+];
+
+/// Whether the variable `name` passes to a child without `inherit_env`.
+fn passed(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|name| PASSED_ENV.contains(&name) || name.starts_with("LC_"))
 }
 
 /// The process group of one child (its id is the child's pid).
@@ -191,6 +214,55 @@ mod tests {
             describe_exit(ExitStatus::from_raw(9)),
             "process killed by signal 9 (SIGKILL)"
         );
+    }
+
+    /// The environment `sh -c env` sees when started by [`ProcessSpawner`].
+    async fn child_env(inherit_env: bool) -> String {
+        use tokio::io::AsyncReadExt;
+        let command = ChildCommand {
+            name: "env".into(),
+            program: "sh".into(),
+            args: vec!["-c".into(), "env".into()],
+            env: [("FROM_CONFIG".to_owned(), "yes".to_owned())].into(),
+            cwd: None,
+            inherit_env,
+        };
+        let mut child = ProcessSpawner.spawn(&command).expect("sh starts");
+        let mut out = String::new();
+        child.stdout.read_to_string(&mut out).await.unwrap();
+        child.exit.await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_child_gets_a_minimal_environment_unless_it_inherits() {
+        // A variable of this process that is not passed: cargo sets several
+        // (CARGO_*, RUST_*) for the tests it runs.
+        let (name, value) = std::env::vars()
+            .find(|(name, value)| {
+                !passed(std::ffi::OsStr::new(name)) && !value.is_empty() && !value.contains('\n')
+            })
+            .expect("the test process has a variable outside the passed list");
+        let line = format!("{name}={value}\n");
+        let minimal = child_env(false).await;
+        assert!(!minimal.contains(&line), "{name} leaked:\n{minimal}");
+        assert!(minimal.contains("FROM_CONFIG=yes\n"), "{minimal}");
+        if let Ok(path) = std::env::var("PATH") {
+            assert!(minimal.contains(&format!("PATH={path}\n")), "{minimal}");
+        }
+        let inherited = child_env(true).await;
+        assert!(inherited.contains(&line), "{name} missing:\n{inherited}");
+        assert!(inherited.contains("FROM_CONFIG=yes\n"), "{inherited}");
+    }
+
+    #[test]
+    fn passed_variables() {
+        for name in ["PATH", "HOME", "LC_ALL", "LC_CTYPE", "TERM"] {
+            assert!(passed(std::ffi::OsStr::new(name)), "{name}");
+        }
+        for name in ["AWS_SECRET_ACCESS_KEY", "PATHX", "LANGUAGE", "lc_all"] {
+            assert!(!passed(std::ffi::OsStr::new(name)), "{name}");
+        }
     }
 
     #[test]

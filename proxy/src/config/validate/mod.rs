@@ -6,7 +6,12 @@
 //! `safe_to_repeat`); the rest is one module per concern: `proxy` (the
 //! `proxy` section), `transport` (`command`… or `url` and `headers`),
 //! `pool` (replicas), `resilience` (`reconnect`, `timeout`, `retry`,
-//! `circuit_breaker`), `traffic` (roles) and `shaping`.
+//! `circuit_breaker`), `traffic` (roles), `shaping`, and the sections of
+//! identity and security: `auth` (`auth:`, and the rule that a proxy reachable
+//! from other hosts needs it), `authorization`, `audit` and `admin`.
+//!
+//! Values read from `*_file` keys (tokens, secrets) are collected as the
+//! config's [`Secrets`], like the values of `${VAR}` (added by the caller).
 //!
 //! The raw structs carry no positions; an error finds its line by looking
 //! its key path up in the [`Node`] tree (the tree and the raw structs have
@@ -14,17 +19,22 @@
 //! that was defaulted has no line of its own, so the lookup falls back to
 //! the table that would have held it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
 use super::ConfigError;
-use super::raw::{RawBackend, RawConfig, TransportKind};
+use super::raw::{RawBackend, RawConfig, RawRateLimit, TransportKind};
 use super::source::{Node, Seg, path_string};
 use super::{
     BackendConfig, Config, DEFAULT_INIT_TIMEOUT, DEFAULT_WAIT_FOR_READY, HedgePolicy,
-    ProxySettings, RateLimit,
+    ProxySettings, RateLimit, Secrets,
 };
 
+mod admin;
+mod audit;
+mod auth;
+mod authorization;
 mod pool;
 mod proxy;
 mod resilience;
@@ -42,7 +52,11 @@ pub(crate) fn validate(
     tree: &Node,
     base_dir: &Path,
 ) -> Result<Config, ConfigError> {
-    let v = Validator { tree };
+    let v = Validator {
+        tree,
+        base_dir,
+        secrets: RefCell::default(),
+    };
     let proxy = v.proxy(raw.proxy)?;
     let backends_path = [key("backends")];
     if raw.backends.is_empty() {
@@ -67,10 +81,22 @@ pub(crate) fn validate(
         backends.push(backend);
     }
     v.roles(&backends)?;
+    let authorization = raw.authorization.map(|a| v.authorization(a)).transpose()?;
+    let auth = raw
+        .auth
+        .map(|a| v.auth(a, authorization.as_ref()))
+        .transpose()?;
+    v.exposure(&proxy, auth.is_some())?;
+    let audit = raw.audit.map(|a| v.audit(a)).transpose()?;
+    let admin = v.admin(raw.admin)?;
     Ok(Config {
         proxy,
         backends,
-        ..Config::default()
+        auth,
+        authorization,
+        audit,
+        admin,
+        secrets: v.secrets.into_inner(),
     })
 }
 
@@ -86,6 +112,10 @@ fn child(path: &[Seg], k: &str) -> Vec<Seg> {
 
 struct Validator<'a> {
     tree: &'a Node,
+    /// Anchors relative `cwd`s, `*_file`s and the audit file.
+    base_dir: &'a Path,
+    /// The values read from `*_file` keys so far.
+    secrets: RefCell<Secrets>,
 }
 
 impl Validator<'_> {
@@ -174,22 +204,11 @@ impl Validator<'_> {
             }
             c => c.as_ref().map(|c| c.max),
         };
-        let rate_limit = match &raw.rate_limit {
-            None => None,
-            Some(r) => {
-                let p = child(path, "rate_limit");
-                if r.requests == 0 {
-                    return Err(self.error(&child(&p, "requests"), "must be at least 1"));
-                }
-                if r.per.0.is_zero() {
-                    return Err(self.error(&child(&p, "per"), "must be greater than zero"));
-                }
-                Some(RateLimit {
-                    requests: r.requests,
-                    per: r.per.0,
-                })
-            }
-        };
+        let rate_limit = raw
+            .rate_limit
+            .as_ref()
+            .map(|r| self.rate_limit(r, &child(path, "rate_limit")))
+            .transpose()?;
         let circuit_breaker = raw
             .circuit_breaker
             .as_ref()
@@ -225,7 +244,7 @@ impl Validator<'_> {
         Ok(BackendConfig {
             role,
             shaping,
-            forward_auth: false,
+            forward_auth: raw.forward_auth.unwrap_or(false),
             name: raw.name,
             endpoints,
             load_balancing,
@@ -241,6 +260,61 @@ impl Validator<'_> {
             circuit_breaker,
             hedging,
         })
+    }
+
+    /// `rate_limit: { requests, per }` at `path`.
+    fn rate_limit(&self, raw: &RawRateLimit, path: &[Seg]) -> Result<RateLimit, ConfigError> {
+        if raw.requests == 0 {
+            return Err(self.error(&child(path, "requests"), "must be at least 1"));
+        }
+        if raw.per.0.is_zero() {
+            return Err(self.error(&child(path, "per"), "must be greater than zero"));
+        }
+        Ok(RateLimit {
+            requests: raw.requests,
+            per: raw.per.0,
+        })
+    }
+
+    /// A secret given inline (`key`, usually `${VAR}`) or as a file
+    /// (`file_key`, relative to the config's folder, surrounding whitespace
+    /// trimmed), at most one of the two; a file's content joins the secrets.
+    fn secret(
+        &self,
+        path: &[Seg],
+        (k, inline): (&str, Option<&String>),
+        (file_key, file): (&str, Option<&String>),
+    ) -> Result<Option<String>, ConfigError> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(self.key_error(
+                path,
+                file_key,
+                format!("give {k:?} or {file_key:?}, not both"),
+            )),
+            (Some(value), None) => {
+                if value.is_empty() {
+                    return Err(self.error(&child(path, k), "must not be empty"));
+                }
+                Ok(Some(value.clone()))
+            }
+            (None, Some(name)) => {
+                let p = child(path, file_key);
+                if name.is_empty() {
+                    return Err(self.error(&p, "must not be empty"));
+                }
+                let file = self.base_dir.join(name);
+                // The message names the file, never its content.
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| self.error(&p, format!("cannot read {}: {e}", file.display())))?;
+                let value = text.trim().to_owned();
+                if value.is_empty() {
+                    return Err(self.error(&p, format!("{} is empty", file.display())));
+                }
+                self.secrets.borrow_mut().add([value.clone()]);
+                Ok(Some(value))
+            }
+            (None, None) => Ok(None),
+        }
     }
 
     fn backend_name(&self, name: &str, path: &[Seg], separator: &str) -> Result<(), ConfigError> {

@@ -70,7 +70,9 @@ impl Validator<'_> {
             check_origin(origin).map_err(|m| self.error(&p, m))?;
         }
         Ok(ProxySettings {
-            allow_unauthenticated: false,
+            allow_unauthenticated: raw
+                .allow_unauthenticated
+                .unwrap_or(defaults.allow_unauthenticated),
             name,
             listen: raw.listen.map_or(defaults.listen, |l| l.0),
             separator,

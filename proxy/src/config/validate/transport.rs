@@ -58,7 +58,7 @@ impl Validator<'_> {
             args,
             env,
             cwd,
-            inherit_env: false,
+            inherit_env: raw.inherit_env.unwrap_or(false),
         })
     }
 

@@ -112,7 +112,7 @@ impl StdioConnection {
             args,
             env,
             cwd,
-            inherit_env: _,
+            inherit_env,
         } = transport
         else {
             return Err(UpstreamError::Connect(format!(
@@ -126,6 +126,7 @@ impl StdioConnection {
             args: args.clone(),
             env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             cwd: cwd.clone(),
+            inherit_env: *inherit_env,
         };
         let child = settings.platform.spawner.spawn(&command).map_err(|error| {
             UpstreamError::Connect(format!("failed to start `{}`: {error}", command.program))
