@@ -104,9 +104,25 @@ async def wrong_token(url: str) -> dict:
         async with http_client("not-a-token-the-proxy-knows") as http:
             async with Client(streamable_http_client(url, http_client=http)):
                 pass
-    except MCPError as error:
+    except BaseException as raised:  # noqa: BLE001 - looked into below
+        error = mcp_error_in(raised)
+        if error is None:
+            raise
         return {"connected": False, "code": error.code, "message": error.message}
     return {"connected": True}
+
+
+def mcp_error_in(raised: BaseException) -> MCPError | None:
+    """The MCPError in `raised`, also when the SDK's task groups wrapped it
+    in (nested) exception groups."""
+    if isinstance(raised, MCPError):
+        return raised
+    if isinstance(raised, BaseExceptionGroup):
+        for inner in raised.exceptions:
+            found = mcp_error_in(inner)
+            if found is not None:
+                return found
+    return None
 
 
 async def session(url: str, token: str, tool: str, arguments: dict) -> dict:
