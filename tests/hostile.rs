@@ -113,8 +113,12 @@ impl Target {
             client.initialize().await;
             client
         });
+        // A connection per request: a connection the proxy closes after an
+        // answer (a 413 whose body it did not read) is never reused, so a
+        // failed exchange is the proxy's, not a race of the client's pool.
         let http = reqwest::Client::builder()
             .no_proxy()
+            .pool_max_idle_per_host(0)
             .timeout(EXCHANGE_BOUND)
             .build()
             .expect("reqwest client builds");
@@ -780,7 +784,9 @@ fn arbitrary_bodies(target: &Target) {
             body
         }),
         // Past the body limit.
-        1 => (any::<u8>(), MAX_BODY + 1..2 * MAX_BODY).prop_map(|(byte, len)| vec![byte; len]),
+        // (Only a little past it: the proxy answers 413 without reading
+        // the rest, and a long unread rest would only test the kernel.)
+        1 => (any::<u8>(), MAX_BODY + 1..MAX_BODY + 4096).prop_map(|(byte, len)| vec![byte; len]),
     ];
     check(
         "arbitrary bytes as the POST body",
