@@ -3,8 +3,11 @@
 //! 127.0.0.1. The harness runs scenarios against the proxy in its own binary,
 //! `tests/harness.rs`.
 //!
-//! Run with `npm ci --prefix tests/interop && cargo test`; the npm step
-//! installs the third-party server the tests spawn.
+//! Run with `npm ci --prefix tests/interop && python3 -m venv
+//! tests/interop/.venv && tests/interop/.venv/bin/pip install -q -r
+//! tests/interop/requirements.txt && cargo test`: the npm step installs the
+//! third-party server the tests spawn, the venv the official MCP Python SDK
+//! that `python_client` drives the proxy with.
 
 // Shared by modules that each use a part of it; an unused helper is not a
 // reason to fail a build.
@@ -37,3 +40,7 @@ mod bounds;
 mod auth;
 // JWTs against a real JWKS server: claims, rotation, outage.
 mod jwt;
+// The official MCP Python SDK's client through the proxy, with bearer auth.
+mod python_client;
+// Generated hostile input at the front door: always a well-formed answer.
+mod hostile;

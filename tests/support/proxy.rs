@@ -100,15 +100,24 @@ pub async fn start_config(config: Config) -> RunningProxy {
 /// Start the proxy from YAML as an operator writes it (through the proxy's
 /// own loader) and wait until every backend is connected.
 pub async fn start_yaml(text: &str) -> RunningProxy {
-    let config = mcp_proxy::config::load_str(
+    start_config(load_yaml(text)).await
+}
+
+/// A config from YAML as an operator writes it, through the proxy's own
+/// loader (no environment variables, paths relative to the current folder).
+///
+/// # Panics
+///
+/// When the loader refuses it, with its error and the text.
+pub fn load_yaml(text: &str) -> Config {
+    mcp_proxy::config::load_str(
         text,
         mcp_proxy::config::Format::Yaml,
         "test.yaml",
         std::path::Path::new("."),
         &|_| None,
     )
-    .unwrap_or_else(|e| panic!("{e}\n{text}"));
-    start_config(config).await
+    .unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 /// A raw client with an initialized session on `proxy`.
