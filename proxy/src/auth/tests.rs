@@ -556,7 +556,7 @@ proptest! {
         // Huge, and made of parts.
         let huge = format!("{}.{}.{}", "e".repeat(repeat), "e".repeat(repeat), "e".repeat(repeat));
         prop_assert!(authenticate(&bearer(&huge)).is_err());
-        prop_assert!(authenticate(&bearer(&valid.repeat(repeat.min(40)))).is_err());
+        prop_assert!(authenticate(&bearer(&valid.repeat(repeat.clamp(2, 40)))).is_err());
     }
 
     #[test]

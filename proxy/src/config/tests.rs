@@ -947,7 +947,8 @@ fn load_reads_the_file_and_anchors_cwd_to_its_folder() {
 #[test]
 fn every_example_config_loads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let placeholder = |_: &str| Some("placeholder".to_owned());
+    // Long enough for a bearer token (16 bytes at least), one per variable.
+    let placeholder = |name: &str| Some(format!("placeholder-value-of-{name}"));
     let mut loaded = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
