@@ -18,6 +18,8 @@ use crate::support::{RawClient, TestBackend};
 const READER: &str = "reader-token-0123456789";
 const WRITER: &str = "writer-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789ab";
+/// The reader's subject with both roles: a broader token of the same caller.
+const BROAD: &str = "broad-token-0123456789ab";
 const RESOURCE: &str = "https://mcp.example.com/mcp";
 
 /// A proxy with bearer auth over two backends, `alpha` and `beta`: the
@@ -42,6 +44,9 @@ auth:
       - token: {WRITER}
         subject: walt
         scopes: [writer]
+      - token: {BROAD}
+        subject: rita
+        scopes: [writer, reader]
 {extra}authorization:
   default: deny
   roles:
@@ -216,6 +221,18 @@ async fn each_role_sees_and_calls_only_what_its_rules_allow() {
     );
     assert_eq!(beta.calls("whoami"), 0, "nothing refused reached beta");
 
+    // Asking for progress over an event stream changes nothing: the refusal
+    // comes before the stream, as a 403.
+    let body = json!({
+        "jsonrpc": "2.0", "id": 8, "method": "tools/call",
+        "params": { "name": "beta/whoami", "arguments": {}, "_meta": { "progressToken": "p" } },
+    });
+    let refused = reader
+        .post_raw(body.to_string(), &reader.standard_headers())
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    assert_eq!(beta.calls("whoami"), 0, "nothing refused reached beta");
+
     let whoami = writer.call_tool("beta/whoami", json!({})).await;
     assert_eq!(whoami["result"]["content"][0]["text"], "beta", "{whoami}");
     let denied = writer
@@ -243,6 +260,17 @@ async fn a_session_belongs_to_its_subject_and_answers_are_cached_per_caller() {
     let answer = hijack
         .post_raw(
             json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/list" }).to_string(),
+            &hijack.standard_headers(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
+
+    // The reader's own subject with other roles (a broader token): its
+    // requests are never judged on the reader's session.
+    hijack.set_bearer(Some(BROAD));
+    let answer = hijack
+        .post_raw(
+            json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/list" }).to_string(),
             &hijack.standard_headers(),
         )
         .await;

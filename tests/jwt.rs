@@ -170,7 +170,7 @@ auth:
     leeway: 5s
     jwks_url: {}
     jwks_ttl: 1h
-    jwks_min_refetch: 100ms
+    jwks_min_refetch: 2s
     roles_claim: roles
 authorization:
   default: deny
@@ -239,15 +239,15 @@ backends:
     assert_eq!(status, StatusCode::UNAUTHORIZED, "an untrusted key");
     // The identity provider rotates: k2 is published, and the next token
     // signed by it is taken after one more fetch (once the refetch pause
-    // of 100 ms has passed).
+    // of 2 s has passed).
     jwks.publish(&["k1", "k2"]);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     let (status, _) = initialize_with(&proxy, &token("k2", json!({}))).await;
     assert_eq!(status, StatusCode::OK, "the rotated key is trusted");
 
     // The JWKS goes down: the keys already fetched keep working.
     jwks.down.store(true, Ordering::SeqCst);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     for kid in ["k1", "k2"] {
         let (status, _) = initialize_with(&proxy, &token(kid, json!({}))).await;
         assert_eq!(status, StatusCode::OK, "{kid} while the JWKS is down");

@@ -142,6 +142,9 @@ pub fn start_on(
             .map_err(|source| StartError::Audit(source.to_string()))?,
     });
     warn_about_forwarded_tokens(&config);
+    if config.auth.is_none() && !addr.ip().is_loopback() && config.admin.token.is_none() {
+        tracing::warn!(%addr, "allow_unauthenticated: anyone who reaches this address can use every backend and /admin/*");
+    }
     let admin_server = match config.admin.listen {
         Some(admin_addr) => Some(serve_admin(admin_addr, &app)?),
         None => None,

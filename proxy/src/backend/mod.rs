@@ -245,6 +245,11 @@ impl Backend {
         self.listed.load(Ordering::Relaxed)
     }
 
+    /// The primary whose calls it serves: its own name for a primary.
+    pub(crate) fn primary_name(&self) -> &str {
+        self.config.role.primary().unwrap_or(&self.config.name)
+    }
+
     /// Whether its names are its own (it has no `canary_of`, `mirror_of`
     /// or `failover_for`).
     pub(crate) fn serves_own_traffic(&self) -> bool {

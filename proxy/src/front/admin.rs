@@ -81,10 +81,15 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
-/// Whether two secrets are equal, in time that depends on their lengths
-/// only, never on where they first differ.
+/// Whether two secrets are equal, in time that depends on neither where
+/// they differ nor the expected one's length: their SHA-256 digests are
+/// compared in constant time.
 fn same_secret(presented: &str, expected: &str) -> bool {
-    let (a, b) = (presented.as_bytes(), expected.as_bytes());
-    let differences = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    a.len() == b.len() && differences == 0
+    use subtle::ConstantTimeEq;
+    let digest =
+        |text: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest(presented)
+        .as_ref()
+        .ct_eq(digest(expected).as_ref())
+        .into()
 }

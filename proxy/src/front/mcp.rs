@@ -14,7 +14,8 @@
 //! on as a task of its own ([`Detachable`]).
 //!
 //! With `auth:`, every request first proves its caller ([`identity`]: 401
-//! otherwise); a session is found only by the subject that initialized it;
+//! otherwise); a session is found only by the caller (subject and roles) that
+//! initialized it;
 //! a caller beyond `auth.rate_limit` is answered `-32014`; an item the
 //! caller may not use, 403.
 //!
@@ -348,6 +349,19 @@ async fn request(
         .as_ref()
         .and_then(|p| p.pointer("/_meta/progressToken"))
         .is_some();
+    if wants_progress
+        && accepts_stream
+        && let Some(error) = app
+            .gateway
+            .refused_access(&session, &method, params.as_ref())
+    {
+        // Refused before its stream opens, so it is answered 403 too.
+        let answer = jsonrpc::error_response(id, &error);
+        if let Some(audit) = audit {
+            audit.finish(&app, &answer);
+        }
+        return identity::answer_response(&app, answer);
+    }
     let (progress, progress_rx) = if wants_progress && accepts_stream {
         let (sender, receiver) = app.sessions.progress_queue();
         (Some(sender), Some(receiver))
@@ -365,44 +379,49 @@ async fn request(
             .handle(&call_session, &call_method, params, progress)
             .await
     }));
-    let in_flight = match app.sessions.admit(&session, &id, abort) {
-        Ok(in_flight) => in_flight,
-        Err(Refusal::SessionEnded) => {
-            return reject(
-                StatusCode::NOT_FOUND,
-                id,
-                jsonrpc::INVALID_REQUEST,
-                "unknown or expired session",
-            )
-            .into_response();
-        }
+    let refusal = match app.sessions.admit(&session, &id, abort) {
+        Ok(in_flight) => Ok(in_flight),
+        Err(Refusal::SessionEnded) => Err((
+            StatusCode::NOT_FOUND,
+            jsonrpc::error_response(
+                id.clone(),
+                &ErrorObject::new(jsonrpc::INVALID_REQUEST, "unknown or expired session"),
+            ),
+        )),
         Err(Refusal::DuplicateId) => {
             let message = format!("request id {id} is already in flight in this session");
-            return reject(
+            let error = ErrorObject::new(jsonrpc::INVALID_REQUEST, message);
+            Err((
                 StatusCode::BAD_REQUEST,
-                id,
-                jsonrpc::INVALID_REQUEST,
-                message,
-            )
-            .into_response();
+                jsonrpc::error_response(id.clone(), &error),
+            ))
         }
         Err(Refusal::SessionInFlight(limit)) => {
             let message = format!(
                 "this session has {limit} requests in flight (proxy.max_in_flight_per_session); request not sent"
             );
-            return refused(
+            Err((
                 StatusCode::OK,
-                id,
-                "max_in_flight_per_session",
-                limit,
-                message,
-            );
+                refusal(id.clone(), "max_in_flight_per_session", limit, message),
+            ))
         }
         Err(Refusal::ProxyInFlight(limit)) => {
             let message = format!(
                 "mcp-proxy has {limit} requests in flight (proxy.max_in_flight); request not sent"
             );
-            return refused(StatusCode::OK, id, "max_in_flight", limit, message);
+            Err((
+                StatusCode::OK,
+                refusal(id.clone(), "max_in_flight", limit, message),
+            ))
+        }
+    };
+    let in_flight = match refusal {
+        Ok(in_flight) => in_flight,
+        Err((status, answer)) => {
+            if let Some(audit) = audit {
+                audit.finish(&app, &answer);
+            }
+            return (status, Json(answer)).into_response();
         }
     };
     let cancel_calls = app.cancel_calls.clone();

@@ -1,14 +1,15 @@
 //! What one caller may see and use (`authorization:`): each list cut down
 //! to the items the caller's roles allow, and `-32016` for a request of an
 //! item they do not (the front door answers it with HTTP 403 and
-//! `insufficient_scope`). The caller is the session's latest one, as its
-//! credential said. Without `authorization:` everything is allowed.
+//! `insufficient_scope`). The caller is the session's: a session is only
+//! ever used with the subject and roles that opened it. Without `authorization:` everything is allowed.
 
 use serde_json::{Value, json};
 
 use super::Gateway;
 use crate::auth::{Item, ItemKind};
 use crate::backend::ListKind;
+use crate::call::Method;
 use crate::error_codes::FORBIDDEN;
 use crate::jsonrpc::ErrorObject;
 use crate::session::Session;
@@ -26,8 +27,7 @@ impl Gateway {
         let Some(policy) = &self.access else {
             return Ok(());
         };
-        let caller = session.caller();
-        let roles = caller.as_deref().map_or(&[][..], |c| c.roles.as_slice());
+        let roles = roles_of(session);
         let backend_name = self.backends[backend].name();
         let item = Item {
             kind,
@@ -56,19 +56,58 @@ impl Gateway {
         })))
     }
 
+    /// The refusal a call of `method` with `params` would get for want of
+    /// access, found before it runs: for an answer that goes out as an
+    /// event stream, whose HTTP status is sent before the call ends.
+    pub(crate) fn refused_access(
+        &self,
+        session: &Session,
+        method: &str,
+        params: Option<&Value>,
+    ) -> Option<ErrorObject> {
+        self.access.as_ref()?;
+        let method = Method::parse(method).filter(|m| m.is_routed())?;
+        self.resolve(session, method, params.cloned(), None)
+            .err()
+            .filter(|error| error.code == FORBIDDEN)
+    }
+
+    /// Whether `session`'s caller may hear backend `backend` (its log
+    /// messages) and set its log level: only if it may use at least one
+    /// item of the primary the backend serves.
+    pub(super) fn may_hear(&self, session: &Session, backend: usize) -> bool {
+        let Some(policy) = &self.access else {
+            return true;
+        };
+        let primary_name = self.backends[backend].primary_name();
+        let Some(&primary) = self.by_name.get(primary_name) else {
+            return false;
+        };
+        let roles = roles_of(session);
+        let catalog = self.catalog();
+        ListKind::ALL.into_iter().any(|kind| {
+            catalog.owned_items(kind).any(|(_, owner)| {
+                owner.backend == primary
+                    && policy.allows(
+                        roles,
+                        Item {
+                            kind: item_kind(kind),
+                            backend: primary_name,
+                            name: &owner.name,
+                        },
+                    )
+            })
+        })
+    }
+
     /// The items of one list that `session`'s caller may see.
     pub(super) fn visible_items(&self, session: &Session, kind: ListKind) -> Vec<Value> {
         let catalog = self.catalog();
         let Some(policy) = &self.access else {
             return catalog.items(kind).to_vec();
         };
-        let caller = session.caller();
-        let roles = caller.as_deref().map_or(&[][..], |c| c.roles.as_slice());
-        let kind_of_item = match kind {
-            ListKind::Tools => ItemKind::Tool,
-            ListKind::Resources | ListKind::ResourceTemplates => ItemKind::Resource,
-            ListKind::Prompts => ItemKind::Prompt,
-        };
+        let roles = roles_of(session);
+        let kind_of_item = item_kind(kind);
         catalog
             .owned_items(kind)
             .filter(|(_, owner)| {
@@ -84,4 +123,20 @@ impl Gateway {
             .map(|(item, _)| item.clone())
             .collect()
     }
+}
+
+/// What kind of item a list holds, for access rules.
+fn item_kind(kind: ListKind) -> ItemKind {
+    match kind {
+        ListKind::Tools => ItemKind::Tool,
+        ListKind::Resources | ListKind::ResourceTemplates => ItemKind::Resource,
+        ListKind::Prompts => ItemKind::Prompt,
+    }
+}
+
+/// The roles of the session's caller (none without `auth:`).
+fn roles_of(session: &Session) -> &[String] {
+    session
+        .caller()
+        .map_or(&[], |caller| caller.roles.as_slice())
 }

@@ -59,7 +59,10 @@ impl Gateway {
         };
         session.set_log_severity(severity);
         for (index, backend) in self.backends().iter().enumerate() {
-            if backend.is_connected() && backend.listing().capabilities.contains_key("logging") {
+            if backend.is_connected()
+                && backend.listing().capabilities.contains_key("logging")
+                && self.may_hear(session, index)
+            {
                 // One backend refusing a level must not fail the others.
                 let call = Call::new(Method::SetLogLevel, index, params.clone());
                 let _ = self.forward(call).await;
@@ -137,7 +140,11 @@ impl Gateway {
                     .and_then(Value::as_str)
                     .and_then(log_severity)
                     .unwrap_or(0);
-                for session in self.sessions.all().iter().filter(|s| s.wants_log(severity)) {
+                let hearing = self.sessions.all();
+                let hearing = hearing
+                    .iter()
+                    .filter(|s| s.wants_log(severity) && self.may_hear(s, backend));
+                for session in hearing {
                     session.push(&message);
                 }
             }

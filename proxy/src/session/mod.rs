@@ -5,10 +5,10 @@
 //! header after it. It remembers the client's in-flight requests (so `notifications/cancelled` can stop the
 //! right one), its resource subscriptions, and the sender of its optional
 //! GET event stream, through which the proxy pushes `list_changed` and other
-//! server notifications. With `auth:`, a session belongs to the subject
-//! that initialized it (another subject's request does not find it) and
-//! knows the caller of its latest request, whose roles the gateway judges
-//! lists and calls by.
+//! server notifications. With `auth:`, a session belongs to the caller
+//! that initialized it: a request of another subject, or of the same
+//! subject with other roles, does not find it; so the roles the gateway
+//! judges its lists and calls by are the session's own.
 //!
 //! The store also owns the bounds that keep clients from growing the
 //! proxy's memory without end, so that what a session holds is counted in
@@ -56,12 +56,10 @@ pub(crate) struct Session {
     /// The least severe log level the client asked for (`logging/setLevel`);
     /// `None` until it asks, and then it gets no backend log messages.
     log_severity: Mutex<Option<u8>>,
-    /// The subject that initialized it (with `auth:`); only that subject's
-    /// requests find it.
-    owner: Option<Arc<str>>,
-    /// Who sent its latest request, as that request's credential said: the
-    /// roles the gateway judges lists and calls by.
-    caller: RwLock<Option<Arc<Caller>>>,
+    /// Who initialized it (with `auth:`): only requests of the same
+    /// subject with the same roles find it, so the roles the gateway judges
+    /// its lists and calls by are the same for every request of it.
+    caller: Option<Arc<Caller>>,
     /// The `Authorization` header of its latest request, kept only for
     /// `forward_auth` backends.
     credential: RwLock<Option<http::HeaderValue>>,
@@ -85,17 +83,9 @@ impl Session {
         Arc::clone(&self.id)
     }
 
-    /// Who sent the session's latest request (`None` without `auth:`).
-    pub(crate) fn caller(&self) -> Option<Arc<Caller>> {
-        self.caller
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Record who sends the request being handled.
-    pub(crate) fn set_caller(&self, caller: Arc<Caller>) {
-        *self.caller.write().unwrap_or_else(PoisonError::into_inner) = Some(caller);
+    /// Who the session belongs to (`None` without `auth:`).
+    pub(crate) fn caller(&self) -> Option<&Caller> {
+        self.caller.as_deref()
     }
 
     /// The `Authorization` header of the session's latest request, if it
@@ -391,10 +381,7 @@ impl SessionStore {
             subscriptions: Mutex::new(HashSet::new()),
             stream: Mutex::new(None),
             log_severity: Mutex::new(None),
-            owner: caller
-                .as_ref()
-                .map(|caller| Arc::from(caller.subject.as_str())),
-            caller: RwLock::new(caller),
+            caller,
             credential: RwLock::new(None),
         });
         sessions.insert(session.id.to_string(), Arc::clone(&session));
@@ -402,9 +389,10 @@ impl SessionStore {
     }
 
     /// Look a session up for a request of `caller`, and mark it used. A
-    /// session another subject initialized is unknown to it, as if it did
-    /// not exist (its id is no capability by itself); found, it records
-    /// `caller` as the sender of its latest request.
+    /// session another subject initialized, or the same subject with other
+    /// roles (a narrower token, say), is unknown to it, as if it did not
+    /// exist: its id is no capability by itself, and one session's requests
+    /// are never judged by another token's roles.
     pub(crate) fn get(
         &self,
         id: Option<&str>,
@@ -418,12 +406,22 @@ impl SessionStore {
             .get(id)
             .cloned()
             .ok_or(SessionError::Unknown)?;
-        let subject = caller.as_ref().map(|caller| caller.subject.as_str());
-        if session.owner.as_deref() != subject {
+        let same = |a: &Caller, b: &Caller| {
+            let roles = |caller: &Caller| {
+                let mut roles = caller.roles.clone();
+                roles.sort_unstable();
+                roles.dedup();
+                roles
+            };
+            a.subject == b.subject && roles(a) == roles(b)
+        };
+        let belongs = match (session.caller.as_deref(), caller.as_deref()) {
+            (None, None) => true,
+            (Some(owner), Some(caller)) => same(owner, caller),
+            _ => false,
+        };
+        if !belongs {
             return Err(SessionError::Unknown);
-        }
-        if let Some(caller) = caller {
-            session.set_caller(caller);
         }
         session.touch();
         Ok(session)
