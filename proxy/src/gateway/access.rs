@@ -4,6 +4,9 @@
 //! `insufficient_scope`). The caller is the session's: a session is only
 //! ever used with the subject and roles that opened it. Without `authorization:` everything is allowed.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::Gateway;
@@ -76,6 +79,27 @@ impl Gateway {
     /// messages) and set its log level: only if it may use at least one
     /// item of the primary the backend serves.
     pub(super) fn may_hear(&self, session: &Session, backend: usize) -> bool {
+        self.roles_may_hear(roles_of(session), backend)
+    }
+
+    /// The sessions that may hear backend `backend` (see [`Self::may_hear`]),
+    /// judged once per set of roles: a chatty backend's log messages must
+    /// not cost a scan of the catalog for every session.
+    pub(super) fn hearing(&self, sessions: &[Arc<Session>], backend: usize) -> Vec<Arc<Session>> {
+        let mut judged: HashMap<&[String], bool> = HashMap::new();
+        sessions
+            .iter()
+            .filter(|session| {
+                let roles = roles_of(session);
+                *judged
+                    .entry(roles)
+                    .or_insert_with(|| self.roles_may_hear(roles, backend))
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn roles_may_hear(&self, roles: &[String], backend: usize) -> bool {
         let Some(policy) = &self.access else {
             return true;
         };
@@ -83,7 +107,6 @@ impl Gateway {
         let Some(&primary) = self.by_name.get(primary_name) else {
             return false;
         };
-        let roles = roles_of(session);
         let catalog = self.catalog();
         ListKind::ALL.into_iter().any(|kind| {
             catalog.owned_items(kind).any(|(_, owner)| {

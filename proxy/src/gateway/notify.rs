@@ -140,11 +140,13 @@ impl Gateway {
                     .and_then(Value::as_str)
                     .and_then(log_severity)
                     .unwrap_or(0);
-                let hearing = self.sessions.all();
-                let hearing = hearing
-                    .iter()
-                    .filter(|s| s.wants_log(severity) && self.may_hear(s, backend));
-                for session in hearing {
+                let wanting: Vec<_> = self
+                    .sessions
+                    .all()
+                    .into_iter()
+                    .filter(|s| s.wants_log(severity))
+                    .collect();
+                for session in self.hearing(&wanting, backend) {
                     session.push(&message);
                 }
             }
