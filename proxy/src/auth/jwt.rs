@@ -307,7 +307,7 @@ impl JwtVerifier {
                 )));
             }
         };
-        Ok(Caller { subject, roles })
+        Ok(Caller::new(subject, roles))
     }
 }
 

@@ -41,16 +41,34 @@ use serde_json::Value;
 use crate::config::{AuthConfig, AuthMethod};
 use crate::platform::Platform;
 
+pub(crate) use bearer::same_secret;
 pub(crate) use limits::CallerLimits;
 pub(crate) use policy::Policy;
+
+/// The token of an `Authorization: Bearer <token>` header value, if it is
+/// one (the same reading as for MCP callers).
+pub(crate) fn bearer_token(header: &str) -> Option<&str> {
+    credentials::bearer_token(Some(header)).ok()
+}
 
 /// Who made a request, as its credentials say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Caller {
     /// The token's `subject` (bearer) or the JWT's subject claim.
     pub subject: String,
-    /// Its roles: a bearer token's `scopes`, or the JWT's roles claim.
+    /// Its roles: a bearer token's `scopes`, or the JWT's roles claim;
+    /// sorted, each once (see [`Caller::new`]).
     pub roles: Vec<String>,
+}
+
+impl Caller {
+    /// A caller with its roles sorted and each once, so that two callers
+    /// with the same roles are equal however their tokens listed them.
+    pub(crate) fn new(subject: String, mut roles: Vec<String>) -> Self {
+        roles.sort_unstable();
+        roles.dedup();
+        Self { subject, roles }
+    }
 }
 
 /// Why a request was not authenticated: answered 401.

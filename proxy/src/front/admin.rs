@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{App, origin};
+use crate::auth;
 use crate::config::Config;
 
 /// The rule `/admin/*` answers by.
@@ -59,8 +60,8 @@ pub(super) async fn guard(State(app): State<Arc<App>>, request: Request, next: N
             let presented = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok())
-                .and_then(bearer_token);
-            if presented.is_some_and(|presented| same_secret(presented, token)) {
+                .and_then(auth::bearer_token);
+            if presented.is_some_and(|presented| auth::same_secret(presented, token)) {
                 next.run(request).await
             } else {
                 let mut response =
@@ -73,23 +74,4 @@ pub(super) async fn guard(State(app): State<Arc<App>>, request: Request, next: N
             }
         }
     }
-}
-
-/// The token of an `Authorization: Bearer <token>` value (scheme in any case).
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token)
-}
-
-/// Whether two secrets are equal, in time that depends on neither where
-/// they differ nor the expected one's length: their SHA-256 digests are
-/// compared in constant time.
-fn same_secret(presented: &str, expected: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    let digest =
-        |text: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest(presented)
-        .as_ref()
-        .ct_eq(digest(expected).as_ref())
-        .into()
 }

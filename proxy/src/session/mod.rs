@@ -406,21 +406,8 @@ impl SessionStore {
             .get(id)
             .cloned()
             .ok_or(SessionError::Unknown)?;
-        let same = |a: &Caller, b: &Caller| {
-            let roles = |caller: &Caller| {
-                let mut roles = caller.roles.clone();
-                roles.sort_unstable();
-                roles.dedup();
-                roles
-            };
-            a.subject == b.subject && roles(a) == roles(b)
-        };
-        let belongs = match (session.caller.as_deref(), caller.as_deref()) {
-            (None, None) => true,
-            (Some(owner), Some(caller)) => same(owner, caller),
-            _ => false,
-        };
-        if !belongs {
+        // Roles are kept sorted (`Caller::new`): equal callers compare equal.
+        if session.caller.as_deref() != caller.as_deref() {
             return Err(SessionError::Unknown);
         }
         session.touch();
