@@ -16,11 +16,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::io::AsyncReadExt;
 
+use crate::support::RawClient;
 use crate::support::bins::{TempDir, proxy_binary as binary, root};
-use crate::support::proxy::{admin_backend, ops_get_json, pid_gone, reserve_addr};
-use crate::support::{RawClient, wait_until};
+use crate::support::proxy::{
+    admin_backend, ops_get_json, pid_gone, reserve_addr, spawn_serve, wait_ready,
+};
 
 /// How long the binary may take to exit after SIGTERM (or after failing).
 const EXIT_BOUND: Duration = Duration::from_secs(30);
@@ -218,51 +219,15 @@ backends:
     )
 }
 
-/// `mcp-proxy serve --config <path>` as a child the test owns: killed on
-/// drop, stderr collected in the background for failure messages.
-fn spawn_serve(path: &Path) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
-    let mut child = tokio::process::Command::new(binary())
-        .args(["serve", "--log", "info", "--config"])
-        .arg(path)
-        .env_remove("RUST_LOG")
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn mcp-proxy serve");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let log = tokio::spawn(async move {
-        let mut text = Vec::new();
-        let _ = stderr.read_to_end(&mut text).await;
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    (child, log)
-}
-
 #[tokio::test]
 async fn serve_runs_until_sigterm_then_exits_0_and_stops_its_children() {
     let dir = TempDir::new();
     let reserved = reserve_addr();
     let path = dir.write("serve.yaml", &serve_config(reserved.addr()));
     let addr = reserved.release();
-    let (mut child, log) = spawn_serve(&path);
+    let (mut child, log) = spawn_serve(&path, &[]);
 
-    wait_until("/readyz to answer 200", || async {
-        // Refused until the binary listens; a probe error is "not yet".
-        let url = format!("http://{addr}/readyz");
-        let client = reqwest::Client::builder().no_proxy().build();
-        match client {
-            Ok(client) => client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|response| response.status() == StatusCode::OK),
-            Err(_) => false,
-        }
-    })
-    .await;
+    wait_ready(addr).await;
 
     let client = RawClient::new(format!("http://{addr}/mcp"));
     client.initialize().await;
@@ -303,7 +268,7 @@ async fn serve_with_an_invalid_config_exits_1_without_listening() {
     let text = serve_config(reserved.addr()).replace("command: python3", "comand: python3");
     let path = dir.write("broken.yaml", &text);
     let addr = reserved.release();
-    let (mut child, log) = spawn_serve(&path);
+    let (mut child, log) = spawn_serve(&path, &[]);
     let exit = tokio::time::timeout(EXIT_BOUND, child.wait())
         .await
         .expect("serve gives up on a bad config")

@@ -26,6 +26,8 @@ mod recovery;
 mod lifecycle;
 // The mcp-proxy binary: check, --help, serve until SIGTERM.
 mod cli;
+// Hot reload: a new config applied as a diff, in process and through the binary.
+mod reload;
 // Per-backend timeouts and retries, configured as an operator writes them.
 mod resilience;
 // Replica pools: load balancing, retries and hedges across replicas, ejection.

@@ -118,7 +118,7 @@ impl Router {
     pub fn of(proxy: &RunningProxy) -> Option<Self> {
         let app = proxy.app();
         Some(Self {
-            gateway: Arc::clone(&app.gateway),
+            gateway: app.live.current(),
             session: app.sessions.create(None)?,
         })
     }

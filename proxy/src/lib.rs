@@ -55,6 +55,7 @@ pub mod internals;
 mod jsonrpc;
 mod metrics;
 pub mod platform;
+mod reload;
 pub mod server;
 mod session;
 mod shaping;
@@ -62,3 +63,4 @@ mod traffic;
 mod upstream;
 
 pub use backend::{BreakerState, EndpointStatus, State, Status};
+pub use reload::{ConfigWatch, ReloadError, ReloadReport};

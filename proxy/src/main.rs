@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mcp_proxy::ConfigWatch;
 use mcp_proxy::config::{
     self, Access, AuditTarget, AuthMethod, Config, LoadBalancing, Role, TransportConfig,
 };
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than the system allocator: a call through the proxy
@@ -26,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy until SIGTERM or SIGINT, then drain and stop gracefully.
+    /// Run the proxy until SIGTERM or SIGINT, then drain and stop
+    /// gracefully. SIGHUP reloads the config file.
     Serve {
         /// The config file: YAML (.yaml, .yml) or TOML (.toml), one schema.
         #[arg(long, short, value_name = "FILE")]
@@ -35,6 +38,10 @@ enum Command {
         /// RUST_LOG, when set, wins.
         #[arg(long, default_value = "info", value_name = "FILTER")]
         log: String,
+        /// Reload the config when the file changes (it is read once a
+        /// second). SIGHUP and `POST /admin/reload` reload it in any case.
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a config file and print a summary; exit 0 if valid, 1 if not.
     Check {
@@ -48,7 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Serve { config, log } => serve(&config, &log),
+        Command::Serve { config, log, watch } => serve(&config, &log, watch),
     }
 }
 
@@ -273,7 +280,7 @@ fn security_summary(config: &Config) -> String {
     text
 }
 
-fn serve(path: &std::path::Path, log: &str) -> ExitCode {
+fn serve(path: &std::path::Path, log: &str, watch: bool) -> ExitCode {
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(log));
     let filter = match filter {
         Ok(filter) => filter,
@@ -309,14 +316,43 @@ fn serve(path: &std::path::Path, log: &str) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        proxy.set_config_file(path.to_path_buf());
+        let mut watch = watch.then(|| ConfigWatch::new(path.to_path_buf()));
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /admin/reload");
+                None
+            }
+        };
+        let stop = wait_for_signal();
+        tokio::pin!(stop);
+        loop {
+            // Each reload logs what it applied or why it was rejected.
+            tokio::select! {
+                biased;
+                () = &mut stop => break,
+                Some(()) = async { hangup.as_mut()?.recv().await } => {
+                    tracing::info!("SIGHUP received: reloading {}", path.display());
+                    let _ = proxy.reload_config_file().await;
+                }
+                () = async {
+                    match watch.as_mut() {
+                        Some(watch) => watch.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    tracing::info!("{} changed: reloading", path.display());
+                    let _ = proxy.reload_config_file().await;
+                }
+            }
+        }
         proxy.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut terminate) => {
             tokio::select! {

@@ -89,11 +89,17 @@ struct BoundLabels {
     bound: &'static str,
 }
 
-/// The proxy's metrics: request counts and latency recorded here, plus the
-/// backends' own resilience counters, read when rendered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+/// The proxy's metrics: request counts, latency and reloads recorded here,
+/// plus the backends' own resilience counters, read when rendered.
 pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+    reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -101,6 +107,7 @@ impl Default for Metrics {
         Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            reloads: Family::default(),
         }
     }
 }
@@ -194,6 +201,11 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Record a config reload: `applied` or `rejected`.
+    pub(crate) fn record_reload(&self, result: &'static str) {
+        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+
     /// The Prometheus text exposition, with `backends`' resilience counters
     /// and the bounds' `counts`.
     pub(crate) fn render(&self, backends: &[Status], counts: &Counts) -> String {
@@ -221,6 +233,11 @@ impl Metrics {
             }
             registry.register(name, help, family);
         }
+        registry.register(
+            "mcp_proxy_reloads",
+            "Config reloads, by result (applied, or rejected as invalid)",
+            self.reloads.clone(),
+        );
         register_bounds(&mut registry, counts);
         let mut text = String::new();
         // Writing into a String cannot fail.

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,8 +22,8 @@ use crate::auth::{Authenticator, CallerLimits};
 use crate::backend::Status;
 use crate::config::Config;
 use crate::front::{self, AdminAccess, App, ClientAddr};
-use crate::gateway::Gateway;
 use crate::platform::{self, BoxStream, Listener, Platform};
+use crate::reload::{Live, ReloadError, ReloadReport};
 use crate::session::{Limits, SessionStore};
 
 /// How long cancelled calls get to send their answers before the HTTP server is dropped.
@@ -32,10 +31,6 @@ const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// How long to pause after a failed accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-
-/// How long all backends together get to stop (stdio: close stdin, SIGTERM,
-/// SIGKILL take up to about 6 s).
-const BACKEND_STOP: Duration = Duration::from_secs(10);
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +64,7 @@ pub struct RunningProxy {
     addr: SocketAddr,
     app: Arc<App>,
     shutdown_timeout: Duration,
-    stop_backends: CancellationToken,
     server: JoinHandle<()>,
-    supervisors: Vec<JoinHandle<()>>,
     housekeeping: JoinHandle<()>,
 }
 
@@ -102,19 +95,18 @@ pub fn start_on(
         Arc::clone(&platform.session_ids),
         limits(&config),
     ));
-    let gateway = Arc::new(Gateway::new(&config, Arc::clone(&sessions), &platform));
-    let (events, event_receiver) = mpsc::unbounded_channel();
-    tokio::spawn(Arc::clone(&gateway).run_events(event_receiver));
-
-    let stop_backends = CancellationToken::new();
-    let supervisors = gateway
-        .backends()
-        .iter()
-        .map(|backend| backend.spawn_supervisor(events.clone(), stop_backends.clone()))
-        .collect();
+    // A backend a reload retires may serve calls as long as the longest
+    // call may take.
+    let drain_limit = limits(&config).call_limit + CANCEL_GRACE;
+    let live = Live::start(
+        config.clone(),
+        Arc::clone(&sessions),
+        platform.clone(),
+        drain_limit,
+    );
 
     let app = Arc::new(App {
-        gateway,
+        live,
         sessions: Arc::clone(&sessions),
         calls: TaskTracker::new(),
         draining: CancellationToken::new(),
@@ -170,9 +162,7 @@ pub fn start_on(
         addr,
         app,
         shutdown_timeout: config.proxy.shutdown_timeout,
-        stop_backends,
         server,
-        supervisors,
         housekeeping,
     })
 }
@@ -289,7 +279,31 @@ impl RunningProxy {
 
     /// The status of every backend, in config order.
     pub fn backend_status(&self) -> Vec<Status> {
-        self.app.gateway.statuses()
+        self.app.live.current().statuses()
+    }
+
+    /// Read the config file set by [`RunningProxy::set_config_file`] again
+    /// and apply it as a diff (what SIGHUP, `--watch` and
+    /// `POST /admin/reload` do). An invalid file is rejected: the running
+    /// config stays, and the error (`file:line: key: message`) is logged
+    /// and shown in `/admin/status`.
+    pub async fn reload_config_file(&self) -> Result<ReloadReport, ReloadError> {
+        self.app.live.reload_source().await
+    }
+
+    /// The file [`RunningProxy::reload_config_file`] reads.
+    pub fn set_config_file(&self, path: std::path::PathBuf) {
+        self.app.live.set_source(path);
+    }
+
+    /// Apply `loaded` as [`RunningProxy::reload_config_file`] applies the
+    /// file: a config applied as a diff, or an error recorded as a rejected
+    /// reload (for callers that load configs themselves, like the harness).
+    pub async fn reload(
+        &self,
+        loaded: Result<Config, crate::config::ConfigError>,
+    ) -> Result<ReloadReport, ReloadError> {
+        self.app.live.reload_with(loaded).await
     }
 
     /// The gateway and sessions it serves with, for the benchmarks'
@@ -301,7 +315,7 @@ impl RunningProxy {
 
     /// Stop gracefully: refuse new requests, drain in-flight calls up to
     /// `shutdown_timeout`, cancel the rest, stop every backend.
-    pub async fn shutdown(mut self) -> ShutdownReport {
+    pub async fn shutdown(self) -> ShutdownReport {
         tracing::info!(timeout = ?self.shutdown_timeout, in_flight = self.app.calls.len(), "shutting down: draining in-flight calls");
         self.app.draining.cancel();
         self.app.sessions.close_streams();
@@ -325,22 +339,7 @@ impl RunningProxy {
             server.abort();
         }
         self.housekeeping.abort();
-        self.stop_backends.cancel();
-        // Each supervisor stops its backend (a stdio child gets up to a few
-        // seconds to exit); one that still hangs is aborted, which drops its
-        // connection and with it SIGKILLs a child's process group.
-        let stopping = futures_util::future::join_all(self.supervisors.iter_mut());
-        if tokio::time::timeout(BACKEND_STOP, stopping).await.is_err() {
-            tracing::warn!("backends did not stop in {BACKEND_STOP:?}; aborting them");
-            for supervisor in &self.supervisors {
-                supervisor.abort();
-            }
-            // An aborted task drops its connection (killing a child's process
-            // group) only once it is reaped: wait for that.
-            for supervisor in &mut self.supervisors {
-                let _ = supervisor.await;
-            }
-        }
+        self.app.live.stop_backends().await;
         tracing::info!(drained, "mcp-proxy stopped");
         ShutdownReport { drained }
     }

@@ -247,3 +247,50 @@ pub fn reserve_addr() -> ReservedAddr {
     let addr = socket.local_addr().expect("a bound socket has an address");
     ReservedAddr { socket, addr }
 }
+
+/// `mcp-proxy serve --config <path> [extra]` as a child the test owns:
+/// killed on drop, its stderr collected in the background (the log, for
+/// failure messages and assertions).
+pub fn spawn_serve(
+    path: &std::path::Path,
+    extra: &[&str],
+) -> (tokio::process::Child, tokio::task::JoinHandle<String>) {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(super::bins::proxy_binary())
+        .args(["serve", "--log", "info", "--config"])
+        .arg(path)
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .current_dir(super::bins::root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mcp-proxy serve");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let log = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text).await;
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    (child, log)
+}
+
+/// Wait until the proxy at `addr` answers `/readyz` with 200 (refused
+/// until the binary listens: a probe error is "not yet").
+pub async fn wait_ready(addr: std::net::SocketAddr) {
+    super::wait_until("/readyz to answer 200", || async {
+        let url = format!("http://{addr}/readyz");
+        let client = reqwest::Client::builder().no_proxy().build();
+        match client {
+            Ok(client) => client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|response| response.status() == reqwest::StatusCode::OK),
+            Err(_) => false,
+        }
+    })
+    .await;
+}

@@ -55,8 +55,9 @@ pub(crate) enum BackendEvent {
     /// A notification from the backend that belongs to no request
     /// (`notifications/resources/updated`, `notifications/message`, ...).
     Notification {
-        /// Index of the backend in the config.
-        backend: usize,
+        /// The backend's name (its place in the config can change with a
+        /// reload; its name cannot).
+        backend: String,
         /// The JSON-RPC message as the backend sent it.
         message: Value,
     },
@@ -169,7 +170,6 @@ pub struct EndpointStatus {
 
 /// A configured backend: its endpoints, listing and status.
 pub(crate) struct Backend {
-    index: usize,
     config: BackendConfig,
     settings: ConnectSettings,
     /// The replicas and their connections.
@@ -189,10 +189,9 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    /// A backend that has not connected yet. `index` is its place in the
-    /// config; `seed` (the proxy's) seeds its random choices.
+    /// A backend that has not connected yet; `seed` (the proxy's) seeds
+    /// its random choices.
     pub(crate) fn new(
-        index: usize,
         config: BackendConfig,
         client_name: &str,
         seed: u64,
@@ -210,7 +209,6 @@ impl Backend {
         let pool_seed = (seed ^ resilience::name_hash(&config.name)).rotate_left(32);
         let pool = Pool::new(&config, pool_seed);
         Self {
-            index,
             config,
             settings,
             resilience,
@@ -453,6 +451,33 @@ impl Backend {
         } else {
             subscriptions.remove(uri);
         }
+    }
+
+    /// Take over from `predecessor`, the backend a reload rebuilt this
+    /// one from: its subscriptions (renewed when this one connects, as
+    /// after a reconnect) and its last listing, shown until this one lists,
+    /// so names stay listed and routable meanwhile.
+    pub(crate) fn inherit(&self, predecessor: &Backend) {
+        let held = predecessor
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(held);
+        if !predecessor.has_listed() {
+            return;
+        }
+        let listing = predecessor.listing();
+        let safety = ToolSafety::new(&listing.lists.tools, &self.config.safe_to_repeat);
+        *self
+            .tool_safety
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(safety);
+        *self.listing.write().unwrap_or_else(PoisonError::into_inner) = listing;
+        self.listed.store(true, Ordering::Relaxed);
     }
 
     /// The status `/admin/backends` reports.

@@ -19,15 +19,13 @@ use crate::metrics::{Metrics, Outcome};
 /// The backends, in config order, and the metrics of the calls to them.
 pub(crate) struct BackendSet {
     backends: Vec<Arc<Backend>>,
-    metrics: Metrics,
+    /// Shared with the sets before and after a reload: counts run on.
+    metrics: Arc<Metrics>,
 }
 
 impl BackendSet {
-    pub(crate) fn new(backends: Vec<Arc<Backend>>) -> Self {
-        Self {
-            backends,
-            metrics: Metrics::default(),
-        }
+    pub(crate) fn new(backends: Vec<Arc<Backend>>, metrics: Arc<Metrics>) -> Self {
+        Self { backends, metrics }
     }
 
     /// The backends, in config order.
@@ -36,7 +34,7 @@ impl BackendSet {
     }
 
     /// The metrics registry.
-    pub(crate) fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 

@@ -68,7 +68,7 @@ fn http(name: &str, url: String) -> BackendConfig {
 
 /// Start a backend's supervisor; the token stops it.
 fn supervise(config: BackendConfig) -> (Arc<Backend>, CancellationToken) {
-    let backend = Arc::new(Backend::new(0, config, "test-proxy", 0, Platform::os()));
+    let backend = Arc::new(Backend::new(config, "test-proxy", 0, Platform::os()));
     let (events, mut received) = mpsc::unbounded_channel();
     tokio::spawn(async move { while received.recv().await.is_some() {} });
     let stop = CancellationToken::new();

@@ -35,7 +35,7 @@ pub(super) fn begin(
         entry.session = Some(session.id().to_owned());
         entry.subject = session.caller().map(|caller| caller.subject.clone());
     }
-    let (backend, target) = app.gateway.addressed(method, params);
+    let (backend, target) = app.live.current().addressed(method, params);
     entry.backend = backend;
     entry.target = target;
     let arguments = params.and_then(|params| params.get("arguments"));

@@ -291,7 +291,7 @@ fn initialize(
     message: Value,
     caller: Option<Arc<Caller>>,
 ) -> Response {
-    let result = app.gateway.initialize(message.get("params"));
+    let result = app.live.current().initialize(message.get("params"));
     let Some(session) = app.sessions.create(caller) else {
         // 503, not 429: the proxy is full, whoever asks; the client did
         // nothing wrong and may try again once sessions end or expire.
@@ -345,15 +345,16 @@ async fn request(
     };
     let params = message.remove("params");
     let audit = auditing::begin(&app, client, Some(&session), &method, params.as_ref());
+    // The gateway in force now serves this request to its end, whatever
+    // reloads happen meanwhile.
+    let gateway = app.live.current();
     let wants_progress = params
         .as_ref()
         .and_then(|p| p.pointer("/_meta/progressToken"))
         .is_some();
     if wants_progress
         && accepts_stream
-        && let Some(error) = app
-            .gateway
-            .refused_access(&session, &method, params.as_ref())
+        && let Some(error) = gateway.refused_access(&session, &method, params.as_ref())
     {
         // Refused before its stream opens, so it is answered 403 too.
         let answer = jsonrpc::error_response(id, &error);
@@ -369,7 +370,6 @@ async fn request(
         (None, None)
     };
 
-    let gateway = Arc::clone(&app.gateway);
     let call_session = Arc::clone(&session);
     let call_method = method.clone();
     // Boxed: the gateway's future is large, and the task would otherwise
@@ -425,7 +425,7 @@ async fn request(
         }
     };
     let cancel_calls = app.cancel_calls.clone();
-    let gateway = Arc::clone(&app.gateway);
+    let gateway = app.live.current();
     let audit_app = Arc::clone(&app);
     let task_id = id.clone();
     let panicked_id = id.clone();

@@ -20,14 +20,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
 use crate::auth::{Authenticator, CallerLimits};
 use crate::config::RateLimit;
-use crate::gateway::Gateway;
+use crate::reload::Live;
 use crate::session::SessionStore;
 
 /// The address of the client a request came from (its connection's peer).
@@ -36,8 +36,9 @@ pub(crate) struct ClientAddr(pub std::net::SocketAddr);
 
 /// What every handler shares.
 pub(crate) struct App {
-    /// Routes requests to backends.
-    pub gateway: Arc<Gateway>,
+    /// The gateway in force, which routes requests to backends, and its
+    /// reloads.
+    pub live: Arc<Live>,
     /// Client sessions.
     pub sessions: Arc<SessionStore>,
     /// Forwarded calls, so shutdown can wait for them to drain.
@@ -90,5 +91,7 @@ pub(crate) fn admin_router(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/admin/backends", get(ops::backends))
         .route("/admin/metrics", get(ops::metrics))
+        .route("/admin/status", get(ops::status))
+        .route("/admin/reload", post(ops::reload))
         .route_layer(middleware::from_fn_with_state(app, admin::guard))
 }

@@ -1,4 +1,5 @@
-//! Operations endpoints: liveness, readiness, backend status and metrics.
+//! Operations endpoints: liveness, readiness, backend status, metrics,
+//! the proxy's status and reloads.
 //!
 //! They live on the same listener as `/mcp` and answer without touching any
 //! backend, so they stay fast while backends misbehave.
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::App;
 use crate::backend::State as BackendState;
 use crate::config::RoleKind;
+use crate::reload::ReloadError;
 
 /// `GET /livez`: the process is up and serving HTTP.
 pub(super) async fn livez() -> Json<Value> {
@@ -26,7 +28,7 @@ pub(super) async fn livez() -> Json<Value> {
 /// count: a call falls back from a canary to its primary, and a mirror's
 /// copies are fire and forget.
 pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let statuses = app.gateway.statuses();
+    let statuses = app.live.current().statuses();
     let standby_up = |primary: &str| {
         statuses.iter().any(|s| {
             s.role == RoleKind::Failover
@@ -61,7 +63,8 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
 /// per backend; sessions open; with `audit:`, audit lines dropped.
 pub(super) async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
     let backends: Vec<Value> = app
-        .gateway
+        .live
+        .current()
         .statuses()
         .into_iter()
         .map(|status| serde_json::to_value(status).unwrap_or(Value::Null))
@@ -76,13 +79,42 @@ pub(super) async fn backends(State(app): State<Arc<App>>) -> Json<Value> {
 
 /// `GET /admin/metrics`: Prometheus text exposition.
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let statuses = app.gateway.statuses();
+    let statuses = app.live.current().statuses();
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (
         [(header::CONTENT_TYPE, content_type)],
-        app.gateway
+        app.live
+            .current()
             .metrics()
             .render(&statuses, &app.sessions.counts()),
     )
         .into_response()
+}
+
+/// `GET /admin/status`: the proxy's version, sessions open, and its
+/// reloads: the file, counts, the last one (its changes, or why it was
+/// rejected), and changed keys waiting for a restart.
+pub(super) async fn status(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "sessions": app.sessions.count(),
+        "reload": app.live.history(),
+    }))
+}
+
+/// `POST /admin/reload`: read the config file again and apply it. 200 with
+/// the changes; 422 with the error when the file is invalid (nothing
+/// changed); 409 when the proxy was not started from a file.
+pub(super) async fn reload(State(app): State<Arc<App>>) -> Response {
+    match app.live.reload_source().await {
+        Ok(changes) => Json(json!({ "result": "applied", "changes": changes })).into_response(),
+        Err(error) => {
+            let status = match error {
+                ReloadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ReloadError::NoSource => StatusCode::CONFLICT,
+            };
+            let body = json!({ "result": "rejected", "error": error.to_string() });
+            (status, Json(body)).into_response()
+        }
+    }
 }

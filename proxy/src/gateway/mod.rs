@@ -46,7 +46,9 @@ use crate::traffic::{self, Traffic};
 use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSIONS};
 use catalog::Catalog;
 
-/// Routes client requests over the configured backends.
+/// Routes client requests over the backends of one config. A reload puts
+/// another gateway in its place ([`crate::reload`]); a request is served to
+/// its end by the gateway it started on.
 pub(crate) struct Gateway {
     /// The backends (and the metrics of calls to them), at the bottom.
     backends: Arc<BackendSet>,
@@ -56,34 +58,77 @@ pub(crate) struct Gateway {
     catalog: RwLock<Arc<Catalog>>,
     sessions: Arc<SessionStore>,
     /// Each backend's filters, aliases, arguments, cache and coalescing.
-    shapers: Vec<Shaper>,
+    shapers: Vec<Arc<Shaper>>,
     /// Canaries, mirrors and failovers of each primary.
     traffic: Arc<Traffic>,
     /// What follows shaping: the traffic stage over the backends.
     routing: traffic::Stage<BackendSet>,
     /// Resource URI → the sessions subscribed to it (see [`subscriptions`]).
-    subscribers: tokio::sync::Mutex<HashMap<String, HashSet<String>>>,
+    subscribers: Arc<Subscribers>,
     /// `authorization:`: what each caller may see and use (see [`access`]).
     access: Option<Policy>,
 }
 
+/// Resource URI → the sessions subscribed to it (see [`subscriptions`]);
+/// one map for the proxy's life, whichever gateway a reload put in place.
+pub(crate) type Subscribers = tokio::sync::Mutex<HashMap<String, HashSet<String>>>;
+
+/// What a gateway is assembled from: each backend of the config and its
+/// shaper, in config order — built anew, or kept from the gateway a reload
+/// replaces (with their connections, breaker, ejection and cache state) —
+/// and what lives as long as the proxy.
+pub(crate) struct Parts {
+    /// One per `config.backends` entry, in the same order.
+    pub backends: Vec<Arc<Backend>>,
+    /// One per `config.backends` entry, in the same order.
+    pub shapers: Vec<Arc<Shaper>>,
+    pub metrics: Arc<Metrics>,
+    pub subscribers: Arc<Subscribers>,
+}
+
+impl Parts {
+    /// Every part new: the backends not yet connected, empty caches.
+    pub(crate) fn fresh(config: &Config, platform: &Platform) -> Self {
+        Self {
+            backends: config
+                .backends
+                .iter()
+                .map(|backend| new_backend(config, backend, platform))
+                .collect(),
+            shapers: config
+                .backends
+                .iter()
+                .map(|backend| Arc::new(Shaper::new(&backend.shaping)))
+                .collect(),
+            metrics: Arc::default(),
+            subscribers: Arc::default(),
+        }
+    }
+}
+
+/// A backend of `config`, not yet connected.
+pub(crate) fn new_backend(
+    config: &Config,
+    backend: &crate::config::BackendConfig,
+    platform: &Platform,
+) -> Arc<Backend> {
+    Arc::new(Backend::new(
+        backend.clone(),
+        &config.proxy.name,
+        config.proxy.seed,
+        platform.clone(),
+    ))
+}
+
 impl Gateway {
-    /// A gateway over the config's backends (not yet connected).
+    /// A gateway over the config's backends, all new (not yet connected).
     pub(crate) fn new(config: &Config, sessions: Arc<SessionStore>, platform: &Platform) -> Self {
-        let backends: Vec<Arc<Backend>> = config
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(index, backend)| {
-                Arc::new(Backend::new(
-                    index,
-                    backend.clone(),
-                    &config.proxy.name,
-                    config.proxy.seed,
-                    platform.clone(),
-                ))
-            })
-            .collect();
+        Self::assemble(config, sessions, Parts::fresh(config, platform))
+    }
+
+    /// A gateway over `parts`, which follow `config.backends` one to one.
+    /// Its catalog is built at once from the listings the backends have.
+    pub(crate) fn assemble(config: &Config, sessions: Arc<SessionStore>, parts: Parts) -> Self {
         // Only primaries answer to their names: a canary's, mirror's or
         // failover's own names are not callable.
         let by_name = config
@@ -93,25 +138,40 @@ impl Gateway {
             .filter(|(_, backend)| backend.role == Role::Primary)
             .map(|(index, backend)| (backend.name.clone(), index))
             .collect();
-        let backends = Arc::new(BackendSet::new(backends));
+        let backends = Arc::new(BackendSet::new(parts.backends, parts.metrics));
         let traffic = Arc::new(Traffic::new(config));
+        let rules: Vec<_> = parts.shapers.iter().map(|s| &s.rules).collect();
+        let catalog = Catalog::build(backends.all(), &rules, &config.proxy.separator);
         Self {
             routing: traffic::Stage::new(Arc::clone(&traffic), Arc::clone(&backends)),
             backends,
             by_name,
             separator: config.proxy.separator.clone(),
             server_name: config.proxy.name.clone(),
-            catalog: RwLock::new(Arc::new(Catalog::default())),
+            catalog: RwLock::new(Arc::new(catalog)),
             sessions,
-            shapers: config
-                .backends
-                .iter()
-                .map(|backend| Shaper::new(&backend.shaping))
-                .collect(),
+            shapers: parts.shapers,
             traffic,
-            subscribers: tokio::sync::Mutex::default(),
+            subscribers: parts.subscribers,
             access: config.authorization.as_ref().map(Policy::new),
         }
+    }
+
+    /// The shaper of the backend at `index` (its cache and coalescing).
+    pub(crate) fn shaper(&self, index: usize) -> &Arc<Shaper> {
+        &self.shapers[index]
+    }
+
+    /// The subscriptions map, to hand on to the next gateway.
+    pub(crate) fn subscribers(&self) -> &Arc<Subscribers> {
+        &self.subscribers
+    }
+
+    /// The place in config order of the backend named `name`.
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.backends()
+            .iter()
+            .position(|backend| backend.name() == name)
     }
 
     /// The backends, in config order.
@@ -142,11 +202,11 @@ impl Gateway {
     }
 
     /// The metrics registry.
-    pub(crate) fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         self.backends.metrics()
     }
 
-    fn catalog(&self) -> Arc<Catalog> {
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
         Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
     }
 

@@ -7,7 +7,6 @@
 use std::sync::{Arc, PoisonError};
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::Gateway;
 use super::catalog::Catalog;
@@ -71,16 +70,17 @@ impl Gateway {
         Ok(json!({}))
     }
 
-    /// Consume backend events until every sender is gone: rebuild the catalog
-    /// on listing changes and tell the sessions what changed.
-    pub(crate) async fn run_events(
-        self: Arc<Self>,
-        mut events: mpsc::UnboundedReceiver<BackendEvent>,
-    ) {
-        while let Some(event) = events.recv().await {
-            match event {
-                BackendEvent::ListingChanged { kinds } => self.rebuild(&kinds),
-                BackendEvent::Notification { backend, message } => self.relay(backend, message),
+    /// Act on one backend event: rebuild the catalog on listing changes
+    /// (and tell the sessions what changed), relay a notification. A
+    /// backend this gateway does not have (one a reload removed, still
+    /// draining) is not heard.
+    pub(crate) fn apply(&self, event: BackendEvent) {
+        match event {
+            BackendEvent::ListingChanged { kinds } => self.rebuild(&kinds),
+            BackendEvent::Notification { backend, message } => {
+                if let Some(index) = self.index_of(&backend) {
+                    self.relay(index, message);
+                }
             }
         }
     }
@@ -92,10 +92,24 @@ impl Gateway {
             &mut *self.catalog.write().unwrap_or_else(PoisonError::into_inner),
             Arc::clone(&fresh),
         );
+        self.announce_changes(&previous, kinds, false);
+    }
+
+    /// Send `list_changed` to every session for each of `kinds` whose
+    /// items differ between `previous` and this gateway's catalog, or for
+    /// each of them with `everything`.
+    pub(crate) fn announce_changes(
+        &self,
+        previous: &Catalog,
+        kinds: &[ListKind],
+        everything: bool,
+    ) {
+        let fresh = self.catalog();
         let mut announced: Vec<&str> = Vec::new();
         for &kind in kinds {
             let notification = kind.list_changed();
-            if previous.items(kind) != fresh.items(kind) && !announced.contains(&notification) {
+            let changed = everything || previous.items(kind) != fresh.items(kind);
+            if changed && !announced.contains(&notification) {
                 announced.push(notification);
             }
         }
