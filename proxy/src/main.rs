@@ -309,6 +309,16 @@ fn serve(path: &std::path::Path, log: &str, watch: bool) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Both before the start: a SIGHUP while backends start reloads
+        // rather than kills, and an edit made meanwhile is seen.
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /admin/reload");
+                None
+            }
+        };
+        let mut watch = watch.then(|| ConfigWatch::new(path.to_path_buf()));
         let proxy = match mcp_proxy::server::start(config).await {
             Ok(proxy) => proxy,
             Err(error) => {
@@ -317,14 +327,6 @@ fn serve(path: &std::path::Path, log: &str, watch: bool) -> ExitCode {
             }
         };
         proxy.set_config_file(path.to_path_buf());
-        let mut watch = watch.then(|| ConfigWatch::new(path.to_path_buf()));
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => Some(hangup),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /admin/reload");
-                None
-            }
-        };
         let stop = wait_for_signal();
         tokio::pin!(stop);
         loop {

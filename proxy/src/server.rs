@@ -95,15 +95,7 @@ pub fn start_on(
         Arc::clone(&platform.session_ids),
         limits(&config),
     ));
-    // A backend a reload retires may serve calls as long as the longest
-    // call may take.
-    let drain_limit = limits(&config).call_limit + CANCEL_GRACE;
-    let live = Live::start(
-        config.clone(),
-        Arc::clone(&sessions),
-        platform.clone(),
-        drain_limit,
-    );
+    let live = Live::start(config.clone(), Arc::clone(&sessions), platform.clone());
 
     let app = Arc::new(App {
         live,

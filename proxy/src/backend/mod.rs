@@ -55,12 +55,25 @@ pub(crate) enum BackendEvent {
     /// A notification from the backend that belongs to no request
     /// (`notifications/resources/updated`, `notifications/message`, ...).
     Notification {
-        /// The backend's name (its place in the config can change with a
-        /// reload; its name cannot).
-        backend: String,
+        /// The backend that sent it (not its place in the config, which a
+        /// reload can change; not its name, which a rebuilt backend and its
+        /// draining predecessor share).
+        backend: BackendId,
         /// The JSON-RPC message as the backend sent it.
         message: Value,
     },
+}
+
+/// One backend object, unlike any other built in this process: what tells
+/// a rebuilt backend from its draining predecessor of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackendId(u64);
+
+impl BackendId {
+    fn next() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 /// The connection state of a backend, for logs, `/readyz` and `/admin/backends`.
@@ -170,6 +183,7 @@ pub struct EndpointStatus {
 
 /// A configured backend: its endpoints, listing and status.
 pub(crate) struct Backend {
+    id: BackendId,
     config: BackendConfig,
     settings: ConnectSettings,
     /// The replicas and their connections.
@@ -209,6 +223,7 @@ impl Backend {
         let pool_seed = (seed ^ resilience::name_hash(&config.name)).rotate_left(32);
         let pool = Pool::new(&config, pool_seed);
         Self {
+            id: BackendId::next(),
             config,
             settings,
             resilience,
@@ -219,6 +234,11 @@ impl Backend {
             last_error: Mutex::new(None),
             subscriptions: Mutex::default(),
         }
+    }
+
+    /// This backend object's identity.
+    pub(crate) fn id(&self) -> BackendId {
+        self.id
     }
 
     /// The backend's name.
@@ -283,6 +303,16 @@ impl Backend {
     /// The last listing (kept while the backend is down, so names stay stable).
     pub(crate) fn listing(&self) -> Arc<Listing> {
         Arc::clone(&self.listing.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Calls in flight on its endpoints now.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.pool.endpoints().iter().map(Endpoint::in_flight).sum()
+    }
+
+    /// The longest a call to it may take (`timeout.overall`).
+    pub(crate) fn longest_call(&self) -> Option<std::time::Duration> {
+        self.config.timeout.overall
     }
 
     /// Whether any endpoint of the backend is connected now.

@@ -263,7 +263,7 @@ async fn serve(
             .unwrap_or_default();
         let Some(kinds) = ListKind::from_list_changed(method) else {
             let _ = events.send(BackendEvent::Notification {
-                backend: backend.name().to_owned(),
+                backend: backend.id(),
                 message,
             });
             continue;

@@ -104,7 +104,8 @@ pub(super) async fn status(State(app): State<Arc<App>>) -> Json<Value> {
 
 /// `POST /admin/reload`: read the config file again and apply it. 200 with
 /// the changes; 422 with the error when the file is invalid (nothing
-/// changed); 409 when the proxy was not started from a file.
+/// changed); 409 when the proxy was not started from a file; 503 while it
+/// shuts down.
 pub(super) async fn reload(State(app): State<Arc<App>>) -> Response {
     match app.live.reload_source().await {
         Ok(changes) => Json(json!({ "result": "applied", "changes": changes })).into_response(),
@@ -112,6 +113,7 @@ pub(super) async fn reload(State(app): State<Arc<App>>) -> Response {
             let status = match error {
                 ReloadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 ReloadError::NoSource => StatusCode::CONFLICT,
+                ReloadError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             };
             let body = json!({ "result": "rejected", "error": error.to_string() });
             (status, Json(body)).into_response()

@@ -167,13 +167,6 @@ impl Gateway {
         &self.subscribers
     }
 
-    /// The place in config order of the backend named `name`.
-    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
-        self.backends()
-            .iter()
-            .position(|backend| backend.name() == name)
-    }
-
     /// The backends, in config order.
     pub(crate) fn backends(&self) -> &[Arc<Backend>] {
         self.backends.all()

@@ -72,13 +72,13 @@ impl Gateway {
 
     /// Act on one backend event: rebuild the catalog on listing changes
     /// (and tell the sessions what changed), relay a notification. A
-    /// backend this gateway does not have (one a reload removed, still
-    /// draining) is not heard.
+    /// backend this gateway does not have (one a reload removed or
+    /// replaced, still draining) is not heard.
     pub(crate) fn apply(&self, event: BackendEvent) {
         match event {
             BackendEvent::ListingChanged { kinds } => self.rebuild(&kinds),
             BackendEvent::Notification { backend, message } => {
-                if let Some(index) = self.index_of(&backend) {
+                if let Some(index) = self.backends().iter().position(|b| b.id() == backend) {
                     self.relay(index, message);
                 }
             }
@@ -86,13 +86,19 @@ impl Gateway {
     }
 
     fn rebuild(&self, kinds: &[ListKind]) {
+        let previous = self.refresh_catalog();
+        self.announce_changes(&previous, kinds, false);
+    }
+
+    /// Build the catalog again from the backends' listings now; the one it
+    /// replaced.
+    pub(crate) fn refresh_catalog(&self) -> Arc<Catalog> {
         let rules: Vec<_> = self.shapers.iter().map(|s| &s.rules).collect();
         let fresh = Arc::new(Catalog::build(self.backends(), &rules, &self.separator));
-        let previous = std::mem::replace(
+        std::mem::replace(
             &mut *self.catalog.write().unwrap_or_else(PoisonError::into_inner),
-            Arc::clone(&fresh),
-        );
-        self.announce_changes(&previous, kinds, false);
+            fresh,
+        )
     }
 
     /// Send `list_changed` to every session for each of `kinds` whose

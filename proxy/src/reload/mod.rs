@@ -8,8 +8,8 @@
 //! traffic weights, shaping and authorization — replaces the old one in
 //! one swap. A request is served to its end by the gateway it started on,
 //! so every call sees one config; the backends the new config dropped or
-//! replaced are stopped once no request holds the old gateway (bounded by
-//! the longest call timeout). Sessions are the proxy's, not a gateway's:
+//! replaced are stopped once no request holds the old gateway and no call
+//! runs on them (bounded by their calls' longest timeout). Sessions are the proxy's, not a gateway's:
 //! they live through any number of reloads, and hear `list_changed` for
 //! each kind whose items changed. Settings only a restart can change
 //! (`proxy.listen`, ...) keep their running values and are reported.
@@ -42,6 +42,10 @@ pub use watch::ConfigWatch;
 /// How often a retired gateway is looked at for requests still using it.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
+/// How long past its calls' longest timeout a retired backend waits for
+/// them (a call's answer may be on its way when the timeout fires).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
 /// The gateway in force, the config it was built from, and what a reload
 /// needs to build the next one.
 pub(crate) struct Live {
@@ -51,8 +55,8 @@ pub(crate) struct Live {
     platform: Platform,
     sessions: Arc<SessionStore>,
     fleet: Arc<Fleet>,
-    /// How long a retired backend waits for requests that may use it.
-    drain_limit: Duration,
+    /// Cancelled at shutdown: no reload is applied any more.
+    closing: CancellationToken,
     history: Mutex<History>,
     /// The file `reload_source` reads again.
     source: Mutex<Option<PathBuf>>,
@@ -65,13 +69,10 @@ pub(crate) struct Live {
 
 impl Live {
     /// The gateway over `config`'s backends, their supervisors started.
-    /// `drain_limit`: how long a reload lets requests finish on backends it
-    /// removed or replaced before stopping them.
     pub(crate) fn start(
         config: Config,
         sessions: Arc<SessionStore>,
         platform: Platform,
-        drain_limit: Duration,
     ) -> Arc<Self> {
         let gateway = Arc::new(Gateway::new(&config, Arc::clone(&sessions), &platform));
         let (events, receiver) = mpsc::unbounded_channel();
@@ -85,7 +86,7 @@ impl Live {
             platform,
             sessions,
             fleet,
-            drain_limit,
+            closing: CancellationToken::new(),
             history: Mutex::default(),
             source: Mutex::default(),
             one_at_a_time: tokio::sync::Mutex::default(),
@@ -112,7 +113,10 @@ impl Live {
         let Some(path) = lock(&self.source).clone() else {
             return Err(ReloadError::NoSource);
         };
-        self.reload_with(config::load(&path)).await
+        // Read under the lock: reloads apply the file in the order they
+        // read it, so the last one applied is the newest.
+        let one = self.one_at_a_time.lock().await;
+        self.reload_locked(config::load(&path), one)
     }
 
     /// Apply a config that was loaded, or record why it could not be.
@@ -120,8 +124,20 @@ impl Live {
         &self,
         loaded: Result<Config, ConfigError>,
     ) -> Result<ReloadReport, ReloadError> {
+        let one = self.one_at_a_time.lock().await;
+        self.reload_locked(loaded, one)
+    }
+
+    fn reload_locked(
+        &self,
+        loaded: Result<Config, ConfigError>,
+        _one: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<ReloadReport, ReloadError> {
+        if self.closing.is_cancelled() {
+            return Err(ReloadError::ShuttingDown);
+        }
         match loaded {
-            Ok(config) => Ok(self.apply(config).await),
+            Ok(config) => Ok(self.apply(config)),
             Err(error) => {
                 let error = ReloadError::Invalid(error);
                 tracing::error!(%error, "reload rejected; the running config stays");
@@ -132,9 +148,9 @@ impl Live {
         }
     }
 
-    /// Apply a valid config as a diff of the running one.
-    pub(crate) async fn apply(&self, next: Config) -> ReloadReport {
-        let _one = self.one_at_a_time.lock().await;
+    /// Apply a valid config as a diff of the running one (one reload at a
+    /// time: the caller holds `one_at_a_time`).
+    fn apply(&self, next: Config) -> ReloadReport {
         let running = lock(&self.running).clone();
         let plan = Plan::new(&running, &next);
         let next = Plan::applicable(&running, next);
@@ -194,6 +210,9 @@ impl Live {
             self.fleet.start(backend);
         }
         *self.gateway.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&gateway);
+        // Listings that changed before the swap were heard by the previous
+        // gateway: build this one's catalog again now that it hears them.
+        gateway.refresh_catalog();
         // New access rules change what each caller sees without changing
         // the catalog: then every kind is announced.
         let everything = running.authorization != next.authorization;
@@ -221,26 +240,46 @@ impl Live {
         lock(&self.history).clone()
     }
 
-    /// Stop every backend's supervisor (shutdown, after the drain).
+    /// Stop every backend's supervisor (shutdown, after the drain): no
+    /// reload is applied from now on, retirements stop waiting, and this
+    /// returns once the backends they were stopping have stopped too.
     pub(crate) async fn stop_backends(&self) {
+        self.closing.cancel();
         self.fleet.stop_all().await;
+        let last = lock(&self.last_retirement).clone();
+        if let Some(last) = last {
+            last.cancelled().await;
+        }
     }
 
-    /// Once no request holds `previous` (or `drain_limit` passed), and the
+    /// Once no request holds `previous` and no call runs on `leaving`
+    /// (or the longest of their calls' timeouts passed), and the
     /// retirements before this one are done, stop `leaving`.
     fn retire(&self, previous: Arc<Gateway>, leaving: Vec<Arc<Backend>>) {
         let done = CancellationToken::new();
         let before = lock(&self.last_retirement).replace(done.clone());
         let fleet = Arc::clone(&self.fleet);
-        let limit = self.drain_limit;
+        let closing = self.closing.clone();
+        let limit = leaving
+            .iter()
+            .filter_map(|backend| backend.longest_call())
+            .max()
+            .unwrap_or(Duration::ZERO)
+            + DRAIN_GRACE;
         tokio::spawn(async move {
+            // A retirement that ends early (a panic) still lets the next go.
+            let _done = done.drop_guard();
             if let Some(before) = before {
                 before.cancelled().await;
             }
             let deadline = Instant::now() + limit;
-            // Requests hold the gateway they started on; this task holds
-            // the last other reference.
-            while Arc::strong_count(&previous) > 1 && Instant::now() < deadline {
+            // Requests hold the gateway they started on (this task holds
+            // the last other reference); a call can also outlive its
+            // request on a backend (a mirror copy, a shared call).
+            let busy = |previous: &Arc<Gateway>| {
+                Arc::strong_count(previous) > 1 || leaving.iter().any(|b| b.in_flight() > 0)
+            };
+            while busy(&previous) && Instant::now() < deadline && !closing.is_cancelled() {
                 tokio::time::sleep(DRAIN_POLL).await;
             }
             drop(previous);
@@ -249,7 +288,6 @@ impl Live {
                 tracing::info!(backends = ?names, "stopping backends a reload removed or replaced");
             }
             fleet.stop(&leaving).await;
-            done.cancel();
         });
     }
 }

@@ -46,7 +46,8 @@ impl Plan {
                     None => Fate::Added,
                     Some(old) if same_backend(&running.backends[old], backend) => Fate::Kept {
                         old,
-                        same_shaping: running.backends[old].shaping == backend.shaping,
+                        same_shaping: running.backends[old].shaping == backend.shaping
+                            && keys_stay(running, next, &backend.name),
                     },
                     Some(old) => Fate::Rebuilt { old },
                 },
@@ -69,16 +70,46 @@ impl Plan {
     /// `next` as it can be applied: the settings that need a restart keep
     /// the values the proxy runs with, so they are reported again on every
     /// reload until the restart.
+    ///
+    /// Rules of access are judged with the callers' roles of the same
+    /// file: while `auth` waits for a restart, so does `authorization`.
+    /// Sessions keep the clients' tokens only when some backend forwarded
+    /// them from the start, so `forward_auth` cannot be turned on by a
+    /// reload either.
     pub(crate) fn applicable(running: &Config, next: Config) -> Config {
         let mut applied = next;
         let separator = applied.proxy.separator.clone();
         applied.proxy = running.proxy.clone();
         applied.proxy.separator = separator;
+        if running.auth != applied.auth {
+            applied.authorization = running.authorization.clone();
+        }
         applied.auth = running.auth.clone();
         applied.audit = running.audit.clone();
         applied.admin = running.admin.clone();
+        if !forwards_credentials(running) {
+            for backend in &mut applied.backends {
+                backend.forward_auth = false;
+            }
+        }
         applied
     }
+}
+
+/// Whether some backend passes clients' tokens on (`forward_auth`).
+fn forwards_credentials(config: &Config) -> bool {
+    config.backends.iter().any(|backend| backend.forward_auth)
+}
+
+/// Whether the cache keys of `primary`'s calls mean the same in `next`:
+/// they hold the primary's place in the config and, under a sticky split,
+/// its canaries' places, so a kept cache needs them all where they were.
+fn keys_stay(running: &Config, next: &Config, primary: &str) -> bool {
+    let place = |config: &Config, name: &str| config.backends.iter().position(|b| b.name == name);
+    next.backends
+        .iter()
+        .filter(|b| b.name == primary || b.role.primary() == Some(primary))
+        .all(|b| place(running, &b.name) == place(next, &b.name))
 }
 
 /// Whether the backend reads nothing different in `next`.
@@ -112,15 +143,13 @@ fn own_part(backend: &BackendConfig) -> BackendConfig {
     }
 }
 
-/// The keys, outside `backends`, `authorization` and `proxy.separator`,
-/// that differ: the listener, the bounds on clients, the seed and name
-/// every backend was built with, who may connect, the audit log, the
-/// admin API. (`proxy.default_call_timeout` is applied: loading copies it
-/// into every backend that sets no `timeout.overall`, which a change
-/// rebuilds.)
+/// The keys that differ and only a restart applies: the listener, the
+/// bounds on clients, the seed and name every backend was built with, who
+/// may connect (and with it the rules of access), the audit log, the admin
+/// API, and `forward_auth` turned on for the first time.
 fn restart_needed(running: &Config, next: &Config) -> Vec<&'static str> {
     let (old, new) = (&running.proxy, &next.proxy);
-    let checks: [(&'static str, bool); 15] = [
+    let checks: [(&'static str, bool); 17] = [
         ("proxy.name", old.name != new.name),
         ("proxy.listen", old.listen != new.listen),
         (
@@ -158,6 +187,14 @@ fn restart_needed(running: &Config, next: &Config) -> Vec<&'static str> {
             old.allow_unauthenticated != new.allow_unauthenticated,
         ),
         ("auth", running.auth != next.auth),
+        (
+            "authorization",
+            running.auth != next.auth && running.authorization != next.authorization,
+        ),
+        (
+            "backends[].forward_auth",
+            !forwards_credentials(running) && forwards_credentials(next),
+        ),
         ("audit", running.audit != next.audit),
         ("admin", running.admin != next.admin),
     ];
@@ -203,9 +240,10 @@ mod tests {
             [
                 Fate::Added,
                 Fate::Rebuilt { old: 1 },
+                // Kept, but moved: its cache keys held its old place.
                 Fate::Kept {
                     old: 0,
-                    same_shaping: true
+                    same_shaping: false
                 },
             ]
         );
@@ -267,5 +305,83 @@ mod tests {
         assert_eq!(applied.proxy.max_sessions, running.proxy.max_sessions);
         // The separator is the gateway's: applied.
         assert_eq!(applied.proxy.separator, "__");
+    }
+
+    /// A config from YAML through the loader; every `${VAR}` is a token.
+    fn load(text: &str) -> Config {
+        crate::config::load_str(
+            text,
+            crate::config::Format::Yaml,
+            "test.yaml",
+            std::path::Path::new("."),
+            &|name| Some(format!("{name}-0123456789abcdef")),
+        )
+        .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn with_auth(token_scopes: &str, writer_allows: &str) -> Config {
+        load(&format!(
+            "auth:\n  resource: http://127.0.0.1:8080/mcp\n  bearer:\n    tokens:\n      - {{ token: \"${{T}}\", subject: t, scopes: {token_scopes} }}\n      - {{ token: \"${{U}}\", subject: u, scopes: [writer] }}\nauthorization:\n  roles:\n    reader:\n      - allow: {{ backend: a, tools: [get] }}\n    writer:\n      - allow: {writer_allows}\nbackends:\n  - {{ name: a, transport: http, url: http://127.0.0.1:9/mcp }}\n"
+        ))
+    }
+
+    #[test]
+    fn access_rules_wait_with_the_roles_they_judge() {
+        // The token's roles change with the rules: applying the rules
+        // alone would judge the old roles by the new rules.
+        let running = with_auth("[writer]", "{ backend: a, tools: [write_*] }");
+        let next = with_auth("[reader]", "{ backend: \"*\" }");
+        let plan = Plan::new(&running, &next);
+        assert_eq!(plan.restart_needed, ["auth", "authorization"]);
+        let applied = Plan::applicable(&running, next);
+        assert_eq!(applied.authorization, running.authorization);
+        // With the same callers, new rules apply at once.
+        let rules_only = with_auth("[writer]", "{ backend: \"*\" }");
+        assert!(Plan::new(&running, &rules_only).restart_needed.is_empty());
+        let applied = Plan::applicable(&running, rules_only.clone());
+        assert_eq!(applied.authorization, rules_only.authorization);
+    }
+
+    #[test]
+    fn forwarding_tokens_cannot_start_with_a_reload() {
+        let running = config(vec![backend("a")]);
+        let mut forwarding = backend("a");
+        forwarding.forward_auth = true;
+        let next = config(vec![forwarding]);
+        let plan = Plan::new(&running, &next);
+        assert_eq!(plan.restart_needed, ["backends[].forward_auth"]);
+        let applied = Plan::applicable(&running, next);
+        assert!(!applied.backends[0].forward_auth);
+    }
+
+    #[test]
+    fn a_cache_is_kept_only_where_its_keys_mean_the_same() {
+        let canary = |name: &str| BackendConfig {
+            role: Role::Canary {
+                of: "a".to_owned(),
+                weight: 10.0,
+                sticky: true,
+            },
+            ..backend(name)
+        };
+        let running = config(vec![backend("a"), canary("a1"), canary("a2")]);
+        // The canaries swap places: side keys would point at the other.
+        let swapped = config(vec![backend("a"), canary("a2"), canary("a1")]);
+        assert_eq!(
+            Plan::new(&running, &swapped).fates[0],
+            Fate::Kept {
+                old: 0,
+                same_shaping: false
+            }
+        );
+        // A backend added at the end moves nothing.
+        let added = config(vec![backend("a"), canary("a1"), canary("a2"), backend("b")]);
+        assert_eq!(
+            Plan::new(&running, &added).fates[0],
+            Fate::Kept {
+                old: 0,
+                same_shaping: true
+            }
+        );
     }
 }

@@ -9,9 +9,10 @@ use crate::config::ConfigError;
 /// The changes a reload applied, by backend name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReloadReport {
-    /// Running on as they were (connections, breaker, ejection, cache).
+    /// Running on as they were (connections, breaker, ejection; the cache
+    /// too unless its shaping or place in the config changed).
     pub kept: Vec<String>,
-    /// Replaced by a new backend; calls in flight finished on the old.
+    /// Replaced by a new backend; calls in flight finish on the old.
     pub rebuilt: Vec<String>,
     /// New backends, connecting.
     pub added: Vec<String>,
@@ -31,6 +32,9 @@ pub enum ReloadError {
     /// The proxy was started without a config file to read again.
     #[error("no config file to reload: the proxy was not started from one")]
     NoSource,
+    /// The proxy is shutting down.
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
 }
 
 /// The last reload, as `/admin/status` shows it.
