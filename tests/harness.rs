@@ -166,6 +166,31 @@ fn outage_passes_against_the_proxy_binary() {
     assert_eq!(code, Some(0), "{stdout}");
 }
 
+/// reload.yaml through the binary: its reloads rewrite the config file and
+/// `POST /admin/reload`, the broken one answered 422 with the file's line.
+#[test]
+fn reload_passes_against_the_proxy_binary() {
+    let bin = proxy_binary().display().to_string();
+    let scenario = root().join("scenarios/reload.yaml");
+    let (code, stdout, report) = run_scenario(&scenario, &["--proxy-bin", &bin]);
+    assert_eq!(report["error"], Value::Null, "{stdout}");
+    assert_eq!(failed_checks(&report), Vec::<String>::new(), "{stdout}");
+    assert_eq!(code, Some(0), "{stdout}");
+    let rejected = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "reload `broken-edit` rejected")
+        .unwrap_or_else(|| panic!("no check of the broken edit: {stdout}"));
+    let observed = rejected["observed"].as_str().unwrap_or_default();
+    assert!(
+        observed.starts_with("rejected: 422 Unprocessable Entity: ")
+            && observed.contains("proxy.yaml:")
+            && observed.contains("weight"),
+        "{observed}"
+    );
+}
+
 #[test]
 fn check_accepts_the_shipped_scenarios_and_rejects_a_bad_one_with_its_line() {
     let output = harness(&["check", &outage_scenario().display().to_string()]);

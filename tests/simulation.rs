@@ -428,6 +428,56 @@ const MUTANTS: &[Mutant] = &[
         )],
         fails: &["notes fast before files crash-loops"],
     },
+    // reload.yaml
+    Mutant {
+        scenario: "reload.yaml",
+        name: "the config is applied by restarting the proxy",
+        edits: &[Replace(
+            "    at: 15s\n    reload:\n",
+            "    at: 15s\n    reload:\n      restart: true\n",
+        )],
+        fails: &[
+            "clients see no errors",
+            "the primary's connection lives through every reload",
+            "the canary's connection lives through the shift",
+        ],
+    },
+    Mutant {
+        scenario: "reload.yaml",
+        name: "the canary starts at 15% instead of 10%",
+        edits: &[Replace("      weight: 10\n", "      weight: 15\n")],
+        fails: &["before the shift the canary takes 10%"],
+    },
+    Mutant {
+        scenario: "reload.yaml",
+        name: "the shift leaves the weight at 10",
+        edits: &[Replace(
+            "{ name: search-next, weight: 50 }",
+            "{ name: search-next, weight: 10 }",
+        )],
+        fails: &["after the shift the canary takes 50%"],
+    },
+    Mutant {
+        scenario: "reload.yaml",
+        name: "the broken edit is a valid one (weight 90), applied",
+        edits: &[Replace(
+            "      expect: rejected\n      patch:\n        backends:\n          - { name: search-next, weight: 500 }",
+            "      patch:\n        backends:\n          - { name: search-next, weight: 90 }",
+        )],
+        fails: &["after the broken edit the canary still takes 50%"],
+    },
+    Mutant {
+        scenario: "reload.yaml",
+        name: "the canary is kept instead of removed",
+        edits: &[Replace(
+            "{ name: search-next, remove: true }",
+            "{ name: search-next, weight: 50 }",
+        )],
+        fails: &[
+            "the removed canary gets no call",
+            "the primary takes every call once the canary is gone",
+        ],
+    },
     // auth.yaml
     Mutant {
         scenario: "auth.yaml",

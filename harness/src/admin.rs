@@ -1,4 +1,7 @@
-//! The proxy's own view of its backends, sampled while the load runs: its
+//! The admin API of a proxy of ours, as the harness uses it: `POST
+//! /admin/reload` for a scenario's reload faults with `--proxy-bin`
+//! ([`post_reload`]), and the proxy's own view of its backends, sampled
+//! while the load runs: its
 //! `GET /admin/backends` read every [`SAMPLE_INTERVAL`] of scenario time, so
 //! the report can show a breaker opening or an endpoint ejected beside what
 //! the clients saw.
@@ -139,4 +142,63 @@ impl BackendSampler {
         let answer: AdminBackends = serde_json::from_slice(&body).ok()?;
         Some(answer.backends)
     }
+}
+
+/// How long a `POST /admin/reload` may take.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `POST /admin/reload` to the proxy whose MCP endpoint is `mcp_url`, with
+/// its `admin.token` if it has one: `Ok` when it applied the config file,
+/// `Err` with its answer (or why there was none) otherwise.
+pub async fn post_reload(
+    mcp_url: &str,
+    dialer: Arc<dyn Dialer>,
+    token: Option<&str>,
+) -> Result<(), String> {
+    let parts = mcp_url
+        .parse::<Uri>()
+        .map_err(|error| error.to_string())?
+        .into_parts();
+    let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+        return Err(format!("no host in {mcp_url}"));
+    };
+    let url = Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query("/admin/reload")
+        .build()
+        .map_err(|error| error.to_string())?;
+    let mut request = Request::new(Full::default());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = url;
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "admin.token is not a header value".to_owned())?;
+        request
+            .headers_mut()
+            .insert(hyper::header::AUTHORIZATION, value);
+    }
+    let exchange = async {
+        let response = http_client(dialer)
+            .request(request)
+            .await
+            .map_err(|error| format!("POST /admin/reload: {error}"))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|error| format!("POST /admin/reload: reading the answer: {error}"))?
+            .to_bytes();
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if status == StatusCode::OK {
+            Ok(())
+        } else {
+            let error = answer["error"].as_str().unwrap_or("no error given");
+            Err(format!("{status}: {error}"))
+        }
+    };
+    tokio::time::timeout(RELOAD_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {RELOAD_TIMEOUT:?}")))
 }

@@ -3,7 +3,8 @@
 //! Each kind of `expect:` entry has its own module with a `check` function
 //! that turns the spec and what was observed (client call records, fake
 //! journals) into a [`Verdict`]; [`evaluate`] runs the scenario's checks in
-//! file order and then the always-on [`accounting`] checks, and dresses
+//! file order, then one [`reloads`] check per reload fault, then the
+//! always-on [`accounting`] checks, and dresses
 //! each verdict with its name, kind and line as a [`CheckResult`]. The one
 //! list of kinds is the `match` in `run_check`.
 //!
@@ -15,6 +16,7 @@ pub mod count;
 pub mod errors;
 pub mod figures;
 pub mod ratio;
+pub mod reloads;
 pub mod status;
 pub mod threshold;
 pub mod timing;
@@ -34,7 +36,7 @@ use crate::scenario::{
 pub struct CheckResult {
     /// The check's name (from the scenario, or the accounting check's own).
     pub name: String,
-    /// Its kind: `threshold`, `errors`, `count`, `ratio`, `timing`, `status` or `accounting`.
+    /// Its kind: `threshold`, `errors`, `count`, `ratio`, `timing`, `status`, `reload` or `accounting`.
     pub kind: String,
     /// The line of its `expect:` entry; `None` for accounting checks.
     pub line: Option<usize>,
@@ -108,6 +110,7 @@ pub fn evaluate(
         .iter()
         .map(|spec| run_check(spec, load, journal))
         .collect();
+    results.extend(reloads::checks(scenario, &load.reloads));
     results.extend(accounting::checks(scenario, load));
     results
 }

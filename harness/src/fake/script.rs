@@ -129,7 +129,8 @@ impl Script {
             FaultAction::Outage { exit_code } => Some((fault, exit_code)),
             FaultAction::Behave { .. }
             | FaultAction::Network { .. }
-            | FaultAction::RotateKey { .. } => None,
+            | FaultAction::RotateKey { .. }
+            | FaultAction::Reload { .. } => None,
         })
     }
 }

@@ -121,6 +121,25 @@ pub struct LoadResult {
     /// Every HTTP request of the clients answered with a status other than
     /// 2xx (401, 403, 404, ...), in the order they were answered.
     pub statuses: Vec<StatusRecord>,
+    /// The scenario's `reload` faults as the proxy took them, in order.
+    pub reloads: Vec<ReloadRecord>,
+}
+
+/// One `reload` fault done to the proxy, and what the proxy made of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReloadRecord {
+    /// The fault's phase name, or `reload at <time>`.
+    pub name: String,
+    /// When it was due, in scenario time.
+    #[serde(with = "crate::clock::micros")]
+    pub at: Duration,
+    /// `applied` or `rejected`: what the scenario requires.
+    pub expected: &'static str,
+    /// `applied` or `rejected`: what the proxy did (`rejected` also when
+    /// the harness could not reach it).
+    pub result: &'static str,
+    /// Why it was rejected, in the proxy's words.
+    pub detail: Option<String>,
 }
 
 /// One HTTP request of a client answered with a non-2xx status.

@@ -105,7 +105,7 @@ pub fn repeats(spans: &[FaultSpan]) -> Vec<Repeats<'_>> {
 }
 
 /// What a fault does, in a word: `outage`, `latency`, `errors` (an
-/// outcome mix), `latency+errors`, `network`, or `rotate_key`.
+/// outcome mix), `latency+errors`, `network`, `rotate_key` or `reload`.
 fn action_word(action: &FaultAction) -> &'static str {
     match action {
         FaultAction::Outage { .. } => "outage",
@@ -119,6 +119,7 @@ fn action_word(action: &FaultAction) -> &'static str {
         FaultAction::Behave { .. } => "errors",
         FaultAction::Network { .. } => "network",
         FaultAction::RotateKey { .. } => "rotate_key",
+        FaultAction::Reload { .. } => "reload",
     }
 }
 

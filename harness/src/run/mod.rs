@@ -23,9 +23,11 @@ mod placeholders;
 mod ports;
 mod progress;
 mod proxy;
+pub(crate) mod reloads;
 mod workdir;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +128,11 @@ async fn run_with_seed(scenario: &Scenario, options: &RunOptions, seed: u64) -> 
     let scenario = &scenario;
     if let Some(error) = scenario.needs_simulation() {
         return RunReport::stopped(scenario, &mode, Duration::ZERO, error.to_string());
+    }
+    if let (ProxyMode::Target(_) | ProxyMode::TargetCmd(_), Some(error)) =
+        (&options.mode, scenario.needs_our_proxy())
+    {
+        return RunReport::stopped(scenario, &mode, Duration::ZERO, error);
     }
     let started = tokio::time::Instant::now();
     let outcome = execute(scenario, options, seed).await;
@@ -285,7 +292,14 @@ async fn execute(
             &options.cancel,
         )
         .await?;
-        let result = drive(scenario, options, seed, (clock, &callers), &mut proxy).await;
+        let result = drive(
+            scenario,
+            options,
+            (seed, &address, work_dir.path()),
+            (clock, &callers),
+            &mut proxy,
+        )
+        .await;
         let stayed_up = proxy.stayed_up();
         proxy.stop().await;
         result.map(|(load, backends)| (load, backends, stayed_up))
@@ -317,12 +331,15 @@ async fn execute(
     })
 }
 
+/// Where each fake of a run listens, by name.
+type FakeAddresses<'a> = dyn Fn(&str) -> FakeAddress + 'a;
+
 /// Waits for the proxy, then runs the load with the progress line, and
 /// samples the proxy's `/admin/backends` meanwhile when it is ours.
 async fn drive(
     scenario: &Scenario,
     options: &RunOptions,
-    seed: u64,
+    (seed, address, work_dir): (u64, &FakeAddresses<'_>, &Path),
     (clock, callers): (ScenarioClock, &Callers),
     proxy: &mut ProxyUnderTest,
 ) -> Result<(LoadResult, Vec<BackendSample>), RunError> {
@@ -373,15 +390,72 @@ async fn drive(
             None => (load.await, Vec::new()),
         }
     };
+    // The reload faults, beside the load: the in-process proxy is taken out
+    // of `proxy` meanwhile (a restart replaces it), and put back after.
+    let steps = reloads::steps(scenario);
+    let mut in_process = match std::mem::replace(proxy, ProxyUnderTest::Target(url.clone())) {
+        ProxyUnderTest::InProcess(running) => Some(running),
+        other => {
+            *proxy = other;
+            None
+        }
+    };
+    let reloading = async {
+        if steps.is_empty() {
+            return Vec::new();
+        }
+        match proxy {
+            ProxyUnderTest::Binary { .. } => {
+                let mut binary = reloads::Binary {
+                    config_path: &work_dir.join(proxy::BINARY_CONFIG_FILE),
+                    url: url.clone(),
+                    listen: listen_of(&url),
+                    address,
+                    seed,
+                    token: scenario.proxy.as_ref().and_then(|p| p.admin_token()),
+                };
+                reloads::follow(&steps, clock, &mut binary).await
+            }
+            _ => {
+                let listen = listen_of(&url);
+                let configure = |step: &reloads::Step| step.config(scenario, address, listen, seed);
+                let mut library = reloads::InProcess {
+                    proxy: &mut in_process,
+                    configure: &configure,
+                    start: |config| async move {
+                        mcp_proxy::server::start(config)
+                            .await
+                            .map_err(|error| error.to_string())
+                    },
+                };
+                reloads::follow(&steps, clock, &mut library).await
+            }
+        }
+    };
     // Ctrl-C wins over a load that ends at the same moment: the run is
     // reported as interrupted either way.
     let result = tokio::select! {
         biased;
         () = options.cancel.cancelled() => (LoadResult::default(), Vec::new()),
-        result = sampled => result,
+        ((mut load, samples), reloads) = async { tokio::join!(sampled, reloading) } => {
+            load.reloads = reloads;
+            (load, samples)
+        }
     };
+    if let Some(running) = in_process {
+        *proxy = ProxyUnderTest::InProcess(running);
+    }
     line.finish();
     Ok(result)
+}
+
+/// The listen address in a proxy's MCP URL (`http://ADDR/mcp`).
+fn listen_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .and_then(|authority| authority.parse().ok())
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 /// Polls until one MCP session through the proxy (`target`, at `url`) lists

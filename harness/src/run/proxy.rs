@@ -29,6 +29,10 @@ use crate::scenario::{FakeAddress, Scenario, to_json};
 use crate::shell;
 use crate::target_cmd::{self, TargetProcess};
 
+/// The config file of a spawned proxy binary, in the run's work folder
+/// (rewritten by reload faults).
+pub(crate) const BINARY_CONFIG_FILE: &str = "proxy.yaml";
+
 /// How long a spawned proxy binary may take to exit after SIGTERM.
 const BINARY_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -149,7 +153,7 @@ impl ProxyUnderTest {
             ProxyMode::Binary(bin) => {
                 let listen = free_loopback_port().map_err(RunError::FreePort)?;
                 let tree = section()?.config_tree(address, listen, seed);
-                let config_path = work_dir.join("proxy.yaml");
+                let config_path = work_dir.join(BINARY_CONFIG_FILE);
                 let text = serde_json::to_string_pretty(&to_json(&tree))
                     .map_err(RunError::SerializeConfig)?;
                 std::fs::write(&config_path, text).map_err(|source| RunError::WriteConfig {

@@ -49,7 +49,7 @@ pub struct Scenario {
 
 /// The `proxy:` section: validated against the proxy's schema with the fakes
 /// filled in, and kept as a tree so a run can fill in real addresses.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxySection {
     /// The tree of the section, `fake:` keys still in place.
     pub tree: Node,
@@ -288,7 +288,8 @@ pub struct Fault {
     /// `name`: names the phase for windows and reports (time triggers only).
     pub name: Option<String>,
     /// `fake`: the fake it applies to; or `issuer`: the issuer's name
-    /// (an `outage` of its JWKS server, or `rotate_key`).
+    /// (an `outage` of its JWKS server, or `rotate_key`); or
+    /// [`PROXY_TARGET`] for a `reload`.
     pub fake: String,
     /// `tool`: only this tool (default: every tool of the fake). Not with `outage`.
     pub tool: Option<String>,
@@ -296,6 +297,28 @@ pub struct Fault {
     pub trigger: Trigger,
     /// What it does.
     pub action: FaultAction,
+}
+
+/// What [`Fault::fake`] names for a `reload` fault: the proxy itself.
+pub const PROXY_TARGET: &str = "proxy";
+
+/// What a `reload` fault requires of the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadExpect {
+    /// `applied` (the default): it takes the new config.
+    Applied,
+    /// `rejected`: the new config is invalid; it must keep the running one.
+    Rejected,
+}
+
+impl ReloadExpect {
+    /// The word reports use.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReloadExpect::Applied => "applied",
+            ReloadExpect::Rejected => "rejected",
+        }
+    }
 }
 
 /// When a fault applies.
@@ -381,6 +404,18 @@ pub enum FaultAction {
         /// Whether the previous signing key stays published.
         keep_old: bool,
     },
+    /// `reload: { patch, expect, restart }`: at `at`, the proxy is given
+    /// its `proxy:` section as the reloads before made it, with `patch`
+    /// merged in. Happens once, at `at`.
+    Reload {
+        /// The section after the patch (invalid when `expect` is rejected).
+        section: Box<ProxySection>,
+        /// Whether the proxy must take it.
+        expect: ReloadExpect,
+        /// Apply it by restarting the proxy with the new config (what a
+        /// gateway without hot reload has to do) instead of reloading.
+        restart: bool,
+    },
     /// `network`: the link between the proxy and an HTTP fake misbehaves
     /// while the fault holds. Only a simulated network can do this, so a
     /// scenario with one runs only with `--sim` ([`Scenario::needs_simulation`]).
@@ -443,6 +478,20 @@ impl Scenario {
                 self.file.display()
             )
         })
+    }
+
+    /// Why this scenario cannot run against another gateway (`--target`):
+    /// its first `reload` fault, which rewrites our proxy's config.
+    pub fn needs_our_proxy(&self) -> Option<String> {
+        self.faults
+            .iter()
+            .position(|fault| matches!(fault.action, FaultAction::Reload { .. }))
+            .map(|i| {
+                format!(
+                    "{}: faults[{i}].reload: a reload fault changes our proxy's config: run the scenario in process, with --proxy-bin or with --sim",
+                    self.file.display()
+                )
+            })
     }
 
     /// Why this scenario cannot run on the operating system's network: its

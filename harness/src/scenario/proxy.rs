@@ -154,6 +154,35 @@ pub(crate) fn read_section(
     let Some(tree) = root.get(&[Seg::Key("proxy".into())]) else {
         return Ok(None);
     };
+    let section = section_of(v, tree, &path, fakes, issuer)?;
+    // Every fake serves some backend of the section a run starts with (a
+    // reload may leave one unused later).
+    for (i, fake) in fakes.iter().enumerate() {
+        if !section
+            .backend_fakes
+            .iter()
+            .flatten()
+            .any(|n| n == &fake.name)
+        {
+            return Err(v.error(
+                &KeyPath::default().key("fakes").index(i).key("name"),
+                format!("fake {:?} is not used by any proxy backend", fake.name),
+            ));
+        }
+    }
+    section.validate(v.file, base_dir, fakes, issuer)?;
+    Ok(Some(section))
+}
+
+/// The section of `tree` (at `path`, for errors): each backend's fakes read
+/// and checked, not yet validated as a proxy config.
+pub(crate) fn section_of(
+    v: &Validator<'_>,
+    tree: &Node,
+    path: &KeyPath,
+    fakes: &[FakeSpec],
+    issuer: Option<&Issuer>,
+) -> Result<ProxySection, ConfigError> {
     if issuer.is_none()
         && let Some(line) = placeholder_line(tree)
     {
@@ -192,42 +221,47 @@ pub(crate) fn read_section(
             backend_fakes.push(names);
         }
     }
-    for (i, fake) in fakes.iter().enumerate() {
-        if !backend_fakes.iter().flatten().any(|n| n == &fake.name) {
-            return Err(v.error(
-                &KeyPath::default().key("fakes").index(i).key("name"),
-                format!("fake {:?} is not used by any proxy backend", fake.name),
-            ));
-        }
-    }
-    let section = ProxySection {
+    Ok(ProxySection {
         tree: tree.clone(),
         backend_fakes,
         issuer: issuer.map(|i| i.name.clone()),
-    };
-    // Validate with placeholder addresses: what is checked is the section's
-    // own keys; the real addresses only exist once a run starts.
-    // (One port per fake, so the replicas of a pool differ.)
-    let placeholder = |name: &str| match fakes.iter().position(|f| f.name == name) {
-        None if issuer.is_some_and(|i| i.name == name) => FakeAddress::Http {
-            url: "http://127.0.0.1:65535/jwks.json".into(),
-        },
-        Some(i) if matches!(fakes[i].transport, FakeTransport::Http { .. }) => FakeAddress::Http {
-            url: format!("http://127.0.0.1:{}/mcp", i + 1),
-        },
-        _ => FakeAddress::Stdio {
-            command: "mcp-harness".into(),
-            args: Vec::new(),
-        },
-    };
-    section.config(
-        v.file,
-        base_dir,
-        &placeholder,
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        0,
-    )?;
-    Ok(Some(section))
+    })
+}
+
+impl ProxySection {
+    /// Validate the section as the proxy's own loader would, with
+    /// placeholder addresses: what is checked is the section's own keys;
+    /// the real addresses only exist once a run starts. (One port per
+    /// fake, so the replicas of a pool differ.)
+    pub(crate) fn validate(
+        &self,
+        file: &str,
+        base_dir: &Path,
+        fakes: &[FakeSpec],
+        issuer: Option<&Issuer>,
+    ) -> Result<Config, ConfigError> {
+        let placeholder = |name: &str| match fakes.iter().position(|f| f.name == name) {
+            None if issuer.is_some_and(|i| i.name == name) => FakeAddress::Http {
+                url: "http://127.0.0.1:65535/jwks.json".into(),
+            },
+            Some(i) if matches!(fakes[i].transport, FakeTransport::Http { .. }) => {
+                FakeAddress::Http {
+                    url: format!("http://127.0.0.1:{}/mcp", i + 1),
+                }
+            }
+            _ => FakeAddress::Stdio {
+                command: "mcp-harness".into(),
+                args: Vec::new(),
+            },
+        };
+        self.config(
+            file,
+            base_dir,
+            &placeholder,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            0,
+        )
+    }
 }
 
 /// The fakes a backend's `fake:` names: one name, or a list of HTTP fakes
@@ -408,5 +442,75 @@ fn placeholder_line(node: &Node) -> Option<usize> {
         Value::Seq(items) => items.iter().find_map(placeholder_line),
         Value::Map(entries) => entries.iter().find_map(|e| placeholder_line(&e.value)),
         _ => None,
+    }
+}
+
+/// `base` with `patch` merged in, as a reload fault writes it: a JSON merge
+/// patch (RFC 7396) over the tree — maps merge key by key, `null` removes a
+/// key, anything else replaces — except `backends`, whose items are
+/// matched by `name`: a named backend's keys merge into it, `remove: true`
+/// takes it out, a new name is added at the end.
+pub(crate) fn merge_patch(base: &Node, patch: &Node) -> Node {
+    let mut merged = base.clone();
+    merge_into(&mut merged, patch, false);
+    merged
+}
+
+fn merge_into(base: &mut Node, patch: &Node, backends: bool) {
+    match (&mut base.value, &patch.value) {
+        (Value::Map(entries), Value::Map(changes)) => {
+            for change in changes {
+                let at = entries.iter().position(|e| e.key == change.key);
+                match (at, &change.value.value) {
+                    (Some(at), Value::Null) => {
+                        entries.remove(at);
+                    }
+                    (None, Value::Null) => {}
+                    (Some(at), _) => {
+                        let is_backends = change.key == "backends";
+                        merge_into(&mut entries[at].value, &change.value, is_backends);
+                    }
+                    (None, _) => entries.push(change.clone()),
+                }
+            }
+        }
+        (Value::Seq(items), Value::Seq(changes)) if backends => {
+            for change in changes {
+                let name = backend_name(change);
+                let at = items.iter().position(|item| backend_name(item) == name);
+                match at {
+                    Some(at) if removes(change) => {
+                        items.remove(at);
+                    }
+                    Some(at) => merge_into(&mut items[at], change, false),
+                    None if removes(change) => {}
+                    None => items.push(change.clone()),
+                }
+            }
+        }
+        _ => *base = patch.clone(),
+    }
+}
+
+/// A backend item's `name`, if it has one.
+pub(crate) fn backend_name(item: &Node) -> Option<&str> {
+    match &item.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find_map(|e| match (&e.key[..], &e.value.value) {
+                ("name", Value::Str(name)) => Some(name.as_str()),
+                _ => None,
+            }),
+        _ => None,
+    }
+}
+
+/// Whether a patch's backend item says `remove: true`.
+pub(crate) fn removes(item: &Node) -> bool {
+    match &item.value {
+        Value::Map(entries) => entries
+            .iter()
+            .any(|e| e.key == "remove" && e.value.value == Value::Bool(true)),
+        _ => false,
     }
 }

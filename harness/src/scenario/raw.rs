@@ -163,6 +163,24 @@ pub(crate) struct RawFault {
     pub(crate) latency: Option<RawLatency>,
     pub(crate) outcomes: Option<Vec<RawOutcome>>,
     pub(crate) network: Option<RawNetwork>,
+    pub(crate) reload: Option<RawReload>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReload {
+    /// Read from the tree (it is a piece of proxy config, kept with its lines).
+    #[serde(rename = "patch")]
+    pub(crate) _patch: IgnoredAny,
+    pub(crate) expect: Option<RawReloadExpect>,
+    pub(crate) restart: Option<bool>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawReloadExpect {
+    Applied,
+    Rejected,
 }
 
 #[derive(Deserialize)]

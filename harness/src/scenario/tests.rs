@@ -718,3 +718,118 @@ fn a_scenario_with_a_network_fault_says_it_needs_the_simulation() {
         )
     );
 }
+
+/// BASE with `fault` (YAML under `faults:`, indented as its items) in place
+/// of its outage.
+fn with_reload(fault: &str) -> String {
+    let outage = "  - name: down\n    fake: a\n    at: 2s\n    for: 3s\n    outage: true\n";
+    BASE.replace(outage, fault)
+        .replace("window: { after: down }, ", "")
+}
+
+#[test]
+fn a_reload_patches_the_section_the_reloads_before_left() {
+    let text = with_reload(
+        "  - name: add\n    at: 2s\n    reload: { patch: { backends: [{ name: b, fake: a, canary_of: a, weight: 5 }] } }\n  - name: shift\n    at: 4s\n    reload: { patch: { backends: [{ name: b, weight: 50 }] } }\n  - name: drop\n    at: 6s\n    reload: { patch: { backends: [{ name: b, remove: true }] } }\n",
+    );
+    let scenario = load_str(&text, Path::new("s.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let sections: Vec<&ProxySection> = scenario
+        .faults
+        .iter()
+        .filter_map(|f| match &f.action {
+            FaultAction::Reload { section, .. } => Some(section.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sections.len(), 3);
+    // The shift builds on the added canary: it keeps its `canary_of`.
+    let config = |section: &ProxySection| {
+        section
+            .config(
+                "s.yaml",
+                Path::new("."),
+                &|_| FakeAddress::Http {
+                    url: "http://127.0.0.1:1/mcp".into(),
+                },
+                "127.0.0.1:0".parse().unwrap(),
+                0,
+            )
+            .unwrap()
+    };
+    let shifted = config(sections[1]);
+    assert_eq!(shifted.backends.len(), 2);
+    assert_eq!(
+        shifted.backends[1].role,
+        mcp_proxy::config::Role::Canary {
+            of: "a".into(),
+            weight: 50.0,
+            sticky: false
+        }
+    );
+    assert_eq!(config(sections[2]).backends.len(), 1);
+    assert!(scenario.needs_our_proxy().is_some());
+}
+
+#[test]
+fn a_reload_meant_to_apply_must_be_valid_and_one_meant_to_fail_invalid() {
+    // Line 18: the retry count the proxy's loader refuses, at the patch.
+    let invalid = with_reload(
+        "  - at: 2s\n    reload:\n      patch:\n        backends:\n          - { name: a, retry: { max_retries: -1 } }\n",
+    );
+    let error = err(&invalid);
+    assert!(
+        error.starts_with("s.yaml:18: proxy.backends[0].retry.max_retries"),
+        "{error}"
+    );
+    let valid_but_rejected = with_reload(
+        "  - at: 2s\n    reload: { expect: rejected, patch: { backends: [{ name: a, wait_for_ready: 1s }] } }\n",
+    );
+    assert!(
+        err(&valid_but_rejected).contains("faults[0].reload.expect: the patched config is valid"),
+        "{}",
+        err(&valid_but_rejected)
+    );
+    let rejected = with_reload(
+        "  - at: 2s\n    reload: { expect: rejected, patch: { backends: [{ name: a, wait_for_ready: soon }] } }\n",
+    );
+    assert!(load_str(&rejected, Path::new("s.yaml")).is_ok());
+}
+
+#[test]
+fn a_reload_happens_once_in_time_order_and_names_what_it_changes() {
+    let lasting = with_reload("  - at: 2s\n    for: 1s\n    reload: { patch: {} }\n");
+    assert!(
+        err(&lasting).contains("faults[0].for: a reload happens once"),
+        "{}",
+        err(&lasting)
+    );
+    let of_a_fake = with_reload("  - fake: a\n    at: 2s\n    reload: { patch: {} }\n");
+    assert!(
+        err(&of_a_fake).contains("faults[0].fake"),
+        "{}",
+        err(&of_a_fake)
+    );
+    let backwards = with_reload(
+        "  - at: 4s\n    reload: { patch: {} }\n  - at: 2s\n    reload: { patch: {} }\n",
+    );
+    assert!(
+        err(&backwards).contains("faults[1].at: reloads build on each other"),
+        "{}",
+        err(&backwards)
+    );
+    let nameless =
+        with_reload("  - at: 2s\n    reload: { patch: { backends: [{ weight: 5 }] } }\n");
+    assert!(
+        err(&nameless).contains("faults[0].reload.patch.backends[0]: names the backend"),
+        "{}",
+        err(&nameless)
+    );
+    let removal_with_keys = with_reload(
+        "  - at: 2s\n    reload: { patch: { backends: [{ name: a, remove: true, weight: 5 }] } }\n",
+    );
+    assert!(
+        err(&removal_with_keys).contains("remove: a removed backend"),
+        "{}",
+        err(&removal_with_keys)
+    );
+}

@@ -51,11 +51,12 @@ use crate::clock::{ScenarioClock, SimWallClock};
 use crate::fake::{FakeConfig, HttpFake};
 use crate::identity::{Callers, IssuerKeys, JWKS_PATH, JwksServer};
 use crate::journal::{Journal, JournalEntry};
+use crate::load::record::ReloadRecord;
 use crate::load::{self, LoadResult, Progress};
 use crate::report::RunReport;
 use crate::report::replay::{self, Flag};
 use crate::report::timeline::BackendSample;
-use crate::run::RunError;
+use crate::run::{RunError, reloads};
 use crate::scenario::{FakeAddress, FakeSpec, FakeTransport, Scenario};
 use net::{HTTP_PORT, SimDialer, SimListener, SimNetwork};
 use stdio::{InProcessSpawner, SIM_FAKE_PROGRAM};
@@ -237,18 +238,53 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
         .filter(|spec| matches!(spec.transport, FakeTransport::Stdio))
         .map(fake_config)
         .collect();
+    // The reload faults, their configs made here (the addresses are this
+    // run's), done on the proxy's host at their times.
+    let steps = reloads::steps(scenario);
+    let step_configs: Vec<_> = steps
+        .iter()
+        .map(|step| step.config(scenario, &address, listen, seed))
+        .collect();
+    let reload_records: Rc<RefCell<Vec<ReloadRecord>>> = Rc::default();
+    let proxy_records = Rc::clone(&reload_records);
     sim.host(PROXY_HOST, move || {
         let config = config.clone();
-        let spawner = InProcessSpawner::new(stdio_fakes.iter().map(|fake| fake()));
+        let spawner = Arc::new(InProcessSpawner::new(stdio_fakes.iter().map(|fake| fake())));
+        let (steps, step_configs, records) = (
+            steps.clone(),
+            step_configs.clone(),
+            Rc::clone(&proxy_records),
+        );
         async move {
+            let clock = ScenarioClock::start_now();
             let platform = Platform {
                 dialer: Arc::new(SimDialer),
-                spawner: Arc::new(spawner),
+                spawner,
                 session_ids: Arc::new(SeededSessionIds::new(seed)),
                 clock: Arc::new(SimWallClock::started_now()),
             };
             let listener = SimListener::bind(PROXY_PORT).await?;
-            let proxy = mcp_proxy::server::start_on(config, listener, platform)?;
+            let mut proxy = Some(mcp_proxy::server::start_on(
+                config,
+                listener,
+                platform.clone(),
+            )?);
+            let configure = |step: &reloads::Step| step_configs[step.index].clone();
+            let mut library = reloads::InProcess {
+                proxy: &mut proxy,
+                configure: &configure,
+                start: |config| {
+                    let platform = platform.clone();
+                    async move {
+                        let listener = SimListener::bind(PROXY_PORT)
+                            .await
+                            .map_err(|error| error.to_string())?;
+                        mcp_proxy::server::start_on(config, listener, platform)
+                            .map_err(|error| error.to_string())
+                    }
+                },
+            };
+            *records.borrow_mut() = reloads::follow(&steps, clock, &mut library).await;
             std::future::pending::<()>().await;
             drop(proxy);
             Ok(())
@@ -314,11 +350,12 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
     if let Err(error) = finished {
         return Err((format!("the simulation failed: {error}"), virtual_time));
     }
-    let (load, backends) = match outcome.borrow_mut().take() {
+    let (mut load, backends) = match outcome.borrow_mut().take() {
         Some(Ok(sampled)) => sampled,
         Some(Err(error)) => return Err((error.to_string(), virtual_time)),
         None => return Err(("the load never finished".into(), virtual_time)),
     };
+    load.reloads = reload_records.take();
     let mut journal = journal.snapshot();
     journal.sort_by_key(|e| e.at);
     Ok(Simulated {

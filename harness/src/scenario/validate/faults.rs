@@ -10,6 +10,7 @@ use mcp_proxy::config::ConfigError;
 
 use super::super::model::*;
 use super::super::raw::*;
+use super::reload::ReloadContext;
 use super::timeline::{first_overlap, fmt_duration};
 use super::{KeyPath, Validator};
 
@@ -21,16 +22,20 @@ impl Validator<'_> {
         &self,
         raw: Vec<RawFault>,
         path: &KeyPath,
-        fakes: &[FakeSpec],
-        issuer: Option<&Issuer>,
-        duration: Duration,
-        grace: Duration,
+        (duration, grace): (Duration, Duration),
+        proxy: Option<&ProxySection>,
+        context: &ReloadContext<'_>,
     ) -> Result<Vec<Fault>, ConfigError> {
+        let (fakes, issuer) = (context.fakes, context.issuer);
         let mut names = HashSet::new();
         let mut faults = Vec::new();
+        // The proxy section as the reloads so far have left it.
+        let mut current = proxy.cloned();
+        let mut last_reload = Duration::ZERO;
         for (i, f) in raw.into_iter().enumerate() {
             let p = path.index(i);
             let target = match (&f.fake, &f.issuer) {
+                _ if f.reload.is_some() => Target::Proxy,
                 (Some(name), None) => match fakes.iter().find(|x| &x.name == name) {
                     Some(fake) => Target::Fake(fake),
                     None => {
@@ -133,6 +138,31 @@ impl Validator<'_> {
                 }
             }
             let fake = match target {
+                Target::Proxy => {
+                    let reload = f
+                        .reload
+                        .as_ref()
+                        .ok_or_else(|| self.error(&p, "needs reload"))?;
+                    let action =
+                        self.reload_action(&f, reload, &p, &trigger, &mut current, context)?;
+                    if let Trigger::Time { at, .. } = trigger {
+                        if at < last_reload {
+                            return Err(self.error(
+                                &p.key("at"),
+                                "reloads build on each other: write them in time order",
+                            ));
+                        }
+                        last_reload = at;
+                    }
+                    faults.push(Fault {
+                        name: f.name,
+                        fake: PROXY_TARGET.to_owned(),
+                        tool: None,
+                        trigger,
+                        action,
+                    });
+                    continue;
+                }
                 Target::Fake(fake) => fake,
                 Target::Issuer(issuer) => {
                     let action = self.issuer_action(&f, &p, issuer, &trigger)?;
@@ -419,6 +449,8 @@ impl Validator<'_> {
 enum Target<'a> {
     Fake(&'a FakeSpec),
     Issuer(&'a Issuer),
+    /// A `reload` of the proxy's config.
+    Proxy,
 }
 
 impl From<RawPartition> for Direction {

@@ -24,6 +24,7 @@ mod checks;
 mod fakes;
 mod faults;
 mod identity;
+mod reload;
 mod timeline;
 mod workload;
 
@@ -93,10 +94,13 @@ impl Validator<'_> {
         let faults = self.faults(
             raw.faults.unwrap_or_default(),
             &root.key("faults"),
-            &fakes,
-            issuer.as_ref(),
-            duration,
-            grace,
+            (duration, grace),
+            proxy.as_ref(),
+            &reload::ReloadContext {
+                base_dir,
+                fakes: &fakes,
+                issuer: issuer.as_ref(),
+            },
         )?;
         let phases = Phases::of(&faults, duration);
         let workload = self.workload(raw.workload, &root.key("workload"), issuer.as_ref())?;
