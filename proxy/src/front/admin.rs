@@ -1,6 +1,7 @@
 //! Who may use `/admin/*` (backend states with child pids, last errors and
-//! endpoint URLs; metrics). A browser page must not read them through DNS
-//! rebinding, so they get the same `Origin` check as `/mcp`; and once the
+//! endpoint URLs; metrics; the status; `POST /admin/reload`, which applies
+//! the config file). A browser page must not read or trigger them through
+//! DNS rebinding, so they get the same `Origin` check as `/mcp`; and once the
 //! proxy has `auth:`, MCP callers' tokens do not open them: they need
 //! `admin.token`, or are served only on `admin.listen`, or not at all.
 

@@ -1,8 +1,9 @@
 //! Operations endpoints: liveness, readiness, backend status, metrics,
 //! the proxy's status and reloads.
 //!
-//! They live on the same listener as `/mcp` and answer without touching any
-//! backend, so they stay fast while backends misbehave.
+//! They live on the same listener as `/mcp` and answer without waiting on
+//! any backend, so they stay fast while backends misbehave (a reload starts
+//! and stops backends, and does not wait for them to connect).
 
 use std::sync::Arc;
 
