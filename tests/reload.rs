@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::support::bins::{TempDir, root};
 use crate::support::proxy::{
     self, admin_backend, load_yaml, ops_get_json, ops_get_text, pid_gone, reserve_addr,
-    spawn_serve, wait_ready,
+    spawn_serve, tool_names, wait_ready,
 };
 use crate::support::{RawClient, StreamEvent, WAIT_TIMEOUT, wait_until};
 
@@ -50,17 +50,6 @@ async fn pid_of(client: &RawClient, name: &str) -> u32 {
         .as_str()
         .and_then(|text| text.parse().ok())
         .unwrap_or_else(|| panic!("no pid from {name}: {answer}"))
-}
-
-/// The tool names `client`'s session lists.
-async fn tool_names(client: &RawClient) -> Vec<String> {
-    let listed = client.request("tools/list", json!({})).await;
-    listed["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no tools in {listed}"))
-        .iter()
-        .filter_map(|tool| tool["name"].as_str().map(str::to_owned))
-        .collect()
 }
 
 async fn reload(proxy: &RunningProxy, text: &str) -> mcp_proxy::ReloadReport {

@@ -28,6 +28,8 @@ mod lifecycle;
 mod cli;
 // Hot reload: a new config applied as a diff, in process and through the binary.
 mod reload;
+// The MCP admin tools: proxy/backends and proxy/errors, under authorization.
+mod admin_tools;
 // Per-backend timeouts and retries, configured as an operator writes them.
 mod resilience;
 // Replica pools: load balancing, retries and hedges across replicas, ejection.

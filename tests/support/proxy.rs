@@ -294,3 +294,18 @@ pub async fn wait_ready(addr: std::net::SocketAddr) {
     })
     .await;
 }
+
+/// The tool names `client`'s session lists, in the proxy's order.
+///
+/// # Panics
+///
+/// When the answer has no tool list.
+pub async fn tool_names(client: &super::RawClient) -> Vec<String> {
+    let listed = client.request("tools/list", serde_json::json!({})).await;
+    listed["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools in {listed}"))
+        .iter()
+        .filter_map(|tool| tool["name"].as_str().map(str::to_owned))
+        .collect()
+}

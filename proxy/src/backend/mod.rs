@@ -12,6 +12,7 @@
 mod failure;
 pub(crate) mod listing;
 mod pool;
+pub(crate) mod recent;
 mod resilience;
 mod set;
 mod supervisor;

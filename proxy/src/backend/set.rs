@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::recent::RecentFailures;
 use super::{Backend, CallError};
 use crate::call::{Backends, Call};
 use crate::jsonrpc::ErrorObject;
@@ -21,11 +22,26 @@ pub(crate) struct BackendSet {
     backends: Vec<Arc<Backend>>,
     /// Shared with the sets before and after a reload: counts run on.
     metrics: Arc<Metrics>,
+    /// The last failures (shared across reloads too).
+    recent: Arc<RecentFailures>,
 }
 
 impl BackendSet {
-    pub(crate) fn new(backends: Vec<Arc<Backend>>, metrics: Arc<Metrics>) -> Self {
-        Self { backends, metrics }
+    pub(crate) fn new(
+        backends: Vec<Arc<Backend>>,
+        metrics: Arc<Metrics>,
+        recent: Arc<RecentFailures>,
+    ) -> Self {
+        Self {
+            backends,
+            metrics,
+            recent,
+        }
+    }
+
+    /// The last failures of calls.
+    pub(crate) fn recent(&self) -> &Arc<RecentFailures> {
+        &self.recent
     }
 
     /// The backends, in config order.
@@ -49,7 +65,11 @@ impl BackendSet {
                 Outcome::ToolError
             }
             Ok(_) => Outcome::Ok,
-            Err(error) => error.outcome(),
+            Err(error) => {
+                self.recent
+                    .record(target.name(), method, error.to_error_object().message);
+                error.outcome()
+            }
         };
         self.metrics
             .record(target.name(), method, outcome, started.elapsed());

@@ -9,6 +9,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The name the admin tools are listed under (`proxy.admin_tools`), which
+/// no backend may then have.
+pub const ADMIN_TOOLS_NAME: &str = "proxy";
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
@@ -73,6 +77,11 @@ pub struct ProxySettings {
     /// `allow_unauthenticated`: listen on a non-loopback address with no
     /// `auth:` (a config error otherwise). Default false.
     pub allow_unauthenticated: bool,
+    /// `admin_tools`: list MCP tools under the `proxy` name
+    /// (`proxy/backends`, `proxy/errors`) that show the backends' health
+    /// and recent failures, under the same `authorization:` as any tool.
+    /// Default false.
+    pub admin_tools: bool,
 }
 
 /// One entry of `backends:`.
@@ -560,6 +569,7 @@ impl Default for ProxySettings {
             progress_queue: 64,
             seed: 0,
             allow_unauthenticated: false,
+            admin_tools: false,
         }
     }
 }

@@ -62,6 +62,7 @@ pub(crate) struct RawProxy {
     pub(crate) progress_queue: Option<usize>,
     pub(crate) seed: Option<u64>,
     pub(crate) allow_unauthenticated: Option<bool>,
+    pub(crate) admin_tools: Option<bool>,
 }
 
 /// One entry of `backends:`, with the keys of both transports.

@@ -159,6 +159,7 @@ fn full_config() -> Config {
             progress_queue: 8,
             seed: 7,
             allow_unauthenticated: true,
+            admin_tools: false,
         },
         backends: vec![
             BackendConfig {

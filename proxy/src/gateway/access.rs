@@ -27,11 +27,21 @@ impl Gateway {
         backend: usize,
         name: &str,
     ) -> Result<(), ErrorObject> {
+        self.check_named_access(session, kind, self.backends[backend].name(), name)
+    }
+
+    /// [`Self::check_access`] of an item of the backend named `backend_name`.
+    pub(super) fn check_named_access(
+        &self,
+        session: &Session,
+        kind: ItemKind,
+        backend_name: &str,
+        name: &str,
+    ) -> Result<(), ErrorObject> {
         let Some(policy) = &self.access else {
             return Ok(());
         };
         let roles = roles_of(session);
-        let backend_name = self.backends[backend].name();
         let item = Item {
             kind,
             backend: backend_name,
@@ -70,6 +80,12 @@ impl Gateway {
     ) -> Option<ErrorObject> {
         self.access.as_ref()?;
         let method = Method::parse(method).filter(|m| m.is_routed())?;
+        let tool = params.and_then(|p| p.get("name")).and_then(Value::as_str);
+        if let Some(tool) = tool.filter(|_| method == Method::ToolsCall)
+            && let Some(admin) = self.admin_tool(tool)
+        {
+            return self.admin_access(session, admin).err();
+        }
         self.resolve(session, method, params.cloned(), None)
             .err()
             .filter(|error| error.code == FORBIDDEN)

@@ -22,6 +22,7 @@
 //! ([`access`]) is judged as lists are answered and names resolved.
 
 mod access;
+mod admin_tools;
 pub(crate) mod catalog;
 mod notify;
 mod resolve;
@@ -34,6 +35,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Policy;
+use crate::backend::recent::RecentFailures;
 use crate::backend::{Backend, BackendSet, ListKind, Status};
 use crate::call::{Call, Method};
 use crate::config::{Config, Role};
@@ -67,6 +69,8 @@ pub(crate) struct Gateway {
     subscribers: Arc<Subscribers>,
     /// `authorization:`: what each caller may see and use (see [`access`]).
     access: Option<Policy>,
+    /// `proxy.admin_tools`: list and answer the `proxy/` tools.
+    admin_tools: bool,
 }
 
 /// Resource URI → the sessions subscribed to it (see [`subscriptions`]);
@@ -83,6 +87,7 @@ pub(crate) struct Parts {
     /// One per `config.backends` entry, in the same order.
     pub shapers: Vec<Arc<Shaper>>,
     pub metrics: Arc<Metrics>,
+    pub recent: Arc<RecentFailures>,
     pub subscribers: Arc<Subscribers>,
 }
 
@@ -101,6 +106,7 @@ impl Parts {
                 .map(|backend| Arc::new(Shaper::new(&backend.shaping)))
                 .collect(),
             metrics: Arc::default(),
+            recent: Arc::default(),
             subscribers: Arc::default(),
         }
     }
@@ -138,7 +144,7 @@ impl Gateway {
             .filter(|(_, backend)| backend.role == Role::Primary)
             .map(|(index, backend)| (backend.name.clone(), index))
             .collect();
-        let backends = Arc::new(BackendSet::new(parts.backends, parts.metrics));
+        let backends = Arc::new(BackendSet::new(parts.backends, parts.metrics, parts.recent));
         let traffic = Arc::new(Traffic::new(config));
         let rules: Vec<_> = parts.shapers.iter().map(|s| &s.rules).collect();
         let catalog = Catalog::build(backends.all(), &rules, &config.proxy.separator);
@@ -154,6 +160,7 @@ impl Gateway {
             traffic,
             subscribers: parts.subscribers,
             access: config.authorization.as_ref().map(Policy::new),
+            admin_tools: config.proxy.admin_tools,
         }
     }
 
@@ -192,6 +199,11 @@ impl Gateway {
                 status
             })
             .collect()
+    }
+
+    /// The last failed calls.
+    pub(crate) fn recent(&self) -> &Arc<RecentFailures> {
+        self.backends.recent()
     }
 
     /// The metrics registry.
@@ -236,6 +248,15 @@ impl Gateway {
         match method {
             Method::Ping => Ok(json!({})),
             Method::List(kind) => Ok(self.list(session, kind)),
+            Method::ToolsCall
+                if let Some(tool) = params
+                    .as_ref()
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .and_then(|name| self.admin_tool(name)) =>
+            {
+                self.call_admin_tool(session, tool, params.as_ref())
+            }
             Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead => {
                 let call = self.resolve(session, method, params, progress)?;
                 self.serve(call).await
@@ -258,7 +279,7 @@ impl Gateway {
         let mut result = Map::new();
         result.insert(
             kind.field().into(),
-            Value::Array(self.visible_items(session, kind)),
+            Value::Array(self.listed_items(session, kind)),
         );
         Value::Object(result)
     }

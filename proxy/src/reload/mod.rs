@@ -165,6 +165,7 @@ impl Live {
             backends: Vec::with_capacity(next.backends.len()),
             shapers: Vec::with_capacity(next.backends.len()),
             metrics: Arc::clone(previous.metrics()),
+            recent: Arc::clone(previous.recent()),
             subscribers: Arc::clone(previous.subscribers()),
         };
         let mut starting: Vec<Arc<Backend>> = Vec::new();

@@ -78,9 +78,10 @@ impl Plan {
     /// reload either.
     pub(crate) fn applicable(running: &Config, next: Config) -> Config {
         let mut applied = next;
-        let separator = applied.proxy.separator.clone();
+        let (separator, admin_tools) = (applied.proxy.separator.clone(), applied.proxy.admin_tools);
         applied.proxy = running.proxy.clone();
         applied.proxy.separator = separator;
+        applied.proxy.admin_tools = admin_tools;
         if running.auth != applied.auth {
             applied.authorization = running.authorization.clone();
         }

@@ -27,8 +27,8 @@ use super::ConfigError;
 use super::raw::{RawBackend, RawConfig, RawRateLimit, TransportKind};
 use super::source::{Node, Seg, path_string};
 use super::{
-    BackendConfig, Config, DEFAULT_INIT_TIMEOUT, DEFAULT_WAIT_FOR_READY, HedgePolicy,
-    ProxySettings, RateLimit, Secrets,
+    ADMIN_TOOLS_NAME, BackendConfig, Config, DEFAULT_INIT_TIMEOUT, DEFAULT_WAIT_FOR_READY,
+    HedgePolicy, ProxySettings, RateLimit, Secrets,
 };
 
 mod admin;
@@ -147,6 +147,12 @@ impl Validator<'_> {
         base_dir: &Path,
     ) -> Result<BackendConfig, ConfigError> {
         self.backend_name(&raw.name, path, &proxy.separator)?;
+        if proxy.admin_tools && raw.name == ADMIN_TOOLS_NAME {
+            return Err(self.error(
+                &child(path, "name"),
+                format!("{ADMIN_TOOLS_NAME:?} names the admin tools (proxy.admin_tools): choose another name"),
+            ));
+        }
         if let Some(foreign) = raw.foreign_keys().first() {
             return Err(self.key_error(
                 path,

@@ -89,6 +89,7 @@ impl Validator<'_> {
             max_in_flight_per_session,
             progress_queue,
             seed: raw.seed.unwrap_or(defaults.seed),
+            admin_tools: raw.admin_tools.unwrap_or(defaults.admin_tools),
         })
     }
 }
