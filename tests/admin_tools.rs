@@ -11,7 +11,7 @@ use crate::support::{RawClient, TestBackend, wait_until};
 const OPERATOR: &str = "operator-token-0123456789";
 const READER: &str = "reader-token-0123456789ab";
 
-fn guarded(alpha: &TestBackend) -> String {
+fn guarded(alpha: &TestBackend, beta: &TestBackend) -> String {
     format!(
         "\
 proxy:
@@ -27,14 +27,20 @@ authorization:
   roles:
     operator:
       - allow: {{ backend: proxy }}
+      - allow: {{ backend: alpha }}
     reader:
       - allow: {{ backend: alpha }}
+      - allow: {{ backend: beta }}
 backends:
   - name: alpha
     transport: http
     url: {}
+  - name: beta
+    transport: http
+    url: {}
 ",
-        alpha.url()
+        alpha.url(),
+        beta.url()
     )
 }
 
@@ -48,12 +54,21 @@ async fn client_with(url: String, token: &str) -> RawClient {
 #[tokio::test]
 async fn admin_tools_show_backends_and_failures_to_whom_the_rules_allow() {
     let mut alpha = TestBackend::start_named("alpha").await;
-    let proxy = proxy::start_yaml(&guarded(&alpha)).await;
+    let beta = TestBackend::start_named("beta").await;
+    let proxy = proxy::start_yaml(&guarded(&alpha, &beta)).await;
     let operator = client_with(proxy.url(), OPERATOR).await;
     let reader = client_with(proxy.url(), READER).await;
 
     let operator_tools = tool_names(&operator).await;
-    assert_eq!(operator_tools, ["proxy/backends", "proxy/errors"]);
+    let admin: Vec<&String> = operator_tools
+        .iter()
+        .filter(|name| name.starts_with("proxy/"))
+        .collect();
+    assert_eq!(
+        admin,
+        ["proxy/backends", "proxy/errors"],
+        "{operator_tools:?}"
+    );
     let reader_tools = tool_names(&reader).await;
     assert!(
         !reader_tools.iter().any(|name| name.starts_with("proxy/")),
@@ -68,6 +83,8 @@ async fn admin_tools_show_backends_and_failures_to_whom_the_rules_allow() {
 
     let backends = operator.call_tool("proxy/backends", json!({})).await;
     let shown = &backends["result"]["structuredContent"]["backends"];
+    // Only the backends whose items the operator may use: not beta.
+    assert_eq!(shown.as_array().map(Vec::len), Some(1), "{backends}");
     assert_eq!(shown[0]["name"], "alpha", "{backends}");
     assert_eq!(shown[0]["state"], "connected", "{backends}");
     let text = backends["result"]["content"][0]["text"]
@@ -105,6 +122,10 @@ async fn admin_tools_show_backends_and_failures_to_whom_the_rules_allow() {
             .contains("alpha"),
         "{errors}"
     );
+    let not_a_name = operator
+        .call_tool("proxy/errors", json!({ "backend": 7 }))
+        .await;
+    assert_eq!(not_a_name["error"]["code"], -32602, "{not_a_name}");
     let unknown = operator.call_tool("proxy/nothing", json!({})).await;
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
     proxy.shutdown().await;

@@ -405,3 +405,36 @@ async fn the_binary_with_watch_reloads_when_the_file_changes() {
     .await;
     stop(child).await;
 }
+
+#[tokio::test]
+async fn turning_the_admin_tools_on_is_announced_and_listed() {
+    let text = config_text("127.0.0.1:0", &[scripted("alpha", "")]);
+    let proxy = proxy::start_yaml(&text).await;
+    let client = proxy::client(&proxy).await;
+    let mut stream = client.open_get_stream().await;
+    assert!(
+        !tool_names(&client)
+            .await
+            .iter()
+            .any(|n| n.starts_with("proxy/"))
+    );
+
+    let with_tools = text.replace(
+        "  shutdown_timeout: 5s\n",
+        "  shutdown_timeout: 5s\n  admin_tools: true\n",
+    );
+    let report = reload(&proxy, &with_tools).await;
+    assert!(report.restart_needed.is_empty(), "{report:?}");
+    match stream.next(WAIT_TIMEOUT).await {
+        StreamEvent::Message(message) => {
+            assert_eq!(
+                message["method"], "notifications/tools/list_changed",
+                "{message}"
+            );
+        }
+        other => panic!("no list_changed on the GET stream: {other:?}"),
+    }
+    let names = tool_names(&client).await;
+    assert!(names.iter().any(|n| n == "proxy/backends"), "{names:?}");
+    proxy.shutdown().await;
+}

@@ -148,13 +148,14 @@ impl BackendSampler {
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `POST /admin/reload` to the proxy whose MCP endpoint is `mcp_url`, with
-/// its `admin.token` if it has one: `Ok` when it applied the config file,
-/// `Err` with its answer (or why there was none) otherwise.
+/// its `admin.token` if it has one: `Ok` with the changed keys it keeps
+/// until a restart when it applied the config file, `Err` with its answer
+/// (or why there was none) otherwise.
 pub async fn post_reload(
     mcp_url: &str,
     dialer: Arc<dyn Dialer>,
     token: Option<&str>,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let parts = mcp_url
         .parse::<Uri>()
         .map_err(|error| error.to_string())?
@@ -192,7 +193,15 @@ pub async fn post_reload(
             .to_bytes();
         let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if status == StatusCode::OK {
-            Ok(())
+            let kept = answer["changes"]["restart_needed"]
+                .as_array()
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|key| key.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(kept)
         } else {
             let error = answer["error"].as_str().unwrap_or("no error given");
             Err(format!("{status}: {error}"))

@@ -54,3 +54,60 @@ pub fn checks(scenario: &Scenario, reloads: &[ReloadRecord]) -> Vec<CheckResult>
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn scenario() -> Scenario {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/reload.yaml");
+        crate::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn record(name: &str, expected: &'static str, result: &'static str) -> ReloadRecord {
+        ReloadRecord {
+            name: name.to_owned(),
+            at: Duration::ZERO,
+            expected,
+            result,
+            detail: None,
+        }
+    }
+
+    fn verdicts(records: &[ReloadRecord]) -> Vec<(String, bool)> {
+        checks(&scenario(), records)
+            .into_iter()
+            .map(|check| (check.name, check.passed))
+            .collect()
+    }
+
+    #[test]
+    fn each_reload_passes_only_as_the_scenario_expects_it() {
+        let as_expected = [
+            record("half", "applied", "applied"),
+            record("broken-edit", "rejected", "rejected"),
+            record("canary-removed", "applied", "applied"),
+        ];
+        assert_eq!(
+            verdicts(&as_expected),
+            [
+                ("reload `half` applied".to_owned(), true),
+                ("reload `broken-edit` rejected".to_owned(), true),
+                ("reload `canary-removed` applied".to_owned(), true),
+            ]
+        );
+        // The broken edit applied, a change kept for a restart, and the
+        // last reload never done: each fails.
+        let wrong = [
+            record("half", "applied", "partly applied"),
+            record("broken-edit", "rejected", "applied"),
+        ];
+        let judged = verdicts(&wrong);
+        assert!(judged.iter().all(|(_, passed)| !passed), "{judged:?}");
+        let missing = &checks(&scenario(), &wrong)[2];
+        assert_eq!(missing.observed, "not done (the run ended first)");
+    }
+}

@@ -135,8 +135,8 @@ pub struct ReloadRecord {
     pub at: Duration,
     /// `applied` or `rejected`: what the scenario requires.
     pub expected: &'static str,
-    /// `applied` or `rejected`: what the proxy did (`rejected` also when
-    /// the harness could not reach it).
+    /// `applied`, `partly applied` (some changed keys wait for a restart)
+    /// or `rejected` (also when the harness could not reach the proxy).
     pub result: &'static str,
     /// Why it was rejected, in the proxy's words.
     pub detail: Option<String>,

@@ -58,10 +58,11 @@ pub struct Bucket {
 pub struct FaultSpan {
     /// The fault's name, or a description (`outage of files`) without one.
     pub label: String,
-    /// The fake it acts on.
+    /// The fake it acts on (the issuer's name for an issuer fault, `proxy`
+    /// for a reload).
     pub fake: String,
     /// What it does: `outage`, `latency`, `errors` (an outcome mix),
-    /// `latency+errors` or `network`.
+    /// `latency+errors`, `network`, `rotate_key` or `reload`.
     pub action: String,
     /// Its start, from scenario start, in microseconds.
     pub from_us: u64,

@@ -134,6 +134,9 @@ async fn run_with_seed(scenario: &Scenario, options: &RunOptions, seed: u64) -> 
     {
         return RunReport::stopped(scenario, &mode, Duration::ZERO, error);
     }
+    if let (ProxyMode::Binary(_), Some(error)) = (&options.mode, scenario.restarts_in_process()) {
+        return RunReport::stopped(scenario, &mode, Duration::ZERO, error);
+    }
     let started = tokio::time::Instant::now();
     let outcome = execute(scenario, options, seed).await;
     let took = started.elapsed();
@@ -414,10 +417,14 @@ async fn drive(
                     seed,
                     token: scenario.proxy.as_ref().and_then(|p| p.admin_token()),
                 };
-                reloads::follow(&steps, clock, &mut binary).await
+                let mut records = Vec::new();
+                reloads::follow(&steps, clock, &mut binary, &mut |r| records.push(r)).await;
+                records
             }
             _ => {
-                let listen = listen_of(&url);
+                // As the proxy was started (`ProxyUnderTest::start`): the
+                // bound port is not a change of `listen`.
+                let listen = SocketAddr::from(([127, 0, 0, 1], 0));
                 let configure = |step: &reloads::Step| step.config(scenario, address, listen, seed);
                 let mut library = reloads::InProcess {
                     proxy: &mut in_process,
@@ -428,7 +435,9 @@ async fn drive(
                             .map_err(|error| error.to_string())
                     },
                 };
-                reloads::follow(&steps, clock, &mut library).await
+                let mut records = Vec::new();
+                reloads::follow(&steps, clock, &mut library, &mut |r| records.push(r)).await;
+                records
             }
         }
     };

@@ -59,9 +59,15 @@ impl Step {
         self.restart
     }
 
-    fn record(&self, outcome: Result<(), String>) -> ReloadRecord {
+    fn record(&self, outcome: Result<Vec<String>, String>) -> ReloadRecord {
         let (result, detail) = match outcome {
-            Ok(()) => ("applied", None),
+            Ok(kept) if kept.is_empty() => ("applied", None),
+            // The patch changed keys the proxy keeps until a restart: not
+            // what the scenario asked for.
+            Ok(kept) => (
+                "partly applied",
+                Some(format!("kept until a restart: {}", kept.join(", "))),
+            ),
             Err(detail) => ("rejected", Some(detail)),
         };
         ReloadRecord {
@@ -115,24 +121,25 @@ pub(crate) fn file_and_dir(scenario: &Scenario) -> (String, PathBuf) {
 }
 
 /// How one proxy mode carries out a step: `Ok` when the proxy took the
-/// new config, `Err` with its reason when it did not.
+/// new config (with the changed keys it keeps until a restart, if any),
+/// `Err` with its reason when it did not.
 pub(crate) trait Reloader {
-    async fn apply(&mut self, step: &Step) -> Result<(), String>;
+    async fn apply(&mut self, step: &Step) -> Result<Vec<String>, String>;
 }
 
-/// Does each step at its time of `clock`; the records, in order.
+/// Does each step at its time of `clock`, handing each record to `done`
+/// as soon as it is made (a run may end before the last step).
 pub(crate) async fn follow(
     steps: &[Step],
     clock: ScenarioClock,
     reloader: &mut impl Reloader,
-) -> Vec<ReloadRecord> {
-    let mut records = Vec::with_capacity(steps.len());
+    done: &mut impl FnMut(ReloadRecord),
+) {
     for step in steps {
         tokio::time::sleep_until(clock.at(step.at)).await;
         let outcome = reloader.apply(step).await;
-        records.push(step.record(outcome));
+        done(step.record(outcome));
     }
-    records
 }
 
 /// A step's config for the run, addresses filled in.
@@ -153,7 +160,7 @@ where
     S: FnMut(Config) -> F,
     F: std::future::Future<Output = Result<RunningProxy, String>>,
 {
-    async fn apply(&mut self, step: &Step) -> Result<(), String> {
+    async fn apply(&mut self, step: &Step) -> Result<Vec<String>, String> {
         let Some(proxy) = self.proxy.as_ref() else {
             return Err("the proxy did not come back from the last restart".to_owned());
         };
@@ -162,17 +169,19 @@ where
             return proxy
                 .reload(loaded)
                 .await
-                .map(drop)
+                .map(|report| report.restart_needed)
                 .map_err(|error| error.to_string());
         }
         // A gateway without hot reload: it must be restarted to take a new
-        // config, and one that is invalid stops it for good.
-        let config = loaded.map_err(|error| error.to_string())?;
+        // config (an invalid one is refused before the old one stops).
+        let mut config = loaded.map_err(|error| error.to_string())?;
+        // Where the clients find it: the address it listened on.
+        config.proxy.listen = proxy.local_addr();
         if let Some(running) = self.proxy.take() {
             running.shutdown().await;
         }
         *self.proxy = Some((self.start)(config).await?);
-        Ok(())
+        Ok(Vec::new())
     }
 }
 
@@ -188,8 +197,9 @@ pub(crate) struct Binary<'a> {
 }
 
 impl Reloader for Binary<'_> {
-    async fn apply(&mut self, step: &Step) -> Result<(), String> {
+    async fn apply(&mut self, step: &Step) -> Result<Vec<String>, String> {
         if step.restarts() {
+            // Refused before the run (`Scenario::restarts_in_process`).
             return Err("`restart: true` runs in process or with --sim only".to_owned());
         }
         let text = step.file_text(self.address, self.listen, self.seed);

@@ -494,6 +494,20 @@ impl Scenario {
             })
     }
 
+    /// Why this scenario cannot run with `--proxy-bin`: its first reload
+    /// with `restart: true`, which restarts the library in this process.
+    pub fn restarts_in_process(&self) -> Option<String> {
+        self.faults
+            .iter()
+            .position(|fault| matches!(fault.action, FaultAction::Reload { restart: true, .. }))
+            .map(|i| {
+                format!(
+                    "{}: faults[{i}].reload.restart: a restart runs in process or with --sim only",
+                    self.file.display()
+                )
+            })
+    }
+
     /// Why this scenario cannot run on the operating system's network: its
     /// first `network` fault, as an error at that fault's line and key.
     /// `None` when it runs in every mode.

@@ -445,6 +445,20 @@ fn placeholder_line(node: &Node) -> Option<usize> {
     }
 }
 
+impl ProxySection {
+    /// Whether the section has a backend named `name`.
+    pub(crate) fn has_backend(&self, name: &str) -> bool {
+        match self
+            .tree
+            .get(&[Seg::Key("backends".into())])
+            .map(|n| &n.value)
+        {
+            Some(Value::Seq(items)) => items.iter().any(|item| backend_name(item) == Some(name)),
+            _ => false,
+        }
+    }
+}
+
 /// `base` with `patch` merged in, as a reload fault writes it: a JSON merge
 /// patch (RFC 7396) over the tree — maps merge key by key, `null` removes a
 /// key, anything else replaces — except `backends`, whose items are

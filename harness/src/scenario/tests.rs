@@ -824,6 +824,14 @@ fn a_reload_happens_once_in_time_order_and_names_what_it_changes() {
         "{}",
         err(&nameless)
     );
+    let unknown_removal = with_reload(
+        "  - at: 2s\n    reload: { patch: { backends: [{ name: zz, remove: true }] } }\n",
+    );
+    assert!(
+        err(&unknown_removal).contains("name: no backend named \"zz\" to remove"),
+        "{}",
+        err(&unknown_removal)
+    );
     let removal_with_keys = with_reload(
         "  - at: 2s\n    reload: { patch: { backends: [{ name: a, remove: true, weight: 5 }] } }\n",
     );

@@ -284,7 +284,10 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
                     }
                 },
             };
-            *records.borrow_mut() = reloads::follow(&steps, clock, &mut library).await;
+            reloads::follow(&steps, clock, &mut library, &mut |record| {
+                records.borrow_mut().push(record);
+            })
+            .await;
             std::future::pending::<()>().await;
             drop(proxy);
             Ok(())

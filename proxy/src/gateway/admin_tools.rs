@@ -3,7 +3,10 @@
 //! [`ADMIN_TOOLS_NAME`] like a backend's (`proxy/backends`,
 //! `proxy/errors`) and judged by the same `authorization:` rules, with
 //! `proxy` as their backend's name. They read what `/admin/backends`
-//! reads; they change nothing.
+//! reads, cut down to the backends whose items the caller may use; they
+//! change nothing. A rule whose backend pattern matches `proxy` — the
+//! default `*` too — allows them, and without `authorization:` every
+//! caller may use them.
 
 use serde_json::{Value, json};
 
@@ -68,13 +71,39 @@ impl Gateway {
         params: Option<&Value>,
     ) -> Result<Value, ErrorObject> {
         self.admin_access(session, tool)?;
+        // A caller sees only the backends whose items it may use.
+        let visible: Vec<usize> = (0..self.backends().len())
+            .filter(|&index| self.may_hear(session, index))
+            .collect();
         let structured = match tool {
-            BACKENDS => json!({ "backends": self.statuses() }),
+            BACKENDS => {
+                let statuses = self.statuses();
+                let shown: Vec<_> = visible.iter().map(|&index| &statuses[index]).collect();
+                json!({ "backends": shown })
+            }
             ERRORS => {
-                let backend = params
-                    .and_then(|p| p.pointer("/arguments/backend"))
-                    .and_then(Value::as_str);
-                json!({ "errors": self.backends.recent().shown(backend) })
+                let backend = match params.and_then(|p| p.pointer("/arguments/backend")) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(name)) => Some(name.as_str()),
+                    Some(other) => {
+                        return Err(ErrorObject::new(
+                            jsonrpc::INVALID_PARAMS,
+                            format!("\"backend\" is a backend's name, not {other}"),
+                        ));
+                    }
+                };
+                let names: Vec<&str> = visible
+                    .iter()
+                    .map(|&index| self.backends()[index].name())
+                    .collect();
+                let errors: Vec<_> = self
+                    .backends
+                    .recent()
+                    .shown(backend)
+                    .into_iter()
+                    .filter(|failure| names.contains(&failure.backend.as_str()))
+                    .collect();
+                json!({ "errors": errors })
             }
             _ => {
                 return Err(ErrorObject::new(

@@ -215,6 +215,18 @@ impl Gateway {
         Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// What the proxy offers: the backends' union, and `tools` when the
+    /// admin tools are on (even if no backend has tools).
+    fn capabilities(&self) -> Map<String, Value> {
+        let mut capabilities = self.catalog().capabilities().clone();
+        if self.admin_tools {
+            capabilities
+                .entry("tools")
+                .or_insert_with(|| json!({ "listChanged": true }));
+        }
+        capabilities
+    }
+
     /// Answer `initialize`: the result to send, with the negotiated version.
     pub(crate) fn initialize(&self, params: Option<&Value>) -> Value {
         let requested = params
@@ -226,7 +238,7 @@ impl Gateway {
         };
         json!({
             "protocolVersion": version,
-            "capabilities": self.catalog().capabilities(),
+            "capabilities": self.capabilities(),
             "serverInfo": { "name": self.server_name, "version": env!("CARGO_PKG_VERSION") },
         })
     }
@@ -248,16 +260,16 @@ impl Gateway {
         match method {
             Method::Ping => Ok(json!({})),
             Method::List(kind) => Ok(self.list(session, kind)),
-            Method::ToolsCall
-                if let Some(tool) = params
+            Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead => {
+                let tool = params
                     .as_ref()
+                    .filter(|_| method == Method::ToolsCall)
                     .and_then(|p| p.get("name"))
                     .and_then(Value::as_str)
-                    .and_then(|name| self.admin_tool(name)) =>
-            {
-                self.call_admin_tool(session, tool, params.as_ref())
-            }
-            Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead => {
+                    .and_then(|name| self.admin_tool(name));
+                if let Some(tool) = tool {
+                    return self.call_admin_tool(session, tool, params.as_ref());
+                }
                 let call = self.resolve(session, method, params, progress)?;
                 self.serve(call).await
             }

@@ -214,9 +214,11 @@ impl Live {
         // Listings that changed before the swap were heard by the previous
         // gateway: build this one's catalog again now that it hears them.
         gateway.refresh_catalog();
-        // New access rules change what each caller sees without changing
-        // the catalog: then every kind is announced.
-        let everything = running.authorization != next.authorization;
+        // New access rules, or the admin tools coming or going, change what
+        // callers see without changing the catalog: then every kind is
+        // announced.
+        let everything = running.authorization != next.authorization
+            || running.proxy.admin_tools != next.proxy.admin_tools;
         gateway.announce_changes(&previous.catalog(), &ListKind::ALL, everything);
         *lock(&self.running) = next;
         self.retire(previous, leaving);

@@ -62,7 +62,7 @@ impl Validator<'_> {
                 let key = if length.is_some() { "for" } else { "every" };
                 return Err(self.error(
                     &path.key(key),
-                    "a reload happens once, at `at`, and holds until the next",
+                    "a reload happens once, at `at` (its phase lasts to the end of the run)",
                 ));
             }
             Trigger::Calls(_) => {
@@ -79,7 +79,7 @@ impl Validator<'_> {
         let Some(patch) = self.tree.get(&patch_path.0) else {
             return Err(self.error(&patch_path, "missing"));
         };
-        self.patch_shape(patch, &patch_path)?;
+        self.patch_shape(patch, &patch_path, before)?;
         let merged = merge_patch(&before.tree, patch);
         let section = section_of(self, &merged, &patch_path, context.fakes, context.issuer)?;
         let expect = match reload.expect {
@@ -111,6 +111,7 @@ impl Validator<'_> {
         &self,
         patch: &mcp_proxy::config::document::Node,
         path: &KeyPath,
+        before: &ProxySection,
     ) -> Result<(), ConfigError> {
         let Value::Map(entries) = &patch.value else {
             return Err(self.error(path, "a patch of the proxy section: a map of its keys"));
@@ -143,6 +144,13 @@ impl Validator<'_> {
                     return Err(self.error(
                         &item_path.key("remove"),
                         "a removed backend has `name` and `remove: true` only",
+                    ));
+                }
+                let name = backend_name(item).unwrap_or_default();
+                if removes(item) && !before.has_backend(name) {
+                    return Err(self.error(
+                        &item_path.key("name"),
+                        format!("no backend named {name:?} to remove (the proxy section as the reloads before left it)"),
                     ));
                 }
             }
