@@ -23,7 +23,7 @@ use crate::support::proxy::{
     self, admin_backend, load_yaml, ops_get_json, ops_get_text, pid_gone, reserve_addr,
     spawn_serve, tool_names, wait_ready,
 };
-use crate::support::{RawClient, StreamEvent, WAIT_TIMEOUT, wait_until};
+use crate::support::{GetStream, RawClient, StreamEvent, WAIT_TIMEOUT, wait_until};
 
 /// The scripted stdio server, as a YAML list item named `name` with `extra`
 /// keys (indented under the item).
@@ -50,6 +50,19 @@ async fn pid_of(client: &RawClient, name: &str) -> u32 {
         .as_str()
         .and_then(|text| text.parse().ok())
         .unwrap_or_else(|| panic!("no pid from {name}: {answer}"))
+}
+
+/// The next message on `stream` is `notifications/tools/list_changed`.
+async fn hears_tools_changed(stream: &mut GetStream) {
+    match stream.next(WAIT_TIMEOUT).await {
+        StreamEvent::Message(message) => {
+            assert_eq!(
+                message["method"], "notifications/tools/list_changed",
+                "{message}"
+            );
+        }
+        other => panic!("no list_changed on the GET stream: {other:?}"),
+    }
 }
 
 async fn reload(proxy: &RunningProxy, text: &str) -> mcp_proxy::ReloadReport {
@@ -108,16 +121,7 @@ async fn a_reload_keeps_what_is_unchanged_and_sessions_live_through_it() {
     assert!(gone.get("error").is_some(), "delta still answers: {gone}");
 
     // The session heard that its tools changed, and lists the new ones.
-    let heard = stream.next(WAIT_TIMEOUT).await;
-    match heard {
-        StreamEvent::Message(message) => {
-            assert_eq!(
-                message["method"], "notifications/tools/list_changed",
-                "{message}"
-            );
-        }
-        other => panic!("no list_changed on the GET stream: {other:?}"),
-    }
+    hears_tools_changed(&mut stream).await;
     let names = tool_names(&client).await;
     assert!(names.iter().any(|n| n == "gamma/echo"), "{names:?}");
     assert!(!names.iter().any(|n| n.starts_with("delta/")), "{names:?}");
@@ -425,15 +429,7 @@ async fn turning_the_admin_tools_on_is_announced_and_listed() {
     );
     let report = reload(&proxy, &with_tools).await;
     assert!(report.restart_needed.is_empty(), "{report:?}");
-    match stream.next(WAIT_TIMEOUT).await {
-        StreamEvent::Message(message) => {
-            assert_eq!(
-                message["method"], "notifications/tools/list_changed",
-                "{message}"
-            );
-        }
-        other => panic!("no list_changed on the GET stream: {other:?}"),
-    }
+    hears_tools_changed(&mut stream).await;
     let names = tool_names(&client).await;
     assert!(names.iter().any(|n| n == "proxy/backends"), "{names:?}");
     proxy.shutdown().await;
