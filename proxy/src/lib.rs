@@ -58,6 +58,7 @@ pub mod platform;
 pub mod server;
 mod session;
 mod shaping;
+pub mod trace;
 mod traffic;
 mod upstream;
 

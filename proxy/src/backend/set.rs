@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::{Backend, CallError};
 use crate::call::{Backends, Call};
 use crate::jsonrpc::ErrorObject;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::Metrics;
 
 /// The backends, in config order, and the metrics of the calls to them.
 pub(crate) struct BackendSet {
@@ -46,13 +46,7 @@ impl BackendSet {
         let method = call.method_name();
         let started = Instant::now();
         let result = target.call(call).await;
-        let outcome = match &result {
-            Ok(value) if value.get("isError").and_then(Value::as_bool) == Some(true) => {
-                Outcome::ToolError
-            }
-            Ok(_) => Outcome::Ok,
-            Err(error) => error.outcome(),
-        };
+        let outcome = super::failure::outcome_of(&result);
         self.metrics
             .record(target.name(), method, outcome, started.elapsed());
         result

@@ -42,6 +42,7 @@ use crate::metrics::{Metrics, Outcome};
 use crate::platform::Platform;
 use crate::session::{Session, SessionStore};
 use crate::shaping::Shaper;
+use crate::trace::CallTrace;
 use crate::traffic::{self, Traffic};
 use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSIONS};
 use catalog::Catalog;
@@ -173,6 +174,7 @@ impl Gateway {
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
+        trace: CallTrace,
     ) -> Result<Value, ErrorObject> {
         let Some(method) = Method::parse(method) else {
             return Err(ErrorObject::new(
@@ -185,13 +187,21 @@ impl Gateway {
             Method::List(kind) => Ok(self.list(session, kind)),
             Method::ToolsCall | Method::PromptsGet | Method::ResourcesRead => {
                 let call = self.resolve(session, method, params, progress)?;
-                self.serve(call).await
+                self.serve(Call {
+                    trace: Some(trace),
+                    ..call
+                })
+                .await
             }
             Method::ResourcesSubscribe => self.subscribe(session, params).await,
             Method::ResourcesUnsubscribe => self.unsubscribe(session, params).await,
             Method::Complete => {
                 let call = self.resolve_completion(session, params)?;
-                self.forward(call).await
+                self.forward(Call {
+                    trace: Some(trace),
+                    ..call
+                })
+                .await
             }
             Method::SetLogLevel => self.set_log_level(session, params).await,
             Method::Initialize => Err(ErrorObject::new(
