@@ -233,6 +233,7 @@ pub(crate) mod test_support {
             arguments: None,
             id: None,
             call: None,
+            traceparent: None,
             outcome: "success".into(),
         }
     }
@@ -409,6 +410,7 @@ mod tests {
                     min: Some(2),
                     max: Some(2),
                     per_call: false,
+                    traced: false,
                 }),
             },
         ];
