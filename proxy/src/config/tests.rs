@@ -735,6 +735,10 @@ fn tracing_rules() {
         "proxy.yaml:3: proxy.tracing.otlp_endpoint: must have no query or fragment (`/v1/traces` is appended)"
     );
     assert_eq!(
+        err("otlp_endpoint: http://me:secret@collector:4318"),
+        "proxy.yaml:3: proxy.tracing.otlp_endpoint: must hold no credentials (it is printed and logged)"
+    );
+    assert_eq!(
         err("otlp_endpoint: not a url"),
         "proxy.yaml:3: proxy.tracing.otlp_endpoint: invalid URL: relative URL without a base"
     );

@@ -22,7 +22,8 @@
 //!   (backend, endpoint, attempt number, first/retry/hedge, outcome), each
 //!   with its own span id, so the retries and hedges of one call share the
 //!   trace id and differ in the parent id the backend sees. Both are
-//!   `tracing` spans too (every log line inside names them), and, with
+//!   `tracing` spans too, at debug level (free unless asked for, e.g.
+//!   `mcp_proxy=debug`; then every log line inside names them), and, with
 //!   `proxy.tracing.otlp_endpoint`, exported ([`otlp`]).
 //! - **Out** ([`AttemptSpan::context`]): the attempt's context goes to an
 //!   HTTP backend as headers on the POST of that attempt
@@ -239,7 +240,7 @@ impl Tracer {
             sampled,
             state,
         };
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "call",
             %method,
             trace_id = %trace_id,
@@ -248,9 +249,9 @@ impl Tracer {
             outcome = tracing::field::Empty,
         );
         CallSpan {
+            method: trace.exported().then(|| method.to_owned()),
             trace,
             parent,
-            method: method.to_owned(),
             span,
             started: Instant::now(),
             started_at: SystemTime::now(),
@@ -316,7 +317,7 @@ impl CallTrace {
         kind: AttemptKind,
     ) -> AttemptSpan {
         let span_id = self.tracer.span_id();
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "attempt",
             %backend,
             %endpoint,
@@ -355,6 +356,11 @@ impl CallTrace {
         }
     }
 
+    /// Whether its spans go to the exporter: sampled, and exported at all.
+    fn exported(&self) -> bool {
+        self.sampled && self.tracer.sink.is_some()
+    }
+
     fn export(&self, span: impl FnOnce() -> FinishedSpan) {
         if let Some(sink) = self.tracer.sink.as_ref().filter(|_| self.sampled) {
             sink.record(span());
@@ -367,7 +373,8 @@ impl CallTrace {
 pub(crate) struct CallSpan {
     trace: CallTrace,
     parent: Option<SpanId>,
-    method: String,
+    /// Kept only when the span is exported.
+    method: Option<String>,
     span: tracing::Span,
     started: Instant,
     started_at: SystemTime,
@@ -399,6 +406,7 @@ impl Drop for CallSpan {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .unwrap_or("cancelled");
+        let method = self.method.take().unwrap_or_default();
         self.trace.export(|| FinishedSpan {
             name: "mcp-proxy call",
             trace_id: self.trace.trace_id,
@@ -409,7 +417,7 @@ impl Drop for CallSpan {
             start: self.started_at,
             end: self.started_at + self.started.elapsed(),
             attributes: vec![
-                ("rpc.method", Attribute::Text(self.method.clone().into())),
+                ("rpc.method", Attribute::Text(method.into())),
                 ("mcp_proxy.outcome", Attribute::Text(outcome.into())),
             ],
             failed: failed(outcome),

@@ -132,6 +132,9 @@ fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err("must name a host".into());
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must hold no credentials (it is printed and logged)".into());
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must have no query or fragment (`/v1/traces` is appended)".into());
     }
