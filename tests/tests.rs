@@ -48,3 +48,6 @@ mod jwt;
 mod python_client;
 // Generated hostile input at the front door: always a well-formed answer.
 mod hostile;
+// W3C trace context from the client through the proxy's spans to HTTP and
+// stdio backends, across retries and hedges; the spans exported over OTLP.
+mod tracing;

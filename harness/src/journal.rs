@@ -42,6 +42,10 @@ pub struct JournalEntry {
     /// The `harness_call` argument the load generator adds to every call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<u64>,
+    /// The W3C `traceparent` the request carried: its HTTP header, else
+    /// its `params._meta.traceparent` (how a stdio backend receives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// What the fake did with the request:
     /// - a `tools/call` it ran: the scripted outcome's label (`success`,
     ///   `tool_error`, `jsonrpc_error`, `http_status`, `reset`, `hang`,
@@ -186,6 +190,7 @@ mod tests {
             arguments: Some(serde_json::json!({"harness_call": n})),
             id: Some(serde_json::json!(n)),
             call: Some(n),
+            traceparent: None,
             outcome: "success".into(),
         }
     }

@@ -59,6 +59,7 @@ mod reload;
 pub mod server;
 mod session;
 mod shaping;
+pub mod trace;
 mod traffic;
 mod upstream;
 

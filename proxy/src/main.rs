@@ -188,6 +188,12 @@ fn summary(path: &std::path::Path, config: &Config) -> String {
             text.push_str(&format!("  {:<20} {}\n", "", policies.join(", ")));
         }
     }
+    if let Some(tracing) = &config.proxy.tracing {
+        text.push_str(&format!(
+            "tracing: spans exported over OTLP/HTTP to {} as service {}\n",
+            tracing.otlp_endpoint, tracing.service_name
+        ));
+    }
     text.push_str(&security_summary(config));
     text
 }

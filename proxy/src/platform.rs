@@ -7,6 +7,7 @@
 //! - the **dialer** that opens connections to HTTP backends ([`Dialer`]),
 //! - the **spawner** that starts stdio backends ([`Spawner`]),
 //! - the **session ids** it hands to clients ([`SessionIds`]),
+//! - the **trace and span ids** of the spans it opens ([`TraceIds`]),
 //! - the **wall clock** JWTs' `exp` and `nbf` are judged by ([`WallClock`]).
 //!
 //! (Wall-clock timestamps shown in `/admin/backends` are display only.)
@@ -140,12 +141,47 @@ impl SeededSessionIds {
 
 impl SessionIds for SeededSessionIds {
     fn next(&self) -> String {
-        let value: u128 = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .random();
-        format!("{value:032x}")
+        format!("{:032x}", draw(&self.0))
+    }
+}
+
+fn draw(rng: &Mutex<StdRng>) -> u128 {
+    rng.lock().unwrap_or_else(PoisonError::into_inner).random()
+}
+
+/// Numbers for trace ids (all 128 bits) and span ids (the low 64); a
+/// zero is drawn again.
+pub trait TraceIds: Send + Sync + 'static {
+    /// The next number.
+    fn next(&self) -> u128;
+}
+
+/// Random trace and span ids, as W3C Trace Context asks (unique across
+/// processes).
+#[derive(Debug, Default)]
+pub struct RandomTraceIds;
+
+impl TraceIds for RandomTraceIds {
+    fn next(&self) -> u128 {
+        rand::random()
+    }
+}
+
+/// Trace and span ids from a seeded generator: a simulated run opens the
+/// same spans with the same ids every time.
+#[derive(Debug)]
+pub struct SeededTraceIds(Mutex<StdRng>);
+
+impl SeededTraceIds {
+    /// Ids from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(Mutex::new(StdRng::seed_from_u64(seed)))
+    }
+}
+
+impl TraceIds for SeededTraceIds {
+    fn next(&self) -> u128 {
+        draw(&self.0)
     }
 }
 
@@ -179,6 +215,8 @@ pub struct Platform {
     pub spawner: Arc<dyn Spawner>,
     /// Names client sessions.
     pub session_ids: Arc<dyn SessionIds>,
+    /// Numbers the spans of traces.
+    pub trace_ids: Arc<dyn TraceIds>,
     /// Tells the time of day, for token lifetimes.
     pub clock: Arc<dyn WallClock>,
 }
@@ -196,6 +234,7 @@ impl Platform {
             dialer: Arc::new(TcpDialer),
             spawner: Arc::new(crate::upstream::ProcessSpawner),
             session_ids: Arc::new(RandomSessionIds),
+            trace_ids: Arc::new(RandomTraceIds),
             clock: Arc::new(SystemClock),
         }
     }

@@ -124,6 +124,7 @@ pub fn start_on(
             .map(AuditLog::start)
             .transpose()
             .map_err(|source| StartError::Audit(source.to_string()))?,
+        tracer: crate::trace::start(config.proxy.tracing.as_ref(), &platform),
     });
     warn_about_forwarded_tokens(&config);
     if config.auth.is_none() && !addr.ip().is_loopback() && config.admin.token.is_none() {

@@ -200,6 +200,12 @@ impl TestBackend {
         lock(&self.calls.authorizations).clone()
     }
 
+    /// The `traceparent` headers of the requests it received, in order
+    /// (only requests that carried one).
+    pub fn traceparents(&self) -> Vec<String> {
+        lock(&self.calls.traceparents).clone()
+    }
+
     /// The name `whoami` answers.
     pub fn name(&self) -> &str {
         &self.name
@@ -327,6 +333,13 @@ fn mcp_app(name: &str, progress: ProgressDelivery, calls: Calls) -> Router {
                     .and_then(|value| value.to_str().ok())
                 {
                     seen.record_authorization(value);
+                }
+                if let Some(value) = request
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|value| value.to_str().ok())
+                {
+                    seen.record_traceparent(value);
                 }
                 next.run(request)
             },
@@ -478,11 +491,12 @@ fn progress_message(token: &ProgressToken, progress: u32, total: u32) -> Value {
 }
 
 /// Per-tool counts of `tools/call` requests, and the `Authorization`
-/// headers POSTs carried.
+/// and `traceparent` headers POSTs carried.
 #[derive(Debug, Clone, Default)]
 struct Calls {
     by_tool: Arc<Mutex<HashMap<String, u64>>>,
     authorizations: Arc<Mutex<Vec<String>>>,
+    traceparents: Arc<Mutex<Vec<String>>>,
 }
 
 impl Calls {
@@ -496,6 +510,10 @@ impl Calls {
 
     fn record_authorization(&self, value: &str) {
         lock(&self.authorizations).push(value.to_owned());
+    }
+
+    fn record_traceparent(&self, value: &str) {
+        lock(&self.traceparents).push(value.to_owned());
     }
 }
 

@@ -6,11 +6,13 @@
 //! backend" is a count with `max: 0`.
 
 use mcp_proxy::glob;
+use mcp_proxy::trace::{SpanId, TraceContext};
 
 use super::Verdict;
 use super::figures::{Figures, Measure};
 use crate::journal::JournalEntry;
 use crate::load::CallRecord;
+use crate::load::trace;
 use crate::scenario::{CountCheck, JournalSelector};
 
 /// The kind's name in reports.
@@ -31,9 +33,24 @@ pub fn check(spec: &CountCheck, journal: &[JournalEntry], calls: &[CallRecord]) 
             })
         })
         .collect();
-    if spec.per_call {
-        return check_per_call(spec, &journal);
+    let verdict = if spec.per_call {
+        check_per_call(spec, &journal)
+    } else {
+        check_total(spec, &journal)
+    };
+    if spec.traced {
+        let selected: Vec<&JournalEntry> = journal
+            .iter()
+            .copied()
+            .filter(|e| selects(&spec.select, e))
+            .collect();
+        return with_traces(verdict, &selected);
     }
+    verdict
+}
+
+/// The selected entries counted against `min..=max`.
+fn check_total(spec: &CountCheck, journal: &[&JournalEntry]) -> Verdict {
     let count = journal.iter().filter(|e| selects(&spec.select, e)).count() as u64;
     let expected = bounds(spec.min, spec.max);
     let passed = spec.min.is_none_or(|min| count >= min) && spec.max.is_none_or(|max| count <= max);
@@ -59,6 +76,79 @@ pub fn check(spec: &CountCheck, journal: &[JournalEntry], calls: &[CallRecord]) 
             vec![Measure::count("requests", count, spec.min, spec.max)],
         ),
     }
+}
+
+/// `traced`: `verdict` failed too unless every entry of a client call in
+/// `selected` carries a `traceparent` in that call's trace and no two
+/// entries of one call share a parent id; an entry with no `harness_call`
+/// number is not judged, and a selection with no client call at all fails
+/// (it would prove nothing).
+fn with_traces(mut verdict: Verdict, selected: &[&JournalEntry]) -> Verdict {
+    let mut parents: std::collections::BTreeMap<u64, Vec<SpanId>> = Default::default();
+    let mut off_trace = 0u64;
+    let mut first_problem = None;
+    for entry in selected {
+        let Some(call) = entry.call else { continue };
+        let problem = match trace_of(entry, call) {
+            Err(problem) => Some(problem),
+            Ok(parent) => {
+                let seen = parents.entry(call).or_default();
+                if seen.contains(&parent) {
+                    Some(format!(
+                        "call {call}: two attempts under one parent id {parent}"
+                    ))
+                } else {
+                    seen.push(parent);
+                    None
+                }
+            }
+        };
+        if let Some(problem) = problem {
+            off_trace += 1;
+            first_problem.get_or_insert(problem);
+        }
+    }
+    let calls = parents.len() as u64;
+    let passed = off_trace == 0 && !(calls == 0 && first_problem.is_none());
+    verdict.expected = format!("{}; each attempt in its call's trace", verdict.expected);
+    verdict.observed = format!(
+        "{}; {off_trace} attempts off their call's trace ({calls} calls)",
+        verdict.observed
+    );
+    if !passed && verdict.passed {
+        verdict.detail = Some(
+            first_problem
+                .unwrap_or_else(|| "no selected request carries a harness_call number".to_owned()),
+        );
+    }
+    verdict.passed &= passed;
+    verdict.figures.measures.push(Measure {
+        passed,
+        total: Some(calls),
+        ..Measure::count("attempts_off_trace", off_trace, None, Some(0))
+    });
+    verdict
+}
+
+/// The parent id of an entry of call `call`, or why it is not in the
+/// call's trace.
+fn trace_of(entry: &JournalEntry, call: u64) -> Result<SpanId, String> {
+    let Some(traceparent) = &entry.traceparent else {
+        return Err(format!(
+            "call {call}: a request at {} carried no traceparent",
+            entry.endpoint
+        ));
+    };
+    let Some(context) = TraceContext::parse(traceparent, None) else {
+        return Err(format!("call {call}: invalid traceparent {traceparent:?}"));
+    };
+    if trace::call_of(context.trace_id) != Some(call) {
+        return Err(format!(
+            "call {call}: a request in trace {}, not the call's",
+            context.trace_id
+        ));
+    }
+    Ok(context.parent_id)
 }
 
 /// "exactly 3", "1 to 5", "≥ 1", "≤ 0": a count's bounds, as text.
@@ -166,6 +256,7 @@ mod tests {
             min,
             max,
             per_call: false,
+            traced: false,
         }
     }
 
@@ -313,5 +404,93 @@ mod tests {
         once.select.tool = None;
         journal.iter_mut().for_each(|e| e.call = None);
         assert_eq!(check(&once, &journal, &[]).observed, "nothing matched");
+    }
+
+    /// Attempt `parent` of client call `call`, as a fake journalled it.
+    fn attempt(call: u64, traceparent: Option<String>) -> JournalEntry {
+        let mut entry = entry("files", "tools/call", Some("read"), 1_500);
+        entry.call = Some(call);
+        entry.traceparent = traceparent;
+        entry
+    }
+
+    /// A traceparent in call `call`'s trace, under span `parent`.
+    fn in_trace_of(call: u64, parent: u64) -> Option<String> {
+        let sent = TraceContext::parse(&trace::traceparent(call), None).unwrap();
+        Some(format!("00-{}-{parent:016x}-01", sent.trace_id))
+    }
+
+    fn traced(min: u64) -> CountCheck {
+        CountCheck {
+            traced: true,
+            ..spec(Some("read"), Some(min), None)
+        }
+    }
+
+    #[test]
+    fn traced_passes_when_each_calls_attempts_share_its_trace_with_parents_of_their_own() {
+        let journal = vec![
+            attempt(1, in_trace_of(1, 0xa)),
+            attempt(1, in_trace_of(1, 0xb)),
+            attempt(2, in_trace_of(2, 0xa)),
+            // Not a client call: not judged (but counted).
+            entry("files", "tools/call", Some("read"), 1_500),
+        ];
+        let v = check(&traced(4), &journal, &[]);
+        assert!(v.passed, "{v:?}");
+        assert_eq!(v.expected, "≥ 4; each attempt in its call's trace");
+        assert_eq!(v.observed, "4; 0 attempts off their call's trace (2 calls)");
+        assert_eq!(
+            measures(&v.figures)[1],
+            "attempts_off_trace = 0 count, max 0, of 2, passed"
+        );
+    }
+
+    #[test]
+    fn traced_fails_on_an_attempt_outside_its_calls_trace_or_sharing_a_parent() {
+        let cases = [
+            (
+                attempt(1, None),
+                "call 1: a request at http://127.0.0.1:1/mcp carried no traceparent",
+            ),
+            (
+                attempt(1, Some("00-zz".into())),
+                "call 1: invalid traceparent \"00-zz\"",
+            ),
+            (
+                // Call 2's trace: a retry that started a new trace, or
+                // an answer's context mixed up between calls.
+                attempt(1, in_trace_of(2, 0xc)),
+                "call 1: a request in trace 6861726e657373210000000000000002, not the call's",
+            ),
+            (
+                // A retry sent under the first attempt's span.
+                attempt(1, in_trace_of(1, 0xa)),
+                "call 1: two attempts under one parent id 000000000000000a",
+            ),
+        ];
+        for (bad, why) in cases {
+            let journal = vec![attempt(1, in_trace_of(1, 0xa)), bad];
+            let v = check(&traced(1), &journal, &[]);
+            assert!(!v.passed, "{why}: {v:?}");
+            assert_eq!(v.detail.as_deref(), Some(why));
+            assert_eq!(v.observed, "2; 1 attempts off their call's trace (1 calls)");
+        }
+        // Bounds still hold on their own: a count below min fails with its detail.
+        let journal = vec![attempt(1, in_trace_of(1, 0xa))];
+        let v = check(&traced(2), &journal, &[]);
+        assert!(!v.passed);
+        assert!(v.detail.unwrap().starts_with("1 tools/call of `read`"));
+    }
+
+    #[test]
+    fn traced_fails_when_no_client_call_is_selected() {
+        let journal = vec![entry("files", "tools/call", Some("read"), 1_500)];
+        let v = check(&traced(1), &journal, &[]);
+        assert!(!v.passed, "{v:?}");
+        assert_eq!(
+            v.detail.as_deref(),
+            Some("no selected request carries a harness_call number")
+        );
     }
 }

@@ -236,6 +236,7 @@ pub(crate) mod test_support {
             arguments: None,
             id: None,
             call: None,
+            traceparent: None,
             outcome: "success".into(),
         }
     }
@@ -412,6 +413,7 @@ mod tests {
                     min: Some(2),
                     max: Some(2),
                     per_call: false,
+                    traced: false,
                 }),
             },
         ];

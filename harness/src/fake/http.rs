@@ -269,6 +269,11 @@ async fn post(
             .server
             .record(&shared.endpoint, method, id, params, outcome);
     };
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => {
@@ -296,7 +301,11 @@ async fn post(
         record(method, id, params, refused.label());
         return empty(refused.status());
     }
-    match shared.server.handle(&shared.endpoint, message).await {
+    match shared
+        .server
+        .handle(&shared.endpoint, message, traceparent.as_deref())
+        .await
+    {
         Reply::Json(answer) => {
             let opened = initialize && answer.get("result").is_some();
             let mut response = json(StatusCode::OK, answer.to_string());

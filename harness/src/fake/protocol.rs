@@ -224,7 +224,9 @@ impl Server {
     }
 
     /// A journal entry, stamped now, for a request received on `endpoint`
-    /// (the tool and arguments taken from `params` of a `tools/call`).
+    /// (the tool and arguments taken from `params` of a `tools/call`; the
+    /// `traceparent` from the HTTP header the face read, else from
+    /// `params._meta`).
     fn entry(
         &self,
         endpoint: &str,
@@ -232,7 +234,11 @@ impl Server {
         id: Option<&Value>,
         params: &Value,
         outcome: &str,
+        header_traceparent: Option<&str>,
     ) -> JournalEntry {
+        let traceparent = header_traceparent
+            .or_else(|| params.pointer("/_meta/traceparent").and_then(Value::as_str))
+            .map(str::to_owned);
         let mut entry = JournalEntry {
             at: self.clock.elapsed(),
             fake: self.name.clone(),
@@ -242,6 +248,7 @@ impl Server {
             arguments: None,
             id: id.cloned(),
             call: None,
+            traceparent,
             outcome: outcome.to_owned(),
         };
         if method == "tools/call" {
@@ -269,14 +276,20 @@ impl Server {
         outcome: &str,
     ) {
         self.journal
-            .record(self.entry(endpoint, method, id, params, outcome));
+            .record(self.entry(endpoint, method, id, params, outcome, None));
     }
 
-    /// Handles one message received on `endpoint`: journals it, waits the
-    /// scripted latency of a call, and says what to answer.
-    pub(crate) async fn handle(&self, endpoint: &str, message: Message) -> Reply {
+    /// Handles one message received on `endpoint` (with the `traceparent`
+    /// header of the HTTP request that carried it, if any): journals it,
+    /// waits the scripted latency of a call, and says what to answer.
+    pub(crate) async fn handle(
+        &self,
+        endpoint: &str,
+        message: Message,
+        traceparent: Option<&str>,
+    ) -> Reply {
         let (method, id, params) = message.parts();
-        let mut entry = self.entry(endpoint, method, id, params, "ok");
+        let mut entry = self.entry(endpoint, method, id, params, "ok", traceparent);
         if let Some(code) = self.outage_at(entry.at) {
             entry.outcome = "outage".to_owned();
             self.journal.record(entry);

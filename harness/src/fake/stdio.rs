@@ -105,7 +105,7 @@ where
                 let lines = lines.clone();
                 let exit = exit.clone();
                 handlers.spawn(async move {
-                    match server.handle(&endpoint, message).await {
+                    match server.handle(&endpoint, message, None).await {
                         Reply::Json(answer) => send(&lines, answer.to_string().into_bytes()),
                         Reply::Malformed => send(&lines, MALFORMED.to_vec()),
                         Reply::Exit(code) => {

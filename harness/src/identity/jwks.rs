@@ -140,6 +140,7 @@ impl Jwks {
             arguments: None,
             id: None,
             call: None,
+            traceparent: None,
             outcome: outcome.to_owned(),
         });
     }

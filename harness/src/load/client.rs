@@ -50,6 +50,8 @@ pub const PROTOCOL_VERSION: &str = "2025-11-25";
 /// Versions the harness accepts from a server's `initialize` answer.
 const KNOWN_VERSIONS: [&str; 3] = [PROTOCOL_VERSION, "2025-06-18", "2025-03-26"];
 
+/// W3C trace context, sent with each call.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
@@ -354,6 +356,15 @@ impl McpSession {
             HeaderValue::from_static("application/json, text/event-stream"),
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // A call's trace context names it, so the fakes' journals show
+        // which attempts belong to which call.
+        if let Some(call) = message
+            .pointer("/params/arguments/harness_call")
+            .and_then(Value::as_u64)
+            && let Ok(value) = HeaderValue::from_str(&super::trace::traceparent(call))
+        {
+            headers.insert(TRACEPARENT, value);
+        }
         let response = self.http.request(request).await.map_err(|e| describe(&e))?;
         let kind = message
             .get("method")

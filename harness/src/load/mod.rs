@@ -15,7 +15,8 @@
 //!   `"harness_call": N` in its arguments so that the fakes' journals can be
 //!   matched to the records. A fake's success echoes the number back, and
 //!   the record keeps it (`echoed_call`), so that an answer given to the
-//!   wrong call shows.
+//!   wrong call shows. Its `traceparent` header names the call too
+//!   ([`trace`]).
 //! - Times are scenario time ([`ScenarioClock`]), read from tokio.
 //!
 //! The open loop's rules for late and refused slots are in `open.rs`.
@@ -28,6 +29,7 @@ mod mix;
 mod open;
 pub mod record;
 mod sse;
+pub mod trace;
 
 #[cfg(test)]
 mod test_server;

@@ -754,6 +754,12 @@ pub struct CountCheck {
     /// `harness_call` number) instead of the total: `max: 1` means no call
     /// was received twice.
     pub per_call: bool,
+    /// `traced`: besides the bounds, every selected entry of a client call
+    /// carries a `traceparent` in that call's trace (the one the load
+    /// client sent with it), and the entries of one call have parent ids of
+    /// their own (each attempt its own span): one trace across retries and
+    /// hedges.
+    pub traced: bool,
 }
 
 /// `ratio`: how calls split over several fakes.

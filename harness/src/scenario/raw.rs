@@ -353,6 +353,7 @@ pub(crate) struct RawCount {
     pub(crate) endpoint: Option<String>,
     pub(crate) outcomes: Option<Vec<String>>,
     pub(crate) per_call: Option<bool>,
+    pub(crate) traced: Option<bool>,
     pub(crate) identity: Option<String>,
     pub(crate) window: Option<RawWindow>,
     pub(crate) min: Option<u64>,

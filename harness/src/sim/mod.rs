@@ -42,7 +42,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_proxy::platform::{Platform, SeededSessionIds};
+use mcp_proxy::platform::{Platform, SeededSessionIds, SeededTraceIds};
 
 use crate::admin::BackendSampler;
 use crate::checks::Verdict;
@@ -261,6 +261,9 @@ fn simulate(scenario: &Scenario, seed: u64) -> Result<Simulated, (String, Durati
                 dialer: Arc::new(SimDialer),
                 spawner,
                 session_ids: Arc::new(SeededSessionIds::new(seed)),
+                // Another stream than the session ids', so a scenario
+                // that adds a call does not shift every session id.
+                trace_ids: Arc::new(SeededTraceIds::new(seed.rotate_left(17) ^ 0x0074_7261_6365)),
                 clock: Arc::new(SimWallClock::started_now()),
             };
             let listener = SimListener::bind(PROXY_PORT).await?;

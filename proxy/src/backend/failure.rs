@@ -25,7 +25,7 @@
 //! health — but an open breaker or every endpoint ejected says the backend
 //! is unhealthy, which another backend may make up for.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Refusal;
 use super::resilience::Verdict;
@@ -203,6 +203,18 @@ impl CallError {
             CallError::Timeout { .. } => Outcome::Timeout,
             CallError::Refused { .. } => Outcome::Refused,
         }
+    }
+}
+
+/// How the metrics (and a trace's spans) label a call's or an attempt's
+/// end: a tool's error result apart from its other answers.
+pub(crate) fn outcome_of(result: &Result<Value, CallError>) -> Outcome {
+    match result {
+        Ok(value) if value.get("isError").and_then(Value::as_bool) == Some(true) => {
+            Outcome::ToolError
+        }
+        Ok(_) => Outcome::Ok,
+        Err(error) => error.outcome(),
     }
 }
 

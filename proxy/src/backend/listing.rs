@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::upstream::{Connection, UpstreamError};
+use crate::upstream::{Connection, Outbound, UpstreamError};
 
 /// A safety stop for a backend whose `nextCursor` never ends.
 const MAX_PAGES: usize = 1000;
@@ -162,7 +162,7 @@ pub(crate) async fn fetch(
     for _ in 0..MAX_PAGES {
         let params = cursor.take().map(|cursor| json!({ "cursor": cursor }));
         let result = connection
-            .request(kind.method(), params, None, None)
+            .request(kind.method(), params, None, Outbound::default())
             .await?;
         if let Some(page) = result.get(kind.field()).and_then(Value::as_array) {
             items.extend(page.iter().filter(|item| item.is_object()).cloned());

@@ -35,7 +35,8 @@ use crate::call::{Call, Method, Safety, ToolSafety};
 use crate::config::{BackendConfig, RoleKind};
 
 use crate::platform::Platform;
-use crate::upstream::{ConnectSettings, ProgressSink, UpstreamError};
+use crate::trace::AttemptSpan;
+use crate::upstream::{ConnectSettings, Outbound, ProgressSink, UpstreamError};
 pub(crate) use failure::CallError;
 pub(crate) use listing::{ListKind, Listing, Lists};
 use pool::{Endpoint, Pick, Pool};
@@ -340,6 +341,7 @@ impl Backend {
             progress,
             safety,
             credential,
+            trace,
             ..
         } = call;
         let method = method.as_str();
@@ -352,6 +354,7 @@ impl Backend {
         // comes back if it provably never left.
         let progress = Mutex::new(progress);
         let mut tried: Vec<usize> = Vec::new();
+        let mut attempts = 0;
         // Before each attempt (and before its slot, breaker pass, per-try
         // timer or hedge timer), a restart in progress is waited for: up to
         // `wait_for_ready`, never past the call's own deadline.
@@ -363,7 +366,7 @@ impl Backend {
             self.pool.until_ready(within).map(drop)
         };
         self.resilience
-            .call(ready, safety.repeatable, || {
+            .call(ready, safety.repeatable, |kind| {
                 let pick = self.pool.pick(&tried);
                 let report = match pick {
                     Pick::Endpoint(endpoint) => {
@@ -372,24 +375,62 @@ impl Backend {
                     }
                     Pick::NotConnected | Pick::AllEjected => EndpointReport::none(self),
                 };
+                attempts += 1;
+                // Each attempt is a span of its own under the call's, so
+                // its backend sees it as the parent.
+                let span = trace.as_ref().map(|trace| {
+                    let endpoint = match pick {
+                        Pick::Endpoint(endpoint) => self.pool.endpoints()[endpoint].label.as_str(),
+                        Pick::NotConnected | Pick::AllEjected => "-",
+                    };
+                    trace.attempt(&self.config.name, endpoint, attempts, kind)
+                });
+                let outbound = (credential.as_ref(), span);
                 (
-                    self.attempt(pick, method, params.clone(), &progress, credential.as_ref()),
+                    self.attempt(pick, method, params.clone(), &progress, outbound),
                     report,
                 )
             })
             .await
     }
 
-    /// One attempt of a call on the endpoint `pick` names: fails fast when
-    /// there is none. It takes the progress sink from `progress` when it
-    /// sends, and puts it back when the request never left.
+    /// One attempt of a call, in its span if it is traced: the client's
+    /// credential and the attempt's trace context go with it.
     async fn attempt(
         &self,
         pick: Pick,
         method: &str,
         params: Option<Value>,
         progress: &Mutex<Option<ProgressSink>>,
-        credential: Option<&http::HeaderValue>,
+        (credential, mut span): (Option<&http::HeaderValue>, Option<AttemptSpan>),
+    ) -> Result<Value, CallError> {
+        let outbound = Outbound {
+            credential,
+            trace: span.as_ref().map(AttemptSpan::context),
+        };
+        let in_span = span
+            .as_ref()
+            .map_or_else(tracing::Span::none, |span| span.span().clone());
+        let result = self
+            .send(pick, method, params, progress, outbound)
+            .instrument(in_span)
+            .await;
+        if let Some(span) = &mut span {
+            span.set_outcome(failure::outcome_of(&result).label());
+        }
+        result
+    }
+
+    /// Sends an attempt on the endpoint `pick` names: fails fast when
+    /// there is none. It takes the progress sink from `progress` when it
+    /// sends, and puts it back when the request never left.
+    async fn send(
+        &self,
+        pick: Pick,
+        method: &str,
+        params: Option<Value>,
+        progress: &Mutex<Option<ProgressSink>>,
+        outbound: Outbound<'_>,
     ) -> Result<Value, CallError> {
         let endpoint = match pick {
             Pick::Endpoint(endpoint) => &self.pool.endpoints()[endpoint],
@@ -406,7 +447,7 @@ impl Backend {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let sent = endpoint
-            .request(method, params, sink.clone(), credential)
+            .request(method, params, sink.clone(), outbound)
             .await;
         if matches!(sent, None | Some(Err(UpstreamError::Connect(_)))) {
             *progress.lock().unwrap_or_else(PoisonError::into_inner) = sink;
@@ -429,8 +470,11 @@ impl Backend {
         let sends = self.pool.endpoints().iter().map(|endpoint| {
             let params = params.clone();
             async move {
-                match tokio::time::timeout(within, endpoint.request(method, params, None, None))
-                    .await
+                match tokio::time::timeout(
+                    within,
+                    endpoint.request(method, params, None, Outbound::default()),
+                )
+                .await
                 {
                     Ok(sent) => sent,
                     Err(_) => Some(Err(UpstreamError::Lost(format!(

@@ -15,7 +15,7 @@ use super::recent::RecentFailures;
 use super::{Backend, CallError};
 use crate::call::{Backends, Call};
 use crate::jsonrpc::ErrorObject;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::Metrics;
 
 /// The backends, in config order, and the metrics of the calls to them.
 pub(crate) struct BackendSet {
@@ -60,17 +60,11 @@ impl BackendSet {
         let method = call.method_name();
         let started = Instant::now();
         let result = target.call(call).await;
-        let outcome = match &result {
-            Ok(value) if value.get("isError").and_then(Value::as_bool) == Some(true) => {
-                Outcome::ToolError
-            }
-            Ok(_) => Outcome::Ok,
-            Err(error) => {
-                self.recent
-                    .record(target.name(), method, error.to_error_object().message);
-                error.outcome()
-            }
-        };
+        let outcome = super::failure::outcome_of(&result);
+        if let Err(error) = &result {
+            self.recent
+                .record(target.name(), method, error.to_error_object().message);
+        }
         self.metrics
             .record(target.name(), method, outcome, started.elapsed());
         result

@@ -28,7 +28,7 @@ use super::pool::Endpoint;
 use super::{Backend, BackendEvent, State};
 use crate::backoff::{Backoff, HEALTHY_AFTER};
 use crate::call::{Method, Safety, ToolSafety};
-use crate::upstream::{Connection, UpstreamError};
+use crate::upstream::{Connection, Outbound, UpstreamError};
 
 /// Keep endpoint number `endpoint` of `backend` connected until `shutdown`
 /// is cancelled.
@@ -196,7 +196,7 @@ async fn resubscribe(backend: &Backend, connection: &Connection) {
     let renewals = uris.iter().map(|uri| async move {
         let params = Some(serde_json::json!({ "uri": uri }));
         let renewed = connection
-            .request("resources/subscribe", params, None, None)
+            .request("resources/subscribe", params, None, Outbound::default())
             .await;
         if let Err(error) = renewed {
             tracing::warn!(uri, %error, "renewing a resource subscription failed");

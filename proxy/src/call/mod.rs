@@ -12,7 +12,7 @@
 //! method, the backend the client addressed, the backend's own name or URI,
 //! the params as the backend will receive them, the client's progress sink
 //! and whether the call may be repeated or served from a cache
-//! ([`safety`]). No stage below the gateway matches a method string again
+//! ([`safety`]), and its trace (the proxy's span of it). No stage below the gateway matches a method string again
 //! or scans a tool list.
 
 mod safety;
@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use crate::backend::{CallError, ListKind};
 use crate::jsonrpc::ErrorObject;
+use crate::trace::CallTrace;
 use crate::upstream::ProgressSink;
 pub(crate) use safety::{Safety, ToolSafety};
 
@@ -132,6 +133,10 @@ pub(crate) struct Call {
     /// The client's `Authorization` header, carried only when some backend
     /// has `forward_auth` (each backend sends it on only if it has).
     pub(crate) credential: Option<http::HeaderValue>,
+    /// The call's trace: each attempt opens its span under the call's and
+    /// tells the backend ([`crate::trace`]). `None`: the call is not traced
+    /// (subscriptions, log levels).
+    pub(crate) trace: Option<CallTrace>,
 }
 
 impl Call {
@@ -150,6 +155,7 @@ impl Call {
             session: Arc::from(""),
             audience: None,
             credential: None,
+            trace: None,
         }
     }
 

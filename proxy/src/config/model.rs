@@ -82,6 +82,21 @@ pub struct ProxySettings {
     /// and recent failures, under the same `authorization:` as any tool.
     /// Default false.
     pub admin_tools: bool,
+    /// `tracing`: export spans over OTLP. `None` (the default): trace
+    /// context is still read and propagated, and spans are only logged.
+    pub tracing: Option<TracingSettings>,
+}
+
+/// `proxy.tracing`: where spans are exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    /// `otlp_endpoint`: the OTLP/HTTP collector's base URL (`http://` or
+    /// `https://`, like `OTEL_EXPORTER_OTLP_ENDPOINT`); spans are POSTed,
+    /// protobuf-encoded, to its `/v1/traces`. Required.
+    pub otlp_endpoint: String,
+    /// `service_name`: the `service.name` of the exported spans. Default:
+    /// `proxy.name`.
+    pub service_name: String,
 }
 
 /// One entry of `backends:`.
@@ -570,6 +585,7 @@ impl Default for ProxySettings {
             seed: 0,
             allow_unauthenticated: false,
             admin_tools: false,
+            tracing: None,
         }
     }
 }

@@ -63,6 +63,15 @@ pub(crate) struct RawProxy {
     pub(crate) seed: Option<u64>,
     pub(crate) allow_unauthenticated: Option<bool>,
     pub(crate) admin_tools: Option<bool>,
+    pub(crate) tracing: Option<RawTracing>,
+}
+
+/// `proxy.tracing:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTracing {
+    pub(crate) otlp_endpoint: Option<String>,
+    pub(crate) service_name: Option<String>,
 }
 
 /// One entry of `backends:`, with the keys of both transports.

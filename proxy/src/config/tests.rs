@@ -54,6 +54,8 @@ const FULL_YAML: &str = r#"proxy:
   progress_queue: 8
   seed: 7
   allow_unauthenticated: true
+  tracing:
+    otlp_endpoint: http://127.0.0.1:4318
 backends:
   - name: everything
     transport: stdio
@@ -109,6 +111,9 @@ progress_queue = 8
 seed = 7
 allow_unauthenticated = true
 
+[proxy.tracing]
+otlp_endpoint = "http://127.0.0.1:4318"
+
 [[backends]]
 name = "everything"
 transport = "stdio"
@@ -160,6 +165,11 @@ fn full_config() -> Config {
             seed: 7,
             allow_unauthenticated: true,
             admin_tools: false,
+            tracing: Some(TracingSettings {
+                otlp_endpoint: "http://127.0.0.1:4318".into(),
+                // proxy.name, when not given.
+                service_name: "my-proxy".into(),
+            }),
         },
         backends: vec![
             BackendConfig {
@@ -707,6 +717,54 @@ fn bad_listen() {
         yaml_err(text),
         "proxy.yaml:2: proxy.listen: invalid listen address \"localhost:8080\": expected IP:PORT such as \"127.0.0.1:8080\" or \"[::1]:8080\" (host names are not resolved)"
     );
+}
+
+#[test]
+fn tracing_rules() {
+    let backend = "backends:\n  - name: a\n    transport: stdio\n    command: srv\n";
+    let err = |tracing: &str| yaml_err(&format!("proxy:\n  tracing:\n    {tracing}\n{backend}"));
+    assert_eq!(
+        err("service_name: gw"),
+        "proxy.yaml:3: proxy.tracing: missing `otlp_endpoint` (the OTLP/HTTP collector, e.g. http://127.0.0.1:4318)"
+    );
+    assert_eq!(
+        err("otlp_endpoint: grpc://c:4317"),
+        "proxy.yaml:3: proxy.tracing.otlp_endpoint: must start with http:// or https:// (OTLP over HTTP)"
+    );
+    assert_eq!(
+        err("otlp_endpoint: http://collector:4318/?x=1"),
+        "proxy.yaml:3: proxy.tracing.otlp_endpoint: must have no query or fragment (`/v1/traces` is appended)"
+    );
+    assert_eq!(
+        err("otlp_endpoint: http://me:secret@collector:4318"),
+        "proxy.yaml:3: proxy.tracing.otlp_endpoint: must hold no credentials (it is printed and logged)"
+    );
+    assert_eq!(
+        err("otlp_endpoint: not a url"),
+        "proxy.yaml:3: proxy.tracing.otlp_endpoint: invalid URL: relative URL without a base"
+    );
+    assert_eq!(
+        err("otlp_endpoint: http://c:4318\n    service_name: \"\""),
+        "proxy.yaml:4: proxy.tracing.service_name: must not be empty"
+    );
+    assert_eq!(
+        err("otlp_endpoint: http://c:4318\n    sample: 1"),
+        "proxy.yaml:4: proxy.tracing: unknown key \"sample\""
+    );
+    let config = yaml(&format!(
+        "proxy:\n  tracing:\n    otlp_endpoint: https://c.example/otel\n    service_name: gw\n{backend}"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.proxy.tracing,
+        Some(TracingSettings {
+            otlp_endpoint: "https://c.example/otel".into(),
+            service_name: "gw".into(),
+        })
+    );
+    // Off unless configured.
+    let config = yaml(&format!("proxy:\n  name: p\n{backend}")).unwrap();
+    assert_eq!(config.proxy.tracing, None);
 }
 
 #[test]

@@ -45,11 +45,13 @@ use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TrackedFuture;
+use tracing::Instrument;
 
 use super::{App, ClientAddr, auditing, identity, origin};
 use crate::auth::Caller;
 use crate::jsonrpc::{self, ErrorObject, Kind};
 use crate::session::{Refusal, Session, SessionError};
+use crate::trace;
 use crate::upstream::SUPPORTED_PROTOCOL_VERSIONS;
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -246,7 +248,7 @@ pub(super) async fn post(
                 return refusal;
             }
             let accepts_stream = accepts_event_stream(&headers);
-            request(app, client, session, message, accepts_stream).await
+            request(app, client, session, message, accepts_stream, &headers).await
         }
         // Responses to server requests: the proxy sends clients none, so there is nothing to match.
         Kind::Response | Kind::Invalid => StatusCode::ACCEPTED.into_response(),
@@ -334,6 +336,7 @@ async fn request(
     session: Arc<Session>,
     message: Value,
     accepts_stream: bool,
+    headers: &HeaderMap,
 ) -> Response {
     let Value::Object(mut message) = message else {
         return StatusCode::BAD_REQUEST.into_response();
@@ -343,7 +346,11 @@ async fn request(
         Some(Value::String(method)) => method,
         _ => String::new(),
     };
-    let params = message.remove("params");
+    let mut params = message.remove("params");
+    // The client's trace context leaves `_meta` here; each attempt sends
+    // its own (see `trace`).
+    let client_trace = trace::from_client(headers, params.as_mut());
+    let call_span = app.tracer.call(client_trace, &method);
     let audit = auditing::begin(&app, client, Some(&session), &method, params.as_ref());
     // The gateway in force now serves this request to its end, whatever
     // reloads happen meanwhile.
@@ -357,6 +364,7 @@ async fn request(
         && let Some(error) = gateway.refused_access(&session, &method, params.as_ref())
     {
         // Refused before its stream opens, so it is answered 403 too.
+        call_span.set_outcome("error");
         let answer = jsonrpc::error_response(id, &error);
         if let Some(audit) = audit {
             audit.finish(&app, &answer);
@@ -372,13 +380,17 @@ async fn request(
 
     let call_session = Arc::clone(&session);
     let call_method = method.clone();
+    let call_trace = call_span.trace();
     // Boxed: the gateway's future is large, and the task would otherwise
     // copy all of it on every move into the runtime (perf showed it).
-    let (call, abort) = abortable(Box::pin(async move {
-        gateway
-            .handle(&call_session, &call_method, params, progress)
-            .await
-    }));
+    let (call, abort) = abortable(Box::pin(
+        async move {
+            gateway
+                .handle(&call_session, &call_method, params, progress, call_trace)
+                .await
+        }
+        .instrument(call_span.span()),
+    ));
     let refusal = match app.sessions.admit(&session, &id, abort) {
         Ok(in_flight) => Ok(in_flight),
         Err(Refusal::SessionEnded) => Err((
@@ -418,6 +430,7 @@ async fn request(
     let in_flight = match refusal {
         Ok(in_flight) => in_flight,
         Err((status, answer)) => {
+            call_span.set_outcome("refused");
             if let Some(audit) = audit {
                 audit.finish(&app, &answer);
             }
@@ -438,6 +451,12 @@ async fn request(
             }
         };
         drop(in_flight);
+        call_span.set_outcome(match &outcome {
+            Ok(Ok(result)) if result.get("isError") == Some(&Value::Bool(true)) => "tool_error",
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_aborted) => "cancelled",
+        });
         let answer = match outcome {
             Ok(Ok(result)) => jsonrpc::response(task_id, result),
             Ok(Err(error)) => jsonrpc::error_response(task_id, &error),

@@ -62,6 +62,8 @@ pub(crate) struct App {
     pub forwards_credentials: bool,
     /// `audit:`: one line per request (see [`auditing`]).
     pub audit: Option<AuditLog>,
+    /// Opens each request's span, under the client's trace context.
+    pub tracer: Arc<crate::trace::Tracer>,
 }
 
 /// The app of the main listener: `/mcp`, `/livez`, `/readyz`, the

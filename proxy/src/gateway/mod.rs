@@ -44,6 +44,7 @@ use crate::metrics::{Metrics, Outcome};
 use crate::platform::Platform;
 use crate::session::{Session, SessionStore};
 use crate::shaping::Shaper;
+use crate::trace::CallTrace;
 use crate::traffic::{self, Traffic};
 use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSIONS};
 use catalog::Catalog;
@@ -250,6 +251,7 @@ impl Gateway {
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
+        trace: CallTrace,
     ) -> Result<Value, ErrorObject> {
         let Some(method) = Method::parse(method) else {
             return Err(ErrorObject::new(
@@ -271,13 +273,21 @@ impl Gateway {
                     return self.call_admin_tool(session, tool, params.as_ref());
                 }
                 let call = self.resolve(session, method, params, progress)?;
-                self.serve(call).await
+                self.serve(Call {
+                    trace: Some(trace),
+                    ..call
+                })
+                .await
             }
             Method::ResourcesSubscribe => self.subscribe(session, params).await,
             Method::ResourcesUnsubscribe => self.unsubscribe(session, params).await,
             Method::Complete => {
                 let call = self.resolve_completion(session, params)?;
-                self.forward(call).await
+                self.forward(Call {
+                    trace: Some(trace),
+                    ..call
+                })
+                .await
             }
             Method::SetLogLevel => self.set_log_level(session, params).await,
             Method::Initialize => Err(ErrorObject::new(

@@ -56,6 +56,7 @@ impl Gateway {
             params: Some(params),
             progress,
             session,
+            trace: None,
         })
     }
 

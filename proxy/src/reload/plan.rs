@@ -150,7 +150,7 @@ fn own_part(backend: &BackendConfig) -> BackendConfig {
 /// API, and `forward_auth` turned on for the first time.
 fn restart_needed(running: &Config, next: &Config) -> Vec<&'static str> {
     let (old, new) = (&running.proxy, &next.proxy);
-    let checks: [(&'static str, bool); 17] = [
+    let checks: [(&'static str, bool); 18] = [
         ("proxy.name", old.name != new.name),
         ("proxy.listen", old.listen != new.listen),
         (
@@ -183,6 +183,7 @@ fn restart_needed(running: &Config, next: &Config) -> Vec<&'static str> {
             old.progress_queue != new.progress_queue,
         ),
         ("proxy.seed", old.seed != new.seed),
+        ("proxy.tracing", old.tracing != new.tracing),
         (
             "proxy.allow_unauthenticated",
             old.allow_unauthenticated != new.allow_unauthenticated,

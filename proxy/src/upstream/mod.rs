@@ -119,6 +119,17 @@ pub(crate) const PROTOCOL_VERSION: &str = "2025-11-25";
 pub(crate) const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
     &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
+/// What travels with one request besides its method and params.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Outbound<'a> {
+    /// The client's own `Authorization` header (`forward_auth`), for an
+    /// HTTP backend; a stdio child has no use for it.
+    pub(crate) credential: Option<&'a ::http::HeaderValue>,
+    /// The attempt's trace context: headers on an HTTP backend's POST, the
+    /// request's `params._meta` for a stdio child (see [`crate::trace`]).
+    pub(crate) trace: Option<&'a crate::trace::TraceContext>,
+}
+
 /// A live, initialized session with one backend. Cheap to clone.
 #[derive(Clone)]
 pub(crate) enum Connection {
@@ -156,22 +167,24 @@ impl Connection {
     /// `notifications/cancelled` for it to the backend (without delaying the
     /// caller). If `params._meta.progressToken` is set, progress for this
     /// request is delivered to `progress` with the caller's token restored.
-    /// `credential` (`forward_auth`: the client's own `Authorization`
-    /// header) goes with the request to an HTTP backend; a stdio child has
-    /// no use for it.
+    /// `outbound` says what else goes with it, as each transport carries it.
     pub(crate) async fn request(
         &self,
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
-        credential: Option<&::http::HeaderValue>,
+        outbound: Outbound<'_>,
     ) -> Result<Value, UpstreamError> {
         match self {
-            Connection::Stdio(connection) => connection.request(method, params, progress).await,
+            Connection::Stdio(connection) => {
+                let params = match outbound.trace {
+                    Some(context) => crate::trace::into_meta(params, context),
+                    None => params,
+                };
+                connection.request(method, params, progress).await
+            }
             Connection::Http(connection) => {
-                connection
-                    .request(method, params, progress, credential)
-                    .await
+                connection.request(method, params, progress, outbound).await
             }
         }
     }

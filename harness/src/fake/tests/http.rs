@@ -38,6 +38,15 @@ impl Client {
     }
 
     async fn post(&self, message: &Value) -> reqwest::Result<reqwest::Response> {
+        self.post_with(message, &[]).await
+    }
+
+    /// [`Self::post`] with `extra` headers.
+    async fn post_with(
+        &self,
+        message: &Value,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Result<reqwest::Response> {
         let mut request = self
             .http
             .post(&self.url)
@@ -46,6 +55,9 @@ impl Client {
             .body(serde_json::to_vec(message).unwrap());
         if let Some(session) = &self.session {
             request = request.header("mcp-session-id", session);
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
         }
         timeout(PROMPTLY, request.send()).await.expect("an answer")
     }
@@ -588,6 +600,40 @@ async fn the_url_names_the_host_its_network_advertises() {
     assert_eq!(
         fake.url(),
         format!("http://fake.test:{}/mcp", fake.addr().port())
+    );
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_traceparent_of_a_call_is_journalled_from_its_header_else_its_meta() {
+    let (fake, cfg) = start(vec![tool("read", Outcome::Success)], vec![]).await;
+    let mut client = Client::new(&fake);
+    client.initialize().await;
+    let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let in_meta = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut with_meta = call(2, "read", 2);
+    with_meta["params"]["_meta"] = json!({ "traceparent": in_meta });
+    let response = client
+        .post_with(&with_meta, &[("traceparent", header)])
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        client.post(&with_meta).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(client.call(3, "read").await.status(), StatusCode::OK);
+    let traceparents: Vec<Option<String>> = cfg
+        .journal
+        .snapshot()
+        .into_iter()
+        .filter(|e| e.method == "tools/call")
+        .map(|e| e.traceparent)
+        .collect();
+    // The header wins, as the proxy sends it to HTTP backends.
+    assert_eq!(
+        traceparents,
+        [Some(header.to_owned()), Some(in_meta.to_owned()), None]
     );
     fake.shutdown().await;
 }

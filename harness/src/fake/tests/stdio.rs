@@ -153,6 +153,7 @@ async fn answers_the_mcp_handshake_listing_and_a_call_and_journals_each() {
             arguments: Some(json!({"path": "/a", "harness_call": 12})),
             id: Some(json!(7)),
             call: Some(12),
+            traceparent: None,
             outcome: "success".into(),
         }
     );

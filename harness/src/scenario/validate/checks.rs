@@ -142,6 +142,7 @@ impl Validator<'_> {
                     min: c.min,
                     max: c.max,
                     per_call,
+                    traced: c.traced.unwrap_or(false),
                 }),
             ));
         }

@@ -36,7 +36,7 @@ use super::State;
 use super::listing::Listing;
 use super::resilience::Verdict;
 use crate::config::{BackendConfig, TransportConfig};
-use crate::upstream::{Connection, ProgressSink, UpstreamError};
+use crate::upstream::{Connection, Outbound, ProgressSink, UpstreamError};
 use balance::{Balancer, Candidate};
 use outlier::Detector;
 pub(crate) use outlier::EjectionStatus;
@@ -360,14 +360,12 @@ impl Endpoint {
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
-        credential: Option<&http::HeaderValue>,
+        outbound: Outbound<'_>,
     ) -> Option<Result<Value, UpstreamError>> {
         let connection = read(&self.connection).clone()?;
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let _in_flight = InFlight(&self.in_flight);
-        let answer = connection
-            .request(method, params, progress, credential)
-            .await;
+        let answer = connection.request(method, params, progress, outbound).await;
         if matches!(answer, Ok(_) | Err(UpstreamError::JsonRpc(_))) {
             self.answered.fetch_add(1, Ordering::Relaxed);
         }

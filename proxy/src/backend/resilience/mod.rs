@@ -55,6 +55,7 @@ use crate::backoff::Backoff;
 use crate::config::{
     BackendConfig, BreakerPolicy, HedgePolicy, RateLimit, RetryPolicy, TimeoutPolicy,
 };
+use crate::trace::AttemptKind;
 pub use breaker::BreakerState;
 pub(crate) use breaker::Verdict;
 use breaker::{Breaker, BreakerCounts};
@@ -163,7 +164,8 @@ impl Resilience {
 
     /// Runs `attempt` under the stack. `safe` says whether the call may be
     /// repeated after it may have reached the backend. Each call of
-    /// `attempt` makes one attempt and the report that hears its verdict.
+    /// `attempt` makes one attempt (told whether it is the first, a retry
+    /// or a hedge) and the report that hears its verdict.
     /// Before each try (first or retry) `ready`, given the call's overall
     /// deadline, waits until the backend can take it (a restart in
     /// progress); the try's slot, breaker pass and timers start after.
@@ -176,7 +178,7 @@ impl Resilience {
     where
         W: Fn(Option<Instant>) -> WFut,
         WFut: Future<Output = ()>,
-        F: FnMut() -> (Fut, R),
+        F: FnMut(AttemptKind) -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
         R: AttemptReport,
     {
@@ -206,7 +208,7 @@ impl Resilience {
     where
         W: Fn(Option<Instant>) -> WFut,
         WFut: Future<Output = ()>,
-        F: FnMut() -> (Fut, R),
+        F: FnMut(AttemptKind) -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
         R: AttemptReport,
     {
@@ -220,7 +222,12 @@ impl Resilience {
         let mut pauses = self.retry.as_ref().map(Retry::pauses);
         loop {
             ready(deadline).await;
-            let result = self.hedged(safe, waiting_for_slot, &attempt).await;
+            let kind = if retries == 0 {
+                AttemptKind::First
+            } else {
+                AttemptKind::Retry
+            };
+            let result = self.hedged(safe, waiting_for_slot, &attempt, kind).await;
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
@@ -257,17 +264,18 @@ impl Resilience {
         safe: bool,
         waiting_for_slot: &AtomicBool,
         attempt: &Mutex<F>,
+        kind: AttemptKind,
     ) -> Result<Value, CallError>
     where
-        F: FnMut() -> (Fut, R),
+        F: FnMut(AttemptKind) -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
         R: AttemptReport,
     {
         let Some(hedging) = self.hedging.filter(|_| safe) else {
-            return self.once(waiting_for_slot, attempt).await;
+            return self.once(waiting_for_slot, attempt, kind).await;
         };
         let mut running = FuturesUnordered::new();
-        running.push(self.once(waiting_for_slot, attempt));
+        running.push(self.once(waiting_for_slot, attempt, kind));
         let mut hedges = 0;
         let next_hedge = tokio::time::sleep(hedging.delay);
         tokio::pin!(next_hedge);
@@ -282,7 +290,7 @@ impl Resilience {
                 () = &mut next_hedge, if hedges < hedging.max_hedges => {
                     hedges += 1;
                     self.hedges.fetch_add(1, Ordering::Relaxed);
-                    running.push(self.once(waiting_for_slot, attempt));
+                    running.push(self.once(waiting_for_slot, attempt, AttemptKind::Hedge));
                     next_hedge.as_mut().reset(Instant::now() + hedging.delay);
                 }
             }
@@ -294,9 +302,10 @@ impl Resilience {
         &self,
         waiting_for_slot: &AtomicBool,
         attempt: &Mutex<F>,
+        kind: AttemptKind,
     ) -> Result<Value, CallError>
     where
-        F: FnMut() -> (Fut, R),
+        F: FnMut(AttemptKind) -> (Fut, R),
         Fut: Future<Output = Result<Value, CallError>>,
         R: AttemptReport,
     {
@@ -312,7 +321,7 @@ impl Resilience {
             Some(pass) => pass,
             None => None,
         };
-        let (attempt, report) = (lock(attempt))();
+        let (attempt, report) = (lock(attempt))(kind);
         let result = match self.timeout.per_try {
             // Dropping the attempt on timeout cancels it at the backend
             // (`notifications/cancelled`).

@@ -70,8 +70,8 @@ fn refused() -> CallError {
 }
 
 /// Attempts that no outlier detector hears of.
-fn unreported<Fut>(mut attempt: impl FnMut() -> Fut) -> impl FnMut() -> (Fut, ()) {
-    move || (attempt(), ())
+fn unreported<Fut>(mut attempt: impl FnMut() -> Fut) -> impl FnMut(AttemptKind) -> (Fut, ()) {
+    move |_| (attempt(), ())
 }
 
 /// Runs `stack` over attempts that fail with `failures` in turn, then
@@ -463,7 +463,7 @@ async fn a_slow_attempt_is_raced_by_a_hedge_and_the_loser_is_dropped() {
     let s = hedging(1);
     let script = Script::new(&[500, 20], &[false, false]);
     let start = Instant::now();
-    let result = s.call(at_once, true, || (script.attempt(), ())).await;
+    let result = s.call(at_once, true, |_| (script.attempt(), ())).await;
     assert_eq!(result.unwrap(), json!(2));
     assert_eq!(start.elapsed(), Duration::from_millis(70));
     assert_eq!(
@@ -475,13 +475,48 @@ async fn a_slow_attempt_is_raced_by_a_hedge_and_the_loser_is_dropped() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_attempt_is_told_whether_it_is_the_first_a_retry_or_a_hedge() {
+    // Retries: a lost connection twice, then a success.
+    let s = stack(Some(policy(3, false)), TimeoutPolicy::default());
+    let kinds = Mutex::new(Vec::new());
+    let mut failures = vec![lost(), lost()].into_iter();
+    let result = s
+        .call(at_once, true, |kind| {
+            kinds.lock().unwrap().push(kind);
+            let outcome = failures.next().map_or(Ok(json!("ok")), Err);
+            (async move { outcome }, ())
+        })
+        .await;
+    assert_eq!(result.unwrap(), json!("ok"));
+    assert_eq!(
+        *kinds.lock().unwrap(),
+        [AttemptKind::First, AttemptKind::Retry, AttemptKind::Retry]
+    );
+    // A hedge racing a slow first attempt.
+    let s = hedging(1);
+    let script = Script::new(&[500, 20], &[false, false]);
+    let kinds = Mutex::new(Vec::new());
+    let result = s
+        .call(at_once, true, |kind| {
+            kinds.lock().unwrap().push(kind);
+            (script.attempt(), ())
+        })
+        .await;
+    assert_eq!(result.unwrap(), json!(2));
+    assert_eq!(
+        *kinds.lock().unwrap(),
+        [AttemptKind::First, AttemptKind::Hedge]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_fast_error_does_not_beat_a_slower_success() {
     let s = hedging(1);
     // The first fails at 60 ms, after the hedge started at 50 ms; the hedge
     // succeeds at 150 ms.
     let script = Script::new(&[60, 100], &[true, false]);
     let start = Instant::now();
-    let result = s.call(at_once, true, || (script.attempt(), ())).await;
+    let result = s.call(at_once, true, |_| (script.attempt(), ())).await;
     assert_eq!(result.unwrap(), json!(2));
     assert_eq!(start.elapsed(), Duration::from_millis(150));
 }
@@ -490,7 +525,7 @@ async fn a_fast_error_does_not_beat_a_slower_success() {
 async fn hedges_stop_at_max_hedges_and_all_failing_returns_an_error() {
     let s = hedging(2);
     let script = Script::new(&[300, 300, 300], &[true, true, true]);
-    let result = s.call(at_once, true, || (script.attempt(), ())).await;
+    let result = s.call(at_once, true, |_| (script.attempt(), ())).await;
     assert_eq!(result.unwrap_err(), lost());
     assert_eq!(*script.started.lock().unwrap(), 3);
     assert_eq!(s.counts().hedges, 2);
@@ -501,7 +536,7 @@ async fn a_call_that_is_not_safe_to_repeat_is_never_hedged() {
     let s = hedging(1);
     let script = Script::new(&[500, 20], &[false, false]);
     let start = Instant::now();
-    let result = s.call(at_once, false, || (script.attempt(), ())).await;
+    let result = s.call(at_once, false, |_| (script.attempt(), ())).await;
     assert_eq!(result.unwrap(), json!(1));
     assert_eq!(start.elapsed(), Duration::from_millis(500));
     assert_eq!(*script.started.lock().unwrap(), 1);

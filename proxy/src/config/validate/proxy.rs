@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::super::ConfigError;
 use super::super::ProxySettings;
+use super::super::TracingSettings;
 use super::super::duration::ConfigDuration;
-use super::super::raw::RawProxy;
+use super::super::raw::{RawProxy, RawTracing};
 use super::super::source::Seg;
 use super::{Validator, child, key};
 
@@ -69,7 +70,12 @@ impl Validator<'_> {
             p.push(Seg::Index(i));
             check_origin(origin).map_err(|m| self.error(&p, m))?;
         }
+        let tracing = raw
+            .tracing
+            .map(|tracing| self.tracing(tracing, &name))
+            .transpose()?;
         Ok(ProxySettings {
+            tracing,
             allow_unauthenticated: raw
                 .allow_unauthenticated
                 .unwrap_or(defaults.allow_unauthenticated),
@@ -92,6 +98,48 @@ impl Validator<'_> {
             admin_tools: raw.admin_tools.unwrap_or(defaults.admin_tools),
         })
     }
+}
+
+impl Validator<'_> {
+    /// `proxy.tracing`: an OTLP/HTTP base URL, and the service's name.
+    fn tracing(&self, raw: RawTracing, proxy_name: &str) -> Result<TracingSettings, ConfigError> {
+        let path = [key("proxy"), key("tracing")];
+        let Some(endpoint) = raw.otlp_endpoint else {
+            return Err(self.error(
+                &path,
+                "missing `otlp_endpoint` (the OTLP/HTTP collector, e.g. http://127.0.0.1:4318)",
+            ));
+        };
+        check_otlp_endpoint(&endpoint)
+            .map_err(|m| self.error(&child(&path, "otlp_endpoint"), m))?;
+        let service_name = raw.service_name.unwrap_or_else(|| proxy_name.to_owned());
+        if service_name.is_empty() {
+            return Err(self.error(&child(&path, "service_name"), "must not be empty"));
+        }
+        Ok(TracingSettings {
+            otlp_endpoint: endpoint,
+            service_name,
+        })
+    }
+}
+
+/// A collector's base URL: http or https, a host, no query or fragment
+/// (`/v1/traces` is appended to its path).
+fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
+    let url = url::Url::parse(endpoint).map_err(|e| format!("invalid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must start with http:// or https:// (OTLP over HTTP)".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must hold no credentials (it is printed and logged)".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must have no query or fragment (`/v1/traces` is appended)".into());
+    }
+    Ok(())
 }
 
 /// Exactly what a browser sends in `Origin`, so that comparing strings works.

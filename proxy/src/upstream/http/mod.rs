@@ -76,7 +76,7 @@ use self::event_stream::listen;
 use self::posting::{Poster, SESSION_ID, TransportError, deliver_cancellations};
 use super::connector;
 use super::pending::Pending;
-use super::{ConnectSettings, EventSink, ProgressSink, UpstreamError, handshake};
+use super::{ConnectSettings, EventSink, Outbound, ProgressSink, UpstreamError, handshake};
 use crate::config::TransportConfig;
 use crate::jsonrpc;
 
@@ -189,13 +189,13 @@ impl HttpConnection {
         method: &str,
         params: Option<Value>,
         progress: Option<ProgressSink>,
-        credential: Option<&HeaderValue>,
+        outbound: Outbound<'_>,
     ) -> Result<Value, UpstreamError> {
         let link = &self.inner.link;
         let (message, in_flight) = link.pending.start(method, params, progress)?;
         let id = in_flight.id();
         let exchange = async {
-            let response = link.send_as(&message, credential).await?;
+            let response = link.send_as(&message, outbound).await?;
             link.read_answer(response, id).await
         };
         let answered = tokio::select! {
@@ -298,17 +298,18 @@ impl Link {
 
     /// POST one message. Failing to connect at all closes the connection.
     async fn send(&self, message: &Value) -> Result<Response, UpstreamError> {
-        self.send_as(message, None).await
+        self.send_as(message, Outbound::default()).await
     }
 
-    /// [`Self::send`], with a client's credential (`forward_auth`).
+    /// [`Self::send`], with a client's credential (`forward_auth`) and the
+    /// attempt's trace context.
     async fn send_as(
         &self,
         message: &Value,
-        credential: Option<&HeaderValue>,
+        outbound: Outbound<'_>,
     ) -> Result<Response, UpstreamError> {
         self.poster
-            .post_as(message, credential)
+            .post_as(message, outbound)
             .await
             .map_err(|error| self.transport_failure("sending to the backend failed", error))
     }

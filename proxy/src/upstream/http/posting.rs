@@ -25,6 +25,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use url::Url;
 
+use super::super::Outbound;
 use super::super::connector::HttpClient;
 use super::{MAX_REDIRECTS, Response};
 
@@ -154,25 +155,29 @@ impl Poster {
     }
 
     pub(super) async fn post(&self, message: &Value) -> Result<Response, TransportError> {
-        self.post_as(message, None).await
+        self.post_as(message, Outbound::default()).await
     }
 
-    /// POST `message` with `credential` as its `Authorization` header
-    /// (`forward_auth`: a client's own), over the configured one if any.
+    /// POST `message` with what `outbound` adds: the client's credential
+    /// as its `Authorization` header (`forward_auth`), over the configured
+    /// one if any, and the attempt's `traceparent` and `tracestate`.
     pub(super) async fn post_as(
         &self,
         message: &Value,
-        credential: Option<&HeaderValue>,
+        outbound: Outbound<'_>,
     ) -> Result<Response, TransportError> {
         let body = Bytes::from(serde_json::to_vec(message).unwrap_or_default());
-        match credential {
-            None => self.exchange(Method::POST, &self.post_headers, body).await,
-            Some(credential) => {
-                let mut headers = self.post_headers.clone();
-                headers.insert(AUTHORIZATION, credential.clone());
-                self.exchange(Method::POST, &headers, body).await
-            }
+        if outbound.credential.is_none() && outbound.trace.is_none() {
+            return self.exchange(Method::POST, &self.post_headers, body).await;
         }
+        let mut headers = self.post_headers.clone();
+        if let Some(credential) = outbound.credential {
+            headers.insert(AUTHORIZATION, credential.clone());
+        }
+        if let Some(context) = outbound.trace {
+            headers.extend(crate::trace::headers(context));
+        }
+        self.exchange(Method::POST, &headers, body).await
     }
 
     /// Open the GET event stream, resuming after `last_event_id`.

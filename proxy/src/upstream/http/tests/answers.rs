@@ -13,7 +13,7 @@ async fn relays_json_rpc_errors_from_a_real_server() {
     let url = tower_server(false).await;
     let (connection, _, _events) = connect(&url).await;
     let params = json!({"name": "no-such-tool", "arguments": {}});
-    let error = within(connection.request("tools/call", Some(params), None, None))
+    let error = within(connection.request("tools/call", Some(params), None, Outbound::default()))
         .await
         .unwrap_err();
     let UpstreamError::JsonRpc(error) = error else {
@@ -21,7 +21,7 @@ async fn relays_json_rpc_errors_from_a_real_server() {
     };
     assert_eq!(error.code, jsonrpc::INVALID_PARAMS);
     assert!(error.message.contains("no-such-tool"), "{}", error.message);
-    let error = within(connection.request("no/such/method", None, None, None))
+    let error = within(connection.request("no/such/method", None, None, Outbound::default()))
         .await
         .unwrap_err();
     assert!(
@@ -29,7 +29,7 @@ async fn relays_json_rpc_errors_from_a_real_server() {
         "{error:?}"
     );
     // Still usable.
-    within(connection.request("ping", None, None, None))
+    within(connection.request("ping", None, None, Outbound::default()))
         .await
         .unwrap();
     assert_eq!(connection.close_reason(), None);
@@ -48,7 +48,7 @@ async fn reads_answers_sent_as_event_streams() {
                     "tools/call",
                     Some(json!({"name": "echo", "arguments": {"n": n}})),
                     None,
-                    None,
+                    Outbound::default(),
                 )
                 .await
         }
@@ -56,9 +56,14 @@ async fn reads_answers_sent_as_event_streams() {
     let (a, b) = within(async { tokio::join!(call(1), call(2)) }).await;
     assert_eq!(text_of(&a.unwrap()), r#"{"n":1}"#);
     assert_eq!(text_of(&b.unwrap()), r#"{"n":2}"#);
-    let error = within(connection.request("tools/call", Some(json!({"name": "nope"})), None, None))
-        .await
-        .unwrap_err();
+    let error = within(connection.request(
+        "tools/call",
+        Some(json!({"name": "nope"})),
+        None,
+        Outbound::default(),
+    ))
+    .await
+    .unwrap_err();
     assert!(matches!(error, UpstreamError::JsonRpc(_)), "{error:?}");
 }
 
@@ -187,9 +192,10 @@ async fn event_stream_answers_carry_progress_and_server_requests() {
 
     let (sink, mut progress) = ProgressSink::bounded(16, Default::default());
     let params = json!({"name": "stream", "_meta": {"progressToken": 77}});
-    let result = within(connection.request("tools/call", Some(params), Some(sink), None))
-        .await
-        .unwrap();
+    let result =
+        within(connection.request("tools/call", Some(params), Some(sink), Outbound::default()))
+            .await
+            .unwrap();
     assert_eq!(result, json!({"streamed": true}));
     assert_eq!(
         progress.try_recv().unwrap()["params"]["progressToken"],

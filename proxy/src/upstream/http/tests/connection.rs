@@ -21,16 +21,16 @@ async fn initializes_and_calls_tools_on_a_real_server() {
         "tools/call",
         Some(json!({"name": "echo", "arguments": {"x": 1}})),
         None,
-        None,
+        Outbound::default(),
     ))
     .await
     .unwrap();
     assert_eq!(text_of(&result), r#"{"x":1}"#);
-    let tools = within(connection.request("tools/list", None, None, None))
+    let tools = within(connection.request("tools/list", None, None, Outbound::default()))
         .await
         .unwrap();
     assert_eq!(tools["tools"].as_array().map(Vec::len), Some(2));
-    within(connection.request("ping", None, None, None))
+    within(connection.request("ping", None, None, Outbound::default()))
         .await
         .unwrap();
     within(
@@ -48,7 +48,7 @@ async fn initializes_and_calls_tools_on_a_real_server() {
         Some("connection shut down")
     );
     assert_eq!(
-        within(connection.request("ping", None, None, None)).await,
+        within(connection.request("ping", None, None, Outbound::default())).await,
         Err(UpstreamError::Connect("connection shut down".into()))
     );
     within(connection.shutdown()).await;

@@ -14,9 +14,10 @@ async fn progress_and_notifications_arrive_on_the_get_stream() {
     let (sink, mut progress) = ProgressSink::bounded(16, Default::default());
     let params =
         json!({"name": "slow", "arguments": {}, "_meta": {"progressToken": "caller-token"}});
-    let result = within(connection.request("tools/call", Some(params), Some(sink), None))
-        .await
-        .unwrap();
+    let result =
+        within(connection.request("tools/call", Some(params), Some(sink), Outbound::default()))
+            .await
+            .unwrap();
     assert_eq!(text_of(&result), "done");
     let notification = progress
         .try_recv()

@@ -162,7 +162,13 @@ async fn on_tool(server: &MockServer, name: &str, response: impl wiremock::Respo
 }
 
 async fn call(connection: &HttpConnection, name: &str) -> Result<Value, UpstreamError> {
-    within(connection.request("tools/call", Some(json!({"name": name})), None, None)).await
+    within(connection.request(
+        "tools/call",
+        Some(json!({"name": name})),
+        None,
+        Outbound::default(),
+    ))
+    .await
 }
 
 async fn gets(server: &MockServer) -> Vec<Request> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
-use crate::upstream::{Connection, PROTOCOL_VERSION};
+use crate::upstream::{Connection, Outbound, PROTOCOL_VERSION};
 
 #[tokio::test]
 async fn runs_the_initialize_handshake() {
@@ -45,7 +45,7 @@ async fn works_through_the_connection_enum() {
     within(stdio.notify("notifications/roots/list_changed", None))
         .await
         .unwrap();
-    let echo = within(connection.request("echo", None, None, None))
+    let echo = within(connection.request("echo", None, None, Outbound::default()))
         .await
         .unwrap();
     assert_eq!(echo["initialized"], json!(true));
