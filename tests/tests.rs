@@ -44,3 +44,5 @@ mod jwt;
 mod python_client;
 // Generated hostile input at the front door: always a well-formed answer.
 mod hostile;
+// A backend's requests to the client (sampling, elicitation, roots) passed on.
+mod server_requests;
