@@ -3,8 +3,10 @@
 //! `trigger-sampling-request`, `trigger-elicitation-request` and
 //! `get-roots-list` tools ask their client while they run, and the proxy
 //! passes each question to the client whose call it serves, and the answer
-//! back. A client that did not declare the capability gets the backend's
-//! tool error at once, never a hang.
+//! back, on the call's own event stream or, when the client takes only JSON
+//! for its POST, on the session's GET stream. A client that did not declare
+//! the capability gets the backend's tool error at once, never a hang; a
+//! call the client cancels withdraws what it asked.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::proxy::{self, everything_backend};
-use crate::support::{RawClient, wait_for_within};
+use crate::support::{GetStream, RawClient, StreamEvent, wait_for_within};
 
 /// What server-everything's tools need the client to declare.
 fn all_capabilities() -> Value {
@@ -63,6 +65,18 @@ fn text_of(response: &Value) -> String {
                 .join("\n")
         })
         .unwrap_or_default()
+}
+
+/// The next message with `method` on the GET stream (others, such as
+/// list changes, are skipped).
+async fn next_of(stream: &mut GetStream, method: &str) -> Value {
+    loop {
+        match stream.next(Duration::from_secs(20)).await {
+            StreamEvent::Message(message) if message["method"] == method => return message,
+            StreamEvent::Message(_) => {}
+            other => panic!("no {method} on the GET stream: {other:?}"),
+        }
+    }
 }
 
 /// The JSON-RPC response to `request` carrying `result`.
@@ -196,4 +210,44 @@ async fn roots_are_asked_of_the_calling_client_and_not_answered_for_it_at_start(
     let text = text_of(&response);
     assert!(text.contains("file:///work/project"), "{text}");
     assert!(text.contains("1 total"), "{text}");
+}
+
+#[tokio::test]
+async fn without_a_call_stream_the_request_comes_on_the_get_stream_and_a_cancel_withdraws_it() {
+    let proxy = proxy::start(vec![everything_backend("everything")]).await;
+    let client = client_declaring(&proxy, all_capabilities()).await;
+    let mut stream = client.open_get_stream().await;
+    // A client that takes only JSON for its POST: the request cannot come on
+    // the call's own stream.
+    let headers: Vec<(String, String)> = client
+        .standard_headers()
+        .into_iter()
+        .map(|(name, value)| {
+            let value = if name == "accept" {
+                "application/json".to_owned()
+            } else {
+                value
+            };
+            (name, value)
+        })
+        .collect();
+    let call = json!({"jsonrpc": "2.0", "id": "call-1", "method": "tools/call",
+                      "params": {"name": "everything/trigger-elicitation-request", "arguments": {}}});
+    let posting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.post_raw(call.to_string(), &headers).await })
+    };
+    let request = next_of(&mut stream, "elicitation/create").await;
+
+    let status = client
+        .notify("notifications/cancelled", json!({"requestId": "call-1"}))
+        .await;
+    assert_eq!(status, 202);
+    let withdrawn = next_of(&mut stream, "notifications/cancelled").await;
+    assert_eq!(withdrawn["params"]["requestId"], request["id"]);
+    let answered = posting.await.expect("the POST task").json();
+    assert_eq!(answered["error"]["code"], -32800, "{answered}");
+    // An answer that comes too late is accepted and goes nowhere.
+    let late = result_for(&request, json!({"action": "decline"}));
+    assert_eq!(client.respond(&late).await, 202);
 }

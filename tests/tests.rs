@@ -40,7 +40,8 @@ mod bounds;
 mod auth;
 // JWTs against a real JWKS server: claims, rotation, outage.
 mod jwt;
-// The official MCP Python SDK's client through the proxy, with bearer auth.
+// The official MCP Python SDK's client through the proxy, with bearer auth,
+// and answering sampling and elicitation.
 mod python_client;
 // Generated hostile input at the front door: always a well-formed answer.
 mod hostile;
