@@ -526,9 +526,7 @@ impl Detachable {
     fn new(call: TrackedCall) -> Self {
         Self { call: Some(call) }
     }
-}
 
-impl Detachable {
     /// Go on as a task of its own, now.
     fn spawn(mut self) -> tokio::task::JoinHandle<Value> {
         let call = self
