@@ -14,14 +14,27 @@ use tower_mcp::client::{HttpClientTransport, McpClient, StdioClientTransport};
 use crate::support::proxy::{self, everything_backend, http_backend, scripted_backend};
 use crate::support::{RawClient, TestBackend, server_everything, wait_for_within};
 
-/// A tower-mcp client talking to server-everything directly over stdio.
+/// A tower-mcp client talking to server-everything directly over stdio,
+/// declaring the client capabilities the proxy declares to its backends
+/// (server-everything registers its sampling, elicitation and roots tools
+/// only for a client that declares them).
 async fn everything_direct() -> McpClient {
     let command = server_everything();
     let transport = StdioClientTransport::spawn_command(&mut command.tokio_command())
         .await
         .expect("spawn server-everything")
         .process_group_shutdown(true);
-    let client = McpClient::connect(transport).await.expect("connect");
+    let capabilities = serde_json::from_value(json!({
+        "sampling": {"context": {}, "tools": {}},
+        "elicitation": {"form": {}, "url": {}},
+        "roots": {},
+    }))
+    .expect("client capabilities");
+    let client = McpClient::builder()
+        .with_capabilities(capabilities)
+        .connect(transport, NotificationHandler::new())
+        .await
+        .expect("connect");
     client.initialize("direct", "1").await.expect("initialize");
     client
 }

@@ -6,11 +6,14 @@
 //! its connect with the proxy's `-32015` surfaced by the SDK; and a request
 //! without a token is 401 with a `resource_metadata` challenge that the
 //! SDK's own OAuth discovery helpers follow to the RFC 9728 metadata, whose
-//! `resource` the SDK accepts for the proxy's URL.
+//! `resource` the SDK accepts for the proxy's URL. And the SDK's client with
+//! a sampling and an elicitation callback answers what server-everything's
+//! tools ask it through the proxy.
 //!
-//! The script is `tests/interop/python_client.py`; it runs with the venv the
-//! project's test command creates (README.md, `.ci/run`), and this test fails
-//! when that venv is missing. The child never outlives the test: it is
+//! The scripts are `tests/interop/python_client.py` and
+//! `python_sampling.py`; they run with the venv the
+//! project's test command creates (README.md, `.ci/run`), and these tests
+//! fail when that venv is missing. The child never outlives the test: it is
 //! killed when dropped, and the whole run is bounded.
 
 use std::path::PathBuf;
@@ -92,13 +95,18 @@ backends:
 
 /// Run the script against `url`; its JSON summary.
 async fn run_script(url: &str, tool: &str, arguments: &Value) -> Value {
-    let script = root().join("tests/interop/python_client.py");
+    let arguments = [url.to_owned(), tool.to_owned(), arguments.to_string()];
+    run_python("python_client.py", &arguments).await
+}
+
+/// Run `script` of `tests/interop` with `arguments` (and the token in its
+/// environment); its JSON summary.
+async fn run_python(script: &str, arguments: &[String]) -> Value {
+    let script = root().join("tests/interop").join(script);
     let mut command = tokio::process::Command::new(venv_python());
     command
         .arg(&script)
-        .arg(url)
-        .arg(tool)
-        .arg(arguments.to_string())
+        .args(arguments)
         .env("MCP_PROXY_TOKEN", TOKEN)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
@@ -198,4 +206,37 @@ async fn the_python_sdk_client_discovers_authenticates_lists_and_calls() {
     assert_eq!(call["content"][0]["text"], "hi from python", "{call}");
     assert_eq!(alpha.calls("echo"), 1);
     proxy.shutdown().await;
+}
+
+/// The SDK's client declares sampling and elicitation (it has a callback
+/// for each) and answers them: server-everything's tools that ask their
+/// client get its answers through the proxy.
+#[tokio::test]
+async fn the_python_sdk_client_answers_sampling_and_elicitation_through_the_proxy() {
+    let proxy = crate::support::proxy::start(vec![crate::support::proxy::everything_backend(
+        "everything",
+    )])
+    .await;
+    let summary = run_python("python_sampling.py", &[proxy.url()]).await;
+
+    let sampled = &summary["asked"]["sampling"];
+    assert_eq!(sampled.as_array().map(Vec::len), Some(1), "{summary}");
+    assert_eq!(sampled[0]["maxTokens"], 21, "{summary}");
+    assert!(
+        sampled[0]["messages"]
+            .to_string()
+            .contains("a haiku about proxies"),
+        "{summary}"
+    );
+    let text = summary["sampling"]["content"].to_string();
+    assert!(text.contains("sampled by the Python SDK"), "{summary}");
+    assert!(text.contains("python-test-model"), "{summary}");
+
+    assert_eq!(
+        summary["asked"]["elicitation"].as_array().map(Vec::len),
+        Some(1),
+        "{summary}"
+    );
+    let text = summary["elicitation"]["content"].to_string();
+    assert!(text.contains("Name: Grace Hopper"), "{summary}");
 }

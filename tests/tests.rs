@@ -44,10 +44,13 @@ mod bounds;
 mod auth;
 // JWTs against a real JWKS server: claims, rotation, outage.
 mod jwt;
-// The official MCP Python SDK's client through the proxy, with bearer auth.
+// The official MCP Python SDK's client through the proxy, with bearer auth,
+// and answering sampling and elicitation.
 mod python_client;
 // Generated hostile input at the front door: always a well-formed answer.
 mod hostile;
 // W3C trace context from the client through the proxy's spans to HTTP and
 // stdio backends, across retries and hedges; the spans exported over OTLP.
 mod tracing;
+// A backend's requests to the client (sampling, elicitation, roots) passed on.
+mod server_requests;

@@ -85,9 +85,16 @@ impl RequestTable {
 
     /// Route a message from the backend (`upstream::inbound::route`): a
     /// response goes to the request it answers. Returns the replies owed
-    /// to the backend's own requests.
+    /// to the backend's own requests that are ready at once (with no
+    /// call of a client in flight, all of them are).
     pub fn route(&self, message: Value) -> Vec<Value> {
-        inbound::route(message, &self.pending, &self.events)
+        inbound::route(message, &self.pending, &self.events, None)
+            .into_iter()
+            .filter_map(|reply| match reply {
+                inbound::Reply::Now(reply) => Some(reply),
+                inbound::Reply::Later(_) => None,
+            })
+            .collect()
     }
 }
 

@@ -208,9 +208,21 @@ impl RawClient {
     ///
     /// When the server does not answer with a result.
     pub async fn initialize_with_version(&self, version: &str) -> Value {
+        self.initialize_with(version, json!({})).await
+    }
+
+    /// Initialize with [`LATEST_PROTOCOL_VERSION`], declaring the client
+    /// `capabilities` (`{"sampling": {}}`, ...); see
+    /// [`initialize_with_version`](Self::initialize_with_version).
+    pub async fn initialize_declaring(&self, capabilities: Value) -> Value {
+        self.initialize_with(LATEST_PROTOCOL_VERSION, capabilities)
+            .await
+    }
+
+    async fn initialize_with(&self, version: &str, capabilities: Value) -> Value {
         let params = json!({
             "protocolVersion": version,
-            "capabilities": {},
+            "capabilities": capabilities,
             "clientInfo": { "name": "raw-test-client", "version": "0.1.0" },
         });
         let id = self.next_id();
@@ -225,7 +237,7 @@ impl RawClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let message = self
-            .read_response(response, &json!(id))
+            .read_response(response, &json!(id), None)
             .await
             .expect("initialize: response");
         let result = message
@@ -267,7 +279,49 @@ impl RawClient {
             body["params"] = params;
         }
         let response = self.http_post(&body).await?;
-        self.read_response(response, &json!(id)).await
+        self.read_response(response, &json!(id), None).await
+    }
+
+    /// Send a request and answer the server's requests that arrive on its
+    /// answer stream (sampling, elicitation, roots) with `answer`, which
+    /// gets each request and returns the whole JSON-RPC response to POST
+    /// back. The requests are kept with the
+    /// [`notifications`](Self::notifications). Returns the response.
+    ///
+    /// # Panics
+    ///
+    /// When no JSON-RPC response comes back.
+    pub async fn request_answering(
+        &self,
+        method: &str,
+        params: Value,
+        answer: &(dyn Fn(&Value) -> Value + Sync),
+    ) -> Value {
+        let id = self.next_id();
+        let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let response = self
+            .http_post(&body)
+            .await
+            .unwrap_or_else(|error| panic!("{method}: {error}"));
+        self.read_response(response, &json!(id), Some(answer))
+            .await
+            .unwrap_or_else(|error| panic!("{method}: {error}"))
+    }
+
+    /// POST a JSON-RPC response (to a server's request); returns the HTTP
+    /// status (202 expected).
+    ///
+    /// # Panics
+    ///
+    /// When the HTTP exchange fails.
+    pub async fn respond(&self, response: &Value) -> StatusCode {
+        let answered = self
+            .http_post(response)
+            .await
+            .unwrap_or_else(|error| panic!("posting a response: {error}"));
+        let status = answered.status();
+        let _ = answered.bytes().await;
+        status
     }
 
     /// `tools/call` of `name` with `arguments`; the whole response message.
@@ -466,6 +520,7 @@ impl RawClient {
         &self,
         response: reqwest::Response,
         id: &Value,
+        answer: Option<&(dyn Fn(&Value) -> Value + Sync)>,
     ) -> Result<Value, ClientError> {
         let status = response.status();
         let content_type = response
@@ -489,6 +544,13 @@ impl RawClient {
                 for message in messages {
                     if is_response_to(&message, id) {
                         return Ok(message);
+                    }
+                    if let Some(answer) = answer
+                        && message.get("method").is_some()
+                        && message.get("id").is_some()
+                    {
+                        let status = self.respond(&answer(&message)).await;
+                        assert_eq!(status, StatusCode::ACCEPTED, "a response is accepted");
                     }
                     self.state().notifications.push(message);
                 }

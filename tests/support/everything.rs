@@ -17,7 +17,14 @@
 //!   result with `isError: true` whose text starts `MCP error -32602: ...`;
 //! - an unknown method is a JSON-RPC error `-32601`; a line that is not JSON
 //!   gets no answer at all;
-//! - it sends `notifications/tools/list_changed` right after `initialize`.
+//! - it sends `notifications/tools/list_changed` right after `initialize`;
+//! - a client that declares `sampling`, `elicitation` (with `url`) and
+//!   `roots` at `initialize` (as the proxy does) also gets
+//!   `trigger-sampling-request`, `trigger-elicitation-request`,
+//!   `trigger-url-elicitation` and `get-roots-list`, which send that request
+//!   to the client while they run (over stdio the SDK ties it to the call
+//!   only inside the server); 350 ms after `initialize` it asks `roots/list`
+//!   once, and only keeps a successful answer (`tests/server_requests.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

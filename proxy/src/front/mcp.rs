@@ -2,11 +2,14 @@
 //!
 //! POST carries one JSON-RPC message. `initialize` creates a session and
 //! returns its `Mcp-Session-Id`; every later message must name it (400 when
-//! missing, 404 when unknown). Notifications and responses get 202. A
-//! request is answered with JSON, or with an event stream when it asked for
-//! progress and the client accepts `text/event-stream`, so that progress
-//! notifications reach it before the result. GET opens the session's stream
-//! of server notifications; DELETE ends the session.
+//! missing, 404 when unknown). Notifications and responses get 202; a
+//! response answers a request a backend asked the client through the proxy
+//! (`session/asks.rs`). A request is answered with JSON, or with an event
+//! stream when the client accepts `text/event-stream` and either asked for
+//! progress or a backend asks the client something before the answer is
+//! in, so that progress and those requests reach it before the result. GET
+//! opens the session's stream of server notifications; DELETE ends the
+//! session.
 //!
 //! A forwarded call runs in its request's task, tracked so that shutdown
 //! can wait for it; a client that drops its HTTP connection does not cancel
@@ -53,6 +56,7 @@ use crate::jsonrpc::{self, ErrorObject, Kind};
 use crate::session::{Refusal, Session, SessionError};
 use crate::trace;
 use crate::upstream::SUPPORTED_PROTOCOL_VERSIONS;
+use crate::upstream::client;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -250,8 +254,15 @@ pub(super) async fn post(
             let accepts_stream = accepts_event_stream(&headers);
             request(app, client, session, message, accepts_stream, &headers).await
         }
-        // Responses to server requests: the proxy sends clients none, so there is nothing to match.
-        Kind::Response | Kind::Invalid => StatusCode::ACCEPTED.into_response(),
+        Kind::Response => {
+            // The answer to a request a backend asked the client; one
+            // nobody waits for any more (timed out, cancelled) is dropped.
+            if !session.answer(message) {
+                tracing::debug!(session = %session.id(), "a response nobody waits for; dropped");
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        Kind::Invalid => StatusCode::ACCEPTED.into_response(),
     }
 }
 
@@ -308,6 +319,7 @@ fn initialize(
             message_text,
         );
     };
+    session.set_client_capabilities(message.pointer("/params/capabilities"));
     let body = jsonrpc::response(message["id"].clone(), result);
     if let Some(entry) = auditing::begin(app, client, Some(&session), "initialize", None) {
         entry.finish(app, &body);
@@ -371,26 +383,34 @@ async fn request(
         }
         return identity::answer_response(&app, answer);
     }
-    let (progress, progress_rx) = if wants_progress && accepts_stream {
-        let (sender, receiver) = app.sessions.progress_queue();
+    // The call's own stream to the client, when it accepts one: progress,
+    // and what a backend asks the client while serving the call.
+    let (stream, stream_rx) = if accepts_stream {
+        let (sender, receiver) = app.sessions.call_stream();
         (Some(sender), Some(receiver))
     } else {
         (None, None)
     };
+    let progress = stream
+        .clone()
+        .filter(|_| wants_progress)
+        .map(|stream| app.sessions.progress_sink(stream));
+    let link = app.sessions.client_link(&session, stream);
 
     let call_session = Arc::clone(&session);
     let call_method = method.clone();
     let call_trace = call_span.trace();
     // Boxed: the gateway's future is large, and the task would otherwise
     // copy all of it on every move into the runtime (perf showed it).
-    let (call, abort) = abortable(Box::pin(
+    let (call, abort) = abortable(Box::pin(client::with_client(
+        link,
         async move {
             gateway
                 .handle(&call_session, &call_method, params, progress, call_trace)
                 .await
         }
         .instrument(call_span.span()),
-    ));
+    )));
     let refusal = match app.sessions.admit(&session, &id, abort) {
         Ok(in_flight) => Ok(in_flight),
         Err(Refusal::SessionEnded) => Err((
@@ -490,11 +510,23 @@ async fn request(
         .calls
         .track_future(Box::pin(answer) as Pin<Box<dyn Future<Output = Value> + Send>>);
 
-    match progress_rx {
+    match stream_rx {
         None => identity::answer_response(&app, Detachable::new(answer).await),
-        Some(progress_rx) => {
+        Some(stream_rx) if wants_progress => {
             let task = tokio::spawn(answer);
-            event_stream(progress_rx, task).into_response()
+            event_stream(None, stream_rx, task).into_response()
+        }
+        Some(mut stream_rx) => {
+            // JSON, unless a backend asks the client something first: then
+            // the answer becomes an event stream that carries the request.
+            let mut answer = Detachable::new(answer);
+            tokio::select! {
+                biased;
+                answer = &mut answer => identity::answer_response(&app, answer),
+                Some(first) = stream_rx.recv() => {
+                    event_stream(Some(first), stream_rx, answer.spawn()).into_response()
+                }
+            }
         }
     }
 }
@@ -513,6 +545,15 @@ struct Detachable {
 impl Detachable {
     fn new(call: TrackedCall) -> Self {
         Self { call: Some(call) }
+    }
+
+    /// Go on as a task of its own, now.
+    fn spawn(mut self) -> tokio::task::JoinHandle<Value> {
+        let call = self
+            .call
+            .take()
+            .expect("a Detachable is spawned before its answer");
+        tokio::spawn(call)
     }
 }
 
@@ -554,8 +595,10 @@ fn refusal(id: Value, key: &str, limit: usize, message: String) -> Value {
     jsonrpc::error_response(id, &error)
 }
 
-/// Progress notifications as they come, then the response, then the end.
+/// `first`, then the call's messages to the client (progress, backends'
+/// requests) as they come, then the response, then the end.
 fn event_stream(
+    first: Option<Value>,
     progress: mpsc::Receiver<Value>,
     task: tokio::task::JoinHandle<Value>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -588,7 +631,8 @@ fn event_stream(
         batch.push(sse_event(&response));
         Some((batch, Step::Done))
     });
-    Sse::new(events.map(stream::iter).flatten())
+    let first = stream::iter(first.as_ref().map(sse_event));
+    Sse::new(first.chain(events.map(stream::iter).flatten()))
 }
 
 fn sse_event(message: &Value) -> Result<Event, Infallible> {

@@ -22,10 +22,15 @@
 //! timeout after it started. An expired session is ended as DELETE ends
 //! it: its event stream closes and its requests still in flight are
 //! aborted.
+//!
+//! What a backend asks a session's client (sampling, elicitation, roots)
+//! is the session's too: `asks.rs`.
+
+mod asks;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures_util::future::AbortHandle;
@@ -36,6 +41,7 @@ use tokio::time::Instant;
 use crate::auth::Caller;
 use crate::platform::{RandomSessionIds, SessionIds};
 use crate::upstream::ProgressSink;
+use crate::upstream::client::ClientLink;
 
 /// How many undelivered notifications a session's event stream may queue
 /// before further ones are dropped (a stalled client must not grow memory).
@@ -63,6 +69,10 @@ pub(crate) struct Session {
     /// The `Authorization` header of its latest request, kept only for
     /// `forward_auth` backends.
     credential: RwLock<Option<http::HeaderValue>>,
+    /// The `capabilities` the client declared at `initialize`.
+    client_capabilities: OnceLock<Value>,
+    /// The requests backends asked of the client that wait for answers.
+    asks: Mutex<asks::Asks>,
 }
 
 /// A request in flight in a session.
@@ -149,6 +159,10 @@ impl Session {
     fn end(&self) {
         self.ended.store(true, Ordering::Relaxed);
         self.close_stream();
+        self.asks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let mut calls: Vec<(String, Call)> = self.calls().drain().collect();
         calls.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (_, call) in calls {
@@ -200,15 +214,19 @@ impl Session {
         receiver
     }
 
-    /// Push a notification to the session's event stream, if it has one open.
-    /// Dropped (and logged) when the client does not keep up.
-    pub(crate) fn push(&self, message: &Value) {
+    /// Push a message to the session's event stream, if it has one open.
+    /// Dropped (and logged) when the client does not keep up; returns
+    /// whether the stream took it.
+    pub(crate) fn push(&self, message: &Value) -> bool {
         let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = stream.as_ref()
-            && sender.try_send(message.clone()).is_err()
-        {
-            tracing::debug!(session = %self.id, "event stream closed or full; notification dropped");
+        let Some(sender) = stream.as_ref() else {
+            return false;
+        };
+        let taken = sender.try_send(message.clone()).is_ok();
+        if !taken {
+            tracing::debug!(session = %self.id, "event stream closed or full; message dropped");
         }
+        taken
     }
 
     /// Close the event stream (shutdown, session deleted).
@@ -383,6 +401,8 @@ impl SessionStore {
             log_severity: Mutex::new(None),
             caller,
             credential: RwLock::new(None),
+            client_capabilities: OnceLock::new(),
+            asks: Mutex::default(),
         });
         sessions.insert(session.id.to_string(), Arc::clone(&session));
         Some(session)
@@ -465,12 +485,32 @@ impl SessionStore {
         })
     }
 
-    /// A bounded progress queue for one request (see [`ProgressSink`]).
-    pub(crate) fn progress_queue(&self) -> (ProgressSink, mpsc::Receiver<Value>) {
-        ProgressSink::bounded(
-            self.limits.progress_queue,
-            Arc::clone(&self.progress_dropped),
-        )
+    /// The way back to `session`'s client for one of its calls: on the
+    /// call's own event stream `stream` if there is one, else on the
+    /// session's GET stream; waits for an answer at most as long as a call
+    /// may take.
+    pub(crate) fn client_link(
+        &self,
+        session: &Arc<Session>,
+        stream: Option<mpsc::Sender<Value>>,
+    ) -> ClientLink {
+        ClientLink::new(asks::CallClient {
+            session: Arc::clone(session),
+            stream,
+            limit: self.limits.call_limit,
+        })
+    }
+
+    /// A channel for messages to the client on one call's own event
+    /// stream (progress, and the backends' requests), as long as a
+    /// progress queue; [`SessionStore::progress_sink`] puts progress on it.
+    pub(crate) fn call_stream(&self) -> (mpsc::Sender<Value>, mpsc::Receiver<Value>) {
+        mpsc::channel(self.limits.progress_queue.max(1))
+    }
+
+    /// A progress sink onto a call's stream (see [`ProgressSink`]).
+    pub(crate) fn progress_sink(&self, stream: mpsc::Sender<Value>) -> ProgressSink {
+        ProgressSink::on(stream, Arc::clone(&self.progress_dropped))
     }
 
     /// End a session (DELETE): its in-flight requests are aborted.

@@ -1,19 +1,35 @@
 //! The `initialize` exchange, as both transports run it.
 //!
 //! The proxy is the backend's client: it asks for [`PROTOCOL_VERSION`],
-//! offers no client capabilities (it answers no sampling, roots or
-//! elicitation requests), and accepts whichever revision the backend picks
-//! as long as the proxy understands it.
+//! declares the client capabilities it can pass on to its own clients
+//! ([`client_capabilities`]), and accepts whichever revision the backend
+//! picks as long as the proxy understands it.
+//!
+//! A backend has one set of capabilities for all the proxy's clients, so
+//! the proxy declares all it can pass on; each request is then passed on
+//! only to a client that declared what it needs (`session/asks.rs`), and
+//! refused with `-32601` otherwise, as that client would have answered.
+//! Roots are declared without `listChanged`: a client's change of roots is
+//! its own, and the backend is shared.
 
 use serde_json::{Value, json};
 
 use super::{ConnectSettings, PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, UpstreamError};
 
+/// The client capabilities the proxy declares to every backend.
+pub(super) fn client_capabilities() -> Value {
+    json!({
+        "sampling": { "context": {}, "tools": {} },
+        "elicitation": { "form": {}, "url": {} },
+        "roots": {},
+    })
+}
+
 /// The `params` of the proxy's `initialize` request.
 pub(super) fn initialize_params(settings: &ConnectSettings) -> Value {
     json!({
         "protocolVersion": PROTOCOL_VERSION,
-        "capabilities": {},
+        "capabilities": client_capabilities(),
         "clientInfo": { "name": settings.client_name, "version": settings.client_version },
     })
 }
@@ -68,7 +84,13 @@ mod tests {
             params["clientInfo"],
             json!({"name": "mcp-proxy", "version": "1.2.3"})
         );
-        assert_eq!(params["capabilities"], json!({}));
+        assert_eq!(params["capabilities"], client_capabilities());
+        for capability in ["sampling", "elicitation", "roots"] {
+            assert!(
+                params["capabilities"][capability].is_object(),
+                "{capability}"
+            );
+        }
 
         assert_eq!(
             negotiated_version(&json!({"protocolVersion": "2025-03-26"})).unwrap(),

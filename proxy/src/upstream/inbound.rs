@@ -5,39 +5,83 @@
 //! treat them alike, so the decision lives here once. The transport only
 //! delivers the replies this module returns.
 //!
-//! The proxy offers its backends no client capabilities (`initialize` sends
-//! `"capabilities": {}`): it answers `ping` and refuses every other server
-//! request (sampling, roots, elicitation) with "method not found".
+//! The proxy declares to its backends the client capabilities it can pass
+//! on (see `handshake.rs`). It answers `ping` itself; a backend's
+//! `sampling/createMessage`, `elicitation/create` or `roots/list` goes to
+//! the client of the call it serves ([`Pending::client_for`]), and the
+//! client's answer comes back unchanged under the backend's id; with no
+//! such client, or any other method, the answer is "method not found"
+//! (`-32601`, what a client lacking the capability answers), saying why.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use super::EventSink;
-use super::pending::Pending;
+use super::pending::{NoClient, Pending};
 use crate::jsonrpc::{self, ErrorObject, Kind};
+use crate::platform::BoxFuture;
 
-/// The message in the JSON-RPC error the proxy answers server requests with.
+/// The message in the JSON-RPC error the proxy answers server requests
+/// it cannot pass on with.
 pub(super) const UNSUPPORTED_METHOD: &str = "method not supported by mcp-proxy";
+
+/// The backend's requests that a client may answer (each under a
+/// capability the client declares).
+const CLIENT_METHODS: [&str; 3] = ["sampling/createMessage", "elicitation/create", "roots/list"];
 
 /// How many characters of a bad message go into a log line.
 pub(super) const PREVIEW_CHARS: usize = 200;
 
+/// A reply the transport sends the backend for one of its requests.
+pub(crate) enum Reply {
+    /// Ready now.
+    Now(Value),
+    /// Once the client answered; `None` when the backend cancelled its
+    /// request meanwhile (a cancelled request is not answered).
+    Later(BoxFuture<'static, Option<Value>>),
+}
+
+impl Reply {
+    /// The reply once it is ready (at once for [`Reply::Now`]).
+    pub(crate) async fn ready(self) -> Option<Value> {
+        match self {
+            Reply::Now(reply) => Some(reply),
+            Reply::Later(reply) => reply.await,
+        }
+    }
+}
+
 /// Route one message (or a batch) from the backend: responses and progress
-/// to the [`Pending`] table, other notifications to `events`. Returns the
-/// replies the transport must send back, one per server request.
-pub(crate) fn route(message: Value, pending: &Pending, events: &EventSink) -> Vec<Value> {
+/// to the [`Pending`] table, other notifications to `events`, requests to
+/// the client of the call they serve. `related`: the upstream id of the
+/// request whose answer stream carried the message (HTTP), if any. Returns
+/// the replies the transport must send back, one per server request.
+pub(crate) fn route(
+    message: Value,
+    pending: &Arc<Pending>,
+    events: &EventSink,
+    related: Option<u64>,
+) -> Vec<Reply> {
     let mut replies = Vec::new();
     match message {
         Value::Array(batch) => {
             for message in batch {
-                route_one(message, pending, events, &mut replies);
+                route_one(message, pending, events, related, &mut replies);
             }
         }
-        message => route_one(message, pending, events, &mut replies),
+        message => route_one(message, pending, events, related, &mut replies),
     }
     replies
 }
 
-fn route_one(message: Value, pending: &Pending, events: &EventSink, replies: &mut Vec<Value>) {
+fn route_one(
+    message: Value,
+    pending: &Arc<Pending>,
+    events: &EventSink,
+    related: Option<u64>,
+    replies: &mut Vec<Reply>,
+) {
     match jsonrpc::kind(&message) {
         Kind::Response => {
             pending.resolve(message);
@@ -47,11 +91,14 @@ fn route_one(message: Value, pending: &Pending, events: &EventSink, replies: &mu
                 pending.progress(message);
             }
             Some("notifications/cancelled") => {
-                // We never let the server run anything for us, so there is
-                // nothing of ours it could cancel.
+                // The server gave up on one of its requests to a client.
+                let cancelled = message
+                    .pointer("/params/requestId")
+                    .is_some_and(|id| pending.cancel_ask(id));
                 tracing::debug!(
                     backend = pending.backend(),
-                    "server sent notifications/cancelled; ignored"
+                    cancelled,
+                    "server sent notifications/cancelled"
                 );
             }
             _ => {
@@ -59,24 +106,7 @@ fn route_one(message: Value, pending: &Pending, events: &EventSink, replies: &mu
                 let _ = events.send(message);
             }
         },
-        Kind::Request => {
-            let id = message.get("id").cloned().unwrap_or(Value::Null);
-            let method = message
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if method == "ping" {
-                replies.push(jsonrpc::response(id, json!({})));
-            } else {
-                tracing::debug!(
-                    backend = pending.backend(),
-                    method,
-                    "refused a server request"
-                );
-                let error = ErrorObject::new(jsonrpc::METHOD_NOT_FOUND, UNSUPPORTED_METHOD);
-                replies.push(jsonrpc::error_response(id, &error));
-            }
-        }
+        Kind::Request => replies.push(server_request(message, pending, related)),
         Kind::Invalid => {
             tracing::warn!(
                 backend = pending.backend(),
@@ -85,6 +115,89 @@ fn route_one(message: Value, pending: &Pending, events: &EventSink, replies: &mu
             );
         }
     }
+}
+
+/// The reply to a request of the server: `ping` at once, a client's
+/// method once its client answered, anything else refused.
+fn server_request(message: Value, pending: &Arc<Pending>, related: Option<u64>) -> Reply {
+    let Value::Object(mut message) = message else {
+        let error = ErrorObject::new(jsonrpc::INVALID_REQUEST, "not a request");
+        return Reply::Now(jsonrpc::error_response(Value::Null, &error));
+    };
+    let id = message.remove("id").unwrap_or(Value::Null);
+    let method = match message.remove("method") {
+        Some(Value::String(method)) => method,
+        _ => String::new(),
+    };
+    if method == "ping" {
+        return Reply::Now(jsonrpc::response(id, json!({})));
+    }
+    if !CLIENT_METHODS.contains(&method.as_str()) {
+        tracing::debug!(
+            backend = pending.backend(),
+            method,
+            "refused a server request"
+        );
+        let error = ErrorObject::new(jsonrpc::METHOD_NOT_FOUND, UNSUPPORTED_METHOD);
+        return Reply::Now(jsonrpc::error_response(id, &error));
+    }
+    let (link, ended) = match pending.client_for(related) {
+        Ok(found) => found,
+        Err(why) => {
+            tracing::debug!(
+                backend = pending.backend(),
+                method,
+                ?why,
+                "no client to ask"
+            );
+            return Reply::Now(jsonrpc::error_response(id, &no_client(&method, &why)));
+        }
+    };
+    let until = ended.child_token();
+    pending.start_ask(&id, until.clone());
+    let asked = link.ask(&method, message.remove("params"), until);
+    let pending = Arc::clone(pending);
+    Reply::Later(Box::pin(async move {
+        let answer = asked.await;
+        if !pending.finish_ask(&id) {
+            return None;
+        }
+        Some(match answer {
+            Ok(Value::Object(mut response)) => {
+                response.insert("id".into(), id);
+                Value::Object(response)
+            }
+            Ok(other) => {
+                let message = format!(
+                    "the client answered with something that is not a JSON-RPC response: {}",
+                    preview(&other.to_string())
+                );
+                jsonrpc::error_response(id, &ErrorObject::new(jsonrpc::INTERNAL_ERROR, message))
+            }
+            Err(error) => jsonrpc::error_response(id, &error),
+        })
+    }))
+}
+
+/// The refusal of a client's method no client can be asked for.
+fn no_client(method: &str, why: &NoClient) -> ErrorObject {
+    let (reason, message) = match why {
+        NoClient::None => (
+            "no_client",
+            format!(
+                "mcp-proxy passes {method} on only to the client of a call in flight on this \
+                 backend, and there is none"
+            ),
+        ),
+        NoClient::Several(sessions) => (
+            "ambiguous_client",
+            format!(
+                "mcp-proxy cannot tell which of {sessions} clients with calls in flight on this \
+                 backend {method} is for"
+            ),
+        ),
+    };
+    ErrorObject::new(jsonrpc::METHOD_NOT_FOUND, message).with_data(json!({ "reason": reason }))
 }
 
 /// The first [`PREVIEW_CHARS`] characters of `text`, for logs.
@@ -178,6 +291,8 @@ mod tests {
 
     use super::*;
     use crate::upstream::ProgressSink;
+    use crate::upstream::client::testing::scripted;
+    use crate::upstream::client::{ClientLink, with_client};
 
     #[tokio::test]
     async fn routes_every_kind_of_message() {
@@ -202,15 +317,15 @@ mod tests {
             {"jsonrpc": "2.0", "id": 1, "result": {"ok": true}},
             42,
         ]);
-        let replies = route(batch, &pending, &events);
+        let replies = now(route(batch, &pending, &events, None));
         assert_eq!(
-            replies,
-            vec![
-                json!({"jsonrpc": "2.0", "id": "s1", "result": {}}),
-                json!({"jsonrpc": "2.0", "id": 7,
-                       "error": {"code": -32601, "message": UNSUPPORTED_METHOD}}),
-            ]
+            replies[0],
+            json!({"jsonrpc": "2.0", "id": "s1", "result": {}})
         );
+        assert_eq!(replies[1]["id"], json!(7));
+        assert_eq!(replies[1]["error"]["code"], json!(-32601));
+        assert_eq!(replies[1]["error"]["data"]["reason"], json!("no_client"));
+        assert_eq!(replies.len(), 2);
         assert_eq!(
             progress.try_recv().unwrap()["params"]["progressToken"],
             json!("mine")
@@ -221,6 +336,109 @@ mod tests {
         );
         assert!(received.try_recv().is_err());
         assert_eq!(flight.wait().await.unwrap(), json!({"ok": true}));
+    }
+
+    /// The replies, all of which must be ready at once.
+    fn now(replies: Vec<Reply>) -> Vec<Value> {
+        replies
+            .into_iter()
+            .map(|reply| match reply {
+                Reply::Now(reply) => reply,
+                Reply::Later(_) => panic!("a reply that waits"),
+            })
+            .collect()
+    }
+
+    async fn ready(reply: Reply) -> Option<Value> {
+        reply.ready().await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_request_goes_to_the_client_of_its_call_and_comes_back_under_its_id() {
+        let (cancels, _cancelled) = mpsc::unbounded_channel();
+        let pending = Pending::new("b", cancels);
+        let (events, _received) = mpsc::unbounded_channel();
+        let (link, mut asked) = scripted("s1");
+        let (_, flight) = with_client(link, async { pending.start("tools/call", None, None) })
+            .await
+            .unwrap();
+        let request = json!({"jsonrpc": "2.0", "id": "b-7", "method": "sampling/createMessage", "params": {}});
+        let mut replies = route(request, &pending, &events, Some(flight.id()));
+        let Some(Reply::Later(reply)) = replies.pop() else {
+            panic!("the reply waits for the client");
+        };
+        assert_eq!(asked.recv().await.unwrap().0, "sampling/createMessage");
+        assert_eq!(
+            reply.await,
+            Some(json!({"jsonrpc": "2.0", "id": "b-7", "result": {"role": "assistant"}})),
+            "the client's answer, unchanged, under the backend's id"
+        );
+
+        // Other methods are refused without asking anyone.
+        let other = json!({"jsonrpc": "2.0", "id": 8, "method": "tasks/get"});
+        let replies = now(route(other, &pending, &events, Some(flight.id())));
+        assert_eq!(replies[0]["error"]["message"], json!(UNSUPPORTED_METHOD));
+
+        // The backend cancels its request: the client's wait ends, no reply.
+        let request = json!({"jsonrpc": "2.0", "id": 9, "method": "roots/list"});
+        let reply = route(request, &pending, &events, None).pop().unwrap();
+        let (_, until) = asked.recv().await.unwrap();
+        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}});
+        assert!(now(route(cancel, &pending, &events, None)).is_empty());
+        assert!(until.is_cancelled());
+        assert_eq!(
+            ready(reply).await,
+            None,
+            "a cancelled request gets no answer"
+        );
+
+        // The call ends: what it asked ends with it, answered with an error.
+        let request = json!({"jsonrpc": "2.0", "id": 10, "method": "roots/list"});
+        let reply = route(request, &pending, &events, None).pop().unwrap();
+        let (_, until) = asked.recv().await.unwrap();
+        drop(flight);
+        assert!(until.is_cancelled());
+        let reply = ready(reply).await.unwrap();
+        assert_eq!(reply["id"], json!(10));
+        assert_eq!(reply["error"]["message"], json!("ended"));
+    }
+
+    #[tokio::test]
+    async fn without_a_link_from_the_stream_the_calls_in_flight_decide() {
+        let (cancels, _cancelled) = mpsc::unbounded_channel();
+        let pending = Pending::new("b", cancels);
+        let start = |link: Option<ClientLink>| {
+            let pending = Arc::clone(&pending);
+            async move {
+                match link {
+                    Some(link) => with_client(link, async { pending.start("x", None, None) }).await,
+                    None => pending.start("x", None, None),
+                }
+                .unwrap()
+                .1
+            }
+        };
+        assert_eq!(pending.client_for(None).unwrap_err(), NoClient::None);
+        let listing = start(None).await;
+        assert_eq!(
+            pending.client_for(None).unwrap_err(),
+            NoClient::None,
+            "a call of no client"
+        );
+        assert_eq!(
+            pending.client_for(Some(listing.id())).unwrap_err(),
+            NoClient::None,
+            "the stream of a call of no client links to none"
+        );
+        let a1 = start(Some(scripted("a").0)).await;
+        let _a2 = start(Some(scripted("a").0)).await;
+        assert_eq!(pending.client_for(None).unwrap().0.session(), "a");
+        let b = start(Some(scripted("b").0)).await;
+        assert_eq!(pending.client_for(None).unwrap_err(), NoClient::Several(2));
+        assert_eq!(pending.client_for(Some(b.id())).unwrap().0.session(), "b");
+        assert_eq!(pending.client_for(Some(a1.id())).unwrap().0.session(), "a");
+        drop(b);
+        assert_eq!(pending.client_for(None).unwrap().0.session(), "a");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! the backend supervisor makes a new one.
 
 mod child;
+pub(crate) mod client;
 pub(crate) mod connector;
 mod handshake;
 pub(crate) mod http;
@@ -70,12 +71,19 @@ pub(crate) struct ProgressSink {
 impl ProgressSink {
     /// A sink queueing at most `capacity` notifications, counting the ones
     /// it drops in `dropped`, and the receiver of the queue.
+    #[cfg(test)]
     pub(crate) fn bounded(
         capacity: usize,
         dropped: Arc<AtomicU64>,
     ) -> (Self, mpsc::Receiver<Value>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         (Self { sender, dropped }, receiver)
+    }
+
+    /// A sink onto an existing queue (one the call's other messages to
+    /// the client share), counting its drops in `dropped`.
+    pub(crate) fn on(sender: mpsc::Sender<Value>, dropped: Arc<AtomicU64>) -> Self {
+        Self { sender, dropped }
     }
 
     /// Queue a notification; false when it was dropped (queue full, counted)

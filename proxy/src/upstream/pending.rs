@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::client::{self, ClientLink};
 use super::{ProgressSink, UpstreamError};
 use crate::jsonrpc::{self, ErrorObject};
 
@@ -72,6 +73,9 @@ pub(crate) struct Pending {
 #[derive(Default)]
 struct State {
     requests: HashMap<u64, Entry>,
+    /// The backend's own requests being asked of a client, by the
+    /// backend's id (its `notifications/cancelled` ends them).
+    asks: HashMap<String, CancellationToken>,
     /// Set once, by [`Pending::close`].
     close_reason: Option<String>,
 }
@@ -81,6 +85,40 @@ struct Entry {
     /// The caller's own progress token and where its progress goes. The
     /// upstream token is the request's upstream id.
     progress: Option<(Value, Option<ProgressSink>)>,
+    /// The way back to the client of the call, when it has one.
+    client: Option<ClientSlot>,
+}
+
+/// A request's [`ClientLink`], and a token cancelled when the request
+/// leaves the table however it leaves (answered, failed, abandoned, the
+/// connection closed): what the backend asks the client for it is
+/// bounded by the request's own life.
+struct ClientSlot {
+    link: ClientLink,
+    ended: CancellationToken,
+    _guard: DropGuard,
+}
+
+impl ClientSlot {
+    fn new(link: ClientLink) -> Self {
+        let ended = CancellationToken::new();
+        Self {
+            link,
+            _guard: ended.clone().drop_guard(),
+            ended,
+        }
+    }
+}
+
+/// Why a backend's request to a client has no client to go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NoClient {
+    /// No call of a client is in flight on the connection (or the request
+    /// it came with is no client's: a mirror's copy, a listing).
+    None,
+    /// Calls of this many sessions are in flight, and nothing tells which
+    /// one the request is for.
+    Several(usize),
 }
 
 impl Pending {
@@ -128,7 +166,15 @@ impl Pending {
                 return Err(self.not_sent());
             }
             let progress = original_token.map(|token| (token, progress));
-            state.requests.insert(id, Entry { answer, progress });
+            let client = client::current().map(ClientSlot::new);
+            state.requests.insert(
+                id,
+                Entry {
+                    answer,
+                    progress,
+                    client,
+                },
+            );
         }
         let message = jsonrpc::request(Value::from(id), method, params);
         let in_flight = InFlight {
@@ -222,6 +268,62 @@ impl Pending {
             params.insert("progressToken".into(), original);
         }
         sink.send(notification)
+    }
+
+    /// The client a backend's request is for, and a token cancelled when
+    /// the call it serves ends. `related`: the upstream id of the request
+    /// whose answer stream carried it (HTTP), which decides alone. Without
+    /// one (stdio, the GET stream), the calls in flight decide: those of
+    /// one session only, the oldest of them; none, or several sessions',
+    /// and there is no telling.
+    pub(crate) fn client_for(
+        &self,
+        related: Option<u64>,
+    ) -> Result<(ClientLink, CancellationToken), NoClient> {
+        let state = self.state();
+        let parts = |slot: &ClientSlot| (slot.link.clone(), slot.ended.clone());
+        if let Some(id) = related {
+            return state
+                .requests
+                .get(&id)
+                .and_then(|entry| entry.client.as_ref())
+                .map(parts)
+                .ok_or(NoClient::None);
+        }
+        let mut linked: Vec<(u64, &ClientSlot)> = state
+            .requests
+            .iter()
+            .filter_map(|(id, entry)| entry.client.as_ref().map(|slot| (*id, slot)))
+            .collect();
+        linked.sort_unstable_by_key(|(id, _)| *id);
+        let mut sessions: Vec<&str> = linked.iter().map(|(_, slot)| slot.link.session()).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        match (sessions.len(), linked.first()) {
+            (1, Some((_, slot))) => Ok(parts(slot)),
+            (0, _) | (_, None) => Err(NoClient::None),
+            (several, _) => Err(NoClient::Several(several)),
+        }
+    }
+
+    /// Record the backend's request `id` as being asked of a client, ended
+    /// by `until`; [`Pending::cancel_ask`] cancels it.
+    pub(crate) fn start_ask(&self, id: &Value, until: CancellationToken) {
+        self.state().asks.insert(id.to_string(), until);
+    }
+
+    /// The backend cancelled its request `id`: stop asking the client.
+    /// Returns whether it was being asked.
+    pub(crate) fn cancel_ask(&self, id: &Value) -> bool {
+        let until = self.state().asks.remove(&id.to_string());
+        until.map(|until| until.cancel()).is_some()
+    }
+
+    /// The client answered (or the asking ended) for the backend's request
+    /// `id`; false when the backend cancelled it meanwhile, and so wants
+    /// no answer.
+    pub(crate) fn finish_ask(&self, id: &Value) -> bool {
+        self.state().asks.remove(&id.to_string()).is_some()
     }
 
     /// Fail one request in flight with `error`; false if it is not pending.

@@ -94,7 +94,7 @@ impl Link {
                     let body = quote(&String::from_utf8_lossy(&body));
                     UpstreamError::Protocol(format!("response body is not JSON ({error}): {body}"))
                 })?;
-                self.route(message);
+                self.route(message, Some(id));
                 if self.pending.contains(id) {
                     // Quoted from the bytes, and only now: serializing every
                     // answer again for a message rarely needed was a third
@@ -120,7 +120,7 @@ impl Link {
                         }
                     };
                     for event in parser.feed(&chunk) {
-                        self.route_event(event);
+                        self.route_event(event, Some(id));
                     }
                     if !self.pending.contains(id) {
                         return Ok(());
@@ -139,7 +139,9 @@ impl Link {
         }
     }
 
-    pub(super) fn route_event(&self, event: SseEvent) {
+    /// Route one event; `related`: the request whose answer stream carried
+    /// it (`None` on the GET stream).
+    pub(super) fn route_event(&self, event: SseEvent, related: Option<u64>) {
         if !event.is_message() {
             tracing::debug!(
                 backend = self.backend(),
@@ -152,7 +154,7 @@ impl Link {
             return;
         }
         match serde_json::from_str(&event.data) {
-            Ok(message) => self.route(message),
+            Ok(message) => self.route(message, related),
             Err(error) => tracing::warn!(
                 backend = self.backend(),
                 %error,
@@ -163,11 +165,15 @@ impl Link {
     }
 
     /// Route a message; replies to server requests are POSTed in the
-    /// background.
-    fn route(&self, message: Value) {
-        for reply in inbound::route(message, &self.pending, &self.events) {
+    /// background, once ready.
+    fn route(&self, message: Value, related: Option<u64>) {
+        for reply in inbound::route(message, &self.pending, &self.events, related) {
             let poster = Arc::clone(&self.poster);
-            tokio::spawn(async move { poster.post_quietly(reply).await });
+            tokio::spawn(async move {
+                if let Some(reply) = reply.ready().await {
+                    poster.post_quietly(reply).await;
+                }
+            });
         }
     }
 }

@@ -132,7 +132,7 @@ async fn read_stream(link: &Link, response: Response, parser: &mut SseParser) ->
         match next_chunk(&mut body).await {
             Ok(Some(chunk)) => {
                 for event in parser.feed(&chunk) {
-                    link.route_event(event);
+                    link.route_event(event, None);
                 }
             }
             Ok(None) => return "closed by the server".into(),

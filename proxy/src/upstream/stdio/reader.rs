@@ -11,8 +11,9 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::super::inbound::{self, Reply};
 use super::super::pending::Pending;
-use super::super::{EventSink, UpstreamError, inbound};
+use super::super::{EventSink, UpstreamError};
 use super::MAX_LINE_BYTES;
 use super::writer::Queued;
 
@@ -88,21 +89,20 @@ pub(super) async fn read_stdout<R: AsyncRead + Unpin>(
         match read {
             Ok(LineRead::Line) => {
                 for reply in parse_line(&line, &backend)
-                    .map(|message| inbound::route(message, &pending, &events))
+                    .map(|message| inbound::route(message, &pending, &events, None))
                     .unwrap_or_default()
                 {
-                    let (queue, room) = &outgoing;
-                    match Arc::clone(room).try_acquire_owned() {
-                        Ok(place) => {
-                            let _ = queue.send(Queued {
-                                message: reply,
-                                _place: Some(place),
+                    match reply {
+                        Reply::Now(reply) => queue_reply(&outgoing, reply, &backend),
+                        Reply::Later(reply) => {
+                            let outgoing = outgoing.clone();
+                            let backend = backend.clone();
+                            tokio::spawn(async move {
+                                if let Some(reply) = reply.await {
+                                    queue_reply(&outgoing, reply, &backend);
+                                }
                             });
                         }
-                        Err(_) => tracing::warn!(
-                            backend,
-                            "stdin queue full; reply to the backend's request dropped"
-                        ),
                     }
                 }
             }
@@ -133,6 +133,27 @@ pub(super) async fn read_stdout<R: AsyncRead + Unpin>(
             // Do not keep a huge buffer around for one big message.
             line = Vec::new();
         }
+    }
+}
+
+/// Queue a reply to the child's request, or drop it when the queue has
+/// no place (see [`read_stdout`]).
+fn queue_reply(
+    (queue, room): &(mpsc::UnboundedSender<Queued>, Arc<Semaphore>),
+    reply: Value,
+    backend: &str,
+) {
+    match Arc::clone(room).try_acquire_owned() {
+        Ok(place) => {
+            let _ = queue.send(Queued {
+                message: reply,
+                _place: Some(place),
+            });
+        }
+        Err(_) => tracing::warn!(
+            backend,
+            "stdin queue full; reply to the backend's request dropped"
+        ),
     }
 }
 

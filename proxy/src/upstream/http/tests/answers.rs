@@ -228,3 +228,48 @@ async fn event_stream_answers_carry_progress_and_server_requests() {
     assert_eq!(events.try_recv().unwrap()["method"], json!("x"));
     assert_eq!(connection.close_reason(), None);
 }
+
+#[tokio::test]
+async fn a_server_request_on_a_calls_stream_goes_to_that_calls_client() {
+    use crate::upstream::client::testing::scripted;
+    use crate::upstream::client::with_client;
+
+    let server = mock_backend().await;
+    let asking = |request: &Request| {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let sampling = json!({"jsonrpc": "2.0", "id": "srv-9", "method": "sampling/createMessage",
+                              "params": {"maxTokens": 1}});
+        let done = json!({"jsonrpc": "2.0", "id": body["id"], "result": {"asked": true}});
+        ResponseTemplate::new(200)
+            .set_body_raw(
+                format!("data: {sampling}\n\ndata: {done}\n\n"),
+                "text/event-stream",
+            )
+            // Sent once the other session's call is surely in flight.
+            .set_delay(Duration::from_millis(300))
+    };
+    on_tool(&server, "asks", asking).await;
+    let done = answer(json!({}));
+    let slow = move |request: &Request| done(request).set_delay(Duration::from_secs(2));
+    on_tool(&server, "slow", slow).await;
+    let (connection, _, _events) = connect(&server.uri()).await;
+    let (link_a, mut asked_a) = scripted("a");
+    let (link_b, mut asked_b) = scripted("b");
+    let a = with_client(
+        link_a,
+        connection.request("tools/call", Some(json!({"name": "asks"})), None, None),
+    );
+    let b = with_client(
+        link_b,
+        connection.request("tools/call", Some(json!({"name": "slow"})), None, None),
+    );
+    let (a, b) = within(async { tokio::join!(a, b) }).await;
+    assert_eq!(a.unwrap(), json!({"asked": true}));
+    assert!(b.is_ok());
+    assert_eq!(
+        asked_a.try_recv().map(|(method, _)| method),
+        Ok("sampling/createMessage".to_owned()),
+        "the client of the call whose stream carried it was asked, though two sessions have calls in flight"
+    );
+    assert!(asked_b.try_recv().is_err(), "the other client was not");
+}

@@ -15,7 +15,9 @@ async fn runs_the_initialize_handshake() {
     assert_eq!(init["serverInfo"]["name"], json!("fake"));
     assert_eq!(
         init["sawParams"],
-        json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {},
+        json!({"protocolVersion": PROTOCOL_VERSION,
+               "capabilities": {"sampling": {"context": {}, "tools": {}},
+                                "elicitation": {"form": {}, "url": {}}, "roots": {}},
                "clientInfo": {"name": "mcp-proxy-test", "version": "9.9.9"}})
     );
     let echo = within(connection.request("echo", Some(json!({"a": [1, "two"]})), None))

@@ -99,10 +99,26 @@ async fn answers_server_requests() {
         answers["s1"],
         json!({"jsonrpc": "2.0", "id": "s1", "result": {}})
     );
+    assert_eq!(answers["s2"]["error"]["code"], json!(-32601));
+    assert_eq!(
+        answers["s2"]["error"]["data"]["reason"],
+        json!("no_client"),
+        "no client's call is in flight: {answers}"
+    );
+    within(connection.shutdown()).await;
+}
+
+#[tokio::test]
+async fn passes_server_requests_to_the_client_of_the_call_in_flight() {
+    let (connection, _, _events) = start("normal").await;
+    let (link, mut asked) = crate::upstream::client::testing::scripted("s");
+    let call = crate::upstream::client::with_client(link, connection.request("ask", None, None));
+    let answers = within(call).await.unwrap();
+    assert_eq!(asked.recv().await.unwrap().0, "roots/list");
     assert_eq!(
         answers["s2"],
-        json!({"jsonrpc": "2.0", "id": "s2",
-               "error": {"code": -32601, "message": "method not supported by mcp-proxy"}})
+        json!({"jsonrpc": "2.0", "id": "s2", "result": {"role": "assistant"}}),
+        "the client's answer reached the child under the child's id"
     );
     within(connection.shutdown()).await;
 }
