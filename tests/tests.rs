@@ -44,3 +44,5 @@ mod jwt;
 mod python_client;
 // Generated hostile input at the front door: always a well-formed answer.
 mod hostile;
+// The MCP conformance suite's server scenarios, through the proxy.
+mod conformance;
