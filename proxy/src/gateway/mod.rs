@@ -27,7 +27,7 @@ mod notify;
 mod resolve;
 mod subscriptions;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -62,7 +62,7 @@ pub(crate) struct Gateway {
     /// What follows shaping: the traffic stage over the backends.
     routing: traffic::Stage<BackendSet>,
     /// Resource URI → the sessions subscribed to it (see [`subscriptions`]).
-    subscribers: tokio::sync::Mutex<HashMap<String, HashSet<String>>>,
+    subscribers: subscriptions::Subscribers,
     /// `authorization:`: what each caller may see and use (see [`access`]).
     access: Option<Policy>,
 }
@@ -109,7 +109,7 @@ impl Gateway {
                 .map(|backend| Shaper::new(&backend.shaping))
                 .collect(),
             traffic,
-            subscribers: tokio::sync::Mutex::default(),
+            subscribers: subscriptions::Subscribers::default(),
             access: config.authorization.as_ref().map(Policy::new),
         }
     }
