@@ -135,6 +135,9 @@ pub struct Status {
     pub mirrored: u64,
     /// For a mirror: copies dropped because `mirror_max_in_flight` were in flight.
     pub mirror_dropped: u64,
+    /// For a mirror: calls not copied because they are not safe to repeat
+    /// (and `mirror_unsafe` is off).
+    pub mirror_skipped: u64,
     /// Each endpoint of the pool (one for a backend without `endpoints`).
     pub endpoints: Vec<EndpointStatus>,
 }
@@ -499,6 +502,7 @@ impl Backend {
             coalesced: 0,
             mirrored: 0,
             mirror_dropped: 0,
+            mirror_skipped: 0,
             endpoints,
         }
     }

@@ -147,8 +147,9 @@ pub enum Role {
         /// Draw once per client session instead of once per call.
         sticky: bool,
     },
-    /// `mirror_of: NAME` with `mirror_percent` (0 to 100) and
-    /// `mirror_max_in_flight` (copies in flight at once; more are dropped).
+    /// `mirror_of: NAME` with `mirror_percent` (0 to 100),
+    /// `mirror_max_in_flight` (copies in flight at once; more are dropped)
+    /// and `mirror_unsafe` (copy calls that are not safe to repeat too).
     Mirror {
         /// The primary's name.
         of: String,
@@ -156,6 +157,9 @@ pub enum Role {
         percent: f64,
         /// Copies in flight at once; a copy beyond it is dropped (counted).
         max_in_flight: usize,
+        /// Copy calls that are not safe to repeat too (tools with side
+        /// effects): off by default, so a shadow never repeats a write.
+        unsafe_calls: bool,
     },
     /// `failover_for: NAME` with `priority` (lower first; config order breaks ties).
     Failover {

@@ -101,6 +101,7 @@ pub(crate) struct RawBackend {
     pub(crate) mirror_of: Option<String>,
     pub(crate) mirror_percent: Option<f64>,
     pub(crate) mirror_max_in_flight: Option<usize>,
+    pub(crate) mirror_unsafe: Option<bool>,
     pub(crate) failover_for: Option<String>,
     pub(crate) priority: Option<u32>,
     // shaping

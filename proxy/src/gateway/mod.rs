@@ -135,6 +135,7 @@ impl Gateway {
                     let counts = mirror.counts();
                     status.mirrored = counts.sent.load(Ordering::Relaxed);
                     status.mirror_dropped = counts.dropped.load(Ordering::Relaxed);
+                    status.mirror_skipped = counts.skipped.load(Ordering::Relaxed);
                 }
                 status
             })
