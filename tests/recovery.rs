@@ -497,6 +497,44 @@ async fn a_hung_subscribe_holds_up_only_its_own_uri() {
 }
 
 #[tokio::test]
+async fn capabilities_at_initialize_count_backends_that_are_down() {
+    // A backend that never came up: its config says what it offers.
+    let never = reserve_addr();
+    let text = format!(
+        "proxy:\n  listen: 127.0.0.1:0\nbackends:\n  - name: later\n    transport: http\n    url: http://{}/mcp\n    capabilities: [tools, prompts, resources.subscribe]\n",
+        never.addr()
+    );
+    let proxy = mcp_proxy::server::start(proxy::load_yaml(&text))
+        .await
+        .expect("the proxy starts");
+    let early = RawClient::new(proxy.url()).initialize().await["capabilities"].clone();
+    assert_eq!(
+        (
+            &early["resources"]["subscribe"],
+            early.get("prompts").is_some()
+        ),
+        (&json!(true), true),
+        "the config of a backend never connected counts: {early}"
+    );
+    proxy.shutdown().await;
+
+    // One that connected, then went down: what it offered still counts.
+    let mut known = TestBackend::start_named("known").await;
+    let proxy = proxy::start(vec![proxy::http_backend("known", &known.url())]).await;
+    known.stop().await;
+    wait_until("known down", || async {
+        proxy::status(&proxy, "known").state != State::Connected
+    })
+    .await;
+    let late = RawClient::new(proxy.url()).initialize().await["capabilities"].clone();
+    assert!(
+        late.get("prompts").is_some() && late.get("resources").is_some(),
+        "a backend that is down keeps what it offered: {late}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn garbage_before_the_initialize_answer_does_not_stop_the_connect() {
     let proxy = proxy::start(vec![scripted_backend("g", &["--garbage-at-start"])]).await;
     let client = client_of(&proxy).await;

@@ -248,6 +248,16 @@ impl Backend {
         self.listed.load(Ordering::Relaxed)
     }
 
+    /// The capabilities its config implies, for as long as it has never
+    /// listed: its `capabilities:` key, or tools alone.
+    pub(crate) fn configured_capabilities(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.config.capabilities.clone().unwrap_or_else(|| {
+            let mut tools = serde_json::Map::new();
+            tools.insert("tools".into(), serde_json::json!({}));
+            tools
+        })
+    }
+
     /// The primary whose calls it serves: its own name for a primary.
     pub(crate) fn primary_name(&self) -> &str {
         self.config.role.primary().unwrap_or(&self.config.name)

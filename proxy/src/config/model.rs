@@ -125,6 +125,11 @@ pub struct BackendConfig {
     /// are sent (a primary's keys; a canary, mirror or failover receives
     /// the calls as its primary shaped them).
     pub shaping: Shaping,
+    /// `capabilities`: what the backend offers, as the MCP capabilities
+    /// object its `initialize` would answer, advertised to clients until it
+    /// has connected once (then its own answer counts, and is kept while it
+    /// is down). Default: `tools` only.
+    pub capabilities: Option<serde_json::Map<String, serde_json::Value>>,
     /// `forward_auth`: send the client's own `Authorization` header on to
     /// this (HTTP) backend. Contrary to the MCP specification's advice
     /// (token passthrough); off unless set, and warned about at start.
@@ -396,6 +401,7 @@ impl BackendConfig {
             hedging: None,
             role: Role::Primary,
             shaping: Shaping::default(),
+            capabilities: None,
         }
     }
 

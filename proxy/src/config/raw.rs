@@ -88,6 +88,7 @@ pub(crate) struct RawBackend {
     pub(crate) timeout: Option<RawTimeout>,
     pub(crate) retry: Option<RawRetry>,
     pub(crate) safe_to_repeat: Option<RawSafeToRepeat>,
+    pub(crate) capabilities: Option<Vec<String>>,
     pub(crate) concurrency: Option<RawConcurrency>,
     pub(crate) rate_limit: Option<RawRateLimit>,
     pub(crate) circuit_breaker: Option<RawBreaker>,

@@ -196,6 +196,7 @@ fn full_config() -> Config {
                 role: Role::Primary,
                 shaping: Shaping::default(),
                 forward_auth: false,
+                capabilities: None,
             },
             BackendConfig {
                 name: "search".into(),
@@ -261,6 +262,7 @@ fn full_config() -> Config {
                 role: Role::Primary,
                 shaping: Shaping::default(),
                 forward_auth: false,
+                capabilities: None,
             },
         ],
         secrets: Secrets(vec!["debug".into(), "s3cret".into()]),
@@ -1260,6 +1262,29 @@ fn a_mirror_copies_unsafe_calls_only_when_told() {
     };
     assert!(!unsafe_calls(2), "off by default");
     assert!(unsafe_calls(4));
+}
+
+#[test]
+fn capabilities_name_what_a_backend_offers_before_it_connects() {
+    let backend = "backends:\n  - name: a\n    transport: http\n    url: http://127.0.0.1:1/mcp\n";
+    let config = yaml(&format!(
+        "{backend}    capabilities: [prompts, resources.subscribe, resources]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.backends[0]
+            .capabilities
+            .clone()
+            .map(serde_json::Value::Object),
+        Some(serde_json::json!({ "prompts": {}, "resources": { "subscribe": true } }))
+    );
+    assert_eq!(yaml(backend).unwrap().backends[0].capabilities, None);
+    assert_eq!(
+        yaml_err(&format!(
+            "{backend}    capabilities:\n      - tools\n      - sampling\n"
+        )),
+        "proxy.yaml:7: backends[0].capabilities[1]: unknown capability \"sampling\"; one of [\"tools\", \"prompts\", \"resources\", \"resources.subscribe\", \"completions\", \"logging\"]"
+    );
 }
 
 #[test]

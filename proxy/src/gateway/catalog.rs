@@ -10,8 +10,11 @@
 //! serving resources with its scheme, else the only backend serving
 //! resources at all. A backend may serve URIs it does not list (server
 //! -everything accepts any subscription), so the proxy answers `-32002` in
-//! its place only when it cannot tell whose a URI is. Rebuilt whole whenever
-//! a backend's listing changes; readers hold an `Arc` snapshot.
+//! its place only when it cannot tell whose a URI is. Capabilities are the
+//! union of what each backend last said it offers, or, for one that never
+//! connected yet, what its config implies (`capabilities:`, tools by
+//! default). Built when the gateway starts and rebuilt whole whenever a
+//! backend's listing changes; readers hold an `Arc` snapshot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -104,7 +107,17 @@ impl Catalog {
                 continue;
             }
             let listing = backend.listing();
-            catalog.add(index, backend.name(), &listing, rules[index], separator);
+            if backend.has_listed() {
+                catalog.add(index, backend.name(), &listing, rules[index], separator);
+            } else {
+                // Never connected yet: what its config says it offers, so
+                // a client initializing now knows of its lists.
+                let implied = Listing {
+                    capabilities: backend.configured_capabilities(),
+                    lists: listing.lists.clone(),
+                };
+                catalog.add(index, backend.name(), &implied, rules[index], separator);
+            }
         }
         catalog
     }

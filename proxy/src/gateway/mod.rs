@@ -95,7 +95,7 @@ impl Gateway {
             .collect();
         let backends = Arc::new(BackendSet::new(backends));
         let traffic = Arc::new(Traffic::new(config));
-        Self {
+        let gateway = Self {
             routing: traffic::Stage::new(Arc::clone(&traffic), Arc::clone(&backends)),
             backends,
             by_name,
@@ -111,7 +111,10 @@ impl Gateway {
             traffic,
             subscribers: subscriptions::Subscribers::default(),
             access: config.authorization.as_ref().map(Policy::new),
-        }
+        };
+        // What backends imply before any connects (see `catalog`).
+        gateway.rebuild(&[]);
+        gateway
     }
 
     /// The backends, in config order.

@@ -85,7 +85,7 @@ impl Gateway {
         }
     }
 
-    fn rebuild(&self, kinds: &[ListKind]) {
+    pub(super) fn rebuild(&self, kinds: &[ListKind]) {
         let rules: Vec<_> = self.shapers.iter().map(|s| &s.rules).collect();
         let fresh = Arc::new(Catalog::build(self.backends(), &rules, &self.separator));
         let previous = std::mem::replace(
