@@ -214,6 +214,39 @@ async fn backend_errors_and_tool_errors_pass_unchanged() {
 }
 
 #[tokio::test]
+async fn an_unlisted_uri_reaches_the_only_resource_backend_and_its_error_comes_back() {
+    // server-everything answers an unknown resource with its own error; the
+    // proxy, with it as the only backend serving resources, must not answer
+    // -32002 in its place, whatever the URI's scheme.
+    let uri = json!({ "uri": "nowhere://no-such-resource" });
+    let direct = everything_direct().await;
+    let direct_error = match direct.request::<_, Value>("resources/read", &uri).await {
+        Err(tower_mcp::Error::JsonRpc(error)) => error,
+        other => panic!("server-everything answered {other:?}"),
+    };
+    let proxy = proxy::start(vec![everything_backend("everything")]).await;
+    let client = RawClient::new(proxy.url());
+    client.initialize().await;
+    let proxied = client.request("resources/read", uri.clone()).await;
+    assert_eq!(
+        error_of(&proxied)["code"],
+        json!(direct_error.code),
+        "{proxied}"
+    );
+    assert_eq!(
+        error_of(&proxied)["message"],
+        json!(direct_error.message),
+        "{proxied}"
+    );
+    // Subscribing reaches it too: it accepts URIs it does not list.
+    let subscribed = client.request("resources/subscribe", uri.clone()).await;
+    assert_eq!(subscribed["result"], json!({}), "{subscribed}");
+    let unsubscribed = client.request("resources/unsubscribe", uri).await;
+    assert_eq!(unsubscribed["result"], json!({}), "{unsubscribed}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn all_four_kinds_are_aggregated_and_routed_from_two_backends() {
     let alpha = TestBackend::start_named("alpha").await;
     let beta = TestBackend::start_named("beta").await;
@@ -289,10 +322,14 @@ async fn all_four_kinds_are_aggregated_and_routed_from_two_backends() {
         read["result"]["contents"].to_string().contains("alpha"),
         "routed by template to the first: {read}"
     );
+    // Both serve resources, neither lists this scheme: the proxy cannot
+    // tell whose it is, and says so.
     let missing = client
         .request("resources/read", json!({ "uri": "other://x" }))
         .await;
     assert_eq!(error_of(&missing)["code"], json!(-32002));
+    let message = error_of(&missing)["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cannot be routed"), "{missing}");
     proxy.shutdown().await;
 }
 

@@ -17,7 +17,6 @@
 //! killed when dropped, and the whole run is bounded.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use mcp_proxy::platform::{Platform, TcpListener};
@@ -26,6 +25,7 @@ use serde_json::{Value, json};
 
 use crate::support::TestBackend;
 use crate::support::bins::root;
+use crate::support::output_within;
 use crate::support::proxy::{load_yaml, wait_connected};
 
 const TOKEN: &str = "python-reader-token-0123456789";
@@ -108,19 +108,8 @@ async fn run_python(script: &str, arguments: &[String]) -> Value {
         .arg(&script)
         .args(arguments)
         .env("MCP_PROXY_TOKEN", TOKEN)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = command
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    // On timeout the future, and with it the child, is dropped: killed.
-    let output = tokio::time::timeout(RUN_BOUND, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("the Python client did not finish within {RUN_BOUND:?}"))
-        .expect("wait for the Python client");
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let output = output_within(command, RUN_BOUND, "the Python client").await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

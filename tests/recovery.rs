@@ -459,6 +459,82 @@ async fn a_cancelled_first_subscribe_leaves_no_phantom_subscriber() {
 }
 
 #[tokio::test]
+async fn a_hung_subscribe_holds_up_only_its_own_uri() {
+    let proxy = proxy::start(vec![proxy::scripted_backend("scripted", &[])]).await;
+    let first = client_of(&proxy).await;
+    let second = client_of(&proxy).await;
+    // The first subscribe to mem://slow hangs at the backend for 30 s.
+    let hung = {
+        let first = first.clone();
+        tokio::spawn(async move {
+            first
+                .request("resources/subscribe", json!({ "uri": "mem://slow" }))
+                .await
+        })
+    };
+    wait_until("the subscribe in flight", || async {
+        proxy::status(&proxy, "scripted").in_flight == 1
+    })
+    .await;
+    // Another URI's subscribe and unsubscribe go through meanwhile.
+    let other = tokio::time::timeout(Duration::from_secs(10), async {
+        let subscribed = second
+            .request("resources/subscribe", json!({ "uri": "mem://x" }))
+            .await;
+        let unsubscribed = second
+            .request("resources/unsubscribe", json!({ "uri": "mem://x" }))
+            .await;
+        (subscribed, unsubscribed)
+    })
+    .await;
+    let (subscribed, unsubscribed) =
+        other.expect("a subscription waited for another URI's hung subscribe");
+    assert_eq!(subscribed["result"], json!({}), "{subscribed}");
+    assert_eq!(unsubscribed["result"], json!({}), "{unsubscribed}");
+    assert!(!hung.is_finished(), "mem://slow is still pending");
+    hung.abort();
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn capabilities_at_initialize_count_backends_that_are_down() {
+    // A backend that never came up: its config says what it offers.
+    let never = reserve_addr();
+    let text = format!(
+        "proxy:\n  listen: 127.0.0.1:0\nbackends:\n  - name: later\n    transport: http\n    url: http://{}/mcp\n    capabilities: [tools, prompts, resources.subscribe]\n",
+        never.addr()
+    );
+    let proxy = mcp_proxy::server::start(proxy::load_yaml(&text))
+        .await
+        .expect("the proxy starts");
+    let early = RawClient::new(proxy.url()).initialize().await["capabilities"].clone();
+    assert_eq!(
+        (
+            &early["resources"]["subscribe"],
+            early.get("prompts").is_some()
+        ),
+        (&json!(true), true),
+        "the config of a backend never connected counts: {early}"
+    );
+    proxy.shutdown().await;
+
+    // One that connected, then went down: what it offered still counts.
+    let mut known = TestBackend::start_named("known").await;
+    let proxy = proxy::start(vec![proxy::http_backend("known", &known.url())]).await;
+    known.stop().await;
+    wait_until("known down", || async {
+        proxy::status(&proxy, "known").state != State::Connected
+    })
+    .await;
+    let late = RawClient::new(proxy.url()).initialize().await["capabilities"].clone();
+    assert!(
+        late.get("prompts").is_some() && late.get("resources").is_some(),
+        "a backend that is down keeps what it offered: {late}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn garbage_before_the_initialize_answer_does_not_stop_the_connect() {
     let proxy = proxy::start(vec![scripted_backend("g", &["--garbage-at-start"])]).await;
     let client = client_of(&proxy).await;

@@ -54,3 +54,5 @@ mod hostile;
 mod tracing;
 // A backend's requests to the client (sampling, elicitation, roots) passed on.
 mod server_requests;
+// The MCP conformance suite's server scenarios, through the proxy.
+mod conformance;

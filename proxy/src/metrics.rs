@@ -116,7 +116,7 @@ impl Default for Metrics {
 type StatusCounter = (&'static str, &'static str, fn(&Status) -> u64);
 
 /// The per-backend resilience counters.
-const RESILIENCE_COUNTERS: [StatusCounter; 12] = [
+const RESILIENCE_COUNTERS: [StatusCounter; 13] = [
     ("mcp_proxy_retries", "Retries made, by backend", |s| {
         s.retries
     }),
@@ -159,6 +159,11 @@ const RESILIENCE_COUNTERS: [StatusCounter; 12] = [
         "mcp_proxy_mirror_dropped",
         "Copies dropped because the mirror had mirror_max_in_flight in flight, by mirror backend",
         |s| s.mirror_dropped,
+    ),
+    (
+        "mcp_proxy_mirror_skipped",
+        "Calls not copied to a mirror because they are not safe to repeat, by mirror backend",
+        |s| s.mirror_skipped,
     ),
     (
         "mcp_proxy_cache_hits",
@@ -360,6 +365,7 @@ mod tests {
             coalesced: 12,
             mirrored: 8,
             mirror_dropped: 9,
+            mirror_skipped: 13,
             endpoints: Vec::new(),
         };
         let text = Metrics::default().render(&[status], &Counts::default());
@@ -376,6 +382,7 @@ mod tests {
             r#"mcp_proxy_cache_misses_total{backend="search"} 11"#,
             r#"mcp_proxy_coalesced_total{backend="search"} 12"#,
             r#"mcp_proxy_mirror_dropped_total{backend="search"} 9"#,
+            r#"mcp_proxy_mirror_skipped_total{backend="search"} 13"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -90,3 +90,26 @@ where
     }
     panic!("timed out after {timeout:?} waiting for {what}");
 }
+
+/// Run `command` to completion (async), with stdout and stderr piped; the
+/// child is killed, and the test panics naming `what`, if it takes longer
+/// than `bound`.
+pub async fn output_within(
+    mut command: tokio::process::Command,
+    bound: Duration,
+    what: &str,
+) -> std::process::Output {
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = command
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    // On timeout the future, and with it the child, is dropped: killed.
+    tokio::time::timeout(bound, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {bound:?}"))
+        .unwrap_or_else(|error| panic!("wait for {what}: {error}"))
+}

@@ -151,6 +151,9 @@ pub struct Status {
     pub mirrored: u64,
     /// For a mirror: copies dropped because `mirror_max_in_flight` were in flight.
     pub mirror_dropped: u64,
+    /// For a mirror: calls not copied because they are not safe to repeat
+    /// (and `mirror_unsafe` is off).
+    pub mirror_skipped: u64,
     /// Each endpoint of the pool (one for a backend without `endpoints`).
     pub endpoints: Vec<EndpointStatus>,
 }
@@ -263,6 +266,16 @@ impl Backend {
     /// Whether any endpoint has listed yet (its tools' safety is known).
     pub(crate) fn has_listed(&self) -> bool {
         self.listed.load(Ordering::Relaxed)
+    }
+
+    /// The capabilities its config implies, for as long as it has never
+    /// listed: its `capabilities:` key, or tools alone.
+    pub(crate) fn configured_capabilities(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.config.capabilities.clone().unwrap_or_else(|| {
+            let mut tools = serde_json::Map::new();
+            tools.insert("tools".into(), serde_json::json!({}));
+            tools
+        })
     }
 
     /// The primary whose calls it serves: its own name for a primary.
@@ -599,6 +612,7 @@ impl Backend {
             coalesced: 0,
             mirrored: 0,
             mirror_dropped: 0,
+            mirror_skipped: 0,
             endpoints,
         }
     }

@@ -149,6 +149,11 @@ pub struct BackendConfig {
     /// are sent (a primary's keys; a canary, mirror or failover receives
     /// the calls as its primary shaped them).
     pub shaping: Shaping,
+    /// `capabilities`: what the backend offers, as the MCP capabilities
+    /// object its `initialize` would answer, advertised to clients until it
+    /// has connected once (then its own answer counts, and is kept while it
+    /// is down). Default: `tools` only.
+    pub capabilities: Option<serde_json::Map<String, serde_json::Value>>,
     /// `forward_auth`: send the client's own `Authorization` header on to
     /// this (HTTP) backend. Contrary to the MCP specification's advice
     /// (token passthrough); off unless set, and warned about at start.
@@ -171,8 +176,9 @@ pub enum Role {
         /// Draw once per client session instead of once per call.
         sticky: bool,
     },
-    /// `mirror_of: NAME` with `mirror_percent` (0 to 100) and
-    /// `mirror_max_in_flight` (copies in flight at once; more are dropped).
+    /// `mirror_of: NAME` with `mirror_percent` (0 to 100),
+    /// `mirror_max_in_flight` (copies in flight at once; more are dropped)
+    /// and `mirror_unsafe` (copy calls that are not safe to repeat too).
     Mirror {
         /// The primary's name.
         of: String,
@@ -180,6 +186,9 @@ pub enum Role {
         percent: f64,
         /// Copies in flight at once; a copy beyond it is dropped (counted).
         max_in_flight: usize,
+        /// Copy calls that are not safe to repeat too (tools with side
+        /// effects): off by default, so a shadow never repeats a write.
+        unsafe_calls: bool,
     },
     /// `failover_for: NAME` with `priority` (lower first; config order breaks ties).
     Failover {
@@ -416,6 +425,7 @@ impl BackendConfig {
             hedging: None,
             role: Role::Primary,
             shaping: Shaping::default(),
+            capabilities: None,
         }
     }
 

@@ -98,6 +98,7 @@ pub(crate) struct RawBackend {
     pub(crate) timeout: Option<RawTimeout>,
     pub(crate) retry: Option<RawRetry>,
     pub(crate) safe_to_repeat: Option<RawSafeToRepeat>,
+    pub(crate) capabilities: Option<Vec<String>>,
     pub(crate) concurrency: Option<RawConcurrency>,
     pub(crate) rate_limit: Option<RawRateLimit>,
     pub(crate) circuit_breaker: Option<RawBreaker>,
@@ -111,6 +112,7 @@ pub(crate) struct RawBackend {
     pub(crate) mirror_of: Option<String>,
     pub(crate) mirror_percent: Option<f64>,
     pub(crate) mirror_max_in_flight: Option<usize>,
+    pub(crate) mirror_unsafe: Option<bool>,
     pub(crate) failover_for: Option<String>,
     pub(crate) priority: Option<u32>,
     // shaping

@@ -207,6 +207,7 @@ fn full_config() -> Config {
                 role: Role::Primary,
                 shaping: Shaping::default(),
                 forward_auth: false,
+                capabilities: None,
             },
             BackendConfig {
                 name: "search".into(),
@@ -272,6 +273,7 @@ fn full_config() -> Config {
                 role: Role::Primary,
                 shaping: Shaping::default(),
                 forward_auth: false,
+                capabilities: None,
             },
         ],
         secrets: Secrets(vec!["debug".into(), "s3cret".into()]),
@@ -1260,7 +1262,8 @@ fn traffic_roles_and_shaping_load() {
         Role::Mirror {
             of: "search".into(),
             percent: 25.0,
-            max_in_flight: 64
+            max_in_flight: 64,
+            unsafe_calls: false
         }
     );
     assert_eq!(
@@ -1307,6 +1310,43 @@ fn traffic_roles_and_shaping_load() {
 }
 
 #[test]
+fn a_mirror_copies_unsafe_calls_only_when_told() {
+    let config = yaml(&format!(
+        "{TRAFFIC_YAML}  - name: writes-too\n    transport: http\n    url: http://127.0.0.1:5/mcp\n    mirror_of: search\n    mirror_percent: 5\n    mirror_unsafe: true\n"
+    ))
+    .unwrap();
+    let unsafe_calls = |index: usize| match config.backends[index].role {
+        Role::Mirror { unsafe_calls, .. } => unsafe_calls,
+        _ => panic!("backend {index} is a mirror"),
+    };
+    assert!(!unsafe_calls(2), "off by default");
+    assert!(unsafe_calls(4));
+}
+
+#[test]
+fn capabilities_name_what_a_backend_offers_before_it_connects() {
+    let backend = "backends:\n  - name: a\n    transport: http\n    url: http://127.0.0.1:1/mcp\n";
+    let config = yaml(&format!(
+        "{backend}    capabilities: [prompts, resources.subscribe, resources]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.backends[0]
+            .capabilities
+            .clone()
+            .map(serde_json::Value::Object),
+        Some(serde_json::json!({ "prompts": {}, "resources": { "subscribe": true } }))
+    );
+    assert_eq!(yaml(backend).unwrap().backends[0].capabilities, None);
+    assert_eq!(
+        yaml_err(&format!(
+            "{backend}    capabilities:\n      - tools\n      - sampling\n"
+        )),
+        "proxy.yaml:7: backends[0].capabilities[1]: unknown capability \"sampling\"; one of [\"tools\", \"prompts\", \"resources\", \"resources.subscribe\", \"completions\", \"logging\"]"
+    );
+}
+
+#[test]
 fn traffic_role_rules() {
     let primary = "backends:\n  - name: p\n    transport: http\n    url: http://127.0.0.1:1/mcp\n";
     let second = |keys: &str| {
@@ -1334,6 +1374,14 @@ fn traffic_role_rules() {
         (
             second("    mirror_of: p\n    mirror_percent: 5\n    mirror_max_in_flight: 0\n"),
             "proxy.yaml:10: backends[1].mirror_max_in_flight: must be at least 1",
+        ),
+        (
+            second("    mirror_unsafe: true\n"),
+            "proxy.yaml:8: backends[1]: mirror_unsafe needs mirror_of",
+        ),
+        (
+            second("    mirror_of: p\n    mirror_percent: 5\n    mirror_unsafe: yes please\n"),
+            "proxy.yaml:10: backends[1].mirror_unsafe: expected a boolean, found a string (\"yes please\")",
         ),
         (
             second("    failover_for: nobody\n"),

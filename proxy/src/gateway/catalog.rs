@@ -4,8 +4,16 @@
 //! `backend<separator>name`, resources and resource templates keep their URIs
 //! (URIs are identities that clients receive from other places too, such as
 //! `resource_link` content, so rewriting them would break links) and get the
-//! prefix on their `name`. A read is routed by exact URI first, then by the
-//! longest literal prefix of a resource template. Rebuilt whole whenever a
+//! prefix on their `name`. A URI is routed to the backend that owns it
+//! ([`Catalog::owner`]): the one that lists it, else the one whose listed URI
+//! or template's literal part is its longest prefix, else the only backend
+//! serving resources with its scheme, else the only backend serving
+//! resources at all. A backend may serve URIs it does not list (server
+//! -everything accepts any subscription), so the proxy answers `-32002` in
+//! its place only when it cannot tell whose a URI is. Capabilities are the
+//! union of what each backend last said it offers, or, for one that never
+//! connected yet, what its config implies (`capabilities:`, tools by
+//! default). Built when the gateway starts and rebuilt whole whenever a
 //! backend's listing changes; readers hold an `Arc` snapshot.
 
 use std::collections::HashMap;
@@ -22,6 +30,12 @@ pub(crate) struct Catalog {
     lists: Lists,
     resource_routes: HashMap<String, usize>,
     template_routes: Vec<TemplateRoute>,
+    /// Listed URIs and templates' literal parts, each with its backend, in
+    /// config order: who owns a URI no backend lists.
+    prefixes: Vec<(String, usize)>,
+    /// The backends (in config order) that offer resources, each with the
+    /// schemes of the URIs and templates it lists.
+    resource_backends: Vec<(usize, Vec<String>)>,
     capabilities: Map<String, Value>,
     /// Whose each listed item is, in list order, so that a list can be cut
     /// down to what one caller may see.
@@ -37,6 +51,42 @@ pub(crate) struct Owner {
     pub backend: usize,
     /// The item's name for access rules.
     pub name: String,
+}
+
+/// Why no backend owns a URI: the proxy answers `-32002` in their place.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unowned {
+    /// No backend offers resources.
+    NoResourceBackend,
+    /// Several backends offer resources and none lists the URI, a prefix
+    /// of it, or (alone) its scheme: the proxy cannot tell whose it is.
+    Ambiguous {
+        /// How many backends offer resources.
+        candidates: usize,
+    },
+}
+
+impl std::fmt::Display for Unowned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoResourceBackend => write!(f, "no backend serves resources"),
+            Self::Ambiguous { candidates } => write!(
+                f,
+                "no backend lists it or a prefix of it, and {candidates} backends serve \
+                 resources (none alone with its scheme), so it cannot be routed"
+            ),
+        }
+    }
+}
+
+/// The scheme of a URI (RFC 3986: a letter, then letters, digits, `+`, `-`
+/// or `.`, before the first `:`), if it has one.
+fn scheme(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
 }
 
 #[derive(Debug)]
@@ -57,7 +107,17 @@ impl Catalog {
                 continue;
             }
             let listing = backend.listing();
-            catalog.add(index, backend.name(), &listing, rules[index], separator);
+            if backend.has_listed() {
+                catalog.add(index, backend.name(), &listing, rules[index], separator);
+            } else {
+                // Never connected yet: what its config says it offers, so
+                // a client initializing now knows of its lists.
+                let implied = Listing {
+                    capabilities: backend.configured_capabilities(),
+                    lists: listing.lists.clone(),
+                };
+                catalog.add(index, backend.name(), &implied, rules[index], separator);
+            }
         }
         catalog
     }
@@ -111,6 +171,7 @@ impl Catalog {
                 continue;
             }
             self.resource_routes.insert(uri.to_owned(), index);
+            self.prefixes.push((uri.to_owned(), index));
             if let Some(item) = prefixed(resource) {
                 self.push(ListKind::Resources, item, index, uri.to_owned());
             }
@@ -127,6 +188,7 @@ impl Catalog {
                 .next()
                 .unwrap_or_default()
                 .to_owned();
+            self.prefixes.push((literal_prefix.clone(), index));
             self.template_routes.push(TemplateRoute {
                 template: uri_template.to_owned(),
                 literal_prefix,
@@ -140,6 +202,20 @@ impl Catalog {
                     uri_template.to_owned(),
                 );
             }
+        }
+        if listing.capabilities.contains_key("resources") {
+            let mut schemes: Vec<String> = (listing.lists.resources.iter())
+                .filter_map(|r| r.get("uri").and_then(Value::as_str))
+                .chain(
+                    (listing.lists.resource_templates.iter())
+                        .filter_map(|t| t.get("uriTemplate").and_then(Value::as_str)),
+                )
+                .filter_map(scheme)
+                .map(str::to_ascii_lowercase)
+                .collect();
+            schemes.sort_unstable();
+            schemes.dedup();
+            self.resource_backends.push((index, schemes));
         }
         self.merge_capabilities(&listing.capabilities);
     }
@@ -215,6 +291,42 @@ impl Catalog {
             .rev()
             .max_by_key(|route| route.literal_prefix.len())
             .map(|route| route.backend)
+    }
+
+    /// Which backend owns a resource URI, listed or not: the one that lists
+    /// it; else the one whose listed URI or template's literal part is the
+    /// longest prefix of it (the first in config order of equals); else the
+    /// only backend offering resources that lists URIs of its scheme; else
+    /// the only backend offering resources. Hiding rules are the caller's
+    /// to apply.
+    pub(crate) fn owner(&self, uri: &str) -> Result<usize, Unowned> {
+        if let Some(&backend) = self.resource_routes.get(uri) {
+            return Ok(backend);
+        }
+        let longest = (self.prefixes.iter())
+            .filter(|(prefix, _)| uri.starts_with(prefix.as_str()))
+            // `max_by_key` keeps the last of equals; reversing makes the
+            // first in config order win a tie.
+            .rev()
+            .max_by_key(|(prefix, _)| prefix.len());
+        if let Some(&(_, backend)) = longest {
+            return Ok(backend);
+        }
+        if let Some(scheme) = scheme(uri).map(str::to_ascii_lowercase) {
+            let mut same = (self.resource_backends.iter())
+                .filter(|(_, schemes)| schemes.contains(&scheme))
+                .map(|&(backend, _)| backend);
+            if let (Some(backend), None) = (same.next(), same.next()) {
+                return Ok(backend);
+            }
+        }
+        match self.resource_backends.as_slice() {
+            [] => Err(Unowned::NoResourceBackend),
+            [(backend, _)] => Ok(*backend),
+            several => Err(Unowned::Ambiguous {
+                candidates: several.len(),
+            }),
+        }
     }
 
     /// Which backend owns a resource template (for `completion/complete`).
@@ -295,6 +407,58 @@ mod tests {
         assert_eq!(catalog.route_uri("file:///public"), Some(0));
         assert_eq!(catalog.route_uri("db://hidden/1"), None);
         assert_eq!(catalog.route_uri("db://open/1"), Some(0));
+    }
+
+    fn tools_only() -> Listing {
+        Listing {
+            capabilities: json!({"tools": {}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            lists: Lists::default(),
+        }
+    }
+
+    /// Add a backend that offers resources, listing `resources` and `templates`.
+    fn add_resources(catalog: &mut Catalog, index: usize, resources: &[&str], templates: &[&str]) {
+        let listing = listing(&[], resources, templates);
+        catalog.add(index, "x", &listing, &Rules::default(), "/");
+    }
+
+    #[test]
+    fn an_unlisted_uri_goes_to_its_owner_by_prefix_then_scheme_then_alone() {
+        let mut catalog = Catalog::default();
+        catalog.add(0, "tools", &tools_only(), &Rules::default(), "/");
+        add_resources(&mut catalog, 1, &["test://static/1"], &["db://{table}"]);
+        // One backend serves resources: every URI is its own.
+        assert_eq!(catalog.owner("test://watched-resource"), Ok(1));
+        assert_eq!(catalog.owner("nowhere://x"), Ok(1));
+        assert_eq!(catalog.owner("no scheme at all"), Ok(1));
+        add_resources(&mut catalog, 2, &["file:///docs/"], &["test://users/{id}"]);
+        // A listed URI or a template's literal part, the longest prefix wins.
+        assert_eq!(catalog.owner("file:///docs/readme"), Ok(2));
+        assert_eq!(catalog.owner("test://static/1/more"), Ok(1));
+        assert_eq!(catalog.owner("test://users/7/x"), Ok(2));
+        // By scheme only when one backend alone lists URIs of it.
+        assert_eq!(catalog.owner("DB://orders"), Ok(1), "schemes ignore case");
+        assert_eq!(catalog.owner("file:///elsewhere"), Ok(2));
+        // Two backends list test:// URIs; nobody lists nowhere://.
+        let ambiguous = Err(Unowned::Ambiguous { candidates: 2 });
+        assert_eq!(catalog.owner("test://watched-resource"), ambiguous);
+        assert_eq!(catalog.owner("nowhere://x"), ambiguous);
+        // A tools-only proxy has no owner for any URI.
+        let mut tools = Catalog::default();
+        tools.add(0, "tools", &tools_only(), &Rules::default(), "/");
+        assert_eq!(tools.owner("test://x"), Err(Unowned::NoResourceBackend));
+    }
+
+    #[test]
+    fn a_tie_of_prefixes_goes_to_the_first_backend() {
+        let mut catalog = Catalog::default();
+        for index in 0..2 {
+            add_resources(&mut catalog, index, &[], &["db://users/{id}"]);
+        }
+        assert_eq!(catalog.owner("db://users/ann"), Ok(0));
     }
 
     #[test]

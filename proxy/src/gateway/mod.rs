@@ -28,7 +28,7 @@ mod notify;
 mod resolve;
 mod subscriptions;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -48,6 +48,7 @@ use crate::trace::CallTrace;
 use crate::traffic::{self, Traffic};
 use crate::upstream::{PROTOCOL_VERSION, ProgressSink, SUPPORTED_PROTOCOL_VERSIONS};
 use catalog::Catalog;
+pub(crate) use subscriptions::Subscribers;
 
 /// Routes client requests over the backends of one config. A reload puts
 /// another gateway in its place ([`crate::reload`]); a request is served to
@@ -74,9 +75,6 @@ pub(crate) struct Gateway {
     admin_tools: bool,
 }
 
-/// Resource URI → the sessions subscribed to it (see [`subscriptions`]);
-/// one map for the proxy's life, whichever gateway a reload put in place.
-pub(crate) type Subscribers = tokio::sync::Mutex<HashMap<String, HashSet<String>>>;
 
 /// What a gateway is assembled from: each backend of the config and its
 /// shaper, in config order — built anew, or kept from the gateway a reload
@@ -196,6 +194,7 @@ impl Gateway {
                     let counts = mirror.counts();
                     status.mirrored = counts.sent.load(Ordering::Relaxed);
                     status.mirror_dropped = counts.dropped.load(Ordering::Relaxed);
+                    status.mirror_skipped = counts.skipped.load(Ordering::Relaxed);
                 }
                 status
             })

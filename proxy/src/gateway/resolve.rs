@@ -5,9 +5,12 @@
 //!
 //! A name is `backend<separator>name`; hidden names, and a tool's name
 //! under its alias, are unknown (`-32602`). A URI belongs to the backend
-//! that lists it (or whose template matches it); an unknown or hidden one
-//! is `-32002`, as a server answers it. An item the session's caller may
-//! not use is refused here too (`-32016`, see [`super::access`]).
+//! that owns it ([`Catalog::owner`](super::catalog::Catalog::owner): listed,
+//! by prefix, by scheme, or the only one serving resources), so a URI the
+//! backend serves without listing it reaches it and gets its own answer; a
+//! hidden one, or one the proxy cannot route, is `-32002`, as a server
+//! answers it. An item the session's caller may not use is refused here too
+//! (`-32016`, see [`super::access`]).
 
 use serde_json::{Value, json};
 
@@ -211,7 +214,7 @@ impl Gateway {
         };
         let by_uri = |uri: Option<&str>| {
             let backend = uri
-                .and_then(|uri| self.catalog().route_uri(uri))
+                .and_then(|uri| self.catalog().owner(uri).ok())
                 .map(|backend| self.backends[backend].name().to_owned());
             (backend, uri.map(str::to_owned))
         };
@@ -247,17 +250,19 @@ impl Gateway {
                 format!("{} needs a \"uri\" string", method.as_str()),
             ));
         };
-        let Some(backend) = self
-            .catalog()
-            .route_uri(uri)
-            .filter(|&b| self.shapers[b].rules.visible(ListKind::Resources, uri))
-        else {
-            return Err(ErrorObject::new(
-                jsonrpc::RESOURCE_NOT_FOUND,
-                format!("resource not found: {uri}"),
-            )
-            .with_data(json!({ "uri": uri })));
+        let not_found = |message: String| {
+            ErrorObject::new(jsonrpc::RESOURCE_NOT_FOUND, message).with_data(json!({ "uri": uri }))
         };
+        let backend = (self.catalog().owner(uri))
+            .map_err(|why| not_found(format!("resource not found: {uri} ({why})")))?;
+        // A hidden URI is unknown, as if its backend did not serve it (and
+        // saying more would tell that it exists).
+        if !self.shapers[backend]
+            .rules
+            .visible(ListKind::Resources, uri)
+        {
+            return Err(not_found(format!("resource not found: {uri}")));
+        }
         self.check_access(session, ItemKind::Resource, backend, uri)?;
         Ok((uri.to_owned(), backend))
     }

@@ -72,13 +72,12 @@ impl Route {
                 Role::Mirror {
                     percent,
                     max_in_flight,
+                    unsafe_calls,
                     ..
-                } => mirrors.push(Mirror::new(
-                    i,
-                    percent,
-                    max_in_flight,
-                    stream(i, 0x9e37_79b9_7f4a_7c15),
-                )),
+                } => mirrors.push(
+                    Mirror::new(i, percent, max_in_flight, stream(i, 0x9e37_79b9_7f4a_7c15))
+                        .copying_unsafe(unsafe_calls),
+                ),
                 Role::Failover { priority, .. } => failovers.push((priority, i)),
                 Role::Primary => {}
             }
@@ -154,7 +153,9 @@ impl Traffic {
         };
         debug_assert!(call.method.is_routed());
         for mirror in &route.mirrors {
-            mirror.copy(|| backends.copy(mirror.backend, call.without_progress()));
+            mirror.copy(call.safety, || {
+                backends.copy(mirror.backend, call.without_progress())
+            });
         }
         let chosen = route.split.choose(&call.session).unwrap_or(primary);
         // Progress goes to one backend only (another would count from zero

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,6 +127,15 @@ fn traffic(canary_weight: f64, mirrored: bool) -> Traffic {
     } else {
         Vec::new()
     };
+    routed(canaries, mirrors)
+}
+
+/// No canary, the two standbys and `mirror`.
+fn traffic_with_mirror(mirror: Mirror) -> Traffic {
+    routed(Vec::new(), vec![mirror])
+}
+
+fn routed(canaries: Vec<(usize, f64, bool)>, mirrors: Vec<Mirror>) -> Traffic {
     let route = Route {
         split: Split::new(canaries, 7),
         mirrors,
@@ -261,6 +271,33 @@ async fn a_mirror_gets_a_copy_without_progress_and_its_fate_is_not_the_callers()
         }]
     );
     assert_eq!(fakes.calls(), [PRIMARY]);
+}
+
+#[tokio::test]
+async fn a_call_unsafe_to_repeat_is_not_mirrored_unless_the_mirror_says_so() {
+    let fakes = Fakes::default();
+    let traffic = traffic(0.0, true);
+    let answer = traffic.serve(call(PRIMARY, Safety::UNSAFE), &fakes).await;
+    assert_eq!(served_by(&answer), Some(PRIMARY as u64));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        fakes.copies.lock().unwrap().is_empty(),
+        "a write was copied"
+    );
+    let counts = traffic.mirror(MIRROR).expect("the mirror").counts();
+    assert_eq!(counts.skipped.load(Ordering::Relaxed), 1);
+    assert_eq!(counts.sent.load(Ordering::Relaxed), 0);
+
+    // `mirror_unsafe: true` copies it.
+    let told = traffic_with_mirror(Mirror::new(MIRROR, 100.0, 8, 7).copying_unsafe(true));
+    let fakes = Fakes::default();
+    told.serve(call(PRIMARY, Safety::UNSAFE), &fakes).await.ok();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fakes.copies.lock().unwrap().len(), 1);
 }
 
 #[test]

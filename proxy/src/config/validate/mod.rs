@@ -247,7 +247,13 @@ impl Validator<'_> {
         };
         let role = self.role(&raw, path)?;
         let shaping = self.shaping(&raw, path, role.kind().key())?;
+        let capabilities = raw
+            .capabilities
+            .as_ref()
+            .map(|names| self.capabilities(names, &child(path, "capabilities")))
+            .transpose()?;
         Ok(BackendConfig {
+            capabilities,
             role,
             shaping,
             forward_auth: raw.forward_auth.unwrap_or(false),
@@ -266,6 +272,45 @@ impl Validator<'_> {
             circuit_breaker,
             hedging,
         })
+    }
+
+    /// `capabilities: [tools, resources, ...]` at `path`: the MCP
+    /// capabilities object the names stand for.
+    fn capabilities(
+        &self,
+        names: &[String],
+        path: &[Seg],
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+        const KNOWN: [&str; 6] = [
+            "tools",
+            "prompts",
+            "resources",
+            "resources.subscribe",
+            "completions",
+            "logging",
+        ];
+        let mut capabilities = serde_json::Map::new();
+        for (i, name) in names.iter().enumerate() {
+            let (capability, value) = match name.as_str() {
+                "resources.subscribe" => ("resources", serde_json::json!({ "subscribe": true })),
+                known if KNOWN.contains(&known) => (known, serde_json::json!({})),
+                _ => {
+                    let mut at = path.to_vec();
+                    at.push(Seg::Index(i));
+                    return Err(self.error(
+                        &at,
+                        format!("unknown capability {name:?}; one of {KNOWN:?}"),
+                    ));
+                }
+            };
+            let entry = capabilities
+                .entry(capability)
+                .or_insert_with(|| serde_json::json!({}));
+            if let (Some(entry), Some(value)) = (entry.as_object_mut(), value.as_object()) {
+                entry.extend(value.clone());
+            }
+        }
+        Ok(capabilities)
     }
 
     /// `rate_limit: { requests, per }` at `path`.

@@ -1,5 +1,6 @@
 //! The traffic role keys of a backend (`canary_of` + `weight` + `sticky`,
-//! `mirror_of` + `mirror_percent` + `mirror_max_in_flight`, `failover_for` +
+//! `mirror_of` + `mirror_percent` + `mirror_max_in_flight` + `mirror_unsafe`,
+//! `failover_for` +
 //! `priority`) and the rules across backends: a role names another backend
 //! that serves its own traffic, and the canaries of one primary take at most
 //! 100 % of its calls (several canaries are supported; a silent overwrite is
@@ -47,6 +48,7 @@ impl Validator<'_> {
             raw.mirror_max_in_flight.is_some(),
             "mirror_of",
         )?;
+        stray("mirror_unsafe", raw.mirror_unsafe.is_some(), "mirror_of")?;
         stray("priority", raw.priority.is_some(), "failover_for")?;
         let percent = |key: &str, value: Option<f64>| -> Result<f64, ConfigError> {
             let Some(value) = value else {
@@ -75,6 +77,7 @@ impl Validator<'_> {
                 of: of.clone(),
                 percent: percent("mirror_percent", raw.mirror_percent)?,
                 max_in_flight,
+                unsafe_calls: raw.mirror_unsafe.unwrap_or(false),
             });
         }
         if let Some(of) = &raw.failover_for {
