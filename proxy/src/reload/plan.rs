@@ -131,6 +131,7 @@ fn own_part(backend: &BackendConfig) -> BackendConfig {
             of: of.clone(),
             percent: 0.0,
             max_in_flight: 0,
+            unsafe_calls: false,
         },
         Role::Failover { of, .. } => Role::Failover {
             of: of.clone(),
