@@ -6,7 +6,8 @@
 //! (with the same shaping) cache — when everything the backend itself
 //! reads is unchanged: its transport, resilience and pool keys, and whose
 //! traffic it serves. Traffic weights (canary `weight`, `sticky`, mirror
-//! `mirror_percent`, failover `priority`) and shaping belong to the
+//! `mirror_percent`, `mirror_max_in_flight`, `mirror_unsafe`, failover
+//! `priority`) and shaping belong to the
 //! gateway's traffic and shaping stages, which every reload builds anew,
 //! so changing them keeps the backend.
 
