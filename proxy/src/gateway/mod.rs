@@ -75,7 +75,6 @@ pub(crate) struct Gateway {
     admin_tools: bool,
 }
 
-
 /// What a gateway is assembled from: each backend of the config and its
 /// shaper, in config order — built anew, or kept from the gateway a reload
 /// replaces (with their connections, breaker, ejection and cache state) —

@@ -257,11 +257,21 @@ async fn a_server_request_on_a_calls_stream_goes_to_that_calls_client() {
     let (link_b, mut asked_b) = scripted("b");
     let a = with_client(
         link_a,
-        connection.request("tools/call", Some(json!({"name": "asks"})), None, None),
+        connection.request(
+            "tools/call",
+            Some(json!({"name": "asks"})),
+            None,
+            Outbound::default(),
+        ),
     );
     let b = with_client(
         link_b,
-        connection.request("tools/call", Some(json!({"name": "slow"})), None, None),
+        connection.request(
+            "tools/call",
+            Some(json!({"name": "slow"})),
+            None,
+            Outbound::default(),
+        ),
     );
     let (a, b) = within(async { tokio::join!(a, b) }).await;
     assert_eq!(a.unwrap(), json!({"asked": true}));
