@@ -365,8 +365,9 @@ async fn request(
     let call_span = app.tracer.call(client_trace, &method);
     let audit = auditing::begin(&app, client, Some(&session), &method, params.as_ref());
     // The gateway in force now serves this request to its end, whatever
-    // reloads happen meanwhile.
+    // reloads happen meanwhile (and records it if it is cancelled).
     let gateway = app.live.current();
+    let recorder = Arc::clone(&gateway);
     let wants_progress = params
         .as_ref()
         .and_then(|p| p.pointer("/_meta/progressToken"))
@@ -458,7 +459,7 @@ async fn request(
         }
     };
     let cancel_calls = app.cancel_calls.clone();
-    let gateway = app.live.current();
+    let gateway = recorder;
     let audit_app = Arc::clone(&app);
     let task_id = id.clone();
     let panicked_id = id.clone();
