@@ -173,6 +173,39 @@ async fn a_repeated_read_is_answered_from_the_cache_and_a_hit_is_not_mirrored() 
 }
 
 #[tokio::test]
+async fn a_client_a_backend_may_ask_things_of_shares_no_cached_answer() {
+    let backend = TestBackend::start_named("b").await;
+    let proxy = proxy_with(&backend, "    cache: { tools: 1h }\n", "").await;
+    // Two clients that declared sampling: a backend's answer to one may
+    // rest on what that client's model said, so each gets its own call.
+    for _ in 0..2 {
+        let asked = RawClient::new(proxy.url());
+        asked.initialize_declaring(json!({ "sampling": {} })).await;
+        for _ in 0..2 {
+            let answer = asked
+                .call_tool("search/echo", json!({ "message": "same" }))
+                .await;
+            assert_eq!(text(&answer), "same");
+        }
+    }
+    assert_eq!(backend.calls("echo"), 2, "one call per asking client");
+    // Clients that cannot be asked anything share the cache as before.
+    for _ in 0..2 {
+        let plain = client(&proxy).await;
+        let answer = plain
+            .call_tool("search/echo", json!({ "message": "same" }))
+            .await;
+        assert_eq!(text(&answer), "same");
+    }
+    assert_eq!(
+        backend.calls("echo"),
+        3,
+        "one more call for both plain clients"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn identical_concurrent_reads_share_one_backend_call() {
     let backend = TestBackend::start_named("b").await;
     let proxy = proxy_with(&backend, "    coalesce: true\n", "").await;

@@ -64,15 +64,25 @@ impl Gateway {
     }
 
     /// Who may share a call's answer through the cache or coalescing: only
-    /// the same caller (with `auth:`, answers may differ by caller), and
-    /// under a sticky canary split only the same side of it.
+    /// the same caller (with `auth:`, answers may differ by caller), under
+    /// a sticky canary split only the same side of it, and nobody else at
+    /// all for a client the backend may ask things of (sampling,
+    /// elicitation, roots): its answer may be built from that client's
+    /// replies, and a shared call would ask only one of its clients.
     fn audience(&self, session: &Session, backend: usize) -> Option<String> {
         let side = self.traffic.audience(backend, session.id());
-        match (session.caller(), side) {
-            (None, side) => side,
-            (Some(caller), None) => Some(caller.subject.clone()),
-            (Some(caller), Some(side)) => Some(format!("{}\n{side}", caller.subject)),
-        }
+        let own = session
+            .may_be_asked()
+            .then(|| format!("session {}", session.id()));
+        let parts: Vec<&str> = [
+            session.caller().map(|c| c.subject.as_str()),
+            side.as_deref(),
+            own.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!parts.is_empty()).then(|| parts.join("\n"))
     }
 
     /// The backend, own name and shaped params of a tool call or prompt.

@@ -57,6 +57,19 @@ impl Session {
             .set(capabilities.cloned().unwrap_or(Value::Null));
     }
 
+    /// Whether its client declared something a backend may ask it for
+    /// (`sampling`, `elicitation`, `roots`).
+    pub(crate) fn may_be_asked(&self) -> bool {
+        self.client_capabilities
+            .get()
+            .and_then(Value::as_object)
+            .is_some_and(|declared| {
+                ["sampling", "elicitation", "roots"]
+                    .iter()
+                    .any(|capability| declared.contains_key(*capability))
+            })
+    }
+
     /// Hand a client's JSON-RPC response to the request it answers; false
     /// when no request of the proxy waits under its id.
     pub(crate) fn answer(&self, response: Value) -> bool {
